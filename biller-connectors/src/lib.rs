@@ -1,0 +1,1 @@
+//! Biller connectors (filled by the dispatch issue).

@@ -1,0 +1,101 @@
+//! The channel-facing HTTP API (axum, JSON, `/v1`). Thin: it parses and
+//! authenticates, hands work to `intake` and the store, and maps results to
+//! responses.
+
+mod auth;
+mod billers;
+mod health;
+mod payments;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::secrets::MasterKey;
+use crate::config::Config;
+use crate::intake::{BillerDirectory, Intake};
+use crate::store::Store;
+
+pub use auth::{KeyCache, RateLimits};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub billers: BillerDirectory,
+    pub keys: Arc<KeyCache>,
+    pub rate_limits: Arc<RateLimits>,
+    pub master_key: MasterKey,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Builds the state and starts the intake writer and the biller refresh.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        master_key: MasterKey,
+        config: Config,
+    ) -> anyhow::Result<AppState> {
+        let billers = BillerDirectory::load(&*store).await?;
+        billers.spawn_refresh(
+            store.clone(),
+            Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
+        );
+        let intake = Intake::start(
+            store.clone(),
+            config.intake.queue_capacity,
+            config.intake.max_batch,
+            config.intake.max_inflight_batches,
+        );
+        Ok(AppState {
+            keys: Arc::new(KeyCache::new(Duration::from_millis(
+                config.auth.key_cache_ttl_ms,
+            ))),
+            rate_limits: Arc::new(RateLimits::default()),
+            store,
+            intake,
+            billers,
+            master_key,
+            config: Arc::new(config),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.http.max_body_bytes;
+    let concurrency = state.config.http.max_concurrent_requests.max(1);
+    Router::new()
+        .route("/v1/billers", get(billers::list))
+        .route("/v1/payments", post(payments::create).get(payments::find))
+        .route("/v1/payments/{id}", get(payments::get_one))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(health::openapi))
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

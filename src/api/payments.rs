@@ -1,0 +1,365 @@
+//! `POST /v1/payments` (idempotent), `GET /v1/payments/{id}`,
+//! `GET /v1/payments?channel_reference=`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DurationRound, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::auth::{nonce_reused, Signed};
+use super::problem::ApiError;
+use super::AppState;
+use crate::domain::ids::PaymentId;
+use crate::domain::ledger::Journal;
+use crate::domain::payment::{
+    mask_account, valid_idempotency_key, Payment, PaymentRequest, PaymentRequestBody,
+    PaymentStatus, RequestError,
+};
+use crate::intake::IntakeError;
+use crate::store::{AcceptItem, AcceptOutcome};
+
+/// The public view of a payment.
+pub fn payment_json(p: &Payment) -> Value {
+    json!({
+        "id": p.id,
+        "status": p.status,
+        "biller_id": p.biller_id,
+        "account_number": p.account_number,
+        "amount": p.amount.amount().to_string(),
+        "currency": p.amount.currency().code(),
+        "bill_reference": p.bill_reference,
+        "channel_reference": p.channel_reference,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    })
+}
+
+const FIELDS: &[(&str, bool)] = &[
+    ("biller_id", true),
+    ("account_number", true),
+    ("amount", true),
+    ("currency", true),
+    ("bill_reference", false),
+    ("channel_reference", true),
+];
+
+/// Reads the body: a JSON object whose every field is a string (amounts are
+/// decimal strings, never JSON numbers), with no unknown fields.
+fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {e}"))
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "body must be a JSON object",
+        ));
+    };
+    let mut obj: Map<String, Value> = obj;
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
+        return Err(ApiError::unprocessable(
+            "unknown_field",
+            format!(
+                "unknown field {:?}",
+                unknown.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    for (field, required) in FIELDS {
+        match obj.get(*field) {
+            None | Some(Value::Null) if *required => {
+                return Err(ApiError::unprocessable(
+                    "missing_field",
+                    format!("{field} is required"),
+                )
+                .field(field))
+            }
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(Value::Number(_)) if *field == "amount" => {
+                return Err(ApiError::unprocessable(
+                    "invalid_amount",
+                    "amount must be a decimal string such as \"123.45\", not a JSON number",
+                )
+                .field("amount"))
+            }
+            Some(_) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!("{field} must be a string"),
+                )
+                .field(field))
+            }
+        }
+    }
+    let mut take = |f: &str| match obj.remove(f) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    Ok(PaymentRequestBody {
+        biller_id: take("biller_id").unwrap_or_default(),
+        account_number: take("account_number").unwrap_or_default(),
+        amount: take("amount").unwrap_or_default(),
+        currency: take("currency").unwrap_or_default(),
+        bill_reference: take("bill_reference"),
+        channel_reference: take("channel_reference").unwrap_or_default(),
+    })
+}
+
+fn request_error(e: RequestError) -> ApiError {
+    use crate::domain::biller::PaymentAmountError;
+    use crate::domain::money::MoneyError;
+    match e {
+        RequestError::FieldLength { field, .. } => {
+            ApiError::unprocessable("invalid_field", e.to_string()).field(field)
+        }
+        RequestError::UnknownBiller(_) => {
+            ApiError::unprocessable("unknown_biller", e.to_string()).field("biller_id")
+        }
+        RequestError::BillerSuspended(_) => {
+            ApiError::unprocessable("biller_suspended", e.to_string()).field("biller_id")
+        }
+        RequestError::BillerMaintenance { until, .. } => {
+            let secs = (until - Utc::now()).num_seconds().max(1) as u64;
+            ApiError::unavailable("biller_in_maintenance", e.to_string()).retry_after(secs)
+        }
+        RequestError::CurrencyMismatch { .. } => {
+            ApiError::unprocessable("currency_mismatch", e.to_string()).field("currency")
+        }
+        RequestError::Account(_) => {
+            ApiError::unprocessable("invalid_account_number", e.to_string()).field("account_number")
+        }
+        RequestError::Amount(PaymentAmountError::Rule(_)) => {
+            ApiError::unprocessable("amount_out_of_range", e.to_string()).field("amount")
+        }
+        RequestError::Amount(PaymentAmountError::Money(MoneyError::NotPositive)) => {
+            ApiError::unprocessable("invalid_amount", "amount must be greater than zero")
+                .field("amount")
+        }
+        RequestError::Amount(_) => {
+            ApiError::unprocessable("invalid_amount", e.to_string()).field("amount")
+        }
+    }
+}
+
+fn replayed(status: u16, body: String, replay: bool) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replay {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// How often a taken key is looked up again before giving up (the holder
+/// of the key may have released it in the meantime).
+const KEY_TAKEN_ROUNDS: usize = 3;
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    signed: Signed,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_idempotency_key",
+                "the Idempotency-Key header is required",
+            )
+        })?
+        .to_str()
+        .ok()
+        .filter(|k| valid_idempotency_key(k))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-128 visible ASCII characters",
+            )
+        })?
+        .to_string();
+    let json_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json_ct {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("truncating to microseconds");
+    let billers = state.billers.snapshot();
+    let parsed = parse_body(&signed.body).and_then(|body| {
+        PaymentRequest::parse(signed.channel.id.clone(), body, |id| billers.get(id), now)
+            .map_err(request_error)
+    });
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            // A replayed nonce is a 401 whatever the body says.
+            signed.check_nonce_unused(&state).await?;
+            return Err(e);
+        }
+    };
+    let payment_id = PaymentId::new();
+    let span = tracing::info_span!("payment", payment_id = %payment_id, channel = %request.channel_id, biller = %request.biller_id, account = %mask_account(&request.account_number));
+    let _enter = span.enter();
+    let payment = Payment {
+        id: payment_id,
+        channel_id: request.channel_id.clone(),
+        channel_reference: request.channel_reference.clone(),
+        biller_id: request.biller_id.clone(),
+        account_number: request.account_number.clone(),
+        bill_reference: request.bill_reference.clone(),
+        amount: request.amount,
+        status: PaymentStatus::Received,
+        created_at: now,
+        updated_at: now,
+    };
+    let body = payment_json(&payment).to_string();
+    let item = AcceptItem {
+        payment_id,
+        journal: Journal::payment_accepted(
+            payment_id,
+            &request.channel_id,
+            &request.biller_id,
+            request.amount,
+        ),
+        fingerprint: request.fingerprint(),
+        request,
+        idempotency_key: key.clone(),
+        response_status: StatusCode::CREATED.as_u16(),
+        response_body: body.clone(),
+        key_id: signed.key_id.clone(),
+        nonce: Some(signed.nonce.clone()),
+        received_at: now,
+    };
+    drop(_enter);
+    let fingerprint = item.fingerprint;
+    let channel_reference = item.request.channel_reference.clone();
+    let mut item = Some(item);
+    for _ in 0..KEY_TAKEN_ROUNDS {
+        let outcome = state
+            .intake
+            .accept(item.clone().expect("item kept for retry"))
+            .await
+            .map_err(|e| match e {
+                IntakeError::Overloaded => ApiError::unavailable(
+                    "overloaded",
+                    "too many payments in flight; retry with the same Idempotency-Key",
+                ),
+                IntakeError::Closed => ApiError::unavailable(
+                    "shutting_down",
+                    "the service is shutting down; retry with the same Idempotency-Key",
+                ),
+                IntakeError::Store(e) => e.into(),
+            })?;
+        match outcome {
+            AcceptOutcome::Accepted => {
+                tracing::info!(payment_id = %payment_id, "payment accepted");
+                return Ok(replayed(StatusCode::CREATED.as_u16(), body, false));
+            }
+            AcceptOutcome::NonceReused => return Err(nonce_reused()),
+            AcceptOutcome::DuplicateChannelReference => {
+                let existing = state.store.payment_by_reference(&signed.channel.id, &channel_reference).await?;
+                return Err(ApiError::conflict(
+                    "duplicate_channel_reference",
+                    match existing {
+                        Some(p) => format!("channel_reference {channel_reference:?} is already used by payment {}", p.id),
+                        None => format!("channel_reference {channel_reference:?} is already used"),
+                    },
+                )
+                .field("channel_reference"));
+            }
+            AcceptOutcome::KeyTaken => match state.store.idempotency_record(&signed.channel.id, &key).await? {
+                Some(rec) if rec.request_hash == fingerprint => {
+                    return Ok(replayed(rec.response_status, rec.response_body, true));
+                }
+                Some(rec) => {
+                    return Err(ApiError::conflict(
+                        "idempotency_key_reused",
+                        format!("Idempotency-Key {key:?} was used for another request (payment {}); use a new key for a new payment", rec.payment_id),
+                    ))
+                }
+                // Released by a request that lost on its channel reference: try
+                // again. The nonce was recorded by the first attempt.
+                None => {
+                    if let Some(i) = item.as_mut() {
+                        i.nonce = None;
+                    }
+                }
+            },
+        }
+    }
+    Err(ApiError::unavailable(
+        "contention",
+        "the Idempotency-Key is contended; retry with the same key",
+    ))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    signed.consume_nonce(&state).await?;
+    let not_found = || {
+        ApiError::not_found(
+            "payment_not_found",
+            format!("no payment {id} for this channel"),
+        )
+    };
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let p = state
+        .store
+        .payment(&signed.channel.id, PaymentId(uuid))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(payment_json(&p)))
+}
+
+#[derive(Deserialize)]
+pub struct FindQuery {
+    channel_reference: Option<String>,
+}
+
+pub async fn find(
+    State(state): State<AppState>,
+    Query(q): Query<FindQuery>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    signed.consume_nonce(&state).await?;
+    let reference = q
+        .channel_reference
+        .filter(|r| !r.is_empty() && r.chars().count() <= 64)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_query",
+                "give ?channel_reference= (1-64 characters)",
+            )
+        })?;
+    let found = state
+        .store
+        .payment_by_reference(&signed.channel.id, &reference)
+        .await?;
+    Ok(Json(
+        json!({ "data": found.iter().map(payment_json).collect::<Vec<_>>() }),
+    ))
+}

@@ -1,0 +1,216 @@
+//! The biller seed file (TOML), parsed into domain billers. Every error
+//! names the biller and the field.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::Deserialize;
+
+use crate::domain::biller::{
+    AccountRule, AmountRule, Biller, BillerKind, BillerStatus, Cutoff, MaintenanceWindow,
+};
+use crate::domain::check_digit::CheckDigit;
+use crate::domain::ids::{BillerId, ConnectorId};
+use crate::domain::money::{Currency, Money};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    biller: Vec<BillerToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillerToml {
+    id: String,
+    name: String,
+    kind: String,
+    currency: String,
+    #[serde(default = "active")]
+    status: String,
+    cutoff: String,
+    timezone: String,
+    routes: Vec<String>,
+    account: AccountToml,
+    amount: AmountToml,
+    maintenance: Option<MaintenanceToml>,
+}
+
+fn active() -> String {
+    "active".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountToml {
+    pattern: String,
+    check_digit: Option<String>,
+    example: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmountToml {
+    #[serde(default)]
+    partial: bool,
+    #[serde(default)]
+    overpay: bool,
+    min: String,
+    max: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceToml {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Vec<Biller>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse(text: &str) -> anyhow::Result<Vec<Biller>> {
+    let file: File = toml::from_str(text)?;
+    if file.biller.is_empty() {
+        bail!("no [[biller]] entries");
+    }
+    let mut out: Vec<Biller> = Vec::with_capacity(file.biller.len());
+    for b in file.biller {
+        let id = b.id.clone();
+        let biller = convert(b).with_context(|| format!("biller {id:?}"))?;
+        if out.iter().any(|o| o.id == biller.id) {
+            bail!("biller {id:?} appears twice");
+        }
+        out.push(biller);
+    }
+    Ok(out)
+}
+
+fn convert(b: BillerToml) -> anyhow::Result<Biller> {
+    let currency = Currency::from_code(&b.currency)?;
+    let check_digit = b
+        .account
+        .check_digit
+        .as_deref()
+        .map(|n| {
+            CheckDigit::from_name(n)
+                .with_context(|| format!("account.check_digit {n:?}: use \"luhn\" or \"mod11\""))
+        })
+        .transpose()?;
+    let money =
+        |field: &str, s: &str| Money::parse(s, currency).with_context(|| format!("amount.{field}"));
+    let min = money("min", &b.amount.min)?;
+    let max = money("max", &b.amount.max)?;
+    if max.amount() < min.amount() {
+        bail!(
+            "amount.max {} is below amount.min {}",
+            max.amount(),
+            min.amount()
+        );
+    }
+    let status = match b.status.as_str() {
+        "active" => BillerStatus::Active,
+        "suspended" => BillerStatus::Suspended,
+        other => bail!("status {other:?}: use \"active\" or \"suspended\""),
+    };
+    let maintenance = match b.maintenance {
+        Some(m) if m.end <= m.start => bail!("maintenance.end must be after maintenance.start"),
+        Some(m) => Some(MaintenanceWindow {
+            start: m.start,
+            end: m.end,
+        }),
+        None => None,
+    };
+    if b.routes.is_empty() {
+        bail!("routes: give at least one connector id");
+    }
+    let routes = b
+        .routes
+        .iter()
+        .map(|r| ConnectorId::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Biller {
+        id: BillerId::parse(&b.id)?,
+        name: b.name,
+        kind: BillerKind::parse(&b.kind)
+            .with_context(|| format!("kind {:?}: use water, electricity or gas", b.kind))?,
+        currency,
+        account_rule: AccountRule::new(&b.account.pattern, check_digit, b.account.example)?,
+        amount_rule: AmountRule {
+            partial: b.amount.partial,
+            overpay: b.amount.overpay,
+            min,
+            max,
+        },
+        status,
+        maintenance,
+        cutoff: Cutoff {
+            time: NaiveTime::parse_from_str(&b.cutoff, "%H:%M")
+                .with_context(|| format!("cutoff {:?}: use HH:MM", b.cutoff))?,
+            zone: b.timezone.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "timezone {:?} is not an IANA zone such as Asia/Shanghai",
+                    b.timezone
+                )
+            })?,
+        },
+        routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_seed_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml");
+        let billers = load(&path).unwrap();
+        assert!(billers.len() >= 6);
+        for kind in [BillerKind::Water, BillerKind::Electricity, BillerKind::Gas] {
+            assert!(
+                billers.iter().filter(|b| b.kind == kind).count() >= 2,
+                "{kind:?}"
+            );
+        }
+        for b in &billers {
+            let ex = b
+                .account_rule
+                .example
+                .as_deref()
+                .expect("every seed biller has an example account");
+            b.account_rule.check(ex).unwrap();
+        }
+    }
+
+    #[test]
+    fn errors_name_the_biller_and_field() {
+        let text = r#"
+[[biller]]
+id = "x-water"
+name = "X"
+kind = "water"
+currency = "CNY"
+cutoff = "23:00"
+timezone = "Asia/Shanghai"
+routes = ["water-direct"]
+account = { pattern = "[0-9]{8}" }
+amount = { min = "1.001", max = "10" }
+"#;
+        let err = format!("{:#}", parse(text).unwrap_err());
+        assert!(
+            err.contains("x-water") && err.contains("amount.min"),
+            "{err}"
+        );
+        let bad_kind = text
+            .replace("\"water\"\ncurrency", "\"steam\"\ncurrency")
+            .replace("1.001", "1");
+        let err = format!("{:#}", parse(&bad_kind).unwrap_err());
+        assert!(err.contains("steam"), "{err}");
+    }
+}

@@ -1,0 +1,453 @@
+//! The `billclear` command line.
+
+pub mod billers_file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::secrets::{generate_key_id, MasterKey, Secret};
+use crate::config::Config;
+use crate::domain::channel::{check_callback_url, Channel, ChannelStatus};
+use crate::domain::ids::ChannelId;
+use crate::store::postgres::{self, PgStore};
+use crate::store::{BillerStore, ChannelStore, LedgerStore, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "billclear",
+    version,
+    about = "Utility bill payment clearing: signed intake, double-entry ledger, dispatch, settlement, reconciliation"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./billclear.toml when present.
+    /// Every key can be overridden by BILLCLEAR_* variables, e.g. BILLCLEAR_DATABASE__URL.
+    #[arg(long, global = true, env = "BILLCLEAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Apply the SQL migrations to the configured database.
+    Migrate,
+    /// Run the channel API.
+    Serve(ServeArgs),
+    /// The biller registry.
+    #[command(subcommand)]
+    Billers(BillersCommand),
+    /// Payment apps (channels) and their API keys.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+    /// Read the ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Benchmarks that measure and print figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create the configured database when it does not exist.
+    Create,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides http.listen).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand)]
+pub enum BillersCommand {
+    /// Import (insert or update) billers from a TOML seed file.
+    Import { file: PathBuf },
+    /// List billers with their rules, status and routes.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ChannelsCommand {
+    /// Add a channel; prints its first key id and secret ONCE.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Where final payment states are pushed (http or https).
+        #[arg(long)]
+        callback_url: String,
+        /// Requests per second allowed to this channel (per process).
+        #[arg(long, default_value_t = 1000)]
+        rate_limit_rps: u32,
+    },
+    /// List channels and their key ids (never secrets).
+    List {
+        /// Print channel ids only, one per line.
+        #[arg(long)]
+        quiet_ids: bool,
+    },
+    /// Disable a channel: all its requests get 401.
+    Disable { id: String },
+    /// Enable a disabled channel.
+    Enable { id: String },
+    /// Issue another key for a channel (rotation); prints the secret ONCE.
+    NewKey { id: String },
+    /// Disable one key.
+    DisableKey { key_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Pending and posted balance of an account, e.g. biller:sh-water:payable:CNY.
+    Balance { account: String },
+    /// Check every journal balances and every payment has exactly one pending transfer.
+    Audit,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Signed HTTP payment intake: throughput and latency, then a ledger audit.
+    Intake(crate::bench::intake::IntakeBenchArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    // A benchmark prints figures; per-request logs would only slow it down.
+    let filter = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => config.log.filter.as_str(),
+    };
+    crate::telemetry::init(filter, &config.log.format);
+    match cli.command {
+        Command::Db(DbCommand::Create) => {
+            let (server, name) = split_db_url(&config.database.url)?;
+            postgres::create_database(&server, &name).await?;
+            println!("database {name} is ready");
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = connect(&config).await?;
+            store.migrate().await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(args) => serve(config, args).await,
+        Command::Billers(cmd) => billers(config, cmd).await,
+        Command::Channels(cmd) => channels(config, cmd).await,
+        Command::Ledger(cmd) => ledger(config, cmd).await,
+        Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
+    }
+}
+
+/// Splits a postgres URL into (URL of the server's `postgres` database, database name).
+pub fn split_db_url(url: &str) -> anyhow::Result<(String, String)> {
+    let without_query = url.split('?').next().unwrap_or(url);
+    let name = without_query
+        .rsplit_once('/')
+        .map(|(head, name)| (head.contains("://") && !head.ends_with('/'), name))
+        .filter(|(ok, name)| *ok && !name.is_empty())
+        .map(|(_, name)| name.to_string())
+        .with_context(|| format!("database URL {url:?} names no database"))?;
+    Ok((postgres::with_database(url, "postgres"), name))
+}
+
+async fn connect(config: &Config) -> anyhow::Result<PgStore> {
+    PgStore::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {} (run `billclear db create` and `billclear migrate` first?)",
+                redact(&config.database.url)
+            )
+        })
+}
+
+/// Hides a password in a database URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    match &config.security.master_key {
+        Some(k) => MasterKey::from_base64(k).context("security.master_key"),
+        None => MasterKey::load_or_create(&config.security.master_key_file),
+    }
+}
+
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let listen = args.listen.unwrap_or(config.http.listen);
+    let key = master_key(&config)?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s);
+    let state = crate::api::AppState::start(store, key, config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, "billclear API listening");
+    println!("billclear API listening on http://{listen}  (OpenAPI: http://{listen}/openapi.json)");
+    crate::api::serve(listener, state, shutdown_signal()).await
+}
+
+/// Deletes nonces older than the retention once a minute.
+pub fn spawn_nonce_pruner(store: Arc<dyn Store>, retention_s: i64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let before = chrono::Utc::now() - chrono::Duration::seconds(retention_s);
+            match store.prune_nonces(before).await {
+                Ok(n) if n > 0 => tracing::debug!(pruned = n, "old nonces pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "nonce pruning failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    match cmd {
+        BillersCommand::Import { file } => {
+            let list = billers_file::load(&file)?;
+            store.upsert_billers(&list).await?;
+            println!("imported {} billers from {}", list.len(), file.display());
+            for b in &list {
+                println!("  {:<16} {:<12} {}", b.id, b.kind.as_str(), b.name);
+            }
+        }
+        BillersCommand::List => {
+            let now = chrono::Utc::now();
+            println!(
+                "{:<16} {:<12} {:<4} {:<10} {:<8} {:<22} {:<14} ROUTES",
+                "ID", "KIND", "CUR", "STATUS", "AMOUNT", "MIN..MAX", "CUTOFF"
+            );
+            for b in store.load_billers().await? {
+                let status = match b.availability(now) {
+                    crate::domain::biller::Availability::Available => "active".to_string(),
+                    crate::domain::biller::Availability::Suspended => "suspended".to_string(),
+                    crate::domain::biller::Availability::Maintenance { .. } => "maint".to_string(),
+                };
+                println!(
+                    "{:<16} {:<12} {:<4} {:<10} {:<8} {:<22} {:<14} {}",
+                    b.id,
+                    b.kind.as_str(),
+                    b.currency,
+                    status,
+                    b.amount_rule.mode(),
+                    format!(
+                        "{}..{}",
+                        b.amount_rule.min.amount(),
+                        b.amount_rule.max.amount()
+                    ),
+                    format!(
+                        "{} {}",
+                        b.cutoff.time.format("%H:%M"),
+                        b.cutoff.zone.name().rsplit('/').next().unwrap_or("")
+                    ),
+                    b.routes
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" > ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a channel and its first key; returns (key id, secret).
+pub async fn add_channel(
+    store: &dyn Store,
+    key: &MasterKey,
+    channel: &Channel,
+) -> anyhow::Result<(String, Secret)> {
+    check_callback_url(&channel.callback_url)?;
+    let key_id = generate_key_id();
+    let secret = Secret::generate();
+    store
+        .create_channel(channel, &key_id, &key.seal(&key_id, &secret))
+        .await?;
+    Ok((key_id, secret))
+}
+
+async fn channels(config: Config, cmd: ChannelsCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    match cmd {
+        ChannelsCommand::Add {
+            id,
+            name,
+            callback_url,
+            rate_limit_rps,
+        } => {
+            anyhow::ensure!(rate_limit_rps >= 1, "--rate-limit-rps must be at least 1");
+            let channel = Channel {
+                id: ChannelId::parse(&id)?,
+                name,
+                callback_url,
+                status: ChannelStatus::Active,
+                rate_limit_rps,
+            };
+            let (key_id, secret) = add_channel(&store, &master_key(&config)?, &channel).await?;
+            print_secret(&channel.id, &key_id, &secret);
+        }
+        ChannelsCommand::List { quiet_ids } => {
+            let list = store.list_channels().await?;
+            if quiet_ids {
+                list.iter().for_each(|(c, _)| println!("{}", c.id));
+                return Ok(());
+            }
+            println!(
+                "{:<14} {:<9} {:<8} {:<40} KEYS",
+                "ID", "STATUS", "RPS", "CALLBACK"
+            );
+            for (c, keys) in list {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{}{}", k.key_id, if k.active { "" } else { " (disabled)" }))
+                    .collect();
+                println!(
+                    "{:<14} {:<9} {:<8} {:<40} {}",
+                    c.id,
+                    c.status.as_str(),
+                    c.rate_limit_rps,
+                    c.callback_url,
+                    keys.join(", ")
+                );
+            }
+        }
+        ChannelsCommand::Disable { id } => {
+            store
+                .set_channel_status(&ChannelId::parse(&id)?, ChannelStatus::Disabled)
+                .await?;
+            println!("channel {id} disabled (takes effect within auth.key_cache_ttl_ms in every process)");
+        }
+        ChannelsCommand::Enable { id } => {
+            store
+                .set_channel_status(&ChannelId::parse(&id)?, ChannelStatus::Active)
+                .await?;
+            println!("channel {id} enabled");
+        }
+        ChannelsCommand::NewKey { id } => {
+            let channel = ChannelId::parse(&id)?;
+            let key = master_key(&config)?;
+            let key_id = generate_key_id();
+            let secret = Secret::generate();
+            store
+                .add_key(&channel, &key_id, &key.seal(&key_id, &secret))
+                .await?;
+            print_secret(&channel, &key_id, &secret);
+        }
+        ChannelsCommand::DisableKey { key_id } => {
+            store.disable_key(&key_id).await?;
+            println!("key {key_id} disabled (takes effect within auth.key_cache_ttl_ms in every process)");
+        }
+    }
+    Ok(())
+}
+
+fn print_secret(channel: &ChannelId, key_id: &str, secret: &Secret) {
+    println!("channel: {channel}");
+    println!("key_id:  {key_id}");
+    println!("secret:  {}", secret.expose_text());
+    println!("The secret is shown only this once and is stored sealed; give it to the channel over a secure path.");
+}
+
+async fn ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    match cmd {
+        LedgerCommand::Balance { account } => {
+            let b = store
+                .balance(&account)
+                .await?
+                .with_context(|| format!("no account {account:?}"))?;
+            println!("{account}");
+            println!(
+                "  pending  debits {:>18}  credits {:>18}",
+                b.pending_debits, b.pending_credits
+            );
+            println!(
+                "  posted   debits {:>18}  credits {:>18}",
+                b.posted_debits, b.posted_credits
+            );
+        }
+        LedgerCommand::Audit => {
+            let a = store.audit().await?;
+            println!(
+                "journals {}  entries {}  payments {}",
+                a.journals, a.entries, a.payments
+            );
+            println!("debits {}  credits {}", a.total_debits, a.total_credits);
+            println!(
+                "unbalanced journals {}  journals under two entries {}",
+                a.unbalanced_journals, a.short_journals
+            );
+            println!(
+                "payments without exactly one pending transfer {}",
+                a.payments_without_exactly_one_transfer
+            );
+            anyhow::ensure!(
+                a.balanced() && a.payments_exactly_once(),
+                "ledger audit FAILED"
+            );
+            println!("ledger audit OK");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_url_split_and_redact() {
+        assert_eq!(
+            split_db_url("postgres://u@h:5432/billclear").unwrap(),
+            (
+                "postgres://u@h:5432/postgres".to_string(),
+                "billclear".to_string()
+            )
+        );
+        assert!(split_db_url("postgres://u@h:5432").is_err());
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

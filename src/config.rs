@@ -1,0 +1,195 @@
+//! Configuration: a TOML file plus `BILLCLEAR_*` environment overrides
+//! (nested keys with `__`: `BILLCLEAR_DATABASE__URL`). Every key is
+//! documented in `ops/billclear.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub intake: IntakeConfig,
+    pub security: SecurityConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL of the system of record.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests answered at once by one process; more wait, then 503.
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A request's timestamp may be this far from the server clock.
+    pub max_clock_skew_s: i64,
+    /// How long a key looked up in the database is trusted (disabling a
+    /// key takes effect within this time in every process).
+    pub key_cache_ttl_ms: u64,
+    /// How long used nonces are kept (must exceed twice the clock skew).
+    pub nonce_retention_s: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Payments waiting for a database commit; a full queue answers 503.
+    pub queue_capacity: usize,
+    /// Most payments committed in one database transaction.
+    pub max_batch: usize,
+    /// Batches being committed at once.
+    pub max_inflight_batches: usize,
+    /// How often the biller directory is reloaded from the database.
+    pub biller_refresh_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// File holding the base64 master key that seals channel secrets;
+    /// created (mode 0600) on first use. `BILLCLEAR_SECURITY__MASTER_KEY`
+    /// (the base64 key itself) takes precedence.
+    pub master_key_file: PathBuf,
+    pub master_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "billclear=debug,sqlx=warn".
+    pub filter: String,
+    /// "pretty" or "json".
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: DatabaseConfig {
+                url: "postgres://postgres@127.0.0.1:5432/billclear".into(),
+                max_connections: 16,
+            },
+            http: HttpConfig {
+                listen: "127.0.0.1:8080".parse().expect("literal address"),
+                max_body_bytes: 16 * 1024,
+                max_concurrent_requests: 4096,
+            },
+            auth: AuthConfig {
+                max_clock_skew_s: 300,
+                key_cache_ttl_ms: 2_000,
+                nonce_retention_s: 900,
+            },
+            intake: IntakeConfig {
+                queue_capacity: 20_000,
+                max_batch: 512,
+                max_inflight_batches: 2,
+                biller_refresh_ms: 5_000,
+            },
+            security: SecurityConfig {
+                master_key_file: ".billclear/master.key".into(),
+                master_key: None,
+            },
+            log: LogConfig {
+                filter: "info,sqlx=warn".into(),
+                format: "pretty".into(),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (when given, or `billclear.toml` when present),
+    /// then `BILLCLEAR_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(p) => {
+                if !p.exists() {
+                    anyhow::bail!("config file {} does not exist", p.display());
+                }
+                fig = fig.merge(Toml::file(p));
+            }
+            None if Path::new("billclear.toml").exists() => {
+                fig = fig.merge(Toml::file("billclear.toml"))
+            }
+            None => {}
+        }
+        let cfg: Config = fig
+            .merge(Env::prefixed("BILLCLEAR_").split("__"))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.database.max_connections >= 2,
+            "database.max_connections must be at least 2"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.intake.max_batch),
+            "intake.max_batch must be 1..=10000"
+        );
+        anyhow::ensure!(
+            self.intake.max_inflight_batches >= 1,
+            "intake.max_inflight_batches must be at least 1"
+        );
+        anyhow::ensure!(
+            self.auth.nonce_retention_s > 2 * self.auth.max_clock_skew_s,
+            "auth.nonce_retention_s must exceed twice auth.max_clock_skew_s, or a replay could slip through"
+        );
+        anyhow::ensure!(
+            (1024..=1024 * 1024).contains(&self.http.max_body_bytes),
+            "http.max_body_bytes must be 1 KiB..1 MiB"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_is_complete_and_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billclear.example.toml");
+        let cfg: Config = Figment::new()
+            .merge(Toml::file(&example))
+            .extract()
+            .expect("example config parses with no defaults");
+        cfg.check().unwrap();
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[database]\nurl = \"postgres://a/b\"\n")?;
+            jail.set_env("BILLCLEAR_DATABASE__MAX_CONNECTIONS", "7");
+            let cfg = Config::load(Some(Path::new("c.toml"))).expect("loads");
+            assert_eq!(cfg.database.url, "postgres://a/b");
+            assert_eq!(cfg.database.max_connections, 7);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,10 @@
+//! The pure domain: money, identifiers, billers, payments and ledger rules.
+//! Nothing here knows about SQL, HTTP or AMQP.
+
+pub mod biller;
+pub mod channel;
+pub mod check_digit;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod payment;

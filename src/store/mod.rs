@@ -1,0 +1,194 @@
+//! The store interface: everything billclear keeps, behind traits, so that
+//! the domain never sees SQL and a second store (an embedded SQLite file) is
+//! an addition, not a rewrite. `postgres` is the system of record.
+
+pub mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::domain::biller::Biller;
+use crate::domain::channel::{Channel, ChannelStatus};
+use crate::domain::ids::{ChannelId, PaymentId};
+use crate::domain::ledger::{AccountSpec, Balance, Journal};
+use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store refused the data (a constraint, a bad value): retrying the
+    /// same data will fail again.
+    #[error("store refused the data: {0}")]
+    Rejected(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store could not be reached or failed transiently: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One payment to accept, with everything its acceptance commits.
+#[derive(Debug, Clone)]
+pub struct AcceptItem {
+    pub payment_id: PaymentId,
+    pub request: PaymentRequest,
+    pub journal: Journal,
+    pub idempotency_key: String,
+    pub fingerprint: [u8; 32],
+    /// The response first given (stored for idempotent replays).
+    pub response_status: u16,
+    pub response_body: String,
+    pub key_id: String,
+    /// The request's nonce, recorded with the payment; None when an earlier
+    /// attempt of the same request recorded it already.
+    pub nonce: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Committed: payment, idempotency record, pending transfer, outbox row.
+    Accepted,
+    /// The request's nonce was used before: nothing written.
+    NonceReused,
+    /// The idempotency key is taken: read the stored record and replay or refuse.
+    KeyTaken,
+    /// Another payment of this channel has the same channel reference.
+    DuplicateChannelReference,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub request_hash: Vec<u8>,
+    pub payment_id: PaymentId,
+    pub response_status: u16,
+    pub response_body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub key_id: String,
+    pub channel: Channel,
+    pub sealed_secret: Vec<u8>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentEvent {
+    pub from: Option<PaymentStatus>,
+    pub to: PaymentStatus,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What an audit of the whole ledger found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAudit {
+    pub journals: i64,
+    pub entries: i64,
+    pub unbalanced_journals: i64,
+    pub short_journals: i64,
+    pub total_debits: Decimal,
+    pub total_credits: Decimal,
+    pub payments: i64,
+    /// Payments whose pending transfer is missing, duplicated, or of
+    /// another amount than the payment.
+    pub payments_without_exactly_one_transfer: i64,
+}
+
+impl LedgerAudit {
+    pub fn balanced(&self) -> bool {
+        self.unbalanced_journals == 0
+            && self.short_journals == 0
+            && self.total_debits == self.total_credits
+    }
+    pub fn payments_exactly_once(&self) -> bool {
+        self.payments_without_exactly_one_transfer == 0
+    }
+}
+
+#[async_trait]
+pub trait BillerStore: Send + Sync {
+    /// Inserts or updates billers (with routes and ledger accounts).
+    async fn upsert_billers(&self, billers: &[Biller]) -> StoreResult<()>;
+    async fn load_billers(&self) -> StoreResult<Vec<Biller>>;
+}
+
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Creates a channel with its first key and its receivable accounts.
+    async fn create_channel(
+        &self,
+        channel: &Channel,
+        key_id: &str,
+        sealed_secret: &[u8],
+    ) -> StoreResult<()>;
+    async fn add_key(
+        &self,
+        channel: &ChannelId,
+        key_id: &str,
+        sealed_secret: &[u8],
+    ) -> StoreResult<()>;
+    async fn set_channel_status(
+        &self,
+        channel: &ChannelId,
+        status: ChannelStatus,
+    ) -> StoreResult<()>;
+    async fn disable_key(&self, key_id: &str) -> StoreResult<()>;
+    async fn list_channels(&self) -> StoreResult<Vec<(Channel, Vec<KeyInfo>)>>;
+    async fn find_key(&self, key_id: &str) -> StoreResult<Option<StoredKey>>;
+    /// Records a nonce; false when the key used it before.
+    async fn record_nonce(&self, key_id: &str, nonce: &str) -> StoreResult<bool>;
+    async fn nonce_seen(&self, key_id: &str, nonce: &str) -> StoreResult<bool>;
+    async fn prune_nonces(&self, seen_before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Accepts a batch in ONE transaction; one outcome per item, in order.
+    async fn accept_payments(&self, items: &[AcceptItem]) -> StoreResult<Vec<AcceptOutcome>>;
+    async fn idempotency_record(
+        &self,
+        channel: &ChannelId,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    async fn payment(&self, channel: &ChannelId, id: PaymentId) -> StoreResult<Option<Payment>>;
+    async fn payment_by_reference(
+        &self,
+        channel: &ChannelId,
+        reference: &str,
+    ) -> StoreResult<Option<Payment>>;
+    /// Applies a decided transition and its ledger effect in one transaction.
+    /// Conflict when the payment is no longer in `transition.from`.
+    async fn apply_transition(&self, transition: &Transition) -> StoreResult<()>;
+    async fn payment_events(&self, id: PaymentId) -> StoreResult<Vec<PaymentEvent>>;
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    async fn ensure_accounts(&self, accounts: &[AccountSpec]) -> StoreResult<()>;
+    /// Pending and posted balance of an account, derived from its entries.
+    async fn balance(&self, account_code: &str) -> StoreResult<Option<Balance>>;
+    async fn audit(&self) -> StoreResult<LedgerAudit>;
+}
+
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Everything billclear keeps.
+pub trait Store: BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore {}
+impl<T: BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore> Store for T {}

@@ -1,0 +1,159 @@
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+use super::{db_err, PgStore};
+use crate::domain::biller::{
+    AccountRule, AmountRule, Biller, BillerKind, BillerStatus, Cutoff, MaintenanceWindow,
+};
+use crate::domain::check_digit::CheckDigit;
+use crate::domain::ids::{BillerId, ChannelId, ConnectorId};
+use crate::domain::ledger::AccountSpec;
+use crate::domain::money::{Currency, Money};
+use crate::store::{BillerStore, LedgerStore, StoreError, StoreResult};
+
+#[async_trait]
+impl BillerStore for PgStore {
+    async fn upsert_billers(&self, billers: &[Biller]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for b in billers {
+            let (mstart, mend) = match b.maintenance {
+                Some(w) => (Some(w.start), Some(w.end)),
+                None => (None, None),
+            };
+            sqlx::query(
+                "INSERT INTO billers (id, name, kind, currency, account_regex, account_check_digit,
+                    account_example, amount_partial, amount_overpay, amount_min, amount_max, status,
+                    maintenance_start, maintenance_end, cutoff_time, timezone)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                    currency = EXCLUDED.currency, account_regex = EXCLUDED.account_regex,
+                    account_check_digit = EXCLUDED.account_check_digit,
+                    account_example = EXCLUDED.account_example,
+                    amount_partial = EXCLUDED.amount_partial, amount_overpay = EXCLUDED.amount_overpay,
+                    amount_min = EXCLUDED.amount_min, amount_max = EXCLUDED.amount_max,
+                    status = EXCLUDED.status, maintenance_start = EXCLUDED.maintenance_start,
+                    maintenance_end = EXCLUDED.maintenance_end, cutoff_time = EXCLUDED.cutoff_time,
+                    timezone = EXCLUDED.timezone, updated_at = now()",
+            )
+            .bind(b.id.as_str())
+            .bind(&b.name)
+            .bind(b.kind.as_str())
+            .bind(b.currency.code())
+            .bind(b.account_rule.pattern())
+            .bind(b.account_rule.check_digit.map(|c| c.name()))
+            .bind(&b.account_rule.example)
+            .bind(b.amount_rule.partial)
+            .bind(b.amount_rule.overpay)
+            .bind(b.amount_rule.min.amount())
+            .bind(b.amount_rule.max.amount())
+            .bind(b.status.as_str())
+            .bind(mstart)
+            .bind(mend)
+            .bind(b.cutoff.time)
+            .bind(b.cutoff.zone.name())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query("DELETE FROM biller_routes WHERE biller_id = $1")
+                .bind(b.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            for (i, route) in b.routes.iter().enumerate() {
+                sqlx::query("INSERT INTO biller_routes (biller_id, priority, connector_id) VALUES ($1, $2, $3)")
+                    .bind(b.id.as_str())
+                    .bind((i + 1) as i16)
+                    .bind(route.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+
+        // Ledger accounts: each biller's payable, the system accounts, and a
+        // receivable for every channel in every biller currency.
+        let channels: Vec<String> = sqlx::query_scalar("SELECT id FROM channels")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut specs = Vec::new();
+        for b in billers {
+            specs.push(AccountSpec::biller_payable(&b.id, b.currency));
+            specs.extend(AccountSpec::system(b.currency));
+            for c in &channels {
+                let c = ChannelId::parse(c).map_err(|e| StoreError::Rejected(e.to_string()))?;
+                specs.push(AccountSpec::channel_receivable(&c, b.currency));
+            }
+        }
+        self.ensure_accounts(&specs).await
+    }
+
+    async fn load_billers(&self) -> StoreResult<Vec<Biller>> {
+        let rows = sqlx::query(
+            "SELECT b.*, coalesce((SELECT array_agg(r.connector_id ORDER BY r.priority)
+                 FROM biller_routes r WHERE r.biller_id = b.id), '{}') AS routes
+             FROM billers b ORDER BY b.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(row_to_biller).collect()
+    }
+}
+
+fn row_to_biller(r: &sqlx::postgres::PgRow) -> StoreResult<Biller> {
+    let bad = |what: &str, e: String| {
+        StoreError::Rejected(format!("stored biller has a bad {what}: {e}"))
+    };
+    let currency = Currency::from_code(r.get::<String, _>("currency").trim())
+        .map_err(|e| bad("currency", e.to_string()))?;
+    let money = |col: &str| -> StoreResult<Money> {
+        Money::new(r.get::<Decimal, _>(col), currency).map_err(|e| bad(col, e.to_string()))
+    };
+    let check_digit = r
+        .get::<Option<String>, _>("account_check_digit")
+        .map(|n| CheckDigit::from_name(&n).ok_or_else(|| bad("check digit", n)))
+        .transpose()?;
+    let account_rule = AccountRule::new(
+        &r.get::<String, _>("account_regex"),
+        check_digit,
+        r.get("account_example"),
+    )
+    .map_err(|e| bad("account rule", e.to_string()))?;
+    let start: Option<DateTime<Utc>> = r.get("maintenance_start");
+    let end: Option<DateTime<Utc>> = r.get("maintenance_end");
+    let zone: String = r.get("timezone");
+    let routes: Vec<String> = r.get("routes");
+    Ok(Biller {
+        id: BillerId::parse(&r.get::<String, _>("id")).map_err(|e| bad("id", e.to_string()))?,
+        name: r.get("name"),
+        kind: BillerKind::parse(&r.get::<String, _>("kind"))
+            .ok_or_else(|| bad("kind", String::new()))?,
+        currency,
+        account_rule,
+        amount_rule: AmountRule {
+            partial: r.get("amount_partial"),
+            overpay: r.get("amount_overpay"),
+            min: money("amount_min")?,
+            max: money("amount_max")?,
+        },
+        status: match r.get::<String, _>("status").as_str() {
+            "active" => BillerStatus::Active,
+            _ => BillerStatus::Suspended,
+        },
+        maintenance: start
+            .zip(end)
+            .map(|(start, end)| MaintenanceWindow { start, end }),
+        cutoff: Cutoff {
+            time: r.get::<NaiveTime, _>("cutoff_time"),
+            zone: zone.parse().map_err(|_| bad("time zone", zone.clone()))?,
+        },
+        routes: routes
+            .iter()
+            .map(|c| ConnectorId::parse(c).map_err(|e| bad("route", e.to_string())))
+            .collect::<StoreResult<_>>()?,
+    })
+}

@@ -1,0 +1,246 @@
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{db_err, PgStore};
+use crate::domain::ledger::{AccountSpec, Balance, Journal};
+use crate::domain::money::Currency;
+use crate::store::{LedgerAudit, LedgerStore, StoreError, StoreResult};
+
+/// Inserts journals and their entries: one statement for the headers, one
+/// for all entries (the database checks each journal's balance per
+/// statement and its entry count at commit).
+pub(super) async fn insert_journals(
+    tx: &mut Transaction<'_, Postgres>,
+    journals: &[&Journal],
+) -> StoreResult<()> {
+    if journals.is_empty() {
+        return Ok(());
+    }
+    let n = journals.len();
+    let (mut ids, mut kinds, mut resolves, mut payments, mut descs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let m = n * 2;
+    let (mut e_journal, mut e_code, mut e_currency, mut e_layer, mut e_side, mut e_amount) = (
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+    );
+    for j in journals {
+        ids.push(j.id);
+        kinds.push(j.kind.as_str());
+        resolves.push(j.resolves);
+        payments.push(j.payment_id.map(|p| p.0));
+        descs.push(j.description.as_str());
+        for e in j.entries() {
+            e_journal.push(j.id);
+            e_code.push(e.account.as_str());
+            e_currency.push(e.amount.currency().code());
+            e_layer.push(e.layer.as_str());
+            e_side.push(e.side.as_str());
+            e_amount.push(e.amount.amount());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO ledger_journals (id, kind, resolves, payment_id, description)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[])",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&resolves)
+    .bind(&payments)
+    .bind(&descs)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let expected = e_journal.len() as u64;
+    let inserted = sqlx::query(
+        "INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount)
+         SELECT u.journal_id, a.id, u.currency, u.layer, u.side, u.amount
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[])
+              AS u(journal_id, code, currency, layer, side, amount)
+         JOIN ledger_accounts a ON a.code = u.code",
+    )
+    .bind(&e_journal)
+    .bind(&e_code)
+    .bind(&e_currency)
+    .bind(&e_layer)
+    .bind(&e_side)
+    .bind(&e_amount)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if inserted != expected {
+        return Err(StoreError::Rejected(format!(
+            "ledger account missing: {} of {expected} entries name an account that does not exist",
+            expected - inserted
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl LedgerStore for PgStore {
+    async fn ensure_accounts(&self, accounts: &[AccountSpec]) -> StoreResult<()> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let codes: Vec<&str> = accounts.iter().map(|a| a.code.as_str()).collect();
+        let types: Vec<&str> = accounts.iter().map(|a| a.kind.as_str()).collect();
+        let currencies: Vec<&str> = accounts.iter().map(|a| a.currency.code()).collect();
+        let owner_kinds: Vec<&str> = accounts.iter().map(|a| a.owner.kind()).collect();
+        let owner_ids: Vec<Option<&str>> = accounts.iter().map(|a| a.owner.id()).collect();
+        sqlx::query(
+            "INSERT INTO ledger_accounts (code, type, currency, owner_kind, owner_id)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) ORDER BY 1
+             ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(&codes)
+        .bind(&types)
+        .bind(&currencies)
+        .bind(&owner_kinds)
+        .bind(&owner_ids)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn balance(&self, account_code: &str) -> StoreResult<Option<Balance>> {
+        let row = sqlx::query(
+            "SELECT a.currency::text AS currency,
+                coalesce(sum(e.amount) FILTER (WHERE e.layer = 'pending' AND e.side = 'debit'), 0) AS pd,
+                coalesce(sum(e.amount) FILTER (WHERE e.layer = 'pending' AND e.side = 'credit'), 0) AS pc,
+                coalesce(sum(e.amount) FILTER (WHERE e.layer = 'posted' AND e.side = 'debit'), 0) AS sd,
+                coalesce(sum(e.amount) FILTER (WHERE e.layer = 'posted' AND e.side = 'credit'), 0) AS sc
+             FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+             WHERE a.code = $1 GROUP BY a.currency",
+        )
+        .bind(account_code)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| {
+            let currency = Currency::from_code(r.get::<String, _>("currency").trim())
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            Ok(Balance {
+                currency,
+                pending_debits: r.get("pd"),
+                pending_credits: r.get("pc"),
+                posted_debits: r.get("sd"),
+                posted_credits: r.get("sc"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit(&self) -> StoreResult<LedgerAudit> {
+        let r = sqlx::query(
+            "SELECT
+               (SELECT count(*) FROM ledger_journals) AS journals,
+               (SELECT count(*) FROM ledger_entries) AS entries,
+               (SELECT count(*) FROM (
+                   SELECT 1 FROM ledger_entries GROUP BY journal_id, currency, layer
+                   HAVING sum(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0) u) AS unbalanced,
+               (SELECT count(*) FROM ledger_journals j
+                   WHERE (SELECT count(*) FROM ledger_entries e WHERE e.journal_id = j.id) < 2) AS short,
+               (SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE side = 'debit') AS debits,
+               (SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE side = 'credit') AS credits,
+               (SELECT count(*) FROM payments) AS payments,
+               (SELECT count(*) FROM payments p WHERE 1 <> (
+                   SELECT count(*) FROM ledger_journals j
+                   WHERE j.payment_id = p.id AND j.kind = 'pending' AND j.id = p.pending_journal_id
+                     AND (SELECT sum(e.amount) FROM ledger_entries e
+                          WHERE e.journal_id = j.id AND e.side = 'debit') = p.amount)
+                 OR 1 <> (SELECT count(*) FROM ledger_journals j
+                          WHERE j.payment_id = p.id AND j.kind = 'pending')) AS bad_payments",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(LedgerAudit {
+            journals: r.get("journals"),
+            entries: r.get("entries"),
+            unbalanced_journals: r.get("unbalanced"),
+            short_journals: r.get("short"),
+            total_debits: r.get::<Decimal, _>("debits"),
+            total_credits: r.get::<Decimal, _>("credits"),
+            payments: r.get("payments"),
+            payments_without_exactly_one_transfer: r.get("bad_payments"),
+        })
+    }
+}
+
+/// Reads a journal back (for posting or voiding it).
+pub(super) async fn load_journal(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> StoreResult<Journal> {
+    use crate::domain::ids::PaymentId;
+    use crate::domain::ledger::{Entry, JournalKind, Layer, Side};
+    use crate::domain::money::Money;
+    let head = sqlx::query(
+        "SELECT kind, resolves, payment_id, description FROM ledger_journals WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .ok_or_else(|| StoreError::NotFound(format!("journal {id}")))?;
+    let rows = sqlx::query(
+        "SELECT a.code, e.currency::text AS currency, e.layer, e.side, e.amount
+         FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE e.journal_id = $1 ORDER BY e.id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let bad = |s: String| StoreError::Rejected(format!("journal {id}: {s}"));
+    let entries = rows
+        .iter()
+        .map(|r| {
+            let currency = Currency::from_code(r.get::<String, _>("currency").trim())
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(Entry {
+                account: r.get("code"),
+                layer: if r.get::<String, _>("layer") == "pending" {
+                    Layer::Pending
+                } else {
+                    Layer::Posted
+                },
+                side: if r.get::<String, _>("side") == "debit" {
+                    Side::Debit
+                } else {
+                    Side::Credit
+                },
+                amount: Money::new(r.get("amount"), currency).map_err(|e| bad(e.to_string()))?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let kind = match head.get::<String, _>("kind").as_str() {
+        "pending" => JournalKind::Pending,
+        "post" => JournalKind::Post,
+        "void" => JournalKind::Void,
+        _ => JournalKind::Posted,
+    };
+    Journal::restore(
+        id,
+        kind,
+        head.get("resolves"),
+        head.get::<Option<Uuid>, _>("payment_id").map(PaymentId),
+        head.get("description"),
+        entries,
+    )
+    .map_err(|e| bad(e.to_string()))
+}

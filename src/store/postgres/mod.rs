@@ -1,0 +1,148 @@
+//! PostgreSQL store (sqlx). The system of record.
+
+mod billers;
+mod channels;
+mod ledger;
+mod payments;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use super::StoreError;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgStore> {
+        let opts: PgConnectOptions = url.parse()?;
+        let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> PgStore {
+        PgStore { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl super::HealthStore for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
+    }
+}
+
+/// Maps a database error to what the caller can do about it.
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            // 40xxx: serialization failure / deadlock; 53xxx resources; 57xxx operator intervention.
+            if code.starts_with("40") || code.starts_with("53") || code.starts_with("57") {
+                StoreError::Unavailable(d.message().to_string())
+            } else {
+                StoreError::Rejected(d.message().to_string())
+            }
+        }
+        sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Rejected(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Creates a database if it does not exist (the server URL's database is
+/// used for the CREATE). Returns the URL of the new database.
+pub async fn create_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let base: PgConnectOptions = server_url.parse()?;
+    let mut conn = sqlx::PgConnection::connect_with(&base).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await?;
+    Ok(with_database(server_url, name))
+}
+
+pub async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let base: PgConnectOptions = server_url.parse()?;
+    let mut conn = sqlx::PgConnection::connect_with(&base).await?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "")
+    ))
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Replaces the database name in a postgres URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host = match path_start {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host}/{name}?{q}"),
+        None => format!("{host}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_database_in_url() {
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,296 @@
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::ledger::{insert_journals, load_journal};
+use super::{db_err, PgStore};
+use crate::domain::ids::{BillerId, ChannelId, PaymentId};
+use crate::domain::money::{Currency, Money};
+use crate::domain::payment::{LedgerEffect, Payment, PaymentStatus, Transition};
+use crate::store::{
+    AcceptItem, AcceptOutcome, IdempotencyRecord, PaymentEvent, PaymentStore, StoreError,
+    StoreResult,
+};
+
+/// Indexes of `items` whose value (by `key`) did not appear earlier in the
+/// batch; later duplicates are returned separately.
+fn first_occurrences<K: std::hash::Hash + Eq>(
+    idx: &[usize],
+    key: impl Fn(usize) -> K,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut seen = HashSet::new();
+    idx.iter().partition(|&&i| seen.insert(key(i)))
+}
+
+#[async_trait]
+impl PaymentStore for PgStore {
+    async fn accept_payments(&self, items: &[AcceptItem]) -> StoreResult<Vec<AcceptOutcome>> {
+        let mut outcome: Vec<Option<AcceptOutcome>> = vec![None; items.len()];
+        // In-batch duplicates never reach the database: a second use of a
+        // nonce is a replay, a second use of a key waits for the first's record.
+        let all: Vec<usize> = (0..items.len()).collect();
+        let (with_nonce, recorded): (Vec<usize>, Vec<usize>) =
+            all.iter().partition(|&&i| items[i].nonce.is_some());
+        let (mut live, dup) =
+            first_occurrences(&with_nonce, |i| (&items[i].key_id, &items[i].nonce));
+        dup.iter()
+            .for_each(|&i| outcome[i] = Some(AcceptOutcome::NonceReused));
+        live.extend(recorded);
+        let (live, dup) = first_occurrences(&live, |i| {
+            (&items[i].request.channel_id, &items[i].idempotency_key)
+        });
+        dup.iter()
+            .for_each(|&i| outcome[i] = Some(AcceptOutcome::KeyTaken));
+
+        let it = |f: &dyn Fn(&AcceptItem) -> Option<String>| {
+            live.iter().map(|&i| f(&items[i])).collect::<Vec<_>>()
+        };
+        let s = |f: &dyn Fn(&AcceptItem) -> String| {
+            live.iter().map(|&i| f(&items[i])).collect::<Vec<_>>()
+        };
+        let (mut e_journal, mut e_code, mut e_currency, mut e_layer, mut e_side, mut e_amount) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for &i in &live {
+            let j = &items[i].journal;
+            for e in j.entries() {
+                e_journal.push(j.id);
+                e_code.push(e.account.as_str());
+                e_currency.push(e.amount.currency().code());
+                e_layer.push(e.layer.as_str());
+                e_side.push(e.side.as_str());
+                e_amount.push(e.amount.amount());
+            }
+        }
+        // One statement in autocommit: one transaction, one round trip.
+        let rows = sqlx::query(
+            "SELECT payment_id, outcome FROM billclear_accept_payments(
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19, $20, $21, $22, $23)",
+        )
+        .bind(
+            live.iter()
+                .map(|&i| items[i].payment_id.0)
+                .collect::<Vec<Uuid>>(),
+        )
+        .bind(s(&|x| x.request.channel_id.to_string()))
+        .bind(s(&|x| x.key_id.clone()))
+        .bind(it(&|x| x.nonce.clone()))
+        .bind(s(&|x| x.idempotency_key.clone()))
+        .bind(
+            live.iter()
+                .map(|&i| items[i].fingerprint.to_vec())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|&i| items[i].response_status as i16)
+                .collect::<Vec<_>>(),
+        )
+        .bind(s(&|x| x.response_body.clone()))
+        .bind(s(&|x| x.request.channel_reference.clone()))
+        .bind(s(&|x| x.request.biller_id.to_string()))
+        .bind(s(&|x| x.request.account_number.clone()))
+        .bind(it(&|x| x.request.bill_reference.clone()))
+        .bind(
+            live.iter()
+                .map(|&i| items[i].request.amount.amount())
+                .collect::<Vec<Decimal>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|&i| items[i].request.amount.currency().code())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|&i| items[i].journal.id)
+                .collect::<Vec<Uuid>>(),
+        )
+        .bind(s(&|x| x.journal.description.clone()))
+        .bind(
+            live.iter()
+                .map(|&i| items[i].received_at)
+                .collect::<Vec<DateTime<Utc>>>(),
+        )
+        .bind(&e_journal)
+        .bind(&e_code)
+        .bind(&e_currency)
+        .bind(&e_layer)
+        .bind(&e_side)
+        .bind(&e_amount)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let by_id: HashMap<Uuid, String> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        for &i in &live {
+            outcome[i] = Some(
+                match by_id.get(&items[i].payment_id.0).map(String::as_str) {
+                    Some("accepted") => AcceptOutcome::Accepted,
+                    Some("nonce_reused") => AcceptOutcome::NonceReused,
+                    Some("key_taken") => AcceptOutcome::KeyTaken,
+                    Some("duplicate_reference") => AcceptOutcome::DuplicateChannelReference,
+                    other => {
+                        return Err(StoreError::Rejected(format!(
+                            "accept_payments returned {other:?} for payment {}",
+                            items[i].payment_id
+                        )))
+                    }
+                },
+            );
+        }
+        Ok(outcome
+            .into_iter()
+            .map(|o| o.expect("every item has an outcome"))
+            .collect())
+    }
+
+    async fn idempotency_record(
+        &self,
+        channel: &ChannelId,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, payment_id, response_status, response_body::text AS body
+             FROM idempotency_keys WHERE channel_id = $1 AND key = $2",
+        )
+        .bind(channel.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|r| IdempotencyRecord {
+            request_hash: r.get("request_hash"),
+            payment_id: PaymentId(r.get("payment_id")),
+            response_status: r.get::<i16, _>("response_status") as u16,
+            response_body: r.get("body"),
+        }))
+    }
+
+    async fn payment(&self, channel: &ChannelId, id: PaymentId) -> StoreResult<Option<Payment>> {
+        let row = sqlx::query("SELECT * FROM payments WHERE id = $1 AND channel_id = $2")
+            .bind(id.0)
+            .bind(channel.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(row_to_payment).transpose()
+    }
+
+    async fn payment_by_reference(
+        &self,
+        channel: &ChannelId,
+        reference: &str,
+    ) -> StoreResult<Option<Payment>> {
+        let row =
+            sqlx::query("SELECT * FROM payments WHERE channel_id = $1 AND channel_reference = $2")
+                .bind(channel.as_str())
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.as_ref().map(row_to_payment).transpose()
+    }
+
+    async fn apply_transition(&self, t: &Transition) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT status, pending_journal_id FROM payments WHERE id = $1 FOR UPDATE")
+                .bind(t.payment_id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::NotFound(format!("payment {}", t.payment_id)))?;
+        let current: String = row.get("status");
+        if current != t.from.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "payment {} is {current}, not {}",
+                t.payment_id,
+                t.from.as_str()
+            )));
+        }
+        sqlx::query("UPDATE payments SET status = $2, updated_at = $3 WHERE id = $1")
+            .bind(t.payment_id.0)
+            .bind(t.to.as_str())
+            .bind(t.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO payment_events (payment_id, from_status, to_status, reason, at) VALUES ($1,$2,$3,$4,$5)")
+            .bind(t.payment_id.0)
+            .bind(t.from.as_str())
+            .bind(t.to.as_str())
+            .bind(&t.reason)
+            .bind(t.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if t.ledger != LedgerEffect::None {
+            let pending = load_journal(&mut tx, row.get("pending_journal_id")).await?;
+            let resolution = match t.ledger {
+                LedgerEffect::PostPending => {
+                    pending.post(format!("payment {} {}", t.payment_id, t.reason))
+                }
+                _ => pending.void(format!("payment {} {}", t.payment_id, t.reason)),
+            }
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            insert_journals(&mut tx, &[&resolution]).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn payment_events(&self, id: PaymentId) -> StoreResult<Vec<PaymentEvent>> {
+        let rows = sqlx::query("SELECT from_status, to_status, reason, at FROM payment_events WHERE payment_id = $1 ORDER BY id")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let status = |s: String| {
+                    PaymentStatus::parse(&s)
+                        .ok_or_else(|| StoreError::Rejected(format!("bad status {s}")))
+                };
+                Ok(PaymentEvent {
+                    from: r
+                        .get::<Option<String>, _>("from_status")
+                        .map(status)
+                        .transpose()?,
+                    to: status(r.get("to_status"))?,
+                    reason: r.get("reason"),
+                    at: r.get("at"),
+                })
+            })
+            .collect()
+    }
+}
+
+fn row_to_payment(r: &sqlx::postgres::PgRow) -> StoreResult<Payment> {
+    let bad = |s: String| StoreError::Rejected(format!("stored payment: {s}"));
+    let currency = Currency::from_code(r.get::<String, _>("currency").trim())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Payment {
+        id: PaymentId(r.get("id")),
+        channel_id: ChannelId::parse(&r.get::<String, _>("channel_id"))
+            .map_err(|e| bad(e.to_string()))?,
+        channel_reference: r.get("channel_reference"),
+        biller_id: BillerId::parse(&r.get::<String, _>("biller_id"))
+            .map_err(|e| bad(e.to_string()))?,
+        account_number: r.get("account_number"),
+        bill_reference: r.get("bill_reference"),
+        amount: Money::new(r.get("amount"), currency).map_err(|e| bad(e.to_string()))?,
+        status: PaymentStatus::parse(&r.get::<String, _>("status"))
+            .ok_or_else(|| bad("status".into()))?,
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
