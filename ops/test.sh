@@ -52,14 +52,24 @@ done <<<"$leftovers"
 
 export BILLCLEAR_TEST_DATABASE_URL="${BILLCLEAR_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "== cargo test --workspace --all-targets $* =="
-status=0
-cargo test --workspace --all-targets "$@" || status=$?
-if [ "$status" -ne 0 ]; then
-    exit "$status"
-fi
+set +e
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
 
 # --all-targets does not include doc tests.
-echo "== cargo test --workspace --doc =="
-cargo test --workspace --doc || status=$?
+if [ "$status" -eq 0 ]; then
+    echo "== cargo test --workspace --doc =="
+    cargo test --workspace --doc 2>&1 | tee -a "$log"
+    status=${PIPESTATUS[0]}
+fi
+set -e
+
+# One closing line over every test binary (cargo prints one per binary).
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '^test result: .* ([0-9]+) failed' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
 exit "$status"

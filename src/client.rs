@@ -69,6 +69,26 @@ impl SignedClient {
         }
     }
 
+    /// The Authorization header this client would send for a request.
+    pub fn authorization_for(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        ts: i64,
+        nonce: &str,
+        body: &[u8],
+    ) -> String {
+        signing::authorization(
+            &self.key_id,
+            &self.secret,
+            method,
+            path_and_query,
+            ts,
+            nonce,
+            body,
+        )
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
         self.send(Method::GET, path, Vec::new(), Extra::default())
             .await

@@ -135,7 +135,13 @@ impl Config {
             None => {}
         }
         let cfg: Config = fig
-            .merge(Env::prefixed("BILLCLEAR_").split("__"))
+            // Only nested keys (SECTION__KEY) are configuration; other
+            // BILLCLEAR_* variables (BILLCLEAR_CONFIG, test settings) are not.
+            .merge(
+                Env::prefixed("BILLCLEAR_")
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         cfg.check()?;
@@ -182,10 +188,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
     fn env_overrides_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[database]\nurl = \"postgres://a/b\"\n")?;
             jail.set_env("BILLCLEAR_DATABASE__MAX_CONNECTIONS", "7");
+            jail.set_env("BILLCLEAR_CONFIG", "c.toml");
+            jail.set_env("BILLCLEAR_TEST_DATABASE_URL", "postgres://elsewhere/x");
             let cfg = Config::load(Some(Path::new("c.toml"))).expect("loads");
             assert_eq!(cfg.database.url, "postgres://a/b");
             assert_eq!(cfg.database.max_connections, 7);

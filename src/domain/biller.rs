@@ -40,6 +40,7 @@ impl BillerKind {
 /// then an optional check digit.
 #[derive(Debug, Clone)]
 pub struct AccountRule {
+    source: String,
     regex: Regex,
     pub check_digit: Option<CheckDigit>,
     pub example: Option<String>,
@@ -61,10 +62,10 @@ impl AccountRule {
         check_digit: Option<CheckDigit>,
         example: Option<String>,
     ) -> Result<AccountRule, AccountRuleError> {
-        let core = pattern.trim_start_matches('^').trim_end_matches('$');
-        let regex = Regex::new(&format!("^(?:{core})$"))
+        let regex = Regex::new(&format!("^(?:{pattern})$"))
             .map_err(|e| AccountRuleError::BadRegex(pattern.to_string(), e.to_string()))?;
         let rule = AccountRule {
+            source: pattern.to_string(),
             regex,
             check_digit,
             example,
@@ -77,9 +78,9 @@ impl AccountRule {
         Ok(rule)
     }
 
-    /// The pattern as given to clients (anchored).
+    /// The pattern as configured; the whole account number must match it.
     pub fn pattern(&self) -> &str {
-        self.regex.as_str()
+        &self.source
     }
 
     pub fn check(&self, account: &str) -> Result<(), AccountError> {
@@ -272,6 +273,16 @@ mod tests {
         );
         assert_eq!(r.check("x1234567897"), Err(AccountError::Format));
         assert_eq!(r.check("12345678970"), Err(AccountError::Format));
+        // The configured pattern round-trips unchanged (it is stored as given).
+        let again = AccountRule::new(r.pattern(), r.check_digit, None).unwrap();
+        assert_eq!(again.pattern(), "[0-9]{10}");
+        let alt = AccountRule::new("A[0-9]|B[0-9]{2}", None, None).unwrap();
+        assert_eq!(
+            alt.check("A1x"),
+            Err(AccountError::Format),
+            "alternation is anchored as a whole"
+        );
+        assert_eq!(alt.check("B12"), Ok(()));
         assert!(AccountRule::new("[0-9]{10}", None, Some("12".into())).is_err());
         assert!(AccountRule::new("[0-9", None, None).is_err());
     }
