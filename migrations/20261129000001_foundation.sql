@@ -209,23 +209,29 @@ END $$;
 CREATE TRIGGER ledger_accounts_permanent BEFORE UPDATE OR DELETE ON ledger_accounts
     FOR EACH ROW EXECUTE FUNCTION ledger_accounts_guard();
 
--- At commit, every journal created in the transaction has entries (and so,
--- by the balance check above, at least two).
-CREATE FUNCTION ledger_check_journal_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A journal and its entries are written in ONE statement (a data-modifying
+-- CTE: WITH j AS (INSERT INTO ledger_journals ...) INSERT INTO ledger_entries
+-- ...). Statement-level AFTER triggers fire when that whole statement is
+-- done, so here every new journal must already have entries (and so, by the
+-- balance check, at least two). A journal written alone is refused.
+CREATE FUNCTION ledger_check_new_journals() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    n bigint;
+    bad uuid;
 BEGIN
-    SELECT count(*) INTO n FROM ledger_entries WHERE journal_id = NEW.id;
-    IF n < 2 THEN
-        RAISE EXCEPTION 'journal % has % entries; a journal needs at least two', NEW.id, n
+    SELECT n.id INTO bad
+      FROM new_journals n
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.journal_id = n.id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'journal % has no entries; write a journal and its entries in one statement', bad
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE CONSTRAINT TRIGGER ledger_journals_have_entries AFTER INSERT ON ledger_journals
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_check_journal_entries();
+CREATE TRIGGER ledger_journals_have_entries AFTER INSERT ON ledger_journals
+    REFERENCING NEW TABLE AS new_journals
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_new_journals();
 
 -- --------------------------------------------------------------- payments
 
@@ -261,7 +267,7 @@ CREATE TABLE payments (
     currency           char(3) NOT NULL,
     status             text NOT NULL CHECK (status IN
                            ('RECEIVED', 'SUBMITTED', 'CONFIRMED', 'REJECTED', 'UNKNOWN', 'SETTLED', 'RETURNED')),
-    pending_journal_id uuid NOT NULL REFERENCES ledger_journals (id) DEFERRABLE INITIALLY DEFERRED,
+    pending_journal_id uuid NOT NULL,
     created_at         timestamptz NOT NULL,
     updated_at         timestamptz NOT NULL,
     UNIQUE (channel_id, channel_reference)
@@ -299,19 +305,70 @@ CREATE TRIGGER billers_never_deleted BEFORE DELETE ON billers FOR EACH ROW EXECU
 
 CREATE TABLE payment_events (
     id          bigserial PRIMARY KEY,
-    payment_id  uuid NOT NULL REFERENCES payments (id),
+    payment_id  uuid NOT NULL,
     from_status text NULL,
     to_status   text NOT NULL CHECK (to_status IN
                     ('RECEIVED', 'SUBMITTED', 'CONFIRMED', 'REJECTED', 'UNKNOWN', 'SETTLED', 'RETURNED')),
     reason      text NOT NULL,
     at          timestamptz NOT NULL,
-    FOREIGN KEY (from_status, to_status) REFERENCES payment_transitions (from_status, to_status),
     CHECK (from_status IS NOT NULL OR to_status = 'RECEIVED')
 );
 CREATE INDEX payment_events_payment ON payment_events (payment_id);
 
 CREATE TRIGGER payment_events_append_only BEFORE UPDATE OR DELETE ON payment_events
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+
+-- References between payments, their events (and the transition table) and
+-- their pending journals are
+-- checked per statement, set-based, rather than by row-level foreign keys:
+-- a foreign key locks every referenced row (FOR KEY SHARE), which costs a
+-- WAL record per payment on the hot path. Payments are never deleted.
+CREATE TRIGGER payments_never_deleted BEFORE DELETE ON payments FOR EACH ROW EXECUTE FUNCTION refuse_delete();
+
+CREATE FUNCTION payment_events_check_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad uuid;
+BEGIN
+    SELECT n.payment_id INTO bad
+      FROM new_events n WHERE NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = n.payment_id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event for payment %, which does not exist', bad USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT n.payment_id INTO bad
+      FROM new_events n
+     WHERE n.from_status IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM payment_transitions t
+                        WHERE t.from_status = n.from_status AND t.to_status = n.to_status)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'payment % event is not in payment_transitions', bad USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER payment_events_payment_exists AFTER INSERT ON payment_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION payment_events_check_payment();
+
+-- A pending journal written for a payment is that payment's pending journal.
+CREATE FUNCTION ledger_journals_check_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad uuid;
+BEGIN
+    SELECT n.id INTO bad
+      FROM new_journals n
+     WHERE n.kind = 'pending' AND n.payment_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = n.payment_id AND p.pending_journal_id = n.id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pending journal % names a payment that does not name it back', bad
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_journals_payment_matches AFTER INSERT ON ledger_journals
+    REFERENCING NEW TABLE AS new_journals
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_journals_check_payment();
 
 -- Idempotency: the key scoped to the channel, a hash of the canonical request
 -- and the response first given. Same key, other hash: 409. (Written in the

@@ -65,19 +65,20 @@ BEGIN
     END IF;
 
     IF cardinality(accepted) > 0 THEN
-        -- 4. Pending journals and their entries.
-        INSERT INTO ledger_journals (id, kind, payment_id, description, created_at)
-        SELECT u.j, 'pending', u.p, u.d, u.t FROM unnest(p_journal, p_id, p_description, p_at) AS u(j, p, d, t)
-         WHERE u.p IN (SELECT unnest(accepted));
-
+        -- 4. Pending journals and their entries, in one statement.
         SELECT count(*) INTO expected FROM unnest(e_journal) AS e(j)
          WHERE e.j IN (SELECT u.j FROM unnest(p_journal, p_id) AS u(j, p) WHERE u.p IN (SELECT unnest(accepted)));
+        WITH journals AS (
+            INSERT INTO ledger_journals AS lj (id, kind, payment_id, description, created_at)
+            SELECT u.j, 'pending', u.p, u.d, u.t FROM unnest(p_journal, p_id, p_description, p_at) AS u(j, p, d, t)
+             WHERE u.p IN (SELECT unnest(accepted))
+            RETURNING lj.id)
         INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount)
         SELECT e.j, a.id, e.cur, e.layer, e.side, e.amt
           FROM unnest(e_journal, e_account_code, e_currency, e_layer, e_side, e_amount)
                AS e(j, code, cur, layer, side, amt)
           JOIN ledger_accounts a ON a.code = e.code
-         WHERE e.j IN (SELECT u.j FROM unnest(p_journal, p_id) AS u(j, p) WHERE u.p IN (SELECT unnest(accepted)));
+         WHERE e.j IN (SELECT journals.id FROM journals);
         GET DIAGNOSTICS written = ROW_COUNT;
         IF written <> expected THEN
             RAISE EXCEPTION 'ledger account missing: % of % entries name an account that does not exist',

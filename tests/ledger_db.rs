@@ -64,60 +64,53 @@ async fn unbalanced_short_and_mismatched_journals_are_refused() {
     let app = TestApp::spawn().await;
     let water = "(SELECT id FROM ledger_accounts WHERE code = 'biller:sh-water:payable:CNY')";
     let alipay = "(SELECT id FROM ledger_accounts WHERE code = 'channel:alipay:receivable:CNY')";
-    let journal = |id: &str| {
+    // A journal and its entries in one statement, as the store writes them.
+    let journal = |id: &str, entries: &str| {
         format!(
-            "INSERT INTO ledger_journals (id, kind, description) VALUES ('{id}', 'posted', 't');"
+            "WITH j AS (INSERT INTO ledger_journals (id, kind, description) VALUES ('{id}', 'posted', 't') RETURNING id)
+             INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) {entries}"
         )
     };
+    let pair = |id: &str, cur: &str, layer2: &str, debit: &str, credit: &str| {
+        format!(
+            "VALUES ('{id}', {alipay}, '{cur}', 'posted', 'debit', {debit}), ('{id}', {water}, '{cur}', '{layer2}', 'credit', {credit})"
+        )
+    };
+    let j = |n: u8| format!("00000000-0000-0000-0000-00000000000{n}");
     let cases = [
         // Debits 10.00, credits 9.99.
-        format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000001', {alipay}, 'CNY', 'posted', 'debit', 10.00),
-             ('00000000-0000-0000-0000-000000000001', {water}, 'CNY', 'posted', 'credit', 9.99); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000001")
-        ),
+        journal(&j(1), &pair(&j(1), "CNY", "posted", "10.00", "9.99")),
         // Balanced in total but not per layer.
-        format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000002', {alipay}, 'CNY', 'posted', 'debit', 10.00),
-             ('00000000-0000-0000-0000-000000000002', {water}, 'CNY', 'pending', 'credit', 10.00); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000002")
-        ),
+        journal(&j(2), &pair(&j(2), "CNY", "pending", "10.00", "10.00")),
         // A single entry.
-        format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000003', {alipay}, 'CNY', 'posted', 'debit', 10.00); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000003")
+        journal(
+            &j(3),
+            &format!(
+                "VALUES ('{}', {alipay}, 'CNY', 'posted', 'debit', 10.00)",
+                j(3)
+            ),
         ),
-        // A journal with no entries at all (refused at commit).
-        format!("BEGIN; {} COMMIT;", journal("00000000-0000-0000-0000-000000000004")),
+        // A journal with no entries, with or without an entries statement.
+        journal(&j(4), "SELECT journal_id, account_id, currency, layer, side, amount FROM ledger_entries WHERE false"),
+        format!(
+            "INSERT INTO ledger_journals (id, kind, description) VALUES ('{}', 'posted', 'alone')",
+            j(4)
+        ),
         // Entries in a currency other than their accounts'.
-        format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000005', {alipay}, 'USD', 'posted', 'debit', 10.00),
-             ('00000000-0000-0000-0000-000000000005', {water}, 'USD', 'posted', 'credit', 10.00); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000005")
-        ),
+        journal(&j(5), &pair(&j(5), "USD", "posted", "10.00", "10.00")),
         // Entries of a journal that does not exist.
         format!(
-            "INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000006', {alipay}, 'CNY', 'posted', 'debit', 10.00),
-             ('00000000-0000-0000-0000-000000000006', {water}, 'CNY', 'posted', 'credit', 10.00);"
+            "INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) {}",
+            pair(&j(6), "CNY", "posted", "10.00", "10.00")
         ),
         // Zero amounts.
-        format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000007', {alipay}, 'CNY', 'posted', 'debit', 0),
-             ('00000000-0000-0000-0000-000000000007', {water}, 'CNY', 'posted', 'credit', 0); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000007")
-        ),
+        journal(&j(7), &pair(&j(7), "CNY", "posted", "0", "0")),
     ];
     for sql in &cases {
         let err = exec(&app, sql).await.expect_err(sql);
         assert!(
             err.contains("does not balance")
-                || err.contains("entries")
+                || err.contains("no entries")
                 || err.contains("does not exist")
                 || err.contains("check constraint"),
             "{sql}: {err}"
@@ -128,12 +121,7 @@ async fn unbalanced_short_and_mismatched_journals_are_refused() {
     // The same statement balanced is accepted: the checks are not blanket refusals.
     exec(
         &app,
-        &format!(
-            "BEGIN; {} INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
-             ('00000000-0000-0000-0000-000000000008', {alipay}, 'CNY', 'posted', 'debit', 10.00),
-             ('00000000-0000-0000-0000-000000000008', {water}, 'CNY', 'posted', 'credit', 10.00); COMMIT;",
-            journal("00000000-0000-0000-0000-000000000008")
-        ),
+        &journal(&j(8), &pair(&j(8), "CNY", "posted", "10.00", "10.00")),
     )
     .await
     .unwrap();
@@ -236,10 +224,11 @@ async fn a_pending_transfer_is_resolved_at_most_once_and_only_a_pending_one() {
     let water = "(SELECT id FROM ledger_accounts WHERE code = 'biller:sh-water:payable:CNY')";
     let alipay = "(SELECT id FROM ledger_accounts WHERE code = 'channel:alipay:receivable:CNY')";
     let second = format!(
-        "BEGIN; INSERT INTO ledger_journals (id, kind, resolves, description) VALUES ('00000000-0000-0000-0000-0000000000a1', 'post', '{pending}', 'again');
+        "WITH j AS (INSERT INTO ledger_journals (id, kind, resolves, description)
+                    VALUES ('00000000-0000-0000-0000-0000000000a1', 'post', '{pending}', 'again') RETURNING id)
          INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) VALUES
          ('00000000-0000-0000-0000-0000000000a1', {alipay}, 'CNY', 'posted', 'debit', 88.50),
-         ('00000000-0000-0000-0000-0000000000a1', {water}, 'CNY', 'posted', 'credit', 88.50); COMMIT;"
+         ('00000000-0000-0000-0000-0000000000a1', {water}, 'CNY', 'posted', 'credit', 88.50)"
     );
     let err = exec(&app, &second).await.expect_err("second resolution");
     assert!(err.contains("ledger_journals_resolves"), "{err}");

@@ -8,9 +8,7 @@ use crate::domain::ledger::{AccountSpec, Balance, Journal};
 use crate::domain::money::Currency;
 use crate::store::{LedgerAudit, LedgerStore, StoreError, StoreResult};
 
-/// Inserts journals and their entries: one statement for the headers, one
-/// for all entries (the database checks each journal's balance per
-/// statement and its entry count at commit).
+/// Inserts journals and their entries in one statement.
 pub(super) async fn insert_journals(
     tx: &mut Transaction<'_, Postgres>,
     journals: &[&Journal],
@@ -50,26 +48,26 @@ pub(super) async fn insert_journals(
             e_amount.push(e.amount.amount());
         }
     }
-    sqlx::query(
-        "INSERT INTO ledger_journals (id, kind, resolves, payment_id, description)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[])",
+    let expected = e_journal.len() as u64;
+    // One statement: the database checks, when it ends, that every new
+    // journal has entries and that each journal's entries balance.
+    let inserted = sqlx::query(
+        "WITH journals AS (
+             INSERT INTO ledger_journals AS lj (id, kind, resolves, payment_id, description)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[])
+             RETURNING lj.id)
+         INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount)
+         SELECT u.journal_id, a.id, u.currency, u.layer, u.side, u.amount
+         FROM UNNEST($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::numeric[])
+              AS u(journal_id, code, currency, layer, side, amount)
+         JOIN ledger_accounts a ON a.code = u.code
+         WHERE u.journal_id IN (SELECT id FROM journals)",
     )
     .bind(&ids)
     .bind(&kinds)
     .bind(&resolves)
     .bind(&payments)
     .bind(&descs)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    let expected = e_journal.len() as u64;
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount)
-         SELECT u.journal_id, a.id, u.currency, u.layer, u.side, u.amount
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[])
-              AS u(journal_id, code, currency, layer, side, amount)
-         JOIN ledger_accounts a ON a.code = u.code",
-    )
     .bind(&e_journal)
     .bind(&e_code)
     .bind(&e_currency)
