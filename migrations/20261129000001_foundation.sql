@@ -145,7 +145,10 @@ CREATE TRIGGER ledger_journals_no_truncate BEFORE TRUNCATE ON ledger_journals
 -- entry has at least two. The same statement-level check (set-based, one
 -- pass over the statement's own rows) makes sure each entry's journal
 -- exists and its account exists in the entry's currency.
-CREATE FUNCTION ledger_check_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_check_entries() RETURNS trigger LANGUAGE plpgsql
+    -- Look rows up by index: never scan a table that grows with every payment.
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+    AS $$
 DECLARE
     bad record;
 BEGIN
@@ -214,7 +217,10 @@ CREATE TRIGGER ledger_accounts_permanent BEFORE UPDATE OR DELETE ON ledger_accou
 -- ...). Statement-level AFTER triggers fire when that whole statement is
 -- done, so here every new journal must already have entries (and so, by the
 -- balance check, at least two). A journal written alone is refused.
-CREATE FUNCTION ledger_check_new_journals() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_check_new_journals() RETURNS trigger LANGUAGE plpgsql
+    -- Look rows up by index: never scan a table that grows with every payment.
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+    AS $$
 DECLARE
     bad uuid;
 BEGIN
@@ -325,7 +331,10 @@ CREATE TRIGGER payment_events_append_only BEFORE UPDATE OR DELETE ON payment_eve
 -- WAL record per payment on the hot path. Payments are never deleted.
 CREATE TRIGGER payments_never_deleted BEFORE DELETE ON payments FOR EACH ROW EXECUTE FUNCTION refuse_delete();
 
-CREATE FUNCTION payment_events_check_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION payment_events_check_payment() RETURNS trigger LANGUAGE plpgsql
+    -- Look rows up by index: never scan a table that grows with every payment.
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+    AS $$
 DECLARE
     bad uuid;
 BEGIN
@@ -351,7 +360,10 @@ CREATE TRIGGER payment_events_payment_exists AFTER INSERT ON payment_events
     FOR EACH STATEMENT EXECUTE FUNCTION payment_events_check_payment();
 
 -- A pending journal written for a payment is that payment's pending journal.
-CREATE FUNCTION ledger_journals_check_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_journals_check_payment() RETURNS trigger LANGUAGE plpgsql
+    -- Look rows up by index: never scan a table that grows with every payment.
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+    AS $$
 DECLARE
     bad uuid;
 BEGIN
@@ -379,7 +391,7 @@ CREATE TABLE idempotency_keys (
     request_hash    bytea NOT NULL,
     payment_id      uuid NOT NULL,
     response_status smallint NOT NULL,
-    response_body   jsonb NOT NULL,
+    response_body   text NOT NULL,
     created_at      timestamptz NOT NULL,
     PRIMARY KEY (channel_id, key)
 );

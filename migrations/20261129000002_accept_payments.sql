@@ -40,7 +40,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO idempotency_keys AS i
             (channel_id, key, request_hash, payment_id, response_status, response_body, created_at)
-        SELECT u.c, u.k, u.h, u.p, u.s, u.b::jsonb, u.t
+        SELECT u.c, u.k, u.h, u.p, u.s, u.b, u.t
           FROM unnest(p_channel, p_idem_key, p_request_hash, p_id, p_response_status, p_response_body, p_at)
                AS u(c, k, h, p, s, b, t)
          WHERE u.p IN (SELECT unnest(fresh)) ORDER BY u.c, u.k

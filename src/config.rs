@@ -102,7 +102,7 @@ impl Default for Config {
             intake: IntakeConfig {
                 queue_capacity: 20_000,
                 max_batch: 512,
-                max_inflight_batches: 2,
+                max_inflight_batches: 3,
                 biller_refresh_ms: 5_000,
             },
             security: SecurityConfig {

@@ -33,6 +33,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub master_key: MasterKey,
     pub config: Arc<Config>,
+    /// Background tasks of this state (the biller refresh).
+    background: Arc<Vec<tokio::task::AbortHandle>>,
 }
 
 impl AppState {
@@ -43,7 +45,7 @@ impl AppState {
         config: Config,
     ) -> anyhow::Result<AppState> {
         let billers = BillerDirectory::load(&*store).await?;
-        billers.spawn_refresh(
+        let refresh = billers.spawn_refresh(
             store.clone(),
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
@@ -63,7 +65,13 @@ impl AppState {
             billers,
             master_key,
             config: Arc::new(config),
+            background: Arc::new(vec![refresh.abort_handle()]),
         })
+    }
+
+    /// Stops the background tasks (before the store is closed).
+    pub fn stop_background(&self) {
+        self.background.iter().for_each(|t| t.abort());
     }
 }
 

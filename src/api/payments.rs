@@ -234,31 +234,34 @@ pub async fn create(
         updated_at: now,
     };
     let body = payment_json(&payment).to_string();
-    let item = AcceptItem {
+    let journal = Journal::payment_accepted(
         payment_id,
-        journal: Journal::payment_accepted(
-            payment_id,
-            &request.channel_id,
-            &request.biller_id,
-            request.amount,
-        ),
-        fingerprint: request.fingerprint(),
-        request,
+        &request.channel_id,
+        &request.biller_id,
+        request.amount,
+    );
+    let fingerprint = request.fingerprint();
+    drop(_enter);
+    // The first attempt records the request's nonce; a retry (after the key's
+    // holder released it) must not record it again.
+    let item = |nonce: Option<String>| AcceptItem {
+        payment_id,
+        journal: journal.clone(),
+        fingerprint,
+        request: request.clone(),
         idempotency_key: key.clone(),
         response_status: StatusCode::CREATED.as_u16(),
         response_body: body.clone(),
         key_id: signed.key_id.clone(),
-        nonce: Some(signed.nonce.clone()),
+        nonce,
         received_at: now,
     };
-    drop(_enter);
-    let fingerprint = item.fingerprint;
-    let channel_reference = item.request.channel_reference.clone();
-    let mut item = Some(item);
+    let channel_reference = &request.channel_reference;
+    let mut nonce = Some(signed.nonce.clone());
     for _ in 0..KEY_TAKEN_ROUNDS {
         let outcome = state
             .intake
-            .accept(item.clone().expect("item kept for retry"))
+            .accept(item(nonce.take()))
             .await
             .map_err(|e| match e {
                 IntakeError::Overloaded => ApiError::unavailable(
@@ -274,11 +277,11 @@ pub async fn create(
         match outcome {
             AcceptOutcome::Accepted => {
                 tracing::info!(payment_id = %payment_id, "payment accepted");
-                return Ok(replayed(StatusCode::CREATED.as_u16(), body, false));
+                return Ok(replayed(StatusCode::CREATED.as_u16(), body.clone(), false));
             }
             AcceptOutcome::NonceReused => return Err(nonce_reused()),
             AcceptOutcome::DuplicateChannelReference => {
-                let existing = state.store.payment_by_reference(&signed.channel.id, &channel_reference).await?;
+                let existing = state.store.payment_by_reference(&signed.channel.id, channel_reference).await?;
                 return Err(ApiError::conflict(
                     "duplicate_channel_reference",
                     match existing {
@@ -298,13 +301,9 @@ pub async fn create(
                         format!("Idempotency-Key {key:?} was used for another request (payment {}); use a new key for a new payment", rec.payment_id),
                     ))
                 }
-                // Released by a request that lost on its channel reference: try
-                // again. The nonce was recorded by the first attempt.
-                None => {
-                    if let Some(i) = item.as_mut() {
-                        i.nonce = None;
-                    }
-                }
+                // Released by a request that lost on its channel reference:
+                // try again (the nonce was recorded by the first attempt).
+                None => continue,
             },
         }
     }

@@ -53,6 +53,7 @@ const SEED_BILLERS: &str = include_str!("../../ops/billers.example.toml");
 
 struct Setup {
     client: SignedClient,
+    state: Option<crate::api::AppState>,
     billers: Vec<Biller>,
     store: Arc<PgStore>,
     fresh_db: Option<(String, String)>,
@@ -71,6 +72,9 @@ pub async fn run(config: Config, args: IntakeBenchArgs) -> anyhow::Result<()> {
         Ok(run) => verify(&setup, run).await,
         Err(_) => Ok(()),
     };
+    if let Some(state) = &setup.state {
+        state.stop_background();
+    }
     if let Some((server, name)) = &setup.fresh_db {
         setup.store.pool().close().await;
         if args.keep_db {
@@ -110,12 +114,17 @@ async fn self_contained(config: &Config) -> anyhow::Result<Setup> {
     let state = crate::api::AppState::start(dyn_store, key, cfg).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
+    tokio::spawn(crate::api::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     println!(
         "setup: billclear API on http://{addr}, {} billers, channel bench-app",
         billers.len()
     );
     Ok(Setup {
+        state: Some(state),
         client: SignedClient::new(&format!("http://{addr}"), &key_id, secret.expose_text()),
         billers,
         store,
@@ -134,6 +143,7 @@ async fn targeted(config: &Config, url: &str, args: &IntakeBenchArgs) -> anyhow:
     );
     let billers = store.load_billers().await?;
     Ok(Setup {
+        state: None,
         client: SignedClient::new(url, key_id, secret),
         billers,
         store,
@@ -285,8 +295,12 @@ async fn verify(setup: &Setup, run: &Run) -> anyhow::Result<()> {
     let audit = setup.store.audit().await?;
     let ids: Vec<uuid::Uuid> = run.accepted.iter().map(|(id, _, _)| id.0).collect();
     let found: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM payments p WHERE p.id = ANY($1)
-           AND (SELECT count(*) FROM ledger_journals j WHERE j.payment_id = p.id AND j.kind = 'pending') = 1",
+        "WITH accepted AS (SELECT DISTINCT unnest($1::uuid[]) AS id),
+              pending AS (SELECT payment_id, count(*) AS n FROM ledger_journals
+                          WHERE kind = 'pending' AND payment_id IS NOT NULL GROUP BY payment_id)
+         SELECT count(*) FROM accepted a
+           JOIN payments p ON p.id = a.id
+           JOIN pending j ON j.payment_id = p.id AND j.n = 1",
     )
     .bind(&ids)
     .fetch_one(setup.store.pool())

@@ -32,8 +32,12 @@ impl BillerDirectory {
         self.inner.read().expect("directory lock").clone()
     }
 
-    /// Reloads every `every` until the process ends.
-    pub fn spawn_refresh(&self, store: Arc<dyn Store>, every: Duration) {
+    /// Reloads every `every` until the returned task is aborted.
+    pub fn spawn_refresh(
+        &self,
+        store: Arc<dyn Store>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -44,6 +48,6 @@ impl BillerDirectory {
                     tracing::warn!(error = %e, "biller directory reload failed; keeping the last one");
                 }
             }
-        });
+        })
     }
 }

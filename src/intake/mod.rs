@@ -104,35 +104,36 @@ async fn collect(
 }
 
 async fn commit(store: &dyn Store, jobs: Vec<Job>) {
-    let items: Vec<AcceptItem> = jobs.iter().map(|j| j.item.clone()).collect();
+    let (items, replies): (Vec<AcceptItem>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
     match commit_with_retry(store, &items).await {
         Ok(outcomes) => {
-            debug_assert_eq!(outcomes.len(), jobs.len());
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
+            debug_assert_eq!(outcomes.len(), replies.len());
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
-        Err(StoreError::Rejected(reason)) if jobs.len() > 1 => {
+        Err(StoreError::Rejected(reason)) if items.len() > 1 => {
             // One bad item must not fail its neighbours: commit one by one.
-            tracing::warn!(%reason, size = jobs.len(), "batch refused by the store; committing its payments one by one");
-            for job in jobs {
-                let r = commit_with_retry(store, std::slice::from_ref(&job.item))
+            tracing::warn!(%reason, size = items.len(), "batch refused by the store; committing its payments one by one");
+            for (item, reply) in items.iter().zip(replies) {
+                let r = commit_with_retry(store, std::slice::from_ref(item))
                     .await
                     .map(|o| o[0]);
-                let _ = job.reply.send(r);
+                let _ = reply.send(r);
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, size = jobs.len(), "intake batch failed; nothing of it was committed");
+            tracing::error!(error = %e, size = items.len(), "intake batch failed; nothing of it was committed");
             let msg = e.to_string();
             let unavailable = matches!(e, StoreError::Unavailable(_));
-            for job in jobs {
+            for reply in replies {
                 let err = if unavailable {
                     StoreError::Unavailable(msg.clone())
                 } else {
                     StoreError::Rejected(msg.clone())
                 };
-                let _ = job.reply.send(Err(err));
+                let _ = reply.send(Err(err));
             }
         }
     }

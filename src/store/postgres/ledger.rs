@@ -143,25 +143,36 @@ impl LedgerStore for PgStore {
     }
 
     async fn audit(&self) -> StoreResult<LedgerAudit> {
+        // Set-based throughout (hash joins and aggregates): linear in the
+        // size of the ledger, never a lookup per payment.
         let r = sqlx::query(
-            "SELECT
+            "WITH per_journal AS (
+                 SELECT journal_id, sum(n) AS n,
+                        bool_and(balanced) AS balanced
+                 FROM (SELECT journal_id, count(*) AS n,
+                              sum(CASE WHEN side = 'debit' THEN amount ELSE -amount END) = 0 AS balanced
+                       FROM ledger_entries GROUP BY journal_id, currency, layer) g
+                 GROUP BY journal_id),
+             pending AS (
+                 SELECT j.payment_id, count(*) AS n, min(j.id::text) AS journal_id,
+                        sum(e.debits) AS debits
+                 FROM ledger_journals j
+                 JOIN (SELECT journal_id, sum(amount) AS debits FROM ledger_entries
+                       WHERE side = 'debit' GROUP BY journal_id) e ON e.journal_id = j.id
+                 WHERE j.kind = 'pending' AND j.payment_id IS NOT NULL
+                 GROUP BY j.payment_id)
+             SELECT
                (SELECT count(*) FROM ledger_journals) AS journals,
                (SELECT count(*) FROM ledger_entries) AS entries,
-               (SELECT count(*) FROM (
-                   SELECT 1 FROM ledger_entries GROUP BY journal_id, currency, layer
-                   HAVING sum(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0) u) AS unbalanced,
-               (SELECT count(*) FROM ledger_journals j
-                   WHERE (SELECT count(*) FROM ledger_entries e WHERE e.journal_id = j.id) < 2) AS short,
+               (SELECT count(*) FROM per_journal WHERE NOT balanced) AS unbalanced,
+               (SELECT count(*) FROM ledger_journals j LEFT JOIN per_journal p ON p.journal_id = j.id
+                 WHERE coalesce(p.n, 0) < 2) AS short,
                (SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE side = 'debit') AS debits,
                (SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE side = 'credit') AS credits,
                (SELECT count(*) FROM payments) AS payments,
-               (SELECT count(*) FROM payments p WHERE 1 <> (
-                   SELECT count(*) FROM ledger_journals j
-                   WHERE j.payment_id = p.id AND j.kind = 'pending' AND j.id = p.pending_journal_id
-                     AND (SELECT sum(e.amount) FROM ledger_entries e
-                          WHERE e.journal_id = j.id AND e.side = 'debit') = p.amount)
-                 OR 1 <> (SELECT count(*) FROM ledger_journals j
-                          WHERE j.payment_id = p.id AND j.kind = 'pending')) AS bad_payments",
+               (SELECT count(*) FROM payments p LEFT JOIN pending q ON q.payment_id = p.id
+                 WHERE q.n IS DISTINCT FROM 1 OR q.journal_id <> p.pending_journal_id::text
+                    OR q.debits <> p.amount) AS bad_payments",
         )
         .fetch_one(&self.pool)
         .await

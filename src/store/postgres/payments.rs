@@ -46,12 +46,15 @@ impl PaymentStore for PgStore {
         dup.iter()
             .for_each(|&i| outcome[i] = Some(AcceptOutcome::KeyTaken));
 
-        let it = |f: &dyn Fn(&AcceptItem) -> Option<String>| {
-            live.iter().map(|&i| f(&items[i])).collect::<Vec<_>>()
+        // Columns borrow from the items: nothing is copied to bind them.
+        type Opt = for<'a> fn(&'a AcceptItem) -> Option<&'a str>;
+        type Str = for<'a> fn(&'a AcceptItem) -> &'a str;
+        let it = |f: Opt| {
+            live.iter()
+                .map(|&i| f(&items[i]))
+                .collect::<Vec<Option<&str>>>()
         };
-        let s = |f: &dyn Fn(&AcceptItem) -> String| {
-            live.iter().map(|&i| f(&items[i])).collect::<Vec<_>>()
-        };
+        let s = |f: Str| live.iter().map(|&i| f(&items[i])).collect::<Vec<&str>>();
         let (mut e_journal, mut e_code, mut e_currency, mut e_layer, mut e_side, mut e_amount) = (
             Vec::new(),
             Vec::new(),
@@ -82,10 +85,10 @@ impl PaymentStore for PgStore {
                 .map(|&i| items[i].payment_id.0)
                 .collect::<Vec<Uuid>>(),
         )
-        .bind(s(&|x| x.request.channel_id.to_string()))
-        .bind(s(&|x| x.key_id.clone()))
-        .bind(it(&|x| x.nonce.clone()))
-        .bind(s(&|x| x.idempotency_key.clone()))
+        .bind(s(|x| x.request.channel_id.as_str()))
+        .bind(s(|x| &x.key_id))
+        .bind(it(|x| x.nonce.as_deref()))
+        .bind(s(|x| &x.idempotency_key))
         .bind(
             live.iter()
                 .map(|&i| items[i].fingerprint.to_vec())
@@ -96,11 +99,11 @@ impl PaymentStore for PgStore {
                 .map(|&i| items[i].response_status as i16)
                 .collect::<Vec<_>>(),
         )
-        .bind(s(&|x| x.response_body.clone()))
-        .bind(s(&|x| x.request.channel_reference.clone()))
-        .bind(s(&|x| x.request.biller_id.to_string()))
-        .bind(s(&|x| x.request.account_number.clone()))
-        .bind(it(&|x| x.request.bill_reference.clone()))
+        .bind(s(|x| &x.response_body))
+        .bind(s(|x| &x.request.channel_reference))
+        .bind(s(|x| x.request.biller_id.as_str()))
+        .bind(s(|x| &x.request.account_number))
+        .bind(it(|x| x.request.bill_reference.as_deref()))
         .bind(
             live.iter()
                 .map(|&i| items[i].request.amount.amount())
@@ -116,7 +119,7 @@ impl PaymentStore for PgStore {
                 .map(|&i| items[i].journal.id)
                 .collect::<Vec<Uuid>>(),
         )
-        .bind(s(&|x| x.journal.description.clone()))
+        .bind(s(|x| &x.journal.description))
         .bind(
             live.iter()
                 .map(|&i| items[i].received_at)
@@ -160,7 +163,7 @@ impl PaymentStore for PgStore {
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
         let row = sqlx::query(
-            "SELECT request_hash, payment_id, response_status, response_body::text AS body
+            "SELECT request_hash, payment_id, response_status, response_body AS body
              FROM idempotency_keys WHERE channel_id = $1 AND key = $2",
         )
         .bind(channel.as_str())
