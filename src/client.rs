@@ -69,6 +69,11 @@ impl SignedClient {
         }
     }
 
+    /// Points the client at another address (same key).
+    pub fn set_base(&mut self, base: &str) {
+        self.base = base.trim_end_matches('/').to_string();
+    }
+
     /// The Authorization header this client would send for a request.
     pub fn authorization_for(
         &self,

@@ -501,3 +501,79 @@ async fn a_channel_over_its_rate_gets_429() {
     assert_eq!(app.wechat.get("/v1/billers").await.unwrap().status, 200);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_accepted_payment_survives_a_restart_of_the_service() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .alipay
+        .post_payment("k-dur", &payment_body("durable-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // A second, independent process state on the same database (as after a
+    // crash and restart) sees the payment and replays the key.
+    let mut config = billclear::config::Config::default();
+    config.database.url =
+        billclear::store::postgres::with_database(&common::server_url(), &app.db_name);
+    config.auth.key_cache_ttl_ms = 0;
+    let store = std::sync::Arc::new(
+        billclear::store::postgres::PgStore::connect(&config.database.url, 4)
+            .await
+            .unwrap(),
+    );
+    let state = billclear::api::AppState::start(store.clone(), app.master_key.clone(), config)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(billclear::api::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let mut client = app.alipay.clone();
+    client.set_base(&base);
+    let got = client.get(&format!("/v1/payments/{id}")).await.unwrap();
+    assert_eq!(got.status, 200);
+    let replay = client
+        .post_payment("k-dur", &payment_body("durable-1"))
+        .await
+        .unwrap();
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.json()["id"], id.as_str());
+    store.pool().close().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn when_the_database_is_gone_nothing_is_acknowledged() {
+    let app = TestApp::spawn().await;
+    app.store.pool().close().await;
+    let r = app
+        .alipay
+        .post_payment("k-down", &payment_body("down-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.code(), "store_unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    let ready = app.alipay.get("/readyz").await.unwrap();
+    assert_eq!(
+        (ready.status.as_u16(), ready.code().as_str()),
+        (503, "not_ready")
+    );
+    // Nothing was written: check through a fresh connection, then clean up.
+    let url = billclear::store::postgres::with_database(&common::server_url(), &app.db_name);
+    let fresh = billclear::store::postgres::PgStore::connect(&url, 2)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+        .fetch_one(fresh.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    fresh.pool().close().await;
+    let _ = billclear::store::postgres::drop_database(&common::server_url(), &app.db_name).await;
+}
