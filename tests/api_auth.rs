@@ -4,9 +4,31 @@ mod common;
 
 use billclear::auth::signing;
 use billclear::client::Extra;
+use billclear::client::SignedClient;
 use billclear::store::ChannelStore;
 use common::{payment_body, TestApp};
 use hyper::Method;
+
+/// Sends a request with exactly this Authorization header ("" = none).
+async fn send_with_auth(
+    client: &SignedClient,
+    method: Method,
+    path: &str,
+    auth: String,
+) -> billclear::client::Reply {
+    client
+        .send(
+            method,
+            path,
+            Vec::new(),
+            Extra {
+                authorization: Some(auth),
+                ..Extra::default()
+            },
+        )
+        .await
+        .unwrap()
+}
 
 async fn post_with(
     app: &TestApp,
@@ -115,45 +137,23 @@ async fn signature_failures_are_401_and_change_nothing() {
 #[tokio::test]
 async fn signature_covers_method_path_and_query() {
     let app = TestApp::spawn().await;
-    // A valid signature for GET /v1/payments?channel_reference=a sent to ?channel_reference=b.
     let now = chrono::Utc::now().timestamp();
-    // Build the header with a client that knows the secret, for a different query.
-    let r = app
-        .alipay
-        .send(
-            Method::GET,
-            "/v1/payments?channel_reference=b",
-            Vec::new(),
-            Extra {
-                authorization: Some(sign_like(
-                    &app,
-                    "GET",
-                    "/v1/payments?channel_reference=a",
-                    now,
-                    "q1",
-                )),
-                ..Extra::default()
-            },
-        )
-        .await
-        .unwrap();
+    // A valid signature for ?channel_reference=a sent to ?channel_reference=b.
+    let auth = sign_like(&app, "GET", "/v1/payments?channel_reference=a", now, "q1");
+    let r = send_with_auth(
+        &app.alipay,
+        Method::GET,
+        "/v1/payments?channel_reference=b",
+        auth,
+    )
+    .await;
     assert_eq!(
         (r.status.as_u16(), r.code().as_str()),
         (401, "bad_signature")
     );
-    let r = app
-        .alipay
-        .send(
-            Method::GET,
-            "/v1/billers",
-            Vec::new(),
-            Extra {
-                authorization: Some(sign_like(&app, "POST", "/v1/billers", now, "q2")),
-                ..Extra::default()
-            },
-        )
-        .await
-        .unwrap();
+    // A valid signature for POST sent as GET.
+    let auth = sign_like(&app, "POST", "/v1/billers", now, "q2");
+    let r = send_with_auth(&app.alipay, Method::GET, "/v1/billers", auth).await;
     assert_eq!(
         (r.status.as_u16(), r.code().as_str()),
         (401, "bad_signature")
@@ -309,50 +309,18 @@ async fn disabled_keys_and_channels_are_refused() {
 #[tokio::test]
 async fn unsigned_health_and_openapi_are_public() {
     let app = TestApp::spawn().await;
-    let plain = billclear::client::SignedClient::new(&app.base, "", "");
+    let plain = SignedClient::new(&app.base, "", "");
     for path in ["/healthz", "/readyz", "/openapi.json"] {
-        let r = plain
-            .send(
-                Method::GET,
-                path,
-                vec![],
-                Extra {
-                    authorization: Some(String::new()),
-                    ..Extra::default()
-                },
-            )
-            .await
-            .unwrap();
+        let r = send_with_auth(&plain, Method::GET, path, String::new()).await;
         assert_eq!(r.status, 200, "{path}");
     }
-    let r = plain
-        .send(
-            Method::GET,
-            "/v1/billers",
-            vec![],
-            Extra {
-                authorization: Some(String::new()),
-                ..Extra::default()
-            },
-        )
-        .await
-        .unwrap();
+    let r = send_with_auth(&plain, Method::GET, "/v1/billers", String::new()).await;
     assert_eq!(
         (r.status.as_u16(), r.code().as_str()),
         (401, "missing_signature")
     );
-    let spec = plain
-        .send(
-            Method::GET,
-            "/openapi.json",
-            vec![],
-            Extra {
-                authorization: Some(String::new()),
-                ..Extra::default()
-            },
-        )
+    let spec = send_with_auth(&plain, Method::GET, "/openapi.json", String::new())
         .await
-        .unwrap()
         .json();
     for path in [
         "/v1/billers",

@@ -5,7 +5,7 @@ mod common;
 
 use billclear::client::Extra;
 use billclear::domain::ids::PaymentId;
-use billclear::store::{LedgerStore, PaymentStore};
+use billclear::store::PaymentStore;
 use common::{payment_body, Options, TestApp};
 use hyper::Method;
 use serde_json::json;
@@ -27,18 +27,8 @@ async fn an_accepted_payment_is_durable_with_its_pending_transfer_and_outbox_row
     let id: uuid::Uuid = p["id"].as_str().unwrap().parse().unwrap();
 
     assert_eq!(app.footprint().await, [1, 1, 1, 2, 1, 1]);
-    let channel = app
-        .store
-        .balance("channel:alipay:receivable:CNY")
-        .await
-        .unwrap()
-        .unwrap();
-    let biller = app
-        .store
-        .balance("biller:sh-water:payable:CNY")
-        .await
-        .unwrap()
-        .unwrap();
+    let channel = app.balance("channel:alipay:receivable:CNY").await;
+    let biller = app.balance("biller:sh-water:payable:CNY").await;
     assert_eq!(channel.pending_debits.to_string(), "88.50");
     assert_eq!(biller.pending_credits.to_string(), "88.50");
     assert!(channel.posted_debits.is_zero() && biller.posted_credits.is_zero());

@@ -6,7 +6,7 @@ mod common;
 
 use billclear::domain::ids::PaymentId;
 use billclear::domain::payment::{transition, PaymentStatus, TRANSITIONS};
-use billclear::store::{LedgerStore, PaymentStore, StoreError};
+use billclear::store::{PaymentStore, StoreError};
 use common::{payment_body, TestApp};
 
 async fn accept_one(app: &TestApp, reference: &str) -> PaymentId {
@@ -152,18 +152,8 @@ async fn confirmation_posts_and_rejection_voids_the_pending_transfer() {
             from = to;
         }
     }
-    let channel = app
-        .store
-        .balance("channel:alipay:receivable:CNY")
-        .await
-        .unwrap()
-        .unwrap();
-    let biller = app
-        .store
-        .balance("biller:sh-water:payable:CNY")
-        .await
-        .unwrap()
-        .unwrap();
+    let channel = app.balance("channel:alipay:receivable:CNY").await;
+    let biller = app.balance("biller:sh-water:payable:CNY").await;
     // Both pending transfers are resolved: pending layer nets to zero.
     assert_eq!(channel.pending_debits, channel.pending_credits);
     assert_eq!(biller.pending_debits, biller.pending_credits);

@@ -116,6 +116,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Pending and posted balance of a ledger account that must exist.
+    pub async fn balance(&self, account: &str) -> billclear::domain::ledger::Balance {
+        self.store
+            .balance(account)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no account {account}"))
+    }
+
     /// Counts of everything a request could have written.
     pub async fn footprint(&self) -> [i64; 6] {
         [
