@@ -41,6 +41,9 @@ pub struct IntakeBenchArgs {
     pub key_id: Option<String>,
     #[arg(long, requires = "target")]
     pub secret: Option<String>,
+    /// The hot biller (default: the first active biller of the registry).
+    #[arg(long)]
+    pub hot_biller: Option<String>,
     /// Keep the fresh benchmark database instead of dropping it.
     #[arg(long)]
     pub keep_db: bool,
@@ -154,11 +157,12 @@ async fn targeted(config: &Config, url: &str, args: &IntakeBenchArgs) -> anyhow:
 struct Run {
     accepted: Vec<(PaymentId, String, Money)>,
     hot: String,
+    hot_account: String,
 }
 
 async fn load(setup: &Setup, args: &IntakeBenchArgs) -> anyhow::Result<Run> {
     let now = chrono::Utc::now();
-    let active: Vec<&Biller> = setup
+    let mut active: Vec<&Biller> = setup
         .billers
         .iter()
         .filter(|b| {
@@ -170,7 +174,18 @@ async fn load(setup: &Setup, args: &IntakeBenchArgs) -> anyhow::Result<Run> {
     if active.is_empty() {
         bail!("no active biller with an example account number to pay");
     }
+    if let Some(hot) = &args.hot_biller {
+        let at = active
+            .iter()
+            .position(|b| b.id.as_str() == hot)
+            .with_context(|| {
+                format!("--hot-biller {hot}: no such active biller with an example account")
+            })?;
+        active.swap(0, at);
+    }
     let hot = active[0].id.to_string();
+    let hot_account =
+        crate::domain::ledger::AccountSpec::biller_payable(&active[0].id, active[0].currency).code;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     // Pre-build every request so generation costs nothing during the run.
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
@@ -287,7 +302,11 @@ async fn load(setup: &Setup, args: &IntakeBenchArgs) -> anyhow::Result<Run> {
     for (k, v) in &errors {
         println!("error         {v} x {k}");
     }
-    Ok(Run { accepted, hot })
+    Ok(Run {
+        accepted,
+        hot,
+        hot_account,
+    })
 }
 
 async fn verify(setup: &Setup, run: &Run) -> anyhow::Result<()> {
@@ -311,10 +330,10 @@ async fn verify(setup: &Setup, run: &Run) -> anyhow::Result<()> {
         .filter(|(_, b, _)| *b == run.hot)
         .map(|(_, _, m)| m.amount())
         .sum();
-    let hot_code = format!("biller:{}:payable:CNY", run.hot);
+    let hot_code = &run.hot_account;
     let hot_balance = setup
         .store
-        .balance(&hot_code)
+        .balance(hot_code)
         .await?
         .context("hot biller account")?;
     println!();
