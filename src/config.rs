@@ -59,6 +59,10 @@ pub struct IntakeConfig {
     pub max_batch: usize,
     /// Batches being committed at once.
     pub max_inflight_batches: usize,
+    /// While other batches commit, a batch with fewer payments than this
+    /// waits up to `batch_fill_wait_us` for more (0 = never wait).
+    pub batch_fill_target: usize,
+    pub batch_fill_wait_us: u64,
     /// How often the biller directory is reloaded from the database.
     pub biller_refresh_ms: u64,
 }
@@ -103,6 +107,8 @@ impl Default for Config {
                 queue_capacity: 20_000,
                 max_batch: 512,
                 max_inflight_batches: 3,
+                batch_fill_target: 64,
+                batch_fill_wait_us: 2_000,
                 biller_refresh_ms: 5_000,
             },
             security: SecurityConfig {
@@ -156,6 +162,10 @@ impl Config {
         anyhow::ensure!(
             (1..=10_000).contains(&self.intake.max_batch),
             "intake.max_batch must be 1..=10000"
+        );
+        anyhow::ensure!(
+            self.intake.batch_fill_wait_us <= 50_000,
+            "intake.batch_fill_wait_us must be at most 50000 (50 ms)"
         );
         anyhow::ensure!(
             self.intake.max_inflight_batches >= 1,

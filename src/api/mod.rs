@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::secrets::MasterKey;
 use crate::config::Config;
-use crate::intake::{BillerDirectory, Intake};
+use crate::intake::{BatchPolicy, BillerDirectory, Intake};
 use crate::store::Store;
 
 pub use auth::{KeyCache, RateLimits};
@@ -49,12 +49,7 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
-        let intake = Intake::start(
-            store.clone(),
-            config.intake.queue_capacity,
-            config.intake.max_batch,
-            config.intake.max_inflight_batches,
-        );
+        let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
                 config.auth.key_cache_ttl_ms,
