@@ -195,6 +195,14 @@ mod tests {
             .extract()
             .expect("example config parses with no defaults");
         cfg.check().unwrap();
+        // The example documents the defaults: the two must not drift apart
+        // (the master key itself is never written in the example).
+        let as_toml = |c: &Config| toml::Value::try_from(c).expect("config serializes");
+        assert_eq!(
+            as_toml(&cfg),
+            as_toml(&Config::default()),
+            "ops/billclear.example.toml differs from Config::default()"
+        );
     }
 
     #[test]
