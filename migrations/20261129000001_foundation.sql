@@ -217,6 +217,7 @@ CREATE TRIGGER ledger_accounts_permanent BEFORE UPDATE OR DELETE ON ledger_accou
 -- ...). Statement-level AFTER triggers fire when that whole statement is
 -- done, so here every new journal must already have entries (and so, by the
 -- balance check, at least two). A journal written alone is refused.
+-- The same pass checks a payment's pending journal against the payment.
 CREATE FUNCTION ledger_check_new_journals() RETURNS trigger LANGUAGE plpgsql
     -- Look rows up by index: never scan a table that grows with every payment.
     SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
@@ -231,6 +232,17 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'journal % has no entries; write a journal and its entries in one statement', bad
             USING ERRCODE = 'check_violation';
+    END IF;
+    -- A pending journal written for a payment is that payment's pending
+    -- journal (the payment row is written first, in the same transaction).
+    SELECT n.id INTO bad
+      FROM new_journals n
+     WHERE n.kind = 'pending' AND n.payment_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = n.payment_id AND p.pending_journal_id = n.id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pending journal % names a payment that does not name it back', bad
+            USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;
 END $$;
@@ -359,28 +371,6 @@ CREATE TRIGGER payment_events_payment_exists AFTER INSERT ON payment_events
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION payment_events_check_payment();
 
--- A pending journal written for a payment is that payment's pending journal.
-CREATE FUNCTION ledger_journals_check_payment() RETURNS trigger LANGUAGE plpgsql
-    -- Look rows up by index: never scan a table that grows with every payment.
-    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
-    AS $$
-DECLARE
-    bad uuid;
-BEGIN
-    SELECT n.id INTO bad
-      FROM new_journals n
-     WHERE n.kind = 'pending' AND n.payment_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = n.payment_id AND p.pending_journal_id = n.id)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pending journal % names a payment that does not name it back', bad
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER ledger_journals_payment_matches AFTER INSERT ON ledger_journals
-    REFERENCING NEW TABLE AS new_journals
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_journals_check_payment();
 
 -- Idempotency: the key scoped to the channel, a hash of the canonical request
 -- and the response first given. Same key, other hash: 409. (Written in the

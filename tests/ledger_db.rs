@@ -103,6 +103,14 @@ async fn unbalanced_short_and_mismatched_journals_are_refused() {
             "INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) {}",
             pair(&j(6), "CNY", "posted", "10.00", "10.00")
         ),
+        // A pending journal for a payment that does not exist.
+        format!(
+            "WITH j AS (INSERT INTO ledger_journals (id, kind, payment_id, description)
+                        VALUES ('{}', 'pending', gen_random_uuid(), 't') RETURNING id)
+             INSERT INTO ledger_entries (journal_id, account_id, currency, layer, side, amount) {}",
+            j(9),
+            pair(&j(9), "CNY", "pending", "10.00", "10.00").replace("'posted', 'debit'", "'pending', 'debit'")
+        ),
         // Zero amounts.
         journal(&j(7), &pair(&j(7), "CNY", "posted", "0", "0")),
     ];
@@ -112,6 +120,7 @@ async fn unbalanced_short_and_mismatched_journals_are_refused() {
             err.contains("does not balance")
                 || err.contains("no entries")
                 || err.contains("does not exist")
+                || err.contains("does not name it back")
                 || err.contains("check constraint"),
             "{sql}: {err}"
         );
