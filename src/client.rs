@@ -133,15 +133,7 @@ impl SignedClient {
             .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
         let auth = extra.authorization.clone().unwrap_or_else(|| {
             let signed = extra.signed_body.as_deref().unwrap_or(&body);
-            signing::authorization(
-                &self.key_id,
-                &self.secret,
-                method.as_str(),
-                path,
-                ts,
-                &nonce,
-                signed,
-            )
+            self.authorization_for(method.as_str(), path, ts, &nonce, signed)
         });
         let mut req = Request::builder()
             .method(method)

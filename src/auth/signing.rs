@@ -56,9 +56,24 @@ pub fn signature(
     nonce: &str,
     body: &[u8],
 ) -> Vec<u8> {
+    keyed_mac(secret, method, path_and_query, ts, nonce, body)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// The HMAC over the string to sign, before it is finalized.
+fn keyed_mac(
+    secret: &[u8],
+    method: &str,
+    path_and_query: &str,
+    ts: i64,
+    nonce: &str,
+    body: &[u8],
+) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(string_to_sign(method, path_and_query, ts, nonce, body).as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
 /// Builds the Authorization header value for a request.
@@ -83,9 +98,16 @@ pub fn verify(
     path_and_query: &str,
     body: &[u8],
 ) -> bool {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(string_to_sign(method, path_and_query, header.ts, &header.nonce, body).as_bytes());
-    mac.verify_slice(&header.sig).is_ok()
+    keyed_mac(
+        secret,
+        method,
+        path_and_query,
+        header.ts,
+        &header.nonce,
+        body,
+    )
+    .verify_slice(&header.sig)
+    .is_ok()
 }
 
 pub fn parse_header(value: Option<&str>) -> Result<SignedHeader, HeaderError> {
