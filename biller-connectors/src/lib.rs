@@ -1,1 +1,198 @@
-//! Biller connectors (filled by the dispatch issue).
+//! Biller connectors: one trait over every way billclear reaches a biller,
+//! one module per counterpart protocol, and the biller simulators that tests
+//! and the demo run over real sockets.
+//!
+//! This crate knows nothing of billclear's database or ledger: a connector
+//! takes an order, speaks the counterpart's protocol, and says what happened
+//! or what to do next. Amounts are exact decimals (never floats); the
+//! currency travels as its ISO 4217 code.
+//!
+//! * [`Connector`]: bill inquiry, pay, status inquiry by OUR reference, health.
+//! * [`ConnectorError`]: every failure says what to do next: retry (the
+//!   biller certainly did not apply the payment), fail (the biller refused
+//!   it), or outcome unknown (it may have been applied: ask, never re-send).
+//! * [`codes`]: result codes of a counterpart map into those through a table.
+//! * [`echo`]: what a counterpart echoes is checked against what was sent.
+//! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
+//! * [`sim`]: the simulators (`biller-sim` binary).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub mod codes;
+pub mod echo;
+pub mod sim;
+pub mod water;
+
+/// A payment to deliver, as the biller must see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayOrder {
+    /// OUR reference (the billclear payment id). The biller is idempotent on
+    /// it, and status inquiries ask by it.
+    pub our_reference: String,
+    pub biller_id: String,
+    pub account_number: String,
+    pub amount: Decimal,
+    /// ISO 4217 code, e.g. "CNY".
+    pub currency: String,
+    pub bill_reference: Option<String>,
+}
+
+/// The biller credited the payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// The biller's own reference (receipt number) for the payment.
+    pub biller_reference: String,
+    pub credited_at: DateTime<Utc>,
+}
+
+/// A definitive refusal by the biller: the payment was not applied and will
+/// not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The counterpart's own result code, kept for the record.
+    pub code: String,
+    pub message: String,
+}
+
+/// What the biller says of a payment asked about by our reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteStatus {
+    Credited(Credit),
+    Rejected(Refusal),
+    /// The biller has no record of that reference.
+    NotFound,
+    /// The biller has it but has not decided yet.
+    Pending,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillQuery {
+    pub biller_id: String,
+    pub account_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bill {
+    pub bill_reference: String,
+    pub amount_due: Decimal,
+    pub currency: String,
+    pub due_date: NaiveDate,
+}
+
+/// The answer to a bill inquiry. The customer name is given in full by the
+/// biller; billclear masks it before a channel sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillStatement {
+    pub account_number: String,
+    pub customer_name: String,
+    pub bills: Vec<Bill>,
+}
+
+/// What to do after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextStep {
+    /// Not applied: the same request may be sent again later.
+    Retry,
+    /// Refused for good: do not send again.
+    Fail,
+    /// May have been applied: never re-send; ask for the status.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("not applied, try again later: {reason}")]
+    Retry { reason: String },
+    #[error("refused by the biller (code {}): {}", .0.code, .0.message)]
+    Fail(Refusal),
+    #[error("outcome unknown: {reason}")]
+    Unknown { reason: String },
+}
+
+impl ConnectorError {
+    pub fn next_step(&self) -> NextStep {
+        match self {
+            ConnectorError::Retry { .. } => NextStep::Retry,
+            ConnectorError::Fail(_) => NextStep::Fail,
+            ConnectorError::Unknown { .. } => NextStep::Unknown,
+        }
+    }
+    pub fn retry(reason: impl Into<String>) -> Self {
+        ConnectorError::Retry {
+            reason: reason.into(),
+        }
+    }
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        ConnectorError::Unknown {
+            reason: reason.into(),
+        }
+    }
+    pub fn fail(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ConnectorError::Fail(Refusal {
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+}
+
+/// One way of reaching billers (direct, or through an intermediary).
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector id (as named in billers' routes).
+    fn id(&self) -> &str;
+    /// Bills outstanding on a customer account. Never moves money: every
+    /// transport failure is `Retry`.
+    async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError>;
+    /// Delivers a payment. `Ok` only when the biller credited it and echoed
+    /// back what was sent.
+    async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError>;
+    /// Asks what became of `order` by OUR reference; the answer's echo is
+    /// checked against `order`. Never re-sends the payment.
+    async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError>;
+    /// Succeeds when the counterpart answers its health check.
+    async fn health(&self) -> Result<(), ConnectorError>;
+}
+
+/// How a connector is configured (`[connectors.<id>]` in billclear's config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSettings {
+    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed).
+    pub kind: String,
+    /// Where the counterpart listens, e.g. "http://127.0.0.1:9101".
+    pub base_url: String,
+    /// Our key id at the counterpart and the shared HMAC secret.
+    pub key_id: String,
+    pub secret: String,
+    /// How long a call may take before its outcome is unknown.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connector {id}: {reason}")]
+pub struct SettingsError {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Builds the connector `id` from its settings.
+pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector>, SettingsError> {
+    let err = |reason: String| SettingsError {
+        id: id.to_string(),
+        reason,
+    };
+    match settings.kind.as_str() {
+        "water-json" => Ok(Arc::new(
+            water::WaterConnector::new(id, settings).map_err(err)?,
+        )),
+        other => Err(err(format!(
+            "unknown connector kind {other:?} (known: \"water-json\")"
+        ))),
+    }
+}
