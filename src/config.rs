@@ -2,12 +2,17 @@
 //! (nested keys with `__`: `BILLCLEAR_DATABASE__URL`). Every key is
 //! documented in `ops/billclear.example.toml`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+pub use biller_connectors::ConnectorSettings;
+
+use crate::domain::dispatch::Backoff;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +22,68 @@ pub struct Config {
     pub auth: AuthConfig,
     pub intake: IntakeConfig,
     pub security: SecurityConfig,
+    pub dispatch: DispatchConfig,
+    pub callbacks: CallbackConfig,
+    /// Connectors by id (the ids billers name in their routes). A route
+    /// whose connector is not configured here is skipped.
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorSettings>,
     pub log: LogConfig,
+}
+
+/// Bounded exponential backoff: base_ms * 2^(n-1), capped at max_ms, at
+/// most max_attempts tries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub base_ms: u64,
+    pub max_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl RetryConfig {
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base_ms: self.base_ms,
+            max_ms: self.max_ms,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Payments being delivered at once by one process.
+    pub concurrency: usize,
+    /// Most outbox rows claimed in one query.
+    pub claim_batch: u32,
+    /// How often an idle worker looks for work.
+    pub poll_ms: u64,
+    /// How long claimed work is held. Work of a process that dies comes
+    /// back after this; it must exceed every connector's timeout_ms.
+    pub lease_ms: u64,
+    /// Sends that certainly did not reach the biller (refused connection,
+    /// busy): retried like this, then the payment is REJECTED.
+    pub send_retry: RetryConfig,
+    /// Status inquiries for an UNKNOWN payment; when exhausted the payment
+    /// stays UNKNOWN for reconciliation.
+    pub inquiry_retry: RetryConfig,
+    /// An UNKNOWN payment the biller has no record of is REJECTED only after
+    /// this many "not found" answers, the last at least not_found_grace_ms
+    /// after the send.
+    pub not_found_answers: u32,
+    pub not_found_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Callbacks being delivered at once by one process.
+    pub concurrency: usize,
+    /// A callback not answered 2xx within this time is retried.
+    pub timeout_ms: u64,
+    pub retry: RetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +181,34 @@ impl Default for Config {
                 master_key_file: ".billclear/master.key".into(),
                 master_key: None,
             },
+            dispatch: DispatchConfig {
+                concurrency: 64,
+                claim_batch: 32,
+                poll_ms: 100,
+                lease_ms: 60_000,
+                send_retry: RetryConfig {
+                    base_ms: 1_000,
+                    max_ms: 30_000,
+                    max_attempts: 5,
+                },
+                inquiry_retry: RetryConfig {
+                    base_ms: 2_000,
+                    max_ms: 120_000,
+                    max_attempts: 12,
+                },
+                not_found_answers: 2,
+                not_found_grace_ms: 30_000,
+            },
+            callbacks: CallbackConfig {
+                concurrency: 16,
+                timeout_ms: 5_000,
+                retry: RetryConfig {
+                    base_ms: 1_000,
+                    max_ms: 600_000,
+                    max_attempts: 15,
+                },
+            },
+            connectors: BTreeMap::new(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -154,7 +248,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.database.max_connections >= 2,
             "database.max_connections must be at least 2"
@@ -179,6 +273,34 @@ impl Config {
             (1024..=1024 * 1024).contains(&self.http.max_body_bytes),
             "http.max_body_bytes must be 1 KiB..1 MiB"
         );
+        for (name, r) in [
+            ("dispatch.send_retry", &self.dispatch.send_retry),
+            ("dispatch.inquiry_retry", &self.dispatch.inquiry_retry),
+            ("callbacks.retry", &self.callbacks.retry),
+        ] {
+            anyhow::ensure!(
+                r.base_ms >= 1 && r.max_ms >= r.base_ms && (1..=1000).contains(&r.max_attempts),
+                "{name}: need 1 <= base_ms <= max_ms and 1 <= max_attempts <= 1000"
+            );
+        }
+        anyhow::ensure!(
+            self.dispatch.concurrency >= 1 && self.callbacks.concurrency >= 1,
+            "dispatch.concurrency and callbacks.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            self.dispatch.not_found_answers >= 1,
+            "dispatch.not_found_answers must be at least 1"
+        );
+        for (id, c) in &self.connectors {
+            crate::domain::ids::ConnectorId::parse(id)?;
+            // A lease shorter than a call would let a second process take
+            // work whose call is still running.
+            anyhow::ensure!(
+                self.dispatch.lease_ms >= 2 * c.timeout_ms + 5_000,
+                "dispatch.lease_ms ({}) must be at least 2 x connectors.{id}.timeout_ms + 5000",
+                self.dispatch.lease_ms
+            );
+        }
         Ok(())
     }
 }

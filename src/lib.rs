@@ -2,7 +2,8 @@
 //!
 //! Layout: `domain` is pure (money, billers, payments, ledger rules);
 //! `store` keeps it (PostgreSQL behind traits); `intake` turns accepted
-//! requests into durable payments in batches; `api` is the signed HTTP edge;
+//! requests into durable payments in batches; `api` is the signed HTTP edge; `dispatch` delivers payments to billers
+//! through `biller-connectors` and calls channels back;
 //! `cli` and `config` run it; `bench` measures it.
 
 pub mod api;
@@ -11,7 +12,9 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod intake;
+pub mod receiver;
 pub mod store;
 pub mod telemetry;

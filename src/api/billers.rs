@@ -1,7 +1,8 @@
 //! `GET /v1/billers`: active billers with their input rules, amount rules
-//! and availability.
+//! and availability. `GET /v1/billers/{id}/bills?account=`: bill inquiry
+//! through the biller's route.
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -9,7 +10,9 @@ use serde_json::{json, Value};
 use super::auth::Signed;
 use super::problem::ApiError;
 use super::AppState;
-use crate::domain::biller::{Biller, BillerStatus};
+use crate::domain::biller::{Availability, Biller, BillerStatus};
+use crate::domain::dispatch::mask_name;
+use biller_connectors::{BillQuery, ConnectorError};
 
 pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>) -> Value {
     json!({
@@ -49,4 +52,109 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Result<Json<
     Ok(Json(
         json!({ "data": billers.iter().map(|b| biller_json(b, now)).collect::<Vec<_>>() }),
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct BillsParams {
+    account: Option<String>,
+}
+
+/// Bill inquiry: the account number is checked against the biller's rule
+/// before the biller is asked; the customer name is masked.
+pub async fn bills(
+    State(state): State<AppState>,
+    Path(biller_id): Path<String>,
+    Query(params): Query<BillsParams>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    signed.consume_nonce(&state).await?;
+    let snapshot = state.billers.snapshot();
+    let biller = snapshot.get(&biller_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_biller",
+            format!("biller {:?} is not known", biller_id.chars().take(64).collect::<String>()),
+        )
+    })?;
+    let account = params.account.unwrap_or_default();
+    if account.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_account",
+            "give the customer's account number as ?account=",
+        )
+        .field("account"));
+    }
+    match biller.availability(Utc::now()) {
+        Availability::Available => {}
+        Availability::Suspended => {
+            return Err(ApiError::unprocessable(
+                "biller_suspended",
+                format!("biller {} is suspended", biller.id),
+            ))
+        }
+        Availability::Maintenance { until } => {
+            let secs = (until - Utc::now()).num_seconds().max(1) as u64;
+            return Err(ApiError::unavailable(
+                "biller_in_maintenance",
+                format!("biller {} is in a maintenance window until {until}", biller.id),
+            )
+            .retry_after(secs));
+        }
+    }
+    biller.account_rule.check(&account).map_err(|e| {
+        ApiError::unprocessable("invalid_account_number", e.to_string()).field("account")
+    })?;
+    let (route, connector) = state.connectors.route_for(biller).ok_or_else(|| {
+        ApiError::unavailable(
+            "biller_unreachable",
+            format!("no route to biller {} is configured in this service", biller.id),
+        )
+        .retry_after(60)
+    })?;
+    let query = BillQuery {
+        biller_id: biller.id.to_string(),
+        account_number: account.clone(),
+    };
+    let statement = connector.bills(&query).await.map_err(|e| match e {
+        ConnectorError::Fail(r) if r.code == "1001" || r.message.contains("not found") => {
+            ApiError::not_found("account_not_found", format!("biller {} has no account {account}: {}", biller.id, r.message))
+        }
+        ConnectorError::Fail(r) => ApiError::unprocessable(
+            "biller_refused",
+            format!("biller {} refused the inquiry (code {}): {}", biller.id, r.code, r.message),
+        ),
+        other => ApiError::unavailable(
+            "biller_unavailable",
+            format!("biller {} did not answer through {route}: {other}", biller.id),
+        )
+        .retry_after(5),
+    })?;
+    // The biller's amounts are taken only if exact in its currency: never rounded.
+    let bad_answer = |why: String| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "biller_bad_answer",
+            "Biller answer refused",
+            format!("biller {} answered a bill inquiry with {why}", biller.id),
+        )
+    };
+    let mut bills = Vec::with_capacity(statement.bills.len());
+    for b in &statement.bills {
+        if b.currency != biller.currency.code() {
+            return Err(bad_answer(format!("a bill in {:?}", b.currency)));
+        }
+        let due = crate::domain::money::Money::new_or_zero(b.amount_due, biller.currency)
+            .map_err(|e| bad_answer(format!("amount due {}: {e}", b.amount_due)))?;
+        bills.push(json!({
+            "bill_reference": b.bill_reference,
+            "amount_due": due.amount().to_string(),
+            "currency": b.currency,
+            "due_date": b.due_date,
+        }));
+    }
+    Ok(Json(json!({
+        "biller_id": biller.id,
+        "account_number": account,
+        "customer_name": mask_name(&statement.customer_name),
+        "bills": bills,
+    })))
 }

@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::secrets::MasterKey;
 use crate::config::Config;
+use crate::dispatch::Connectors;
 use crate::intake::{BatchPolicy, BillerDirectory, Intake};
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub master_key: MasterKey,
     pub config: Arc<Config>,
+    /// The connectors configured in this process (bill inquiry, dispatch).
+    pub connectors: Connectors,
     /// Background tasks of this state (the biller refresh).
     background: Arc<Vec<tokio::task::AbortHandle>>,
 }
@@ -49,6 +52,7 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
+        let connectors = Connectors::from_settings(&config.connectors)?;
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
@@ -60,6 +64,7 @@ impl AppState {
             billers,
             master_key,
             config: Arc::new(config),
+            connectors,
             background: Arc::new(vec![refresh.abort_handle()]),
         })
     }
@@ -75,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     let concurrency = state.config.http.max_concurrent_requests.max(1);
     Router::new()
         .route("/v1/billers", get(billers::list))
+        .route("/v1/billers/{biller_id}/bills", get(billers::bills))
         .route("/v1/payments", post(payments::create).get(payments::find))
         .route("/v1/payments/{id}", get(payments::get_one))
         .route("/healthz", get(health::healthz))

@@ -33,6 +33,8 @@ pub fn payment_json(p: &Payment) -> Value {
         "currency": p.amount.currency().code(),
         "bill_reference": p.bill_reference,
         "channel_reference": p.channel_reference,
+        "biller_reference": p.biller_reference,
+        "confirmed_at": p.confirmed_at,
         "created_at": p.created_at,
         "updated_at": p.updated_at,
     })
@@ -232,6 +234,9 @@ pub async fn create(
         status: PaymentStatus::Received,
         created_at: now,
         updated_at: now,
+        connector_id: None,
+        biller_reference: None,
+        confirmed_at: None,
     };
     let body = payment_json(&payment).to_string();
     let journal = Journal::payment_accepted(

@@ -200,6 +200,13 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(store);
     spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s);
     let state = crate::api::AppState::start(store, key, config).await?;
+    let connectors: Vec<&str> = state.connectors.ids().collect();
+    if connectors.is_empty() {
+        tracing::warn!("no connectors configured ([connectors] in the config): payments are accepted but cannot be delivered");
+    } else {
+        tracing::info!(connectors = ?connectors, "dispatch workers starting");
+    }
+    let _workers = crate::dispatch::Workers::start(&state, &crate::dispatch::worker_name());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

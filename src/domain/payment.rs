@@ -275,6 +275,11 @@ pub struct Payment {
     pub status: PaymentStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The route it was (last) sent through, once dispatched.
+    pub connector_id: Option<String>,
+    /// The biller's reference and its credit time, once confirmed.
+    pub biller_reference: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
 }
 
 /// Masks an account number for logs: the last four characters stay.

@@ -12,6 +12,9 @@ use crate::domain::biller::Biller;
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::ids::{ChannelId, PaymentId};
 use crate::domain::ledger::{AccountSpec, Balance, Journal};
+use crate::domain::dispatch::{
+    AttemptKind, AttemptOutcome, CallbackEvent, DeliveryHistory,
+};
 use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,125 @@ pub trait HealthStore: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// Kinds of outbox work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Deliver a payment (and inquire while its outcome is unknown).
+    Dispatch,
+    /// Tell a channel about a final state.
+    Callback,
+}
+
+impl Topic {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Topic::Dispatch => "dispatch",
+            Topic::Callback => "callback",
+        }
+    }
+}
+
+/// Outbox work held under a lease. Writes about it succeed only while the
+/// claim token is still the row's (Conflict otherwise: the lease was lost).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub outbox_id: i64,
+    pub token: uuid::Uuid,
+    pub aggregate_id: uuid::Uuid,
+    pub payload: serde_json::Value,
+    /// Times this work was claimed, this claim included.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What becomes of claimed work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxNext {
+    Done,
+    RetryAt { at: DateTime<Utc>, error: String },
+    /// Given up after bounded retries (kept, flagged, for operators).
+    Abandon { error: String },
+}
+
+/// An attempt about to be made (recorded before the call).
+#[derive(Debug, Clone)]
+pub struct AttemptStart {
+    pub payment_id: PaymentId,
+    pub kind: AttemptKind,
+    pub connector_id: String,
+    pub worker: String,
+    pub at: DateTime<Utc>,
+    /// RECEIVED → SUBMITTED on a first send.
+    pub transition: Option<Transition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub attempt_id: i64,
+    pub outcome: AttemptOutcome,
+    pub result_code: Option<String>,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything one dispatch step commits, in one transaction.
+#[derive(Debug, Clone)]
+pub struct DispatchUpdate {
+    pub attempt: Option<AttemptEnd>,
+    pub transition: Option<Transition>,
+    /// The biller's reference and credit time (with a confirmation).
+    pub credit: Option<(String, DateTime<Utc>)>,
+    /// Queued for the payment's channel (with a final state).
+    pub callback: Option<CallbackEvent>,
+    pub next: OutboxNext,
+}
+
+/// Where a channel's callbacks go and the key that signs them.
+#[derive(Debug, Clone)]
+pub struct CallbackTarget {
+    pub url: String,
+    pub key_id: String,
+    pub sealed_secret: Vec<u8>,
+}
+
+#[async_trait]
+pub trait WorkStore: Send + Sync {
+    /// Claims up to `limit` ready rows of `topic` for `lease`
+    /// (FOR UPDATE SKIP LOCKED: several processes share one outbox).
+    async fn claim_work(
+        &self,
+        topic: Topic,
+        worker: &str,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Claim>>;
+    async fn finish_work(&self, claim: &Claim, next: &OutboxNext) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait DispatchStore: Send + Sync {
+    /// A payment with what is known of its delivery so far.
+    async fn delivery(&self, id: PaymentId) -> StoreResult<Option<(Payment, DeliveryHistory)>>;
+    /// Records an attempt before its call (and the transition it implies);
+    /// returns the attempt id.
+    async fn start_attempt(&self, claim: &Claim, start: &AttemptStart) -> StoreResult<i64>;
+    async fn record_dispatch(&self, claim: &Claim, update: &DispatchUpdate) -> StoreResult<()>;
+    async fn callback_target(&self, channel: &ChannelId) -> StoreResult<Option<CallbackTarget>>;
+}
+
 /// Everything billclear keeps.
-pub trait Store: BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore {}
-impl<T: BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore> Store for T {}
+pub trait Store:
+    BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore + WorkStore + DispatchStore
+{
+}
+impl<
+        T: BillerStore
+            + ChannelStore
+            + PaymentStore
+            + LedgerStore
+            + HealthStore
+            + WorkStore
+            + DispatchStore,
+    > Store for T
+{
+}

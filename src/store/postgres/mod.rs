@@ -2,6 +2,7 @@
 
 mod billers;
 mod channels;
+mod dispatch;
 mod ledger;
 mod payments;
 

@@ -206,48 +206,7 @@ impl PaymentStore for PgStore {
 
     async fn apply_transition(&self, t: &Transition) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row =
-            sqlx::query("SELECT status, pending_journal_id FROM payments WHERE id = $1 FOR UPDATE")
-                .bind(t.payment_id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .ok_or_else(|| StoreError::NotFound(format!("payment {}", t.payment_id)))?;
-        let current: String = row.get("status");
-        if current != t.from.as_str() {
-            return Err(StoreError::Conflict(format!(
-                "payment {} is {current}, not {}",
-                t.payment_id,
-                t.from.as_str()
-            )));
-        }
-        sqlx::query("UPDATE payments SET status = $2, updated_at = $3 WHERE id = $1")
-            .bind(t.payment_id.0)
-            .bind(t.to.as_str())
-            .bind(t.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("INSERT INTO payment_events (payment_id, from_status, to_status, reason, at) VALUES ($1,$2,$3,$4,$5)")
-            .bind(t.payment_id.0)
-            .bind(t.from.as_str())
-            .bind(t.to.as_str())
-            .bind(&t.reason)
-            .bind(t.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if t.ledger != LedgerEffect::None {
-            let pending = load_journal(&mut tx, row.get("pending_journal_id")).await?;
-            let resolution = match t.ledger {
-                LedgerEffect::PostPending => {
-                    pending.post(format!("payment {} {}", t.payment_id, t.reason))
-                }
-                _ => pending.void(format!("payment {} {}", t.payment_id, t.reason)),
-            }
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-            insert_journals(&mut tx, &[&resolution]).await?;
-        }
+        apply_transition_tx(&mut tx, t, None).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -277,7 +236,7 @@ impl PaymentStore for PgStore {
     }
 }
 
-fn row_to_payment(r: &sqlx::postgres::PgRow) -> StoreResult<Payment> {
+pub(super) fn row_to_payment(r: &sqlx::postgres::PgRow) -> StoreResult<Payment> {
     let bad = |s: String| StoreError::Rejected(format!("stored payment: {s}"));
     let currency = Currency::from_code(r.get::<String, _>("currency").trim())
         .map_err(|e| bad(e.to_string()))?;
@@ -295,5 +254,67 @@ fn row_to_payment(r: &sqlx::postgres::PgRow) -> StoreResult<Payment> {
             .ok_or_else(|| bad("status".into()))?,
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
+        connector_id: r.get("connector_id"),
+        biller_reference: r.get("biller_reference"),
+        confirmed_at: r.get("confirmed_at"),
     })
+}
+
+/// Applies a decided transition inside `tx`: the status (checked to still be
+/// `t.from`: Conflict otherwise), its event, its ledger effect (post or void
+/// the pending journal) and, for a confirmation, the biller's reference and
+/// credit time.
+pub(super) async fn apply_transition_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    t: &Transition,
+    credit: Option<(&str, DateTime<Utc>)>,
+) -> StoreResult<()> {
+    let row =
+        sqlx::query("SELECT status, pending_journal_id FROM payments WHERE id = $1 FOR UPDATE")
+            .bind(t.payment_id.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("payment {}", t.payment_id)))?;
+    let current: String = row.get("status");
+    if current != t.from.as_str() {
+        return Err(StoreError::Conflict(format!(
+            "payment {} is {current}, not {}",
+            t.payment_id,
+            t.from.as_str()
+        )));
+    }
+    sqlx::query(
+        "UPDATE payments SET status = $2, updated_at = $3,
+                biller_reference = coalesce($4, biller_reference),
+                confirmed_at = coalesce($5, confirmed_at)
+          WHERE id = $1",
+    )
+    .bind(t.payment_id.0)
+    .bind(t.to.as_str())
+    .bind(t.at)
+    .bind(credit.map(|c| c.0))
+    .bind(credit.map(|c| c.1))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("INSERT INTO payment_events (payment_id, from_status, to_status, reason, at) VALUES ($1,$2,$3,$4,$5)")
+        .bind(t.payment_id.0)
+        .bind(t.from.as_str())
+        .bind(t.to.as_str())
+        .bind(&t.reason)
+        .bind(t.at)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if t.ledger != LedgerEffect::None {
+        let pending = load_journal(tx, row.get("pending_journal_id")).await?;
+        let resolution = match t.ledger {
+            LedgerEffect::PostPending => pending.post(format!("payment {} {}", t.payment_id, t.reason)),
+            _ => pending.void(format!("payment {} {}", t.payment_id, t.reason)),
+        }
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        insert_journals(tx, &[&resolution]).await?;
+    }
+    Ok(())
 }

@@ -1,0 +1,164 @@
+//! Callbacks: final states POSTed to the channel's callback URL.
+//!
+//! Each event is signed like a channel's own requests (BC1-HMAC-SHA256 over
+//! method, path and query, timestamp, nonce and body) with the channel's
+//! newest active key, carries its `event_id` in the body and in the
+//! `Billclear-Event-Id` header, and is retried with backoff until the
+//! channel answers 2xx: at least once, so channels deduplicate on event_id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tracing::Instrument;
+
+use super::pool::Job;
+use crate::api::AppState;
+use crate::auth::secrets::MasterKey;
+use crate::auth::signing;
+use crate::config::CallbackConfig;
+use crate::domain::ids::ChannelId;
+use crate::store::{Claim, OutboxNext, Store, StoreResult};
+
+pub const EVENT_ID_HEADER: &str = "billclear-event-id";
+
+pub struct CallbackSender {
+    store: Arc<dyn Store>,
+    master_key: MasterKey,
+    config: CallbackConfig,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Why a delivery did not count.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    /// Will not work however often it is tried.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl CallbackSender {
+    pub fn new(state: &AppState) -> CallbackSender {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(state.config.callbacks.timeout_ms)));
+        CallbackSender {
+            store: state.store.clone(),
+            master_key: state.master_key.clone(),
+            config: state.config.callbacks.clone(),
+            http: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        }
+    }
+
+    async fn deliver(&self, claim: &Claim) -> Result<u16, DeliveryError> {
+        use DeliveryError::*;
+        let channel = claim.payload["channel_id"]
+            .as_str()
+            .and_then(|c| ChannelId::parse(c).ok())
+            .ok_or_else(|| Permanent("callback work without a valid channel_id".into()))?;
+        let event = &claim.payload["event"];
+        let event_id = event["event_id"].as_str().unwrap_or_default().to_string();
+        let target = self
+            .store
+            .callback_target(&channel)
+            .await
+            .map_err(|e| Transient(e.to_string()))?
+            .ok_or_else(|| Permanent(format!("channel {channel} has no active key to sign callbacks with")))?;
+        let uri: Uri = target
+            .url
+            .parse()
+            .map_err(|e| Permanent(format!("callback URL {:?}: {e}", target.url)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(Permanent(format!(
+                "callback URL {:?}: only http:// callbacks can be delivered by this build (https needs TLS, not built yet)",
+                target.url
+            )));
+        }
+        let secret = self
+            .master_key
+            .open(&target.key_id, &target.sealed_secret)
+            .map_err(|e| Permanent(format!("channel key {} cannot be opened: {e}", target.key_id)))?;
+        let body = serde_json::to_vec(event).map_err(|e| Permanent(e.to_string()))?;
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let ts = Utc::now().timestamp();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let auth = signing::authorization(&target.key_id, secret.expose(), "POST", path, ts, &nonce, &body);
+        let req = Request::post(uri)
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .header(EVENT_ID_HEADER, &event_id)
+            .header("user-agent", concat!("billclear-callbacks/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Permanent(e.to_string()))?;
+        let call = async {
+            let resp = self.http.request(req).await.map_err(|e| Transient(e.to_string()))?;
+            let status = resp.status();
+            // Read (a bounded part of) the answer so the connection can be reused.
+            let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect().await;
+            Ok::<_, DeliveryError>(status)
+        };
+        let status = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), call)
+            .await
+            .map_err(|_| Transient(format!("no answer within {} ms", self.config.timeout_ms)))??;
+        if status.is_success() {
+            Ok(status.as_u16())
+        } else {
+            Err(Transient(format!("channel answered HTTP {}", status.as_u16())))
+        }
+    }
+
+    async fn handle_one(&self, claim: &Claim) -> StoreResult<()> {
+        let backoff = self.config.retry.backoff();
+        let tries = claim.attempts.max(1) as u32;
+        let next = match self.deliver(claim).await {
+            Ok(status) => {
+                tracing::info!(status, tries, "callback acknowledged");
+                OutboxNext::Done
+            }
+            Err(DeliveryError::Permanent(why)) => {
+                tracing::error!(%why, "callback cannot be delivered");
+                OutboxNext::Abandon { error: why }
+            }
+            Err(DeliveryError::Transient(why)) if backoff.exhausted(tries) => {
+                tracing::error!(%why, tries, "callback given up after its retries");
+                OutboxNext::Abandon {
+                    error: format!("gave up after {tries} deliveries; last: {why}"),
+                }
+            }
+            Err(DeliveryError::Transient(why)) => {
+                tracing::warn!(%why, tries, "callback not acknowledged; will retry");
+                let wait = backoff.delay(tries, rand::random::<f64>());
+                OutboxNext::RetryAt {
+                    at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                    error: why,
+                }
+            }
+        };
+        self.store.finish_work(claim, &next).await
+    }
+}
+
+#[async_trait]
+impl Job for CallbackSender {
+    async fn handle(self: Arc<Self>, claim: Claim) {
+        let span = tracing::info_span!("callback", payment_id = %claim.aggregate_id, event_id = %claim.payload["event"]["event_id"]);
+        async {
+            if let Err(e) = self.handle_one(&claim).await {
+                tracing::warn!(error = %e, "recording a callback delivery failed; it comes back after the lease");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,44 @@
+//! The connectors configured in this process, and route selection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use biller_connectors::{Connector, ConnectorSettings};
+
+use crate::domain::biller::Biller;
+
+#[derive(Clone, Default)]
+pub struct Connectors {
+    by_id: Arc<BTreeMap<String, Arc<dyn Connector>>>,
+}
+
+impl Connectors {
+    pub fn from_settings(
+        settings: &BTreeMap<String, ConnectorSettings>,
+    ) -> anyhow::Result<Connectors> {
+        let mut by_id = BTreeMap::new();
+        for (id, s) in settings {
+            by_id.insert(id.clone(), biller_connectors::build(id, s)?);
+        }
+        Ok(Connectors {
+            by_id: Arc::new(by_id),
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<dyn Connector>> {
+        self.by_id.get(id).cloned()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
+    /// The route a new payment of `biller` goes through: the first of its
+    /// routes (in priority order) whose connector is configured here.
+    pub fn route_for(&self, biller: &Biller) -> Option<(String, Arc<dyn Connector>)> {
+        biller
+            .routes
+            .iter()
+            .find_map(|r| self.get(r.as_str()).map(|c| (r.to_string(), c)))
+    }
+}

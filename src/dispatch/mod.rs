@@ -1,0 +1,91 @@
+//! Dispatch: accepted payments reach their biller, and channels learn the
+//! outcome.
+//!
+//! * [`connectors`]: the connectors configured in this process, and which
+//!   one a biller's payment goes through (its first configured route).
+//! * [`worker`]: claims `dispatch` work from the outbox (SKIP LOCKED, under a
+//!   lease), records an attempt before every call, sends or inquires, and
+//!   applies the outcome with its ledger effect in one transaction.
+//! * [`callbacks`]: claims `callback` work and POSTs final states to the
+//!   channel, signed with the channel's key, until it answers 2xx.
+//! * [`pool`]: the claim loop both share: bounded concurrency, polling, and
+//!   abort-on-stop (a stopped process's work comes back after its lease).
+
+pub mod callbacks;
+pub mod connectors;
+pub mod pool;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::AppState;
+use crate::store::Topic;
+
+pub use connectors::Connectors;
+
+/// The dispatch and callback workers of one process.
+pub struct Workers {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts both worker pools on the state's store, billers and connectors.
+    /// `name` identifies this process in claims and attempts.
+    pub fn start(state: &AppState, name: &str) -> Workers {
+        let cfg = &state.config;
+        let dispatcher = Arc::new(worker::Dispatcher::new(state, name));
+        let sender = Arc::new(callbacks::CallbackSender::new(state));
+        let handles = vec![
+            tokio::spawn(pool::run(
+                state.store.clone(),
+                pool::PoolSettings {
+                    topic: Topic::Dispatch,
+                    worker: name.to_string(),
+                    lease: Duration::from_millis(cfg.dispatch.lease_ms),
+                    claim_batch: cfg.dispatch.claim_batch,
+                    poll: Duration::from_millis(cfg.dispatch.poll_ms),
+                    concurrency: cfg.dispatch.concurrency,
+                },
+                dispatcher,
+            )),
+            tokio::spawn(pool::run(
+                state.store.clone(),
+                pool::PoolSettings {
+                    topic: Topic::Callback,
+                    worker: name.to_string(),
+                    lease: Duration::from_millis(
+                        (2 * cfg.callbacks.timeout_ms + 5_000).max(cfg.dispatch.lease_ms),
+                    ),
+                    claim_batch: cfg.dispatch.claim_batch,
+                    poll: Duration::from_millis(cfg.dispatch.poll_ms),
+                    concurrency: cfg.callbacks.concurrency,
+                },
+                sender,
+            )),
+        ];
+        Workers { handles }
+    }
+
+    /// Stops at once, abandoning calls in flight (as a crash would: their
+    /// work comes back after the lease). Used by tests and at shutdown.
+    pub fn abort(&self) {
+        self.handles.iter().for_each(|h| h.abort());
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// A name for this process in claims and attempt records.
+pub fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
+}

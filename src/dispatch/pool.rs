@@ -1,0 +1,69 @@
+//! The claim loop shared by the dispatch and callback workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::store::{Claim, Store, Topic};
+
+/// Handles one claimed piece of work. Errors are the handler's to record.
+#[async_trait]
+pub trait Job: Send + Sync + 'static {
+    async fn handle(self: Arc<Self>, claim: Claim);
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub topic: Topic,
+    pub worker: String,
+    pub lease: Duration,
+    pub claim_batch: u32,
+    pub poll: Duration,
+    /// Jobs handled at once.
+    pub concurrency: usize,
+}
+
+/// Claims and handles work until the task is aborted. Aborting drops the
+/// JoinSet, which aborts every job in flight: like a crash, their work
+/// comes back to some worker when the lease ends.
+pub async fn run(store: Arc<dyn Store>, s: PoolSettings, job: Arc<dyn Job>) {
+    let permits = Arc::new(Semaphore::new(s.concurrency.max(1)));
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        if free == 0 {
+            // Wait for a job to end before claiming more.
+            let _ = running.join_next().await;
+            continue;
+        }
+        let want = (free as u32).min(s.claim_batch.max(1));
+        let claims = match store.claim_work(s.topic, &s.worker, s.lease, want).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(topic = s.topic.as_str(), error = %e, "claiming work failed; retrying");
+                tokio::time::sleep(s.poll.max(Duration::from_millis(500))).await;
+                continue;
+            }
+        };
+        let got = claims.len() as u32;
+        for claim in claims {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let job = job.clone();
+            running.spawn(async move {
+                job.handle(claim).await;
+                drop(permit);
+            });
+        }
+        if got < want {
+            tokio::time::sleep(s.poll).await;
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The dispatch worker: one claimed payment at a time, one step each claim.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use biller_connectors::{Connector, ConnectorError, Credit, PayOrder, RemoteStatus};
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::connectors::Connectors;
+use super::pool::Job;
+use crate::api::AppState;
+use crate::config::Config;
+use crate::domain::dispatch::{
+    plan, AttemptKind, AttemptOutcome, Backoff, CallbackEvent, DeliveryHistory, Step,
+};
+use crate::domain::ids::PaymentId;
+use crate::domain::payment::{transition, Payment, PaymentStatus, Transition};
+use crate::intake::BillerDirectory;
+use crate::store::{
+    AttemptEnd, AttemptStart, Claim, DispatchUpdate, OutboxNext, Store, StoreError, StoreResult,
+};
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    billers: BillerDirectory,
+    connectors: Connectors,
+    config: Arc<Config>,
+    worker: String,
+}
+
+/// What one call to the biller concluded, ready to be recorded.
+struct Conclusion {
+    outcome: AttemptOutcome,
+    result_code: Option<String>,
+    detail: String,
+    /// The state to move to (None: stay), with its reason.
+    to: Option<(PaymentStatus, String)>,
+    credit: Option<Credit>,
+    /// When to look again, if the payment is not final.
+    next: OutboxNext,
+}
+
+fn jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+fn later(b: &Backoff, attempt: u32, error: impl Into<String>) -> OutboxNext {
+    let at = Utc::now()
+        + chrono::Duration::from_std(b.delay(attempt, jitter())).unwrap_or(chrono::Duration::zero());
+    OutboxNext::RetryAt {
+        at,
+        error: error.into(),
+    }
+}
+
+impl Dispatcher {
+    pub fn new(state: &AppState, worker: &str) -> Dispatcher {
+        Dispatcher {
+            store: state.store.clone(),
+            billers: state.billers.clone(),
+            connectors: state.connectors.clone(),
+            config: state.config.clone(),
+            worker: worker.to_string(),
+        }
+    }
+
+    fn send_backoff(&self) -> Backoff {
+        self.config.dispatch.send_retry.backoff()
+    }
+    fn inquiry_backoff(&self) -> Backoff {
+        self.config.dispatch.inquiry_retry.backoff()
+    }
+
+    async fn step(&self, claim: &Claim) -> StoreResult<()> {
+        let id = PaymentId(claim.aggregate_id);
+        let Some((payment, history)) = self.store.delivery(id).await? else {
+            let next = OutboxNext::Abandon {
+                error: format!("payment {id} does not exist"),
+            };
+            return self.store.finish_work(claim, &next).await;
+        };
+        match plan(payment.status, &history) {
+            Step::Done => self.store.finish_work(claim, &OutboxNext::Done).await,
+            Step::MarkUnknown => {
+                let reason = "the send's outcome is unknown: the process sending it stopped before it ended";
+                tracing::warn!("{reason}; asking the biller by our reference");
+                let t = self.decide(&payment, PaymentStatus::Unknown, reason)?;
+                let next = later(&self.inquiry_backoff(), 1, reason);
+                self.record(claim, &payment, None, Some(t), None, next).await
+            }
+            Step::Send => self.send(claim, &payment, &history).await,
+            Step::Inquire { connector_id } => {
+                self.inquire(claim, &payment, &history, &connector_id).await
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        payment: &Payment,
+        to: PaymentStatus,
+        reason: &str,
+    ) -> StoreResult<Transition> {
+        transition(payment.id, payment.status, to, reason, Utc::now())
+            .map_err(|e| StoreError::Conflict(e.to_string()))
+    }
+
+    /// Records the end of a step in one transaction; a final state queues
+    /// the channel's callback.
+    async fn record(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        attempt: Option<AttemptEnd>,
+        t: Option<Transition>,
+        credit: Option<Credit>,
+        next: OutboxNext,
+    ) -> StoreResult<()> {
+        let callback = t.as_ref().filter(|t| t.to.is_final()).map(|t| {
+            CallbackEvent::for_payment(
+                payment,
+                t.to,
+                credit.as_ref().map(|c| c.biller_reference.as_str()),
+                (t.to == PaymentStatus::Rejected).then_some(t.reason.as_str()),
+                t.at,
+            )
+        });
+        if let Some(t) = &t {
+            tracing::info!(from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "payment moved");
+        }
+        let update = DispatchUpdate {
+            attempt,
+            transition: t,
+            credit: credit.map(|c| (c.biller_reference, c.credited_at)),
+            callback,
+            next,
+        };
+        self.store.record_dispatch(claim, &update).await
+    }
+
+    async fn conclude(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        attempt_id: i64,
+        c: Conclusion,
+    ) -> StoreResult<()> {
+        let t = match &c.to {
+            Some((to, reason)) => Some(self.decide(payment, *to, reason)?),
+            None => None,
+        };
+        let end = AttemptEnd {
+            attempt_id,
+            outcome: c.outcome,
+            result_code: c.result_code,
+            detail: c.detail,
+            at: Utc::now(),
+        };
+        self.record(claim, payment, Some(end), t, c.credit, c.next)
+            .await
+    }
+
+    fn order(payment: &Payment) -> PayOrder {
+        PayOrder {
+            our_reference: payment.id.to_string(),
+            biller_id: payment.biller_id.to_string(),
+            account_number: payment.account_number.clone(),
+            amount: payment.amount.amount(),
+            currency: payment.amount.currency().code().to_string(),
+            bill_reference: payment.bill_reference.clone(),
+        }
+    }
+
+    async fn reject_undelivered(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        reason: String,
+    ) -> StoreResult<()> {
+        let t = self.decide(payment, PaymentStatus::Rejected, &reason)?;
+        self.record(claim, payment, None, Some(t), None, OutboxNext::Done)
+            .await
+    }
+
+    async fn send(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        history: &DeliveryHistory,
+    ) -> StoreResult<()> {
+        let backoff = self.send_backoff();
+        let biller = self.billers.snapshot().get(payment.biller_id.as_str()).cloned();
+        let route = biller.as_ref().and_then(|b| self.connectors.route_for(b));
+        let Some((connector_id, connector)) = route else {
+            let why = format!(
+                "no configured route to biller {} (routes: {})",
+                payment.biller_id,
+                biller
+                    .map(|b| b.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_else(|| "biller unknown".into())
+            );
+            tracing::warn!("{why}");
+            if backoff.exhausted(claim.attempts as u32) {
+                return self
+                    .reject_undelivered(claim, payment, format!("not delivered: {why}"))
+                    .await;
+            }
+            let next = later(&backoff, claim.attempts as u32, why);
+            return self.store.finish_work(claim, &next).await;
+        };
+        if backoff.exhausted(history.pay_attempts) {
+            let why = format!(
+                "not delivered after {} sends, none of which reached the biller",
+                history.pay_attempts
+            );
+            return self.reject_undelivered(claim, payment, why).await;
+        }
+        let first = (payment.status == PaymentStatus::Received).then(|| {
+            self.decide(
+                payment,
+                PaymentStatus::Submitted,
+                &format!("sent to the biller through {connector_id}"),
+            )
+        });
+        let first = first.transpose()?;
+        let attempt_id = self
+            .store
+            .start_attempt(
+                claim,
+                &AttemptStart {
+                    payment_id: payment.id,
+                    kind: AttemptKind::Pay,
+                    connector_id: connector_id.clone(),
+                    worker: self.worker.clone(),
+                    at: Utc::now(),
+                    transition: first,
+                },
+            )
+            .await?;
+        let mut payment = payment.clone();
+        payment.status = PaymentStatus::Submitted;
+        let result = connector.pay(&Self::order(&payment)).await;
+        let sends = history.pay_attempts + 1;
+        let c = self.pay_conclusion(result, &connector_id, sends, &backoff);
+        self.conclude(claim, &payment, attempt_id, c).await
+    }
+
+    fn pay_conclusion(
+        &self,
+        result: Result<Credit, ConnectorError>,
+        connector_id: &str,
+        sends: u32,
+        backoff: &Backoff,
+    ) -> Conclusion {
+        match result {
+            Ok(credit) => Conclusion {
+                outcome: AttemptOutcome::Credited,
+                result_code: None,
+                detail: format!("credited, receipt {}", credit.biller_reference),
+                to: Some((
+                    PaymentStatus::Confirmed,
+                    format!("confirmed by the biller through {connector_id}, receipt {}", credit.biller_reference),
+                )),
+                credit: Some(credit),
+                next: OutboxNext::Done,
+            },
+            Err(ConnectorError::Fail(r)) => Conclusion {
+                outcome: AttemptOutcome::Refused,
+                detail: r.message.clone(),
+                to: Some((
+                    PaymentStatus::Rejected,
+                    format!("refused by the biller (code {}): {}", r.code, r.message),
+                )),
+                result_code: Some(r.code),
+                credit: None,
+                next: OutboxNext::Done,
+            },
+            Err(ConnectorError::Retry { reason }) if backoff.exhausted(sends) => Conclusion {
+                outcome: AttemptOutcome::NotApplied,
+                result_code: None,
+                to: Some((
+                    PaymentStatus::Rejected,
+                    format!("not delivered after {sends} sends, none of which reached the biller; last: {reason}"),
+                )),
+                detail: reason,
+                credit: None,
+                next: OutboxNext::Done,
+            },
+            Err(ConnectorError::Retry { reason }) => Conclusion {
+                outcome: AttemptOutcome::NotApplied,
+                result_code: None,
+                to: None,
+                next: later(backoff, sends, reason.clone()),
+                detail: reason,
+                credit: None,
+            },
+            Err(ConnectorError::Unknown { reason }) => Conclusion {
+                outcome: AttemptOutcome::Unknown,
+                result_code: None,
+                to: Some((
+                    PaymentStatus::Unknown,
+                    format!("outcome unknown ({reason}); asking the biller by our reference"),
+                )),
+                next: later(&self.inquiry_backoff(), 1, reason.clone()),
+                detail: reason,
+                credit: None,
+            },
+        }
+    }
+
+    async fn inquire(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        history: &DeliveryHistory,
+        connector_id: &str,
+    ) -> StoreResult<()> {
+        let backoff = self.inquiry_backoff();
+        if backoff.exhausted(history.status_attempts) {
+            let why = format!(
+                "status inquiries exhausted after {} tries; the payment stays UNKNOWN for reconciliation",
+                history.status_attempts
+            );
+            tracing::error!("{why}");
+            return self
+                .store
+                .finish_work(claim, &OutboxNext::Abandon { error: why })
+                .await;
+        }
+        // Never another route: only the one the payment went to can say.
+        let Some(connector) = self.connectors.get(connector_id) else {
+            let why = format!("connector {connector_id} (the payment's route) is not configured in this process");
+            tracing::warn!("{why}");
+            let next = later(&backoff, claim.attempts as u32, why);
+            return self.store.finish_work(claim, &next).await;
+        };
+        let attempt_id = self
+            .store
+            .start_attempt(
+                claim,
+                &AttemptStart {
+                    payment_id: payment.id,
+                    kind: AttemptKind::Status,
+                    connector_id: connector_id.to_string(),
+                    worker: self.worker.clone(),
+                    at: Utc::now(),
+                    transition: None,
+                },
+            )
+            .await?;
+        let result = connector.status(&Self::order(payment)).await;
+        let c = self.status_conclusion(result, &*connector, history, &backoff);
+        self.conclude(claim, payment, attempt_id, c).await
+    }
+
+    fn status_conclusion(
+        &self,
+        result: Result<RemoteStatus, ConnectorError>,
+        connector: &dyn Connector,
+        history: &DeliveryHistory,
+        backoff: &Backoff,
+    ) -> Conclusion {
+        let n = history.status_attempts + 1;
+        let again = |why: String| {
+            if backoff.exhausted(n) {
+                OutboxNext::Abandon {
+                    error: format!("status inquiries exhausted after {n} tries; the payment stays UNKNOWN for reconciliation; last: {why}"),
+                }
+            } else {
+                later(backoff, n, why)
+            }
+        };
+        let stay = |outcome, code, detail: String| Conclusion {
+            outcome,
+            result_code: code,
+            next: again(detail.clone()),
+            detail,
+            to: None,
+            credit: None,
+        };
+        match result {
+            Ok(RemoteStatus::Credited(credit)) => Conclusion {
+                outcome: AttemptOutcome::Credited,
+                result_code: None,
+                detail: format!("credited, receipt {}", credit.biller_reference),
+                to: Some((
+                    PaymentStatus::Confirmed,
+                    format!(
+                        "status inquiry through {}: credited, receipt {}",
+                        connector.id(),
+                        credit.biller_reference
+                    ),
+                )),
+                credit: Some(credit),
+                next: OutboxNext::Done,
+            },
+            Ok(RemoteStatus::Rejected(r)) => Conclusion {
+                outcome: AttemptOutcome::Refused,
+                detail: r.message.clone(),
+                to: Some((
+                    PaymentStatus::Rejected,
+                    format!("status inquiry: refused by the biller (code {}): {}", r.code, r.message),
+                )),
+                result_code: Some(r.code),
+                credit: None,
+                next: OutboxNext::Done,
+            },
+            Ok(RemoteStatus::NotFound) => {
+                let answers = history.not_found_answers + 1;
+                let grace = chrono::Duration::milliseconds(self.config.dispatch.not_found_grace_ms as i64);
+                let sent: DateTime<Utc> = history.last_pay_started_at.unwrap_or_else(Utc::now);
+                let settled = answers >= self.config.dispatch.not_found_answers
+                    && Utc::now() - sent >= grace;
+                if settled {
+                    Conclusion {
+                        outcome: AttemptOutcome::NotFound,
+                        result_code: None,
+                        detail: "the biller has no record of our reference".into(),
+                        to: Some((
+                            PaymentStatus::Rejected,
+                            format!("the biller has no record of the payment after {answers} status inquiries"),
+                        )),
+                        credit: None,
+                        next: OutboxNext::Done,
+                    }
+                } else {
+                    stay(AttemptOutcome::NotFound, None, "the biller has no record of our reference (yet)".into())
+                }
+            }
+            Ok(RemoteStatus::Pending) => stay(AttemptOutcome::Pending, None, "the biller has not decided yet".into()),
+            Err(ConnectorError::Retry { reason }) => stay(AttemptOutcome::NotApplied, None, reason),
+            Err(ConnectorError::Unknown { reason }) => stay(AttemptOutcome::Unknown, None, reason),
+            Err(ConnectorError::Fail(r)) => stay(
+                AttemptOutcome::Unknown,
+                Some(r.code.clone()),
+                format!("status inquiry refused ({}): {}", r.code, r.message),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Job for Dispatcher {
+    async fn handle(self: Arc<Self>, claim: Claim) {
+        let span = tracing::info_span!("dispatch", payment_id = %claim.aggregate_id, claim = claim.attempts);
+        async {
+            match self.step(&claim).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(why)) => {
+                    // Another worker moved the payment or took the work:
+                    // look again from the stored state.
+                    tracing::info!(%why, "dispatch step superseded");
+                    let _ = self
+                        .store
+                        .finish_work(&claim, &OutboxNext::RetryAt { at: Utc::now(), error: why })
+                        .await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch step failed; retrying after the lease");
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,169 @@
+//! A channel's side of callbacks: a small server that verifies billclear's
+//! signature on every callback and records it. The demo and the tests use
+//! it; channel developers can read it as the reference for their own.
+//!
+//! To verify a callback (the same scheme as requests, see `auth::signing`):
+//! 1. parse `Authorization: BC1-HMAC-SHA256 key=..,ts=..,nonce=..,sig=..`;
+//! 2. look up the secret of `key` (one of YOUR channel's keys);
+//! 3. refuse a `ts` more than 300 s from your clock;
+//! 4. recompute HMAC-SHA256(secret, "POST\n" + path_and_query + "\n" + ts +
+//!    "\n" + nonce + "\n" + hex(sha256(body)) + "\n") and compare it, in
+//!    constant time, with base64-decoded `sig`;
+//! 5. deduplicate on `event_id` (delivery is at least once), then answer 2xx.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use axum::Router;
+
+use crate::auth::signing;
+
+/// Checks a callback's signature against the channel's keys. Returns the
+/// key id that signed it.
+pub fn verify_callback(
+    secrets: &HashMap<String, Vec<u8>>,
+    authorization: Option<&str>,
+    path_and_query: &str,
+    body: &[u8],
+    now_unix_s: i64,
+    max_skew_s: i64,
+) -> Result<String, String> {
+    let h = signing::parse_header(authorization).map_err(|e| e.to_string())?;
+    let secret = secrets
+        .get(&h.key_id)
+        .ok_or_else(|| format!("unknown key {}", h.key_id))?;
+    if (now_unix_s - h.ts).abs() > max_skew_s {
+        return Err(format!("timestamp {} is too far from now", h.ts));
+    }
+    if !signing::verify(secret, &h, "POST", path_and_query, body) {
+        return Err("signature does not match".into());
+    }
+    Ok(h.key_id)
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event_id: String,
+    pub verified: Result<String, String>,
+    pub event: serde_json::Value,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    secrets: HashMap<String, Vec<u8>>,
+    received: Vec<Received>,
+    /// Deliveries of each event answered 500 before one is acknowledged.
+    fail_first: u32,
+    tries: HashMap<String, u32>,
+}
+
+#[derive(Clone)]
+pub struct CallbackReceiver {
+    base: String,
+    inner: Arc<Mutex<Inner>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl CallbackReceiver {
+    /// Listens on a random local port.
+    pub async fn start() -> std::io::Result<CallbackReceiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/callbacks/{channel}", post(receive))
+            .with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(CallbackReceiver {
+            base,
+            inner,
+            task: Arc::new(task),
+        })
+    }
+
+    /// The callback URL to give a channel.
+    pub fn url(&self, channel: &str) -> String {
+        format!("{}/callbacks/{channel}", self.base)
+    }
+
+    /// Accepts callbacks signed with this key.
+    pub fn add_key(&self, key_id: &str, secret: &str) {
+        self.lock()
+            .secrets
+            .insert(key_id.to_string(), secret.as_bytes().to_vec());
+    }
+
+    /// Answers the first `n` deliveries of every event with 500.
+    pub fn fail_first_deliveries(&self, n: u32) {
+        self.lock().fail_first = n;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.clone()
+    }
+
+    /// Events acknowledged (answered 2xx) with a verified signature.
+    pub fn acknowledged(&self) -> HashSet<String> {
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| r.status < 300 && r.verified.is_ok())
+            .map(|r| r.event_id.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("receiver lock")
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut g = inner.lock().expect("receiver lock");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let verified = verify_callback(
+        &g.secrets,
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        path,
+        &body,
+        chrono::Utc::now().timestamp(),
+        300,
+    );
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let event_id = event["event_id"].as_str().unwrap_or_default().to_string();
+    let tries = {
+        let t = g.tries.entry(event_id.clone()).or_default();
+        *t += 1;
+        *t
+    };
+    let status = if verified.is_err() {
+        StatusCode::UNAUTHORIZED
+    } else if tries <= g.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    g.received.push(Received {
+        event_id,
+        verified,
+        event,
+        status: status.as_u16(),
+    });
+    status
+}
