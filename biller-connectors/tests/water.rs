@@ -460,3 +460,192 @@ async fn admin_endpoints() {
     let (s, _) = call("POST", "/api/v1/payments", &big).await;
     assert_eq!(s, 413, "body size is bounded");
 }
+
+/// How the rogue biller signs its canned answer.
+#[derive(Clone, Copy)]
+enum Signing {
+    Good,
+    Unsigned,
+    OtherSecret,
+    OtherNonce,
+}
+
+/// A biller that answers every request with one canned answer.
+async fn rogue(
+    status: u16,
+    body: &'static str,
+    signing: Signing,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use biller_connectors::water::codec;
+    let handler = move |headers: HeaderMap| async move {
+        let nonce = match signing {
+            Signing::OtherNonce => "0000".to_string(),
+            _ => headers[codec::HEADER_NONCE].to_str().unwrap().to_string(),
+        };
+        let secret: &[u8] = match signing {
+            Signing::OtherSecret => b"someone-else",
+            _ => SECRET.as_bytes(),
+        };
+        let ts = Utc::now().timestamp();
+        let sig = codec::sign(
+            secret,
+            &codec::response_string_to_sign(status, ts, &nonce, body.as_bytes()),
+        );
+        let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+        if !matches!(signing, Signing::Unsigned) {
+            let h = response.headers_mut();
+            h.insert(codec::HEADER_TIMESTAMP, ts.to_string().parse().unwrap());
+            h.insert(codec::HEADER_SIGNATURE, sig.parse().unwrap());
+        }
+        response
+    };
+    let app = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+fn connector_at(url: &str) -> WaterConnector {
+    let settings = ConnectorSettings {
+        kind: "water-json".into(),
+        base_url: url.into(),
+        key_id: "billclear".into(),
+        secret: SECRET.into(),
+        timeout_ms: TIMEOUT_MS,
+    };
+    WaterConnector::new("water", &settings).unwrap()
+}
+
+const GOOD_PAY: &str = r#"{"result_code":"0000","result_msg":"ok","txn_ref":"p-rogue","account_no":"3100000011","amount":"88.50","currency":"CNY","receipt_no":"W1","credited_at":"2026-11-29T02:03:04Z","duplicate":false}"#;
+
+async fn pay_against(
+    status: u16,
+    body: &'static str,
+    signing: Signing,
+) -> Result<biller_connectors::Credit, ConnectorError> {
+    let (url, task) = rogue(status, body, signing).await;
+    let r = connector_at(&url).pay(&order("p-rogue")).await;
+    task.abort();
+    r
+}
+
+#[tokio::test]
+async fn unsigned_answer_is_unknown_for_pay_and_retry_for_status() {
+    let r = pay_against(200, GOOD_PAY, Signing::Unsigned).await;
+    assert_next(&r, NextStep::Unknown);
+    assert!(r.unwrap_err().to_string().contains("unsigned"));
+    let (url, task) = rogue(200, GOOD_PAY, Signing::Unsigned).await;
+    assert_next(
+        &connector_at(&url).status(&order("p-rogue")).await,
+        NextStep::Retry,
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn badly_signed_answers_are_unknown() {
+    for signing in [Signing::OtherSecret, Signing::OtherNonce] {
+        let r = pay_against(200, GOOD_PAY, signing).await;
+        assert_next(&r, NextStep::Unknown);
+        assert!(r.unwrap_err().to_string().contains("signature"));
+    }
+    // An unverifiable "refused" is not trusted either: only 401 auth codes are.
+    let r = pay_against(
+        200,
+        r#"{"result_code":"1001","result_msg":"x"}"#,
+        Signing::OtherSecret,
+    )
+    .await;
+    assert_next(&r, NextStep::Unknown);
+    let r = pay_against(
+        401,
+        r#"{"result_code":"4001","result_msg":"x"}"#,
+        Signing::OtherSecret,
+    )
+    .await;
+    assert_next(&r, NextStep::Retry);
+}
+
+#[tokio::test]
+async fn malformed_answers_are_unknown_naming_the_field() {
+    let r = pay_against(
+        200,
+        r#"{"result_code":"0000","txn_ref":"p-rogue","account_no":"3100000011","amount":88.5,"currency":"CNY","receipt_no":"W1","credited_at":"2026-11-29T02:03:04Z"}"#,
+        Signing::Good,
+    )
+    .await;
+    assert_next(&r, NextStep::Unknown);
+    assert!(r.unwrap_err().to_string().contains("`amount`"));
+    let r = pay_against(
+        200,
+        r#"{"result_code":"0000","account_no":"3100000011","amount":"88.50","currency":"CNY","receipt_no":"W1","credited_at":"2026-11-29T02:03:04Z"}"#,
+        Signing::Good,
+    )
+    .await;
+    assert!(r.unwrap_err().to_string().contains("`txn_ref`"));
+    let r = pay_against(200, "<html>busy</html>", Signing::Good).await;
+    assert_next(&r, NextStep::Unknown);
+    let r = pay_against(502, "", Signing::Unsigned).await;
+    assert_next(&r, NextStep::Unknown);
+}
+
+#[tokio::test]
+async fn unknown_result_code_is_unknown() {
+    let r = pay_against(
+        200,
+        r#"{"result_code":"7777","result_msg":"?"}"#,
+        Signing::Good,
+    )
+    .await;
+    assert_next(&r, NextStep::Unknown);
+    assert!(r.unwrap_err().to_string().contains("7777"));
+    let r = pay_against(
+        200,
+        r#"{"result_code":"9999","result_msg":"?"}"#,
+        Signing::Good,
+    )
+    .await;
+    assert_next(&r, NextStep::Unknown);
+    let r = pay_against(
+        503,
+        r#"{"result_code":"9001","result_msg":"busy"}"#,
+        Signing::Good,
+    )
+    .await;
+    assert_next(&r, NextStep::Retry);
+}
+
+#[tokio::test]
+async fn a_well_signed_golden_answer_is_a_credit() {
+    let credit = pay_against(200, GOOD_PAY, Signing::Good).await.unwrap();
+    assert_eq!(credit.biller_reference, "W1");
+    let (url, task) = rogue(
+        200,
+        r#"{"result_code":"0000","txn_ref":"p-rogue","state":"CREDITED","account_no":"3100000011","amount":"88.50","currency":"CNY"}"#,
+        Signing::Good,
+    )
+    .await;
+    let r = connector_at(&url).status(&order("p-rogue")).await;
+    task.abort();
+    assert_next(&r, NextStep::Retry);
+    assert!(r.unwrap_err().to_string().contains("`receipt_no`"));
+}
+
+#[tokio::test]
+async fn status_echo_mismatch_is_unknown() {
+    let (url, task) = rogue(
+        200,
+        r#"{"result_code":"0000","txn_ref":"p-rogue","state":"CREDITED","account_no":"3100000099","amount":"88.50","currency":"CNY","receipt_no":"W1","credited_at":"2026-11-29T02:03:04Z"}"#,
+        Signing::Good,
+    )
+    .await;
+    let r = connector_at(&url).status(&order("p-rogue")).await;
+    task.abort();
+    assert_next(&r, NextStep::Unknown);
+    assert!(r.unwrap_err().to_string().contains("account number"));
+}
