@@ -1,0 +1,140 @@
+//! `biller-sim`: runs a biller simulator over real sockets, for the demo
+//! and for manual testing. One subcommand per counterpart protocol.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use biller_connectors::sim::{self, Account, BookEntry, WaterSim, WaterSimConfig};
+use chrono::FixedOffset;
+use clap::{Parser, Subcommand};
+
+const FAULTS_HELP: &str = "\
+FAULTS (switch at run time, JSON, unlisted fields reset to their defaults):
+  latency_ms          delay before each request is processed (processing goes on
+                      even if the client gives up)
+  error_rate          share 0..=1 of requests answered 503 / code 9001, not applied
+  outage              every request answered 503 / code 9002, nothing applied
+  blackhole           requests read but never answered, nothing applied
+                      (held up to 10 minutes, then 504)
+  drop_response_rate  share 0..=1 of payments applied, then never answered
+  drop_response_next  the next N payments applied, answers dropped (counts down)
+  misecho_next        the next N successful payment answers echo amount + 0.01
+
+ADMIN ENDPOINTS (same port, unsigned):
+  GET  /_sim/faults                          the faults in force
+  PUT  /_sim/faults                          replace them
+  GET  /_sim/credits                         every credited payment, in order
+  GET  /_sim/rejections                      every refused payment
+  POST /_sim/accounts                        {\"biller_id\": ..., \"account\": {...}}
+  GET  /_sim/confirmations/{biller}/{date}   daily confirmation CSV (date YYYY-MM-DD)
+
+EXAMPLE:
+  curl -X PUT http://127.0.0.1:9101/_sim/faults -d '{\"drop_response_next\":3}'
+  curl http://127.0.0.1:9101/_sim/confirmations/sh-water/2026-11-29";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "biller-sim",
+    version,
+    about = "Biller simulators for billclear: real servers speaking each biller's protocol, with faults to inject"
+)]
+struct Cli {
+    #[command(subcommand)]
+    biller: Biller,
+}
+
+#[derive(Debug, Subcommand)]
+enum Biller {
+    /// The water company: JSON over HTTP, HMAC-signed requests and answers.
+    #[command(after_help = FAULTS_HELP)]
+    Water(WaterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WaterArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9101")]
+    listen: SocketAddr,
+    /// The key id billclear signs with.
+    #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
+    key_id: String,
+    /// The shared HMAC secret (prefer the environment variable).
+    #[arg(long, env = "BILLER_SIM_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A JSON book: [{"biller_id": "...", "account": {...}}, ...]. Without
+    /// it, a built-in book (sh-water, pudong-water) is used.
+    #[arg(long, env = "BILLER_SIM_BOOK")]
+    book: Option<PathBuf>,
+    /// The only currency accepted.
+    #[arg(long, env = "BILLER_SIM_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// The offset of the confirmation file's business day.
+    #[arg(
+        long,
+        env = "BILLER_SIM_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    utc_offset: FixedOffset,
+}
+
+fn load_book(path: Option<&PathBuf>) -> Result<Vec<(String, Account)>, String> {
+    let Some(path) = path else {
+        return Ok(sim::default_book());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let entries: Vec<BookEntry> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| (e.biller_id, e.account))
+        .collect())
+}
+
+async fn run_water(args: WaterArgs) -> Result<(), String> {
+    if args.secret.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    let config = WaterSimConfig {
+        key_id: args.key_id,
+        secret: args.secret,
+        currency: args.currency,
+        utc_offset: args.utc_offset,
+        book: load_book(args.book.as_ref())?,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let sim = WaterSim::start(listener, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("water simulator listening on {}", sim.base_url());
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("Ctrl-C: shutting down");
+    sim.shutdown();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.biller {
+        Biller::Water(args) => run_water(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("biller-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

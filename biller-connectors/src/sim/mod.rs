@@ -1,0 +1,336 @@
+//! Biller simulators: real HTTP servers speaking a counterpart's protocol,
+//! with switchable faults, for tests and the demo (`biller-sim` binary).
+//!
+//! A simulator keeps a book of customer accounts per biller id, applies
+//! payments idempotently on OUR reference, records every credit and
+//! rejection, and writes the biller's daily confirmation file.
+
+pub mod water;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub use water::{WaterSim, WaterSimConfig};
+
+/// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
+/// They apply in this order: outage, blackhole, error rate, latency, then
+/// processing; the response faults (drop, misecho) only to payments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Delay before each request is processed. Processing is detached from
+    /// the connection, so a client that gives up does not stop it.
+    pub latency_ms: u64,
+    /// Share (0..=1) of requests answered 503 + code 9001, not applied.
+    pub error_rate: f64,
+    /// Every request answered 503 + code 9002, nothing applied.
+    pub outage: bool,
+    /// Requests are read but never answered and nothing is applied (held
+    /// at most 10 minutes, then 504).
+    pub blackhole: bool,
+    /// Share (0..=1) of pay requests applied, then never answered.
+    pub drop_response_rate: f64,
+    /// The next N pay requests are applied and their answers dropped.
+    pub drop_response_next: u32,
+    /// The next N successful pay answers echo an amount 0.01 higher than
+    /// sent (the payment is applied normally).
+    pub misecho_next: u32,
+}
+
+impl Faults {
+    /// Refuses rates outside 0..=1 (or not numbers).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("drop_response_rate", self.drop_response_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be within 0..=1, got {rate}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A customer account in a simulator's book.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub account_number: String,
+    pub customer_name: String,
+    pub open: bool,
+    pub bills: Vec<SimBill>,
+}
+
+/// A bill on a simulated account; `amount_due` goes down as payments come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimBill {
+    pub bill_reference: String,
+    pub amount_due: Decimal,
+    pub due_date: NaiveDate,
+}
+
+/// A payment the simulated biller credited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditRecord {
+    pub our_reference: String,
+    pub biller_reference: String,
+    pub biller_id: String,
+    pub account_number: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub bill_reference: Option<String>,
+    pub credited_at: DateTime<Utc>,
+}
+
+/// A payment the simulated biller refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectRecord {
+    pub our_reference: String,
+    pub biller_id: String,
+    pub account_number: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One entry of a book file (`--book FILE.json` is a JSON array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookEntry {
+    pub biller_id: String,
+    pub account: Account,
+}
+
+/// The header line of the daily confirmation file.
+pub const CONFIRMATION_HEADER: &str =
+    "our_reference,biller_reference,biller_id,account_number,amount,currency,credited_at";
+
+/// The daily confirmation file of `biller_id` for business day `date` in
+/// `offset`: a header, one row per credit of that day in credit order,
+/// then `TRAILER,<count>,<total>`. Amounts carry 2 decimals; times are
+/// RFC 3339 in the business day's offset.
+pub fn confirmation_csv(
+    credits: &[CreditRecord],
+    biller_id: &str,
+    date: NaiveDate,
+    offset: FixedOffset,
+) -> String {
+    let rows: Vec<&CreditRecord> = credits
+        .iter()
+        .filter(|c| c.biller_id == biller_id)
+        .filter(|c| c.credited_at.with_timezone(&offset).date_naive() == date)
+        .collect();
+    let mut out = String::new();
+    out.push_str(CONFIRMATION_HEADER);
+    out.push('\n');
+    for c in &rows {
+        let fields = [
+            csv_field(&c.our_reference),
+            csv_field(&c.biller_reference),
+            csv_field(&c.biller_id),
+            csv_field(&c.account_number),
+            money2(c.amount),
+            csv_field(&c.currency),
+            c.credited_at
+                .with_timezone(&offset)
+                .to_rfc3339_opts(SecondsFormat::Millis, false),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    let total: Decimal = rows.iter().map(|c| c.amount).sum();
+    out.push_str(&format!("TRAILER,{},{}\n", rows.len(), money2(total)));
+    out
+}
+
+/// An amount with exactly 2 decimals (banker's rounding never applies to
+/// the simulator's amounts, which never carry more).
+pub fn money2(amount: Decimal) -> String {
+    let mut a = amount.round_dp(2);
+    a.rescale(2);
+    a.to_string()
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The Luhn check digit for a string of decimal digits.
+pub fn luhn_check_digit(payload: &str) -> Option<u32> {
+    let mut sum = 0;
+    for (i, c) in payload.chars().rev().enumerate() {
+        let mut d = c.to_digit(10)?;
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    Some((10 - sum % 10) % 10)
+}
+
+/// Whether `number` (all digits) ends in its Luhn check digit.
+pub fn luhn_valid(number: &str) -> bool {
+    let Some((payload, last)) = number.len().checked_sub(1).map(|i| number.split_at(i)) else {
+        return false;
+    };
+    !payload.is_empty() && luhn_check_digit(payload) == last.parse().ok()
+}
+
+const SURNAMES: &[&str] = &[
+    "张", "王", "李", "赵", "陈", "刘", "杨", "黄", "吴", "周", "徐", "孙",
+];
+const GIVEN_NAMES: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超",
+    "秀英", "建国", "晓东", "海燕", "丽华",
+];
+
+/// The default book of the `biller-sim` binary, bills due in the month
+/// after today.
+pub fn default_book() -> Vec<(String, Account)> {
+    default_book_at(Utc::now().date_naive())
+}
+
+/// The default book with bills due in the month after `today`: biller
+/// `sh-water` (10-digit Luhn account numbers, `3100000011` first, 21 in
+/// all, `3100000110` closed) and `pudong-water` (`PD` + 8 digits,
+/// `PD20261129` first, 11 in all).
+pub fn default_book_at(today: NaiveDate) -> Vec<(String, Account)> {
+    let mut book = Vec::new();
+    for i in 1..=21u32 {
+        let payload = format!("31{i:07}");
+        let check = luhn_check_digit(&payload).unwrap_or(0);
+        let number = format!("{payload}{check}");
+        let open = i != 11;
+        book.push(("sh-water".to_string(), account(&number, i, open, today)));
+    }
+    book.push((
+        "pudong-water".to_string(),
+        account("PD20261129", 100, true, today),
+    ));
+    for i in 1..=10u32 {
+        let number = format!("PD{:08}", 20_250_000 + i * 1_037);
+        book.push((
+            "pudong-water".to_string(),
+            account(&number, 100 + i, true, today),
+        ));
+    }
+    book
+}
+
+fn account(number: &str, seed: u32, open: bool, today: NaiveDate) -> Account {
+    let name = format!(
+        "{}{}",
+        SURNAMES[seed as usize % SURNAMES.len()],
+        GIVEN_NAMES[(seed as usize * 7) % GIVEN_NAMES.len()]
+    );
+    let bill_count = 1 + seed % 2;
+    let bills = (0..bill_count)
+        .map(|b| {
+            // 38.60 ..= 420.00, deterministic per account and bill.
+            let cents = 3_860 + (seed * 1_733 + b * 977) % 38_141;
+            SimBill {
+                bill_reference: format!("B{}{:02}", number, b + 1),
+                amount_due: Decimal::new(i64::from(cents), 2),
+                due_date: today + chrono::Days::new(u64::from(5 + (seed + b * 11) % 25)),
+            }
+        })
+        .collect();
+    Account {
+        account_number: number.to_string(),
+        customer_name: name,
+        open,
+        bills,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid("3100000011"));
+        assert!(!luhn_valid("3100000012"));
+        assert!(!luhn_valid("31000000a1"));
+        assert!(!luhn_valid("7"));
+        assert!(!luhn_valid(""));
+    }
+
+    #[test]
+    fn default_book_is_realistic() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        let book = default_book_at(today);
+        let sh: Vec<_> = book.iter().filter(|(b, _)| b == "sh-water").collect();
+        assert!(sh.len() >= 21);
+        assert!(sh
+            .iter()
+            .any(|(_, a)| a.account_number == "3100000011" && a.open));
+        assert!(sh
+            .iter()
+            .all(|(_, a)| a.account_number.len() == 10 && luhn_valid(&a.account_number)));
+        assert_eq!(sh.iter().filter(|(_, a)| !a.open).count(), 1);
+        let pd: Vec<_> = book.iter().filter(|(b, _)| b == "pudong-water").collect();
+        assert!(pd.len() >= 11);
+        assert!(pd.iter().any(|(_, a)| a.account_number == "PD20261129"));
+        assert!(pd
+            .iter()
+            .all(|(_, a)| a.account_number.len() == 10 && a.account_number.starts_with("PD")));
+        let low = Decimal::from_str("38.60").unwrap();
+        let high = Decimal::from_str("420.00").unwrap();
+        for (_, a) in &book {
+            assert!(!a.bills.is_empty());
+            for b in &a.bills {
+                assert!(
+                    b.amount_due >= low && b.amount_due <= high,
+                    "{}",
+                    b.amount_due
+                );
+                assert!(b.due_date > today && b.due_date <= today + chrono::Days::new(31));
+            }
+        }
+        let mut numbers: Vec<_> = book.iter().map(|(b, a)| (b, &a.account_number)).collect();
+        numbers.sort();
+        numbers.dedup();
+        assert_eq!(numbers.len(), book.len());
+    }
+
+    #[test]
+    fn faults_refuse_bad_rates_and_unknown_fields() {
+        assert!(Faults {
+            error_rate: 1.5,
+            ..Faults::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Faults {
+            drop_response_rate: f64::NAN,
+            ..Faults::default()
+        }
+        .validate()
+        .is_err());
+        assert!(serde_json::from_str::<Faults>(r#"{"outage":true,"typo":1}"#).is_err());
+        let f: Faults = serde_json::from_str(r#"{"drop_response_next":3}"#).unwrap();
+        assert_eq!(f.drop_response_next, 3);
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(money2(Decimal::from_str("88.5").unwrap()), "88.50");
+        assert_eq!(money2(Decimal::from(7)), "7.00");
+    }
+}
