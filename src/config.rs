@@ -296,8 +296,8 @@ impl Config {
             // A lease shorter than a call would let a second process take
             // work whose call is still running.
             anyhow::ensure!(
-                self.dispatch.lease_ms >= 2 * c.timeout_ms + 5_000,
-                "dispatch.lease_ms ({}) must be at least 2 x connectors.{id}.timeout_ms + 5000",
+                self.dispatch.lease_ms >= 2 * c.timeout_ms + 1_000,
+                "dispatch.lease_ms ({}) must be at least 2 x connectors.{id}.timeout_ms + 1000",
                 self.dispatch.lease_ms
             );
         }

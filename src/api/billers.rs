@@ -72,7 +72,10 @@ pub async fn bills(
     let biller = snapshot.get(&biller_id).ok_or_else(|| {
         ApiError::not_found(
             "unknown_biller",
-            format!("biller {:?} is not known", biller_id.chars().take(64).collect::<String>()),
+            format!(
+                "biller {:?} is not known",
+                biller_id.chars().take(64).collect::<String>()
+            ),
         )
     })?;
     let account = params.account.unwrap_or_default();
@@ -95,7 +98,10 @@ pub async fn bills(
             let secs = (until - Utc::now()).num_seconds().max(1) as u64;
             return Err(ApiError::unavailable(
                 "biller_in_maintenance",
-                format!("biller {} is in a maintenance window until {until}", biller.id),
+                format!(
+                    "biller {} is in a maintenance window until {until}",
+                    biller.id
+                ),
             )
             .retry_after(secs));
         }
@@ -106,7 +112,10 @@ pub async fn bills(
     let (route, connector) = state.connectors.route_for(biller).ok_or_else(|| {
         ApiError::unavailable(
             "biller_unreachable",
-            format!("no route to biller {} is configured in this service", biller.id),
+            format!(
+                "no route to biller {} is configured in this service",
+                biller.id
+            ),
         )
         .retry_after(60)
     })?;
@@ -116,15 +125,27 @@ pub async fn bills(
     };
     let statement = connector.bills(&query).await.map_err(|e| match e {
         ConnectorError::Fail(r) if r.code == "1001" || r.message.contains("not found") => {
-            ApiError::not_found("account_not_found", format!("biller {} has no account {account}: {}", biller.id, r.message))
+            ApiError::not_found(
+                "account_not_found",
+                format!(
+                    "biller {} has no account {account}: {}",
+                    biller.id, r.message
+                ),
+            )
         }
         ConnectorError::Fail(r) => ApiError::unprocessable(
             "biller_refused",
-            format!("biller {} refused the inquiry (code {}): {}", biller.id, r.code, r.message),
+            format!(
+                "biller {} refused the inquiry (code {}): {}",
+                biller.id, r.code, r.message
+            ),
         ),
         other => ApiError::unavailable(
             "biller_unavailable",
-            format!("biller {} did not answer through {route}: {other}", biller.id),
+            format!(
+                "biller {} did not answer through {route}: {other}",
+                biller.id
+            ),
         )
         .retry_after(5),
     })?;

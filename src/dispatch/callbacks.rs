@@ -50,7 +50,9 @@ impl CallbackSender {
     pub fn new(state: &AppState) -> CallbackSender {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(state.config.callbacks.timeout_ms)));
+        connector.set_connect_timeout(Some(Duration::from_millis(
+            state.config.callbacks.timeout_ms,
+        )));
         CallbackSender {
             store: state.store.clone(),
             master_key: state.master_key.clone(),
@@ -74,7 +76,11 @@ impl CallbackSender {
             .callback_target(&channel)
             .await
             .map_err(|e| Transient(e.to_string()))?
-            .ok_or_else(|| Permanent(format!("channel {channel} has no active key to sign callbacks with")))?;
+            .ok_or_else(|| {
+                Permanent(format!(
+                    "channel {channel} has no active key to sign callbacks with"
+                ))
+            })?;
         let uri: Uri = target
             .url
             .parse()
@@ -88,24 +94,46 @@ impl CallbackSender {
         let secret = self
             .master_key
             .open(&target.key_id, &target.sealed_secret)
-            .map_err(|e| Permanent(format!("channel key {} cannot be opened: {e}", target.key_id)))?;
+            .map_err(|e| {
+                Permanent(format!(
+                    "channel key {} cannot be opened: {e}",
+                    target.key_id
+                ))
+            })?;
         let body = serde_json::to_vec(event).map_err(|e| Permanent(e.to_string()))?;
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let ts = Utc::now().timestamp();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let auth = signing::authorization(&target.key_id, secret.expose(), "POST", path, ts, &nonce, &body);
+        let auth = signing::authorization(
+            &target.key_id,
+            secret.expose(),
+            "POST",
+            path,
+            ts,
+            &nonce,
+            &body,
+        );
         let req = Request::post(uri)
             .header("content-type", "application/json")
             .header("authorization", auth)
             .header(EVENT_ID_HEADER, &event_id)
-            .header("user-agent", concat!("billclear-callbacks/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "user-agent",
+                concat!("billclear-callbacks/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Permanent(e.to_string()))?;
         let call = async {
-            let resp = self.http.request(req).await.map_err(|e| Transient(e.to_string()))?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| Transient(e.to_string()))?;
             let status = resp.status();
             // Read (a bounded part of) the answer so the connection can be reused.
-            let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect().await;
+            let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await;
             Ok::<_, DeliveryError>(status)
         };
         let status = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), call)
@@ -114,7 +142,10 @@ impl CallbackSender {
         if status.is_success() {
             Ok(status.as_u16())
         } else {
-            Err(Transient(format!("channel answered HTTP {}", status.as_u16())))
+            Err(Transient(format!(
+                "channel answered HTTP {}",
+                status.as_u16()
+            )))
         }
     }
 
@@ -140,7 +171,8 @@ impl CallbackSender {
                 tracing::warn!(%why, tries, "callback not acknowledged; will retry");
                 let wait = backoff.delay(tries, rand::random::<f64>());
                 OutboxNext::RetryAt {
-                    at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                    at: Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
                     error: why,
                 }
             }

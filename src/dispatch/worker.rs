@@ -47,7 +47,8 @@ fn jitter() -> f64 {
 
 fn later(b: &Backoff, attempt: u32, error: impl Into<String>) -> OutboxNext {
     let at = Utc::now()
-        + chrono::Duration::from_std(b.delay(attempt, jitter())).unwrap_or(chrono::Duration::zero());
+        + chrono::Duration::from_std(b.delay(attempt, jitter()))
+            .unwrap_or(chrono::Duration::zero());
     OutboxNext::RetryAt {
         at,
         error: error.into(),
@@ -83,11 +84,13 @@ impl Dispatcher {
         match plan(payment.status, &history) {
             Step::Done => self.store.finish_work(claim, &OutboxNext::Done).await,
             Step::MarkUnknown => {
-                let reason = "the send's outcome is unknown: the process sending it stopped before it ended";
+                let reason =
+                    "the send's outcome is unknown: the process sending it stopped before it ended";
                 tracing::warn!("{reason}; asking the biller by our reference");
                 let t = self.decide(&payment, PaymentStatus::Unknown, reason)?;
                 let next = later(&self.inquiry_backoff(), 1, reason);
-                self.record(claim, &payment, None, Some(t), None, next).await
+                self.record(claim, &payment, None, Some(t), None, next)
+                    .await
             }
             Step::Send => self.send(claim, &payment, &history).await,
             Step::Inquire { connector_id } => {
@@ -190,14 +193,23 @@ impl Dispatcher {
         history: &DeliveryHistory,
     ) -> StoreResult<()> {
         let backoff = self.send_backoff();
-        let biller = self.billers.snapshot().get(payment.biller_id.as_str()).cloned();
+        let biller = self
+            .billers
+            .snapshot()
+            .get(payment.biller_id.as_str())
+            .cloned();
         let route = biller.as_ref().and_then(|b| self.connectors.route_for(b));
         let Some((connector_id, connector)) = route else {
             let why = format!(
                 "no configured route to biller {} (routes: {})",
                 payment.biller_id,
                 biller
-                    .map(|b| b.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
+                    .map(|b| b
+                        .routes
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "))
                     .unwrap_or_else(|| "biller unknown".into())
             );
             tracing::warn!("{why}");
@@ -330,7 +342,9 @@ impl Dispatcher {
         }
         // Never another route: only the one the payment went to can say.
         let Some(connector) = self.connectors.get(connector_id) else {
-            let why = format!("connector {connector_id} (the payment's route) is not configured in this process");
+            let why = format!(
+                "connector {connector_id} (the payment's route) is not configured in this process"
+            );
             tracing::warn!("{why}");
             let next = later(&backoff, claim.attempts as u32, why);
             return self.store.finish_work(claim, &next).await;
@@ -400,7 +414,10 @@ impl Dispatcher {
                 detail: r.message.clone(),
                 to: Some((
                     PaymentStatus::Rejected,
-                    format!("status inquiry: refused by the biller (code {}): {}", r.code, r.message),
+                    format!(
+                        "status inquiry: refused by the biller (code {}): {}",
+                        r.code, r.message
+                    ),
                 )),
                 result_code: Some(r.code),
                 credit: None,
@@ -408,10 +425,11 @@ impl Dispatcher {
             },
             Ok(RemoteStatus::NotFound) => {
                 let answers = history.not_found_answers + 1;
-                let grace = chrono::Duration::milliseconds(self.config.dispatch.not_found_grace_ms as i64);
+                let grace =
+                    chrono::Duration::milliseconds(self.config.dispatch.not_found_grace_ms as i64);
                 let sent: DateTime<Utc> = history.last_pay_started_at.unwrap_or_else(Utc::now);
-                let settled = answers >= self.config.dispatch.not_found_answers
-                    && Utc::now() - sent >= grace;
+                let settled =
+                    answers >= self.config.dispatch.not_found_answers && Utc::now() - sent >= grace;
                 if settled {
                     Conclusion {
                         outcome: AttemptOutcome::NotFound,
@@ -425,10 +443,18 @@ impl Dispatcher {
                         next: OutboxNext::Done,
                     }
                 } else {
-                    stay(AttemptOutcome::NotFound, None, "the biller has no record of our reference (yet)".into())
+                    stay(
+                        AttemptOutcome::NotFound,
+                        None,
+                        "the biller has no record of our reference (yet)".into(),
+                    )
                 }
             }
-            Ok(RemoteStatus::Pending) => stay(AttemptOutcome::Pending, None, "the biller has not decided yet".into()),
+            Ok(RemoteStatus::Pending) => stay(
+                AttemptOutcome::Pending,
+                None,
+                "the biller has not decided yet".into(),
+            ),
             Err(ConnectorError::Retry { reason }) => stay(AttemptOutcome::NotApplied, None, reason),
             Err(ConnectorError::Unknown { reason }) => stay(AttemptOutcome::Unknown, None, reason),
             Err(ConnectorError::Fail(r)) => stay(
@@ -453,7 +479,13 @@ impl Job for Dispatcher {
                     tracing::info!(%why, "dispatch step superseded");
                     let _ = self
                         .store
-                        .finish_work(&claim, &OutboxNext::RetryAt { at: Utc::now(), error: why })
+                        .finish_work(
+                            &claim,
+                            &OutboxNext::RetryAt {
+                                at: Utc::now(),
+                                error: why,
+                            },
+                        )
                         .await;
                 }
                 Err(e) => {

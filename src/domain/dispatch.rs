@@ -229,9 +229,15 @@ mod tests {
     #[test]
     fn an_unknown_send_is_never_repeated() {
         // A send that died mid-call (no outcome) is unknown, never re-sent.
-        assert_eq!(plan(Submitted, &history(None, Some("w"))), Step::MarkUnknown);
         assert_eq!(
-            plan(Submitted, &history(Some(AttemptOutcome::Unknown), Some("w"))),
+            plan(Submitted, &history(None, Some("w"))),
+            Step::MarkUnknown
+        );
+        assert_eq!(
+            plan(
+                Submitted,
+                &history(Some(AttemptOutcome::Unknown), Some("w"))
+            ),
             Step::MarkUnknown
         );
         assert_eq!(
@@ -242,7 +248,10 @@ mod tests {
         );
         // Only a send known not to have been applied may be repeated.
         assert_eq!(
-            plan(Submitted, &history(Some(AttemptOutcome::NotApplied), Some("w"))),
+            plan(
+                Submitted,
+                &history(Some(AttemptOutcome::NotApplied), Some("w"))
+            ),
             Step::Send
         );
         assert_eq!(plan(Received, &history(None, None)), Step::Send);

@@ -10,11 +10,9 @@ use rust_decimal::Decimal;
 
 use crate::domain::biller::Biller;
 use crate::domain::channel::{Channel, ChannelStatus};
+use crate::domain::dispatch::{AttemptKind, AttemptOutcome, CallbackEvent, DeliveryHistory};
 use crate::domain::ids::{ChannelId, PaymentId};
 use crate::domain::ledger::{AccountSpec, Balance, Journal};
-use crate::domain::dispatch::{
-    AttemptKind, AttemptOutcome, CallbackEvent, DeliveryHistory,
-};
 use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -227,9 +225,14 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutboxNext {
     Done,
-    RetryAt { at: DateTime<Utc>, error: String },
+    RetryAt {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Given up after bounded retries (kept, flagged, for operators).
-    Abandon { error: String },
+    Abandon {
+        error: String,
+    },
 }
 
 /// An attempt about to be made (recorded before the call).

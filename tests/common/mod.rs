@@ -8,10 +8,16 @@ use billclear::api::AppState;
 use billclear::auth::secrets::MasterKey;
 use billclear::client::SignedClient;
 use billclear::config::Config;
+use billclear::config::ConnectorSettings;
+use billclear::dispatch::Workers;
 use billclear::domain::channel::{Channel, ChannelStatus};
 use billclear::domain::ids::ChannelId;
+use billclear::domain::ids::PaymentId;
+use billclear::domain::payment::PaymentStatus;
+use billclear::receiver::CallbackReceiver;
 use billclear::store::postgres::{self, PgStore};
-use billclear::store::{BillerStore, LedgerStore, Store};
+use billclear::store::{BillerStore, LedgerStore, PaymentStore, Store};
+use biller_connectors::sim::{default_book, WaterSim, WaterSimConfig};
 
 pub fn server_url() -> String {
     std::env::var("BILLCLEAR_TEST_DATABASE_URL")
@@ -28,12 +34,22 @@ pub struct TestApp {
     /// Channel "wechat" and its client.
     pub wechat: SignedClient,
     pub master_key: MasterKey,
+    /// With `Options::dispatch`: the water simulator behind `water-direct`,
+    /// the channels' callback receiver and this process's workers.
+    pub sim: Option<WaterSim>,
+    pub receiver: Option<CallbackReceiver>,
+    pub workers: Option<Workers>,
 }
 
 pub struct Options {
     pub key_cache_ttl_ms: u64,
     pub rate_limit_rps: u32,
     pub max_body_bytes: usize,
+    /// Start the water simulator, the callback receiver and the workers.
+    pub dispatch: bool,
+    /// The connector's timeout and the dispatch lease.
+    pub connector_timeout_ms: u64,
+    pub lease_ms: u64,
 }
 
 impl Default for Options {
@@ -42,8 +58,45 @@ impl Default for Options {
             key_cache_ttl_ms: 0,
             rate_limit_rps: 100_000,
             max_body_bytes: 16 * 1024,
+            dispatch: false,
+            connector_timeout_ms: 300,
+            lease_ms: 1_600,
         }
     }
+}
+
+pub const SIM_KEY_ID: &str = "billclear-test";
+pub const SIM_SECRET: &str = "water-sim-test-secret";
+
+/// Fast retries so that tests see many rounds in little time.
+pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
+    config.connectors.insert(
+        "water-direct".into(),
+        ConnectorSettings {
+            kind: "water-json".into(),
+            base_url: sim.base_url(),
+            key_id: SIM_KEY_ID.into(),
+            secret: SIM_SECRET.into(),
+            timeout_ms: opts.connector_timeout_ms,
+        },
+    );
+    let d = &mut config.dispatch;
+    d.poll_ms = 20;
+    d.lease_ms = opts.lease_ms;
+    d.send_retry.base_ms = 50;
+    d.send_retry.max_ms = 400;
+    d.send_retry.max_attempts = 5;
+    d.inquiry_retry.base_ms = 100;
+    d.inquiry_retry.max_ms = 400;
+    d.inquiry_retry.max_attempts = 30;
+    d.not_found_answers = 2;
+    // Longer than any latency the tests give the biller: a request still
+    // being processed must not be taken for one never received.
+    d.not_found_grace_ms = 1_500;
+    config.callbacks.timeout_ms = 1_000;
+    config.callbacks.retry.base_ms = 50;
+    config.callbacks.retry.max_ms = 400;
+    config.callbacks.retry.max_attempts = 8;
 }
 
 impl TestApp {
@@ -52,6 +105,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(opts: Options) -> TestApp {
+        // RUST_LOG=billclear=debug shows the service's logs in failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let server = server_url();
         let db_name = format!("billclear_test_{}", uuid::Uuid::new_v4().simple());
         let url = postgres::create_database(&server, &db_name)
@@ -68,29 +126,56 @@ impl TestApp {
             .await
             .expect("import billers");
         let master_key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let (sim, receiver) = if opts.dispatch {
+            let mut cfg = WaterSimConfig::new(SIM_KEY_ID, SIM_SECRET);
+            cfg.book = default_book();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let sim = WaterSim::start(listener, cfg)
+                .await
+                .expect("water simulator");
+            (
+                Some(sim),
+                Some(CallbackReceiver::start().await.expect("receiver")),
+            )
+        } else {
+            (None, None)
+        };
         let mut clients = Vec::new();
         for (id, name) in [("alipay", "Alipay"), ("wechat", "WeChat Pay")] {
             let channel = Channel {
                 id: ChannelId::parse(id).unwrap(),
                 name: name.into(),
-                callback_url: format!("http://127.0.0.1:9/{id}"),
+                callback_url: receiver
+                    .as_ref()
+                    .map(|r| r.url(id))
+                    .unwrap_or_else(|| format!("http://127.0.0.1:9/{id}")),
                 status: ChannelStatus::Active,
                 rate_limit_rps: opts.rate_limit_rps,
             };
             let (key_id, secret) = billclear::cli::add_channel(&store, &master_key, &channel)
                 .await
                 .expect("add channel");
+            if let Some(r) = &receiver {
+                r.add_key(&key_id, secret.expose_text());
+            }
             clients.push((key_id, secret.expose_text().to_string()));
         }
         let mut config = Config::default();
         config.database.url = url;
         config.auth.key_cache_ttl_ms = opts.key_cache_ttl_ms;
         config.http.max_body_bytes = opts.max_body_bytes;
+        if let Some(sim) = &sim {
+            dispatch_config(&mut config, sim, &opts);
+            config.check().expect("test config is valid");
+        }
         let store = Arc::new(store);
         let dyn_store: Arc<dyn Store> = store.clone();
         let state = AppState::start(dyn_store, master_key.clone(), config)
             .await
             .expect("state");
+        let workers = opts
+            .dispatch
+            .then(|| Workers::start(&state, "test-worker-1"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(billclear::api::serve(
@@ -106,6 +191,141 @@ impl TestApp {
             store,
             state,
             master_key,
+            sim,
+            receiver,
+            workers,
+        }
+    }
+
+    pub fn sim(&self) -> &WaterSim {
+        self.sim.as_ref().expect("spawned with dispatch")
+    }
+
+    pub fn receiver(&self) -> &CallbackReceiver {
+        self.receiver.as_ref().expect("spawned with dispatch")
+    }
+
+    /// Submits a water payment from alipay; returns its id.
+    pub async fn pay(&self, account: &str, amount: &str) -> PaymentId {
+        let reference = uuid::Uuid::new_v4().simple().to_string();
+        let body = serde_json::json!({
+            "biller_id": "sh-water",
+            "account_number": account,
+            "amount": amount,
+            "currency": "CNY",
+            "channel_reference": reference,
+        });
+        let r = self.alipay.post_payment(&reference, &body).await.unwrap();
+        assert_eq!(r.status, 201, "payment accepted: {:?}", r.json());
+        PaymentId(r.json()["id"].as_str().unwrap().parse().unwrap())
+    }
+
+    pub async fn status(&self, id: PaymentId) -> PaymentStatus {
+        let channel = ChannelId::parse("alipay").unwrap();
+        self.store
+            .payment(&channel, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    /// Waits until the payment is in one of `want` (panics after `secs`).
+    pub async fn wait_for(
+        &self,
+        id: PaymentId,
+        want: &[PaymentStatus],
+        secs: u64,
+    ) -> PaymentStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let s = self.status(id).await;
+            if want.contains(&s) {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "payment {id} is {s:?} after {secs} s, wanted {want:?}; events: {:?}",
+                self.store.payment_events(id).await.unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the channel acknowledged `n` distinct callback events.
+    pub async fn wait_callbacks(&self, n: usize, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while self.receiver().acknowledged().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} callbacks acknowledged after {secs} s",
+                self.receiver().acknowledged().len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// (kind, outcome) of every attempt for a payment, in order.
+    pub async fn attempts(&self, id: PaymentId) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT kind, outcome FROM dispatch_attempts WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap()
+    }
+
+    /// The simulator's book against ours: every CONFIRMED (or later)
+    /// payment credited exactly once, for its amount; nothing else
+    /// credited; each biller's posted payable equals its credits.
+    pub async fn assert_books_match(&self) {
+        let Some(sim) = &self.sim else { return };
+        let credits = sim.credits();
+        let mut by_ref = std::collections::HashMap::new();
+        for c in &credits {
+            assert!(
+                by_ref.insert(c.our_reference.clone(), c.clone()).is_none(),
+                "payment {} credited twice by the biller",
+                c.our_reference
+            );
+        }
+        let rows: Vec<(uuid::Uuid, String, rust_decimal::Decimal, String)> =
+            sqlx::query_as("SELECT id, status, amount, biller_id FROM payments")
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        let mut expected: std::collections::HashMap<String, rust_decimal::Decimal> =
+            Default::default();
+        for (id, status, amount, biller) in &rows {
+            let credited = by_ref.remove(&id.to_string());
+            if matches!(status.as_str(), "CONFIRMED" | "SETTLED") {
+                let c = credited.unwrap_or_else(|| {
+                    panic!("payment {id} is {status} but the biller never credited it")
+                });
+                assert_eq!(
+                    c.amount, *amount,
+                    "payment {id}: biller credited another amount"
+                );
+                *expected.entry(biller.clone()).or_default() += *amount;
+            } else {
+                assert!(
+                    credited.is_none(),
+                    "payment {id} is {status} but the biller credited it"
+                );
+            }
+        }
+        assert!(
+            by_ref.is_empty(),
+            "the biller credited payments we do not know: {by_ref:?}"
+        );
+        for (biller, total) in expected {
+            let b = self.balance(&format!("biller:{biller}:payable:CNY")).await;
+            assert_eq!(
+                b.posted_credits - b.posted_debits,
+                total,
+                "posted payable of {biller}"
+            );
         }
     }
 
@@ -140,6 +360,16 @@ impl TestApp {
     /// Asserts the ledger balances and every payment has exactly one
     /// pending transfer, then drops the database.
     pub async fn finish(self) {
+        if let Some(w) = &self.workers {
+            w.abort();
+        }
+        self.assert_books_match().await;
+        if let Some(sim) = &self.sim {
+            sim.shutdown();
+        }
+        if let Some(r) = &self.receiver {
+            r.stop();
+        }
         let audit = self.store.audit().await.expect("audit");
         assert!(audit.balanced(), "ledger does not balance: {audit:?}");
         assert!(

@@ -38,25 +38,26 @@ async fn finish_tx(
     claim: &Claim,
     next: &OutboxNext,
 ) -> StoreResult<()> {
+    let id = claim.outbox_id;
     let q = match next {
         OutboxNext::Done => sqlx::query(
             "UPDATE outbox SET done_at = now(), claim_token = NULL, last_error = NULL WHERE id = $1",
-        ),
+        )
+        .bind(id),
         OutboxNext::RetryAt { at, error } => sqlx::query(
             "UPDATE outbox SET available_at = $2, last_error = $3, claim_token = NULL WHERE id = $1",
         )
+        .bind(id)
         .bind(*at)
         .bind(error),
         OutboxNext::Abandon { error } => sqlx::query(
             "UPDATE outbox SET done_at = now(), abandoned = true, last_error = $2, claim_token = NULL
               WHERE id = $1",
         )
+        .bind(id)
         .bind(error),
     };
-    q.bind(claim.outbox_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    q.execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }
 
@@ -222,8 +223,13 @@ impl DispatchStore for PgStore {
             .await
             .map_err(db_err)?;
         }
-        close_stale_attempts(&mut tx, payment, u.attempt.as_ref().map(|a| a.attempt_id), now)
-            .await?;
+        close_stale_attempts(
+            &mut tx,
+            payment,
+            u.attempt.as_ref().map(|a| a.attempt_id),
+            now,
+        )
+        .await?;
         if let Some(t) = &u.transition {
             let credit = u.credit.as_ref().map(|(r, at)| (r.as_str(), *at));
             apply_transition_tx(&mut tx, t, credit).await?;

@@ -310,7 +310,9 @@ pub(super) async fn apply_transition_tx(
     if t.ledger != LedgerEffect::None {
         let pending = load_journal(tx, row.get("pending_journal_id")).await?;
         let resolution = match t.ledger {
-            LedgerEffect::PostPending => pending.post(format!("payment {} {}", t.payment_id, t.reason)),
+            LedgerEffect::PostPending => {
+                pending.post(format!("payment {} {}", t.payment_id, t.reason))
+            }
             _ => pending.void(format!("payment {} {}", t.payment_id, t.reason)),
         }
         .map_err(|e| StoreError::Rejected(e.to_string()))?;
