@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod dispatch;
 pub mod domain;
 pub mod intake;

@@ -48,6 +48,10 @@ pub enum Command {
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// The main job end to end: a fresh database, the service, the water
+    /// simulator and two payment apps; payments, replays, invalid requests
+    /// and lost answers; waits until every payment is final, then audits.
+    Demo(crate::demo::DemoArgs),
     /// Benchmarks that measure and print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -124,6 +128,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // A benchmark prints figures; per-request logs would only slow it down.
     let filter = match cli.command {
         Command::Bench(_) => "warn",
+        // The demo makes the biller misbehave on purpose; its summary tells
+        // the story, warnings about each lost answer would drown it.
+        Command::Demo(_) => "error",
         _ => config.log.filter.as_str(),
     };
     crate::telemetry::init(filter, &config.log.format);
@@ -144,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Billers(cmd) => billers(config, cmd).await,
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
+        Command::Demo(args) => crate::demo::run(config, args).await,
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
     }
 }

@@ -276,59 +276,6 @@ impl TestApp {
         .unwrap()
     }
 
-    /// The simulator's book against ours: every CONFIRMED (or later)
-    /// payment credited exactly once, for its amount; nothing else
-    /// credited; each biller's posted payable equals its credits.
-    pub async fn assert_books_match(&self) {
-        let Some(sim) = &self.sim else { return };
-        let credits = sim.credits();
-        let mut by_ref = std::collections::HashMap::new();
-        for c in &credits {
-            assert!(
-                by_ref.insert(c.our_reference.clone(), c.clone()).is_none(),
-                "payment {} credited twice by the biller",
-                c.our_reference
-            );
-        }
-        let rows: Vec<(uuid::Uuid, String, rust_decimal::Decimal, String)> =
-            sqlx::query_as("SELECT id, status, amount, biller_id FROM payments")
-                .fetch_all(self.store.pool())
-                .await
-                .unwrap();
-        let mut expected: std::collections::HashMap<String, rust_decimal::Decimal> =
-            Default::default();
-        for (id, status, amount, biller) in &rows {
-            let credited = by_ref.remove(&id.to_string());
-            if matches!(status.as_str(), "CONFIRMED" | "SETTLED") {
-                let c = credited.unwrap_or_else(|| {
-                    panic!("payment {id} is {status} but the biller never credited it")
-                });
-                assert_eq!(
-                    c.amount, *amount,
-                    "payment {id}: biller credited another amount"
-                );
-                *expected.entry(biller.clone()).or_default() += *amount;
-            } else {
-                assert!(
-                    credited.is_none(),
-                    "payment {id} is {status} but the biller credited it"
-                );
-            }
-        }
-        assert!(
-            by_ref.is_empty(),
-            "the biller credited payments we do not know: {by_ref:?}"
-        );
-        for (biller, total) in expected {
-            let b = self.balance(&format!("biller:{biller}:payable:CNY")).await;
-            assert_eq!(
-                b.posted_credits - b.posted_debits,
-                total,
-                "posted payable of {biller}"
-            );
-        }
-    }
-
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(self.store.pool())
@@ -357,8 +304,24 @@ impl TestApp {
         ]
     }
 
-    /// Asserts the ledger balances and every payment has exactly one
-    /// pending transfer, then drops the database.
+    /// The simulator's book against ours (`demo::books::compare`): every
+    /// CONFIRMED payment credited exactly once for its amount, nothing else
+    /// credited, each biller's posted payable equal to its credits.
+    pub async fn assert_books_match(&self) {
+        let Some(sim) = &self.sim else { return };
+        let comparison = billclear::demo::books::compare(
+            &self.store,
+            &["sh-water", "pudong-water"],
+            &sim.credits(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            comparison.agrees(),
+            "our books and the biller's differ: {comparison:?}"
+        );
+    }
+
     pub async fn finish(self) {
         if let Some(w) = &self.workers {
             w.abort();

@@ -1,0 +1,621 @@
+//! `billclear demo`: the main job end to end, on this machine, in one
+//! command. It creates a fresh database, applies the migrations, imports the
+//! example billers, starts the water company simulator, a callback receiver
+//! for two payment apps, the API and the dispatch workers (all on real
+//! sockets, in this process), then plays a realistic day in miniature:
+//! payments from both apps, idempotent replays, invalid requests, refusals
+//! by the biller and a burst of "applied, but the answer was lost" faults.
+//! It waits until every payment is final and prints what happened, with the
+//! ledger audit and our books compared with the biller's.
+
+pub mod books;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use biller_connectors::sim::{default_book, Account, Faults, WaterSim, WaterSimConfig};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::api::AppState;
+use crate::auth::secrets::{MasterKey, Secret};
+use crate::client::SignedClient;
+use crate::config::{Config, ConnectorSettings};
+use crate::dispatch::Workers;
+use crate::domain::channel::{Channel, ChannelStatus};
+use crate::domain::ids::ChannelId;
+use crate::receiver::CallbackReceiver;
+use crate::store::postgres::{self, PgStore};
+use crate::store::{BillerStore, LedgerStore, Store};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Print one JSON object at the end instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Payments in the main batch (replays, invalid requests and the fault
+    /// burst come on top).
+    #[arg(long, default_value_t = 200)]
+    pub payments: usize,
+    /// Payments sent while the biller applies them but drops its answer.
+    #[arg(long, default_value_t = 20)]
+    pub fault_burst: usize,
+    /// Keep the demo database afterwards (its URL is printed).
+    #[arg(long)]
+    pub keep_db: bool,
+    /// Stop waiting for final states after this many seconds.
+    #[arg(long, default_value_t = 180)]
+    pub wait_s: u64,
+}
+
+/// What the demo prints with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub requests_sent: u64,
+    /// Distinct payments accepted (201, not replays).
+    pub payments_submitted: u64,
+    pub payments_confirmed: u64,
+    pub payments_rejected: u64,
+    pub payments_unknown: u64,
+    /// Not final when the demo stopped waiting (0 on a good run).
+    pub payments_in_flight: u64,
+    pub replays_answered: u64,
+    pub invalid_requests_refused: u64,
+    /// Payments whose answer the biller dropped after applying them.
+    pub answers_dropped_by_biller: u32,
+    /// Payments that went through UNKNOWN (resolved by status inquiry).
+    pub resolved_by_inquiry: u64,
+    pub pay_requests_at_biller: u64,
+    pub ledger_balanced: bool,
+    pub every_payment_one_transfer: bool,
+    pub books_agree_with_biller: bool,
+    pub books: books::BookComparison,
+    pub callbacks_acknowledged: u64,
+    pub callback_deliveries: u64,
+    pub callbacks_all_verified: bool,
+    pub posted_to_billers: BTreeMap<String, String>,
+    pub elapsed_s: f64,
+    pub database: Option<String>,
+}
+
+fn say(json: bool, line: impl AsRef<str>) {
+    if json {
+        eprintln!("{}", line.as_ref());
+    } else {
+        println!("{}", line.as_ref());
+    }
+}
+
+struct Stack {
+    store: Arc<PgStore>,
+    sim: WaterSim,
+    receiver: CallbackReceiver,
+    workers: Workers,
+    clients: Vec<(String, SignedClient)>,
+    server_url: String,
+    db_name: String,
+}
+
+async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
+    let (server_url, _) = crate::cli::split_db_url(&config.database.url)?;
+    let db_name = format!(
+        "billclear_demo_{}_{}",
+        chrono::Utc::now().format("%Y%m%d_%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let url = postgres::create_database(&server_url, &db_name)
+        .await
+        .with_context(|| {
+            format!(
+                "creating the demo database on {}",
+                crate::cli::redact(&server_url)
+            )
+        })?;
+    say(
+        json,
+        format!("• database     {db_name} (fresh), migrations applied"),
+    );
+    let store = Arc::new(PgStore::connect(&url, 12).await?);
+    store.migrate().await?;
+    let billers = crate::cli::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
+    store.upsert_billers(&billers).await?;
+    say(
+        json,
+        format!(
+            "• billers      {} imported from ops/billers.example.toml",
+            billers.len()
+        ),
+    );
+
+    let sim_secret = Secret::generate();
+    let mut sim_cfg = WaterSimConfig::new("billclear", sim_secret.expose_text());
+    sim_cfg.book = default_book();
+    let sim = WaterSim::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, sim_cfg).await?;
+    say(
+        json,
+        format!(
+            "• simulator    water company (JSON/HTTP, HMAC) at {}",
+            sim.base_url()
+        ),
+    );
+
+    let receiver = CallbackReceiver::start().await?;
+    // The apps' endpoints fail the first delivery of every event: callbacks
+    // are retried until acknowledged.
+    receiver.fail_first_deliveries(1);
+    let master_key = MasterKey::from_base64(&MasterKey::generate_base64())?;
+    let mut clients = Vec::new();
+    for (id, name) in [("alipay", "Alipay"), ("wechatpay", "WeChat Pay")] {
+        let channel = Channel {
+            id: ChannelId::parse(id)?,
+            name: name.into(),
+            callback_url: receiver.url(id),
+            status: ChannelStatus::Active,
+            rate_limit_rps: 10_000,
+        };
+        let (key_id, secret) = crate::cli::add_channel(&*store, &master_key, &channel).await?;
+        receiver.add_key(&key_id, secret.expose_text());
+        clients.push((id.to_string(), key_id, secret.expose_text().to_string()));
+    }
+
+    let mut cfg = config.clone();
+    cfg.database.url = url;
+    cfg.connectors.insert(
+        "water-direct".into(),
+        ConnectorSettings {
+            kind: "water-json".into(),
+            base_url: sim.base_url(),
+            key_id: "billclear".into(),
+            secret: sim_secret.expose_text().to_string(),
+            timeout_ms: 1_000,
+        },
+    );
+    // A day in miniature: retries in fractions of a second, not minutes.
+    cfg.dispatch.poll_ms = 50;
+    cfg.dispatch.lease_ms = 5_000;
+    cfg.dispatch.send_retry.base_ms = 200;
+    cfg.dispatch.send_retry.max_ms = 2_000;
+    cfg.dispatch.inquiry_retry.base_ms = 300;
+    cfg.dispatch.inquiry_retry.max_ms = 3_000;
+    cfg.dispatch.inquiry_retry.max_attempts = 20;
+    cfg.dispatch.not_found_grace_ms = 5_000;
+    cfg.callbacks.retry.base_ms = 200;
+    cfg.callbacks.retry.max_ms = 2_000;
+    cfg.check()?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let state = AppState::start(dyn_store, master_key, cfg).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(crate::api::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let workers = Workers::start(&state, &crate::dispatch::worker_name());
+    say(
+        json,
+        format!("• billclear    API at {base}, dispatch and callback workers running"),
+    );
+    say(json, format!(
+        "• channels     alipay, wechatpay; their callback endpoint ({}) verifies signatures and fails each event's first delivery",
+        receiver.url("…")
+    ));
+    Ok(Stack {
+        store,
+        sim,
+        receiver,
+        workers,
+        clients: clients
+            .into_iter()
+            .map(|(id, k, s)| (id, SignedClient::new(&base, &k, &s)))
+            .collect(),
+        server_url,
+        db_name,
+    })
+}
+
+/// One payment request body for a random open account.
+fn random_payment(accounts: &[(String, Account)], rng: &mut impl Rng) -> serde_json::Value {
+    let (biller, account) = accounts.choose(rng).expect("accounts");
+    let cents: i64 = rng.gen_range(1_000..=50_000);
+    json!({
+        "biller_id": biller,
+        "account_number": account.account_number,
+        "amount": rust_decimal::Decimal::new(cents, 2).to_string(),
+        "currency": "CNY",
+        "channel_reference": format!("ref-{}", uuid::Uuid::new_v4().simple()),
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    accepted: u64,
+    replays: u64,
+    refused: u64,
+    unexpected: Vec<String>,
+}
+
+/// Sends `bodies` from random channels, 16 at a time; returns the accepted
+/// (channel index, idempotency key, body) for replays.
+async fn submit(
+    stack: &Stack,
+    bodies: Vec<serde_json::Value>,
+    tally: &mut Tally,
+) -> Vec<(usize, serde_json::Value)> {
+    let mut set = tokio::task::JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    for (i, body) in bodies.into_iter().enumerate() {
+        let c = i % stack.clients.len();
+        let client = stack.clients[c].1.clone();
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        set.spawn(async move {
+            let key = body["channel_reference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let r = client.post_payment(&key, &body).await;
+            drop(permit);
+            (c, body, r)
+        });
+    }
+    let mut accepted = Vec::new();
+    while let Some(done) = set.join_next().await {
+        let Ok((c, body, r)) = done else { continue };
+        tally.requests += 1;
+        match r {
+            Ok(r) if r.status == 201 => {
+                tally.accepted += 1;
+                accepted.push((c, body));
+            }
+            Ok(r) => tally
+                .unexpected
+                .push(format!("HTTP {} {}", r.status, r.code())),
+            Err(e) => tally.unexpected.push(e.to_string()),
+        }
+    }
+    accepted
+}
+
+fn invalid_requests() -> Vec<(&'static str, serde_json::Value)> {
+    let base = |biller: &str, account: &str, amount: &str, currency: &str| {
+        json!({
+            "biller_id": biller, "account_number": account, "amount": amount,
+            "currency": currency,
+            "channel_reference": format!("bad-{}", uuid::Uuid::new_v4().simple()),
+        })
+    };
+    vec![
+        (
+            "check digit wrong",
+            base("sh-water", "3100000012", "50.00", "CNY"),
+        ),
+        (
+            "unknown biller",
+            base("nowhere-water", "3100000011", "50.00", "CNY"),
+        ),
+        (
+            "three decimals",
+            base("sh-water", "3100000011", "12.345", "CNY"),
+        ),
+        (
+            "negative amount",
+            base("sh-water", "3100000011", "-5.00", "CNY"),
+        ),
+        (
+            "amount as a number",
+            json!({"biller_id": "sh-water", "account_number": "3100000011", "amount": 50, "currency": "CNY", "channel_reference": "bad-number"}),
+        ),
+        (
+            "wrong currency",
+            base("sh-water", "3100000011", "50.00", "USD"),
+        ),
+        (
+            "suspended biller",
+            base("jiading-power", "0306406159", "50.00", "CNY"),
+        ),
+        (
+            "above the maximum",
+            base("pudong-water", "PD20261129", "30000.01", "CNY"),
+        ),
+        (
+            "missing account",
+            json!({"biller_id": "sh-water", "amount": "5.00", "currency": "CNY", "channel_reference": "bad-missing"}),
+        ),
+    ]
+}
+
+async fn status_counts(store: &PgStore) -> anyhow::Result<BTreeMap<String, u64>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM payments GROUP BY status")
+            .fetch_all(store.pool())
+            .await?;
+    Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
+}
+
+async fn pending_callbacks(store: &PgStore) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE topic = 'callback' AND done_at IS NULL",
+    )
+    .fetch_one(store.pool())
+    .await?)
+}
+
+pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let report = run_report(&config, &args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    anyhow::ensure!(
+        report.all_good(),
+        "the demo found a problem (see the summary above)"
+    );
+    Ok(())
+}
+
+impl DemoReport {
+    /// Every payment final, ledger balanced, books equal to the biller's,
+    /// every callback signed.
+    pub fn all_good(&self) -> bool {
+        self.payments_in_flight == 0
+            && self.ledger_balanced
+            && self.every_payment_one_transfer
+            && self.books_agree_with_biller
+            && self.callbacks_all_verified
+    }
+}
+
+/// Plays the demo and returns its report (the database is dropped unless
+/// `keep_db`).
+pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<DemoReport> {
+    let began = Instant::now();
+    let json_out = args.json;
+    say(
+        json_out,
+        "billclear demo: intake → ledger → dispatch → callbacks, end to end",
+    );
+    let stack = start(config, json_out).await?;
+    let result = play(&stack, args, began).await;
+    stack.workers.abort();
+    stack.sim.shutdown();
+    stack.receiver.stop();
+    stack.store.pool().close().await;
+    let mut report = result?;
+    if args.keep_db {
+        report.database = Some(postgres::with_database(
+            &config.database.url,
+            &stack.db_name,
+        ));
+    } else {
+        postgres::drop_database(&stack.server_url, &stack.db_name).await?;
+    }
+    Ok(report)
+}
+
+async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<DemoReport> {
+    let json_out = args.json;
+    let mut rng = rand::thread_rng();
+    let book = default_book();
+    let open: Vec<(String, Account)> = book.iter().filter(|(_, a)| a.open).cloned().collect();
+    let closed: Vec<(String, Account)> = book.iter().filter(|(_, a)| !a.open).cloned().collect();
+    let mut tally = Tally::default();
+
+    // 1. The main batch: mostly good payments, a few to a closed account.
+    let mut bodies: Vec<_> = (0..args.payments)
+        .map(|i| {
+            let pool = if i % 25 == 7 && !closed.is_empty() {
+                &closed
+            } else {
+                &open
+            };
+            random_payment(pool, &mut rng)
+        })
+        .collect();
+    bodies.shuffle(&mut rng);
+    let accepted = submit(stack, bodies, &mut tally).await;
+    say(
+        json_out,
+        format!(
+            "• submitted    {} payments from two apps ({} accepted)",
+            tally.requests, tally.accepted
+        ),
+    );
+
+    // 2. Replays: the same request with the same key gets the same answer.
+    for (c, body) in accepted.iter().take((accepted.len() / 10).max(1)) {
+        let key = body["channel_reference"].as_str().unwrap_or_default();
+        let r = stack.clients[*c].1.post_payment(key, body).await?;
+        tally.requests += 1;
+        let replayed = r
+            .headers
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        if r.status == 201 && replayed {
+            tally.replays += 1;
+        } else {
+            tally.unexpected.push(format!(
+                "replay answered HTTP {} without the replay header",
+                r.status
+            ));
+        }
+    }
+    say(
+        json_out,
+        format!(
+            "• replays      {} answered from the idempotency record, nothing new written",
+            tally.replays
+        ),
+    );
+
+    // 3. Invalid requests: refused with a stable code, nothing written.
+    let mut refused_codes = Vec::new();
+    for (what, body) in invalid_requests() {
+        let key = format!("bad-{}", uuid::Uuid::new_v4().simple());
+        let r = stack.clients[0].1.post_payment(&key, &body).await?;
+        tally.requests += 1;
+        if r.status.is_client_error() {
+            tally.refused += 1;
+            refused_codes.push(format!("{what}: {}", r.code()));
+        } else {
+            tally.unexpected.push(format!("{what}: HTTP {}", r.status));
+        }
+    }
+    say(
+        json_out,
+        format!(
+            "• invalid      {} requests refused ({})",
+            tally.refused,
+            refused_codes.join("; ")
+        ),
+    );
+
+    // 4. The biller applies the next payments but its answers are lost.
+    stack.sim.set_faults(Faults {
+        drop_response_next: args.fault_burst as u32,
+        ..Faults::default()
+    });
+    let burst: Vec<_> = (0..args.fault_burst)
+        .map(|_| random_payment(&open, &mut rng))
+        .collect();
+    let before = tally.accepted;
+    submit(stack, burst, &mut tally).await;
+    say(
+        json_out,
+        format!(
+        "• fault burst  {} payments sent while the biller drops its answers after applying them",
+        tally.accepted - before
+    ),
+    );
+
+    // 5. Wait until every payment is final and every callback acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(args.wait_s);
+    let mut last_line = String::new();
+    let counts =
+        loop {
+            let counts = status_counts(&stack.store).await?;
+            let n = |s: &str| counts.get(s).copied().unwrap_or(0);
+            let in_flight = n("RECEIVED") + n("SUBMITTED") + n("UNKNOWN");
+            let callbacks = pending_callbacks(&stack.store).await?;
+            let line =
+                format!(
+            "  … {} confirmed, {} rejected, {} in flight ({} unknown), {} callbacks pending",
+            n("CONFIRMED"), n("REJECTED"), in_flight, n("UNKNOWN"), callbacks
+        );
+            if line != last_line {
+                say(json_out, &line);
+                last_line = line;
+            }
+            if (in_flight == 0 && callbacks == 0) || Instant::now() >= deadline {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+    if !tally.unexpected.is_empty() {
+        say(
+            json_out,
+            format!("! unexpected answers: {:?}", tally.unexpected),
+        );
+    }
+
+    let n = |s: &str| counts.get(s).copied().unwrap_or(0);
+    let audit = stack.store.audit().await?;
+    let credits = stack.sim.credits();
+    let comparison = books::compare(&stack.store, &["sh-water", "pudong-water"], &credits).await?;
+    let resolved: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT payment_id) FROM payment_events WHERE to_status = 'UNKNOWN'",
+    )
+    .fetch_one(stack.store.pool())
+    .await?;
+    let received = stack.receiver.received();
+    let mut posted = BTreeMap::new();
+    for biller in ["sh-water", "pudong-water"] {
+        if let Some(b) = stack
+            .store
+            .balance(&format!("biller:{biller}:payable:CNY"))
+            .await?
+        {
+            posted.insert(
+                biller.to_string(),
+                format!("{} CNY", b.posted_credits - b.posted_debits),
+            );
+        }
+    }
+    Ok(DemoReport {
+        requests_sent: tally.requests,
+        payments_submitted: tally.accepted,
+        payments_confirmed: n("CONFIRMED"),
+        payments_rejected: n("REJECTED"),
+        payments_unknown: n("UNKNOWN"),
+        payments_in_flight: n("RECEIVED") + n("SUBMITTED") + n("UNKNOWN"),
+        replays_answered: tally.replays,
+        invalid_requests_refused: tally.refused,
+        answers_dropped_by_biller: args.fault_burst as u32 - stack.sim.faults().drop_response_next,
+        resolved_by_inquiry: resolved as u64,
+        pay_requests_at_biller: stack.sim.pay_requests(),
+        ledger_balanced: audit.balanced(),
+        every_payment_one_transfer: audit.payments_exactly_once(),
+        books_agree_with_biller: comparison.agrees(),
+        books: comparison,
+        callbacks_acknowledged: stack.receiver.acknowledged().len() as u64,
+        callback_deliveries: received.len() as u64,
+        callbacks_all_verified: received.iter().all(|r| r.verified.is_ok()),
+        posted_to_billers: posted,
+        elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
+        database: None,
+    })
+}
+
+fn print_summary(r: &DemoReport) {
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    println!();
+    println!("Summary");
+    println!("  requests sent                 {}", r.requests_sent);
+    println!("  payments accepted             {}", r.payments_submitted);
+    println!("    confirmed by the biller     {}", r.payments_confirmed);
+    println!("    rejected by the biller      {}", r.payments_rejected);
+    println!("    still unknown               {}", r.payments_unknown);
+    println!("    not final (timed out)       {}", r.payments_in_flight);
+    println!("  replays answered              {}", r.replays_answered);
+    println!(
+        "  invalid requests refused      {}",
+        r.invalid_requests_refused
+    );
+    println!(
+        "  answers dropped by the biller {} (resolved by status inquiry: {})",
+        r.answers_dropped_by_biller, r.resolved_by_inquiry
+    );
+    println!(
+        "  pay requests the biller saw   {} (one per payment sent: nothing sent twice)",
+        r.pay_requests_at_biller
+    );
+    println!("  ledger balanced               {}", yes(r.ledger_balanced));
+    println!(
+        "  one transfer per payment      {}",
+        yes(r.every_payment_one_transfer)
+    );
+    println!(
+        "  our books = the biller's      {} ({} matched, {} double credits)",
+        yes(r.books_agree_with_biller),
+        r.books.matched,
+        r.books.double_credits.len()
+    );
+    for (b, amount) in &r.posted_to_billers {
+        println!("  posted to {b:<19} {amount}");
+    }
+    println!(
+        "  callbacks acknowledged        {} ({} deliveries, all signatures verified: {})",
+        r.callbacks_acknowledged,
+        r.callback_deliveries,
+        yes(r.callbacks_all_verified)
+    );
+    println!("  elapsed                       {:.1} s", r.elapsed_s);
+    if let Some(db) = &r.database {
+        println!("  database kept                 {db}");
+    }
+}

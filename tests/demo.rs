@@ -1,0 +1,44 @@
+//! The demo (README's main job) runs end to end and reports a clean day.
+
+mod common;
+
+use billclear::config::Config;
+use billclear::demo::{run_report, DemoArgs};
+
+#[tokio::test]
+async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
+    let mut config = Config::default();
+    config.database.url = billclear::store::postgres::with_database(
+        &common::server_url(),
+        "billclear_test_demo_unused",
+    );
+    let args = DemoArgs {
+        json: true,
+        payments: 40,
+        fault_burst: 6,
+        keep_db: false,
+        wait_s: 60,
+    };
+    let r = run_report(&config, &args).await.expect("demo runs");
+    assert!(r.all_good(), "{r:#?}");
+    assert_eq!(r.payments_submitted, 46);
+    assert_eq!(
+        r.payments_confirmed + r.payments_rejected + r.payments_unknown,
+        46
+    );
+    assert!(
+        r.payments_rejected >= 1,
+        "a closed account is paid at least once: {r:#?}"
+    );
+    assert_eq!(r.answers_dropped_by_biller, 6);
+    assert!(r.resolved_by_inquiry >= 6);
+    assert_eq!(r.pay_requests_at_biller, 46, "nothing sent twice");
+    assert_eq!(r.invalid_requests_refused, 9);
+    assert_eq!(r.replays_answered, 4);
+    assert_eq!(r.callbacks_acknowledged, 46);
+    assert_eq!(
+        r.callback_deliveries, 92,
+        "each first delivery failed, each retried once"
+    );
+    assert_eq!(r.books.matched, r.payments_confirmed);
+}
