@@ -324,6 +324,7 @@ async fn unsigned_health_and_openapi_are_public() {
         .json();
     for path in [
         "/v1/billers",
+        "/v1/billers/{biller_id}/bills",
         "/v1/payments",
         "/v1/payments/{id}",
         "/healthz",
