@@ -14,6 +14,11 @@ ALTER TABLE outbox
     -- Work given up after its bounded retries (done_at is set too).
     ADD COLUMN abandoned   boolean NOT NULL DEFAULT false;
 
+-- At most one live dispatch job per payment: two could be claimed by two
+-- workers at once and both send it.
+CREATE UNIQUE INDEX outbox_one_live_dispatch ON outbox (aggregate_id)
+    WHERE topic = 'dispatch' AND done_at IS NULL;
+
 -- The route a payment was (last) sent through: status inquiries go there and
 -- nowhere else. The biller's reference and the time it credited the payment
 -- come from its answer.

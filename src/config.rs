@@ -84,6 +84,9 @@ pub struct CallbackConfig {
     /// A callback not answered 2xx within this time is retried.
     pub timeout_ms: u64,
     pub retry: RetryConfig,
+    /// PEM file of CA certificates trusted for https callbacks besides the
+    /// public web roots (a channel behind a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,7 +188,7 @@ impl Default for Config {
                 concurrency: 64,
                 claim_batch: 32,
                 poll_ms: 100,
-                lease_ms: 60_000,
+                lease_ms: 30_000,
                 send_retry: RetryConfig {
                     base_ms: 1_000,
                     max_ms: 30_000,
@@ -197,7 +200,7 @@ impl Default for Config {
                     max_attempts: 12,
                 },
                 not_found_answers: 2,
-                not_found_grace_ms: 30_000,
+                not_found_grace_ms: 60_000,
             },
             callbacks: CallbackConfig {
                 concurrency: 16,
@@ -207,6 +210,7 @@ impl Default for Config {
                     max_ms: 600_000,
                     max_attempts: 15,
                 },
+                ca_file: None,
             },
             connectors: BTreeMap::new(),
             log: LogConfig {
@@ -290,6 +294,12 @@ impl Config {
         anyhow::ensure!(
             self.dispatch.not_found_answers >= 1,
             "dispatch.not_found_answers must be at least 1"
+        );
+        // A worker that lost its lease mid-send must not be able to reach
+        // the biller after another one took "not found" as final.
+        anyhow::ensure!(
+            self.dispatch.not_found_grace_ms >= self.dispatch.lease_ms,
+            "dispatch.not_found_grace_ms must be at least dispatch.lease_ms"
         );
         for (id, c) in &self.connectors {
             crate::domain::ids::ConnectorId::parse(id)?;

@@ -89,6 +89,51 @@ impl CallbackReceiver {
         })
     }
 
+    /// Listens with TLS (https) on a random local port, with the given PEM
+    /// certificate chain and private key.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> anyhow::Result<CallbackReceiver> {
+        let certs =
+            rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())?
+            .ok_or_else(|| anyhow::anyhow!("no private key in the PEM"))?;
+        let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("https://{}", listener.local_addr()?);
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/callbacks/{channel}", post(receive))
+            .with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that refuses our certificate ends here.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(CallbackReceiver {
+            base,
+            inner,
+            task: Arc::new(task),
+        })
+    }
+
     /// The callback URL to give a channel.
     pub fn url(&self, channel: &str) -> String {
         format!("{}/callbacks/{channel}", self.base)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use billclear::dispatch::Workers;
 use billclear::domain::payment::PaymentStatus::{self, *};
-use billclear::store::{PaymentStore, Topic, WorkStore};
+use billclear::store::{DispatchStore, PaymentStore, Topic, WorkStore};
 use biller_connectors::sim::Faults;
 use common::{Options, TestApp};
 
@@ -180,6 +180,19 @@ async fn a_payment_the_biller_never_saw_is_rejected_after_not_found_answers() {
     assert_eq!(app.sim().pay_requests(), 1);
     let b = app.balance("biller:sh-water:payable:CNY").await;
     assert_eq!(b.pending_credits, b.pending_debits, "voided");
+    let (waited_ms,): (f64,) = sqlx::query_as(
+        "SELECT (extract(epoch FROM e.at - a.started_at) * 1000)::float8
+           FROM payment_events e, dispatch_attempts a
+          WHERE e.payment_id = $1 AND e.to_status = 'REJECTED' AND a.payment_id = $1 AND a.kind = 'pay'",
+    )
+    .bind(id.0)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        waited_ms >= 2_000.0,
+        "rejected only after the grace: {waited_ms} ms after the send"
+    );
     app.finish().await;
 }
 
@@ -247,14 +260,16 @@ async fn an_outage_is_retried_then_delivered_and_a_long_one_rejects() {
     assert_eq!(attempts[0], attempt("pay", "not_applied"));
     assert_eq!(attempts.last().unwrap(), &attempt("pay", "credited"));
 
+    // A long outage: after send_retry.max_attempts sends, all answered "not
+    // applied", the biller is asked before the payment is voided.
     app.sim().set_faults(Faults {
         outage: true,
         ..Faults::default()
     });
     let abandoned = app.pay(ACCOUNT, "16.00").await;
     assert_eq!(
-        app.wait_for(abandoned, &[Confirmed, Rejected], 15).await,
-        Rejected
+        app.wait_for(abandoned, &[Unknown, Rejected], 15).await,
+        Unknown
     );
     let attempts = app.attempts(abandoned).await;
     assert_eq!(
@@ -264,6 +279,20 @@ async fn an_outage_is_retried_then_delivered_and_a_long_one_rejects() {
     );
     assert!(attempts.iter().all(|a| a == &attempt("pay", "not_applied")));
     app.sim().set_faults(Faults::default());
+    assert_eq!(
+        app.wait_for(abandoned, &[Confirmed, Rejected], 15).await,
+        Rejected
+    );
+    assert_eq!(
+        app.attempts(abandoned).await.last().unwrap(),
+        &attempt("status", "not_found")
+    );
+    let first_sends = app.attempts(delivered).await.len() as u64;
+    assert_eq!(
+        app.sim().pay_requests(),
+        first_sends + 5,
+        "one request per recorded send"
+    );
     app.finish().await;
 }
 
@@ -296,7 +325,7 @@ async fn a_worker_killed_mid_call_leaves_work_that_resumes_after_its_lease() {
     // Another process takes over once the lease (1.6 s) has run out: it
     // must not send again, only ask.
     let started = std::time::Instant::now();
-    let _second = Workers::start(&app.state, "test-worker-2");
+    let _second = Workers::start(&app.state, "test-worker-2").unwrap();
     assert_eq!(
         app.wait_for(id, &[Confirmed, Rejected], 15).await,
         Confirmed
@@ -304,6 +333,21 @@ async fn a_worker_killed_mid_call_leaves_work_that_resumes_after_its_lease() {
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "resumed only after the lease"
+    );
+    // The first worker's lease (1.6 s) began before its send.
+    let (taken_after_ms,): (f64,) = sqlx::query_as(
+        "SELECT (extract(epoch FROM s.started_at - p.started_at) * 1000)::float8
+           FROM dispatch_attempts p, dispatch_attempts s
+          WHERE p.payment_id = $1 AND s.payment_id = $1 AND p.kind = 'pay' AND s.kind = 'status'
+          ORDER BY s.id LIMIT 1",
+    )
+    .bind(id.0)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        taken_after_ms >= 1_400.0,
+        "the second worker asked {taken_after_ms} ms after the send"
     );
     assert_eq!(app.sim().pay_requests(), 1, "never re-sent");
     let events = statuses(&app.store.payment_events(id).await.unwrap());
@@ -337,21 +381,38 @@ async fn callbacks_are_retried_until_the_channel_acknowledges() {
         received.iter().map(|r| r.status).collect::<Vec<_>>(),
         vec![500, 500, 204]
     );
-    let (attempts, done): (i32, bool) = sqlx::query_as(
-        "SELECT attempts, done_at IS NOT NULL FROM outbox WHERE topic = 'callback' AND aggregate_id = $1",
-    )
-    .bind(id.0)
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
-    assert_eq!((attempts, done), (3, true));
+    // The acknowledgement is recorded just after the channel answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (attempts, done): (i32, bool) = sqlx::query_as(
+            "SELECT attempts, done_at IS NOT NULL FROM outbox WHERE topic = 'callback' AND aggregate_id = $1",
+        )
+        .bind(id.0)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(attempts, 3);
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledgement never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.finish().await;
 }
 
 #[tokio::test]
 async fn two_processes_deliver_each_payment_once() {
     let app = app().await;
-    let _second = Workers::start(&app.state, "test-worker-2");
+    // Small claims, so that both processes take some of the work.
+    let mut state = app.state.clone();
+    let mut cfg = (*state.config).clone();
+    cfg.dispatch.claim_batch = 2;
+    state.config = std::sync::Arc::new(cfg);
+    let _second = Workers::start(&state, "test-worker-2").unwrap();
     let mut ids = Vec::new();
     for i in 0..30 {
         ids.push(app.pay(ACCOUNT, &format!("{}.00", 1 + i)).await);
@@ -367,7 +428,11 @@ async fn two_processes_deliver_each_payment_once() {
         .fetch_all(app.store.pool())
         .await
         .unwrap();
-    assert!(!workers.is_empty());
+    assert_eq!(
+        workers.len(),
+        2,
+        "both processes delivered some: {workers:?}"
+    );
     app.finish().await;
 }
 
@@ -413,9 +478,94 @@ async fn claims_are_leased_and_a_stale_claim_cannot_act() {
         matches!(stale, Err(billclear::store::StoreError::Conflict(_))),
         "{stale:?}"
     );
+    // A stale claim can neither start an attempt nor record an outcome.
+    let payment = billclear::domain::ids::PaymentId(first[0].aggregate_id);
+    let start = billclear::store::AttemptStart {
+        payment_id: payment,
+        kind: billclear::domain::dispatch::AttemptKind::Pay,
+        connector_id: "water-direct".into(),
+        worker: "a".into(),
+        at: chrono::Utc::now(),
+        transition: None,
+        min_lease_left_ms: 0,
+    };
+    let stale = app.store.start_attempt(&first[0], &start).await;
+    assert!(
+        matches!(stale, Err(billclear::store::StoreError::Conflict(_))),
+        "{stale:?}"
+    );
+    let update = billclear::store::DispatchUpdate {
+        attempt: None,
+        transition: None,
+        credit: None,
+        callback: None,
+        next: billclear::store::OutboxNext::Done,
+    };
+    let stale = app.store.record_dispatch(&first[0], &update).await;
+    assert!(
+        matches!(stale, Err(billclear::store::StoreError::Conflict(_))),
+        "{stale:?}"
+    );
+    // Nor can the holder start a call it could not finish within its lease.
+    let short = billclear::store::AttemptStart {
+        min_lease_left_ms: 60_000,
+        ..start
+    };
+    let refused = app.store.start_attempt(&second[0], &short).await;
+    assert!(
+        matches!(refused, Err(billclear::store::StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(app.count("dispatch_attempts").await, 0);
     app.store
         .finish_work(&second[0], &billclear::store::OutboxNext::Done)
         .await
         .unwrap();
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn callbacks_reach_an_https_endpoint_behind_a_private_ca() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        tls_callbacks: true,
+        ..Options::default()
+    })
+    .await;
+    assert!(app.receiver().url("alipay").starts_with("https://"));
+    let id = app.pay(ACCOUNT, "21.00").await;
+    app.wait_for(id, &[Confirmed], 10).await;
+    app.wait_callbacks(1, 10).await;
+    let received = app.receiver().received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].verified.is_ok());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_https_endpoint_with_an_untrusted_certificate_gets_nothing() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        tls_callbacks: true,
+        trust_callback_ca: false,
+        ..Options::default()
+    })
+    .await;
+    assert!(app.receiver().url("alipay").starts_with("https://"));
+    let id = app.pay(ACCOUNT, "22.00").await;
+    app.wait_for(id, &[Confirmed], 10).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = app.receiver().received();
+    assert!(got.is_empty(), "no request got through TLS: {got:?}");
+    let (attempts, error): (i32, Option<String>) = sqlx::query_as(
+        "SELECT attempts, last_error FROM outbox WHERE topic = 'callback' AND aggregate_id = $1",
+    )
+    .bind(id.0)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(attempts >= 2, "retried: {attempts}");
+    let error = error.unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
     app.finish().await;
 }

@@ -123,28 +123,35 @@ pub async fn bills(
         biller_id: biller.id.to_string(),
         account_number: account.clone(),
     };
+    // What a biller says reaches a channel only cleaned and bounded.
+    let said = |m: &str| {
+        m.chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect::<String>()
+    };
     let statement = connector.bills(&query).await.map_err(|e| match e {
-        ConnectorError::Fail(r) if r.code == "1001" || r.message.contains("not found") => {
-            ApiError::not_found(
-                "account_not_found",
-                format!(
-                    "biller {} has no account {account}: {}",
-                    biller.id, r.message
-                ),
-            )
-        }
+        // 1001: "account not found" in the water protocol. (Each connector
+        // will map its own codes to a shared refusal kind with the others.)
+        ConnectorError::Fail(r) if r.code == "1001" => ApiError::not_found(
+            "account_not_found",
+            format!("biller {} has no account {account}", biller.id),
+        ),
         ConnectorError::Fail(r) => ApiError::unprocessable(
             "biller_refused",
             format!(
                 "biller {} refused the inquiry (code {}): {}",
-                biller.id, r.code, r.message
+                biller.id,
+                said(&r.code),
+                said(&r.message)
             ),
         ),
         other => ApiError::unavailable(
             "biller_unavailable",
             format!(
-                "biller {} did not answer through {route}: {other}",
-                biller.id
+                "biller {} did not answer through {route}: {}",
+                biller.id,
+                said(&other.to_string())
             ),
         )
         .retry_after(5),

@@ -214,7 +214,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing::info!(connectors = ?connectors, "dispatch workers starting");
     }
-    let _workers = crate::dispatch::Workers::start(&state, &crate::dispatch::worker_name());
+    let _workers = crate::dispatch::Workers::start(&state, &crate::dispatch::worker_name())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

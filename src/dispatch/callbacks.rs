@@ -14,10 +14,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tracing::Instrument;
+
+use super::http::HttpClient;
 
 use super::pool::Job;
 use crate::api::AppState;
@@ -33,7 +32,7 @@ pub struct CallbackSender {
     store: Arc<dyn Store>,
     master_key: MasterKey,
     config: CallbackConfig,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 /// Why a delivery did not count.
@@ -47,20 +46,17 @@ enum DeliveryError {
 }
 
 impl CallbackSender {
-    pub fn new(state: &AppState) -> CallbackSender {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(
-            state.config.callbacks.timeout_ms,
-        )));
-        CallbackSender {
+    pub fn new(state: &AppState) -> anyhow::Result<CallbackSender> {
+        let cfg = &state.config.callbacks;
+        Ok(CallbackSender {
             store: state.store.clone(),
             master_key: state.master_key.clone(),
-            config: state.config.callbacks.clone(),
-            http: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
-        }
+            config: cfg.clone(),
+            http: super::http::client(
+                cfg.ca_file.as_deref(),
+                Duration::from_millis(cfg.timeout_ms),
+            )?,
+        })
     }
 
     async fn deliver(&self, claim: &Claim) -> Result<u16, DeliveryError> {
@@ -76,8 +72,9 @@ impl CallbackSender {
             .callback_target(&channel)
             .await
             .map_err(|e| Transient(e.to_string()))?
+            // A channel between keys gets its callbacks once it has one.
             .ok_or_else(|| {
-                Permanent(format!(
+                Transient(format!(
                     "channel {channel} has no active key to sign callbacks with"
                 ))
             })?;
@@ -85,9 +82,9 @@ impl CallbackSender {
             .url
             .parse()
             .map_err(|e| Permanent(format!("callback URL {:?}: {e}", target.url)))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(Permanent(format!(
-                "callback URL {:?}: only http:// callbacks can be delivered by this build (https needs TLS, not built yet)",
+                "callback URL {:?} is neither http nor https",
                 target.url
             )));
         }
@@ -128,7 +125,7 @@ impl CallbackSender {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| Transient(e.to_string()))?;
+                .map_err(|e| Transient(error_chain(&e)))?;
             let status = resp.status();
             // Read (a bounded part of) the answer so the connection can be reused.
             let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
@@ -193,4 +190,16 @@ impl Job for CallbackSender {
         .instrument(span)
         .await
     }
+}
+
+/// An error with its causes ("client error (Connect): invalid peer certificate: UnknownIssuer").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -2,14 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use biller_connectors::{Connector, ConnectorSettings};
 
 use crate::domain::biller::Biller;
 
+/// A configured connector and how long one of its calls may take.
+type Entry = (Arc<dyn Connector>, Duration);
+
 #[derive(Clone, Default)]
 pub struct Connectors {
-    by_id: Arc<BTreeMap<String, Arc<dyn Connector>>>,
+    by_id: Arc<BTreeMap<String, Entry>>,
 }
 
 impl Connectors {
@@ -18,7 +22,8 @@ impl Connectors {
     ) -> anyhow::Result<Connectors> {
         let mut by_id = BTreeMap::new();
         for (id, s) in settings {
-            by_id.insert(id.clone(), biller_connectors::build(id, s)?);
+            let timeout = Duration::from_millis(s.timeout_ms);
+            by_id.insert(id.clone(), (biller_connectors::build(id, s)?, timeout));
         }
         Ok(Connectors {
             by_id: Arc::new(by_id),
@@ -26,7 +31,15 @@ impl Connectors {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<dyn Connector>> {
-        self.by_id.get(id).cloned()
+        self.by_id.get(id).map(|(c, _)| c.clone())
+    }
+
+    /// How long a call through `id` may take (its `timeout_ms`).
+    pub fn timeout(&self, id: &str) -> Duration {
+        self.by_id
+            .get(id)
+            .map(|(_, t)| *t)
+            .unwrap_or(Duration::from_secs(60))
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {

@@ -13,6 +13,7 @@
 
 pub mod callbacks;
 pub mod connectors;
+pub mod http;
 pub mod pool;
 pub mod worker;
 
@@ -32,10 +33,10 @@ pub struct Workers {
 impl Workers {
     /// Starts both worker pools on the state's store, billers and connectors.
     /// `name` identifies this process in claims and attempts.
-    pub fn start(state: &AppState, name: &str) -> Workers {
+    pub fn start(state: &AppState, name: &str) -> anyhow::Result<Workers> {
         let cfg = &state.config;
         let dispatcher = Arc::new(worker::Dispatcher::new(state, name));
-        let sender = Arc::new(callbacks::CallbackSender::new(state));
+        let sender = Arc::new(callbacks::CallbackSender::new(state)?);
         let handles = vec![
             tokio::spawn(pool::run(
                 state.store.clone(),
@@ -64,7 +65,7 @@ impl Workers {
                 sender,
             )),
         ];
-        Workers { handles }
+        Ok(Workers { handles })
     }
 
     /// Stops at once, abandoning calls in flight (as a crash would: their

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use biller_connectors::{Connector, ConnectorError, Credit, PayOrder, RemoteStatus};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tracing::Instrument;
 
 use super::connectors::Connectors;
@@ -12,7 +12,8 @@ use super::pool::Job;
 use crate::api::AppState;
 use crate::config::Config;
 use crate::domain::dispatch::{
-    plan, AttemptKind, AttemptOutcome, Backoff, CallbackEvent, DeliveryHistory, Step,
+    not_found_is_final, plan, AttemptKind, AttemptOutcome, Backoff, CallbackEvent, DeliveryHistory,
+    Step,
 };
 use crate::domain::ids::PaymentId;
 use crate::domain::payment::{transition, Payment, PaymentStatus, Transition};
@@ -40,6 +41,26 @@ struct Conclusion {
     /// When to look again, if the payment is not final.
     next: OutboxNext,
 }
+
+/// Text from a biller, made safe to store: no control characters, bounded.
+fn clean(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
+/// A credit whose receipt is stored cleaned (a receipt that cleans to
+/// nothing is kept as none: the credit itself was checked by its echo).
+fn cleaned(credit: Credit) -> Credit {
+    Credit {
+        biller_reference: clean(&credit.biller_reference, 128),
+        credited_at: credit.credited_at,
+    }
+}
+
+/// Safety margin kept between the end of a call and the end of the lease.
+const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(1_000);
 
 fn jitter() -> f64 {
     rand::random::<f64>()
@@ -135,7 +156,10 @@ impl Dispatcher {
         let update = DispatchUpdate {
             attempt,
             transition: t,
-            credit: credit.map(|c| (c.biller_reference, c.credited_at)),
+            credit: credit
+                .map(cleaned)
+                .map(|c| (c.biller_reference, c.credited_at))
+                .filter(|(r, _)| !r.is_empty()),
             callback,
             next,
         };
@@ -150,14 +174,14 @@ impl Dispatcher {
         c: Conclusion,
     ) -> StoreResult<()> {
         let t = match &c.to {
-            Some((to, reason)) => Some(self.decide(payment, *to, reason)?),
+            Some((to, reason)) => Some(self.decide(payment, *to, &clean(reason, 500))?),
             None => None,
         };
         let end = AttemptEnd {
             attempt_id,
             outcome: c.outcome,
-            result_code: c.result_code,
-            detail: c.detail,
+            result_code: c.result_code.map(|r| clean(&r, 32)),
+            detail: clean(&c.detail, 500),
             at: Utc::now(),
         };
         self.record(claim, payment, Some(end), t, c.credit, c.next)
@@ -222,11 +246,25 @@ impl Dispatcher {
             return self.store.finish_work(claim, &next).await;
         };
         if backoff.exhausted(history.pay_attempts) {
+            // Every send was answered "not applied"; before voiding, the
+            // biller is asked (a biller's code may be wrong).
             let why = format!(
-                "not delivered after {} sends, none of which reached the biller",
+                "not delivered after {} sends, each answered as not applied; asking the biller before voiding",
                 history.pay_attempts
             );
-            return self.reject_undelivered(claim, payment, why).await;
+            let t = self.decide(payment, PaymentStatus::Unknown, &why)?;
+            let next = later(&self.inquiry_backoff(), 1, why);
+            return self.record(claim, payment, None, Some(t), None, next).await;
+        }
+        let timeout = self.connectors.timeout(&connector_id);
+        if claim.lease_left() < timeout + LEASE_MARGIN {
+            // Too little of the lease is left to be sure the call ends
+            // before another worker could take the work: give it back.
+            let next = OutboxNext::RetryAt {
+                at: Utc::now(),
+                error: "lease too short for a call".into(),
+            };
+            return self.store.finish_work(claim, &next).await;
         }
         let first = (payment.status == PaymentStatus::Received).then(|| {
             self.decide(
@@ -247,9 +285,17 @@ impl Dispatcher {
                     worker: self.worker.clone(),
                     at: Utc::now(),
                     transition: first,
+                    min_lease_left_ms: (timeout + LEASE_MARGIN).as_millis() as u64,
                 },
             )
             .await?;
+        if claim.lease_left() < timeout + LEASE_MARGIN / 2 {
+            // This process stalled while recording the attempt. Not calling
+            // is safe: the open attempt makes the payment UNKNOWN and the
+            // biller is asked.
+            tracing::warn!("lease nearly over after recording the attempt; not sending");
+            return Ok(());
+        }
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
         let result = connector.pay(&Self::order(&payment)).await;
@@ -288,16 +334,18 @@ impl Dispatcher {
                 credit: None,
                 next: OutboxNext::Done,
             },
+            // Every send answered "not applied": the biller is asked before
+            // the payment is voided (a biller's code may be wrong).
             Err(ConnectorError::Retry { reason }) if backoff.exhausted(sends) => Conclusion {
                 outcome: AttemptOutcome::NotApplied,
                 result_code: None,
                 to: Some((
-                    PaymentStatus::Rejected,
-                    format!("not delivered after {sends} sends, none of which reached the biller; last: {reason}"),
+                    PaymentStatus::Unknown,
+                    format!("not delivered after {sends} sends, each answered as not applied (last: {reason}); asking the biller before voiding"),
                 )),
+                next: later(&self.inquiry_backoff(), 1, reason.clone()),
                 detail: reason,
                 credit: None,
-                next: OutboxNext::Done,
             },
             Err(ConnectorError::Retry { reason }) => Conclusion {
                 outcome: AttemptOutcome::NotApplied,
@@ -349,6 +397,14 @@ impl Dispatcher {
             let next = later(&backoff, claim.attempts as u32, why);
             return self.store.finish_work(claim, &next).await;
         };
+        let timeout = self.connectors.timeout(connector_id);
+        if claim.lease_left() < timeout + LEASE_MARGIN {
+            let next = OutboxNext::RetryAt {
+                at: Utc::now(),
+                error: "lease too short for a call".into(),
+            };
+            return self.store.finish_work(claim, &next).await;
+        }
         let attempt_id = self
             .store
             .start_attempt(
@@ -360,6 +416,7 @@ impl Dispatcher {
                     worker: self.worker.clone(),
                     at: Utc::now(),
                     transition: None,
+                    min_lease_left_ms: (timeout + LEASE_MARGIN).as_millis() as u64,
                 },
             )
             .await?;
@@ -426,11 +483,9 @@ impl Dispatcher {
             Ok(RemoteStatus::NotFound) => {
                 let answers = history.not_found_answers + 1;
                 let grace =
-                    chrono::Duration::milliseconds(self.config.dispatch.not_found_grace_ms as i64);
-                let sent: DateTime<Utc> = history.last_pay_started_at.unwrap_or_else(Utc::now);
-                let settled =
-                    answers >= self.config.dispatch.not_found_answers && Utc::now() - sent >= grace;
-                if settled {
+                    std::time::Duration::from_millis(self.config.dispatch.not_found_grace_ms);
+                let needed = self.config.dispatch.not_found_answers;
+                if not_found_is_final(history, answers, needed, grace) {
                     Conclusion {
                         outcome: AttemptOutcome::NotFound,
                         result_code: None,

@@ -82,10 +82,32 @@ pub struct DeliveryHistory {
     pub last_pay_started_at: Option<DateTime<Utc>>,
     /// The route of the last pay attempt.
     pub connector_id: Option<String>,
-    /// Status inquiries since the last pay attempt, and how many of them
-    /// found no record of the payment.
+    /// How long ago the last pay attempt started (by the database clock).
+    pub since_last_pay: Option<std::time::Duration>,
+    /// Status inquiries since the last pay attempt, how many of them found
+    /// no record of the payment, and how many got an answer that says the
+    /// biller does know it (pending, credited, refused) or that could not be
+    /// trusted (echo mismatch).
     pub status_attempts: u32,
     pub not_found_answers: u32,
+    pub contrary_answers: u32,
+}
+
+/// Whether "the biller has no record of the payment" may be taken as final
+/// (the payment is then REJECTED and voided): only after `needed` such
+/// answers, only once `grace` has passed since the send (longer than the
+/// dispatch lease plus the biller's slowest processing: a request still in
+/// flight or being processed looks like one never received), and never if
+/// the biller ever said otherwise since the send.
+pub fn not_found_is_final(
+    history: &DeliveryHistory,
+    answers_with_this_one: u32,
+    needed: u32,
+    grace: std::time::Duration,
+) -> bool {
+    answers_with_this_one >= needed
+        && history.contrary_answers == 0
+        && history.since_last_pay.is_some_and(|d| d >= grace)
 }
 
 /// The next thing to do with a claimed dispatch job.
@@ -221,9 +243,33 @@ mod tests {
             last_pay_outcome: last,
             last_pay_started_at: None,
             connector_id: connector.map(str::to_string),
+            since_last_pay: None,
             status_attempts: 0,
             not_found_answers: 0,
+            contrary_answers: 0,
         }
+    }
+
+    #[test]
+    fn not_found_is_final_only_when_repeated_late_and_uncontradicted() {
+        let grace = Duration::from_secs(60);
+        let mut h = history(Some(AttemptOutcome::Unknown), Some("w"));
+        h.since_last_pay = Some(Duration::from_secs(61));
+        assert!(not_found_is_final(&h, 2, 2, grace));
+        assert!(
+            !not_found_is_final(&h, 1, 2, grace),
+            "one answer is not enough"
+        );
+        h.since_last_pay = Some(Duration::from_secs(59));
+        assert!(!not_found_is_final(&h, 2, 2, grace), "within the grace");
+        h.since_last_pay = None;
+        assert!(!not_found_is_final(&h, 2, 2, grace), "no send known");
+        h.since_last_pay = Some(Duration::from_secs(600));
+        h.contrary_answers = 1;
+        assert!(
+            !not_found_is_final(&h, 5, 2, grace),
+            "the biller said once it knew the payment"
+        );
     }
 
     #[test]

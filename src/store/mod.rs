@@ -219,6 +219,15 @@ pub struct Claim {
     /// Times this work was claimed, this claim included.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// When the lease ends at the latest, by this process's clock.
+    pub lease_deadline: std::time::Instant,
+}
+
+impl Claim {
+    pub fn lease_left(&self) -> std::time::Duration {
+        self.lease_deadline
+            .saturating_duration_since(std::time::Instant::now())
+    }
 }
 
 /// What becomes of claimed work.
@@ -245,6 +254,9 @@ pub struct AttemptStart {
     pub at: DateTime<Utc>,
     /// RECEIVED → SUBMITTED on a first send.
     pub transition: Option<Transition>,
+    /// The attempt is refused (Conflict) unless this much of the lease is
+    /// left: the call must end before anyone else can take the work.
+    pub min_lease_left_ms: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -50,6 +50,10 @@ pub struct Options {
     /// The connector's timeout and the dispatch lease.
     pub connector_timeout_ms: u64,
     pub lease_ms: u64,
+    /// Callbacks over https to a receiver with a test CA's certificate;
+    /// `trust_callback_ca` adds that CA to `callbacks.ca_file`.
+    pub tls_callbacks: bool,
+    pub trust_callback_ca: bool,
 }
 
 impl Default for Options {
@@ -61,6 +65,8 @@ impl Default for Options {
             dispatch: false,
             connector_timeout_ms: 300,
             lease_ms: 1_600,
+            tls_callbacks: false,
+            trust_callback_ca: true,
         }
     }
 }
@@ -90,9 +96,10 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
     d.inquiry_retry.max_ms = 400;
     d.inquiry_retry.max_attempts = 30;
     d.not_found_answers = 2;
-    // Longer than any latency the tests give the biller: a request still
-    // being processed must not be taken for one never received.
-    d.not_found_grace_ms = 1_500;
+    // At least the lease, and longer than any latency the tests give the
+    // biller: a request still being processed must not be taken for one
+    // never received.
+    d.not_found_grace_ms = 2_000;
     config.callbacks.timeout_ms = 1_000;
     config.callbacks.retry.base_ms = 50;
     config.callbacks.retry.max_ms = 400;
@@ -133,10 +140,15 @@ impl TestApp {
             let sim = WaterSim::start(listener, cfg)
                 .await
                 .expect("water simulator");
-            (
-                Some(sim),
-                Some(CallbackReceiver::start().await.expect("receiver")),
-            )
+            let receiver = if opts.tls_callbacks {
+                let (cert, key) = test_certificate();
+                CallbackReceiver::start_tls(&cert, &key)
+                    .await
+                    .expect("tls receiver")
+            } else {
+                CallbackReceiver::start().await.expect("receiver")
+            };
+            (Some(sim), Some(receiver))
         } else {
             (None, None)
         };
@@ -166,6 +178,11 @@ impl TestApp {
         config.http.max_body_bytes = opts.max_body_bytes;
         if let Some(sim) = &sim {
             dispatch_config(&mut config, sim, &opts);
+            if opts.tls_callbacks && opts.trust_callback_ca {
+                let path = std::env::temp_dir().join(format!("{db_name}-ca.pem"));
+                std::fs::write(&path, test_certificate().0).unwrap();
+                config.callbacks.ca_file = Some(path);
+            }
             config.check().expect("test config is valid");
         }
         let store = Arc::new(store);
@@ -175,7 +192,7 @@ impl TestApp {
             .expect("state");
         let workers = opts
             .dispatch
-            .then(|| Workers::start(&state, "test-worker-1"));
+            .then(|| Workers::start(&state, "test-worker-1").expect("workers"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(billclear::api::serve(
@@ -342,6 +359,18 @@ impl TestApp {
         self.store.pool().close().await;
         let _ = postgres::drop_database(&server_url(), &self.db_name).await;
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 (PEM certificate, PEM key),
+/// made once per test binary; the certificate is its own CA.
+pub fn test_certificate() -> (String, String) {
+    static CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("test certificate");
+        (ck.cert.pem(), ck.key_pair.serialize_pem())
+    })
+    .clone()
 }
 
 pub fn payment_body(reference: &str) -> serde_json::Value {

@@ -545,7 +545,9 @@ impl Shared {
             _ = stopped(self.stop.clone()) => {}
         }
         self.respond(
-            Processed::code(StatusCode::GATEWAY_TIMEOUT, "9001", "request held too long"),
+            // Held requests may have been applied (drop-response): never
+            // answer them with a "not applied" code.
+            Processed::code(StatusCode::GATEWAY_TIMEOUT, "9999", "request held too long"),
             nonce,
             true,
         )

@@ -14,20 +14,29 @@ use crate::store::{
     StoreResult, Topic, WorkStore,
 };
 
-/// Locks the claimed row if the claim is still ours; Conflict otherwise.
-async fn hold(tx: &mut Transaction<'_, Postgres>, claim: &Claim) -> StoreResult<()> {
+/// Locks the claimed row if the claim is still ours (and, when given, at
+/// least `min_left_ms` of its lease remain); Conflict otherwise.
+async fn hold(
+    tx: &mut Transaction<'_, Postgres>,
+    claim: &Claim,
+    min_left_ms: Option<u64>,
+) -> StoreResult<()> {
     let held = sqlx::query(
-        "SELECT 1 FROM outbox WHERE id = $1 AND claim_token = $2 AND done_at IS NULL FOR UPDATE",
+        "SELECT 1 FROM outbox
+          WHERE id = $1 AND claim_token = $2 AND done_at IS NULL
+            AND available_at >= now() + coalesce($3, 0) * interval '1 millisecond'
+            FOR UPDATE",
     )
     .bind(claim.outbox_id)
     .bind(claim.token)
+    .bind(min_left_ms.map(|m| m as f64))
     .fetch_optional(&mut **tx)
     .await
     .map_err(db_err)?;
     match held {
         Some(_) => Ok(()),
         None => Err(StoreError::Conflict(format!(
-            "outbox work {} is no longer held by this claim (lease lost)",
+            "outbox work {} is no longer held by this claim, or its lease is too short (lease lost)",
             claim.outbox_id
         ))),
     }
@@ -93,6 +102,9 @@ impl WorkStore for PgStore {
         lease: std::time::Duration,
         limit: u32,
     ) -> StoreResult<Vec<Claim>> {
+        // The database starts the lease after this instant: a deadline
+        // counted from here is never later than the real one.
+        let asked = std::time::Instant::now();
         let rows = sqlx::query(
             "WITH ready AS (
                 SELECT id FROM outbox
@@ -122,13 +134,14 @@ impl WorkStore for PgStore {
                 payload: r.get("payload"),
                 attempts: r.get("attempts"),
                 created_at: r.get("created_at"),
+                lease_deadline: asked + lease,
             })
             .collect())
     }
 
     async fn finish_work(&self, claim: &Claim, next: &OutboxNext) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        hold(&mut tx, claim).await?;
+        hold(&mut tx, claim, None).await?;
         finish_tx(&mut tx, claim, next).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -142,6 +155,11 @@ impl DispatchStore for PgStore {
                     (SELECT count(*) FROM dispatch_attempts a
                       WHERE a.payment_id = p.id AND a.kind = 'pay') AS pay_attempts,
                     lp.outcome AS last_pay_outcome, lp.started_at AS last_pay_started_at,
+                    (extract(epoch FROM now() - lp.started_at) * 1000)::bigint AS since_last_pay_ms,
+                    (SELECT count(*) FROM dispatch_attempts a
+                      WHERE a.payment_id = p.id AND a.kind = 'status'
+                        AND a.outcome IN ('pending', 'credited', 'refused', 'unknown')
+                        AND a.id > coalesce(lp.id, 0)) AS contrary_answers,
                     (SELECT count(*) FROM dispatch_attempts a
                       WHERE a.payment_id = p.id AND a.kind = 'status'
                         AND a.id > coalesce(lp.id, 0)) AS status_attempts,
@@ -167,15 +185,19 @@ impl DispatchStore for PgStore {
             last_pay_outcome: outcome.as_deref().and_then(AttemptOutcome::parse),
             last_pay_started_at: r.get("last_pay_started_at"),
             connector_id: payment.connector_id.clone(),
+            since_last_pay: r
+                .get::<Option<i64>, _>("since_last_pay_ms")
+                .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
             status_attempts: r.get::<i64, _>("status_attempts") as u32,
             not_found_answers: r.get::<i64, _>("not_found_answers") as u32,
+            contrary_answers: r.get::<i64, _>("contrary_answers") as u32,
         };
         Ok(Some((payment, history)))
     }
 
     async fn start_attempt(&self, claim: &Claim, start: &AttemptStart) -> StoreResult<i64> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        hold(&mut tx, claim).await?;
+        hold(&mut tx, claim, Some(start.min_lease_left_ms)).await?;
         close_stale_attempts(&mut tx, start.payment_id, None, start.at).await?;
         if let Some(t) = &start.transition {
             apply_transition_tx(&mut tx, t, None).await?;
@@ -189,14 +211,14 @@ impl DispatchStore for PgStore {
                 .map_err(db_err)?;
         }
         let id: i64 = sqlx::query_scalar(
+            // The database's clock: the not-found grace is measured on it.
             "INSERT INTO dispatch_attempts (payment_id, kind, connector_id, worker, started_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+             VALUES ($1, $2, $3, $4, now()) RETURNING id",
         )
         .bind(start.payment_id.0)
         .bind(start.kind.as_str())
         .bind(&start.connector_id)
         .bind(&start.worker)
-        .bind(start.at)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -208,9 +230,9 @@ impl DispatchStore for PgStore {
         let payment = PaymentId(claim.aggregate_id);
         let now = Utc::now();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        hold(&mut tx, claim).await?;
+        hold(&mut tx, claim, None).await?;
         if let Some(a) = &u.attempt {
-            sqlx::query(
+            let finished = sqlx::query(
                 "UPDATE dispatch_attempts SET finished_at = $2, outcome = $3, result_code = $4, detail = $5
                   WHERE id = $1 AND finished_at IS NULL",
             )
@@ -222,6 +244,12 @@ impl DispatchStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+            if finished.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "attempt {} was already finished (closed as stale by another worker?)",
+                    a.attempt_id
+                )));
+            }
         }
         close_stale_attempts(
             &mut tx,
