@@ -199,6 +199,60 @@ impl Dispatcher {
         }
     }
 
+    /// Records an attempt before a call through `connector_id` (with the
+    /// transition it implies) and returns its id, or None when the call must
+    /// not be made: too little of the lease is left for the call to end
+    /// before another worker could take the work (then the work is given
+    /// back, or, if this process stalled while recording, left for the next
+    /// claim, whose open attempt makes the payment UNKNOWN: never a re-send).
+    async fn begin_call(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        kind: AttemptKind,
+        connector_id: &str,
+        transition: Option<Transition>,
+    ) -> StoreResult<Option<i64>> {
+        let needed = self.connectors.timeout(connector_id) + LEASE_MARGIN;
+        if claim.lease_left() < needed {
+            let next = OutboxNext::RetryAt {
+                at: Utc::now(),
+                error: "lease too short for a call".into(),
+            };
+            self.store.finish_work(claim, &next).await?;
+            return Ok(None);
+        }
+        let start = AttemptStart {
+            payment_id: payment.id,
+            kind,
+            connector_id: connector_id.to_string(),
+            worker: self.worker.clone(),
+            at: Utc::now(),
+            transition,
+            min_lease_left_ms: needed.as_millis() as u64,
+        };
+        let attempt_id = self.store.start_attempt(claim, &start).await?;
+        if claim.lease_left() < needed - LEASE_MARGIN / 2 {
+            tracing::warn!("lease nearly over after recording the attempt; not calling");
+            return Ok(None);
+        }
+        Ok(Some(attempt_id))
+    }
+
+    /// Every send so far was answered "not applied" (or none can be made):
+    /// before the payment is voided the biller is asked, since a biller's
+    /// code may be wrong.
+    async fn ask_before_voiding(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        why: String,
+    ) -> StoreResult<()> {
+        let t = self.decide(payment, PaymentStatus::Unknown, &why)?;
+        let next = later(&self.inquiry_backoff(), 1, why);
+        self.record(claim, payment, None, Some(t), None, next).await
+    }
+
     async fn reject_undelivered(
         &self,
         claim: &Claim,
@@ -238,33 +292,23 @@ impl Dispatcher {
             );
             tracing::warn!("{why}");
             if backoff.exhausted(claim.attempts as u32) {
+                if payment.status == PaymentStatus::Submitted {
+                    // Sent before (answered "not applied"): ask, then void.
+                    return self.ask_before_voiding(claim, payment, why).await;
+                }
                 return self
-                    .reject_undelivered(claim, payment, format!("not delivered: {why}"))
+                    .reject_undelivered(claim, payment, format!("never sent: {why}"))
                     .await;
             }
             let next = later(&backoff, claim.attempts as u32, why);
             return self.store.finish_work(claim, &next).await;
         };
         if backoff.exhausted(history.pay_attempts) {
-            // Every send was answered "not applied"; before voiding, the
-            // biller is asked (a biller's code may be wrong).
             let why = format!(
                 "not delivered after {} sends, each answered as not applied; asking the biller before voiding",
                 history.pay_attempts
             );
-            let t = self.decide(payment, PaymentStatus::Unknown, &why)?;
-            let next = later(&self.inquiry_backoff(), 1, why);
-            return self.record(claim, payment, None, Some(t), None, next).await;
-        }
-        let timeout = self.connectors.timeout(&connector_id);
-        if claim.lease_left() < timeout + LEASE_MARGIN {
-            // Too little of the lease is left to be sure the call ends
-            // before another worker could take the work: give it back.
-            let next = OutboxNext::RetryAt {
-                at: Utc::now(),
-                error: "lease too short for a call".into(),
-            };
-            return self.store.finish_work(claim, &next).await;
+            return self.ask_before_voiding(claim, payment, why).await;
         }
         let first = (payment.status == PaymentStatus::Received).then(|| {
             self.decide(
@@ -274,28 +318,12 @@ impl Dispatcher {
             )
         });
         let first = first.transpose()?;
-        let attempt_id = self
-            .store
-            .start_attempt(
-                claim,
-                &AttemptStart {
-                    payment_id: payment.id,
-                    kind: AttemptKind::Pay,
-                    connector_id: connector_id.clone(),
-                    worker: self.worker.clone(),
-                    at: Utc::now(),
-                    transition: first,
-                    min_lease_left_ms: (timeout + LEASE_MARGIN).as_millis() as u64,
-                },
-            )
-            .await?;
-        if claim.lease_left() < timeout + LEASE_MARGIN / 2 {
-            // This process stalled while recording the attempt. Not calling
-            // is safe: the open attempt makes the payment UNKNOWN and the
-            // biller is asked.
-            tracing::warn!("lease nearly over after recording the attempt; not sending");
+        let Some(attempt_id) = self
+            .begin_call(claim, payment, AttemptKind::Pay, &connector_id, first)
+            .await?
+        else {
             return Ok(());
-        }
+        };
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
         let result = connector.pay(&Self::order(&payment)).await;
@@ -397,29 +425,12 @@ impl Dispatcher {
             let next = later(&backoff, claim.attempts as u32, why);
             return self.store.finish_work(claim, &next).await;
         };
-        let timeout = self.connectors.timeout(connector_id);
-        if claim.lease_left() < timeout + LEASE_MARGIN {
-            let next = OutboxNext::RetryAt {
-                at: Utc::now(),
-                error: "lease too short for a call".into(),
-            };
-            return self.store.finish_work(claim, &next).await;
-        }
-        let attempt_id = self
-            .store
-            .start_attempt(
-                claim,
-                &AttemptStart {
-                    payment_id: payment.id,
-                    kind: AttemptKind::Status,
-                    connector_id: connector_id.to_string(),
-                    worker: self.worker.clone(),
-                    at: Utc::now(),
-                    transition: None,
-                    min_lease_left_ms: (timeout + LEASE_MARGIN).as_millis() as u64,
-                },
-            )
-            .await?;
+        let Some(attempt_id) = self
+            .begin_call(claim, payment, AttemptKind::Status, connector_id, None)
+            .await?
+        else {
+            return Ok(());
+        };
         let result = connector.status(&Self::order(payment)).await;
         let c = self.status_conclusion(result, &*connector, history, &backoff);
         self.conclude(claim, payment, attempt_id, c).await
