@@ -16,6 +16,8 @@ pub use water::{WaterSim, WaterSimConfig};
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
 /// They apply in this order: outage, blackhole, error rate, latency, then
 /// processing; the response faults (drop, misecho) only to payments.
+/// Every counterpart (water, electricity, gas, co-op, hub) takes the same
+/// switches; those a transport cannot express are documented as ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -36,6 +38,13 @@ pub struct Faults {
     /// The next N successful pay answers echo an amount 0.01 higher than
     /// sent (the payment is applied normally).
     pub misecho_next: u32,
+    /// The next N answers are sent twice (counterparts that can answer
+    /// twice: the gas company's TCP link). HTTP counterparts ignore it.
+    pub duplicate_answer_next: u32,
+    /// Answers on a multiplexed link are sent in another order than the
+    /// requests came (the gas company's TCP link). HTTP counterparts
+    /// ignore it.
+    pub out_of_order: bool,
 }
 
 impl Faults {
