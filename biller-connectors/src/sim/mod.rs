@@ -210,31 +210,96 @@ pub fn default_book() -> Vec<(String, Account)> {
     default_book_at(Utc::now().date_naive())
 }
 
-/// The default book with bills due in the month after `today`: biller
-/// `sh-water` (10-digit Luhn account numbers, `3100000011` first, 21 in
-/// all, `3100000110` closed) and `pudong-water` (`PD` + 8 digits,
-/// `PD20261129` first, 11 in all).
+/// The default book of the water company (`sh-water` and `pudong-water`)
+/// with bills due in the month after `today`.
 pub fn default_book_at(today: NaiveDate) -> Vec<(String, Account)> {
-    let mut book = Vec::new();
-    for i in 1..=21u32 {
-        let payload = format!("31{i:07}");
-        let check = luhn_check_digit(&payload).unwrap_or(0);
-        let number = format!("{payload}{check}");
-        let open = i != 11;
-        book.push(("sh-water".to_string(), account(&number, i, open, today)));
+    book_for(&["sh-water", "pudong-water"], today)
+}
+
+/// The default customer accounts of the example billers, the same in every
+/// simulator that serves them (a direct counterpart and the hub must know
+/// the same customers):
+///
+/// * `sh-water`: 10-digit Luhn numbers, `3100000011` first, 21 in all,
+///   `3100000110` closed;
+/// * `pudong-water`: `PD` + 8 digits, `PD20261129` first, 11 in all;
+/// * `sh-power`: 10-digit mod-11 numbers, `0306406159` first, the 5th
+///   generated one closed;
+/// * `sh-gas`: 12-digit Luhn numbers, `310012345677` first, the 5th
+///   generated one closed;
+/// * `minhang-gas`: 9-digit Luhn numbers, `123456782` first.
+///
+/// Other biller ids have no default accounts.
+pub fn default_accounts(biller_id: &str, today: NaiveDate) -> Vec<Account> {
+    let luhn = |payload: String| luhn_check_digit(&payload).map(|d| format!("{payload}{d}"));
+    match biller_id {
+        "sh-water" => (1..=21u32)
+            .filter_map(|i| luhn(format!("31{i:07}")).map(|n| (i, n)))
+            .map(|(i, n)| account(&n, i, i != 11, today))
+            .collect(),
+        "pudong-water" => std::iter::once(account("PD20261129", 100, true, today))
+            .chain((1..=10u32).map(|i| {
+                account(
+                    &format!("PD{:08}", 20_250_000 + i * 1_037),
+                    100 + i,
+                    true,
+                    today,
+                )
+            }))
+            .collect(),
+        "sh-power" => std::iter::once(account("0306406159", 200, true, today))
+            .chain((1..=20u32).filter_map(|i| {
+                let payload = format!("03{:07}", 1_000 + i * 37);
+                mod11_check_digit(&payload)
+                    .map(|d| account(&format!("{payload}{d}"), 200 + i, i != 5, today))
+            }))
+            .collect(),
+        "sh-gas" => std::iter::once(account("310012345677", 300, true, today))
+            .chain((1..=20u32).filter_map(|i| {
+                luhn(format!("3100{:07}", 20_000 + i * 53))
+                    .map(|n| account(&n, 300 + i, i != 5, today))
+            }))
+            .collect(),
+        "minhang-gas" => std::iter::once(account("123456782", 400, true, today))
+            .chain((1..=10u32).filter_map(|i| {
+                luhn(format!("12{:06}", 345_000 + i * 61))
+                    .map(|n| account(&n, 400 + i, true, today))
+            }))
+            .collect(),
+        _ => Vec::new(),
     }
-    book.push((
-        "pudong-water".to_string(),
-        account("PD20261129", 100, true, today),
-    ));
-    for i in 1..=10u32 {
-        let number = format!("PD{:08}", 20_250_000 + i * 1_037);
-        book.push((
-            "pudong-water".to_string(),
-            account(&number, 100 + i, true, today),
-        ));
+}
+
+/// `default_accounts` of several billers, as a simulator's book.
+pub fn book_for(billers: &[&str], today: NaiveDate) -> Vec<(String, Account)> {
+    billers
+        .iter()
+        .flat_map(|b| {
+            default_accounts(b, today)
+                .into_iter()
+                .map(move |a| (b.to_string(), a))
+        })
+        .collect()
+}
+
+/// The weighted modulus-11 check digit of a digit string (weights 2..7
+/// repeating from the right; remainder 0 gives 0, remainder 1 has no valid
+/// digit, otherwise 11 - remainder), as billclear checks it.
+pub fn mod11_check_digit(payload: &str) -> Option<u32> {
+    if payload.is_empty() || !payload.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    book
+    let sum: u32 = payload
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * (2 + (i as u32 % 6)))
+        .sum();
+    match sum % 11 {
+        0 => Some(0),
+        1 => None,
+        r => Some(11 - r),
+    }
 }
 
 fn account(number: &str, seed: u32, open: bool, today: NaiveDate) -> Account {
@@ -266,6 +331,45 @@ fn account(number: &str, seed: u32, open: bool, today: NaiveDate) -> Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_accounts_carry_valid_check_digits() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(mod11_check_digit("030640615"), Some(9));
+        for (biller, first, len, n) in [
+            ("sh-water", "3100000011", 10, 21),
+            ("sh-power", "0306406159", 10, 0),
+            ("sh-gas", "310012345677", 12, 0),
+            ("minhang-gas", "123456782", 9, 0),
+        ] {
+            let accounts = default_accounts(biller, today);
+            assert_eq!(accounts[0].account_number, first, "{biller}");
+            assert!(
+                n == 0 || accounts.len() == n,
+                "{biller}: {}",
+                accounts.len()
+            );
+            assert!(accounts.len() >= 10, "{biller}: {}", accounts.len());
+            for a in &accounts {
+                assert_eq!(a.account_number.len(), len, "{biller} {}", a.account_number);
+                let (body, check) = a.account_number.split_at(len - 1);
+                let want = if biller == "sh-power" {
+                    mod11_check_digit(body)
+                } else {
+                    luhn_check_digit(body)
+                };
+                assert_eq!(
+                    want.map(|d| d.to_string()).as_deref(),
+                    Some(check),
+                    "{biller} {}",
+                    a.account_number
+                );
+            }
+        }
+        assert!(default_accounts("sh-power", today).iter().any(|a| !a.open));
+        assert!(default_accounts("nobody", today).is_empty());
+    }
+
     use std::str::FromStr;
 
     #[test]
