@@ -24,6 +24,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub dispatch: DispatchConfig,
     pub callbacks: CallbackConfig,
+    pub inquiry: InquiryConfig,
     /// Connectors by id (the ids billers name in their routes). A route
     /// whose connector is not configured here is skipped.
     #[serde(default)]
@@ -74,6 +75,22 @@ pub struct DispatchConfig {
     /// after the send.
     pub not_found_answers: u32,
     pub not_found_grace_ms: u64,
+}
+
+/// Bill inquiries: a budget per biller, a short cache and coalescing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InquiryConfig {
+    /// Bill inquiries each biller receives per second from this process, at
+    /// most (a burst of as many); more get 429 with Retry-After.
+    pub budget_per_s: u32,
+    /// Budgets of particular billers (biller id = inquiries per second).
+    #[serde(default)]
+    pub budgets: BTreeMap<String, u32>,
+    /// How long an answer (bills, or "no such account") is reused for the
+    /// same biller and account; 0 = never.
+    pub cache_ttl_ms: u64,
+    pub cache_max_entries: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +229,12 @@ impl Default for Config {
                 },
                 ca_file: None,
             },
+            inquiry: InquiryConfig {
+                budget_per_s: 20,
+                budgets: BTreeMap::new(),
+                cache_ttl_ms: 30_000,
+                cache_max_entries: 100_000,
+            },
             connectors: BTreeMap::new(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
@@ -290,6 +313,10 @@ impl Config {
         anyhow::ensure!(
             self.dispatch.concurrency >= 1 && self.callbacks.concurrency >= 1,
             "dispatch.concurrency and callbacks.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            self.inquiry.budget_per_s >= 1 && self.inquiry.budgets.values().all(|b| *b >= 1),
+            "inquiry budgets must be at least 1 per second"
         );
         anyhow::ensure!(
             self.dispatch.not_found_answers >= 1,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod domain;
+pub mod inquiry;
 pub mod intake;
 pub mod receiver;
 pub mod store;

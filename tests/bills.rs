@@ -111,3 +111,88 @@ async fn a_bill_inquiry_answers_with_a_masked_name() {
     assert_eq!(r.status, 401);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_query_storm_never_exceeds_the_billers_budget() {
+    let app = app().await;
+    let budget = app.state.inquiry.budget_per_s("sh-water") as f64;
+    // 10,000 inquiries over 2,000 accounts (the book's 21 and well-formed
+    // ones the biller does not have), 64 at a time, from two channels.
+    let accounts: Vec<String> = app
+        .sim()
+        .credits()
+        .iter()
+        .map(|c| c.account_number.clone())
+        .chain(
+            biller_connectors::sim::default_accounts("sh-water", chrono::Utc::now().date_naive())
+                .into_iter()
+                .map(|a| a.account_number),
+        )
+        .chain((0..1979u32).map(|i| {
+            let payload = format!("42{i:07}");
+            let d = biller_connectors::sim::luhn_check_digit(&payload).unwrap();
+            format!("{payload}{d}")
+        }))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    for i in 0..10_000usize {
+        let client = if i % 2 == 0 {
+            app.alipay.clone()
+        } else {
+            app.wechat.clone()
+        };
+        let account = accounts[(i * 7919) % accounts.len()].clone();
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        set.spawn(async move {
+            let r = client
+                .get(&format!("/v1/billers/sh-water/bills?account={account}"))
+                .await
+                .unwrap();
+            drop(permit);
+            let source = r
+                .headers
+                .get("billclear-inquiry-source")
+                .map(|v| v.to_str().unwrap().to_string());
+            (
+                r.status.as_u16(),
+                r.code(),
+                source,
+                r.headers.get("retry-after").is_some(),
+            )
+        });
+    }
+    let mut by: std::collections::BTreeMap<String, u32> = Default::default();
+    while let Some(done) = set.join_next().await {
+        let (status, code, source, retry_after) = done.unwrap();
+        let key = match (status, source) {
+            (429, _) => {
+                assert_eq!(code, "inquiry_budget_exceeded");
+                assert!(retry_after, "429 carries Retry-After");
+                "refused".to_string()
+            }
+            (200 | 404, Some(s)) => s,
+            other => panic!("unexpected answer {other:?} {code}"),
+        };
+        *by.entry(key).or_default() += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let seen = app.sim().bill_requests() as f64;
+    eprintln!(
+        "storm: {by:?}; the biller saw {seen} inquiries in {elapsed:.1} s (budget {budget}/s)"
+    );
+    assert_eq!(by.values().sum::<u32>(), 10_000);
+    assert!(
+        seen <= budget * elapsed.ceil() + budget,
+        "the biller saw {seen} inquiries in {elapsed:.1} s with a budget of {budget}/s: {by:?}"
+    );
+    assert_eq!(
+        seen as u32,
+        by.get("biller").copied().unwrap_or(0),
+        "{by:?}"
+    );
+    assert!(by.get("refused").copied().unwrap_or(0) > 0, "{by:?}");
+    assert!(by.get("cache").copied().unwrap_or(0) > 0, "{by:?}");
+    app.finish().await;
+}

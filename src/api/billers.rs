@@ -3,6 +3,7 @@
 //! through the biller's route.
 
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -12,6 +13,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::domain::biller::{Availability, Biller, BillerStatus};
 use crate::domain::dispatch::mask_name;
+use crate::inquiry::InquiryError;
 use biller_connectors::{BillQuery, ConnectorError};
 
 pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>) -> Value {
@@ -66,7 +68,7 @@ pub async fn bills(
     Path(biller_id): Path<String>,
     Query(params): Query<BillsParams>,
     signed: Signed,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     signed.consume_nonce(&state).await?;
     let snapshot = state.billers.snapshot();
     let biller = snapshot.get(&biller_id).ok_or_else(|| {
@@ -123,6 +125,41 @@ pub async fn bills(
         biller_id: biller.id.to_string(),
         account_number: account.clone(),
     };
+    // The cache, an identical inquiry in flight, or the biller within its
+    // budget: never more than its budget, whatever the channels send.
+    let (answer, source) = state
+        .inquiry
+        .bills(biller.id.as_str(), &account, connector.bills(&query))
+        .await
+        .map_err(|e| match e {
+            InquiryError::OverBudget { retry_after_s, .. } => ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "inquiry_budget_exceeded",
+                "Too many bill inquiries for this biller",
+                e.to_string(),
+            )
+            .retry_after(retry_after_s),
+        })?;
+    let mut response = match statement_json(biller, &account, &route, answer) {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    };
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static("billclear-inquiry-source"),
+        axum::http::HeaderValue::from_static(source.as_str()),
+    );
+    Ok(response)
+}
+
+/// The channel's view of a biller's answer: the customer name masked, the
+/// amounts taken only if exact in the biller's currency, a refusal or
+/// silence mapped to a stable code.
+fn statement_json(
+    biller: &Biller,
+    account: &str,
+    route: &str,
+    answer: crate::inquiry::Answer,
+) -> Result<Value, ApiError> {
     // What a biller says reaches a channel only cleaned and bounded.
     let said = |m: &str| {
         m.chars()
@@ -130,7 +167,7 @@ pub async fn bills(
             .take(200)
             .collect::<String>()
     };
-    let statement = connector.bills(&query).await.map_err(|e| match e {
+    let statement = answer.map_err(|e| match e {
         // 1001: "account not found" in the water protocol. (Each connector
         // will map its own codes to a shared refusal kind with the others.)
         ConnectorError::Fail(r) if r.code == "1001" => ApiError::not_found(
@@ -179,10 +216,10 @@ pub async fn bills(
             "due_date": b.due_date,
         }));
     }
-    Ok(Json(json!({
+    Ok(json!({
         "biller_id": biller.id,
         "account_number": account,
         "customer_name": mask_name(&statement.customer_name),
         "bills": bills,
-    })))
+    }))
 }

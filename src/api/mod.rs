@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::secrets::MasterKey;
 use crate::config::Config;
 use crate::dispatch::Connectors;
+use crate::inquiry::InquiryGuard;
 use crate::intake::{BatchPolicy, BillerDirectory, Intake};
 use crate::store::Store;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The connectors configured in this process (bill inquiry, dispatch).
     pub connectors: Connectors,
+    /// Bill inquiries: budget, cache and coalescing per biller.
+    pub inquiry: Arc<InquiryGuard>,
     /// Background tasks of this state (the biller refresh).
     background: Arc<Vec<tokio::task::AbortHandle>>,
 }
@@ -53,6 +56,7 @@ impl AppState {
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
         let connectors = Connectors::from_settings(&config.connectors)?;
+        let config_inquiry = config.inquiry.clone();
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
@@ -65,6 +69,7 @@ impl AppState {
             master_key,
             config: Arc::new(config),
             connectors,
+            inquiry: Arc::new(InquiryGuard::new(config_inquiry)),
             background: Arc::new(vec![refresh.abort_handle()]),
         })
     }

@@ -87,6 +87,7 @@ struct Shared {
     faults: Mutex<Faults>,
     ledger: Mutex<Ledger>,
     pay_requests: AtomicU64,
+    bill_requests: AtomicU64,
     stop: watch::Receiver<bool>,
 }
 
@@ -155,6 +156,7 @@ impl WaterSim {
             faults: Mutex::new(Faults::default()),
             ledger: Mutex::new(ledger),
             pay_requests: AtomicU64::new(0),
+            bill_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
         tokio::spawn(accept_loop(listener, router(shared.clone()), stop_rx));
@@ -196,6 +198,11 @@ impl WaterSim {
     /// Pay requests received, duplicates and faulted ones included.
     pub fn pay_requests(&self) -> u64 {
         self.shared.pay_requests.load(Ordering::SeqCst)
+    }
+
+    /// Bill inquiries received, faulted ones included.
+    pub fn bill_requests(&self) -> u64 {
+        self.shared.bill_requests.load(Ordering::SeqCst)
     }
 
     /// Adds (or replaces) an account in the book of `biller_id`.
@@ -355,6 +362,7 @@ async fn bills(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    sim.bill_requests.fetch_add(1, Ordering::SeqCst);
     signed(sim, Endpoint::Bills, Method::POST, uri, headers, body).await
 }
 

@@ -1,0 +1,303 @@
+//! Protecting billers from query storms (the lesson of the hub that cut a
+//! platform off for flooding utilities with bill queries).
+//!
+//! Every bill inquiry goes through an [`InquiryGuard`]:
+//! 1. answered from a short cache when the same account of the same biller
+//!    was asked recently (`inquiry.cache_ttl_ms`; definite answers only:
+//!    bills, or a refusal such as "no such account");
+//! 2. joined to an identical inquiry already in flight (coalescing): one
+//!    biller call answers all of them;
+//! 3. otherwise it spends one token of the biller's budget
+//!    (`inquiry.budget_per_s`, per biller, `inquiry.budgets` overrides); with
+//!    none left the channel gets 429 with Retry-After and the biller is not
+//!    called. A biller never sees more than its budget from this process,
+//!    whatever the channels send.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use biller_connectors::{BillStatement, ConnectorError, NextStep};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::OnceCell;
+
+use crate::config::InquiryConfig;
+
+/// What the biller answered to one inquiry.
+pub type Answer = Result<BillStatement, ConnectorError>;
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    /// Shared with an identical inquiry in flight.
+    Coalesced,
+    Biller,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Coalesced => "coalesced",
+            Source::Biller => "biller",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InquiryError {
+    #[error("biller {biller} takes at most {per_s} bill inquiries per second; try again in {retry_after_s} s")]
+    OverBudget {
+        biller: String,
+        per_s: u32,
+        retry_after_s: u64,
+    },
+}
+
+type Key = (String, String);
+
+pub struct InquiryGuard {
+    config: InquiryConfig,
+    cache: Mutex<HashMap<Key, (Instant, Answer)>>,
+    inflight: Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+    budgets: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+}
+
+impl InquiryGuard {
+    pub fn new(config: InquiryConfig) -> InquiryGuard {
+        InquiryGuard {
+            config,
+            cache: Mutex::default(),
+            inflight: Mutex::default(),
+            budgets: Mutex::default(),
+        }
+    }
+
+    /// The budget of `biller`, in inquiries per second.
+    pub fn budget_per_s(&self, biller: &str) -> u32 {
+        self.config
+            .budgets
+            .get(biller)
+            .copied()
+            .unwrap_or(self.config.budget_per_s)
+            .max(1)
+    }
+
+    /// Answers an inquiry for (`biller`, `account`), calling `ask` (the
+    /// biller) only when neither the cache nor an inquiry in flight can
+    /// answer, and only within the biller's budget.
+    pub async fn bills<F>(
+        &self,
+        biller: &str,
+        account: &str,
+        ask: F,
+    ) -> Result<(Answer, Source), InquiryError>
+    where
+        F: Future<Output = Answer>,
+    {
+        let key: Key = (biller.to_string(), account.to_string());
+        if let Some(answer) = self.cached(&key) {
+            return Ok((answer, Source::Cache));
+        }
+        let cell = self
+            .inflight
+            .lock()
+            .expect("inflight lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut asked = false;
+        let answer = cell
+            .get_or_try_init(|| async {
+                self.spend(biller)?;
+                asked = true;
+                Ok::<_, InquiryError>(ask.await)
+            })
+            .await?
+            .clone();
+        if asked {
+            if definite(&answer) {
+                self.remember(key.clone(), answer.clone());
+            }
+            let mut inflight = self.inflight.lock().expect("inflight lock");
+            if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&key);
+            }
+        }
+        Ok((
+            answer,
+            if asked {
+                Source::Biller
+            } else {
+                Source::Coalesced
+            },
+        ))
+    }
+
+    fn cached(&self, key: &Key) -> Option<Answer> {
+        let ttl = Duration::from_millis(self.config.cache_ttl_ms);
+        let cache = self.cache.lock().expect("cache lock");
+        cache
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn remember(&self, key: Key, answer: Answer) {
+        if self.config.cache_ttl_ms == 0 {
+            return;
+        }
+        let ttl = Duration::from_millis(self.config.cache_ttl_ms);
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= self.config.cache_max_entries.max(1) {
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            if cache.len() >= self.config.cache_max_entries.max(1) {
+                // Still full of fresh answers: start over rather than grow.
+                cache.clear();
+            }
+        }
+        cache.insert(key, (Instant::now(), answer));
+    }
+
+    fn spend(&self, biller: &str) -> Result<(), InquiryError> {
+        let per_s = self.budget_per_s(biller);
+        let limiter = self
+            .budgets
+            .lock()
+            .expect("budget lock")
+            .entry(biller.to_string())
+            .or_insert_with(|| {
+                let n = NonZeroU32::new(per_s).expect("budget >= 1");
+                Arc::new(RateLimiter::direct(Quota::per_second(n).allow_burst(n)))
+            })
+            .clone();
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            InquiryError::OverBudget {
+                biller: biller.to_string(),
+                per_s,
+                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+}
+
+/// Bills, or a refusal (no such account): worth remembering. A transport
+/// failure is not.
+fn definite(answer: &Answer) -> bool {
+    match answer {
+        Ok(_) => true,
+        Err(e) => e.next_step() == NextStep::Fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn guard(per_s: u32, ttl_ms: u64) -> InquiryGuard {
+        InquiryGuard::new(InquiryConfig {
+            budget_per_s: per_s,
+            budgets: Default::default(),
+            cache_ttl_ms: ttl_ms,
+            cache_max_entries: 100,
+        })
+    }
+
+    fn statement(account: &str) -> Answer {
+        Ok(BillStatement {
+            account_number: account.into(),
+            customer_name: "王小明".into(),
+            bills: vec![],
+        })
+    }
+
+    #[tokio::test]
+    async fn repeated_inquiries_are_answered_from_the_cache() {
+        let g = guard(100, 60_000);
+        let calls = AtomicU32::new(0);
+        for i in 0..5 {
+            let (a, source) = g
+                .bills("b", "1", async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    statement("1")
+                })
+                .await
+                .unwrap();
+            assert!(a.is_ok());
+            assert_eq!(
+                source,
+                if i == 0 {
+                    Source::Biller
+                } else {
+                    Source::Cache
+                }
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_inquiries_make_one_call() {
+        let g = Arc::new(guard(100, 0));
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (g, calls) = (g.clone(), calls.clone());
+            set.spawn(async move {
+                g.bills("b", "1", async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    statement("1")
+                })
+                .await
+                .unwrap()
+                .1
+            });
+        }
+        let mut sources = Vec::new();
+        while let Some(s) = set.join_next().await {
+            sources.push(s.unwrap());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(sources.iter().filter(|s| **s == Source::Biller).count(), 1);
+        assert_eq!(
+            sources.iter().filter(|s| **s == Source::Coalesced).count(),
+            19
+        );
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_never_exceeded_and_failures_are_not_cached() {
+        let g = guard(3, 60_000);
+        let calls = AtomicU32::new(0);
+        let mut refused = 0;
+        for i in 0..10 {
+            let r = g
+                .bills("b", &i.to_string(), async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(ConnectorError::retry("down"))
+                })
+                .await;
+            match r {
+                Ok((a, _)) => assert!(a.is_err()),
+                Err(InquiryError::OverBudget { retry_after_s, .. }) => {
+                    assert!(retry_after_s >= 1);
+                    refused += 1
+                }
+            }
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "the budget of 3");
+        assert_eq!(refused, 7);
+        // Another biller has its own budget.
+        assert!(g
+            .bills("other", "1", async { statement("1") })
+            .await
+            .is_ok());
+    }
+}
