@@ -25,6 +25,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub callbacks: CallbackConfig,
     pub inquiry: InquiryConfig,
+    pub routing: RoutingConfig,
     /// Connectors by id (the ids billers name in their routes). A route
     /// whose connector is not configured here is skipped.
     #[serde(default)]
@@ -75,6 +76,28 @@ pub struct DispatchConfig {
     /// after the send.
     pub not_found_answers: u32,
     pub not_found_grace_ms: u64,
+}
+
+/// Route health: a circuit breaker per connector (see `domain::routing`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Consecutive failed calls (no usable answer) that open a route's breaker.
+    pub failures_to_open: u32,
+    /// How long an open breaker keeps new payments off the route before a
+    /// probe may close it.
+    pub open_ms: u64,
+    /// How often every route is probed with a health check.
+    pub heartbeat_ms: u64,
+}
+
+impl RoutingConfig {
+    pub fn policy(&self) -> crate::domain::routing::BreakerPolicy {
+        crate::domain::routing::BreakerPolicy {
+            failures_to_open: self.failures_to_open.max(1),
+            open_for: std::time::Duration::from_millis(self.open_ms),
+        }
+    }
 }
 
 /// Bill inquiries: a budget per biller, a short cache and coalescing.
@@ -235,6 +258,11 @@ impl Default for Config {
                 cache_ttl_ms: 30_000,
                 cache_max_entries: 100_000,
             },
+            routing: RoutingConfig {
+                failures_to_open: 5,
+                open_ms: 30_000,
+                heartbeat_ms: 5_000,
+            },
             connectors: BTreeMap::new(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
@@ -317,6 +345,10 @@ impl Config {
         anyhow::ensure!(
             self.inquiry.budget_per_s >= 1 && self.inquiry.budgets.values().all(|b| *b >= 1),
             "inquiry budgets must be at least 1 per second"
+        );
+        anyhow::ensure!(
+            self.routing.failures_to_open >= 1 && self.routing.heartbeat_ms >= 100,
+            "routing.failures_to_open must be at least 1 and routing.heartbeat_ms at least 100"
         );
         anyhow::ensure!(
             self.dispatch.not_found_answers >= 1,

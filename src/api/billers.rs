@@ -11,12 +11,26 @@ use serde_json::{json, Value};
 use super::auth::Signed;
 use super::problem::ApiError;
 use super::AppState;
+use crate::dispatch::routes::Routes;
 use crate::domain::biller::{Availability, Biller, BillerStatus};
 use crate::domain::dispatch::mask_name;
+use crate::domain::routing::route_order;
 use crate::inquiry::InquiryError;
 use biller_connectors::{BillQuery, ConnectorError};
 
-pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>) -> Value {
+pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>, routes: &Routes) -> Value {
+    let preferred = b.preferred_route.as_ref().map(|r| r.as_str());
+    let route_names: Vec<String> = b.routes.iter().map(|r| r.to_string()).collect();
+    let routes: Vec<Value> = route_order(&route_names, preferred)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r,
+                "state": routes.state(r).map_or("not_configured", |s| s.as_str()),
+                "preferred": Some(r) == preferred,
+            })
+        })
+        .collect();
     json!({
         "id": b.id,
         "name": b.name,
@@ -39,6 +53,7 @@ pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>) -> Value {
             "time": b.cutoff.time.format("%H:%M").to_string(),
             "timezone": b.cutoff.zone.name(),
         },
+        "routes": routes,
     })
 }
 
@@ -52,7 +67,7 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Result<Json<
         .collect();
     billers.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Json(
-        json!({ "data": billers.iter().map(|b| biller_json(b, now)).collect::<Vec<_>>() }),
+        json!({ "data": billers.iter().map(|b| biller_json(b, now, &state.routes)).collect::<Vec<_>>() }),
     ))
 }
 
@@ -111,15 +126,13 @@ pub async fn bills(
     biller.account_rule.check(&account).map_err(|e| {
         ApiError::unprocessable("invalid_account_number", e.to_string()).field("account")
     })?;
-    let (route, connector) = state.connectors.route_for(biller).ok_or_else(|| {
+    let (route, connector) = state.routes.choose(biller, false).map_err(|no_route| {
+        let retry = no_route.retry_in.map_or(60, |w| w.as_secs().max(1));
         ApiError::unavailable(
             "biller_unreachable",
-            format!(
-                "no route to biller {} is configured in this service",
-                biller.id
-            ),
+            format!("biller {} cannot be reached now: {no_route}", biller.id),
         )
-        .retry_after(60)
+        .retry_after(retry)
     })?;
     let query = BillQuery {
         biller_id: biller.id.to_string(),
@@ -129,7 +142,11 @@ pub async fn bills(
     // budget: never more than its budget, whatever the channels send.
     let (answer, source) = state
         .inquiry
-        .bills(biller.id.as_str(), &account, connector.bills(&query))
+        .bills(biller.id.as_str(), &account, async {
+            let answer = connector.bills(&query).await;
+            state.routes.record(&route, &answer);
+            answer
+        })
         .await
         .map_err(|e| match e {
             InquiryError::OverBudget { retry_after_s, .. } => ApiError::new(

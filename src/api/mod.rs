@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::secrets::MasterKey;
 use crate::config::Config;
+use crate::dispatch::routes::Routes;
 use crate::dispatch::Connectors;
 use crate::inquiry::InquiryGuard;
 use crate::intake::{BatchPolicy, BillerDirectory, Intake};
@@ -36,7 +37,8 @@ pub struct AppState {
     pub master_key: MasterKey,
     pub config: Arc<Config>,
     /// The connectors configured in this process (bill inquiry, dispatch).
-    pub connectors: Connectors,
+    /// The configured connectors behind their circuit breakers.
+    pub routes: Arc<Routes>,
     /// Bill inquiries: budget, cache and coalescing per biller.
     pub inquiry: Arc<InquiryGuard>,
     /// Background tasks of this state (the biller refresh).
@@ -55,7 +57,10 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
-        let connectors = Connectors::from_settings(&config.connectors)?;
+        let routes = Arc::new(Routes::new(
+            Connectors::from_settings(&config.connectors)?,
+            config.routing.policy(),
+        ));
         let config_inquiry = config.inquiry.clone();
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
@@ -68,7 +73,7 @@ impl AppState {
             billers,
             master_key,
             config: Arc::new(config),
-            connectors,
+            routes,
             inquiry: Arc::new(InquiryGuard::new(config_inquiry)),
             background: Arc::new(vec![refresh.abort_handle()]),
         })

@@ -160,6 +160,7 @@ fn convert(b: BillerToml) -> anyhow::Result<Biller> {
             })?,
         },
         routes,
+        preferred_route: None,
     })
 }
 

@@ -45,6 +45,9 @@ pub enum Command {
     /// Payment apps (channels) and their API keys.
     #[command(subcommand)]
     Channels(ChannelsCommand),
+    /// Routes to billers: their health and planned switches.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -110,6 +113,27 @@ pub enum ChannelsCommand {
 }
 
 #[derive(Subcommand)]
+pub enum RoutesCommand {
+    /// Every biller's routes in the order they are tried, with the circuit
+    /// state each running process last reported.
+    List,
+    /// Planned switch: send a biller's new payments through one of its
+    /// routes first (`--auto`: back to its priority order). Payments already
+    /// sent stay on their route. Takes effect in every process within
+    /// intake.biller_refresh_ms.
+    Switch {
+        #[arg(long)]
+        biller: String,
+        /// The route (connector id) to use first.
+        #[arg(long, conflicts_with = "auto", required_unless_present = "auto")]
+        to: Option<String>,
+        /// Back to the biller's priority order.
+        #[arg(long)]
+        auto: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum LedgerCommand {
     /// Pending and posted balance of an account, e.g. biller:sh-water:payable:CNY.
     Balance { account: String },
@@ -149,6 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve(config, args).await,
         Command::Billers(cmd) => billers(config, cmd).await,
+        Command::Routes(cmd) => routes(config, cmd).await,
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
@@ -208,7 +233,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(store);
     spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s);
     let state = crate::api::AppState::start(store, key, config).await?;
-    let connectors: Vec<&str> = state.connectors.ids().collect();
+    let connectors: Vec<&str> = state.routes.connectors().ids().collect();
     if connectors.is_empty() {
         tracing::warn!("no connectors configured ([connectors] in the config): payments are accepted but cannot be delivered");
     } else {
@@ -254,6 +279,77 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn routes(config: Config, cmd: RoutesCommand) -> anyhow::Result<()> {
+    use crate::domain::ids::{BillerId, ConnectorId};
+    let store = connect(&config).await?;
+    match cmd {
+        RoutesCommand::Switch { biller, to, auto } => {
+            let biller = BillerId::parse(&biller)?;
+            let to = if auto {
+                None
+            } else {
+                to.as_deref().map(ConnectorId::parse).transpose()?
+            };
+            store
+                .set_preferred_route(&biller, to.as_ref())
+                .await
+                .with_context(|| format!("switching {biller}"))?;
+            match to {
+                Some(r) => println!("{biller}: new payments go through {r} first (payments already sent stay on their route)"),
+                None => println!("{biller}: back to its priority order"),
+            }
+            println!(
+                "takes effect in every process within {} ms",
+                config.intake.biller_refresh_ms
+            );
+        }
+        RoutesCommand::List => {
+            let since = chrono::Utc::now()
+                - chrono::Duration::milliseconds((3 * config.routing.heartbeat_ms) as i64 + 5_000);
+            let health = store.route_health(since).await?;
+            println!(
+                "{:<16} {:<4} {:<16} {:<10} STATE (per running process)",
+                "BILLER", "#", "ROUTE", ""
+            );
+            for b in store.load_billers().await? {
+                let names: Vec<String> = b.routes.iter().map(|r| r.to_string()).collect();
+                let preferred = b.preferred_route.as_ref().map(|r| r.as_str());
+                for (i, r) in crate::domain::routing::route_order(&names, preferred)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let seen: Vec<String> = health
+                        .iter()
+                        .filter(|h| h.connector_id == r)
+                        .map(|h| match &h.last_error {
+                            Some(e) if h.state != crate::domain::routing::RouteState::Closed => {
+                                format!(
+                                    "{} ({} failures; {e})",
+                                    h.state.as_str(),
+                                    h.consecutive_failures
+                                )
+                            }
+                            _ => h.state.as_str().to_string(),
+                        })
+                        .collect();
+                    let state = if seen.is_empty() {
+                        "not reported (not configured, or no process running)".to_string()
+                    } else {
+                        seen.join(", ")
+                    };
+                    let mark = if Some(r) == preferred {
+                        "preferred"
+                    } else {
+                        ""
+                    };
+                    println!("{:<16} {:<4} {:<16} {:<10} {state}", b.id, i + 1, r, mark);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use biller_connectors::{Connector, ConnectorSettings};
 
-use crate::domain::biller::Biller;
-
 /// A configured connector and how long one of its calls may take.
 type Entry = (Arc<dyn Connector>, Duration);
 
@@ -44,14 +42,5 @@ impl Connectors {
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)
-    }
-
-    /// The route a new payment of `biller` goes through: the first of its
-    /// routes (in priority order) whose connector is configured here.
-    pub fn route_for(&self, biller: &Biller) -> Option<(String, Arc<dyn Connector>)> {
-        biller
-            .routes
-            .iter()
-            .find_map(|r| self.get(r.as_str()).map(|c| (r.to_string(), c)))
     }
 }

@@ -15,6 +15,7 @@ pub mod callbacks;
 pub mod connectors;
 pub mod http;
 pub mod pool;
+pub mod routes;
 pub mod worker;
 
 use std::sync::Arc;
@@ -64,6 +65,12 @@ impl Workers {
                 },
                 sender,
             )),
+            routes::spawn_heartbeat(
+                state.routes.clone(),
+                state.store.clone(),
+                name.to_string(),
+                Duration::from_millis(cfg.routing.heartbeat_ms),
+            ),
         ];
         Ok(Workers { handles })
     }

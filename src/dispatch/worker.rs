@@ -7,8 +7,8 @@ use biller_connectors::{Connector, ConnectorError, Credit, PayOrder, RemoteStatu
 use chrono::Utc;
 use tracing::Instrument;
 
-use super::connectors::Connectors;
 use super::pool::Job;
+use super::routes::{NoRoute, Routes};
 use crate::api::AppState;
 use crate::config::Config;
 use crate::domain::dispatch::{
@@ -25,7 +25,7 @@ use crate::store::{
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     billers: BillerDirectory,
-    connectors: Connectors,
+    routes: Arc<Routes>,
     config: Arc<Config>,
     worker: String,
 }
@@ -81,7 +81,7 @@ impl Dispatcher {
         Dispatcher {
             store: state.store.clone(),
             billers: state.billers.clone(),
-            connectors: state.connectors.clone(),
+            routes: state.routes.clone(),
             config: state.config.clone(),
             worker: worker.to_string(),
         }
@@ -213,7 +213,7 @@ impl Dispatcher {
         connector_id: &str,
         transition: Option<Transition>,
     ) -> StoreResult<Option<i64>> {
-        let needed = self.connectors.timeout(connector_id) + LEASE_MARGIN;
+        let needed = self.routes.connectors().timeout(connector_id) + LEASE_MARGIN;
         if claim.lease_left() < needed {
             let next = OutboxNext::RetryAt {
                 at: Utc::now(),
@@ -253,6 +253,30 @@ impl Dispatcher {
         self.record(claim, payment, None, Some(t), None, next).await
     }
 
+    /// No route is configured for the payment: retried with backoff (a
+    /// configuration may be fixed), then rejected if it was never sent, or
+    /// asked about if it was.
+    async fn without_route(
+        &self,
+        claim: &Claim,
+        payment: &Payment,
+        why: String,
+        backoff: &Backoff,
+    ) -> StoreResult<()> {
+        tracing::warn!("{why}");
+        if backoff.exhausted(claim.attempts as u32) {
+            if payment.status == PaymentStatus::Submitted {
+                // Sent before (answered "not applied"): ask, then void.
+                return self.ask_before_voiding(claim, payment, why).await;
+            }
+            return self
+                .reject_undelivered(claim, payment, format!("never sent: {why}"))
+                .await;
+        }
+        let next = later(backoff, claim.attempts as u32, why);
+        self.store.finish_work(claim, &next).await
+    }
+
     async fn reject_undelivered(
         &self,
         claim: &Claim,
@@ -276,32 +300,58 @@ impl Dispatcher {
             .snapshot()
             .get(payment.biller_id.as_str())
             .cloned();
-        let route = biller.as_ref().and_then(|b| self.connectors.route_for(b));
-        let Some((connector_id, connector)) = route else {
-            let why = format!(
-                "no configured route to biller {} (routes: {})",
-                payment.biller_id,
-                biller
-                    .map(|b| b
-                        .routes
-                        .iter()
-                        .map(|r| r.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_else(|| "biller unknown".into())
-            );
-            tracing::warn!("{why}");
-            if backoff.exhausted(claim.attempts as u32) {
-                if payment.status == PaymentStatus::Submitted {
-                    // Sent before (answered "not applied"): ask, then void.
-                    return self.ask_before_voiding(claim, payment, why).await;
-                }
+        // A payment never sent goes to the first healthy route; one sent
+        // before (every send answered "not applied") stays on its route.
+        let route = match (&payment.connector_id, history.pay_attempts, &biller) {
+            (Some(id), 1.., _) => {
+                self.routes
+                    .callable(id)
+                    .map(|c| (id.clone(), c))
+                    .map_err(|wait| NoRoute {
+                        passed: vec![(
+                            id.clone(),
+                            if wait.is_some() {
+                                "circuit open"
+                            } else {
+                                "not configured"
+                            },
+                        )],
+                        retry_in: wait,
+                    })
+            }
+            (_, _, Some(b)) => self.routes.choose(b, true),
+            (_, _, None) => Err(NoRoute {
+                passed: vec![],
+                retry_in: None,
+            }),
+        };
+        let (connector_id, connector) = match route {
+            Ok(r) => r,
+            // Routes exist but their circuits are open: wait for one to
+            // close (this does not count against the payment's sends).
+            Err(NoRoute {
+                retry_in: Some(wait),
+                passed,
+            }) => {
+                let why = format!(
+                    "biller {}: {}",
+                    payment.biller_id,
+                    NoRoute {
+                        passed,
+                        retry_in: None
+                    }
+                );
+                let at = Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
                 return self
-                    .reject_undelivered(claim, payment, format!("never sent: {why}"))
+                    .store
+                    .finish_work(claim, &OutboxNext::RetryAt { at, error: why })
                     .await;
             }
-            let next = later(&backoff, claim.attempts as u32, why);
-            return self.store.finish_work(claim, &next).await;
+            Err(no_route) => {
+                let why = format!("biller {}: {no_route}", payment.biller_id);
+                return self.without_route(claim, payment, why, &backoff).await;
+            }
         };
         if backoff.exhausted(history.pay_attempts) {
             let why = format!(
@@ -327,6 +377,7 @@ impl Dispatcher {
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
         let result = connector.pay(&Self::order(&payment)).await;
+        self.routes.record(&connector_id, &result);
         let sends = history.pay_attempts + 1;
         let c = self.pay_conclusion(result, &connector_id, sends, &backoff);
         self.conclude(claim, &payment, attempt_id, c).await
@@ -417,13 +468,26 @@ impl Dispatcher {
                 .await;
         }
         // Never another route: only the one the payment went to can say.
-        let Some(connector) = self.connectors.get(connector_id) else {
-            let why = format!(
-                "connector {connector_id} (the payment's route) is not configured in this process"
-            );
-            tracing::warn!("{why}");
-            let next = later(&backoff, claim.attempts as u32, why);
-            return self.store.finish_work(claim, &next).await;
+        let connector = match self.routes.callable(connector_id) {
+            Ok(c) => c,
+            Err(wait) => {
+                let why = match wait {
+                    Some(_) => format!("the payment's route {connector_id} has its circuit open"),
+                    None => format!(
+                        "the payment's route {connector_id} is not configured in this process"
+                    ),
+                };
+                tracing::warn!("{why}");
+                let next = match wait {
+                    Some(w) => OutboxNext::RetryAt {
+                        at: Utc::now()
+                            + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::zero()),
+                        error: why,
+                    },
+                    None => later(&backoff, claim.attempts as u32, why),
+                };
+                return self.store.finish_work(claim, &next).await;
+            }
         };
         let Some(attempt_id) = self
             .begin_call(claim, payment, AttemptKind::Status, connector_id, None)
@@ -432,6 +496,7 @@ impl Dispatcher {
             return Ok(());
         };
         let result = connector.status(&Self::order(payment)).await;
+        self.routes.record(connector_id, &result);
         let c = self.status_conclusion(result, &*connector, history, &backoff);
         self.conclude(claim, payment, attempt_id, c).await
     }

@@ -219,6 +219,8 @@ pub struct Biller {
     pub cutoff: Cutoff,
     /// Connector ids in priority order (first is tried first).
     pub routes: Vec<ConnectorId>,
+    /// The route an operator switched this biller to, tried first.
+    pub preferred_route: Option<ConnectorId>,
 }
 
 impl Biller {
@@ -336,6 +338,7 @@ mod tests {
                 zone: chrono_tz::Asia::Shanghai,
             },
             routes: vec![],
+            preferred_route: None,
         };
         assert_eq!(
             b.availability(start - chrono::Duration::seconds(1)),

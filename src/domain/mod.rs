@@ -9,3 +9,4 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payment;
+pub mod routing;

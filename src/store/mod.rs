@@ -11,9 +11,10 @@ use rust_decimal::Decimal;
 use crate::domain::biller::Biller;
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::dispatch::{AttemptKind, AttemptOutcome, CallbackEvent, DeliveryHistory};
-use crate::domain::ids::{ChannelId, PaymentId};
+use crate::domain::ids::{BillerId, ChannelId, ConnectorId, PaymentId};
 use crate::domain::ledger::{AccountSpec, Balance, Journal};
 use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
+use crate::domain::routing::RouteState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,6 +125,28 @@ pub trait BillerStore: Send + Sync {
     /// Inserts or updates billers (with routes and ledger accounts).
     async fn upsert_billers(&self, billers: &[Biller]) -> StoreResult<()>;
     async fn load_billers(&self) -> StoreResult<Vec<Biller>>;
+    /// Switches a biller to one of its routes (None: back to its priority
+    /// order). Refused when the route is not one of the biller's.
+    async fn set_preferred_route(
+        &self,
+        biller: &BillerId,
+        route: Option<&ConnectorId>,
+    ) -> StoreResult<()>;
+    /// This process's view of its routes (written by its heartbeat).
+    async fn record_route_health(&self, worker: &str, rows: &[RouteHealthRow]) -> StoreResult<()>;
+    /// Every process's view written since `seen_since`.
+    async fn route_health(&self, seen_since: DateTime<Utc>) -> StoreResult<Vec<RouteHealthRow>>;
+}
+
+/// One process's view of one route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHealthRow {
+    pub connector_id: String,
+    pub worker: String,
+    pub state: RouteState,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[async_trait]

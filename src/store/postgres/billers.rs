@@ -11,7 +11,8 @@ use crate::domain::check_digit::CheckDigit;
 use crate::domain::ids::{BillerId, ChannelId, ConnectorId};
 use crate::domain::ledger::AccountSpec;
 use crate::domain::money::{Currency, Money};
-use crate::store::{BillerStore, LedgerStore, StoreError, StoreResult};
+use crate::domain::routing::RouteState;
+use crate::store::{BillerStore, LedgerStore, RouteHealthRow, StoreError, StoreResult};
 
 #[async_trait]
 impl BillerStore for PgStore {
@@ -70,6 +71,17 @@ impl BillerStore for PgStore {
                     .await
                     .map_err(db_err)?;
             }
+            // A switch to a route the biller no longer has is dropped.
+            sqlx::query(
+                "UPDATE billers b SET preferred_route = NULL
+                  WHERE b.id = $1 AND b.preferred_route IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM biller_routes r
+                                     WHERE r.biller_id = b.id AND r.connector_id = b.preferred_route)",
+            )
+            .bind(b.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
 
@@ -89,6 +101,74 @@ impl BillerStore for PgStore {
             }
         }
         self.ensure_accounts(&specs).await
+    }
+
+    async fn set_preferred_route(
+        &self,
+        biller: &BillerId,
+        route: Option<&ConnectorId>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE billers SET preferred_route = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(biller.as_str())
+        .bind(route.map(|r| r.as_str()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("biller {biller}")));
+        }
+        Ok(())
+    }
+
+    async fn record_route_health(&self, worker: &str, rows: &[RouteHealthRow]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO route_health (connector_id, worker, state, consecutive_failures, last_error, updated_at)
+             SELECT c, $1, s, f, e, now() FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[]) AS u(c, s, f, e)
+             ON CONFLICT (connector_id, worker) DO UPDATE
+                SET state = excluded.state, consecutive_failures = excluded.consecutive_failures,
+                    last_error = excluded.last_error, updated_at = excluded.updated_at",
+        )
+        .bind(worker)
+        .bind(rows.iter().map(|r| r.connector_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.consecutive_failures as i32).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.last_error.as_deref()).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn route_health(&self, seen_since: DateTime<Utc>) -> StoreResult<Vec<RouteHealthRow>> {
+        let rows = sqlx::query(
+            "SELECT connector_id, worker, state, consecutive_failures, last_error, updated_at
+               FROM route_health WHERE updated_at >= $1 ORDER BY connector_id, worker",
+        )
+        .bind(seen_since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RouteHealthRow {
+                    connector_id: r.get("connector_id"),
+                    worker: r.get("worker"),
+                    state: match r.get::<String, _>("state").as_str() {
+                        "open" => RouteState::Open,
+                        "half_open" => RouteState::HalfOpen,
+                        _ => RouteState::Closed,
+                    },
+                    consecutive_failures: r.get::<i32, _>("consecutive_failures") as u32,
+                    last_error: r.get("last_error"),
+                    updated_at: r.get("updated_at"),
+                })
+            })
+            .collect()
     }
 
     async fn load_billers(&self) -> StoreResult<Vec<Biller>> {
@@ -155,5 +235,9 @@ fn row_to_biller(r: &sqlx::postgres::PgRow) -> StoreResult<Biller> {
             .iter()
             .map(|c| ConnectorId::parse(c).map_err(|e| bad("route", e.to_string())))
             .collect::<StoreResult<_>>()?,
+        preferred_route: r
+            .get::<Option<String>, _>("preferred_route")
+            .map(|c| ConnectorId::parse(&c).map_err(|e| bad("preferred route", e.to_string())))
+            .transpose()?,
     })
 }

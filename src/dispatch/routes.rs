@@ -1,0 +1,205 @@
+//! The routes of this process: the configured connectors, each behind a
+//! circuit breaker (`domain::routing`) fed by every call's outcome and by a
+//! heartbeat, and the choice of route for a biller.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use biller_connectors::{Connector, ConnectorError, NextStep};
+
+use super::connectors::Connectors;
+use crate::domain::biller::Biller;
+use crate::domain::routing::{route_order, Breaker, BreakerPolicy, RouteState};
+use crate::store::{RouteHealthRow, Store};
+
+/// Why a biller has no usable route right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoRoute {
+    /// Each route with why it was passed over.
+    pub passed: Vec<(String, &'static str)>,
+    /// When the first open breaker lets calls through again (None: no
+    /// configured route at all).
+    pub retry_in: Option<Duration>,
+}
+
+impl std::fmt::Display for NoRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .passed
+            .iter()
+            .map(|(r, why)| format!("{r}: {why}"))
+            .collect();
+        write!(f, "no usable route ({})", parts.join(", "))
+    }
+}
+
+struct Health {
+    breaker: Breaker,
+    last_error: Option<String>,
+}
+
+pub struct Routes {
+    connectors: Connectors,
+    policy: BreakerPolicy,
+    health: Mutex<HashMap<String, Health>>,
+}
+
+/// Whether an outcome says the route works: any answer, refusals included.
+pub fn healthy<T>(result: &Result<T, ConnectorError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e) => e.next_step() == NextStep::Fail,
+    }
+}
+
+impl Routes {
+    pub fn new(connectors: Connectors, policy: BreakerPolicy) -> Routes {
+        Routes {
+            connectors,
+            policy,
+            health: Mutex::default(),
+        }
+    }
+
+    pub fn connectors(&self) -> &Connectors {
+        &self.connectors
+    }
+
+    fn with<R>(&self, id: &str, f: impl FnOnce(&mut Health) -> R) -> R {
+        let mut map = self.health.lock().expect("route health lock");
+        let h = map.entry(id.to_string()).or_insert_with(|| Health {
+            breaker: Breaker::new(self.policy),
+            last_error: None,
+        });
+        f(h)
+    }
+
+    /// The state of a configured route (None: not configured here).
+    pub fn state(&self, id: &str) -> Option<RouteState> {
+        self.connectors.get(id)?;
+        Some(self.with(id, |h| h.breaker.state(Instant::now())))
+    }
+
+    /// The route for a biller's new payment (`for_payment`: closed breakers
+    /// only) or bill inquiry (half-open ones too: the inquiry is a probe).
+    pub fn choose(
+        &self,
+        biller: &Biller,
+        for_payment: bool,
+    ) -> Result<(String, Arc<dyn Connector>), NoRoute> {
+        let routes: Vec<String> = biller.routes.iter().map(|r| r.to_string()).collect();
+        let preferred = biller.preferred_route.as_ref().map(|r| r.as_str());
+        let now = Instant::now();
+        let mut passed = Vec::new();
+        let mut retry_in: Option<Duration> = None;
+        for id in route_order(&routes, preferred) {
+            let Some(connector) = self.connectors.get(id) else {
+                passed.push((id.to_string(), "not configured"));
+                continue;
+            };
+            let (usable, wait) = self.with(id, |h| {
+                let usable = if for_payment {
+                    h.breaker.takes_payments(now)
+                } else {
+                    h.breaker.allows_calls(now)
+                };
+                (usable, h.breaker.open_for(now))
+            });
+            if usable {
+                return Ok((id.to_string(), connector));
+            }
+            passed.push((id.to_string(), "circuit open"));
+            // Half-open routes wait for a probe: look again shortly.
+            let wait = wait.max(Duration::from_millis(500));
+            retry_in = Some(retry_in.map_or(wait, |w| w.min(wait)));
+        }
+        Err(NoRoute { passed, retry_in })
+    }
+
+    /// A route a payment is already on (a re-send, a status inquiry): the
+    /// connector, or how long its open breaker still refuses calls.
+    pub fn callable(&self, id: &str) -> Result<Arc<dyn Connector>, Option<Duration>> {
+        let connector = self.connectors.get(id).ok_or(None)?;
+        let now = Instant::now();
+        let open_for = self.with(id, |h| {
+            (!h.breaker.allows_calls(now)).then(|| h.breaker.open_for(now))
+        });
+        match open_for {
+            Some(wait) => Err(Some(wait.max(Duration::from_millis(100)))),
+            None => Ok(connector),
+        }
+    }
+
+    /// Records a call's outcome on its route.
+    pub fn record<T>(&self, id: &str, result: &Result<T, ConnectorError>) {
+        let ok = healthy(result);
+        let error = result.as_ref().err().filter(|_| !ok).map(|e| e.to_string());
+        self.with(id, |h| {
+            let before = h.breaker.state(Instant::now());
+            h.breaker.record(ok, Instant::now());
+            if let Some(e) = error {
+                h.last_error = Some(e.chars().take(300).collect());
+            }
+            let after = h.breaker.state(Instant::now());
+            if before != after {
+                tracing::warn!(route = id, from = before.as_str(), to = after.as_str(), last_error = ?h.last_error, "route circuit changed");
+            }
+        });
+    }
+
+    /// Every configured route's breaker, as the heartbeat stores it.
+    pub fn snapshot(&self, worker: &str) -> Vec<RouteHealthRow> {
+        let now = Instant::now();
+        self.connectors
+            .ids()
+            .map(|id| {
+                self.with(id, |h| RouteHealthRow {
+                    connector_id: id.to_string(),
+                    worker: worker.to_string(),
+                    state: h.breaker.state(now),
+                    consecutive_failures: h.breaker.consecutive_failures(),
+                    last_error: h.last_error.clone(),
+                    updated_at: chrono::Utc::now(),
+                })
+            })
+            .collect()
+    }
+
+    /// One heartbeat: a health check through every route whose breaker
+    /// allows calls (an open one waits out its time), then the snapshot is
+    /// stored for `billclear routes list`.
+    pub async fn beat(&self, store: &dyn Store, worker: &str) {
+        let ids: Vec<String> = self.connectors.ids().map(str::to_string).collect();
+        for id in ids {
+            let Ok(connector) = self.callable(&id) else {
+                continue;
+            };
+            let result = connector.health().await;
+            self.record(&id, &result);
+        }
+        if let Err(e) = store
+            .record_route_health(worker, &self.snapshot(worker))
+            .await
+        {
+            tracing::warn!(error = %e, "storing route health failed");
+        }
+    }
+}
+
+/// Beats every `every` until the task is aborted.
+pub fn spawn_heartbeat(
+    routes: Arc<Routes>,
+    store: Arc<dyn Store>,
+    worker: String,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            routes.beat(&*store, &worker).await;
+        }
+    })
+}
