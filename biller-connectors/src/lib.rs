@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod codes;
 pub mod echo;
+pub mod hub;
 pub mod sim;
 pub mod water;
 
@@ -191,8 +192,9 @@ pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector
         "water-json" => Ok(Arc::new(
             water::WaterConnector::new(id, settings).map_err(err)?,
         )),
+        "hub-json" => Ok(Arc::new(hub::HubConnector::new(id, settings).map_err(err)?)),
         other => Err(err(format!(
-            "unknown connector kind {other:?} (known: \"water-json\")"
+            "unknown connector kind {other:?} (known: \"water-json\", \"hub-json\")"
         ))),
     }
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use biller_connectors::sim::{self, Account, BookEntry, WaterSim, WaterSimConfig};
+use biller_connectors::sim::{
+    self, Account, BookEntry, HubSim, HubSimConfig, WaterSim, WaterSimConfig,
+};
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,102 @@ enum Biller {
     /// The water company: JSON over HTTP, HMAC-signed requests and answers.
     #[command(after_help = FAULTS_HELP)]
     Water(WaterArgs),
+    /// The intermediary hub: one JSON API (v2) in front of water,
+    /// electricity and gas billers, HMAC-signed (base64), its own
+    /// transaction references and daily statement file.
+    #[command(after_help = HUB_HELP)]
+    Hub(HubArgs),
+}
+
+const HUB_HELP: &str = "\
+FAULTS (PUT /_sim/faults, JSON, unlisted fields reset to their defaults):
+  latency_ms          delay before each request is processed (processing goes on
+                      even if the client gives up)
+  error_rate          share 0..=1 of requests answered 503 / code 5030, not applied
+  outage              every request answered 503 / code 5031 (maintenance)
+  blackhole           requests read but never answered, nothing applied
+  drop_response_rate  share 0..=1 of payments applied, then never answered
+  drop_response_next  the next N payments applied, answers dropped (counts down)
+  misecho_next        the next N successful payment answers echo amount + 0.01
+  (duplicate_answer_next and out_of_order are ignored over HTTP)
+
+HUB SWITCHES (PUT /_sim/hub, JSON):
+  cut_off             our merchant suspended: 403 / code 4030 on everything
+  billers_down        [\"sh-gas\", ...]: those billers answered 503 / code 5030
+
+ADMIN ENDPOINTS (same port, unsigned):
+  GET  /_sim/faults | /_sim/hub              the switches in force
+  GET  /_sim/credits                         every credited payment, in order
+  GET  /_sim/rejections                      every refused payment
+  GET  /_sim/transactions                    every hub transaction
+  POST /_sim/accounts                        {\"biller_id\": ..., \"account\": {...}}
+  GET  /_sim/statement/{date}                the hub's daily statement CSV
+
+EXAMPLE:
+  curl -X PUT http://127.0.0.1:9305/_sim/hub -d '{\"cut_off\":true}'
+  curl http://127.0.0.1:9305/_sim/statement/2026-11-29";
+
+#[derive(Debug, clap::Args)]
+struct HubArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9305")]
+    listen: SocketAddr,
+    /// Our merchant id at the hub (the key id billclear signs with).
+    #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
+    key_id: String,
+    /// The shared HMAC secret (prefer the environment variable).
+    #[arg(long, env = "BILLER_SIM_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A JSON book: [{"biller_id": "...", "account": {...}}, ...]. Without
+    /// it, the default accounts of sh-water, pudong-water, sh-power, sh-gas
+    /// and minhang-gas. The hub serves the billers its book names.
+    #[arg(long, env = "BILLER_SIM_BOOK")]
+    book: Option<PathBuf>,
+    /// The only currency accepted.
+    #[arg(long, env = "BILLER_SIM_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// The hub's offset (times, business day, hubTxnId dates).
+    #[arg(
+        long,
+        env = "BILLER_SIM_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    utc_offset: FixedOffset,
+    /// The hub id written in the statement file.
+    #[arg(long, env = "BILLER_SIM_HUB_ID", default_value = "SIMHUB")]
+    hub_id: String,
+}
+
+async fn run_hub(args: HubArgs) -> Result<(), String> {
+    if args.secret.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    let book = match args.book.as_ref() {
+        Some(_) => load_book(args.book.as_ref())?,
+        None => sim::hub::default_hub_book(chrono::Utc::now().date_naive()),
+    };
+    let config = HubSimConfig {
+        key_id: args.key_id,
+        secret: args.secret,
+        currency: args.currency,
+        utc_offset: args.utc_offset,
+        hub_id: args.hub_id,
+        book,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let sim = HubSim::start(listener, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("hub simulator listening on {}", sim.base_url());
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("Ctrl-C: shutting down");
+    sim.shutdown();
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +227,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.biller {
         Biller::Water(args) => run_water(args).await,
+        Biller::Hub(args) => run_hub(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
