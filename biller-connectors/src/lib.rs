@@ -14,6 +14,7 @@
 //! * [`codes`]: result codes of a counterpart map into those through a table.
 //! * [`echo`]: what a counterpart echoes is checked against what was sent.
 //! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
+//! * [`gas`]: fixed-length messages over one persistent TCP link.
 //! * [`sim`]: the simulators (`biller-sim` binary).
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod codes;
 pub mod echo;
+pub mod gas;
 pub mod hub;
 pub mod sim;
 pub mod water;
@@ -164,7 +166,8 @@ pub trait Connector: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
-    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed).
+    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed), "gas-tcp"
+    /// (fixed-length messages over one TCP link, base_url "tcp://host:port").
     pub kind: String,
     /// Where the counterpart listens, e.g. "http://127.0.0.1:9101".
     pub base_url: String,
@@ -193,8 +196,9 @@ pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector
             water::WaterConnector::new(id, settings).map_err(err)?,
         )),
         "hub-json" => Ok(Arc::new(hub::HubConnector::new(id, settings).map_err(err)?)),
+        "gas-tcp" => Ok(Arc::new(gas::GasConnector::new(id, settings).map_err(err)?)),
         other => Err(err(format!(
-            "unknown connector kind {other:?} (known: \"water-json\", \"hub-json\")"
+            "unknown connector kind {other:?} (known: \"water-json\", \"hub-json\", \"gas-tcp\")"
         ))),
     }
 }

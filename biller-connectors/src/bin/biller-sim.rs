@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use biller_connectors::sim::{
-    self, Account, BookEntry, HubSim, HubSimConfig, WaterSim, WaterSimConfig,
+    self, Account, BookEntry, GasSim, GasSimConfig, HubSim, HubSimConfig, WaterSim, WaterSimConfig,
 };
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
@@ -56,6 +56,108 @@ enum Biller {
     /// transaction references and daily statement file.
     #[command(after_help = HUB_HELP)]
     Hub(HubArgs),
+    /// The gas company: fixed-length messages over persistent TCP links,
+    /// MAC'd; admin endpoints over HTTP on a second port.
+    #[command(after_help = GAS_FAULTS_HELP)]
+    Gas(GasArgs),
+}
+
+const GAS_FAULTS_HELP: &str = "\
+FAULTS (switch at run time on the ADMIN port, JSON, unlisted fields reset):
+  latency_ms             delay before each request is processed (goes on even if
+                         the client gives up)
+  error_rate             share 0..=1 of requests answered 91 (busy), not applied
+  outage                 every request answered 92 (service down), nothing applied
+  blackhole              requests read but never answered, nothing applied
+  drop_response_rate     share 0..=1 of payments applied, then never answered
+  drop_response_next     the next N payments applied, answers dropped
+  misecho_next           the next N successful payment answers echo amount + 0.01
+  duplicate_answer_next  the next N answers written twice (the copy 30 ms later)
+  out_of_order           answers held up to 40 ms and written in reverse order
+
+ADMIN ENDPOINTS (HTTP, --admin-listen, unauthenticated):
+  GET  /_sim/faults                          the faults in force
+  PUT  /_sim/faults                          replace them
+  GET  /_sim/credits                         every credited payment, in order
+  GET  /_sim/rejections                      every refused payment
+  POST /_sim/accounts                        {\"biller_id\": ..., \"account\": {...}}
+  GET  /_sim/confirmations/{biller}/{date}   daily fixed-width confirmation file
+
+EXAMPLE:
+  curl -X PUT http://127.0.0.1:9313/_sim/faults -d '{\"out_of_order\":true}'
+  curl http://127.0.0.1:9313/_sim/confirmations/sh-gas/2026-11-29";
+
+#[derive(Debug, clap::Args)]
+struct GasArgs {
+    /// Address of the TCP link listener.
+    #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9303")]
+    listen: SocketAddr,
+    /// Address of the HTTP admin listener (/_sim/...).
+    #[arg(
+        long,
+        env = "BILLER_SIM_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9313"
+    )]
+    admin_listen: SocketAddr,
+    /// The terminal id billclear uses (its key_id).
+    #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
+    key_id: String,
+    /// The shared MAC secret (prefer the environment variable).
+    #[arg(long, env = "BILLER_SIM_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A JSON book: [{"biller_id": "...", "account": {...}}, ...]. Without
+    /// it, a built-in book (sh-gas, minhang-gas) is used.
+    #[arg(long, env = "BILLER_SIM_BOOK")]
+    book: Option<PathBuf>,
+    /// The only currency accepted.
+    #[arg(long, env = "BILLER_SIM_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// The offset of the confirmation file's business day.
+    #[arg(
+        long,
+        env = "BILLER_SIM_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    utc_offset: FixedOffset,
+}
+
+async fn run_gas(args: GasArgs) -> Result<(), String> {
+    if args.secret.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    let book = match args.book.as_ref() {
+        Some(path) => load_book(Some(path))?,
+        None => sim::book_for(&["sh-gas", "minhang-gas"], chrono::Utc::now().date_naive()),
+    };
+    let config = GasSimConfig {
+        key_id: args.key_id,
+        secret: args.secret,
+        currency: args.currency,
+        utc_offset: args.utc_offset,
+        book,
+    };
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let link = bind(args.listen).await?;
+    let admin = bind(args.admin_listen).await?;
+    let sim = GasSim::start(link, admin, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "gas simulator listening on {} (admin {})",
+        sim.address(),
+        sim.admin_url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("Ctrl-C: shutting down");
+    sim.shutdown();
+    Ok(())
 }
 
 const HUB_HELP: &str = "\
@@ -228,6 +330,7 @@ async fn main() -> ExitCode {
     let result = match cli.biller {
         Biller::Water(args) => run_water(args).await,
         Biller::Hub(args) => run_hub(args).await,
+        Biller::Gas(args) => run_gas(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

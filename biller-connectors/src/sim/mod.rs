@@ -5,6 +5,7 @@
 //! payments idempotently on OUR reference, records every credit and
 //! rejection, and writes the biller's daily confirmation file.
 
+pub mod gas;
 pub mod hub;
 pub mod water;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use gas::{GasSim, GasSimConfig};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use water::{WaterSim, WaterSimConfig};
 
