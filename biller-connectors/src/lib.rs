@@ -14,6 +14,7 @@
 //! * [`codes`]: result codes of a counterpart map into those through a table.
 //! * [`echo`]: what a counterpart echoes is checked against what was sent.
 //! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
+//! * [`power`]: the electricity company (XML over HTTP, MAC in the envelope).
 //! * [`sim`]: the simulators (`biller-sim` binary).
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod codes;
 pub mod echo;
+pub mod power;
 pub mod sim;
 pub mod water;
 
@@ -163,7 +165,8 @@ pub trait Connector: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
-    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed).
+    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed) or
+    /// "power-xml" (XML over HTTP, MAC in the envelope).
     pub kind: String,
     /// Where the counterpart listens, e.g. "http://127.0.0.1:9101".
     pub base_url: String,
@@ -191,8 +194,11 @@ pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector
         "water-json" => Ok(Arc::new(
             water::WaterConnector::new(id, settings).map_err(err)?,
         )),
+        "power-xml" => Ok(Arc::new(
+            power::PowerConnector::new(id, settings).map_err(err)?,
+        )),
         other => Err(err(format!(
-            "unknown connector kind {other:?} (known: \"water-json\")"
+            "unknown connector kind {other:?} (known: \"water-json\", \"power-xml\")"
         ))),
     }
 }

@@ -5,12 +5,14 @@
 //! payments idempotently on OUR reference, records every credit and
 //! rejection, and writes the biller's daily confirmation file.
 
+pub mod power;
 pub mod water;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};
 
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
