@@ -365,11 +365,14 @@ impl PowerConnector {
                 ))
             }
         };
-        let message = codec::decode_message(&bytes);
-        let message = match self.check_answer(op, status, &msg_id, message) {
-            Ok(m) => m,
-            Err((why, message)) => return Err(self.unverified(op, status, message, why)),
-        };
+        let message = codec::decode_message(&bytes).map_err(|e| {
+            classify_trouble(op, Trouble::Unreadable(format!("{e} (HTTP {status})")))
+        })?;
+        if !message.mac_verifies(&self.secret) {
+            return Err(self.unverified(op, status, &message));
+        }
+        check_binding(op, &msg_id, &message.header)
+            .map_err(|why| classify_trouble(op, Trouble::Unreadable(why)))?;
         let ret = RetStatus::decode(&message.body).map_err(|e| unreadable(op, e))?;
         tracing::debug!(status = status.as_u16(), code = %ret.ret_code, biller_msg = %message.header.msg_id, "answer");
         Ok(Answer {
@@ -379,55 +382,16 @@ impl PowerConnector {
         })
     }
 
-    /// Checks that the answer decoded, its MAC verifies, it answers our
-    /// MsgId and our message type. On failure: why, and the decoded
-    /// message if there is one (for [`Self::unverified`]).
-    fn check_answer(
-        &self,
-        op: Operation,
-        status: StatusCode,
-        msg_id: &str,
-        message: Result<Message, DecodeError>,
-    ) -> Result<Message, (String, Option<Message>)> {
-        let message = message.map_err(|e| (format!("{e} (HTTP {status})"), None))?;
-        if !message.mac_verifies(&self.secret) {
-            let why = format!("answer MAC does not verify (HTTP {status})");
-            return Err((why, Some(message)));
-        }
-        if message.header.in_reply_to.as_deref() != Some(msg_id) {
-            let why = format!(
-                "answer not bound to our request: InReplyTo {:?}, our MsgId {msg_id:?}",
-                message.header.in_reply_to.as_deref().unwrap_or("")
-            );
-            return Err((why, None));
-        }
-        let expected = op.msg_type().answer();
-        if Some(message.header.msg_type) != expected {
-            let why = format!(
-                "answer is {}, expected {}",
-                message.header.msg_type,
-                expected.map_or("-", MsgType::as_str)
-            );
-            return Err((why, None));
-        }
-        Ok(message)
-    }
-
     /// An answer that did not verify is unreadable, with one exception: an
     /// authentication refusal (HTTP 401 with code E401/E402). A biller that
     /// could not authenticate us applied nothing, and it cannot MAC in a
     /// way we verify when OUR secret is wrong; treating that as unknown
     /// would turn every payment of a misconfigured connector into an
     /// outcome to chase.
-    fn unverified(
-        &self,
-        op: Operation,
-        status: StatusCode,
-        message: Option<Message>,
-        why: String,
-    ) -> ConnectorError {
+    fn unverified(&self, op: Operation, status: StatusCode, message: &Message) -> ConnectorError {
+        let why = format!("answer MAC does not verify (HTTP {status})");
         if status == StatusCode::UNAUTHORIZED {
-            if let Some(ret) = message.and_then(|m| RetStatus::decode(&m.body).ok()) {
+            if let Ok(ret) = RetStatus::decode(&message.body) {
                 let (disposition, meaning) = codes::classify(POWER_CODES, &ret.ret_code);
                 if disposition == RETRY && AUTH_REFUSALS.contains(&ret.ret_code.as_str()) {
                     return ConnectorError::retry(format!(
@@ -577,6 +541,26 @@ impl PowerConnector {
             Err(failure(Operation::Health, &answer.ret))
         }
     }
+}
+
+/// Checks that a verified answer answers our MsgId (`InReplyTo`) and our
+/// message type.
+fn check_binding(op: Operation, msg_id: &str, header: &codec::Header) -> Result<(), String> {
+    if header.in_reply_to.as_deref() != Some(msg_id) {
+        return Err(format!(
+            "answer not bound to our request: InReplyTo {:?}, our MsgId {msg_id:?}",
+            header.in_reply_to.as_deref().unwrap_or("")
+        ));
+    }
+    let expected = op.msg_type().answer();
+    if Some(header.msg_type) != expected {
+        return Err(format!(
+            "answer is {}, expected {}",
+            header.msg_type,
+            expected.map_or("-", MsgType::as_str)
+        ));
+    }
+    Ok(())
 }
 
 fn unreadable(op: Operation, e: DecodeError) -> ConnectorError {

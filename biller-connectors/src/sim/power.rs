@@ -368,7 +368,7 @@ async fn gateway(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
                 msg_type: MsgType::EchoRsp,
                 msg_id: None,
             };
-            return sim.respond(malformed(e), &to);
+            return sim.respond(malformed(e.0), &to);
         }
     };
     let request_type = message.header.msg_type;
@@ -494,7 +494,7 @@ impl Shared {
     fn apply_pay(&self, body: &Element) -> Processed {
         let request = match PayRequest::decode(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e),
+            Err(e) => return malformed(e.0),
         };
         let mut ledger = lock(&self.ledger);
         let processed = match ledger.payments.get(&request.txn_ref) {
@@ -644,7 +644,7 @@ impl Shared {
     fn query_payment(&self, body: &Element) -> Processed {
         let request = match QueryRequest::decode(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e),
+            Err(e) => return malformed(e.0),
         };
         let ledger = lock(&self.ledger);
         let Some(payment) = ledger
@@ -686,7 +686,7 @@ impl Shared {
     fn query_bills(&self, body: &Element) -> Processed {
         let request = match BillsRequest::decode(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e),
+            Err(e) => return malformed(e.0),
         };
         let ledger = lock(&self.ledger);
         let Some(account) = ledger
