@@ -15,6 +15,7 @@
 //! * [`echo`]: what a counterpart echoes is checked against what was sent.
 //! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
 //! * [`gas`]: fixed-length messages over one persistent TCP link.
+//! * [`power`]: the electricity company (XML over HTTP, MAC in the envelope).
 //! * [`sim`]: the simulators (`biller-sim` binary).
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub mod codes;
 pub mod echo;
 pub mod gas;
 pub mod hub;
+pub mod power;
 pub mod sim;
 pub mod water;
 
@@ -166,8 +168,10 @@ pub trait Connector: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
-    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed), "gas-tcp"
-    /// (fixed-length messages over one TCP link, base_url "tcp://host:port").
+    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed), "power-xml"
+    /// (XML over HTTP, MAC in the envelope), "gas-tcp" (fixed-length
+    /// messages over one TCP link, base_url "tcp://host:port") or
+    /// "hub-json" (the intermediary hub, JSON over HTTP).
     pub kind: String,
     /// Where the counterpart listens, e.g. "http://127.0.0.1:9101".
     pub base_url: String,
@@ -197,8 +201,9 @@ pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector
         )),
         "hub-json" => Ok(Arc::new(hub::HubConnector::new(id, settings).map_err(err)?)),
         "gas-tcp" => Ok(Arc::new(gas::GasConnector::new(id, settings).map_err(err)?)),
+        "power-xml" => Ok(Arc::new(power::PowerConnector::new(id, settings).map_err(err)?)),
         other => Err(err(format!(
-            "unknown connector kind {other:?} (known: \"water-json\", \"hub-json\", \"gas-tcp\")"
+            "unknown connector kind {other:?} (known: \"water-json\", \"power-xml\", \"gas-tcp\", \"hub-json\")"
         ))),
     }
 }

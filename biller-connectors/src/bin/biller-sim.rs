@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use biller_connectors::sim::{
-    self, Account, BookEntry, GasSim, GasSimConfig, HubSim, HubSimConfig, WaterSim, WaterSimConfig,
+    self, Account, BookEntry, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig,
+    WaterSim, WaterSimConfig,
 };
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
@@ -56,6 +57,10 @@ enum Biller {
     /// transaction references and daily statement file.
     #[command(after_help = HUB_HELP)]
     Hub(HubArgs),
+    /// The electricity company (sh-power): XML over HTTP at POST
+    /// /power/gateway, a MAC in every envelope.
+    #[command(after_help = POWER_HELP)]
+    Power(PowerArgs),
     /// The gas company: fixed-length messages over persistent TCP links,
     /// MAC'd; admin endpoints over HTTP on a second port.
     #[command(after_help = GAS_FAULTS_HELP)]
@@ -292,6 +297,89 @@ fn load_book(path: Option<&PathBuf>) -> Result<Vec<(String, Account)>, String> {
         .collect())
 }
 
+const POWER_HELP: &str = "\
+FAULTS (switch at run time, JSON, unlisted fields reset to their defaults):
+  latency_ms          delay before each request is processed (processing goes on
+                      even if the client gives up)
+  error_rate          share 0..=1 of requests answered 503 / code S901, not applied
+  outage              every request answered 503 / code S902, nothing applied
+  blackhole           requests read but never answered, nothing applied
+                      (held up to 10 minutes, then 504)
+  drop_response_rate  share 0..=1 of payments applied, then never answered
+  drop_response_next  the next N payments applied, answers dropped (counts down)
+  misecho_next        the next N successful payment answers echo amount + 0.01
+
+ADMIN ENDPOINTS (same port, unauthenticated):
+  GET  /_sim/faults                          the faults in force
+  PUT  /_sim/faults                          replace them
+  GET  /_sim/credits                         every credited payment, in order
+  GET  /_sim/rejections                      every refused payment
+  POST /_sim/accounts                        {\"biller_id\": ..., \"account\": {...}}
+  GET  /_sim/confirmations/{biller}/{date}   daily confirmation XML (date YYYY-MM-DD)
+
+EXAMPLE:
+  curl -X PUT http://127.0.0.1:9302/_sim/faults -d '{\"drop_response_next\":3}'
+  curl http://127.0.0.1:9302/_sim/confirmations/sh-power/2026-11-29";
+
+#[derive(Debug, clap::Args)]
+struct PowerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9302")]
+    listen: SocketAddr,
+    /// The key id billclear sends as its Sender.
+    #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
+    key_id: String,
+    /// The shared MAC secret (prefer the environment variable).
+    #[arg(long, env = "BILLER_SIM_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A JSON book: [{"biller_id": "...", "account": {...}}, ...]. Without
+    /// it, the built-in sh-power accounts are used.
+    #[arg(long, env = "BILLER_SIM_BOOK")]
+    book: Option<PathBuf>,
+    /// The only currency accepted.
+    #[arg(long, env = "BILLER_SIM_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// The offset of the simulator's clock and of the confirmation file's
+    /// business day.
+    #[arg(
+        long,
+        env = "BILLER_SIM_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    utc_offset: FixedOffset,
+}
+
+async fn run_power(args: PowerArgs) -> Result<(), String> {
+    if args.secret.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    let book = match args.book.as_ref() {
+        Some(path) => load_book(Some(path))?,
+        None => sim::book_for(&["sh-power"], chrono::Utc::now().date_naive()),
+    };
+    let config = PowerSimConfig {
+        key_id: args.key_id,
+        secret: args.secret,
+        currency: args.currency,
+        utc_offset: args.utc_offset,
+        book,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let sim = PowerSim::start(listener, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("power simulator listening on {}", sim.base_url());
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("Ctrl-C: shutting down");
+    sim.shutdown();
+    Ok(())
+}
+
 async fn run_water(args: WaterArgs) -> Result<(), String> {
     if args.secret.is_empty() {
         return Err("the secret must not be empty".into());
@@ -331,6 +419,7 @@ async fn main() -> ExitCode {
         Biller::Water(args) => run_water(args).await,
         Biller::Hub(args) => run_hub(args).await,
         Biller::Gas(args) => run_gas(args).await,
+        Biller::Power(args) => run_power(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

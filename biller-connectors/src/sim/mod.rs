@@ -7,6 +7,7 @@
 
 pub mod gas;
 pub mod hub;
+pub mod power;
 pub mod water;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gas::{GasSim, GasSimConfig};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
+pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};
 
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
