@@ -300,27 +300,20 @@ impl Dispatcher {
             .snapshot()
             .get(payment.biller_id.as_str())
             .cloned();
-        // A payment never sent goes to the first healthy route; one sent
-        // before (every send answered "not applied") stays on its route.
-        let route = match (&payment.connector_id, history.pay_attempts, &biller) {
-            (Some(id), 1.., _) => {
-                self.routes
-                    .callable(id)
-                    .map(|c| (id.clone(), c))
-                    .map_err(|wait| NoRoute {
-                        passed: vec![(
-                            id.clone(),
-                            if wait.is_some() {
-                                "circuit open"
-                            } else {
-                                "not configured"
-                            },
-                        )],
-                        retry_in: wait,
-                    })
-            }
-            (_, _, Some(b)) => self.routes.choose(b, true),
-            (_, _, None) => Err(NoRoute {
+        // A payment never sent goes to the first healthy route. One sent
+        // before (every send answered "not applied": nothing reached a
+        // biller) is sent on its route again while that route takes calls,
+        // and moves to a healthy route when its circuit is open (a hub that
+        // cut us off, say).
+        let route = match &biller {
+            Some(b) => match (&payment.connector_id, history.pay_attempts) {
+                (Some(id), 1..) => match self.routes.callable(id) {
+                    Ok(c) => Ok((id.clone(), c)),
+                    Err(_) => self.routes.choose(b, true),
+                },
+                _ => self.routes.choose(b, true),
+            },
+            None => Err(NoRoute {
                 passed: vec![],
                 retry_in: None,
             }),

@@ -17,7 +17,7 @@ use billclear::domain::payment::PaymentStatus;
 use billclear::receiver::CallbackReceiver;
 use billclear::store::postgres::{self, PgStore};
 use billclear::store::{BillerStore, LedgerStore, PaymentStore, Store};
-use biller_connectors::sim::{default_book, WaterSim, WaterSimConfig};
+use biller_connectors::sim::{default_book, HubSim, HubSimConfig, WaterSim, WaterSimConfig};
 
 pub fn server_url() -> String {
     std::env::var("BILLCLEAR_TEST_DATABASE_URL")
@@ -37,6 +37,8 @@ pub struct TestApp {
     /// With `Options::dispatch`: the water simulator behind `water-direct`,
     /// the channels' callback receiver and this process's workers.
     pub sim: Option<WaterSim>,
+    /// With `Options::hub`: the intermediary hub, the billers' first route.
+    pub hub: Option<HubSim>,
     pub receiver: Option<CallbackReceiver>,
     pub workers: Option<Workers>,
 }
@@ -54,6 +56,9 @@ pub struct Options {
     /// `trust_callback_ca` adds that CA to `callbacks.ca_file`.
     pub tls_callbacks: bool,
     pub trust_callback_ca: bool,
+    /// Also start the hub simulator as connector `hub` (the first route of
+    /// the water billers), with fast circuit breakers.
+    pub hub: bool,
 }
 
 impl Default for Options {
@@ -67,6 +72,7 @@ impl Default for Options {
             lease_ms: 1_600,
             tls_callbacks: false,
             trust_callback_ca: true,
+            hub: false,
         }
     }
 }
@@ -152,6 +158,15 @@ impl TestApp {
         } else {
             (None, None)
         };
+        let hub = if opts.hub {
+            let mut cfg = HubSimConfig::new(SIM_KEY_ID, SIM_SECRET);
+            cfg.book =
+                biller_connectors::sim::hub::default_hub_book(chrono::Utc::now().date_naive());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Some(HubSim::start(listener, cfg).await.expect("hub simulator"))
+        } else {
+            None
+        };
         let mut clients = Vec::new();
         for (id, name) in [("alipay", "Alipay"), ("wechat", "WeChat Pay")] {
             let channel = Channel {
@@ -178,6 +193,21 @@ impl TestApp {
         config.http.max_body_bytes = opts.max_body_bytes;
         if let Some(sim) = &sim {
             dispatch_config(&mut config, sim, &opts);
+            if let Some(hub) = &hub {
+                config.connectors.insert(
+                    "hub".into(),
+                    ConnectorSettings {
+                        kind: "hub-json".into(),
+                        base_url: hub.base_url(),
+                        key_id: SIM_KEY_ID.into(),
+                        secret: SIM_SECRET.into(),
+                        timeout_ms: opts.connector_timeout_ms,
+                    },
+                );
+                config.routing.failures_to_open = 3;
+                config.routing.open_ms = 500;
+                config.routing.heartbeat_ms = 100;
+            }
             if opts.tls_callbacks && opts.trust_callback_ca {
                 let path = std::env::temp_dir().join(format!("{db_name}-ca.pem"));
                 std::fs::write(&path, test_certificate().0).unwrap();
@@ -209,6 +239,7 @@ impl TestApp {
             state,
             master_key,
             sim,
+            hub,
             receiver,
             workers,
         }
@@ -326,13 +357,16 @@ impl TestApp {
     /// credited, each biller's posted payable equal to its credits.
     pub async fn assert_books_match(&self) {
         let Some(sim) = &self.sim else { return };
-        let comparison = billclear::demo::books::compare(
-            &self.store,
-            &["sh-water", "pudong-water"],
-            &sim.credits(),
-        )
-        .await
-        .unwrap();
+        // Every simulator's credits together: a payment credited once
+        // through the hub and once direct is a double credit.
+        let mut credits = sim.credits();
+        if let Some(hub) = &self.hub {
+            credits.extend(hub.credits());
+        }
+        let comparison =
+            billclear::demo::books::compare(&self.store, &["sh-water", "pudong-water"], &credits)
+                .await
+                .unwrap();
         assert!(
             comparison.agrees(),
             "our books and the biller's differ: {comparison:?}"
@@ -346,6 +380,9 @@ impl TestApp {
         self.assert_books_match().await;
         if let Some(sim) = &self.sim {
             sim.shutdown();
+        }
+        if let Some(hub) = &self.hub {
+            hub.shutdown();
         }
         if let Some(r) = &self.receiver {
             r.stop();

@@ -1,0 +1,195 @@
+//! Routes and failover: the hub first, the water company direct second.
+//! Every test ends with our books compared with the hub's and the biller's
+//! together: every accepted payment credited exactly once across them.
+
+mod common;
+
+use std::time::Duration;
+
+use billclear::domain::payment::PaymentStatus::*;
+use billclear::store::BillerStore;
+use biller_connectors::sim::Faults;
+use common::{Options, TestApp};
+
+const ACCOUNT: &str = "3100000011";
+
+async fn app() -> TestApp {
+    TestApp::spawn_with(Options {
+        dispatch: true,
+        hub: true,
+        ..Options::default()
+    })
+    .await
+}
+
+async fn routes_used(app: &TestApp) -> std::collections::BTreeMap<String, i64> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT connector_id, count(*) FROM payments GROUP BY connector_id")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(c, n)| (c.unwrap_or_else(|| "none".into()), n))
+        .collect()
+}
+
+#[tokio::test]
+async fn payments_go_through_the_hub_first() {
+    let app = app().await;
+    let id = app.pay(ACCOUNT, "10.00").await;
+    assert_eq!(
+        app.wait_for(id, &[Confirmed, Rejected], 10).await,
+        Confirmed
+    );
+    let hub = app.hub.as_ref().unwrap();
+    assert_eq!(hub.credits().len(), 1);
+    assert!(app.sim().credits().is_empty());
+    let r = app.alipay.get("/v1/billers").await.unwrap();
+    let water = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == "sh-water")
+        .cloned()
+        .unwrap();
+    assert_eq!(water["routes"][0]["id"], "hub");
+    assert_eq!(water["routes"][0]["state"], "closed");
+    assert_eq!(water["routes"][1]["id"], "water-direct");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_hub_going_down_under_load_fails_over_without_double_credit() {
+    let app = app().await;
+    let hub = app.hub.as_ref().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(app.pay(ACCOUNT, &format!("{}.10", 20 + i)).await);
+    }
+    for id in &ids {
+        app.wait_for(*id, &[Confirmed], 10).await;
+    }
+    // The hub applies the next payments but their answers are lost, then
+    // swallows everything: its circuit opens.
+    hub.set_faults(Faults {
+        drop_response_next: 3,
+        ..Faults::default()
+    });
+    let mut during = Vec::new();
+    for i in 0..3 {
+        during.push(app.pay(ACCOUNT, &format!("{}.20", 30 + i)).await);
+    }
+    for id in &during {
+        app.wait_for(*id, &[Unknown], 10).await;
+    }
+    hub.set_faults(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    // Under load while the hub is down: new payments flow direct.
+    for i in 0..30 {
+        during.push(app.pay(ACCOUNT, &format!("{}.30", 40 + i)).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.sim().credits().len() < 25 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "payments did not fail over: {:?}",
+            routes_used(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The hub comes back: the unknowns on it are settled by inquiry there,
+    // never re-sent direct.
+    hub.set_faults(Faults::default());
+    for id in ids.iter().chain(&during) {
+        app.wait_for(*id, &[Confirmed, Rejected], 20).await;
+    }
+    let first_three_confirmed = {
+        let mut n = 0;
+        for id in &during[..3] {
+            if app.status(*id).await == Confirmed {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(
+        first_three_confirmed, 3,
+        "applied at the hub, confirmed by inquiry there"
+    );
+    let used = routes_used(&app).await;
+    assert!(
+        used.get("water-direct").copied().unwrap_or(0) >= 25,
+        "{used:?}"
+    );
+    assert!(used.get("hub").copied().unwrap_or(0) >= 13, "{used:?}");
+    let everything = app.hub.as_ref().unwrap().credits().len() + app.sim().credits().len();
+    let confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'CONFIRMED'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        everything as i64, confirmed,
+        "credited exactly once across the books"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_planned_switch_sends_new_payments_direct() {
+    let app = app().await;
+    let biller = billclear::domain::ids::BillerId::parse("sh-water").unwrap();
+    let direct = billclear::domain::ids::ConnectorId::parse("water-direct").unwrap();
+    app.store
+        .set_preferred_route(&biller, Some(&direct))
+        .await
+        .unwrap();
+    app.state.billers.reload(&*app.state.store).await.unwrap();
+    let id = app.pay(ACCOUNT, "12.00").await;
+    assert_eq!(
+        app.wait_for(id, &[Confirmed, Rejected], 10).await,
+        Confirmed
+    );
+    assert_eq!(app.sim().credits().len(), 1);
+    assert!(app.hub.as_ref().unwrap().credits().is_empty());
+    // A route the biller does not have is refused.
+    let nowhere = billclear::domain::ids::ConnectorId::parse("gas-direct").unwrap();
+    assert!(app
+        .store
+        .set_preferred_route(&biller, Some(&nowhere))
+        .await
+        .is_err());
+    // Back to the priority order.
+    app.store.set_preferred_route(&biller, None).await.unwrap();
+    app.state.billers.reload(&*app.state.store).await.unwrap();
+    let id = app.pay(ACCOUNT, "13.00").await;
+    assert_eq!(
+        app.wait_for(id, &[Confirmed, Rejected], 10).await,
+        Confirmed
+    );
+    assert_eq!(app.hub.as_ref().unwrap().credits().len(), 1);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_hub_that_cuts_us_off_is_routed_around() {
+    let app = app().await;
+    let hub = app.hub.as_ref().unwrap();
+    hub.set_cut_off(true);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(app.pay(ACCOUNT, &format!("{}.40", 50 + i)).await);
+    }
+    for id in &ids {
+        assert_eq!(
+            app.wait_for(*id, &[Confirmed, Rejected], 20).await,
+            Confirmed
+        );
+    }
+    assert!(hub.credits().is_empty(), "the hub applied nothing");
+    assert_eq!(app.sim().credits().len(), 8);
+    app.finish().await;
+}
