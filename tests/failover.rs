@@ -86,13 +86,22 @@ async fn the_hub_going_down_under_load_fails_over_without_double_credit() {
         blackhole: true,
         ..Faults::default()
     });
+    // The heartbeat finds the hub silent and opens its circuit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.state.routes.state("hub") == Some(billclear::domain::routing::RouteState::Closed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub's circuit never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Under load while the hub is down: new payments flow direct.
     for i in 0..30 {
         during.push(app.pay(ACCOUNT, &format!("{}.30", 40 + i)).await);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while app.sim().credits().len() < 25 {
+    while app.sim().credits().len() < 30 {
         assert!(
             std::time::Instant::now() < deadline,
             "payments did not fail over: {:?}",

@@ -183,6 +183,8 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     cfg.dispatch.inquiry_retry.max_ms = 3_000;
     cfg.dispatch.inquiry_retry.max_attempts = 20;
     cfg.dispatch.not_found_grace_ms = 5_000;
+    cfg.routing.open_ms = 2_000;
+    cfg.routing.heartbeat_ms = 500;
     cfg.callbacks.retry.base_ms = 200;
     cfg.callbacks.retry.max_ms = 2_000;
     cfg.check()?;

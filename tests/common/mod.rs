@@ -106,6 +106,10 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
     // biller: a request still being processed must not be taken for one
     // never received.
     d.not_found_grace_ms = 2_000;
+    // Circuits that open and probe in fractions of a second.
+    config.routing.failures_to_open = 3;
+    config.routing.open_ms = 500;
+    config.routing.heartbeat_ms = 100;
     config.callbacks.timeout_ms = 1_000;
     config.callbacks.retry.base_ms = 50;
     config.callbacks.retry.max_ms = 400;
@@ -204,9 +208,6 @@ impl TestApp {
                         timeout_ms: opts.connector_timeout_ms,
                     },
                 );
-                config.routing.failures_to_open = 3;
-                config.routing.open_ms = 500;
-                config.routing.heartbeat_ms = 100;
             }
             if opts.tls_callbacks && opts.trust_callback_ca {
                 let path = std::env::temp_dir().join(format!("{db_name}-ca.pem"));
