@@ -202,3 +202,90 @@ async fn a_hub_that_cuts_us_off_is_routed_around() {
     assert_eq!(app.sim().credits().len(), 8);
     app.finish().await;
 }
+
+/// One payment to each kind of biller, with the given counterparts' answers
+/// dropped after they applied the payment: each confirmed once, by inquiry.
+async fn drop_answers_everywhere(app: &TestApp) {
+    let payments = [
+        ("sh-water", "3100000011"),
+        ("sh-power", "0306406159"),
+        ("sh-gas", "310012345677"),
+        ("minhang-gas", "123456782"),
+    ];
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        for (biller, account) in payments {
+            ids.push(
+                app.pay_to(biller, account, &format!("{}.{round}5", 60 + ids.len()))
+                    .await,
+            );
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            app.wait_for(*id, &[Confirmed, Rejected], 20).await,
+            Confirmed
+        );
+    }
+    let unknown_first: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT payment_id) FROM payment_events WHERE to_status = 'UNKNOWN'",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        unknown_first >= 4,
+        "dropped answers made payments UNKNOWN: {unknown_first}"
+    );
+    assert_eq!(
+        app.all_credits().len(),
+        ids.len(),
+        "one credit per payment across the books"
+    );
+}
+
+#[tokio::test]
+async fn apply_then_drop_on_every_direct_protocol_never_double_credits() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        direct_all: true,
+        ..Options::default()
+    })
+    .await;
+    let drop = Faults {
+        drop_response_next: 2,
+        ..Faults::default()
+    };
+    app.sim().set_faults(drop.clone());
+    app.power.as_ref().unwrap().set_faults(drop.clone());
+    app.gas.as_ref().unwrap().set_faults(drop);
+    drop_answers_everywhere(&app).await;
+    assert_eq!(app.sim().pay_requests(), 3, "water: no payment sent twice");
+    assert_eq!(app.power.as_ref().unwrap().pay_requests(), 3);
+    assert_eq!(app.gas.as_ref().unwrap().pay_requests(), 6);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn apply_then_drop_through_the_hub_never_double_credits() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        hub: true,
+        direct_all: true,
+        ..Options::default()
+    })
+    .await;
+    let hub = app.hub.as_ref().unwrap();
+    hub.set_faults(Faults {
+        drop_response_next: 4,
+        ..Faults::default()
+    });
+    drop_answers_everywhere(&app).await;
+    assert_eq!(
+        hub.pay_requests(),
+        12,
+        "everything through the hub, nothing sent twice"
+    );
+    assert!(app.sim().credits().is_empty() && app.power.as_ref().unwrap().credits().is_empty());
+    app.finish().await;
+}

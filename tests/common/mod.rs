@@ -17,7 +17,10 @@ use billclear::domain::payment::PaymentStatus;
 use billclear::receiver::CallbackReceiver;
 use billclear::store::postgres::{self, PgStore};
 use billclear::store::{BillerStore, LedgerStore, PaymentStore, Store};
-use biller_connectors::sim::{default_book, HubSim, HubSimConfig, WaterSim, WaterSimConfig};
+use biller_connectors::sim::{
+    book_for, default_book, CreditRecord, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim,
+    PowerSimConfig, WaterSim, WaterSimConfig,
+};
 
 pub fn server_url() -> String {
     std::env::var("BILLCLEAR_TEST_DATABASE_URL")
@@ -39,6 +42,9 @@ pub struct TestApp {
     pub sim: Option<WaterSim>,
     /// With `Options::hub`: the intermediary hub, the billers' first route.
     pub hub: Option<HubSim>,
+    /// With `Options::direct_all`: the electricity and gas companies.
+    pub power: Option<PowerSim>,
+    pub gas: Option<GasSim>,
     pub receiver: Option<CallbackReceiver>,
     pub workers: Option<Workers>,
 }
@@ -59,6 +65,9 @@ pub struct Options {
     /// Also start the hub simulator as connector `hub` (the first route of
     /// the water billers), with fast circuit breakers.
     pub hub: bool,
+    /// Also start the electricity (XML) and gas (TCP) simulators as
+    /// connectors `power-direct` and `gas-direct`.
+    pub direct_all: bool,
 }
 
 impl Default for Options {
@@ -73,6 +82,7 @@ impl Default for Options {
             tls_callbacks: false,
             trust_callback_ca: true,
             hub: false,
+            direct_all: false,
         }
     }
 }
@@ -171,6 +181,29 @@ impl TestApp {
         } else {
             None
         };
+        let (power, gas) = if opts.direct_all {
+            let today = chrono::Utc::now().date_naive();
+            let mut pc = PowerSimConfig::new(SIM_KEY_ID, SIM_SECRET);
+            pc.book = book_for(&["sh-power"], today);
+            let power = PowerSim::start(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                pc,
+            )
+            .await
+            .expect("power simulator");
+            let mut gc = GasSimConfig::new(SIM_KEY_ID, SIM_SECRET);
+            gc.book = book_for(&["sh-gas", "minhang-gas"], today);
+            let gas = GasSim::start(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                gc,
+            )
+            .await
+            .expect("gas simulator");
+            (Some(power), Some(gas))
+        } else {
+            (None, None)
+        };
         let mut clients = Vec::new();
         for (id, name) in [("alipay", "Alipay"), ("wechat", "WeChat Pay")] {
             let channel = Channel {
@@ -209,6 +242,27 @@ impl TestApp {
                     },
                 );
             }
+            for (id, kind, base_url) in [
+                (
+                    "power-direct",
+                    "power-xml",
+                    power.as_ref().map(|p| p.base_url()),
+                ),
+                ("gas-direct", "gas-tcp", gas.as_ref().map(|g| g.address())),
+            ] {
+                if let Some(base_url) = base_url {
+                    config.connectors.insert(
+                        id.into(),
+                        ConnectorSettings {
+                            kind: kind.into(),
+                            base_url,
+                            key_id: SIM_KEY_ID.into(),
+                            secret: SIM_SECRET.into(),
+                            timeout_ms: opts.connector_timeout_ms,
+                        },
+                    );
+                }
+            }
             if opts.tls_callbacks && opts.trust_callback_ca {
                 let path = std::env::temp_dir().join(format!("{db_name}-ca.pem"));
                 std::fs::write(&path, test_certificate().0).unwrap();
@@ -241,9 +295,22 @@ impl TestApp {
             master_key,
             sim,
             hub,
+            power,
+            gas,
             receiver,
             workers,
         }
+    }
+
+    /// Every simulator's credits together: a payment credited once
+    /// through the hub and once direct is a double credit.
+    pub fn all_credits(&self) -> Vec<CreditRecord> {
+        let mut credits = Vec::new();
+        credits.extend(self.sim.iter().flat_map(|s| s.credits()));
+        credits.extend(self.hub.iter().flat_map(|s| s.credits()));
+        credits.extend(self.power.iter().flat_map(|s| s.credits()));
+        credits.extend(self.gas.iter().flat_map(|s| s.credits()));
+        credits
     }
 
     pub fn sim(&self) -> &WaterSim {
@@ -256,9 +323,14 @@ impl TestApp {
 
     /// Submits a water payment from alipay; returns its id.
     pub async fn pay(&self, account: &str, amount: &str) -> PaymentId {
+        self.pay_to("sh-water", account, amount).await
+    }
+
+    /// Submits a payment to any biller from alipay; returns its id.
+    pub async fn pay_to(&self, biller: &str, account: &str, amount: &str) -> PaymentId {
         let reference = uuid::Uuid::new_v4().simple().to_string();
         let body = serde_json::json!({
-            "biller_id": "sh-water",
+            "biller_id": biller,
             "account_number": account,
             "amount": amount,
             "currency": "CNY",
@@ -358,16 +430,21 @@ impl TestApp {
     /// credited, each biller's posted payable equal to its credits.
     pub async fn assert_books_match(&self) {
         let Some(sim) = &self.sim else { return };
-        // Every simulator's credits together: a payment credited once
-        // through the hub and once direct is a double credit.
-        let mut credits = sim.credits();
-        if let Some(hub) = &self.hub {
-            credits.extend(hub.credits());
-        }
-        let comparison =
-            billclear::demo::books::compare(&self.store, &["sh-water", "pudong-water"], &credits)
-                .await
-                .unwrap();
+        let _ = sim;
+        let credits = self.all_credits();
+        let comparison = billclear::demo::books::compare(
+            &self.store,
+            &[
+                "sh-water",
+                "pudong-water",
+                "sh-power",
+                "sh-gas",
+                "minhang-gas",
+            ],
+            &credits,
+        )
+        .await
+        .unwrap();
         assert!(
             comparison.agrees(),
             "our books and the biller's differ: {comparison:?}"
@@ -384,6 +461,12 @@ impl TestApp {
         }
         if let Some(hub) = &self.hub {
             hub.shutdown();
+        }
+        if let Some(power) = &self.power {
+            power.shutdown();
+        }
+        if let Some(gas) = &self.gas {
+            gas.shutdown();
         }
         if let Some(r) = &self.receiver {
             r.stop();
