@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use biller_connectors::sim::{default_book, Account, Faults, WaterSim, WaterSimConfig};
+use biller_connectors::sim::{
+    book_for, Account, CreditRecord, Faults, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim,
+    PowerSimConfig, WaterSim, WaterSimConfig,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
@@ -41,9 +44,12 @@ pub struct DemoArgs {
     /// burst come on top).
     #[arg(long, default_value_t = 200)]
     pub payments: usize,
-    /// Payments sent while the biller applies them but drops its answer.
+    /// Payments sent while the hub applies them but drops its answer.
     #[arg(long, default_value_t = 20)]
     pub fault_burst: usize,
+    /// Payments sent while the hub is down (they go to the billers direct).
+    #[arg(long, default_value_t = 40)]
+    pub outage_payments: usize,
     /// Keep the demo database afterwards (its URL is printed).
     #[arg(long)]
     pub keep_db: bool,
@@ -78,6 +84,14 @@ pub struct DemoReport {
     pub callback_deliveries: u64,
     pub callbacks_all_verified: bool,
     pub posted_to_billers: BTreeMap<String, String>,
+    /// Final states per biller: {"CONFIRMED": n, "REJECTED": n, ...}.
+    pub by_biller: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Payments per route they were (last) sent through.
+    pub by_route: BTreeMap<String, u64>,
+    /// Payments accepted while the hub was down, and how many of them went
+    /// direct.
+    pub hub_outage_payments: u64,
+    pub hub_outage_sent_direct: u64,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -93,6 +107,10 @@ fn say(json: bool, line: impl AsRef<str>) {
 struct Stack {
     store: Arc<PgStore>,
     sim: WaterSim,
+    hub: HubSim,
+    power: PowerSim,
+    gas: GasSim,
+    state: AppState,
     receiver: CallbackReceiver,
     workers: Workers,
     clients: Vec<(String, SignedClient)>,
@@ -131,15 +149,31 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         ),
     );
 
-    let sim_secret = Secret::generate();
-    let mut sim_cfg = WaterSimConfig::new("billclear", sim_secret.expose_text());
-    sim_cfg.book = default_book();
-    let sim = WaterSim::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, sim_cfg).await?;
+    // Every counterpart with its own shared secret and its own book; the
+    // hub knows the same customers as the billers behind it.
+    let today = chrono::Utc::now().date_naive();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let secrets: Vec<Secret> = (0..4).map(|_| Secret::generate()).collect();
+    let mut water_cfg = WaterSimConfig::new("billclear", secrets[0].expose_text());
+    water_cfg.book = book_for(&["sh-water", "pudong-water"], today);
+    let sim = WaterSim::start(bind().await?, water_cfg).await?;
+    let mut power_cfg = PowerSimConfig::new("billclear", secrets[1].expose_text());
+    power_cfg.book = book_for(&["sh-power"], today);
+    let power = PowerSim::start(bind().await?, power_cfg).await?;
+    let mut gas_cfg = GasSimConfig::new("billclear", secrets[2].expose_text());
+    gas_cfg.book = book_for(&["sh-gas", "minhang-gas"], today);
+    let gas = GasSim::start(bind().await?, bind().await?, gas_cfg).await?;
+    let mut hub_cfg = HubSimConfig::new("billclear", secrets[3].expose_text());
+    hub_cfg.book = biller_connectors::sim::hub::default_hub_book(today);
+    let hub = HubSim::start(bind().await?, hub_cfg).await?;
     say(
         json,
         format!(
-            "• simulator    water company (JSON/HTTP, HMAC) at {}",
-            sim.base_url()
+            "• simulators   water company (JSON/HTTP, HMAC) {}, electricity (XML/HTTP) {}, gas (fixed-length/TCP) {}, hub (JSON/HTTP) {}",
+            sim.base_url(),
+            power.base_url(),
+            gas.address(),
+            hub.base_url()
         ),
     );
 
@@ -164,16 +198,27 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
 
     let mut cfg = config.clone();
     cfg.database.url = url;
-    cfg.connectors.insert(
-        "water-direct".into(),
-        ConnectorSettings {
-            kind: "water-json".into(),
-            base_url: sim.base_url(),
-            key_id: "billclear".into(),
-            secret: sim_secret.expose_text().to_string(),
-            timeout_ms: 1_000,
-        },
-    );
+    // Every biller's first route is the hub, its second the biller direct.
+    for (i, (id, kind, base_url)) in [
+        ("water-direct", "water-json", sim.base_url()),
+        ("power-direct", "power-xml", power.base_url()),
+        ("gas-direct", "gas-tcp", gas.address()),
+        ("hub", "hub-json", hub.base_url()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cfg.connectors.insert(
+            id.into(),
+            ConnectorSettings {
+                kind: kind.into(),
+                base_url,
+                key_id: "billclear".into(),
+                secret: secrets[i].expose_text().to_string(),
+                timeout_ms: 1_000,
+            },
+        );
+    }
     // A day in miniature: retries in fractions of a second, not minutes.
     cfg.dispatch.poll_ms = 50;
     cfg.dispatch.lease_ms = 5_000;
@@ -183,8 +228,9 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     cfg.dispatch.inquiry_retry.max_ms = 3_000;
     cfg.dispatch.inquiry_retry.max_attempts = 20;
     cfg.dispatch.not_found_grace_ms = 5_000;
+    cfg.routing.failures_to_open = 3;
     cfg.routing.open_ms = 2_000;
-    cfg.routing.heartbeat_ms = 500;
+    cfg.routing.heartbeat_ms = 300;
     cfg.callbacks.retry.base_ms = 200;
     cfg.callbacks.retry.max_ms = 2_000;
     cfg.check()?;
@@ -209,6 +255,10 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     Ok(Stack {
         store,
         sim,
+        hub,
+        power,
+        gas,
+        state,
         receiver,
         workers,
         clients: clients
@@ -331,6 +381,39 @@ fn invalid_requests() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
+/// The billers the demo pays (all reachable through the hub and direct).
+const BILLERS: [&str; 5] = [
+    "sh-water",
+    "pudong-water",
+    "sh-power",
+    "sh-gas",
+    "minhang-gas",
+];
+
+async fn by_biller(store: &PgStore) -> anyhow::Result<BTreeMap<String, BTreeMap<String, u64>>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT biller_id, status, count(*) FROM payments GROUP BY biller_id, status ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (biller, status, n) in rows {
+        out.entry(biller).or_default().insert(status, n as u64);
+    }
+    Ok(out)
+}
+
+async fn by_route(store: &PgStore) -> anyhow::Result<BTreeMap<String, u64>> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT connector_id, count(*) FROM payments GROUP BY 1 ORDER BY 1")
+            .fetch_all(store.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(r, n)| (r.unwrap_or_else(|| "not sent".into()), n as u64))
+        .collect())
+}
+
 async fn status_counts(store: &PgStore) -> anyhow::Result<BTreeMap<String, u64>> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM payments GROUP BY status")
@@ -386,6 +469,9 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
     let result = play(&stack, args, began).await;
     stack.workers.abort();
     stack.sim.shutdown();
+    stack.hub.shutdown();
+    stack.power.shutdown();
+    stack.gas.shutdown();
     stack.receiver.stop();
     stack.store.pool().close().await;
     let mut report = result?;
@@ -403,7 +489,8 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
 async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<DemoReport> {
     let json_out = args.json;
     let mut rng = rand::thread_rng();
-    let book = default_book();
+    // Customers of every biller (the hub's book is the union).
+    let book = biller_connectors::sim::hub::default_hub_book(chrono::Utc::now().date_naive());
     let open: Vec<(String, Account)> = book.iter().filter(|(_, a)| a.open).cloned().collect();
     let closed: Vec<(String, Account)> = book.iter().filter(|(_, a)| !a.open).cloned().collect();
     let mut tally = Tally::default();
@@ -477,8 +564,8 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         ),
     );
 
-    // 4. The biller applies the next payments but its answers are lost.
-    stack.sim.set_faults(Faults {
+    // 4. The hub applies the next payments but its answers are lost.
+    stack.hub.set_faults(Faults {
         drop_response_next: args.fault_burst as u32,
         ..Faults::default()
     });
@@ -490,12 +577,56 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     say(
         json_out,
         format!(
-        "• fault burst  {} payments sent while the biller drops its answers after applying them",
-        tally.accepted - before
-    ),
+            "• fault burst  {} payments sent while the hub drops its answers after applying them",
+            tally.accepted - before
+        ),
     );
 
-    // 5. Wait until every payment is final and every callback acknowledged.
+    // The burst reaches the hub before the next scene.
+    let sent = Instant::now();
+    while stack.hub.faults().drop_response_next > 0 && sent.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 5. The hub goes down: its circuit opens and new payments go to the
+    //    billers direct; what it holds is asked about when it returns.
+    stack.hub.set_faults(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    let opened = Instant::now();
+    while stack.state.routes.state("hub") == Some(crate::domain::routing::RouteState::Closed)
+        && opened.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    say(
+        json_out,
+        format!(
+            "• hub outage   the hub stopped answering; its circuit opened after {:.1} s",
+            opened.elapsed().as_secs_f64()
+        ),
+    );
+    let outage: Vec<_> = (0..args.outage_payments)
+        .map(|_| random_payment(&open, &mut rng))
+        .collect();
+    let before = tally.accepted;
+    let outage_accepted = submit(stack, outage, &mut tally).await;
+    let outage_refs: Vec<String> = outage_accepted
+        .iter()
+        .filter_map(|(_, b)| b["channel_reference"].as_str().map(str::to_string))
+        .collect();
+    say(
+        json_out,
+        format!(
+            "               {} payments accepted during the outage; the hub comes back",
+            tally.accepted - before
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.hub.set_faults(Faults::default());
+
+    // 6. Wait until every payment is final and every callback acknowledged.
     let deadline = Instant::now() + Duration::from_secs(args.wait_s);
     let mut last_line = String::new();
     let counts =
@@ -527,8 +658,22 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
 
     let n = |s: &str| counts.get(s).copied().unwrap_or(0);
     let audit = stack.store.audit().await?;
-    let credits = stack.sim.credits();
-    let comparison = books::compare(&stack.store, &["sh-water", "pudong-water"], &credits).await?;
+    let credits: Vec<CreditRecord> = [
+        stack.sim.credits(),
+        stack.power.credits(),
+        stack.gas.credits(),
+        stack.hub.credits(),
+    ]
+    .concat();
+    let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
+    let by_biller = by_biller(&stack.store).await?;
+    let by_route = by_route(&stack.store).await?;
+    let sent_direct: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payments WHERE channel_reference = ANY($1) AND connector_id <> 'hub'",
+    )
+    .bind(&outage_refs)
+    .fetch_one(stack.store.pool())
+    .await?;
     let resolved: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT payment_id) FROM payment_events WHERE to_status = 'UNKNOWN'",
     )
@@ -536,7 +681,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     .await?;
     let received = stack.receiver.received();
     let mut posted = BTreeMap::new();
-    for biller in ["sh-water", "pudong-water"] {
+    for biller in BILLERS {
         if let Some(b) = stack
             .store
             .balance(&format!("biller:{biller}:payable:CNY"))
@@ -557,9 +702,12 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         payments_in_flight: n("RECEIVED") + n("SUBMITTED") + n("UNKNOWN"),
         replays_answered: tally.replays,
         invalid_requests_refused: tally.refused,
-        answers_dropped_by_biller: args.fault_burst as u32 - stack.sim.faults().drop_response_next,
+        answers_dropped_by_biller: args.fault_burst as u32 - stack.hub.faults().drop_response_next,
         resolved_by_inquiry: resolved as u64,
-        pay_requests_at_biller: stack.sim.pay_requests(),
+        pay_requests_at_biller: stack.sim.pay_requests()
+            + stack.power.pay_requests()
+            + stack.gas.pay_requests()
+            + stack.hub.pay_requests(),
         ledger_balanced: audit.balanced(),
         every_payment_one_transfer: audit.payments_exactly_once(),
         books_agree_with_biller: comparison.agrees(),
@@ -568,6 +716,10 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         callback_deliveries: received.len() as u64,
         callbacks_all_verified: received.iter().all(|r| r.verified.is_ok()),
         posted_to_billers: posted,
+        by_biller,
+        by_route,
+        hub_outage_payments: outage_refs.len() as u64,
+        hub_outage_sent_direct: sent_direct as u64,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -580,7 +732,10 @@ fn print_summary(r: &DemoReport) {
     println!("  requests sent                 {}", r.requests_sent);
     println!("  payments accepted             {}", r.payments_submitted);
     println!("    confirmed by the biller     {}", r.payments_confirmed);
-    println!("    rejected by the biller      {}", r.payments_rejected);
+    println!(
+        "    rejected                    {} (refused by the biller, or never received)",
+        r.payments_rejected
+    );
     println!("    still unknown               {}", r.payments_unknown);
     println!("    not final (timed out)       {}", r.payments_in_flight);
     println!("  replays answered              {}", r.replays_answered);
@@ -607,9 +762,34 @@ fn print_summary(r: &DemoReport) {
         r.books.matched,
         r.books.double_credits.len()
     );
-    for (b, amount) in &r.posted_to_billers {
-        println!("  posted to {b:<19} {amount}");
+    println!(
+        "  hub outage                    {} payments accepted while the hub was down, {} of them sent direct",
+        r.hub_outage_payments, r.hub_outage_sent_direct
+    );
+    println!();
+    println!(
+        "  {:<14} {:>9} {:>9} {:>8}  {:>16}",
+        "biller", "confirmed", "rejected", "unknown", "posted"
+    );
+    for (b, states) in &r.by_biller {
+        let n = |s: &str| states.get(s).copied().unwrap_or(0);
+        println!(
+            "  {b:<14} {:>9} {:>9} {:>8}  {:>16}",
+            n("CONFIRMED"),
+            n("REJECTED"),
+            n("UNKNOWN"),
+            r.posted_to_billers
+                .get(b)
+                .map(String::as_str)
+                .unwrap_or("-")
+        );
     }
+    println!();
+    println!("  {:<14} {:>9}", "route", "payments");
+    for (route, n) in &r.by_route {
+        println!("  {route:<14} {n:>9}");
+    }
+    println!();
     println!(
         "  callbacks acknowledged        {} ({} deliveries, all signatures verified: {})",
         r.callbacks_acknowledged,
