@@ -16,6 +16,9 @@
 //! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
 //! * [`gas`]: fixed-length messages over one persistent TCP link.
 //! * [`power`]: the electricity company (XML over HTTP, MAC in the envelope).
+//! * [`coop`]: the water co-op, reached by batch files and acknowledgement
+//!   files in shared directories (not a [`Connector`]: paying is not
+//!   synchronous).
 //! * [`sim`]: the simulators (`biller-sim` binary).
 
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub mod codes;
+pub mod coop;
 pub mod echo;
 pub mod gas;
 pub mod hub;

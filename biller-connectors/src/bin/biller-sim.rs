@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use biller_connectors::sim::{
-    self, Account, BookEntry, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig,
-    WaterSim, WaterSimConfig,
+    self, Account, BookEntry, CoopSim, CoopSimConfig, GasSim, GasSimConfig, HubSim, HubSimConfig,
+    PowerSim, PowerSimConfig, WaterSim, WaterSimConfig,
 };
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
@@ -65,6 +65,84 @@ enum Biller {
     /// MAC'd; admin endpoints over HTTP on a second port.
     #[command(after_help = GAS_FAULTS_HELP)]
     Gas(GasArgs),
+    /// The water co-op (chongming-coop): no API, batch files polled from a
+    /// drop directory, acknowledgement (ACK_) or refusal (REJ_) files
+    /// written into an ack directory.
+    #[command(after_help = COOP_HELP)]
+    Coop(CoopArgs),
+}
+
+const COOP_HELP: &str = "\
+FILES:
+  reads    <drop-dir>/PAY_<coop>_<YYYYMMDD>_<nnn>.txt   (dot-files ignored)
+  writes   <ack-dir>/ACK_<batch file name>   lines accepted (A) / rejected (R)
+           <ack-dir>/REJ_<batch file name>   a file refused whole, nothing applied
+  Batch files are left in place; a file already answered (ACK_/REJ_ in the ack
+  dir or its processed/ subdirectory) is skipped. The ack files are the
+  co-op's daily confirmation.
+
+There are no admin endpoints and faults cannot be switched from the command
+line (tests use CoopSim::set_faults). Default book: the chongming-coop accounts
+(CM-000123 first, one closed).";
+
+#[derive(Debug, clap::Args)]
+struct CoopArgs {
+    /// The directory billclear delivers batch files into.
+    #[arg(long, env = "BILLER_SIM_DROP_DIR")]
+    drop_dir: PathBuf,
+    /// The directory acknowledgement and refusal files are written into.
+    #[arg(long, env = "BILLER_SIM_ACK_DIR")]
+    ack_dir: PathBuf,
+    /// The co-op id batch files must name.
+    #[arg(long, env = "BILLER_SIM_COOP_ID", default_value = "chongming-coop")]
+    coop_id: String,
+    /// How often the drop directory is looked at, in milliseconds.
+    #[arg(long, env = "BILLER_SIM_POLL_MS", default_value_t = 500)]
+    poll_ms: u64,
+    /// How long after a file is applied its answer is written, in ms.
+    #[arg(long, env = "BILLER_SIM_ACK_DELAY_MS", default_value_t = 0)]
+    ack_delay_ms: u64,
+    /// A JSON book: [{"biller_id": "...", "account": {...}}, ...]. Without
+    /// it, the default accounts of the co-op id.
+    #[arg(long, env = "BILLER_SIM_BOOK")]
+    book: Option<PathBuf>,
+    /// The only currency accepted.
+    #[arg(long, env = "BILLER_SIM_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// The offset whose calendar day is the ack date.
+    #[arg(
+        long,
+        env = "BILLER_SIM_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    utc_offset: FixedOffset,
+}
+
+async fn run_coop(args: CoopArgs) -> Result<(), String> {
+    let book = match args.book.as_ref() {
+        Some(path) => load_book(Some(path))?,
+        None => sim::book_for(&[args.coop_id.as_str()], chrono::Utc::now().date_naive()),
+    };
+    let mut config = CoopSimConfig::new(&args.drop_dir, &args.ack_dir);
+    config.coop_id = args.coop_id;
+    config.currency = args.currency;
+    config.poll_ms = args.poll_ms;
+    config.ack_delay_ms = args.ack_delay_ms;
+    config.utc_offset = args.utc_offset;
+    config.book = book;
+    let sim = CoopSim::start(config).map_err(|e| e.to_string())?;
+    println!(
+        "co-op simulator watching {} (answers into {})",
+        args.drop_dir.display(),
+        args.ack_dir.display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("Ctrl-C: shutting down");
+    sim.shutdown();
+    Ok(())
 }
 
 const GAS_FAULTS_HELP: &str = "\
@@ -420,6 +498,7 @@ async fn main() -> ExitCode {
         Biller::Hub(args) => run_hub(args).await,
         Biller::Gas(args) => run_gas(args).await,
         Biller::Power(args) => run_power(args).await,
+        Biller::Coop(args) => run_coop(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! payments idempotently on OUR reference, records every credit and
 //! rejection, and writes the biller's daily confirmation file.
 
+pub mod coop;
 pub mod gas;
 pub mod hub;
 pub mod power;
@@ -14,6 +15,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use coop::{CoopSim, CoopSimConfig};
 pub use gas::{GasSim, GasSimConfig};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};
@@ -233,7 +235,9 @@ pub fn default_book_at(today: NaiveDate) -> Vec<(String, Account)> {
 ///   generated one closed;
 /// * `sh-gas`: 12-digit Luhn numbers, `310012345677` first, the 5th
 ///   generated one closed;
-/// * `minhang-gas`: 9-digit Luhn numbers, `123456782` first.
+/// * `minhang-gas`: 9-digit Luhn numbers, `123456782` first;
+/// * `chongming-coop`: `CM-` + 6 digits, `CM-000123` first, 16 in all,
+///   the 7th generated one closed.
 ///
 /// Other biller ids have no default accounts.
 pub fn default_accounts(biller_id: &str, today: NaiveDate) -> Vec<Account> {
@@ -270,6 +274,16 @@ pub fn default_accounts(biller_id: &str, today: NaiveDate) -> Vec<Account> {
             .chain((1..=10u32).filter_map(|i| {
                 luhn(format!("12{:06}", 345_000 + i * 61))
                     .map(|n| account(&n, 400 + i, true, today))
+            }))
+            .collect(),
+        "chongming-coop" => std::iter::once(account("CM-000123", 500, true, today))
+            .chain((1..=15u32).map(|i| {
+                account(
+                    &format!("CM-{:06}", 100_000 + i * 4_271),
+                    500 + i,
+                    i != 7,
+                    today,
+                )
             }))
             .collect(),
         _ => Vec::new(),
