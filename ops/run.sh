@@ -3,9 +3,10 @@
 #
 # Starts (or installs) PostgreSQL on 127.0.0.1:5432, builds the release
 # binaries, creates and migrates the database, imports the example billers,
-# adds two demo channels on the first run, starts the water company
-# simulator (biller-sim) on 127.0.0.1:9301 as the `water-direct` connector's
-# counterpart, then serves the API with its dispatch and callback workers.
+# adds two demo channels on the first run, starts the biller simulators
+# (biller-sim: water :9301, electricity :9302, gas :9303, hub :9305) as the
+# counterparts of the connectors, then serves the API with its dispatch and
+# callback workers. The co-op's file route is not wired yet.
 # (For the whole story in one command, with payments, run ops/demo.sh.)
 #
 # Environment:
@@ -63,22 +64,44 @@ else
     echo "channels: $(printf '%s' "$channels" | tr '\n' ' ')"
 fi
 
-echo "== water company simulator =="
+echo "== biller simulators =="
+# The counterparts of every configured route: the water company (JSON),
+# the electricity company (XML), the gas company (fixed-length over TCP)
+# and the intermediary hub in front of all of them; each with its own
+# secret, kept in .billclear/ (0600).
 mkdir -p .billclear
-if [ ! -s .billclear/water-sim.secret ]; then
-    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > .billclear/water-sim.secret)
-fi
-sim_secret=$(cat .billclear/water-sim.secret)
-BILLER_SIM_SECRET="$sim_secret" target/release/biller-sim water --listen 127.0.0.1:9301 --key-id billclear &
-sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null || true' EXIT
+secret_of() {
+    local f=".billclear/$1-sim.secret"
+    if [ ! -s "$f" ]; then
+        (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$f")
+    fi
+    cat "$f"
+}
+water_secret=$(secret_of water)
+power_secret=$(secret_of power)
+gas_secret=$(secret_of gas)
+hub_secret=$(secret_of hub)
+pids=()
+BILLER_SIM_SECRET="$water_secret" target/release/biller-sim water --listen 127.0.0.1:9301 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$power_secret" target/release/biller-sim power --listen 127.0.0.1:9302 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$gas_secret" target/release/biller-sim gas --listen 127.0.0.1:9303 --admin-listen 127.0.0.1:9313 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$hub_secret" target/release/biller-sim hub --listen 127.0.0.1:9305 --key-id billclear & pids+=($!)
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 echo "== serve =="
-# The water-direct connector, pointed at the simulator (environment
-# overrides of [connectors.water-direct]; see ops/billclear.example.toml).
-env "BILLCLEAR_CONNECTORS__WATER-DIRECT__KIND=water-json" \
-    "BILLCLEAR_CONNECTORS__WATER-DIRECT__BASE_URL=http://127.0.0.1:9301" \
-    "BILLCLEAR_CONNECTORS__WATER-DIRECT__KEY_ID=billclear" \
-    "BILLCLEAR_CONNECTORS__WATER-DIRECT__SECRET=$sim_secret" \
-    "BILLCLEAR_CONNECTORS__WATER-DIRECT__TIMEOUT_MS=10000" \
+# The connectors, pointed at the simulators (environment overrides of
+# [connectors.<id>]; see ops/billclear.example.toml). Every biller tries the
+# hub first and its direct route second.
+connector() { # id kind base_url secret
+    local v="BILLCLEAR_CONNECTORS__$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')"
+    printf '%s\n' "${v}__KIND=$2" "${v}__BASE_URL=$3" "${v}__KEY_ID=billclear" \
+        "${v}__SECRET=$4" "${v}__TIMEOUT_MS=10000"
+}
+mapfile -t connectors < <(
+    connector water-direct water-json http://127.0.0.1:9301 "$water_secret"
+    connector power-direct power-xml http://127.0.0.1:9302 "$power_secret"
+    connector gas-direct gas-tcp tcp://127.0.0.1:9303 "$gas_secret"
+    connector hub hub-json http://127.0.0.1:9305 "$hub_secret"
+)
+env "${connectors[@]}" \
     "$bin" "${config[@]}" serve "$@"
