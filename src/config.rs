@@ -184,6 +184,9 @@ pub struct SecurityConfig {
     /// (the base64 key itself) takes precedence.
     pub master_key_file: PathBuf,
     pub master_key: Option<String>,
+    /// Bearer token of the operators' API (`/ops/v1`); unset: that API is
+    /// off. Prefer `BILLCLEAR_SECURITY__OPS_TOKEN` to writing it in a file.
+    pub ops_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +226,7 @@ impl Default for Config {
             security: SecurityConfig {
                 master_key_file: ".billclear/master.key".into(),
                 master_key: None,
+                ops_token: None,
             },
             dispatch: DispatchConfig {
                 concurrency: 64,

@@ -289,3 +289,126 @@ async fn apply_then_drop_through_the_hub_never_double_credits() {
     assert!(app.sim().credits().is_empty() && app.power.as_ref().unwrap().credits().is_empty());
     app.finish().await;
 }
+
+async fn ops(
+    app: &TestApp,
+    method: hyper::Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> billclear::client::Reply {
+    app.alipay
+        .send(
+            method,
+            path,
+            body.as_bytes().to_vec(),
+            billclear::client::Extra {
+                // An empty Authorization means none at all.
+                authorization: Some(token.map(|t| format!("Bearer {t}")).unwrap_or_default()),
+                headers: vec![("content-type".into(), "application/json".into())],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn operators_switch_routes_over_their_api_and_only_they_can() {
+    let app = app().await;
+    use hyper::Method;
+    let r = ops(&app, Method::GET, "/ops/v1/billers", None, "").await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (401, "missing_operator_token")
+    );
+    let r = ops(&app, Method::GET, "/ops/v1/billers", Some("guess"), "").await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (401, "bad_operator_token")
+    );
+    // A channel's signed request is not an operator's.
+    let r = app.alipay.get("/ops/v1/billers").await.unwrap();
+    assert_eq!(r.status, 401);
+    // Nor is the operator token a channel's credential.
+    let r = ops(
+        &app,
+        Method::GET,
+        "/v1/billers",
+        Some(common::OPS_TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    let r = ops(
+        &app,
+        Method::GET,
+        "/ops/v1/billers",
+        Some(common::OPS_TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == "jiading-power"),
+        "suspended billers too"
+    );
+
+    let path = "/ops/v1/billers/sh-water/route";
+    let r = ops(
+        &app,
+        Method::PUT,
+        path,
+        Some(common::OPS_TOKEN),
+        r#"{"route":"gas-direct"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (422, "unknown_route")
+    );
+    let r = ops(
+        &app,
+        Method::PUT,
+        "/ops/v1/billers/nowhere/route",
+        Some(common::OPS_TOKEN),
+        r#"{"route":null}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (404, "unknown_biller")
+    );
+    let r = ops(
+        &app,
+        Method::PUT,
+        path,
+        Some(common::OPS_TOKEN),
+        r#"{"route":"water-direct"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["routes"][0]["id"], "water-direct");
+    assert_eq!(r.json()["routes"][0]["preferred"], true);
+    let id = app.pay(ACCOUNT, "14.00").await;
+    assert_eq!(
+        app.wait_for(id, &[Confirmed, Rejected], 10).await,
+        Confirmed
+    );
+    assert_eq!(app.sim().credits().len(), 1, "sent direct after the switch");
+    let r = ops(
+        &app,
+        Method::PUT,
+        path,
+        Some(common::OPS_TOKEN),
+        r#"{"route":null}"#,
+    )
+    .await;
+    assert_eq!(r.json()["routes"][0]["id"], "hub");
+    app.finish().await;
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod billers;
 mod health;
+mod ops;
 mod payments;
 pub mod problem;
 
@@ -91,6 +92,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/billers", get(billers::list))
         .route("/v1/billers/{biller_id}/bills", get(billers::bills))
+        .route("/ops/v1/billers", get(ops::billers))
+        .route(
+            "/ops/v1/billers/{biller_id}/route",
+            axum::routing::put(ops::switch_route),
+        )
         .route("/v1/payments", post(payments::create).get(payments::find))
         .route("/v1/payments/{id}", get(payments::get_one))
         .route("/healthz", get(health::healthz))

@@ -88,6 +88,8 @@ impl Default for Options {
 }
 
 pub const SIM_KEY_ID: &str = "billclear-test";
+/// The operators' API token of every test app.
+pub const OPS_TOKEN: &str = "test-ops-token-0123456789";
 pub const SIM_SECRET: &str = "water-sim-test-secret";
 
 /// Fast retries so that tests see many rounds in little time.
@@ -228,6 +230,7 @@ impl TestApp {
         config.database.url = url;
         config.auth.key_cache_ttl_ms = opts.key_cache_ttl_ms;
         config.http.max_body_bytes = opts.max_body_bytes;
+        config.security.ops_token = Some(OPS_TOKEN.into());
         if let Some(sim) = &sim {
             dispatch_config(&mut config, sim, &opts);
             if let Some(hub) = &hub {

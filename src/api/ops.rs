@@ -1,0 +1,132 @@
+//! The operators' API (`/ops/v1`): route states and planned route switches.
+//! Authenticated by a bearer token (`security.ops_token`, or
+//! `BILLCLEAR_SECURITY__OPS_TOKEN`); without one configured, the operators'
+//! API is off. Channel credentials do not work here, nor this token on the
+//! channel API. (Finance staff with roles come with reconciliation.)
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::billers::biller_json;
+use super::problem::ApiError;
+use super::AppState;
+use crate::domain::ids::ConnectorId;
+use crate::store::StoreError;
+
+/// Checks `Authorization: Bearer <token>` against the configured token, in
+/// constant time.
+fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.config.security.ops_token.as_deref() else {
+        return Err(ApiError::not_found(
+            "ops_api_disabled",
+            "the operators' API is off: set security.ops_token to use it",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_operator_token",
+                "send Authorization: Bearer <ops token>",
+            )
+        })?;
+    // Compare MACs of both under a fixed key: constant time, any length.
+    let mac = |s: &str| {
+        let mut m = Hmac::<Sha256>::new_from_slice(b"billclear-ops-token").expect("any key length");
+        m.update(s.as_bytes());
+        m
+    };
+    let want = mac(expected).finalize().into_bytes();
+    mac(given).verify_slice(&want).map_err(|_| {
+        ApiError::unauthorized("bad_operator_token", "the operator token is not valid")
+    })
+}
+
+/// `GET /ops/v1/billers`: every biller (active or not) with its routes in
+/// the order they are tried and their circuit states in this process.
+pub async fn billers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    operator(&state, &headers)?;
+    let now = Utc::now();
+    let snapshot = state.billers.snapshot();
+    let mut billers: Vec<_> = snapshot.values().collect();
+    billers.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(json!({
+        "data": billers.iter().map(|b| biller_json(b, now, &state.routes)).collect::<Vec<_>>()
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchBody {
+    /// A route of the biller, or null for its priority order.
+    route: Option<String>,
+}
+
+/// `PUT /ops/v1/billers/{id}/route`: planned switch of a biller's new
+/// payments to one of its routes (`{"route": null}`: back to its order).
+/// This process applies it at once, others within intake.biller_refresh_ms.
+pub async fn switch_route(
+    State(state): State<AppState>,
+    Path(biller_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<SwitchBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&state, &headers)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let snapshot = state.billers.snapshot();
+    let biller = snapshot.get(&biller_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_biller",
+            format!(
+                "biller {:?} is not known",
+                biller_id.chars().take(64).collect::<String>()
+            ),
+        )
+    })?;
+    let route = body
+        .route
+        .as_deref()
+        .map(ConnectorId::parse)
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("unknown_route", e.to_string()).field("route"))?;
+    if let Some(r) = &route {
+        if !biller.routes.contains(r) {
+            return Err(ApiError::unprocessable(
+                "unknown_route",
+                format!("{r} is not one of biller {}'s routes", biller.id),
+            )
+            .field("route"));
+        }
+    }
+    state
+        .store
+        .set_preferred_route(&biller.id, route.as_ref())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(w) => ApiError::not_found("unknown_biller", w),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    state
+        .billers
+        .reload(&*state.store)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    tracing::warn!(biller = %biller.id, route = ?route.as_ref().map(|r| r.as_str()), "planned route switch");
+    let now = Utc::now();
+    let reloaded = state.billers.snapshot();
+    let b = reloaded
+        .get(&biller_id)
+        .ok_or_else(|| ApiError::internal("biller vanished"))?;
+    Ok(Json(biller_json(b, now, &state.routes)))
+}
