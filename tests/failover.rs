@@ -412,3 +412,27 @@ async fn operators_switch_routes_over_their_api_and_only_they_can() {
     assert_eq!(r.json()["routes"][0]["id"], "hub");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn bill_inquiries_through_the_hub_map_its_refusals() {
+    let app = app().await;
+    let r = app
+        .alipay
+        .get("/v1/billers/sh-power/bills?account=0306406159")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.headers.get("billclear-inquiry-source").unwrap(), "biller");
+    // A well-formed account the hub does not know: its own code (2001)
+    // means what the water company's 1001 means.
+    let r = app
+        .alipay
+        .get("/v1/billers/sh-water/bills?account=1234567897")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (404, "account_not_found")
+    );
+    app.finish().await;
+}

@@ -150,11 +150,23 @@ impl ConnectorError {
     }
 }
 
+/// What a refusal means for a channel, whatever the counterpart's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    UnknownAccount,
+    ClosedAccount,
+    Other,
+}
+
 /// One way of reaching billers (direct, or through an intermediary).
 #[async_trait]
 pub trait Connector: Send + Sync {
     /// The connector id (as named in billers' routes).
     fn id(&self) -> &str;
+    /// What one of this counterpart's refusals means.
+    fn refusal_kind(&self, _refusal: &Refusal) -> RefusalKind {
+        RefusalKind::Other
+    }
     /// Bills outstanding on a customer account. Never moves money: every
     /// transport failure is `Retry`.
     async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError>;

@@ -16,7 +16,7 @@ use crate::domain::biller::{Availability, Biller, BillerStatus};
 use crate::domain::dispatch::mask_name;
 use crate::domain::routing::route_order;
 use crate::inquiry::InquiryError;
-use biller_connectors::{BillQuery, ConnectorError};
+use biller_connectors::{BillQuery, ConnectorError, RefusalKind};
 
 pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>, routes: &Routes) -> Value {
     let preferred = b.preferred_route.as_ref().map(|r| r.as_str());
@@ -157,7 +157,8 @@ pub async fn bills(
             )
             .retry_after(retry_after_s),
         })?;
-    let mut response = match statement_json(biller, &account, &route, answer) {
+    let kind = |r: &biller_connectors::Refusal| connector.refusal_kind(r);
+    let mut response = match statement_json(biller, &account, &route, answer, &kind) {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     };
@@ -176,6 +177,7 @@ fn statement_json(
     account: &str,
     route: &str,
     answer: crate::inquiry::Answer,
+    kind: &dyn Fn(&biller_connectors::Refusal) -> RefusalKind,
 ) -> Result<Value, ApiError> {
     // What a biller says reaches a channel only cleaned and bounded.
     let said = |m: &str| {
@@ -185,9 +187,7 @@ fn statement_json(
             .collect::<String>()
     };
     let statement = answer.map_err(|e| match e {
-        // 1001: "account not found" in the water protocol. (Each connector
-        // will map its own codes to a shared refusal kind with the others.)
-        ConnectorError::Fail(r) if r.code == "1001" => ApiError::not_found(
+        ConnectorError::Fail(r) if kind(&r) == RefusalKind::UnknownAccount => ApiError::not_found(
             "account_not_found",
             format!("biller {} has no account {account}", biller.id),
         ),

@@ -545,6 +545,14 @@ fn remote_status(found: StatusAnswer) -> Result<RemoteStatus, ConnectorError> {
 
 #[async_trait]
 impl Connector for GasConnector {
+    fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
+        match refusal.code.as_str() {
+            "14" => crate::RefusalKind::UnknownAccount,
+            "15" => crate::RefusalKind::ClosedAccount,
+            _ => crate::RefusalKind::Other,
+        }
+    }
+
     fn id(&self) -> &str {
         &self.id
     }

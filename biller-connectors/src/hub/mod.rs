@@ -609,6 +609,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[async_trait]
 impl Connector for HubConnector {
+    fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
+        match refusal.code.as_str() {
+            "2001" => crate::RefusalKind::UnknownAccount,
+            "2002" => crate::RefusalKind::ClosedAccount,
+            _ => crate::RefusalKind::Other,
+        }
+    }
+
     fn id(&self) -> &str {
         &self.id
     }

@@ -607,6 +607,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[async_trait]
 impl Connector for PowerConnector {
+    fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
+        match refusal.code.as_str() {
+            "E101" => crate::RefusalKind::UnknownAccount,
+            "E102" => crate::RefusalKind::ClosedAccount,
+            _ => crate::RefusalKind::Other,
+        }
+    }
+
     fn id(&self) -> &str {
         &self.id
     }

@@ -567,6 +567,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[async_trait]
 impl Connector for WaterConnector {
+    fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
+        match refusal.code.as_str() {
+            "1001" => crate::RefusalKind::UnknownAccount,
+            "1002" => crate::RefusalKind::ClosedAccount,
+            _ => crate::RefusalKind::Other,
+        }
+    }
+
     fn id(&self) -> &str {
         &self.id
     }
