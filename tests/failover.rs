@@ -281,12 +281,15 @@ async fn apply_then_drop_through_the_hub_never_double_credits() {
         ..Faults::default()
     });
     drop_answers_everywhere(&app).await;
-    assert_eq!(
-        hub.pay_requests(),
-        12,
-        "everything through the hub, nothing sent twice"
-    );
-    assert!(app.sim().credits().is_empty() && app.power.as_ref().unwrap().credits().is_empty());
+    // The four dropped answers happened at the hub. Its timeouts may open
+    // its circuit (3 failures open it here), and later payments then go
+    // direct: either way each is credited once across all the books
+    // (checked above and by finish()).
+    assert!(hub.pay_requests() >= 4, "{}", hub.pay_requests());
+    let direct = app.sim().pay_requests()
+        + app.power.as_ref().unwrap().pay_requests()
+        + app.gas.as_ref().unwrap().pay_requests();
+    assert_eq!(hub.pay_requests() + direct, 12, "nothing sent twice");
     app.finish().await;
 }
 

@@ -167,16 +167,24 @@ impl Routes {
     }
 
     /// One heartbeat: a health check through every route whose breaker
-    /// allows calls (an open one waits out its time), then the snapshot is
-    /// stored for `billclear routes list`.
+    /// allows calls (an open one waits out its time), all at once, then the
+    /// snapshot is stored for `billclear routes list`.
     pub async fn beat(&self, store: &dyn Store, worker: &str) {
-        let ids: Vec<String> = self.connectors.ids().map(str::to_string).collect();
-        for id in ids {
-            let Ok(connector) = self.callable(&id) else {
-                continue;
-            };
-            let result = connector.health().await;
-            self.record(&id, &result);
+        // All routes at once: a silent one must not delay the others.
+        let mut checks = tokio::task::JoinSet::new();
+        for id in self.connectors.ids() {
+            if let Ok(connector) = self.callable(id) {
+                let id = id.to_string();
+                checks.spawn(async move {
+                    let result = connector.health().await;
+                    (id, result)
+                });
+            }
+        }
+        while let Some(done) = checks.join_next().await {
+            if let Ok((id, result)) = done {
+                self.record(&id, &result);
+            }
         }
         if let Err(e) = store
             .record_route_health(worker, &self.snapshot(worker))
