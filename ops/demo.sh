@@ -3,7 +3,8 @@
 #
 # Starts (or installs) PostgreSQL on 127.0.0.1:5432, builds the release
 # binary, then runs `billclear demo`: a fresh database with the migrations
-# and the example billers, the water company simulator, the API with its
+# and the example billers, the water, electricity and gas companies'
+# simulators and the hub in front of them, the API with its
 # dispatch and callback workers, and two payment apps whose callback
 # endpoint verifies every signature. It submits a batch of payments
 # (including replays, invalid requests, refusals by the biller and a burst
