@@ -76,6 +76,9 @@ pub struct DispatchConfig {
     /// after the send.
     pub not_found_answers: u32,
     pub not_found_grace_ms: u64,
+    /// How often file routes (the co-op) are checked: batches due at a
+    /// biller's cut-off delivered, acknowledgements read.
+    pub file_poll_ms: u64,
 }
 
 /// Route health: a circuit breaker per connector (see `domain::routing`).
@@ -245,6 +248,7 @@ impl Default for Config {
                 },
                 not_found_answers: 2,
                 not_found_grace_ms: 60_000,
+                file_poll_ms: 5_000,
             },
             callbacks: CallbackConfig {
                 concurrency: 16,

@@ -13,6 +13,7 @@
 
 pub mod callbacks;
 pub mod connectors;
+pub mod files;
 pub mod http;
 pub mod pool;
 pub mod routes;
@@ -65,6 +66,10 @@ impl Workers {
                 },
                 sender,
             )),
+            files::spawn(
+                files::FileRouter::new(state),
+                Duration::from_millis(cfg.dispatch.file_poll_ms),
+            ),
             routes::spawn_heartbeat(
                 state.routes.clone(),
                 state.store.clone(),

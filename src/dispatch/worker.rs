@@ -342,6 +342,24 @@ impl Dispatcher {
                     .await;
             }
             Err(no_route) => {
+                // A biller without an online route may have a file route:
+                // a payment never sent waits for its next batch file.
+                let file = biller.as_ref().and_then(|b| {
+                    b.routes
+                        .iter()
+                        .find(|r| self.routes.connectors().file_route(r.as_str()).is_some())
+                });
+                if let (Some(route), 0) = (file, history.pay_attempts) {
+                    let t = self.decide(
+                        payment,
+                        PaymentStatus::Submitted,
+                        &format!("queued for {route}'s next batch file"),
+                    )?;
+                    return self
+                        .store
+                        .queue_for_file(claim, &t, route.as_str(), payment.biller_id.as_str())
+                        .await;
+                }
                 let why = format!("biller {}: {no_route}", payment.biller_id);
                 return self.without_route(claim, payment, why, &backoff).await;
             }

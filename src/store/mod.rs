@@ -303,6 +303,29 @@ pub struct DispatchUpdate {
     pub next: OutboxNext,
 }
 
+/// A batch file of a file route, as stored.
+#[derive(Debug, Clone)]
+pub struct FileBatch {
+    pub id: i64,
+    pub connector_id: String,
+    pub biller_id: String,
+    pub business_date: chrono::NaiveDate,
+    pub seq: u32,
+    pub file_id: String,
+    pub created_at: DateTime<Utc>,
+    pub answered: bool,
+    /// The payments in line order.
+    pub lines: Vec<Payment>,
+}
+
+/// One payment's outcome from a file route's acknowledgement.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub transition: Transition,
+    pub credit: Option<(String, DateTime<Utc>)>,
+    pub callback: Option<CallbackEvent>,
+}
+
 /// Where a channel's callbacks go and the key that signs them.
 #[derive(Debug, Clone)]
 pub struct CallbackTarget {
@@ -334,6 +357,33 @@ pub trait DispatchStore: Send + Sync {
     async fn start_attempt(&self, claim: &Claim, start: &AttemptStart) -> StoreResult<i64>;
     async fn record_dispatch(&self, claim: &Claim, update: &DispatchUpdate) -> StoreResult<()>;
     async fn callback_target(&self, channel: &ChannelId) -> StoreResult<Option<CallbackTarget>>;
+    /// Queues a payment for its file route's next batch (RECEIVED →
+    /// SUBMITTED), finishing its dispatch work, in one transaction.
+    async fn queue_for_file(
+        &self,
+        claim: &Claim,
+        transition: &Transition,
+        connector_id: &str,
+        biller_id: &str,
+    ) -> StoreResult<()>;
+    /// Puts every payment queued on `connector_id` up to `up_to` into a new
+    /// batch of `business_date` (file id from `file_id(seq)`); None when
+    /// nothing waits.
+    async fn prepare_file_batch(
+        &self,
+        connector_id: &str,
+        up_to: DateTime<Utc>,
+        business_date: chrono::NaiveDate,
+        file_id: &(dyn Fn(u32) -> String + Sync),
+    ) -> StoreResult<Option<i64>>;
+    /// Batches of `connector_id` prepared but not yet delivered.
+    async fn undelivered_file_batches(&self, connector_id: &str) -> StoreResult<Vec<FileBatch>>;
+    async fn mark_file_batch_delivered(&self, batch_id: i64) -> StoreResult<()>;
+    async fn file_batch(&self, file_id: &str) -> StoreResult<Option<FileBatch>>;
+    /// Applies an acknowledgement: every line's transition, with its ledger
+    /// effect and callback, and the batch marked answered, in one transaction.
+    async fn apply_file_outcomes(&self, batch_id: i64, outcomes: &[FileOutcome])
+        -> StoreResult<()>;
 }
 
 /// Everything billclear keeps.

@@ -45,6 +45,9 @@ pub struct TestApp {
     /// With `Options::direct_all`: the electricity and gas companies.
     pub power: Option<PowerSim>,
     pub gas: Option<GasSim>,
+    /// With `Options::coop`: the co-op, reached by files (route `coop-file`).
+    pub coop: Option<biller_connectors::sim::CoopSim>,
+    pub coop_dir: Option<std::path::PathBuf>,
     pub receiver: Option<CallbackReceiver>,
     pub workers: Option<Workers>,
 }
@@ -68,6 +71,9 @@ pub struct Options {
     /// Also start the electricity (XML) and gas (TCP) simulators as
     /// connectors `power-direct` and `gas-direct`.
     pub direct_all: bool,
+    /// Also start the co-op simulator on a temporary directory, as the file
+    /// route `coop-file`.
+    pub coop: bool,
 }
 
 impl Default for Options {
@@ -83,6 +89,7 @@ impl Default for Options {
             trust_callback_ca: true,
             hub: false,
             direct_all: false,
+            coop: false,
         }
     }
 }
@@ -118,6 +125,7 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
     // biller: a request still being processed must not be taken for one
     // never received.
     d.not_found_grace_ms = 2_000;
+    d.file_poll_ms = 100;
     // Circuits that open and probe in fractions of a second.
     config.routing.failures_to_open = 3;
     config.routing.open_ms = 500;
@@ -206,6 +214,19 @@ impl TestApp {
         } else {
             (None, None)
         };
+        let coop_dir = opts
+            .coop
+            .then(|| std::env::temp_dir().join(format!("{db_name}-coop")));
+        let coop = match &coop_dir {
+            Some(dir) => {
+                let mut cc =
+                    biller_connectors::sim::CoopSimConfig::new(dir.join("drop"), dir.join("ack"));
+                cc.poll_ms = 50;
+                cc.book = book_for(&["chongming-coop"], chrono::Utc::now().date_naive());
+                Some(biller_connectors::sim::CoopSim::start(cc).expect("co-op simulator"))
+            }
+            None => None,
+        };
         let mut clients = Vec::new();
         for (id, name) in [("alipay", "Alipay"), ("wechat", "WeChat Pay")] {
             let channel = Channel {
@@ -241,6 +262,18 @@ impl TestApp {
                         base_url: hub.base_url(),
                         key_id: SIM_KEY_ID.into(),
                         secret: SIM_SECRET.into(),
+                        timeout_ms: opts.connector_timeout_ms,
+                    },
+                );
+            }
+            if let Some(dir) = &coop_dir {
+                config.connectors.insert(
+                    "coop-file".into(),
+                    ConnectorSettings {
+                        kind: "coop-file".into(),
+                        base_url: format!("file://{}", dir.display()),
+                        key_id: "chongming-coop".into(),
+                        secret: "-".into(),
                         timeout_ms: opts.connector_timeout_ms,
                     },
                 );
@@ -300,6 +333,8 @@ impl TestApp {
             hub,
             power,
             gas,
+            coop,
+            coop_dir,
             receiver,
             workers,
         }
@@ -313,6 +348,7 @@ impl TestApp {
         credits.extend(self.hub.iter().flat_map(|s| s.credits()));
         credits.extend(self.power.iter().flat_map(|s| s.credits()));
         credits.extend(self.gas.iter().flat_map(|s| s.credits()));
+        credits.extend(self.coop.iter().flat_map(|s| s.credits()));
         credits
     }
 
@@ -443,6 +479,7 @@ impl TestApp {
                 "sh-power",
                 "sh-gas",
                 "minhang-gas",
+                "chongming-coop",
             ],
             &credits,
         )
@@ -470,6 +507,12 @@ impl TestApp {
         }
         if let Some(gas) = &self.gas {
             gas.shutdown();
+        }
+        if let Some(coop) = &self.coop {
+            coop.shutdown();
+        }
+        if let Some(dir) = &self.coop_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
         if let Some(r) = &self.receiver {
             r.stop();

@@ -6,13 +6,65 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::payments::{apply_transition_tx, row_to_payment};
 use super::{db_err, PgStore};
+use crate::domain::dispatch::CallbackEvent;
 use crate::domain::dispatch::{AttemptOutcome, DeliveryHistory};
 use crate::domain::ids::{ChannelId, PaymentId};
 use crate::domain::payment::Payment;
+use crate::domain::payment::Transition;
 use crate::store::{
-    AttemptStart, CallbackTarget, Claim, DispatchStore, DispatchUpdate, OutboxNext, StoreError,
-    StoreResult, Topic, WorkStore,
+    AttemptStart, CallbackTarget, Claim, DispatchStore, DispatchUpdate, FileBatch, FileOutcome,
+    OutboxNext, StoreError, StoreResult, Topic, WorkStore,
 };
+
+/// Queues the channel's callback for a payment's final state.
+async fn enqueue_callback(
+    tx: &mut Transaction<'_, Postgres>,
+    payment: PaymentId,
+    event: &CallbackEvent,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox (topic, aggregate_id, payload, created_at, available_at)
+         SELECT 'callback', p.id, jsonb_build_object('channel_id', p.channel_id, 'event', $2::jsonb), $3, $3
+           FROM payments p WHERE p.id = $1",
+    )
+    .bind(payment.0)
+    .bind(sqlx::types::Json(event))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn load_file_batch(
+    pool: &sqlx::PgPool,
+    row: sqlx::postgres::PgRow,
+) -> StoreResult<FileBatch> {
+    let id: i64 = row.get("id");
+    let lines = sqlx::query(
+        "SELECT p.* FROM file_batch_lines l JOIN payments p ON p.id = l.payment_id
+          WHERE l.batch_id = $1 ORDER BY l.line_no",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(FileBatch {
+        id,
+        connector_id: row.get("connector_id"),
+        biller_id: row.get("biller_id"),
+        business_date: row.get("business_date"),
+        seq: row.get::<i32, _>("seq") as u32,
+        file_id: row.get("file_id"),
+        created_at: row.get("created_at"),
+        answered: row.get::<Option<DateTime<Utc>>, _>("answered_at").is_some(),
+        lines: lines
+            .iter()
+            .map(row_to_payment)
+            .collect::<StoreResult<_>>()?,
+    })
+}
 
 /// Locks the claimed row if the claim is still ours (and, when given, at
 /// least `min_left_ms` of its lease remain); Conflict otherwise.
@@ -263,19 +315,167 @@ impl DispatchStore for PgStore {
             apply_transition_tx(&mut tx, t, credit).await?;
         }
         if let Some(event) = &u.callback {
-            sqlx::query(
-                "INSERT INTO outbox (topic, aggregate_id, payload, created_at, available_at)
-                 SELECT 'callback', p.id, jsonb_build_object('channel_id', p.channel_id, 'event', $2::jsonb), $3, $3
-                   FROM payments p WHERE p.id = $1",
-            )
-            .bind(payment.0)
-            .bind(sqlx::types::Json(event))
-            .bind(now)
+            enqueue_callback(&mut tx, payment, event, now).await?;
+        }
+        finish_tx(&mut tx, claim, &u.next).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn queue_for_file(
+        &self,
+        claim: &Claim,
+        transition: &Transition,
+        connector_id: &str,
+        biller_id: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        hold(&mut tx, claim, None).await?;
+        apply_transition_tx(&mut tx, transition, None).await?;
+        sqlx::query("UPDATE payments SET connector_id = $2 WHERE id = $1")
+            .bind(transition.payment_id.0)
+            .bind(connector_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO file_batch_lines (payment_id, connector_id, biller_id, queued_at)
+             VALUES ($1, $2, $3, now())",
+        )
+        .bind(transition.payment_id.0)
+        .bind(connector_id)
+        .bind(biller_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        finish_tx(&mut tx, claim, &OutboxNext::Done).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn prepare_file_batch(
+        &self,
+        connector_id: &str,
+        up_to: DateTime<Utc>,
+        business_date: chrono::NaiveDate,
+        file_id: &(dyn Fn(u32) -> String + Sync),
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // One preparer at a time per route.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('file_batches:' || $1))")
+            .bind(connector_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let waiting: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT payment_id, biller_id FROM file_batch_lines
+              WHERE connector_id = $1 AND batch_id IS NULL AND queued_at <= $2
+              ORDER BY queued_at, payment_id LIMIT 50000",
+        )
+        .bind(connector_id)
+        .bind(up_to)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some((_, biller_id)) = waiting.first().cloned() else {
+            return Ok(None);
+        };
+        let seq: i32 = sqlx::query_scalar(
+            "SELECT coalesce(max(seq), 0) + 1 FROM file_batches WHERE connector_id = $1 AND business_date = $2",
+        )
+        .bind(connector_id)
+        .bind(business_date)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let batch_id: i64 = sqlx::query_scalar(
+            "INSERT INTO file_batches (connector_id, biller_id, business_date, seq, file_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, date_trunc('second', now())) RETURNING id",
+        )
+        .bind(connector_id)
+        .bind(&biller_id)
+        .bind(business_date)
+        .bind(seq)
+        .bind(file_id(seq as u32))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let ids: Vec<uuid::Uuid> = waiting.iter().map(|(p, _)| *p).collect();
+        sqlx::query(
+            "UPDATE file_batch_lines l SET batch_id = $1, line_no = u.n
+               FROM unnest($2::uuid[]) WITH ORDINALITY AS u(p, n) WHERE l.payment_id = u.p",
+        )
+        .bind(batch_id)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(batch_id))
+    }
+
+    async fn undelivered_file_batches(&self, connector_id: &str) -> StoreResult<Vec<FileBatch>> {
+        let rows = sqlx::query(
+            "SELECT * FROM file_batches WHERE connector_id = $1 AND delivered_at IS NULL ORDER BY id",
+        )
+        .bind(connector_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(load_file_batch(&self.pool, r).await?);
         }
-        finish_tx(&mut tx, claim, &u.next).await?;
+        Ok(out)
+    }
+
+    async fn mark_file_batch_delivered(&self, batch_id: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE file_batches SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .bind(batch_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn file_batch(&self, file_id: &str) -> StoreResult<Option<FileBatch>> {
+        let row = sqlx::query("SELECT * FROM file_batches WHERE file_id = $1")
+            .bind(file_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(r) => Ok(Some(load_file_batch(&self.pool, r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn apply_file_outcomes(
+        &self,
+        batch_id: i64,
+        outcomes: &[FileOutcome],
+    ) -> StoreResult<()> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let fresh = sqlx::query(
+            "UPDATE file_batches SET answered_at = now() WHERE id = $1 AND answered_at IS NULL",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if fresh.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "file batch {batch_id} was answered before"
+            )));
+        }
+        for o in outcomes {
+            let credit = o.credit.as_ref().map(|(r, at)| (r.as_str(), *at));
+            apply_transition_tx(&mut tx, &o.transition, credit).await?;
+            if let Some(event) = &o.callback {
+                enqueue_callback(&mut tx, o.transition.payment_id, event, now).await?;
+            }
+        }
         tx.commit().await.map_err(db_err)
     }
 
