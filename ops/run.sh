@@ -6,7 +6,8 @@
 # adds two demo channels on the first run, starts the biller simulators
 # (biller-sim: water :9301, electricity :9302, gas :9303, hub :9305) as the
 # counterparts of the connectors, then serves the API with its dispatch and
-# callback workers. The co-op's file route is not wired yet.
+# callback workers. The co-op gets batch files in .billclear/coop/drop at
+# its cut-off (17:00 Asia/Shanghai) and answers in .billclear/coop/ack.
 # (For the whole story in one command, with payments, run ops/demo.sh.)
 #
 # Environment:
@@ -86,6 +87,10 @@ BILLER_SIM_SECRET="$water_secret" target/release/biller-sim water --listen 127.0
 BILLER_SIM_SECRET="$power_secret" target/release/biller-sim power --listen 127.0.0.1:9302 --key-id billclear & pids+=($!)
 BILLER_SIM_SECRET="$gas_secret" target/release/biller-sim gas --listen 127.0.0.1:9303 --admin-listen 127.0.0.1:9313 --key-id billclear & pids+=($!)
 BILLER_SIM_SECRET="$hub_secret" target/release/biller-sim hub --listen 127.0.0.1:9305 --key-id billclear & pids+=($!)
+# The co-op has no online interface: batch files in, acknowledgements out.
+coop_dir="$PWD/.billclear/coop"
+mkdir -p "$coop_dir/drop" "$coop_dir/ack"
+target/release/biller-sim coop --drop-dir "$coop_dir/drop" --ack-dir "$coop_dir/ack" & pids+=($!)
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 echo "== serve =="
@@ -103,5 +108,8 @@ mapfile -t connectors < <(
     connector gas-direct gas-tcp tcp://127.0.0.1:9303 "$gas_secret"
     connector hub hub-json http://127.0.0.1:9305 "$hub_secret"
 )
+v=BILLCLEAR_CONNECTORS__COOP-FILE
+connectors+=("${v}__KIND=coop-file" "${v}__BASE_URL=file://$coop_dir" "${v}__KEY_ID=chongming-coop"
+             "${v}__SECRET=-" "${v}__TIMEOUT_MS=1000")
 env "${connectors[@]}" \
     "$bin" "${config[@]}" serve "$@"
