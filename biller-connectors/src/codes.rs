@@ -1,7 +1,7 @@
 //! Result codes of a counterpart mapped into what to do next, as data: each
 //! connector keeps one table, and `classify` is the only place that reads it.
 
-use crate::NextStep;
+use crate::{ConnectorError, NextStep, Refusal};
 
 /// What a result code means for the request that got it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,43 @@ pub fn classify(table: &[CodeRule], code: &str) -> (Disposition, &'static str) {
             Disposition::Failure(NextStep::Unknown),
             "result code not in this connector's table",
         ))
+}
+
+/// The error for a result code that is not a success (nor, for a status
+/// inquiry, "not found"): a refusal when the table says so, retry when it
+/// says so; otherwise (a code whose outcome is unknown) `Unknown` for an
+/// operation that moves money and `Retry` for one that moves none.
+///
+/// `context` starts the reason ("payment", "status inquiry via hub");
+/// `message` is the counterpart's own text, when its protocol carries one
+/// (without it, the table's meaning stands in).
+pub fn failure(
+    table: &[CodeRule],
+    code: &str,
+    message: Option<&str>,
+    moves_money: bool,
+    context: &str,
+) -> ConnectorError {
+    let (disposition, meaning) = classify(table, code);
+    let mut reason = format!("{context}: code {code} ({meaning})");
+    if let Some(m) = message {
+        reason.push_str(": ");
+        reason.push_str(m);
+    }
+    match disposition {
+        Disposition::Failure(NextStep::Fail) => ConnectorError::Fail(Refusal {
+            code: code.to_string(),
+            message: message.unwrap_or(meaning).to_string(),
+        }),
+        Disposition::Failure(NextStep::Retry) => ConnectorError::retry(reason),
+        Disposition::Success | Disposition::NotFound | Disposition::Failure(NextStep::Unknown) => {
+            if moves_money {
+                ConnectorError::unknown(reason)
+            } else {
+                ConnectorError::retry(reason)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

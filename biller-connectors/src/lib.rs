@@ -28,6 +28,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+mod base_url;
 pub mod codes;
 pub mod coop;
 pub mod echo;

@@ -151,22 +151,7 @@ pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
 fn failure(op: Operation, code: &str) -> ConnectorError {
-    let (disposition, meaning) = codes::classify(GAS_CODES, code);
-    let reason = format!("{}: code {code} ({meaning})", op.name());
-    match disposition {
-        Disposition::Failure(NextStep::Fail) => ConnectorError::Fail(Refusal {
-            code: code.to_string(),
-            message: meaning.to_string(),
-        }),
-        Disposition::Failure(NextStep::Retry) => ConnectorError::retry(reason),
-        Disposition::Success | Disposition::NotFound | Disposition::Failure(NextStep::Unknown) => {
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
+    codes::failure(GAS_CODES, code, None, op.moves_money(), op.name())
 }
 
 /// A request the protocol cannot carry: refused before sending, for good.

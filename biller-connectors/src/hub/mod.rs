@@ -66,6 +66,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
 use crate::water::{classify_trouble, mask_account, Operation, Trouble};
@@ -130,59 +131,13 @@ fn op_name(op: Operation) -> &'static str {
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
 fn failure(op: Operation, env: &Envelope) -> ConnectorError {
-    let (disposition, meaning) = codes::classify(HUB_CODES, &env.code);
-    let reason = format!(
-        "{} via hub: code {} ({meaning}): {}",
-        op_name(op),
-        env.code,
-        env.message
-    );
-    match disposition {
-        Disposition::Failure(NextStep::Fail) => ConnectorError::Fail(Refusal {
-            code: env.code.clone(),
-            message: env.message.clone(),
-        }),
-        Disposition::Failure(NextStep::Retry) => ConnectorError::retry(reason),
-        Disposition::Success | Disposition::NotFound | Disposition::Failure(NextStep::Unknown) => {
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
-}
-
-/// Where the hub listens: `http://host:port[/prefix]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BaseUrl {
-    authority: String,
-    prefix: String,
-}
-
-impl BaseUrl {
-    fn parse(url: &str) -> Result<BaseUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("base_url {url:?} must start with http://"))?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = authority
-            .rsplit_once(':')
-            .ok_or_else(|| format!("base_url {url:?} must name a port (http://host:port)"))?;
-        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("base_url {url:?}: bad host or port"));
-        }
-        if prefix.contains(['?', '#', ' ', '&']) {
-            return Err(format!("base_url {url:?}: the prefix must be a plain path"));
-        }
-        Ok(BaseUrl {
-            authority: authority.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
+    codes::failure(
+        HUB_CODES,
+        &env.code,
+        Some(&env.message),
+        op.moves_money(),
+        &format!("{} via hub", op_name(op)),
+    )
 }
 
 /// The hub connector (`kind = "hub-json"`). One instance reaches every
@@ -221,7 +176,7 @@ impl HubConnector {
     /// gets half of it, so a hub that cannot be reached is `Retry` before
     /// the exchange times out).
     pub fn new(id: &str, settings: &ConnectorSettings) -> Result<HubConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url)?;
+        let base = BaseUrl::parse(&settings.base_url, &['&'])?;
         if settings.timeout_ms == 0 {
             return Err("timeout_ms must be positive".into());
         }

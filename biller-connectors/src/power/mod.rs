@@ -84,6 +84,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tracing::Instrument;
 
+use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
 use crate::{
@@ -209,59 +210,13 @@ pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
 fn failure(op: Operation, ret: &RetStatus) -> ConnectorError {
-    let (disposition, meaning) = codes::classify(POWER_CODES, &ret.ret_code);
-    let reason = format!(
-        "{}: code {} ({meaning}): {}",
+    codes::failure(
+        POWER_CODES,
+        &ret.ret_code,
+        Some(&ret.ret_msg),
+        op.moves_money(),
         op.name(),
-        ret.ret_code,
-        ret.ret_msg
-    );
-    match disposition {
-        Disposition::Failure(NextStep::Fail) => ConnectorError::Fail(Refusal {
-            code: ret.ret_code.clone(),
-            message: ret.ret_msg.clone(),
-        }),
-        Disposition::Failure(NextStep::Retry) => ConnectorError::retry(reason),
-        Disposition::Success | Disposition::NotFound | Disposition::Failure(NextStep::Unknown) => {
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
-}
-
-/// Where the biller listens: `http://host:port[/prefix]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BaseUrl {
-    authority: String,
-    prefix: String,
-}
-
-impl BaseUrl {
-    fn parse(url: &str) -> Result<BaseUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("base_url {url:?} must start with http://"))?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = authority
-            .rsplit_once(':')
-            .ok_or_else(|| format!("base_url {url:?} must name a port (http://host:port)"))?;
-        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("base_url {url:?}: bad host or port"));
-        }
-        if prefix.contains(['?', '#', ' ']) {
-            return Err(format!("base_url {url:?}: the prefix must be a plain path"));
-        }
-        Ok(BaseUrl {
-            authority: authority.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
+    )
 }
 
 /// The electricity company connector (`kind = "power-xml"`).
@@ -300,7 +255,7 @@ impl PowerConnector {
     /// before the exchange times out), the secret non-empty, and the key id
     /// a valid header value (it is our `Sender`).
     pub fn new(id: &str, settings: &ConnectorSettings) -> Result<PowerConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url)?;
+        let base = BaseUrl::parse(&settings.base_url, &[])?;
         if settings.timeout_ms == 0 {
             return Err("timeout_ms must be positive".into());
         }

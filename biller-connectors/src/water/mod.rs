@@ -22,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
 use crate::{
@@ -131,59 +132,13 @@ pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
 fn failure(op: Operation, env: &Envelope) -> ConnectorError {
-    let (disposition, meaning) = codes::classify(WATER_CODES, &env.result_code);
-    let reason = format!(
-        "{}: code {} ({meaning}): {}",
+    codes::failure(
+        WATER_CODES,
+        &env.result_code,
+        Some(&env.result_msg),
+        op.moves_money(),
         op.name(),
-        env.result_code,
-        env.result_msg
-    );
-    match disposition {
-        Disposition::Failure(NextStep::Fail) => ConnectorError::Fail(Refusal {
-            code: env.result_code.clone(),
-            message: env.result_msg.clone(),
-        }),
-        Disposition::Failure(NextStep::Retry) => ConnectorError::retry(reason),
-        Disposition::Success | Disposition::NotFound | Disposition::Failure(NextStep::Unknown) => {
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
-}
-
-/// Where the biller listens: `http://host:port[/prefix]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BaseUrl {
-    authority: String,
-    prefix: String,
-}
-
-impl BaseUrl {
-    fn parse(url: &str) -> Result<BaseUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("base_url {url:?} must start with http://"))?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = authority
-            .rsplit_once(':')
-            .ok_or_else(|| format!("base_url {url:?} must name a port (http://host:port)"))?;
-        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("base_url {url:?}: bad host or port"));
-        }
-        if prefix.contains(['?', '#', ' ']) {
-            return Err(format!("base_url {url:?}: the prefix must be a plain path"));
-        }
-        Ok(BaseUrl {
-            authority: authority.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
+    )
 }
 
 /// The water company connector (`kind = "water-json"`).
@@ -230,7 +185,7 @@ impl WaterConnector {
     /// gets half of it, so a biller that cannot be reached is `Retry`
     /// before the exchange times out), and the secret non-empty.
     pub fn new(id: &str, settings: &ConnectorSettings) -> Result<WaterConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url)?;
+        let base = BaseUrl::parse(&settings.base_url, &[])?;
         if settings.timeout_ms == 0 {
             return Err("timeout_ms must be positive".into());
         }
