@@ -30,7 +30,70 @@ pub struct Config {
     /// whose connector is not configured here is skipped.
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSettings>,
+    pub settlement: SettlementConfig,
+    pub amqp: AmqpConfig,
     pub log: LogConfig,
+}
+
+/// Settlement: closing business dates, the files billers receive, and our
+/// own bank account that pays them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementConfig {
+    /// Where settlement files are written: one directory per biller
+    /// (`<outbox_dir>/<biller id>/`) and per channel statement
+    /// (`<outbox_dir>/channels/<channel id>/`).
+    pub outbox_dir: PathBuf,
+    /// Whether `billclear serve` closes each biller's business date at its
+    /// cut-off by itself.
+    pub schedule: bool,
+    /// How often `serve` looks for business dates whose cut-off has passed.
+    pub schedule_check_ms: u64,
+    /// Batches closed late are still closed: dates whose cut-off passed up
+    /// to this many days ago are closed by the schedule when still open.
+    pub catch_up_days: u32,
+    /// The settlement account that pays billers (the debtor of pain.001).
+    pub debtor: BankAccountConfig,
+}
+
+/// A bank account as the settlement files name it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BankAccountConfig {
+    /// Account holder's name.
+    pub name: String,
+    /// Account number (or IBAN where the country uses one).
+    pub account: String,
+    /// The bank's BIC (8 or 11 characters).
+    pub bic: String,
+}
+
+/// RabbitMQ (settlement messages): the topology billclear declares at start
+/// and how the outbox relay and the settlement consumer use it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// AMQP 0-9-1 URL of the broker.
+    pub url: String,
+    /// Durable topic exchange settlement messages are published to.
+    pub exchange: String,
+    /// Durable quorum queue of settlement work (bound to `exchange`).
+    pub queue: String,
+    /// Dead-letter exchange and queue: poison messages and messages
+    /// delivered `delivery_limit` times end there for an operator.
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// Deliveries of one message before the broker dead-letters it.
+    pub delivery_limit: u32,
+    /// Unacknowledged messages one consumer holds at most.
+    pub prefetch: u16,
+    /// A publish not confirmed by the broker within this time is retried.
+    pub confirm_timeout_ms: u64,
+    /// Outbox rows the relay takes at a time, and how often it looks.
+    pub relay_batch: u32,
+    pub relay_poll_ms: u64,
+    /// Reconnection backoff after the broker went away.
+    pub reconnect: RetryConfig,
 }
 
 /// Bounded exponential backoff: base_ms * 2^(n-1), capped at max_ms, at
@@ -272,6 +335,34 @@ impl Default for Config {
                 heartbeat_ms: 5_000,
             },
             connectors: BTreeMap::new(),
+            settlement: SettlementConfig {
+                outbox_dir: ".billclear/settlement".into(),
+                schedule: true,
+                schedule_check_ms: 30_000,
+                catch_up_days: 7,
+                debtor: BankAccountConfig {
+                    name: "Billclear Clearing Services Co., Ltd.".into(),
+                    account: "31050161373600000001".into(),
+                    bic: "PCBCCNBJSHX".into(),
+                },
+            },
+            amqp: AmqpConfig {
+                url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                exchange: "billclear.settlement".into(),
+                queue: "billclear.settlement.work".into(),
+                dead_letter_exchange: "billclear.settlement.dlx".into(),
+                dead_letter_queue: "billclear.settlement.dead".into(),
+                delivery_limit: 5,
+                prefetch: 8,
+                confirm_timeout_ms: 10_000,
+                relay_batch: 64,
+                relay_poll_ms: 500,
+                reconnect: RetryConfig {
+                    base_ms: 200,
+                    max_ms: 10_000,
+                    max_attempts: 1000,
+                },
+            },
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -340,6 +431,7 @@ impl Config {
             ("dispatch.send_retry", &self.dispatch.send_retry),
             ("dispatch.inquiry_retry", &self.dispatch.inquiry_retry),
             ("callbacks.retry", &self.callbacks.retry),
+            ("amqp.reconnect", &self.amqp.reconnect),
         ] {
             anyhow::ensure!(
                 r.base_ms >= 1 && r.max_ms >= r.base_ms && (1..=1000).contains(&r.max_attempts),
@@ -367,6 +459,14 @@ impl Config {
         anyhow::ensure!(
             self.dispatch.not_found_grace_ms >= self.dispatch.lease_ms,
             "dispatch.not_found_grace_ms must be at least dispatch.lease_ms"
+        );
+        anyhow::ensure!(
+            self.amqp.delivery_limit >= 1 && self.amqp.prefetch >= 1 && self.amqp.relay_batch >= 1,
+            "amqp.delivery_limit, amqp.prefetch and amqp.relay_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            self.settlement.schedule_check_ms >= 100,
+            "settlement.schedule_check_ms must be at least 100"
         );
         for (id, c) in &self.connectors {
             crate::domain::ids::ConnectorId::parse(id)?;

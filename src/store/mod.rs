@@ -220,6 +220,8 @@ pub enum Topic {
     Dispatch,
     /// Tell a channel about a final state.
     Callback,
+    /// Publish a closed settlement batch to RabbitMQ (the outbox relay).
+    Settlement,
 }
 
 impl Topic {
@@ -227,6 +229,7 @@ impl Topic {
         match self {
             Topic::Dispatch => "dispatch",
             Topic::Callback => "callback",
+            Topic::Settlement => "settlement",
         }
     }
 }
