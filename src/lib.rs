@@ -18,5 +18,6 @@ pub mod domain;
 pub mod inquiry;
 pub mod intake;
 pub mod receiver;
+pub mod settlement;
 pub mod store;
 pub mod telemetry;

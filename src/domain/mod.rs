@@ -10,3 +10,4 @@ pub mod ledger;
 pub mod money;
 pub mod payment;
 pub mod routing;
+pub mod settlement;

@@ -1,0 +1,1 @@
+//! RabbitMQ: topology, outbox relay, consumer (being written).

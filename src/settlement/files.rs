@@ -1,0 +1,1 @@
+//! Settlement files (being written).
