@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use biller_connectors::ConnectorSettings;
 
 use crate::domain::dispatch::Backoff;
+use crate::domain::settlement::BankAccount;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,19 +54,7 @@ pub struct SettlementConfig {
     /// to this many days ago are closed by the schedule when still open.
     pub catch_up_days: u32,
     /// The settlement account that pays billers (the debtor of pain.001).
-    pub debtor: BankAccountConfig,
-}
-
-/// A bank account as the settlement files name it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BankAccountConfig {
-    /// Account holder's name.
-    pub name: String,
-    /// Account number (or IBAN where the country uses one).
-    pub account: String,
-    /// The bank's BIC (8 or 11 characters).
-    pub bic: String,
+    pub debtor: BankAccount,
 }
 
 /// RabbitMQ (settlement messages): the topology billclear declares at start
@@ -340,7 +329,7 @@ impl Default for Config {
                 schedule: true,
                 schedule_check_ms: 30_000,
                 catch_up_days: 7,
-                debtor: BankAccountConfig {
+                debtor: BankAccount {
                     name: "Billclear Clearing Services Co., Ltd.".into(),
                     account: "31050161373600000001".into(),
                     bic: "PCBCCNBJSHX".into(),
@@ -464,6 +453,10 @@ impl Config {
             self.amqp.delivery_limit >= 1 && self.amqp.prefetch >= 1 && self.amqp.relay_batch >= 1,
             "amqp.delivery_limit, amqp.prefetch and amqp.relay_batch must be at least 1"
         );
+        self.settlement
+            .debtor
+            .check()
+            .map_err(|e| anyhow::anyhow!("settlement.debtor: {e}"))?;
         anyhow::ensure!(
             self.settlement.schedule_check_ms >= 100,
             "settlement.schedule_check_ms must be at least 100"

@@ -13,6 +13,10 @@ use crate::domain::biller::{
 use crate::domain::check_digit::CheckDigit;
 use crate::domain::ids::{BillerId, ConnectorId};
 use crate::domain::money::{Currency, Money};
+use crate::domain::settlement::{
+    BankAccount, CommissionRule, FileFormat, Rounding, SettlementTerms,
+};
+use rust_decimal::Decimal;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +40,33 @@ struct BillerToml {
     account: AccountToml,
     amount: AmountToml,
     maintenance: Option<MaintenanceToml>,
+    settlement: Option<SettlementToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettlementToml {
+    commission: CommissionToml,
+    format: String,
+    bank: BankToml,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommissionToml {
+    percent: Option<String>,
+    fixed: Option<String>,
+    min: Option<String>,
+    max: Option<String>,
+    rounding: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BankToml {
+    name: String,
+    account: String,
+    bic: String,
 }
 
 fn active() -> String {
@@ -161,7 +192,58 @@ fn convert(b: BillerToml) -> anyhow::Result<Biller> {
         },
         routes,
         preferred_route: None,
+        settlement: b
+            .settlement
+            .map(|s| terms(s, currency))
+            .transpose()
+            .context("settlement")?,
     })
+}
+
+fn terms(s: SettlementToml, currency: Currency) -> anyhow::Result<SettlementTerms> {
+    let dec = |field: &str, v: &str| {
+        Decimal::from_str_exact(v.trim())
+            .map_err(|_| anyhow::anyhow!("commission.{field} {v:?} is not a decimal number"))
+    };
+    let opt = |field: &str, v: &Option<String>| v.as_deref().map(|v| dec(field, v)).transpose();
+    let c = &s.commission;
+    let commission = match (&c.percent, &c.fixed) {
+        (Some(p), None) => CommissionRule::Percent {
+            percent: dec("percent", p)?,
+            min: opt("min", &c.min)?,
+            max: opt("max", &c.max)?,
+            rounding: match c.rounding.as_deref() {
+                Some(r) => Rounding::parse(r).with_context(|| {
+                    format!("commission.rounding {r:?}: use half-up, half-even, down or up")
+                })?,
+                None => bail!(
+                    "commission.rounding: name the rounding rule (half-up, half-even, down or up)"
+                ),
+            },
+        },
+        (None, Some(f)) => {
+            if c.min.is_some() || c.max.is_some() || c.rounding.is_some() {
+                bail!("commission: a fixed fee takes no min, max or rounding");
+            }
+            CommissionRule::Fixed {
+                per_item: dec("fixed", f)?,
+            }
+        }
+        _ => {
+            bail!("commission: give either percent (with rounding, optional min and max) or fixed")
+        }
+    };
+    let t = SettlementTerms {
+        commission,
+        format: FileFormat::parse(&s.format)?,
+        bank: BankAccount {
+            name: s.bank.name,
+            account: s.bank.account,
+            bic: s.bank.bic,
+        },
+    };
+    t.check(currency)?;
+    Ok(t)
 }
 
 #[cfg(test)]

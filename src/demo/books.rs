@@ -13,7 +13,8 @@ use crate::store::LedgerStore;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BookComparison {
-    /// Confirmed (or settled) payments the biller credited exactly once, for
+    /// Confirmed (or settled, or returned after settlement) payments the
+    /// biller credited exactly once, for
     /// the same amount.
     pub matched: u64,
     /// Confirmed here, never credited by the biller.
@@ -64,7 +65,7 @@ pub async fn compare(
             .or_default();
         let id = id.to_string();
         let credit = by_ref.remove(id.as_str());
-        let confirmed = matches!(status.as_str(), "CONFIRMED" | "SETTLED");
+        let confirmed = matches!(status.as_str(), "CONFIRMED" | "SETTLED" | "RETURNED");
         match (confirmed, credit) {
             (true, Some(c)) if c.amount == amount => {
                 out.matched += 1;
@@ -85,7 +86,9 @@ pub async fn compare(
         let posted = store
             .balance(&code)
             .await?
-            .map(|b| b.posted_credits - b.posted_debits)
+            // Credits to the payable come only from confirmations; its
+            // debits are settlements and returns (what we paid and got back).
+            .map(|b| b.posted_credits)
             .unwrap_or_default();
         if posted != want {
             out.posted_mismatches

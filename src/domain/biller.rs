@@ -221,6 +221,9 @@ pub struct Biller {
     pub routes: Vec<ConnectorId>,
     /// The route an operator switched this biller to, tried first.
     pub preferred_route: Option<ConnectorId>,
+    /// Commission, file format and bank account; a biller without terms
+    /// cannot be settled (closing its date is refused with a clear error).
+    pub settlement: Option<super::settlement::SettlementTerms>,
 }
 
 impl Biller {
@@ -339,6 +342,7 @@ mod tests {
             },
             routes: vec![],
             preferred_route: None,
+            settlement: None,
         };
         assert_eq!(
             b.availability(start - chrono::Duration::seconds(1)),

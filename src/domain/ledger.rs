@@ -287,6 +287,79 @@ impl Journal {
         Journal::new(kind, Some(self.id), self.payment_id, description, entries)
     }
 
+    /// A settlement batch: Dr biller payable (gross less the returns the
+    /// batch recovers) / Cr revenue:commission / Cr bank:settlement (net).
+    /// None when nothing moves (an empty batch). Zero legs are left out.
+    pub fn settlement(
+        batch: Uuid,
+        biller: &BillerId,
+        payable: Money,
+        commission: Money,
+        net: Money,
+        description: impl Into<String>,
+    ) -> Result<Option<Journal>, LedgerError> {
+        let c = payable.currency();
+        let legs = [
+            (
+                AccountSpec::biller_payable(biller, c).code,
+                Side::Debit,
+                payable,
+            ),
+            (format!("revenue:commission:{c}"), Side::Credit, commission),
+            (format!("bank:settlement:{c}"), Side::Credit, net),
+        ];
+        let entries: Vec<Entry> = legs
+            .into_iter()
+            .filter(|(_, _, m)| !m.amount().is_zero())
+            .map(|(account, side, amount)| Entry {
+                account,
+                layer: Layer::Posted,
+                side,
+                amount,
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut j = Journal::new(JournalKind::Posted, None, None, description.into(), entries)?;
+        j.id = batch;
+        Ok(Some(j))
+    }
+
+    /// A settled payment returned by its biller: the reversing transfer,
+    /// Dr biller payable / Cr channel receivable (posted). The biller then
+    /// owes the amount back; a later batch recovers it.
+    pub fn payment_returned(
+        payment: PaymentId,
+        channel: &ChannelId,
+        biller: &BillerId,
+        amount: Money,
+    ) -> Journal {
+        let c = amount.currency();
+        let entries = vec![
+            Entry {
+                account: AccountSpec::biller_payable(biller, c).code,
+                layer: Layer::Posted,
+                side: Side::Debit,
+                amount,
+            },
+            Entry {
+                account: AccountSpec::channel_receivable(channel, c).code,
+                layer: Layer::Posted,
+                side: Side::Credit,
+                amount,
+            },
+        ];
+        Journal::new(
+            JournalKind::Posted,
+            None,
+            Some(payment),
+            format!("payment {payment} returned by the biller after settlement"),
+            entries,
+        )
+        .expect("two equal opposite entries balance")
+    }
+
     /// Rebuilds a journal read back from the store (checks it again).
     pub fn restore(
         id: Uuid,

@@ -279,7 +279,8 @@ impl FileFormat {
 }
 
 /// A bank account as credit-transfer instructions name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BankAccount {
     /// The account holder.
     pub name: String,

@@ -7,4 +7,5 @@
 //!   credit transfer and the manifest, written atomically.
 
 pub mod broker;
+pub mod close;
 pub mod files;

@@ -15,6 +15,7 @@ use crate::domain::ids::{BillerId, ChannelId, ConnectorId, PaymentId};
 use crate::domain::ledger::{AccountSpec, Balance, Journal};
 use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
 use crate::domain::routing::RouteState;
+use crate::domain::settlement::{BankAccount, BatchTotals, FileFormat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -389,9 +390,184 @@ pub trait DispatchStore: Send + Sync {
         -> StoreResult<()>;
 }
 
+/// Closing one biller's business date.
+#[derive(Debug, Clone)]
+pub struct CloseRequest {
+    pub biller: Biller,
+    pub business_date: chrono::NaiveDate,
+    /// Payments confirmed up to this instant are settled: the biller's
+    /// cut-off on the business date, or an earlier moment when the date is
+    /// closed early (`settle --early`).
+    pub cutoff_at: DateTime<Utc>,
+    /// Our settlement account (the debtor of the credit transfer).
+    pub debtor: BankAccount,
+    pub now: DateTime<Utc>,
+}
+
+/// A settlement batch as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchRecord {
+    pub id: uuid::Uuid,
+    pub biller_id: String,
+    pub business_date: chrono::NaiveDate,
+    pub currency: String,
+    pub cutoff_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub totals: BatchTotals,
+    pub commission_rule: String,
+    pub format: FileFormat,
+    pub creditor: BankAccount,
+    pub debtor: BankAccount,
+    pub journal_id: Option<uuid::Uuid>,
+    pub files_written_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The batch was created now.
+    Closed(BatchRecord),
+    /// The date was closed before: nothing new was created.
+    AlreadyClosed(BatchRecord),
+}
+
+impl CloseOutcome {
+    pub fn batch(&self) -> &BatchRecord {
+        match self {
+            CloseOutcome::Closed(b) | CloseOutcome::AlreadyClosed(b) => b,
+        }
+    }
+}
+
+/// One line of a batch, with what its files show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledItem {
+    pub seq: i32,
+    pub payment_id: PaymentId,
+    pub is_return: bool,
+    pub channel_id: String,
+    pub channel_reference: String,
+    pub biller_reference: Option<String>,
+    pub account_number: String,
+    pub amount: Decimal,
+    pub commission: Decimal,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// A file written for a batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchFile {
+    pub name: String,
+    /// settlement | pain001 | manifest
+    pub kind: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub count: u64,
+    pub total: Decimal,
+}
+
+/// One biller's part of a channel's statement for a business date.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementLine {
+    pub biller_id: String,
+    pub currency: String,
+    pub batch_id: uuid::Uuid,
+    pub payments: u64,
+    /// What the channel's customers paid and the channel owes us.
+    pub amount: Decimal,
+    pub returns: u64,
+    /// Returned payments the channel is owed back.
+    pub returned: Decimal,
+}
+
+/// A return recorded for a settled payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnRecord {
+    pub payment_id: PaymentId,
+    pub biller_id: String,
+    pub amount: Decimal,
+    pub returned_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait SettlementStore: Send + Sync {
+    /// Closes (biller, date) in ONE transaction: the batch with its items
+    /// (commission per payment by the biller's terms), the payments moved
+    /// to SETTLED with their events, the ledger journal and the outbox
+    /// message. A date closed before gives AlreadyClosed and changes nothing.
+    async fn close_batch(&self, req: &CloseRequest) -> StoreResult<CloseOutcome>;
+    async fn batch(&self, id: uuid::Uuid) -> StoreResult<Option<BatchRecord>>;
+    /// Batches, optionally of one biller and/or one business date.
+    async fn batches(
+        &self,
+        biller: Option<&str>,
+        date: Option<chrono::NaiveDate>,
+    ) -> StoreResult<Vec<BatchRecord>>;
+    /// Calls `f` for every item of a batch in file order, streaming (a
+    /// batch may hold a million items). Stops at the first error of `f`.
+    async fn for_each_item(
+        &self,
+        batch: uuid::Uuid,
+        f: &mut (dyn FnMut(SettledItem) -> Result<(), String> + Send),
+    ) -> StoreResult<()>;
+    /// Records a batch's files and that they are written (once; recording
+    /// the same files again is a no-op).
+    async fn record_files(&self, batch: uuid::Uuid, files: &[BatchFile]) -> StoreResult<()>;
+    async fn batch_files(&self, batch: uuid::Uuid) -> StoreResult<Vec<BatchFile>>;
+    /// A settled payment given back by its biller: SETTLED -> RETURNED, the
+    /// reversing journal and the return to recover, in one transaction.
+    async fn record_return(
+        &self,
+        payment: PaymentId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ReturnRecord>;
+    /// A channel's statement for a business date: per biller whose date is
+    /// closed, what its customers paid and what was returned.
+    async fn channel_statement(
+        &self,
+        channel: &ChannelId,
+        date: chrono::NaiveDate,
+    ) -> StoreResult<Vec<StatementLine>>;
+    /// Channels with settled items on a business date.
+    async fn statement_channels(&self, date: chrono::NaiveDate) -> StoreResult<Vec<String>>;
+    /// Calls `f` for each item of a channel's statement (by biller, then
+    /// file order).
+    async fn for_each_statement_item(
+        &self,
+        channel: &ChannelId,
+        date: chrono::NaiveDate,
+        f: &mut (dyn FnMut(String, SettledItem) -> Result<(), String> + Send),
+    ) -> StoreResult<()>;
+    /// Billers' API keys (downloading settlement files).
+    async fn add_biller_key(
+        &self,
+        biller: &BillerId,
+        key_id: &str,
+        sealed_secret: &[u8],
+    ) -> StoreResult<()>;
+    async fn find_biller_key(&self, key_id: &str) -> StoreResult<Option<StoredBillerKey>>;
+}
+
+/// A biller's API key as stored (the secret sealed).
+#[derive(Debug, Clone)]
+pub struct StoredBillerKey {
+    pub key_id: String,
+    pub biller_id: String,
+    pub sealed_secret: Vec<u8>,
+    pub active: bool,
+    pub biller_active: bool,
+}
+
 /// Everything billclear keeps.
 pub trait Store:
-    BillerStore + ChannelStore + PaymentStore + LedgerStore + HealthStore + WorkStore + DispatchStore
+    BillerStore
+    + ChannelStore
+    + PaymentStore
+    + LedgerStore
+    + HealthStore
+    + WorkStore
+    + DispatchStore
+    + SettlementStore
 {
 }
 impl<
@@ -401,7 +577,8 @@ impl<
             + LedgerStore
             + HealthStore
             + WorkStore
-            + DispatchStore,
+            + DispatchStore
+            + SettlementStore,
     > Store for T
 {
 }

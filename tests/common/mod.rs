@@ -436,6 +436,11 @@ impl TestApp {
         .unwrap()
     }
 
+    /// The billers as stored (with their settlement terms).
+    pub async fn store_billers(&self) -> Vec<billclear::domain::biller::Biller> {
+        self.store.load_billers().await.unwrap()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(self.store.pool())

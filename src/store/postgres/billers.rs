@@ -12,6 +12,9 @@ use crate::domain::ids::{BillerId, ChannelId, ConnectorId};
 use crate::domain::ledger::AccountSpec;
 use crate::domain::money::{Currency, Money};
 use crate::domain::routing::RouteState;
+use crate::domain::settlement::{
+    BankAccount, CommissionRule, FileFormat, Rounding, SettlementTerms,
+};
 use crate::store::{BillerStore, LedgerStore, RouteHealthRow, StoreError, StoreResult};
 
 #[async_trait]
@@ -57,6 +60,7 @@ impl BillerStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+            upsert_terms(&mut tx, b).await?;
             sqlx::query("DELETE FROM biller_routes WHERE biller_id = $1")
                 .bind(b.id.as_str())
                 .execute(&mut *tx)
@@ -174,8 +178,11 @@ impl BillerStore for PgStore {
     async fn load_billers(&self) -> StoreResult<Vec<Biller>> {
         let rows = sqlx::query(
             "SELECT b.*, coalesce((SELECT array_agg(r.connector_id ORDER BY r.priority)
-                 FROM biller_routes r WHERE r.biller_id = b.id), '{}') AS routes
-             FROM billers b ORDER BY b.id",
+                 FROM biller_routes r WHERE r.biller_id = b.id), '{}') AS routes,
+                 t.commission_kind, t.commission_percent, t.commission_fixed, t.commission_min,
+                 t.commission_max, t.rounding, t.file_format, t.bank_name, t.bank_account, t.bank_bic
+             FROM billers b LEFT JOIN biller_settlement_terms t ON t.biller_id = b.id
+             ORDER BY b.id",
         )
         .fetch_all(&self.pool)
         .await
@@ -239,5 +246,80 @@ fn row_to_biller(r: &sqlx::postgres::PgRow) -> StoreResult<Biller> {
             .get::<Option<String>, _>("preferred_route")
             .map(|c| ConnectorId::parse(&c).map_err(|e| bad("preferred route", e.to_string())))
             .transpose()?,
+        settlement: row_to_terms(r).map_err(|e| bad("settlement terms", e))?,
     })
+}
+
+fn row_to_terms(r: &sqlx::postgres::PgRow) -> Result<Option<SettlementTerms>, String> {
+    let Some(kind) = r.get::<Option<String>, _>("commission_kind") else {
+        return Ok(None);
+    };
+    let rounding: String = r.get("rounding");
+    let commission = match kind.as_str() {
+        "percent" => CommissionRule::Percent {
+            percent: r.get("commission_percent"),
+            min: r.get("commission_min"),
+            max: r.get("commission_max"),
+            rounding: Rounding::parse(&rounding).ok_or(rounding)?,
+        },
+        _ => CommissionRule::Fixed {
+            per_item: r.get("commission_fixed"),
+        },
+    };
+    Ok(Some(SettlementTerms {
+        commission,
+        format: FileFormat::parse(&r.get::<String, _>("file_format")).map_err(|e| e.to_string())?,
+        bank: BankAccount {
+            name: r.get("bank_name"),
+            account: r.get("bank_account"),
+            bic: r.get("bank_bic"),
+        },
+    }))
+}
+
+async fn upsert_terms(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    biller: &Biller,
+) -> StoreResult<()> {
+    let Some(t) = &biller.settlement else {
+        return Ok(());
+    };
+    let (kind, percent, fixed, min, max, rounding) = match &t.commission {
+        CommissionRule::Percent {
+            percent,
+            min,
+            max,
+            rounding,
+        } => ("percent", Some(*percent), None, *min, *max, *rounding),
+        CommissionRule::Fixed { per_item } => {
+            ("fixed", None, Some(*per_item), None, None, Rounding::HalfUp)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO biller_settlement_terms (biller_id, commission_kind, commission_percent,
+            commission_fixed, commission_min, commission_max, rounding, file_format, bank_name,
+            bank_account, bank_bic)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+         ON CONFLICT (biller_id) DO UPDATE SET commission_kind = EXCLUDED.commission_kind,
+            commission_percent = EXCLUDED.commission_percent,
+            commission_fixed = EXCLUDED.commission_fixed, commission_min = EXCLUDED.commission_min,
+            commission_max = EXCLUDED.commission_max, rounding = EXCLUDED.rounding,
+            file_format = EXCLUDED.file_format, bank_name = EXCLUDED.bank_name,
+            bank_account = EXCLUDED.bank_account, bank_bic = EXCLUDED.bank_bic, updated_at = now()",
+    )
+    .bind(biller.id.as_str())
+    .bind(kind)
+    .bind(percent)
+    .bind(fixed)
+    .bind(min)
+    .bind(max)
+    .bind(rounding.as_str())
+    .bind(t.format.as_str())
+    .bind(&t.bank.name)
+    .bind(&t.bank.account)
+    .bind(&t.bank.bic)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }

@@ -236,6 +236,19 @@ impl PaymentStore for PgStore {
     }
 }
 
+/// A payment read inside `tx`, its row locked.
+pub(super) async fn load_payment_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: PaymentId,
+) -> StoreResult<Option<Payment>> {
+    let row = sqlx::query("SELECT * FROM payments WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(row_to_payment).transpose()
+}
+
 pub(super) fn row_to_payment(r: &sqlx::postgres::PgRow) -> StoreResult<Payment> {
     let bad = |s: String| StoreError::Rejected(format!("stored payment: {s}"));
     let currency = Currency::from_code(r.get::<String, _>("currency").trim())

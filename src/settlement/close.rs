@@ -1,0 +1,132 @@
+//! Closing business dates: by hand (`billclear settle`) and on schedule
+//! (`billclear serve`). The transaction itself is the store's
+//! (`SettlementStore::close_batch`); this decides which dates are due.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::biller::Biller;
+use crate::domain::settlement::BankAccount;
+use crate::store::{CloseOutcome, CloseRequest, Store};
+
+/// What became of one biller's date.
+#[derive(Debug)]
+pub enum Closing {
+    Closed(CloseOutcome),
+    /// Not closed, and why (no terms, cut-off not reached, ...).
+    Skipped(String),
+    Failed(String),
+}
+
+/// When a date may be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Only once its cut-off has passed.
+    AtCutoff,
+    /// Now, before its cut-off: payments confirmed from now until the
+    /// cut-off go to the next date's batch.
+    Early,
+}
+
+/// The instant `biller`'s `date` closes at, or why it cannot close now.
+pub fn cutoff_for(
+    biller: &Biller,
+    date: NaiveDate,
+    when: When,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    let at = biller.cutoff.instant(date);
+    match when {
+        _ if at <= now => Ok(at),
+        When::AtCutoff => Err(format!(
+            "its cut-off ({} {}) is at {} UTC, not reached yet; wait, or close early with --early",
+            biller.cutoff.time.format("%H:%M"),
+            biller.cutoff.zone.name(),
+            at.format("%Y-%m-%d %H:%M:%S")
+        )),
+        When::Early => {
+            let opens = biller.cutoff.instant(date.pred_opt().unwrap_or(date));
+            if now <= opens {
+                Err(format!(
+                    "business date {date} has not started yet (it opens at {} UTC)",
+                    opens.format("%Y-%m-%d %H:%M:%S")
+                ))
+            } else {
+                Ok(now)
+            }
+        }
+    }
+}
+
+/// Closes `date` for each of `billers` (all of them when `only` is None).
+/// Suspended billers are closed too: what they confirmed is still owed.
+pub async fn close_date(
+    store: &dyn Store,
+    billers: &[Biller],
+    date: NaiveDate,
+    only: Option<&str>,
+    when: When,
+    debtor: &BankAccount,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(String, Closing)>> {
+    if let Some(id) = only {
+        anyhow::ensure!(
+            billers.iter().any(|b| b.id.as_str() == id),
+            "unknown biller {id:?} (billclear billers list shows them)"
+        );
+    }
+    let mut out = Vec::new();
+    for b in billers
+        .iter()
+        .filter(|b| only.is_none_or(|id| b.id.as_str() == id))
+    {
+        let id = b.id.to_string();
+        if b.settlement.is_none() {
+            out.push((
+                id,
+                Closing::Skipped(
+                    "no settlement terms (add [biller.settlement] to the billers file)".into(),
+                ),
+            ));
+            continue;
+        }
+        let cutoff_at = match cutoff_for(b, date, when, now) {
+            Ok(at) => at,
+            Err(why) => {
+                out.push((id, Closing::Skipped(why)));
+                continue;
+            }
+        };
+        let req = CloseRequest {
+            biller: b.clone(),
+            business_date: date,
+            cutoff_at,
+            debtor: debtor.clone(),
+            now,
+        };
+        let result = match store.close_batch(&req).await {
+            Ok(o) => Closing::Closed(o),
+            Err(e) => Closing::Failed(e.to_string()),
+        };
+        out.push((id, result));
+    }
+    Ok(out)
+}
+
+/// The dates the scheduler should close for `biller` at `now`, oldest
+/// first: every date whose cut-off has passed, after the newest date
+/// already closed (`last_closed`), going back at most `catch_up_days`. A
+/// biller never settled before starts with the latest closed date only.
+pub fn due_dates(
+    biller: &Biller,
+    last_closed: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    catch_up_days: u32,
+) -> Vec<NaiveDate> {
+    let closed = biller.cutoff.closed_dates(now, catch_up_days);
+    let mut due: Vec<NaiveDate> = match last_closed {
+        None => closed.into_iter().take(1).collect(),
+        Some(last) => closed.into_iter().filter(|d| *d > last).collect(),
+    };
+    due.reverse();
+    due
+}
