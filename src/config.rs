@@ -95,6 +95,21 @@ pub struct RetryConfig {
     pub max_attempts: u32,
 }
 
+impl AmqpConfig {
+    /// The same broker with a topology of its own (names suffixed with
+    /// `tag`): the demo and the benchmark use one so that a running
+    /// `billclear serve` never takes their messages, nor they its.
+    pub fn scoped(&self, tag: &str) -> AmqpConfig {
+        AmqpConfig {
+            exchange: format!("{}.{tag}", self.exchange),
+            queue: format!("{}.{tag}", self.queue),
+            dead_letter_exchange: format!("{}.{tag}", self.dead_letter_exchange),
+            dead_letter_queue: format!("{}.{tag}", self.dead_letter_queue),
+            ..self.clone()
+        }
+    }
+}
+
 impl RetryConfig {
     pub fn backoff(&self) -> Backoff {
         Backoff {

@@ -129,96 +129,179 @@ fn limiter(rps: u32) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(n).allow_burst(n))
 }
 
+/// The parts of a signed request every extractor checks the same way.
+struct SignedParts {
+    header: signing::SignedHeader,
+    method: axum::http::Method,
+    path_and_query: String,
+    body: Bytes,
+}
+
+async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiError> {
+    let method = req.method().clone();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| {
+            ApiError::unauthorized("malformed_signature", "Authorization header is not ASCII")
+        })?;
+    let body = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "body_too_large",
+                "Request body too large",
+                format!(
+                    "request bodies are limited to {} bytes",
+                    state.config.http.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", e.body_text())
+        }
+    })?;
+    let header = signing::parse_header(auth_header.as_deref()).map_err(|e| match e {
+        HeaderError::Missing => ApiError::unauthorized(
+            "missing_signature",
+            "sign the request: Authorization: BC1-HMAC-SHA256 key=...,ts=...,nonce=...,sig=...",
+        ),
+        other => ApiError::unauthorized("malformed_signature", other.to_string()),
+    })?;
+    Ok(SignedParts {
+        header,
+        method,
+        path_and_query,
+        body,
+    })
+}
+
+impl SignedParts {
+    fn verify_signature(&self, secret: &Secret) -> Result<(), ApiError> {
+        if signing::verify(
+            secret.expose(),
+            &self.header,
+            self.method.as_str(),
+            &self.path_and_query,
+            &self.body,
+        ) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "bad_signature",
+                "signature does not match; sign METHOD, PATH_AND_QUERY, ts, nonce and hex(SHA-256(body)), each followed by a newline",
+            ))
+        }
+    }
+
+    fn key_active(&self, active: bool) -> Result<(), ApiError> {
+        if active {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "key_disabled",
+                format!("key {} is disabled", self.header.key_id),
+            ))
+        }
+    }
+
+    fn fresh(&self, state: &AppState) -> Result<(), ApiError> {
+        let skew = state.config.auth.max_clock_skew_s;
+        let now = chrono::Utc::now().timestamp();
+        if (now - self.header.ts).abs() > skew {
+            return Err(ApiError::unauthorized(
+                "stale_timestamp",
+                format!(
+                    "ts {} is more than {skew} s from the server time {now}",
+                    self.header.ts
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn unknown_key(key_id: &str) -> ApiError {
+    ApiError::unauthorized("unknown_key", format!("key {key_id} is not known"))
+}
+
 impl FromRequest<AppState> for Signed {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let method = req.method().clone();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| req.uri().path().to_string());
-        let auth_header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_string))
-            .transpose()
-            .map_err(|_| {
-                ApiError::unauthorized("malformed_signature", "Authorization header is not ASCII")
-            })?;
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    e.status(),
-                    "body_too_large",
-                    "Request body too large",
-                    format!(
-                        "request bodies are limited to {} bytes",
-                        state.config.http.max_body_bytes
-                    ),
-                )
-            } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
-            }
-        })?;
-
-        let parsed = signing::parse_header(auth_header.as_deref()).map_err(|e| match e {
-            HeaderError::Missing => ApiError::unauthorized(
-                "missing_signature",
-                "sign the request: Authorization: BC1-HMAC-SHA256 key=...,ts=...,nonce=...,sig=...",
-            ),
-            other => ApiError::unauthorized("malformed_signature", other.to_string()),
-        })?;
+        let parts = read_signed(req, state).await?;
         let key = state
             .keys
-            .get(&*state.store, &state.master_key, &parsed.key_id)
+            .get(&*state.store, &state.master_key, &parts.header.key_id)
             .await?
-            .ok_or_else(|| {
-                ApiError::unauthorized("unknown_key", format!("key {} is not known", parsed.key_id))
-            })?;
-        if !signing::verify(
-            key.secret.expose(),
-            &parsed,
-            method.as_str(),
-            &path_and_query,
-            &body,
-        ) {
-            return Err(ApiError::unauthorized(
-                "bad_signature",
-                "signature does not match; sign METHOD, PATH_AND_QUERY, ts, nonce and hex(SHA-256(body)), each followed by a newline",
-            ));
-        }
-        if !key.active {
-            return Err(ApiError::unauthorized(
-                "key_disabled",
-                format!("key {} is disabled", parsed.key_id),
-            ));
-        }
+            .ok_or_else(|| unknown_key(&parts.header.key_id))?;
+        parts.verify_signature(&key.secret)?;
+        parts.key_active(key.active)?;
         if key.channel.status != ChannelStatus::Active {
             return Err(ApiError::unauthorized(
                 "channel_disabled",
                 format!("channel {} is disabled", key.channel.id),
             ));
         }
-        let skew = state.config.auth.max_clock_skew_s;
-        let now = chrono::Utc::now().timestamp();
-        if (now - parsed.ts).abs() > skew {
-            return Err(ApiError::unauthorized(
-                "stale_timestamp",
-                format!(
-                    "ts {} is more than {skew} s from the server time {now}",
-                    parsed.ts
-                ),
-            ));
-        }
+        parts.fresh(state)?;
         state.rate_limits.check(&key.channel)?;
         Ok(Signed {
             channel: key.channel,
-            key_id: parsed.key_id,
-            nonce: parsed.nonce,
-            body,
+            key_id: parts.header.key_id,
+            nonce: parts.header.nonce,
+            body: parts.body,
         })
+    }
+}
+
+/// A request signed with a biller's key (settlement downloads). Channel
+/// keys are not biller keys: a channel cannot call these endpoints, and a
+/// biller key cannot call a channel's.
+pub struct BillerSigned {
+    pub biller_id: String,
+    pub key_id: String,
+    pub nonce: String,
+}
+
+impl FromRequest<AppState> for BillerSigned {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let parts = read_signed(req, state).await?;
+        let key = state
+            .store
+            .find_biller_key(&parts.header.key_id)
+            .await?
+            .ok_or_else(|| unknown_key(&parts.header.key_id))?;
+        let secret = state
+            .master_key
+            .open(&key.key_id, &key.sealed_secret)
+            .map_err(|e| {
+                tracing::error!(key_id = %key.key_id, error = %e, "biller secret does not open with the master key");
+                ApiError::internal("credentials cannot be checked; the operator has been alerted")
+            })?;
+        parts.verify_signature(&secret)?;
+        parts.key_active(key.active)?;
+        parts.fresh(state)?;
+        let signed = BillerSigned {
+            biller_id: key.biller_id,
+            key_id: parts.header.key_id,
+            nonce: parts.header.nonce,
+        };
+        if !state
+            .store
+            .record_nonce(&signed.key_id, &signed.nonce)
+            .await?
+        {
+            return Err(nonce_reused());
+        }
+        Ok(signed)
     }
 }
 

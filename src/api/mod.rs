@@ -8,6 +8,7 @@ mod health;
 mod ops;
 mod payments;
 pub mod problem;
+mod settlements;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +100,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/payments", post(payments::create).get(payments::find))
         .route("/v1/payments/{id}", get(payments::get_one))
+        .route("/v1/settlements", get(settlements::list))
+        .route(
+            "/v1/settlements/{batch_id}/files/{name}",
+            get(settlements::download),
+        )
+        .route("/v1/statements", get(settlements::statement))
+        .route("/v1/statements/{date}/file", get(settlements::statement_file))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi))

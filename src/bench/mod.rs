@@ -1,6 +1,7 @@
 //! Benchmarks: commands that measure and print figures (never timed tests).
 
 pub mod intake;
+pub mod settle;
 
 /// Percentile of sorted samples (nearest rank).
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {

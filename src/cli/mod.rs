@@ -1,6 +1,7 @@
 //! The `billclear` command line.
 
 pub mod billers_file;
+pub mod settle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +52,18 @@ pub enum Command {
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Close a business date: one batch per biller (commission, postings),
+    /// published to RabbitMQ; the settlement files, the pain.001 and the
+    /// channels' statements are written.
+    Settle(settle::SettleArgs),
+    /// Settlement batches and their files.
+    #[command(subcommand)]
+    Settlements(settle::SettlementsCommand),
+    /// Write the payment apps' daily statements for a business date.
+    Statements(settle::StatementsArgs),
+    /// Payments after settlement (returns).
+    #[command(subcommand)]
+    Payments(settle::PaymentsCommand),
     /// The main job end to end: a fresh database, the service, the water
     /// simulator and two payment apps; payments, replays, invalid requests
     /// and lost answers; waits until every payment is final, then audits.
@@ -79,6 +92,9 @@ pub enum BillersCommand {
     Import { file: PathBuf },
     /// List billers with their rules, status and routes.
     List,
+    /// Issue an API key for a biller (downloading its settlement files);
+    /// prints the secret ONCE.
+    NewKey { id: String },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +161,9 @@ pub enum LedgerCommand {
 pub enum BenchCommand {
     /// Signed HTTP payment intake: throughput and latency, then a ledger audit.
     Intake(crate::bench::intake::IntakeBenchArgs),
+    /// Closing a business date of N confirmed payments for one biller and
+    /// writing its files: time of the closing step, of the files, peak memory.
+    Settle(crate::bench::settle::SettleBenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -177,7 +196,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
+        Command::Settle(args) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            settle::settle(store, &config, args).await
+        }
+        Command::Settlements(cmd) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            settle::settlements(store, &config, cmd).await
+        }
+        Command::Statements(args) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            settle::statements(store, &config, args).await
+        }
+        Command::Payments(cmd) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            settle::payments(store, cmd).await
+        }
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
+        Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
     }
 }
 
@@ -239,7 +275,10 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing::info!(connectors = ?connectors, "dispatch workers starting");
     }
-    let _workers = crate::dispatch::Workers::start(&state, &crate::dispatch::worker_name())?;
+    let worker = crate::dispatch::worker_name();
+    let _workers = crate::dispatch::Workers::start(&state, &worker)?;
+    let _settlement =
+        crate::settlement::service::SettlementService::start(state.store.clone(), &state.config, &worker);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -362,6 +401,13 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
             for b in &list {
                 println!("  {:<16} {:<12} {}", b.id, b.kind.as_str(), b.name);
             }
+        }
+        BillersCommand::NewKey { id } => {
+            let (key_id, secret) = settle::new_biller_key(&store, &master_key(&config)?, &id).await?;
+            println!("biller:  {id}");
+            println!("key_id:  {key_id}");
+            println!("secret:  {}", secret.expose_text());
+            println!("(the secret is shown once; the biller signs GET /v1/settlements requests with it)");
         }
         BillersCommand::List => {
             let now = chrono::Utc::now();

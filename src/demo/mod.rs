@@ -92,6 +92,13 @@ pub struct DemoReport {
     /// direct.
     pub hub_outage_payments: u64,
     pub hub_outage_sent_direct: u64,
+    /// The business date closed for each biller: its batch and files.
+    pub settlement: Vec<SettledBiller>,
+    /// The payment apps' statements written.
+    pub statements: Vec<String>,
+    /// Every file's control total equals its batch, and every batch its
+    /// ledger journal.
+    pub settlement_totals_match: bool,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -198,6 +205,13 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
 
     let mut cfg = config.clone();
     cfg.database.url = url;
+    // Settlement files under .billclear/demo/<database>/, through a
+    // RabbitMQ topology of the demo's own.
+    cfg.settlement.outbox_dir = std::path::PathBuf::from(".billclear/demo")
+        .join(&db_name)
+        .join("settlement");
+    cfg.settlement.schedule = false;
+    cfg.amqp = config.amqp.scoped(&db_name);
     // Every biller's first route is the hub, its second the biller direct.
     for (i, (id, kind, base_url)) in [
         ("water-direct", "water-json", sim.base_url()),
@@ -449,6 +463,8 @@ impl DemoReport {
     /// every callback signed.
     pub fn all_good(&self) -> bool {
         self.payments_in_flight == 0
+            && self.settlement_totals_match
+            && !self.settlement.is_empty()
             && self.ledger_balanced
             && self.every_payment_one_transfer
             && self.books_agree_with_biller
@@ -657,6 +673,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     }
 
     let n = |s: &str| counts.get(s).copied().unwrap_or(0);
+    let (settlement, statements, settlement_totals_match) = settle_day(stack, json_out).await?;
     let audit = stack.store.audit().await?;
     let credits: Vec<CreditRecord> = [
         stack.sim.credits(),
@@ -720,6 +737,9 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         by_route,
         hub_outage_payments: outage_refs.len() as u64,
         hub_outage_sent_direct: sent_direct as u64,
+        settlement,
+        statements,
+        settlement_totals_match,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -796,8 +816,109 @@ fn print_summary(r: &DemoReport) {
         r.callback_deliveries,
         yes(r.callbacks_all_verified)
     );
+    println!();
+    println!(
+        "  settlement (each biller's business date closed early, through RabbitMQ)    totals = files = ledger: {}",
+        yes(r.settlement_totals_match)
+    );
+    println!(
+        "  {:<14} {:<10} {:>8} {:>12} {:>10} {:>12}",
+        "biller", "date", "payments", "gross", "commission", "net"
+    );
+    for b in &r.settlement {
+        println!(
+            "  {:<14} {:<10} {:>8} {:>12} {:>10} {:>12}",
+            b.biller, b.business_date, b.payments, b.gross, b.commission, b.net
+        );
+        for f in &b.files {
+            println!("      {f}");
+        }
+    }
+    for s in &r.statements {
+        println!("  statement  {s}");
+    }
+    println!();
     println!("  elapsed                       {:.1} s", r.elapsed_s);
     if let Some(db) = &r.database {
         println!("  database kept                 {db}");
     }
+}
+
+/// One biller's closed date in the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettledBiller {
+    pub biller: String,
+    pub business_date: chrono::NaiveDate,
+    pub payments: u64,
+    pub gross: String,
+    pub commission: String,
+    pub net: String,
+    pub files: Vec<String>,
+}
+
+/// Closes each biller's current business date (early: the demo runs
+/// before the cut-offs), publishes the batches through RabbitMQ, writes
+/// their files and the apps' statements, and checks the control totals:
+/// each settlement file's total = its batch's gross less returns, and each
+/// batch's journal = its totals.
+async fn settle_day(
+    stack: &Stack,
+    json: bool,
+) -> anyhow::Result<(Vec<SettledBiller>, Vec<String>, bool)> {
+    use crate::settlement::close::{close_date, Closing, When};
+    use crate::store::{CloseOutcome, SettlementStore};
+    let store = stack.state.store.clone();
+    let config = &stack.state.config;
+    let now = chrono::Utc::now();
+    let billers = stack.store.load_billers().await?;
+    let mut batches = Vec::new();
+    for b in billers.iter().filter(|b| b.settlement.is_some()) {
+        let date = b.cutoff.business_date_of(now);
+        for (_, c) in close_date(&*store, &billers, date, Some(b.id.as_str()), When::Early, &config.settlement.debtor, now).await? {
+            match c {
+                Closing::Closed(CloseOutcome::Closed(batch) | CloseOutcome::AlreadyClosed(batch)) => batches.push(batch),
+                Closing::Skipped(why) | Closing::Failed(why) => anyhow::bail!("closing {}: {why}", b.id),
+            }
+        }
+    }
+    let ids: Vec<uuid::Uuid> = batches.iter().map(|b| b.id).collect();
+    say(json, format!("• settlement   {} business dates closed; publishing to RabbitMQ and writing the files ...", ids.len()));
+    crate::cli::settle::publish_and_render(store.clone(), config, &ids, Duration::from_secs(120)).await?;
+    let _ = crate::settlement::service::delete_topology(&config.amqp).await;
+    let mut out = Vec::new();
+    let mut totals_match = true;
+    for b in &batches {
+        let files = stack.store.batch_files(b.id).await?;
+        let file_total = files.iter().find(|f| f.kind == "settlement").map(|f| f.total);
+        totals_match &= file_total == Some(b.totals.gross - b.totals.returns);
+        if let Some(j) = b.journal_id {
+            let debits: rust_decimal::Decimal = sqlx::query_scalar(
+                "SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE journal_id = $1 AND side = 'debit'",
+            )
+            .bind(j)
+            .fetch_one(stack.store.pool())
+            .await?;
+            totals_match &= debits == b.totals.gross - b.totals.returns;
+        }
+        let dir = config.settlement.outbox_dir.join(&b.biller_id);
+        out.push(SettledBiller {
+            biller: b.biller_id.clone(),
+            business_date: b.business_date,
+            payments: b.totals.count,
+            gross: b.totals.gross.to_string(),
+            commission: b.totals.commission.to_string(),
+            net: b.totals.net().to_string(),
+            files: files.iter().map(|f| dir.join(&f.name).display().to_string()).collect(),
+        });
+    }
+    let mut statements = Vec::new();
+    let dates: std::collections::BTreeSet<_> = batches.iter().map(|b| b.business_date).collect();
+    for date in dates {
+        for c in store.statement_channels(date).await? {
+            let channel = ChannelId::parse(&c)?;
+            let s = crate::settlement::statement::write(&*store, &config.settlement.outbox_dir, &channel, date).await?;
+            statements.push(format!("{c} {date}: {} lines, owes {:?} -> {}", s.lines, s.owed, s.path.display()));
+        }
+    }
+    Ok((out, statements, totals_match))
 }

@@ -1,0 +1,244 @@
+//! Settlement files for billers and daily statements for payment apps.
+//!
+//! - `GET /v1/settlements?date=YYYY-MM-DD` (a biller's key): the biller's
+//!   batches of that business date with their files.
+//! - `GET /v1/settlements/{batch_id}/files/{name}` (a biller's key): one
+//!   file, checked against its recorded SHA-256 before it is sent.
+//! - `GET /v1/statements?date=YYYY-MM-DD` (a channel's key): what the
+//!   channel owes for the business date, per biller.
+//! - `GET /v1/statements/{date}/file` (a channel's key): the statement file.
+//!
+//! A biller sees only its own batches: another biller's batch is "not
+//! found", never "forbidden".
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::{BillerSigned, Signed};
+use super::problem::ApiError;
+use super::AppState;
+use crate::store::{BatchFile, BatchRecord};
+
+#[derive(Deserialize)]
+pub struct DateQuery {
+    date: Option<String>,
+}
+
+fn business_date(q: &DateQuery) -> Result<NaiveDate, ApiError> {
+    let text = q.date.as_deref().ok_or_else(|| {
+        ApiError::bad_request("missing_date", "give the business date: ?date=YYYY-MM-DD")
+            .field("date")
+    })?;
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request(
+            "invalid_date",
+            format!("date {text:?} is not a calendar date YYYY-MM-DD"),
+        )
+        .field("date")
+    })
+}
+
+fn batch_json(b: &BatchRecord, files: &[BatchFile]) -> Value {
+    json!({
+        "batch_id": b.id,
+        "biller_id": b.biller_id,
+        "business_date": b.business_date,
+        "currency": b.currency,
+        "cutoff_at": b.cutoff_at,
+        "closed_at": b.created_at,
+        "payments": b.totals.count,
+        "gross": b.totals.gross.to_string(),
+        "commission": b.totals.commission.to_string(),
+        "commission_rule": b.commission_rule,
+        "returns": b.totals.returns_count,
+        "returned": b.totals.returns.to_string(),
+        "net": b.totals.net().to_string(),
+        "format": b.format,
+        "files_ready": b.files_written_at.is_some(),
+        "files": files.iter().map(|f| json!({
+            "name": f.name,
+            "kind": f.kind,
+            "sha256": f.sha256,
+            "bytes": f.bytes,
+            "lines": f.count,
+            "total": f.total.to_string(),
+            "href": format!("/v1/settlements/{}/files/{}", b.id, f.name),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: BillerSigned,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let date = business_date(&q)?;
+    let batches = state
+        .store
+        .batches(Some(&signed.biller_id), Some(date))
+        .await?;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in &batches {
+        out.push(batch_json(b, &state.store.batch_files(b.id).await?));
+    }
+    Ok(Json(json!({
+        "biller_id": signed.biller_id,
+        "business_date": date,
+        "batches": out,
+    })))
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    signed: BillerSigned,
+    Path((batch_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError::not_found("no_such_file", format!("no file {name:?} in batch {batch_id}"));
+    let id = Uuid::parse_str(&batch_id).map_err(|_| missing())?;
+    let batch = state
+        .store
+        .batch(id)
+        .await?
+        .filter(|b| b.biller_id == signed.biller_id)
+        .ok_or_else(missing)?;
+    let file = state
+        .store
+        .batch_files(batch.id)
+        .await?
+        .into_iter()
+        .find(|f| f.name == name)
+        .ok_or_else(missing)?;
+    let path = state
+        .config
+        .settlement
+        .outbox_dir
+        .join(&batch.biller_id)
+        .join(&file.name);
+    send_checked(path, &file.name, &file.sha256).await
+}
+
+/// Streams a file after checking its SHA-256 against the recorded one: a
+/// file changed on disk is never handed out.
+async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Response, ApiError> {
+    let p = path.clone();
+    let actual = tokio::task::spawn_blocking(move || crate::settlement::files::sha256_hex(&p))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match actual {
+        Ok(h) if h == sha256 => {}
+        Ok(h) => {
+            tracing::error!(path = %path.display(), recorded = sha256, actual = %h, "settlement file changed on disk");
+            return Err(ApiError::internal(
+                "the file does not match its recorded checksum; the operator has been alerted",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "settlement file unreadable");
+            return Err(ApiError::unavailable(
+                "file_unavailable",
+                "the file cannot be read right now; the operator has been alerted",
+            ));
+        }
+    }
+    let f = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::unavailable("file_unavailable", "the file cannot be read right now"))?;
+    let content_type = match name.rsplit('.').next() {
+        Some("csv") => "text/csv; charset=us-ascii",
+        Some("xml") => "application/xml",
+        Some("json") => "application/json",
+        _ => "text/plain; charset=us-ascii",
+    };
+    let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(sha256) {
+        h.insert("billclear-sha256", v);
+    }
+    Ok(resp)
+}
+
+pub async fn statement(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    signed.consume_nonce(&state).await?;
+    let date = business_date(&q)?;
+    let lines = state
+        .store
+        .channel_statement(&signed.channel.id, date)
+        .await?;
+    // Complete once every biller with settlement terms has closed the date.
+    let closed = state.store.batches(None, Some(date)).await?;
+    let mut open: Vec<String> = state
+        .billers
+        .snapshot()
+        .values()
+        .filter(|b| b.settlement.is_some())
+        .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
+        .map(|b| b.id.to_string())
+        .collect();
+    open.sort();
+    let mut owed: std::collections::BTreeMap<&str, Decimal> = Default::default();
+    for l in &lines {
+        *owed.entry(l.currency.as_str()).or_default() += l.amount - l.returned;
+    }
+    let file = crate::settlement::statement::file_name(&signed.channel.id, date);
+    let file_path = crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id).join(&file);
+    Ok(Json(json!({
+        "channel_id": signed.channel.id,
+        "business_date": date,
+        "complete": open.is_empty(),
+        "billers_not_closed": open,
+        "billers": lines.iter().map(|l| json!({
+            "biller_id": l.biller_id,
+            "batch_id": l.batch_id,
+            "currency": l.currency,
+            "payments": l.payments,
+            "amount": l.amount.to_string(),
+            "returns": l.returns,
+            "returned": l.returned.to_string(),
+            "owed": (l.amount - l.returned).to_string(),
+        })).collect::<Vec<_>>(),
+        "owed": owed.iter().map(|(c, a)| json!({"currency": c, "amount": a.to_string()})).collect::<Vec<_>>(),
+        "file": file_path.exists().then(|| json!({
+            "name": file,
+            "href": format!("/v1/statements/{date}/file"),
+        })),
+    })))
+}
+
+pub async fn statement_file(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(date): Path<String>,
+) -> Result<Response, ApiError> {
+    signed.consume_nonce(&state).await?;
+    let date = business_date(&DateQuery { date: Some(date) })?;
+    let name = crate::settlement::statement::file_name(&signed.channel.id, date);
+    let dir = crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id);
+    let manifest = crate::settlement::statement::read_digest(&dir, &name).map_err(|_| {
+        ApiError::not_found(
+            "no_statement",
+            format!("no statement file for {date} yet: it is written once every biller has closed the date"),
+        )
+    })?;
+    send_checked(dir.join(&name), &name, &manifest).await
+}

@@ -1,0 +1,175 @@
+//! The settlement consumer's work: render a closed batch's files into the
+//! biller's directory and record them. Idempotent: a batch whose files are
+//! recorded is acknowledged at once; rendering again (a redelivery after a
+//! crash before the record) writes byte-identical files under the same
+//! names, since every byte comes from the stored batch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::broker::{HandleError, SettlementHandler};
+use super::files::{
+    write_manifest, write_pain001, BatchHeader, FileError, FileKind, ItemKind, ItemLine,
+    SettlementFileWriter, WrittenFile,
+};
+use crate::domain::money::Currency;
+use crate::store::{BatchFile, BatchRecord, Store, StoreError};
+
+/// Renders batches for the consumer, the `settle` command and the demo.
+pub struct BatchRenderer {
+    store: Arc<dyn Store>,
+    outbox_dir: PathBuf,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Message {
+    kind: String,
+    batch_id: Uuid,
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    match k {
+        FileKind::Settlement => "settlement",
+        FileKind::Pain001 => "pain001",
+        FileKind::Manifest => "manifest",
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Transient(e.to_string())
+}
+
+impl BatchRenderer {
+    pub fn new(store: Arc<dyn Store>, outbox_dir: PathBuf) -> BatchRenderer {
+        BatchRenderer { store, outbox_dir }
+    }
+
+    /// The directory a biller's files go to.
+    pub fn biller_dir(&self, biller: &str) -> PathBuf {
+        self.outbox_dir.join(biller)
+    }
+
+    /// Writes and records the files of `batch` unless recorded already.
+    /// Returns the batch's files.
+    pub async fn render(&self, batch_id: Uuid) -> Result<Vec<BatchFile>, HandleError> {
+        let batch = self
+            .store
+            .batch(batch_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| HandleError::Poison(format!("no settlement batch {batch_id}")))?;
+        if batch.files_written_at.is_some() {
+            return self.store.batch_files(batch_id).await.map_err(transient);
+        }
+        let header = self.header(&batch).await?;
+        let dir = self.biller_dir(&batch.biller_id);
+        let mut writer = SettlementFileWriter::create(&dir, &header).map_err(file_error)?;
+        let mut failure: Option<FileError> = None;
+        self.store
+            .for_each_item(batch_id, &mut |item| {
+                let line = ItemLine {
+                    kind: if item.is_return {
+                        ItemKind::Return
+                    } else {
+                        ItemKind::Payment
+                    },
+                    our_reference: item.payment_id.to_string(),
+                    biller_reference: item.biller_reference,
+                    account_number: item.account_number,
+                    amount: item.amount,
+                    commission: item.commission,
+                    confirmed_at: item.confirmed_at,
+                };
+                writer.push(&line).map_err(|e| {
+                    let text = e.to_string();
+                    failure = Some(e);
+                    text
+                })
+            })
+            .await
+            .map_err(|e| match failure.take() {
+                Some(f) => file_error(f),
+                None => transient(e),
+            })?;
+        let mut files: Vec<WrittenFile> = vec![writer.finish().map_err(file_error)?];
+        if header.totals.net() > rust_decimal::Decimal::ZERO {
+            files.push(write_pain001(&dir, &header).map_err(file_error)?);
+        }
+        let manifest = write_manifest(&dir, &header, &files).map_err(file_error)?;
+        files.push(manifest);
+        let rows: Vec<BatchFile> = files
+            .iter()
+            .map(|f| BatchFile {
+                name: f.name.clone(),
+                kind: kind_name(f.kind).to_string(),
+                sha256: f.sha256.clone(),
+                bytes: f.bytes,
+                count: f.count,
+                total: f.total,
+            })
+            .collect();
+        self.store
+            .record_files(batch_id, &rows)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => HandleError::Poison(m),
+                other => transient(other),
+            })?;
+        tracing::info!(batch = %batch_id, biller = %batch.biller_id, date = %batch.business_date,
+            files = rows.len(), "settlement files written");
+        Ok(rows)
+    }
+
+    async fn header(&self, b: &BatchRecord) -> Result<BatchHeader, HandleError> {
+        let billers = self.store.load_billers().await.map_err(transient)?;
+        let name = billers
+            .iter()
+            .find(|x| x.id.as_str() == b.biller_id)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| b.biller_id.clone());
+        Ok(BatchHeader {
+            batch_id: b.id,
+            biller_id: b.biller_id.clone(),
+            biller_name: name,
+            business_date: b.business_date,
+            currency: Currency::from_code(&b.currency)
+                .map_err(|e| HandleError::Poison(format!("batch {}: {e}", b.id)))?,
+            created_at: b.created_at,
+            cutoff_at: b.cutoff_at,
+            format: b.format,
+            commission_rule: b.commission_rule.clone(),
+            totals: b.totals,
+            creditor: b.creditor.clone(),
+            debtor: b.debtor.clone(),
+        })
+    }
+}
+
+/// A file that cannot be written because of its content (a field too long
+/// for the layout, control totals off) will never succeed: poison, for an
+/// operator. Disk trouble may pass: transient.
+fn file_error(e: FileError) -> HandleError {
+    match e {
+        FileError::Io { .. } => HandleError::Transient(e.to_string()),
+        other => HandleError::Poison(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl SettlementHandler for BatchRenderer {
+    async fn handle(&self, body: &[u8]) -> Result<(), HandleError> {
+        let msg: Message = serde_json::from_slice(body).map_err(|e| {
+            HandleError::Poison(format!("not a settlement message (JSON with kind and batch_id): {e}"))
+        })?;
+        if msg.kind != "settlement_batch" {
+            return Err(HandleError::Poison(format!(
+                "unknown settlement message kind {:?}",
+                msg.kind
+            )));
+        }
+        self.render(msg.batch_id).await.map(|_| ())
+    }
+}

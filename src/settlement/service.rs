@@ -1,0 +1,168 @@
+//! Settlement inside `billclear serve`: the outbox relay (to RabbitMQ), the
+//! settlement consumer (files), and the scheduler that closes each biller's
+//! business date at its cut-off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::broker::{Consumer, Relay, Running};
+use super::close::{close_date, due_dates, Closing, When};
+use super::render::BatchRenderer;
+use crate::config::Config;
+use crate::store::{CloseOutcome, Store};
+
+/// The running settlement tasks of one process.
+pub struct SettlementService {
+    relay: Running,
+    consumer: Running,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SettlementService {
+    /// Starts the relay and the consumer, and the scheduler when
+    /// `settlement.schedule` is on.
+    pub fn start(store: Arc<dyn Store>, config: &Config, worker: &str) -> SettlementService {
+        let relay = Relay::new(store.clone(), config.amqp.clone(), worker).spawn();
+        let renderer = Arc::new(BatchRenderer::new(
+            store.clone(),
+            config.settlement.outbox_dir.clone(),
+        ));
+        let consumer = Consumer::new(config.amqp.clone(), renderer).spawn();
+        let scheduler = config.settlement.schedule.then(|| {
+            let cfg = config.clone();
+            tokio::spawn(async move { schedule(store, cfg).await })
+        });
+        SettlementService {
+            relay,
+            consumer,
+            scheduler,
+        }
+    }
+
+    pub async fn stop(self) {
+        if let Some(s) = &self.scheduler {
+            s.abort();
+        }
+        self.relay.stop().await;
+        self.consumer.stop().await;
+    }
+
+    pub fn abort(&self) {
+        if let Some(s) = &self.scheduler {
+            s.abort();
+        }
+        self.relay.abort();
+        self.consumer.abort();
+    }
+}
+
+/// Closes due dates every `schedule_check_ms`.
+async fn schedule(store: Arc<dyn Store>, config: Config) {
+    let mut tick = tokio::time::interval(Duration::from_millis(config.settlement.schedule_check_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = close_due(&*store, &config).await {
+            tracing::warn!(error = %e, "settlement schedule: will try again");
+        }
+    }
+}
+
+/// One scheduler pass: every biller's dates whose cut-off has passed and
+/// that are still open, oldest first; then the channels' statements of
+/// every date that became complete.
+pub async fn close_due(store: &dyn Store, config: &Config) -> anyhow::Result<Vec<Uuid>> {
+    let now = Utc::now();
+    let billers = store.load_billers().await?;
+    let mut closed = Vec::new();
+    let mut dates = std::collections::BTreeSet::new();
+    for b in billers.iter().filter(|b| b.settlement.is_some()) {
+        let last = store
+            .batches(Some(b.id.as_str()), None)
+            .await?
+            .iter()
+            .map(|x| x.business_date)
+            .max();
+        for date in due_dates(b, last, now, config.settlement.catch_up_days) {
+            let out = close_date(
+                store,
+                &billers,
+                date,
+                Some(b.id.as_str()),
+                When::AtCutoff,
+                &config.settlement.debtor,
+                now,
+            )
+            .await?;
+            for (id, c) in out {
+                match c {
+                    Closing::Closed(CloseOutcome::Closed(batch)) => {
+                        tracing::info!(biller = %id, %date, payments = batch.totals.count,
+                            net = %batch.totals.net(), "business date closed at its cut-off");
+                        closed.push(batch.id);
+                        dates.insert(date);
+                    }
+                    Closing::Closed(CloseOutcome::AlreadyClosed(_)) => {}
+                    Closing::Skipped(why) => tracing::debug!(biller = %id, %date, %why, "not closed"),
+                    Closing::Failed(why) => {
+                        tracing::error!(biller = %id, %date, %why, "closing failed; retried next pass")
+                    }
+                }
+            }
+        }
+    }
+    for date in dates {
+        let written =
+            super::statement::write_all_if_complete(store, &config.settlement.outbox_dir, date)
+                .await?;
+        for (channel, s) in written {
+            tracing::info!(%channel, %date, lines = s.lines, "channel statement written");
+        }
+    }
+    Ok(closed)
+}
+
+/// Waits until every batch in `ids` has its files recorded.
+pub async fn wait_for_files(
+    store: &dyn Store,
+    ids: &[Uuid],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut waiting = 0;
+        for id in ids {
+            let b = store.batch(*id).await?;
+            if b.is_none_or(|b| b.files_written_at.is_none()) {
+                waiting += 1;
+            }
+        }
+        if waiting == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} of {} batches still have no files after {} s: is RabbitMQ up, and the consumer running?",
+            ids.len(),
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes a (scoped) topology: its queues and exchanges.
+pub async fn delete_topology(cfg: &crate::config::AmqpConfig) -> anyhow::Result<()> {
+    let conn = super::broker::connect(cfg).await?;
+    let ch = conn.create_channel().await?;
+    for q in [&cfg.queue, &cfg.dead_letter_queue] {
+        ch.queue_delete(q.as_str().into(), Default::default()).await?;
+    }
+    for x in [&cfg.exchange, &cfg.dead_letter_exchange] {
+        ch.exchange_delete(x.as_str().into(), Default::default()).await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
