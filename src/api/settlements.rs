@@ -79,8 +79,8 @@ fn batch_json(b: &BatchRecord, files: &[BatchFile]) -> Value {
 
 pub async fn list(
     State(state): State<AppState>,
-    signed: BillerSigned,
     Query(q): Query<DateQuery>,
+    signed: BillerSigned,
 ) -> Result<Json<Value>, ApiError> {
     let date = business_date(&q)?;
     let batches = state
@@ -100,8 +100,8 @@ pub async fn list(
 
 pub async fn download(
     State(state): State<AppState>,
-    signed: BillerSigned,
     Path((batch_id, name)): Path<(String, String)>,
+    signed: BillerSigned,
 ) -> Result<Response, ApiError> {
     let missing = || ApiError::not_found("no_such_file", format!("no file {name:?} in batch {batch_id}"));
     let id = Uuid::parse_str(&batch_id).map_err(|_| missing())?;
@@ -176,8 +176,8 @@ async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Respons
 
 pub async fn statement(
     State(state): State<AppState>,
-    signed: Signed,
     Query(q): Query<DateQuery>,
+    signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
     signed.consume_nonce(&state).await?;
     let date = business_date(&q)?;
@@ -227,8 +227,8 @@ pub async fn statement(
 
 pub async fn statement_file(
     State(state): State<AppState>,
-    signed: Signed,
     Path(date): Path<String>,
+    signed: Signed,
 ) -> Result<Response, ApiError> {
     signed.consume_nonce(&state).await?;
     let date = business_date(&DateQuery { date: Some(date) })?;

@@ -85,7 +85,10 @@ pub async fn write(
         .map(|l| (l.biller_id.clone(), l.currency.clone()))
         .collect();
     let file = AtomicFile::create(&dir, &name)?;
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(file);
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .flexible(true)
+        .from_writer(file);
     let csv_err = |e: csv::Error| StatementError::Store(format!("writing {name}: {e}"));
     w.write_record([
         "record_type",

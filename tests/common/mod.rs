@@ -252,6 +252,10 @@ impl TestApp {
         config.auth.key_cache_ttl_ms = opts.key_cache_ttl_ms;
         config.http.max_body_bytes = opts.max_body_bytes;
         config.security.ops_token = Some(OPS_TOKEN.into());
+        // Settlement files in a directory, and RabbitMQ names, of this test's own.
+        config.settlement.outbox_dir = std::env::temp_dir().join(format!("{db_name}-settlement"));
+        config.settlement.schedule = false;
+        config.amqp = config.amqp.scoped(&db_name);
         if let Some(sim) = &sim {
             dispatch_config(&mut config, sim, &opts);
             if let Some(hub) = &hub {
@@ -519,6 +523,7 @@ impl TestApp {
         if let Some(dir) = &self.coop_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        let _ = std::fs::remove_dir_all(&self.state.config.settlement.outbox_dir);
         if let Some(r) = &self.receiver {
             r.stop();
         }
