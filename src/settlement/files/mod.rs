@@ -37,9 +37,9 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::settlement::{BankAccount, BatchTotals, FileFormat};
 
 pub use atomic::{write_atomic, FileDigest};
-pub use fixed::{layout_markdown, Field, FieldKind, DETAIL, HEADER, RECORD_LEN, TRAILER};
+pub use fixed::{layout_markdown, Field, FieldKind, DETAIL, HEADER, LINE_END, RECORD_LEN, TRAILER};
 pub use manifest::{verify_manifest, write_manifest, Manifest, ManifestError, ManifestTotals};
-pub use pain001::{render_pain001, write_pain001};
+pub use pain001::{render_pain001, write_pain001, PAIN001_NAMESPACE};
 
 use atomic::AtomicFile;
 

@@ -19,7 +19,7 @@ use quick_xml::Writer;
 use super::{at_scale, file_names, write_atomic, BatchHeader, FileError, FileKind, WrittenFile};
 use crate::domain::settlement::BankAccount;
 
-pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03";
+pub const PAIN001_NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03";
 /// Longest party name and unstructured remittance (Max140Text).
 const MAX_TEXT: usize = 140;
 /// Longest account identification (Max34Text).
@@ -45,8 +45,8 @@ pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
             max: MAX_AMOUNT_DIGITS,
         });
     }
-    check_party("debtor", &header.debtor)?;
-    check_party("creditor", &header.creditor)?;
+    check_party(&header.debtor, DEBTOR)?;
+    check_party(&header.creditor, CREDITOR)?;
     let execution = header
         .business_date
         .checked_add_days(Days::new(1))
@@ -70,7 +70,7 @@ pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
     let xml = (|| -> io::Result<()> {
         w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
         w.create_element("Document")
-            .with_attribute(("xmlns", NAMESPACE))
+            .with_attribute(("xmlns", PAIN001_NAMESPACE))
             .write_inner_content(|w| {
                 w.create_element("CstmrCdtTrfInitn")
                     .write_inner_content(|w| {
@@ -203,11 +203,11 @@ fn check_text(field: &'static str, s: &str) -> Result<(), FileError> {
     Ok(())
 }
 
-fn check_party(role: &'static str, a: &BankAccount) -> Result<(), FileError> {
-    let (name, acct, bic) = match role {
-        "debtor" => ("debtor name", "debtor account", "debtor BIC"),
-        _ => ("creditor name", "creditor account", "creditor BIC"),
-    };
+/// The field names errors give for one party: name, account, BIC.
+const DEBTOR: [&str; 3] = ["debtor name", "debtor account", "debtor BIC"];
+const CREDITOR: [&str; 3] = ["creditor name", "creditor account", "creditor BIC"];
+
+fn check_party(a: &BankAccount, [name, acct, bic]: [&'static str; 3]) -> Result<(), FileError> {
     check_text(name, &a.name)?;
     if a.account.len() > MAX_ACCOUNT {
         return Err(FileError::FieldTooLong {
