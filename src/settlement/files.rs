@@ -1,1 +1,0 @@
-//! Settlement files (being written).
