@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # billclear's main job, end to end, in one command: ops/demo.sh [--json] [demo options]
 #
-# Starts (or installs) PostgreSQL on 127.0.0.1:5432, builds the release
+# Starts (or installs) PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
+# 127.0.0.1:5672, builds the release
 # binary, then runs `billclear demo`: a fresh database with the migrations
 # and the example billers, the water, electricity and gas companies'
 # simulators and the hub in front of them, the API with its
@@ -9,7 +10,10 @@
 # endpoint verifies every signature. It submits a batch of payments
 # (including replays, invalid requests, refusals by the biller and a burst
 # of "applied, but the answer was lost" faults), waits until every payment
-# is final, and prints a summary (one JSON object with --json). The demo
+# is final; then closes each biller's business date (early: the demo runs
+# before the cut-offs), publishes the batches through RabbitMQ, writes the
+# settlement files, pain.001 instructions and the apps' statements under
+# .billclear/demo/, and prints a summary (one JSON object with --json). The demo
 # database is dropped afterwards unless --keep-db. `billclear demo --help`
 # lists the options.
 #
@@ -21,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash ops/ensure-postgres.sh >&2
+bash ops/ensure-rabbitmq.sh >&2
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then
     PATH="$HOME/.cargo/bin:$PATH"

@@ -5,7 +5,8 @@
 #   ops/test.sh ledger               # only tests whose name contains "ledger"
 #   ops/test.sh -- --nocapture       # show test output
 #
-# Starts (or installs) PostgreSQL on 127.0.0.1:5432, drops test databases
+# Starts (or installs) PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
+# 127.0.0.1:5672 (and xmllint), drops test databases
 # left behind by earlier runs, then runs every test target and the doc tests.
 # Tests create their own databases (billclear_test_*) through
 # BILLCLEAR_TEST_DATABASE_URL.
@@ -14,6 +15,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash ops/ensure-postgres.sh
+# Settlement tests publish through RabbitMQ and validate pain.001 files
+# with xmllint: both are started or installed when missing.
+bash ops/ensure-rabbitmq.sh
+bash ops/ensure-xmllint.sh
 
 # Rust: rustup installs into ~/.cargo/bin, which a fresh shell may not have on PATH.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then

@@ -37,15 +37,6 @@ async fn confirmed(app: &TestApp, amounts: &[&str]) -> Vec<billclear::domain::id
     ids
 }
 
-async fn set_confirmed_at(app: &TestApp, id: billclear::domain::ids::PaymentId, at: DateTime<Utc>) {
-    sqlx::query("UPDATE payments SET confirmed_at = $2 WHERE id = $1")
-        .bind(id.0)
-        .bind(at)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
-}
-
 async fn close(app: &TestApp, biller: &str, date: NaiveDate, now: DateTime<Utc>) -> Closing {
     let billers = app.store_billers().await;
     let mut out = close_date(
@@ -78,10 +69,10 @@ async fn a_closed_date_settles_its_confirmed_payments_once() {
     let cutoff = DateTime::parse_from_rfc3339("2026-11-20T15:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
-    set_confirmed_at(&app, ids[0], cutoff - Duration::hours(5)).await;
-    set_confirmed_at(&app, ids[1], cutoff - Duration::minutes(1)).await;
-    set_confirmed_at(&app, ids[2], cutoff).await;
-    set_confirmed_at(&app, ids[3], cutoff + Duration::microseconds(1)).await;
+    app.set_confirmed_at(ids[0], cutoff - Duration::hours(5)).await;
+    app.set_confirmed_at(ids[1], cutoff - Duration::minutes(1)).await;
+    app.set_confirmed_at(ids[2], cutoff).await;
+    app.set_confirmed_at(ids[3], cutoff + Duration::microseconds(1)).await;
 
     // Before the cut-off: refused, nothing written.
     let early = close(&app, "sh-water", date, cutoff - Duration::seconds(1)).await;
@@ -212,8 +203,8 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
     let cutoff = DateTime::parse_from_rfc3339("2026-11-22T15:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
-    set_confirmed_at(&app, ids[0], cutoff - Duration::hours(1)).await;
-    set_confirmed_at(&app, ids[1], cutoff + Duration::hours(1)).await;
+    app.set_confirmed_at(ids[0], cutoff - Duration::hours(1)).await;
+    app.set_confirmed_at(ids[1], cutoff + Duration::hours(1)).await;
     let now = cutoff + Duration::minutes(1);
     let Closing::Closed(CloseOutcome::Closed(b1)) = close(&app, "sh-water", date, now).await else {
         panic!("closed")
@@ -254,8 +245,7 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
 
     // A big payment later: the return is recovered from it.
     let big = confirmed(&app, &["1000.00"]).await;
-    set_confirmed_at(
-        &app,
+    app.set_confirmed_at(
         big[0],
         cutoff + Duration::days(2) - Duration::hours(1),
     )

@@ -188,6 +188,24 @@ pub enum LedgerError {
     NotPending,
 }
 
+/// Dr `debit` / Cr `credit`, the same amount in one layer.
+fn two_legs(debit: String, credit: String, layer: Layer, amount: Money) -> Vec<Entry> {
+    vec![
+        Entry {
+            account: debit,
+            layer,
+            side: Side::Debit,
+            amount,
+        },
+        Entry {
+            account: credit,
+            layer,
+            side: Side::Credit,
+            amount,
+        },
+    ]
+}
+
 /// A balanced set of entries, recorded atomically. Only constructible
 /// through functions that check the balance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,20 +249,12 @@ impl Journal {
         amount: Money,
     ) -> Journal {
         let c = amount.currency();
-        let entries = vec![
-            Entry {
-                account: AccountSpec::channel_receivable(channel, c).code,
-                layer: Layer::Pending,
-                side: Side::Debit,
-                amount,
-            },
-            Entry {
-                account: AccountSpec::biller_payable(biller, c).code,
-                layer: Layer::Pending,
-                side: Side::Credit,
-                amount,
-            },
-        ];
+        let entries = two_legs(
+            AccountSpec::channel_receivable(channel, c).code,
+            AccountSpec::biller_payable(biller, c).code,
+            Layer::Pending,
+            amount,
+        );
         Journal::new(
             JournalKind::Pending,
             None,
@@ -336,20 +346,12 @@ impl Journal {
         amount: Money,
     ) -> Journal {
         let c = amount.currency();
-        let entries = vec![
-            Entry {
-                account: AccountSpec::biller_payable(biller, c).code,
-                layer: Layer::Posted,
-                side: Side::Debit,
-                amount,
-            },
-            Entry {
-                account: AccountSpec::channel_receivable(channel, c).code,
-                layer: Layer::Posted,
-                side: Side::Credit,
-                amount,
-            },
-        ];
+        let entries = two_legs(
+            AccountSpec::biller_payable(biller, c).code,
+            AccountSpec::channel_receivable(channel, c).code,
+            Layer::Posted,
+            amount,
+        );
         Journal::new(
             JournalKind::Posted,
             None,

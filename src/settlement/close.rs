@@ -130,3 +130,63 @@ pub fn due_dates(
     due.reverse();
     due
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::billers_file;
+
+    fn water() -> Biller {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml");
+        billers_file::load(&path)
+            .unwrap()
+            .into_iter()
+            .find(|b| b.id.as_str() == "sh-water")
+            .unwrap()
+    }
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    #[test]
+    fn a_new_biller_starts_with_the_latest_closed_date() {
+        // 23:00 Shanghai = 15:00 UTC
+        let b = water();
+        assert_eq!(due_dates(&b, None, utc("2026-11-29T15:00:00Z"), 7), vec![day(29)]);
+        assert_eq!(due_dates(&b, None, utc("2026-11-29T14:59:59Z"), 7), vec![day(28)]);
+    }
+
+    #[test]
+    fn missed_cutoffs_are_caught_up_oldest_first_within_the_window() {
+        let b = water();
+        let now = utc("2026-11-29T16:00:00Z");
+        assert_eq!(due_dates(&b, Some(day(29)), now, 7), Vec::<NaiveDate>::new());
+        assert_eq!(due_dates(&b, Some(day(28)), now, 7), vec![day(29)]);
+        assert_eq!(
+            due_dates(&b, Some(day(25)), now, 7),
+            vec![day(26), day(27), day(28), day(29)]
+        );
+        // Older than the window: only the window is closed.
+        assert_eq!(due_dates(&b, Some(day(1)), now, 2), vec![day(27), day(28), day(29)]);
+    }
+
+    #[test]
+    fn cutoff_rules_for_closing_by_hand() {
+        let b = water();
+        let before = utc("2026-11-29T14:00:00Z");
+        let err = cutoff_for(&b, day(29), When::AtCutoff, before).unwrap_err();
+        assert!(err.contains("not reached") && err.contains("--early"), "{err}");
+        // Early: closes at the moment asked.
+        assert_eq!(cutoff_for(&b, day(29), When::Early, before), Ok(before));
+        // A date that has not begun cannot be closed early.
+        assert!(cutoff_for(&b, day(30), When::Early, before).is_err());
+        // After the cut-off both close at the cut-off.
+        let after = utc("2026-11-29T18:00:00Z");
+        let at = utc("2026-11-29T15:00:00Z");
+        assert_eq!(cutoff_for(&b, day(29), When::AtCutoff, after), Ok(at));
+        assert_eq!(cutoff_for(&b, day(29), When::Early, after), Ok(at));
+    }
+}

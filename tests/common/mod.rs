@@ -440,6 +440,16 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Moves a payment's confirmation time (cut-off tests).
+    pub async fn set_confirmed_at(&self, id: PaymentId, at: chrono::DateTime<chrono::Utc>) {
+        sqlx::query("UPDATE payments SET confirmed_at = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(at)
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+
     /// The billers as stored (with their settlement terms).
     pub async fn store_billers(&self) -> Vec<billclear::domain::biller::Biller> {
         self.store.load_billers().await.unwrap()
