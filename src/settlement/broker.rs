@@ -1,1 +1,1047 @@
-//! RabbitMQ: topology, outbox relay, consumer (being written).
+//! RabbitMQ: the settlement topology, the outbox relay that publishes closed
+//! settlement batches, and the consumer that hands them to a handler.
+//!
+//! # Topology ([`declare_topology`])
+//!
+//! * `amqp.exchange`: durable **topic** exchange. Routing key of a batch:
+//!   `settlement.batch.<biller id>` ([`routing_key`]).
+//! * `amqp.queue`: durable **quorum** queue bound to the exchange with
+//!   `settlement.#`; `x-delivery-limit = amqp.delivery_limit`,
+//!   `x-dead-letter-exchange = amqp.dead_letter_exchange`.
+//! * `amqp.dead_letter_exchange`: durable **fanout** exchange, and
+//!   `amqp.dead_letter_queue`: durable queue bound to it. Poison messages and
+//!   messages returned more than `delivery_limit` times end there.
+//!
+//! Both sides declare the whole topology every time they connect; declaring
+//! is idempotent (a queue that exists with other arguments is refused by the
+//! broker with PRECONDITION_FAILED, which is logged and retried).
+//!
+//! # Relay ([`Relay`]): at-least-once publishing
+//!
+//! Claims `settlement` outbox rows under a lease, publishes each payload
+//! (unchanged, persistent, `mandatory`) on a channel in confirm mode, and
+//! marks a row done only after the broker **acked** it and did **not** return
+//! it as unroutable. Anything else (nack, return, confirm timeout, lost
+//! channel or connection) leaves the row for a retry with bounded exponential
+//! backoff; a publishable row is never abandoned. Sending a batch and
+//! awaiting its confirms are each bounded by `confirm_timeout_ms` (a broker
+//! under a resource alarm blocks publishers), and the claim's lease (2 ×
+//! that + 5 s) outlasts both. A payload without a valid
+//! `biller_id` can never be routed and is abandoned with the reason.
+//!
+//! A message can be published more than once: an ack lost with a connection
+//! (broker restart), a lease that ran out, or a batch whose confirms were only
+//! partly received (see below) all lead to a second publish of a message the
+//! broker may already hold. **Consumers must be idempotent** (deduplicate on
+//! the `message_id`, which is the batch id).
+//!
+//! Returned messages: lapin hands a `basic.return` to whichever confirmation
+//! completes next on the channel, which under `multiple` acks need not be the
+//! returned message's own. The relay therefore identifies returned messages
+//! by the `outbox-id` header they carry, not by the confirmation they came
+//! with, and trusts a batch's acks only when every confirmation of the batch
+//! arrived (then every return of the batch has been seen). A channel whose
+//! confirmations timed out is dropped, so a late return cannot be mistaken
+//! for one of a later batch.
+//!
+//! # Consumer ([`Consumer`])
+//!
+//! Manual acknowledgements, `basic.qos(prefetch)`. Deliveries are handled
+//! **concurrently**, at most `prefetch` at once (the broker never has more
+//! than `prefetch` unacknowledged deliveries out on the channel). The
+//! handler's answer decides: `Ok` → ack; [`HandleError::Poison`] → reject
+//! without requeue (dead-lettered at once); [`HandleError::Transient`] →
+//! after a short delay, nack with requeue (the quorum queue dead-letters a
+//! message once it was returned more than `delivery_limit` times); a handler
+//! that panics counts as transient. A delivery whose channel is lost before
+//! its ack is redelivered (with the `redelivered` flag) to some consumer, so
+//! handlers see a message at least once and must be idempotent.
+//!
+//! Both the relay and the consumer reconnect by themselves after the broker
+//! went away, with `amqp.reconnect` backoff: the first failure of an outage
+//! is logged at warn, later attempts at debug, the recovery at info. They
+//! never give up (an error is logged once when `max_attempts` is passed).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_lite::{FutureExt, StreamExt};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{ExchangeKind, PublisherConfirm};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::AmqpConfig;
+use crate::domain::dispatch::Backoff;
+use crate::domain::ids::BillerId;
+use crate::store::{Claim, OutboxNext, StoreError, Topic, WorkStore};
+
+/// Header carrying the outbox row id of a published message.
+pub const OUTBOX_ID_HEADER: &str = "outbox-id";
+/// Binding of the settlement queue to the exchange.
+pub const QUEUE_BINDING: &str = "settlement.#";
+
+/// Longest a connection attempt (TCP, handshake, channel, declarations) may
+/// take before it counts as failed.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a polite close waits for the broker's answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Kept between the end of confirm waiting and the end of the lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+// ------------------------------------------------------------------ topology
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+/// The arguments of the settlement (quorum) queue.
+pub fn queue_arguments(cfg: &AmqpConfig) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(cfg.delivery_limit)),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(cfg.dead_letter_exchange.as_str())),
+    );
+    args
+}
+
+/// Declares the exchanges, queues and bindings settlement uses (see the
+/// module documentation). Idempotent.
+pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            cfg.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            cfg.dead_letter_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            cfg.dead_letter_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            cfg.dead_letter_queue.as_str().into(),
+            cfg.dead_letter_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            cfg.queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            queue_arguments(cfg),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            cfg.queue.as_str().into(),
+            cfg.exchange.as_str().into(),
+            QUEUE_BINDING.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Opens a connection to `cfg.url` (on the current tokio runtime).
+pub async fn connect(cfg: &AmqpConfig) -> lapin::Result<Connection> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(format!("billclear-{}", std::process::id()).as_str().into());
+    Connection::connect(&cfg.url, props).await
+}
+
+// ------------------------------------------------------------------ messages
+
+/// Why a settlement payload cannot be published (never will be).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("settlement payload has no biller_id (a string): it cannot be routed")]
+    MissingBillerId,
+    #[error("settlement payload's biller_id is invalid: {0}")]
+    InvalidBillerId(#[from] crate::domain::ids::IdError),
+}
+
+/// The routing key of a settlement payload: `settlement.batch.<biller_id>`.
+pub fn routing_key(payload: &serde_json::Value) -> Result<String, PayloadError> {
+    let biller = payload
+        .get("biller_id")
+        .and_then(|v| v.as_str())
+        .ok_or(PayloadError::MissingBillerId)?;
+    let biller = BillerId::parse(biller)?;
+    Ok(format!("settlement.batch.{biller}"))
+}
+
+/// The message id of a settlement payload: its `batch_id` (a UUID), else
+/// `outbox-<row id>`.
+pub fn message_id(payload: &serde_json::Value, outbox_id: i64) -> String {
+    payload
+        .get("batch_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| format!("outbox-{outbox_id}"))
+}
+
+fn properties(claim: &Claim) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        OUTBOX_ID_HEADER.into(),
+        AMQPValue::LongLongInt(claim.outbox_id),
+    );
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(message_id(&claim.payload, claim.outbox_id).as_str().into())
+        .with_timestamp(Utc::now().timestamp().max(0) as u64)
+        .with_app_id("billclear".into())
+        .with_headers(headers)
+}
+
+/// The outbox id a (returned) message carries, if any.
+fn outbox_id_of(props: &BasicProperties) -> Option<i64> {
+    match props.headers().as_ref()?.inner().get(OUTBOX_ID_HEADER)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+// ------------------------------------------------------------- running tasks
+
+/// A relay or consumer running in its own task.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    fn spawn<F, Fut>(f: F) -> Running
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, rx) = watch::channel(false);
+        Running {
+            stop,
+            task: Some(tokio::spawn(f(rx))),
+        }
+    }
+
+    /// Stops gracefully: the relay finishes the batch in hand, the consumer
+    /// cancels its subscription and lets deliveries in hand finish (and be
+    /// acked); then the connection is closed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops at once, like a crash: unconfirmed rows come back after their
+    /// lease, unacknowledged deliveries are redelivered.
+    pub fn abort(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+fn stop_requested(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Sleeps for `d`; true when a stop was requested meanwhile.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if stop_requested(stop) {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+    stop_requested(stop)
+}
+
+fn jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+/// Reconnection bookkeeping: one warning per outage, not one per attempt.
+struct Outage {
+    what: &'static str,
+    backoff: Backoff,
+    since: Option<Instant>,
+    attempts: u32,
+}
+
+impl Outage {
+    fn new(what: &'static str, backoff: Backoff) -> Outage {
+        Outage {
+            what,
+            backoff,
+            since: None,
+            attempts: 0,
+        }
+    }
+
+    /// Records a failure; returns how long to wait before the next attempt.
+    fn failed(&mut self, error: &dyn std::fmt::Display) -> Duration {
+        self.attempts += 1;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            tracing::warn!(side = self.what, %error, "RabbitMQ unavailable; reconnecting with backoff");
+        } else if self.attempts == self.backoff.max_attempts {
+            tracing::error!(
+                side = self.what, %error, attempts = self.attempts,
+                "RabbitMQ still unavailable after the configured attempts; still trying"
+            );
+        } else {
+            tracing::debug!(side = self.what, %error, attempts = self.attempts, "RabbitMQ still unavailable");
+        }
+        self.backoff.delay(self.attempts, jitter())
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                side = self.what,
+                attempts = self.attempts,
+                down_ms = since.elapsed().as_millis() as u64,
+                "RabbitMQ connection re-established"
+            );
+        }
+        self.attempts = 0;
+    }
+}
+
+// --------------------------------------------------------------------- relay
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("RabbitMQ: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Test hook: called with the outbox ids of a batch after it was published
+/// and before its confirmations are awaited.
+#[doc(hidden)]
+pub type PublishedHook =
+    Arc<dyn Fn(Vec<i64>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Makes a [`PublishedHook`] of an async closure.
+#[doc(hidden)]
+pub fn published_hook<F, Fut>(f: F) -> PublishedHook
+where
+    F: Fn(Vec<i64>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |ids| Box::pin(f(ids)))
+}
+
+struct Link {
+    conn: Connection,
+    channel: Channel,
+}
+
+impl Link {
+    /// Closes politely, but never waits long for a broker that does not
+    /// answer (dropping the connection ends it anyway).
+    async fn close(self) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.channel.close(200, "relay stopping".into()).await;
+            let _ = self.conn.close(200, "relay stopping".into()).await;
+        })
+        .await;
+    }
+}
+
+/// How one published message ended.
+enum Outcome {
+    /// Acked (a return, if any, is looked at separately).
+    Acked,
+    Nacked,
+    NotRequested,
+    Failed(String),
+}
+
+/// Publishes `settlement` outbox rows to RabbitMQ (see the module docs).
+pub struct Relay {
+    store: Arc<dyn WorkStore>,
+    cfg: AmqpConfig,
+    worker: String,
+    link: Option<Link>,
+    published_hook: Option<PublishedHook>,
+}
+
+impl Relay {
+    /// `worker` names this process in claims (`outbox.claimed_by`).
+    pub fn new(store: Arc<dyn WorkStore>, cfg: AmqpConfig, worker: impl Into<String>) -> Relay {
+        Relay {
+            store,
+            cfg,
+            worker: worker.into(),
+            link: None,
+            published_hook: None,
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn on_published(mut self, hook: PublishedHook) -> Relay {
+        self.published_hook = Some(hook);
+        self
+    }
+
+    fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.confirm_timeout_ms.max(1))
+    }
+
+    /// Claims last long enough to publish, wait for every confirmation and
+    /// record the outcome.
+    fn lease(&self) -> Duration {
+        2 * self.confirm_timeout() + LEASE_MARGIN
+    }
+
+    /// Backoff of rows that could not be published: the reconnect backoff,
+    /// without a last attempt (such rows are never given up).
+    fn retry_backoff(&self) -> Backoff {
+        Backoff {
+            max_attempts: u32::MAX,
+            ..self.cfg.reconnect.backoff()
+        }
+    }
+
+    fn retry(&self, claim: &Claim, error: String) -> OutboxNext {
+        let delay = self
+            .retry_backoff()
+            .delay(claim.attempts.max(1) as u32, jitter());
+        OutboxNext::RetryAt {
+            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            error,
+        }
+    }
+
+    async fn open(&self) -> Result<Link, RelayError> {
+        let setup = async {
+            let conn = connect(&self.cfg).await?;
+            let channel = conn.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            declare_topology(&channel, &self.cfg).await?;
+            Ok::<_, lapin::Error>(Link { conn, channel })
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+            Ok(link) => Ok(link?),
+            Err(_) => Err(RelayError::Setup(format!(
+                "connecting and declaring the topology took more than {SETUP_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn ensure_link(&mut self) -> Result<(), RelayError> {
+        let usable = self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected() && l.channel.status().connected());
+        if !usable {
+            if let Some(old) = self.link.take() {
+                old.close().await;
+            }
+            self.link = Some(self.open().await?);
+        }
+        Ok(())
+    }
+
+    async fn drop_link(&mut self) {
+        if let Some(link) = self.link.take() {
+            link.close().await;
+        }
+    }
+
+    async fn finish(&self, claim: &Claim, next: OutboxNext) -> bool {
+        let done = next == OutboxNext::Done;
+        match &next {
+            OutboxNext::Done => {}
+            OutboxNext::RetryAt { at, error } => {
+                tracing::warn!(outbox_id = claim.outbox_id, attempts = claim.attempts, retry_at = %at, %error, "settlement message not published; will retry")
+            }
+            OutboxNext::Abandon { error } => {
+                tracing::error!(outbox_id = claim.outbox_id, %error, "settlement message abandoned")
+            }
+        }
+        match self.store.finish_work(claim, &next).await {
+            Ok(()) => done,
+            Err(e) => {
+                // The lease runs out and the row is published again: a
+                // duplicate, which consumers absorb.
+                tracing::error!(outbox_id = claim.outbox_id, error = %e, "recording the publish outcome failed; the row will be published again");
+                false
+            }
+        }
+    }
+
+    /// Claims and publishes one batch on the open link. Returns (rows
+    /// claimed, rows done); Err when the link is no longer usable (the rows
+    /// are already rescheduled).
+    async fn relay_batch(&mut self) -> Result<(usize, usize), RelayError> {
+        let claims = self
+            .store
+            .claim_work(
+                Topic::Settlement,
+                &self.worker,
+                self.lease(),
+                self.cfg.relay_batch.max(1),
+            )
+            .await?;
+        let claimed = claims.len();
+        if claims.is_empty() {
+            return Ok((0, 0));
+        }
+        let channel = self
+            .link
+            .as_ref()
+            .map(|l| l.channel.clone())
+            .ok_or_else(|| RelayError::Setup("no channel".into()))?;
+        let timeout_ms = self.cfg.confirm_timeout_ms;
+
+        // Publish every row (pipelined), then await the confirmations. Both
+        // phases are bounded by the confirm timeout (a broker that blocks
+        // publishers, a resource alarm, stops the sending itself), so the
+        // whole batch ends well within the lease.
+        let publish_deadline = tokio::time::Instant::now() + self.confirm_timeout();
+        let mut sent: Vec<(Claim, String, PublisherConfirm)> = Vec::new();
+        let mut outcomes: Vec<(Claim, Outcome)> = Vec::new();
+        let mut broken: Option<lapin::Error> = None;
+        let mut timed_out = false;
+        for claim in claims {
+            if broken.is_some() || timed_out {
+                outcomes.push((
+                    claim,
+                    Outcome::Failed("not published: the channel failed before its turn".into()),
+                ));
+                continue;
+            }
+            let key = match routing_key(&claim.payload) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.finish(
+                        &claim,
+                        OutboxNext::Abandon {
+                            error: e.to_string(),
+                        },
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let body = serde_json::to_vec(&claim.payload).expect("a JSON value serializes");
+            let publish = channel.basic_publish(
+                self.cfg.exchange.as_str().into(),
+                ShortString::from(key.as_str()),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                properties(&claim),
+            );
+            match tokio::time::timeout_at(publish_deadline, publish).await {
+                Ok(Ok(confirm)) => sent.push((claim, key, confirm)),
+                Ok(Err(e)) => {
+                    outcomes.push((claim, Outcome::Failed(format!("publish failed: {e}"))));
+                    broken = Some(e);
+                }
+                Err(_) => {
+                    outcomes.push((
+                        claim,
+                        Outcome::Failed(format!(
+                            "could not be sent within {timeout_ms} ms (is the broker blocking publishers?)"
+                        )),
+                    ));
+                    timed_out = true;
+                }
+            }
+        }
+
+        if let Some(hook) = &self.published_hook {
+            hook(sent.iter().map(|(c, _, _)| c.outbox_id).collect()).await;
+        }
+
+        let deadline = tokio::time::Instant::now() + self.confirm_timeout();
+        let mut every_confirm_arrived = broken.is_none() && !timed_out;
+        let mut returned: HashSet<i64> = HashSet::new();
+        let mut unidentified_return = false;
+        let mut keys = std::collections::HashMap::new();
+        for (claim, key, confirm) in sent {
+            keys.insert(claim.outbox_id, key);
+            let outcome = match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(c)) => {
+                    let outcome = match &c {
+                        Confirmation::Ack(_) => Outcome::Acked,
+                        Confirmation::Nack(_) => Outcome::Nacked,
+                        Confirmation::NotRequested => Outcome::NotRequested,
+                    };
+                    if let Some(m) = c.take_message() {
+                        match outbox_id_of(&m.delivery.properties) {
+                            Some(id) => {
+                                returned.insert(id);
+                            }
+                            None => unidentified_return = true,
+                        }
+                    }
+                    outcome
+                }
+                Ok(Err(e)) => {
+                    every_confirm_arrived = false;
+                    if broken.is_none() {
+                        broken = Some(e.clone());
+                    }
+                    Outcome::Failed(format!("confirmation lost: {e}"))
+                }
+                Err(_) => {
+                    every_confirm_arrived = false;
+                    timed_out = true;
+                    Outcome::Failed(format!(
+                        "not confirmed by the broker within {timeout_ms} ms"
+                    ))
+                }
+            };
+            outcomes.push((claim, outcome));
+        }
+
+        let mut done = 0;
+        for (claim, outcome) in outcomes {
+            let next = match outcome {
+                Outcome::Failed(error) => self.retry(&claim, error),
+                Outcome::Acked if returned.contains(&claim.outbox_id) => {
+                    let key = keys.get(&claim.outbox_id).cloned().unwrap_or_default();
+                    self.retry(
+                        &claim,
+                        format!(
+                            "returned by the broker as unroutable (NO_ROUTE): no queue is bound to exchange {:?} for routing key {key:?}",
+                            self.cfg.exchange
+                        ),
+                    )
+                }
+                Outcome::Acked
+                    if !every_confirm_arrived || unidentified_return =>
+                {
+                    self.retry(
+                        &claim,
+                        "acked, but confirmations of other messages of its batch were lost, so a return of it cannot be ruled out; publishing again".into(),
+                    )
+                }
+                Outcome::Acked => OutboxNext::Done,
+                Outcome::Nacked => {
+                    self.retry(&claim, "nacked by the broker (not stored)".into())
+                }
+                Outcome::NotRequested => self.retry(
+                    &claim,
+                    "the channel was not in confirm mode; publishing again".into(),
+                ),
+            };
+            if self.finish(&claim, next).await {
+                done += 1;
+            }
+        }
+
+        if let Some(e) = broken {
+            return Err(RelayError::Broker(e));
+        }
+        if timed_out {
+            // Late confirmations and returns of this channel must not be
+            // taken for those of a later batch: start a fresh channel.
+            self.drop_link().await;
+            return Err(RelayError::Setup(format!(
+                "publishing or its confirmations timed out after {timeout_ms} ms"
+            )));
+        }
+        Ok((claimed, done))
+    }
+
+    /// Publishes every settlement row ready now (batch after batch, until a
+    /// batch comes back short), connecting first when needed. Returns how
+    /// many rows were confirmed and marked done. Rows that could not be
+    /// published are rescheduled; a broker error is returned after that.
+    pub async fn relay_ready(&mut self) -> Result<usize, RelayError> {
+        let mut done = 0;
+        loop {
+            self.ensure_link().await?;
+            match self.relay_batch().await {
+                Ok((claimed, d)) => {
+                    done += d;
+                    if claimed < self.cfg.relay_batch.max(1) as usize {
+                        return Ok(done);
+                    }
+                }
+                Err(e @ RelayError::Store(_)) => return Err(e),
+                Err(e) => {
+                    self.drop_link().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Relays until `stop` turns true (or its sender is dropped),
+    /// reconnecting by itself.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.cfg.relay_poll_ms.max(1));
+        let mut outage = Outage::new("relay", self.cfg.reconnect.backoff());
+        tracing::info!(exchange = %self.cfg.exchange, "settlement relay started");
+        while !stop_requested(&stop) {
+            if let Err(e) = self.ensure_link().await {
+                let wait = outage.failed(&e);
+                if sleep_or_stop(&mut stop, wait).await {
+                    break;
+                }
+                continue;
+            }
+            outage.recovered();
+            match self.relay_batch().await {
+                Ok((claimed, _)) => {
+                    if claimed < self.cfg.relay_batch.max(1) as usize
+                        && sleep_or_stop(&mut stop, poll).await
+                    {
+                        break;
+                    }
+                }
+                Err(RelayError::Store(e)) => {
+                    tracing::warn!(error = %e, "settlement relay: the store failed; will try again");
+                    if sleep_or_stop(&mut stop, poll.max(Duration::from_millis(500))).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.drop_link().await;
+                    let wait = outage.failed(&e);
+                    if sleep_or_stop(&mut stop, wait).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.drop_link().await;
+        tracing::info!("settlement relay stopped");
+    }
+
+    pub fn spawn(self) -> Running {
+        Running::spawn(|stop| self.run(stop))
+    }
+}
+
+// ------------------------------------------------------------------ consumer
+
+/// What a handler makes of a message it could not process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleError {
+    /// Will never succeed (unreadable, invalid): dead-lettered at once.
+    Poison(String),
+    /// Might succeed later: requeued after a short delay (and dead-lettered
+    /// once the queue's delivery limit is passed).
+    Transient(String),
+}
+
+impl std::fmt::Display for HandleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandleError::Poison(e) => write!(f, "poison message: {e}"),
+            HandleError::Transient(e) => write!(f, "transient failure: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HandleError {}
+
+/// Processes one settlement message body. Must be idempotent: a message can
+/// arrive more than once (duplicate publish, redelivery after a lost ack).
+/// Parsing the body is the handler's job: unreadable is `Poison`.
+#[async_trait]
+pub trait SettlementHandler: Send + Sync {
+    async fn handle(&self, body: &[u8]) -> Result<(), HandleError>;
+}
+
+/// Consumes the settlement queue (see the module docs).
+pub struct Consumer {
+    cfg: AmqpConfig,
+    handler: Arc<dyn SettlementHandler>,
+    transient_delay: Duration,
+}
+
+/// Why a subscription ended.
+enum Ended {
+    Stop,
+    Broken(String),
+}
+
+impl Consumer {
+    pub fn new(cfg: AmqpConfig, handler: Arc<dyn SettlementHandler>) -> Consumer {
+        Consumer {
+            cfg,
+            handler,
+            transient_delay: Duration::from_secs(1),
+        }
+    }
+
+    /// How long a transient failure waits before its message is requeued
+    /// (default 1 s).
+    pub fn with_transient_delay(mut self, delay: Duration) -> Consumer {
+        self.transient_delay = delay;
+        self
+    }
+
+    async fn subscribe(&self) -> Result<(Connection, Channel, lapin::Consumer), RelayError> {
+        let setup = async {
+            let conn = connect(&self.cfg).await?;
+            let channel = conn.create_channel().await?;
+            declare_topology(&channel, &self.cfg).await?;
+            channel
+                .basic_qos(self.cfg.prefetch.max(1), BasicQosOptions::default())
+                .await?;
+            let consumer = channel
+                .basic_consume(
+                    self.cfg.queue.as_str().into(),
+                    format!("billclear-settlement-{}", uuid::Uuid::new_v4().simple())
+                        .as_str()
+                        .into(),
+                    BasicConsumeOptions {
+                        no_ack: false,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>((conn, channel, consumer))
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(RelayError::Setup(format!(
+                "connecting and subscribing took more than {SETUP_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Takes deliveries until stopped or the subscription breaks, then waits
+    /// for the deliveries in hand to be settled.
+    async fn consume(
+        &self,
+        channel: &Channel,
+        mut consumer: lapin::Consumer,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let mut in_hand: JoinSet<()> = JoinSet::new();
+        let ended = loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if stop_requested(stop) {
+                        let _ = channel
+                            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                            .await;
+                        break Ended::Stop;
+                    }
+                }
+                Some(_) = in_hand.join_next(), if !in_hand.is_empty() => {}
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let handler = self.handler.clone();
+                        let delay = self.transient_delay;
+                        in_hand.spawn(settle(handler, delivery, delay));
+                    }
+                    Some(Err(e)) => break Ended::Broken(e.to_string()),
+                    None => break Ended::Broken("the subscription was cancelled".into()),
+                }
+            }
+        };
+        while in_hand.join_next().await.is_some() {}
+        ended
+    }
+
+    /// Consumes until `stop` turns true (or its sender is dropped),
+    /// reconnecting by itself.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut outage = Outage::new("consumer", self.cfg.reconnect.backoff());
+        tracing::info!(queue = %self.cfg.queue, prefetch = self.cfg.prefetch, "settlement consumer started");
+        while !stop_requested(&stop) {
+            let (conn, channel, consumer) = match self.subscribe().await {
+                Ok(s) => s,
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    if sleep_or_stop(&mut stop, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            outage.recovered();
+            let ended = self.consume(&channel, consumer, &mut stop).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                let _ = channel.close(200, "consumer stopping".into()).await;
+                let _ = conn.close(200, "consumer stopping".into()).await;
+            })
+            .await;
+            match ended {
+                Ended::Stop => break,
+                Ended::Broken(e) => {
+                    let wait = outage.failed(&e);
+                    if sleep_or_stop(&mut stop, wait).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("settlement consumer stopped");
+    }
+
+    pub fn spawn(self) -> Running {
+        Running::spawn(|stop| self.run(stop))
+    }
+}
+
+/// Runs the handler on one delivery and settles it (ack, reject or nack).
+async fn settle(
+    handler: Arc<dyn SettlementHandler>,
+    delivery: lapin::message::Delivery,
+    delay: Duration,
+) {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let redelivered = delivery.redelivered;
+    let outcome = AssertUnwindSafe(handler.handle(&delivery.data))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(HandleError::Transient("the handler panicked".into())));
+    let settled = match outcome {
+        Ok(()) => delivery.ack(Default::default()).await,
+        Err(HandleError::Poison(reason)) => {
+            tracing::error!(%message_id, redelivered, %reason, "poison settlement message: dead-lettered");
+            delivery.reject(BasicRejectOptions { requeue: false }).await
+        }
+        Err(HandleError::Transient(reason)) => {
+            tracing::warn!(%message_id, redelivered, %reason, "settlement message failed; requeued after a delay");
+            tokio::time::sleep(delay).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
+    };
+    match settled {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%message_id, "the channel closed before the message was settled; it will be redelivered")
+        }
+        Err(e) => {
+            tracing::warn!(%message_id, error = %e, "settling the message failed; it will be redelivered")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routing_keys() {
+        let p = json!({"kind": "settlement_batch", "batch_id": "0192f5a4-5b7e-7c3a-9f1e-3a2b1c0d9e8f", "biller_id": "sh-water"});
+        assert_eq!(routing_key(&p).unwrap(), "settlement.batch.sh-water");
+        assert_eq!(
+            routing_key(&json!({"batch_id": "x"})),
+            Err(PayloadError::MissingBillerId)
+        );
+        assert_eq!(
+            routing_key(&json!({"biller_id": 7})),
+            Err(PayloadError::MissingBillerId)
+        );
+        assert!(matches!(
+            routing_key(&json!({"biller_id": "Sh.Water#"})),
+            Err(PayloadError::InvalidBillerId(_))
+        ));
+        assert!(routing_key(&json!({"biller_id": ""})).is_err());
+    }
+
+    #[test]
+    fn message_ids() {
+        let p = json!({"batch_id": "0192F5A4-5B7E-7C3A-9F1E-3A2B1C0D9E8F"});
+        assert_eq!(message_id(&p, 9), "0192f5a4-5b7e-7c3a-9f1e-3a2b1c0d9e8f");
+        assert_eq!(message_id(&json!({"batch_id": "nope"}), 9), "outbox-9");
+        assert_eq!(message_id(&json!({}), 12), "outbox-12");
+    }
+
+    #[test]
+    fn outbox_id_header_round_trips() {
+        let claim = Claim {
+            outbox_id: 42,
+            token: uuid::Uuid::new_v4(),
+            aggregate_id: uuid::Uuid::new_v4(),
+            payload: json!({"biller_id": "sh-water"}),
+            attempts: 1,
+            created_at: Utc::now(),
+            lease_deadline: Instant::now(),
+        };
+        let props = properties(&claim);
+        assert_eq!(outbox_id_of(&props), Some(42));
+        assert_eq!(props.delivery_mode(), &Some(2));
+        assert_eq!(outbox_id_of(&BasicProperties::default()), None);
+    }
+}
