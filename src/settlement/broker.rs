@@ -23,7 +23,10 @@
 //! marks a row done only after the broker **acked** it and did **not** return
 //! it as unroutable. Anything else (nack, return, confirm timeout, lost
 //! channel or connection) leaves the row for a retry with bounded exponential
-//! backoff; a publishable row is never abandoned. A payload without a valid
+//! backoff; a publishable row is never abandoned. Sending a batch and
+//! awaiting its confirms are each bounded by `confirm_timeout_ms` (a broker
+//! under a resource alarm blocks publishers), and the claim's lease (2 ×
+//! that + 5 s) outlasts both. A payload without a valid
 //! `biller_id` can never be routed and is abandoned with the reason.
 //!
 //! A message can be published more than once: an ack lost with a connection
@@ -69,7 +72,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures_lite::{FutureExt, StreamExt};
-use lapin::message::BasicReturnMessage;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
@@ -94,6 +96,8 @@ pub const QUEUE_BINDING: &str = "settlement.#";
 /// Longest a connection attempt (TCP, handshake, channel, declarations) may
 /// take before it counts as failed.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a polite close waits for the broker's answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Kept between the end of confirm waiting and the end of the lease.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -180,11 +184,8 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> lapin::Res
 
 /// Opens a connection to `cfg.url` (on the current tokio runtime).
 pub async fn connect(cfg: &AmqpConfig) -> lapin::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(
-        format!("billclear-{}", std::process::id())
-            .as_str()
-            .into(),
-    );
+    let props = ConnectionProperties::default()
+        .with_connection_name(format!("billclear-{}", std::process::id()).as_str().into());
     Connection::connect(&cfg.url, props).await
 }
 
@@ -397,15 +398,23 @@ struct Link {
 }
 
 impl Link {
+    /// Closes politely, but never waits long for a broker that does not
+    /// answer (dropping the connection ends it anyway).
     async fn close(self) {
-        let _ = self.channel.close(200, "relay stopping".into()).await;
-        let _ = self.conn.close(200, "relay stopping".into()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.channel.close(200, "relay stopping".into()).await;
+            let _ = self.conn.close(200, "relay stopping".into()).await;
+        })
+        .await;
     }
 }
 
 /// How one published message ended.
 enum Outcome {
-    Confirmed(Confirmation),
+    /// Acked (a return, if any, is looked at separately).
+    Acked,
+    Nacked,
+    NotRequested,
     Failed(String),
 }
 
@@ -547,42 +556,63 @@ impl Relay {
             .as_ref()
             .map(|l| l.channel.clone())
             .ok_or_else(|| RelayError::Setup("no channel".into()))?;
+        let timeout_ms = self.cfg.confirm_timeout_ms;
 
-        // Publish every row (pipelined), then await the confirmations.
+        // Publish every row (pipelined), then await the confirmations. Both
+        // phases are bounded by the confirm timeout (a broker that blocks
+        // publishers, a resource alarm, stops the sending itself), so the
+        // whole batch ends well within the lease.
+        let publish_deadline = tokio::time::Instant::now() + self.confirm_timeout();
         let mut sent: Vec<(Claim, String, PublisherConfirm)> = Vec::new();
         let mut outcomes: Vec<(Claim, Outcome)> = Vec::new();
         let mut broken: Option<lapin::Error> = None;
+        let mut timed_out = false;
         for claim in claims {
-            if let Some(e) = &broken {
-                outcomes.push((claim, Outcome::Failed(format!("not published: {e}"))));
+            if broken.is_some() || timed_out {
+                outcomes.push((
+                    claim,
+                    Outcome::Failed("not published: the channel failed before its turn".into()),
+                ));
                 continue;
             }
             let key = match routing_key(&claim.payload) {
                 Ok(k) => k,
                 Err(e) => {
-                    self.finish(&claim, OutboxNext::Abandon { error: e.to_string() })
-                        .await;
+                    self.finish(
+                        &claim,
+                        OutboxNext::Abandon {
+                            error: e.to_string(),
+                        },
+                    )
+                    .await;
                     continue;
                 }
             };
             let body = serde_json::to_vec(&claim.payload).expect("a JSON value serializes");
-            let published = channel
-                .basic_publish(
-                    self.cfg.exchange.as_str().into(),
-                    ShortString::from(key.as_str()),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &body,
-                    properties(&claim),
-                )
-                .await;
-            match published {
-                Ok(confirm) => sent.push((claim, key, confirm)),
-                Err(e) => {
+            let publish = channel.basic_publish(
+                self.cfg.exchange.as_str().into(),
+                ShortString::from(key.as_str()),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                properties(&claim),
+            );
+            match tokio::time::timeout_at(publish_deadline, publish).await {
+                Ok(Ok(confirm)) => sent.push((claim, key, confirm)),
+                Ok(Err(e)) => {
                     outcomes.push((claim, Outcome::Failed(format!("publish failed: {e}"))));
                     broken = Some(e);
+                }
+                Err(_) => {
+                    outcomes.push((
+                        claim,
+                        Outcome::Failed(format!(
+                            "could not be sent within {timeout_ms} ms (is the broker blocking publishers?)"
+                        )),
+                    ));
+                    timed_out = true;
                 }
             }
         }
@@ -592,26 +622,28 @@ impl Relay {
         }
 
         let deadline = tokio::time::Instant::now() + self.confirm_timeout();
-        let mut every_confirm_arrived = broken.is_none();
-        let mut timed_out = false;
+        let mut every_confirm_arrived = broken.is_none() && !timed_out;
         let mut returned: HashSet<i64> = HashSet::new();
         let mut unidentified_return = false;
-        let mut note_return = |m: &BasicReturnMessage| match outbox_id_of(&m.delivery.properties)
-        {
-            Some(id) => {
-                returned.insert(id);
-            }
-            None => unidentified_return = true,
-        };
         let mut keys = std::collections::HashMap::new();
         for (claim, key, confirm) in sent {
             keys.insert(claim.outbox_id, key);
             let outcome = match tokio::time::timeout_at(deadline, confirm).await {
                 Ok(Ok(c)) => {
-                    if let Confirmation::Ack(Some(m)) | Confirmation::Nack(Some(m)) = &c {
-                        note_return(m);
+                    let outcome = match &c {
+                        Confirmation::Ack(_) => Outcome::Acked,
+                        Confirmation::Nack(_) => Outcome::Nacked,
+                        Confirmation::NotRequested => Outcome::NotRequested,
+                    };
+                    if let Some(m) = c.take_message() {
+                        match outbox_id_of(&m.delivery.properties) {
+                            Some(id) => {
+                                returned.insert(id);
+                            }
+                            None => unidentified_return = true,
+                        }
                     }
-                    Outcome::Confirmed(c)
+                    outcome
                 }
                 Ok(Err(e)) => {
                     every_confirm_arrived = false;
@@ -624,8 +656,7 @@ impl Relay {
                     every_confirm_arrived = false;
                     timed_out = true;
                     Outcome::Failed(format!(
-                        "not confirmed by the broker within {} ms",
-                        self.cfg.confirm_timeout_ms
+                        "not confirmed by the broker within {timeout_ms} ms"
                     ))
                 }
             };
@@ -636,7 +667,7 @@ impl Relay {
         for (claim, outcome) in outcomes {
             let next = match outcome {
                 Outcome::Failed(error) => self.retry(&claim, error),
-                Outcome::Confirmed(Confirmation::Ack(_)) if returned.contains(&claim.outbox_id) => {
+                Outcome::Acked if returned.contains(&claim.outbox_id) => {
                     let key = keys.get(&claim.outbox_id).cloned().unwrap_or_default();
                     self.retry(
                         &claim,
@@ -646,7 +677,7 @@ impl Relay {
                         ),
                     )
                 }
-                Outcome::Confirmed(Confirmation::Ack(_))
+                Outcome::Acked
                     if !every_confirm_arrived || unidentified_return =>
                 {
                     self.retry(
@@ -654,11 +685,11 @@ impl Relay {
                         "acked, but confirmations of other messages of its batch were lost, so a return of it cannot be ruled out; publishing again".into(),
                     )
                 }
-                Outcome::Confirmed(Confirmation::Ack(_)) => OutboxNext::Done,
-                Outcome::Confirmed(Confirmation::Nack(_)) => {
+                Outcome::Acked => OutboxNext::Done,
+                Outcome::Nacked => {
                     self.retry(&claim, "nacked by the broker (not stored)".into())
                 }
-                Outcome::Confirmed(Confirmation::NotRequested) => self.retry(
+                Outcome::NotRequested => self.retry(
                     &claim,
                     "the channel was not in confirm mode; publishing again".into(),
                 ),
@@ -676,8 +707,7 @@ impl Relay {
             // taken for those of a later batch: start a fresh channel.
             self.drop_link().await;
             return Err(RelayError::Setup(format!(
-                "publisher confirms timed out after {} ms",
-                self.cfg.confirm_timeout_ms
+                "publishing or its confirmations timed out after {timeout_ms} ms"
             )));
         }
         Ok((claimed, done))
@@ -898,8 +928,11 @@ impl Consumer {
             };
             outage.recovered();
             let ended = self.consume(&channel, consumer, &mut stop).await;
-            let _ = channel.close(200, "consumer stopping".into()).await;
-            let _ = conn.close(200, "consumer stopping".into()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                let _ = channel.close(200, "consumer stopping".into()).await;
+                let _ = conn.close(200, "consumer stopping".into()).await;
+            })
+            .await;
             match ended {
                 Ended::Stop => break,
                 Ended::Broken(e) => {
@@ -919,7 +952,11 @@ impl Consumer {
 }
 
 /// Runs the handler on one delivery and settles it (ack, reject or nack).
-async fn settle(handler: Arc<dyn SettlementHandler>, delivery: lapin::message::Delivery, delay: Duration) {
+async fn settle(
+    handler: Arc<dyn SettlementHandler>,
+    delivery: lapin::message::Delivery,
+    delay: Duration,
+) {
     let message_id = delivery
         .properties
         .message_id()
@@ -935,9 +972,7 @@ async fn settle(handler: Arc<dyn SettlementHandler>, delivery: lapin::message::D
         Ok(()) => delivery.ack(Default::default()).await,
         Err(HandleError::Poison(reason)) => {
             tracing::error!(%message_id, redelivered, %reason, "poison settlement message: dead-lettered");
-            delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await
+            delivery.reject(BasicRejectOptions { requeue: false }).await
         }
         Err(HandleError::Transient(reason)) => {
             tracing::warn!(%message_id, redelivered, %reason, "settlement message failed; requeued after a delay");
@@ -952,8 +987,12 @@ async fn settle(handler: Arc<dyn SettlementHandler>, delivery: lapin::message::D
     };
     match settled {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(%message_id, "the channel closed before the message was settled; it will be redelivered"),
-        Err(e) => tracing::warn!(%message_id, error = %e, "settling the message failed; it will be redelivered"),
+        Ok(false) => {
+            tracing::warn!(%message_id, "the channel closed before the message was settled; it will be redelivered")
+        }
+        Err(e) => {
+            tracing::warn!(%message_id, error = %e, "settling the message failed; it will be redelivered")
+        }
     }
 }
 
