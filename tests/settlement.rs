@@ -69,10 +69,13 @@ async fn a_closed_date_settles_its_confirmed_payments_once() {
     let cutoff = DateTime::parse_from_rfc3339("2026-11-20T15:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
-    app.set_confirmed_at(ids[0], cutoff - Duration::hours(5)).await;
-    app.set_confirmed_at(ids[1], cutoff - Duration::minutes(1)).await;
+    app.set_confirmed_at(ids[0], cutoff - Duration::hours(5))
+        .await;
+    app.set_confirmed_at(ids[1], cutoff - Duration::minutes(1))
+        .await;
     app.set_confirmed_at(ids[2], cutoff).await;
-    app.set_confirmed_at(ids[3], cutoff + Duration::microseconds(1)).await;
+    app.set_confirmed_at(ids[3], cutoff + Duration::microseconds(1))
+        .await;
 
     // Before the cut-off: refused, nothing written.
     let early = close(&app, "sh-water", date, cutoff - Duration::seconds(1)).await;
@@ -203,8 +206,10 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
     let cutoff = DateTime::parse_from_rfc3339("2026-11-22T15:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
-    app.set_confirmed_at(ids[0], cutoff - Duration::hours(1)).await;
-    app.set_confirmed_at(ids[1], cutoff + Duration::hours(1)).await;
+    app.set_confirmed_at(ids[0], cutoff - Duration::hours(1))
+        .await;
+    app.set_confirmed_at(ids[1], cutoff + Duration::hours(1))
+        .await;
     let now = cutoff + Duration::minutes(1);
     let Closing::Closed(CloseOutcome::Closed(b1)) = close(&app, "sh-water", date, now).await else {
         panic!("closed")
@@ -245,11 +250,8 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
 
     // A big payment later: the return is recovered from it.
     let big = confirmed(&app, &["1000.00"]).await;
-    app.set_confirmed_at(
-        big[0],
-        cutoff + Duration::days(2) - Duration::hours(1),
-    )
-    .await;
+    app.set_confirmed_at(big[0], cutoff + Duration::days(2) - Duration::hours(1))
+        .await;
     let d3 = d2.succ_opt().unwrap();
     let Closing::Closed(CloseOutcome::Closed(b3)) =
         close(&app, "sh-water", d3, now + Duration::days(2)).await

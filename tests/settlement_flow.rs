@@ -41,7 +41,10 @@ async fn settled_batch(app: &TestApp, amounts: &[&str]) -> BatchRecord {
     }
     let billers = app.store_billers().await;
     let now = Utc::now();
-    let water = billers.iter().find(|b| b.id.as_str() == "sh-water").unwrap();
+    let water = billers
+        .iter()
+        .find(|b| b.id.as_str() == "sh-water")
+        .unwrap();
     let date = water.cutoff.business_date_of(now);
     let out = close_date(
         &*app.state.store,
@@ -159,7 +162,10 @@ async fn a_closed_date_becomes_files_through_rabbitmq_with_totals_equal_to_the_l
     let pain = dir.join(&files[1].name);
     xsd_valid(&pain);
     let xml = std::fs::read_to_string(&pain).unwrap();
-    assert!(xml.contains(&format!(">{}</InstdAmt>", batch.totals.net())), "{xml}");
+    assert!(
+        xml.contains(&format!(">{}</InstdAmt>", batch.totals.net())),
+        "{xml}"
+    );
     assert!(xml.contains("ICBKCNBJSHI"));
     // The manifest lists every file with its checksum.
     let manifest = billclear::settlement::files::verify_manifest(&dir, &files[2].name).unwrap();
@@ -182,7 +188,15 @@ async fn a_message_delivered_twice_writes_one_set_of_files() {
     let dir = app.state.config.settlement.outbox_dir.join("sh-water");
     let before: Vec<(String, std::time::SystemTime)> = first
         .iter()
-        .map(|f| (f.name.clone(), std::fs::metadata(dir.join(&f.name)).unwrap().modified().unwrap()))
+        .map(|f| {
+            (
+                f.name.clone(),
+                std::fs::metadata(dir.join(&f.name))
+                    .unwrap()
+                    .modified()
+                    .unwrap(),
+            )
+        })
         .collect();
     // The same message again (a redelivery), and through the broker too.
     r.handle(&body).await.unwrap();
@@ -190,7 +204,15 @@ async fn a_message_delivered_twice_writes_one_set_of_files() {
     assert_eq!(app.store.batch_files(batch.id).await.unwrap(), first);
     let after: Vec<(String, std::time::SystemTime)> = first
         .iter()
-        .map(|f| (f.name.clone(), std::fs::metadata(dir.join(&f.name)).unwrap().modified().unwrap()))
+        .map(|f| {
+            (
+                f.name.clone(),
+                std::fs::metadata(dir.join(&f.name))
+                    .unwrap()
+                    .modified()
+                    .unwrap(),
+            )
+        })
         .collect();
     assert_eq!(before, after, "a recorded batch is not written again");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
@@ -210,7 +232,8 @@ async fn poison_messages_are_dead_lettered_and_change_nothing() {
     let consumer = Consumer::new(cfg.clone(), Arc::new(renderer(&app))).spawn();
     for body in [
         b"not json".to_vec(),
-        br#"{"kind":"settlement_batch","batch_id":"01a2279b-0000-7000-8000-000000000000"}"#.to_vec(),
+        br#"{"kind":"settlement_batch","batch_id":"01a2279b-0000-7000-8000-000000000000"}"#
+            .to_vec(),
         br#"{"kind":"refund","batch_id":"01a2279b-0000-7000-8000-000000000000"}"#.to_vec(),
     ] {
         ch.basic_publish(
@@ -278,13 +301,20 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!((r.status.as_u16(), r.code()), (400, "missing_date".into()));
     let r = water.get("/v1/settlements?date=2026-13-01").await.unwrap();
     assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_date".into()));
-    let r = app.alipay.get(&format!("/v1/settlements?date={date}")).await.unwrap();
+    let r = app
+        .alipay
+        .get(&format!("/v1/settlements?date={date}"))
+        .await
+        .unwrap();
     assert_eq!((r.status.as_u16(), r.code()), (401, "unknown_key".into()));
     // ... and a biller's key is not a channel's.
     let r = water.get("/v1/payments?channel_reference=x").await.unwrap();
     assert_eq!((r.status.as_u16(), r.code()), (401, "unknown_key".into()));
 
-    let r = water.get(&format!("/v1/settlements?date={date}")).await.unwrap();
+    let r = water
+        .get(&format!("/v1/settlements?date={date}"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.json());
     let body = r.json();
     let b = &body["batches"][0];
@@ -298,12 +328,18 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!(hex::encode(Sha256::digest(&file.body)), sha);
 
     // Another biller sees nothing of it.
-    let r = power.get(&format!("/v1/settlements?date={date}")).await.unwrap();
+    let r = power
+        .get(&format!("/v1/settlements?date={date}"))
+        .await
+        .unwrap();
     assert_eq!(r.json()["batches"].as_array().unwrap().len(), 0);
     let r = power.get(&href).await.unwrap();
     assert_eq!((r.status.as_u16(), r.code()), (404, "no_such_file".into()));
     let r = water
-        .get(&format!("/v1/settlements/{}/files/..%2F..%2Fmaster.key", batch.id))
+        .get(&format!(
+            "/v1/settlements/{}/files/..%2F..%2Fmaster.key",
+            batch.id
+        ))
         .await
         .unwrap();
     assert_eq!(r.status, 404);
@@ -316,14 +352,22 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!(r.status, 500);
 
     // The channel's statement for the date: what alipay owes for sh-water.
-    let r = app.alipay.get(&format!("/v1/statements?date={date}")).await.unwrap();
+    let r = app
+        .alipay
+        .get(&format!("/v1/statements?date={date}"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.json());
     let s = r.json();
     assert_eq!(s["billers"][0]["biller_id"], "sh-water");
     assert_eq!(s["billers"][0]["payments"], 2);
     assert_eq!(s["billers"][0]["owed"], "200.00");
     assert_eq!(s["complete"], false);
-    let r = app.wechat.get(&format!("/v1/statements?date={date}")).await.unwrap();
+    let r = app
+        .wechat
+        .get(&format!("/v1/statements?date={date}"))
+        .await
+        .unwrap();
     assert_eq!(r.json()["billers"].as_array().unwrap().len(), 0);
     let w = billclear::settlement::statement::write(
         store,
@@ -336,7 +380,11 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!(w.lines, 2);
     let text = std::fs::read_to_string(&w.path).unwrap();
     assert!(text.trim_end().ends_with("TRAILER,2,200.00"), "{text}");
-    let r = app.alipay.get(&format!("/v1/statements/{date}/file")).await.unwrap();
+    let r = app
+        .alipay
+        .get(&format!("/v1/statements/{date}/file"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(String::from_utf8(r.body.to_vec()).unwrap(), text);
     cleanup(app).await;

@@ -120,11 +120,12 @@ async fn a_broker_restart_between_publish_and_confirm_leaves_one_set_of_files_pe
 
     // Every outbox row done; every batch exactly one set of files on disk
     // and in the record; nothing temporary left.
-    let open: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'settlement' AND done_at IS NULL")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE topic = 'settlement' AND done_at IS NULL",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
     assert_eq!(open, 0);
     let dir = app.state.config.settlement.outbox_dir.join("sh-water");
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)

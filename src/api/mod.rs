@@ -106,7 +106,10 @@ pub fn router(state: AppState) -> Router {
             get(settlements::download),
         )
         .route("/v1/statements", get(settlements::statement))
-        .route("/v1/statements/{date}/file", get(settlements::statement_file))
+        .route(
+            "/v1/statements/{date}/file",
+            get(settlements::statement_file),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi))

@@ -103,7 +103,12 @@ pub async fn download(
     Path((batch_id, name)): Path<(String, String)>,
     signed: BillerSigned,
 ) -> Result<Response, ApiError> {
-    let missing = || ApiError::not_found("no_such_file", format!("no file {name:?} in batch {batch_id}"));
+    let missing = || {
+        ApiError::not_found(
+            "no_such_file",
+            format!("no file {name:?} in batch {batch_id}"),
+        )
+    };
     let id = Uuid::parse_str(&batch_id).map_err(|_| missing())?;
     let batch = state
         .store
@@ -150,9 +155,9 @@ async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Respons
             ));
         }
     }
-    let f = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| ApiError::unavailable("file_unavailable", "the file cannot be read right now"))?;
+    let f = tokio::fs::File::open(&path).await.map_err(|_| {
+        ApiError::unavailable("file_unavailable", "the file cannot be read right now")
+    })?;
     let content_type = match name.rsplit('.').next() {
         Some("csv") => "text/csv; charset=us-ascii",
         Some("xml") => "application/xml",
@@ -201,7 +206,9 @@ pub async fn statement(
         *owed.entry(l.currency.as_str()).or_default() += l.amount - l.returned;
     }
     let file = crate::settlement::statement::file_name(&signed.channel.id, date);
-    let file_path = crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id).join(&file);
+    let file_path =
+        crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id)
+            .join(&file);
     Ok(Json(json!({
         "channel_id": signed.channel.id,
         "business_date": date,
@@ -233,7 +240,8 @@ pub async fn statement_file(
     signed.consume_nonce(&state).await?;
     let date = business_date(&DateQuery { date: Some(date) })?;
     let name = crate::settlement::statement::file_name(&signed.channel.id, date);
-    let dir = crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id);
+    let dir =
+        crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id);
     let manifest = crate::settlement::statement::read_digest(&dir, &name).map_err(|_| {
         ApiError::not_found(
             "no_statement",

@@ -41,7 +41,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.payments >= 1, "--payments must be at least 1");
     let (server_url, _) = crate::cli::split_db_url(&config.database.url)?;
-    let db_name = format!("billclear_bench_settle_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let db_name = format!(
+        "billclear_bench_settle_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let url = postgres::create_database(&server_url, &db_name).await?;
     let store = Arc::new(PgStore::connect(&url, 4).await?);
     store.migrate().await?;
@@ -96,11 +99,19 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
         .await?;
         done += n;
     }
-    sqlx::query("ANALYZE payments").execute(store.pool()).await?;
+    sqlx::query("ANALYZE payments")
+        .execute(store.pool())
+        .await?;
     println!("setup: {:.1} s (not measured)", t.elapsed().as_secs_f64());
 
     let store_dyn: Arc<dyn Store> = store.clone();
-    let now = Utc.from_utc_datetime(&(date.succ_opt().expect("date").and_hms_opt(0, 0, 0).expect("time")));
+    let now = Utc.from_utc_datetime(
+        &(date
+            .succ_opt()
+            .expect("date")
+            .and_hms_opt(0, 0, 0)
+            .expect("time")),
+    );
     let t_close = Instant::now();
     let out = close_date(
         &*store_dyn,
@@ -137,10 +148,17 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
     );
     let peak = peak_rss_bytes().unwrap_or(0);
     println!();
-    println!("bench settle: {} payments, biller {}, business date {date}", args.payments, biller.id);
+    println!(
+        "bench settle: {} payments, biller {}, business date {date}",
+        args.payments, biller.id
+    );
     println!(
         "  batch       gross {} / commission {} / net {} {} ({})",
-        batch.totals.gross, batch.totals.commission, batch.totals.net(), batch.currency, batch.commission_rule
+        batch.totals.gross,
+        batch.totals.commission,
+        batch.totals.net(),
+        batch.currency,
+        batch.commission_rule
     );
     println!(
         "  close       {close_s:.2} s   one transaction: {} items, {} payments SETTLED with events, journal, outbox",
@@ -148,10 +166,16 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
     );
     println!("  files       {files_s:.2} s   via RabbitMQ (relay with confirms, consumer):");
     for f in &files {
-        println!("                {:<9} {:<40} {:>11} bytes", f.kind, f.name, f.bytes);
+        println!(
+            "                {:<9} {:<40} {:>11} bytes",
+            f.kind, f.name, f.bytes
+        );
     }
     println!("  total       {:.2} s", close_s + files_s);
-    println!("  peak memory {:.0} MiB (VmHWM of this process)", peak as f64 / (1024.0 * 1024.0));
+    println!(
+        "  peak memory {:.0} MiB (VmHWM of this process)",
+        peak as f64 / (1024.0 * 1024.0)
+    );
     println!("  target      close + files < 30 s, < 500 MiB");
 
     // Clean up the bench's queues, files and database.
@@ -159,7 +183,10 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
         println!("(could not delete the bench's queues: {e})");
     }
     if args.keep {
-        println!("kept: database {db_name}, files in {}", outbox_dir.display());
+        println!(
+            "kept: database {db_name}, files in {}",
+            outbox_dir.display()
+        );
     } else {
         store.pool().close().await;
         let _ = std::fs::remove_dir_all(&outbox_dir);

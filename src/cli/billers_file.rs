@@ -268,7 +268,10 @@ mod tests {
                 .as_deref()
                 .expect("every seed biller has an example account");
             b.account_rule.check(ex).unwrap();
-            let terms = b.settlement.as_ref().expect("every seed biller has settlement terms");
+            let terms = b
+                .settlement
+                .as_ref()
+                .expect("every seed biller has settlement terms");
             terms.check(b.currency).unwrap();
         }
     }
@@ -300,18 +303,38 @@ amount = { min = "1.001", max = "10" }
         // Settlement terms: the rounding must be named; min <= max; a fixed
         // fee takes no rounding.
         let good = text.replace("1.001", "1");
-        let with = |terms: &str| format!("{good}\n[biller.settlement]\nformat = \"csv\"\n{terms}\nbank = {{ name = \"X\", account = \"123\", bic = \"ICBKCNBJ\" }}\n");
-        assert!(parse(&with("commission = { percent = \"0.3\", rounding = \"half-up\" }")).is_ok());
+        let with = |terms: &str| {
+            format!("{good}\n[biller.settlement]\nformat = \"csv\"\n{terms}\nbank = {{ name = \"X\", account = \"123\", bic = \"ICBKCNBJ\" }}\n")
+        };
+        assert!(parse(&with(
+            "commission = { percent = \"0.3\", rounding = \"half-up\" }"
+        ))
+        .is_ok());
         for (terms, want) in [
             ("commission = { percent = \"0.3\" }", "rounding"),
-            ("commission = { percent = \"0.3\", rounding = \"bankers\" }", "bankers"),
-            ("commission = { percent = \"0.3\", rounding = \"up\", min = \"2\", max = \"1\" }", "greater than max"),
-            ("commission = { fixed = \"0.8\", rounding = \"up\" }", "fixed fee takes no"),
+            (
+                "commission = { percent = \"0.3\", rounding = \"bankers\" }",
+                "bankers",
+            ),
+            (
+                "commission = { percent = \"0.3\", rounding = \"up\", min = \"2\", max = \"1\" }",
+                "greater than max",
+            ),
+            (
+                "commission = { fixed = \"0.8\", rounding = \"up\" }",
+                "fixed fee takes no",
+            ),
             ("commission = { fixed = \"0.801\" }", "decimal places"),
-            ("commission = { percent = \"1\", fixed = \"1\" }", "either percent"),
+            (
+                "commission = { percent = \"1\", fixed = \"1\" }",
+                "either percent",
+            ),
         ] {
             let err = format!("{:#}", parse(&with(terms)).unwrap_err());
-            assert!(err.contains("x-water") && err.contains(want), "{terms}: {err}");
+            assert!(
+                err.contains("x-water") && err.contains(want),
+                "{terms}: {err}"
+            );
         }
     }
 }

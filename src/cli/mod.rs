@@ -277,8 +277,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let worker = crate::dispatch::worker_name();
     let _workers = crate::dispatch::Workers::start(&state, &worker)?;
-    let _settlement =
-        crate::settlement::service::SettlementService::start(state.store.clone(), &state.config, &worker);
+    let _settlement = crate::settlement::service::SettlementService::start(
+        state.store.clone(),
+        &state.config,
+        &worker,
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -403,11 +406,14 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
             }
         }
         BillersCommand::NewKey { id } => {
-            let (key_id, secret) = settle::new_biller_key(&store, &master_key(&config)?, &id).await?;
+            let (key_id, secret) =
+                settle::new_biller_key(&store, &master_key(&config)?, &id).await?;
             println!("biller:  {id}");
             println!("key_id:  {key_id}");
             println!("secret:  {}", secret.expose_text());
-            println!("(the secret is shown once; the biller signs GET /v1/settlements requests with it)");
+            println!(
+                "(the secret is shown once; the biller signs GET /v1/settlements requests with it)"
+            );
         }
         BillersCommand::List => {
             let now = chrono::Utc::now();

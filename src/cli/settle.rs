@@ -114,9 +114,17 @@ pub async fn publish_and_render(
     waited
 }
 
-pub async fn settle(store: Arc<dyn Store>, config: &Config, args: SettleArgs) -> anyhow::Result<()> {
+pub async fn settle(
+    store: Arc<dyn Store>,
+    config: &Config,
+    args: SettleArgs,
+) -> anyhow::Result<()> {
     let billers = store.load_billers().await?;
-    let when = if args.early { When::Early } else { When::AtCutoff };
+    let when = if args.early {
+        When::Early
+    } else {
+        When::AtCutoff
+    };
     let out = close_date(
         &*store,
         &billers,
@@ -153,12 +161,23 @@ pub async fn settle(store: Arc<dyn Store>, config: &Config, args: SettleArgs) ->
         .map(|b| b.id)
         .collect();
     if args.no_files {
-        println!("files: left to `billclear serve` ({} batches waiting)", pending.len());
+        println!(
+            "files: left to `billclear serve` ({} batches waiting)",
+            pending.len()
+        );
     } else {
         if !pending.is_empty() {
-            println!("publishing {} batches to RabbitMQ and writing their files ...", pending.len());
-            publish_and_render(store.clone(), config, &pending, Duration::from_secs(args.timeout_s))
-                .await?;
+            println!(
+                "publishing {} batches to RabbitMQ and writing their files ...",
+                pending.len()
+            );
+            publish_and_render(
+                store.clone(),
+                config,
+                &pending,
+                Duration::from_secs(args.timeout_s),
+            )
+            .await?;
         }
         print_files(&*store, config, &batches).await?;
         let written = crate::settlement::statement::write_all_if_complete(
@@ -168,7 +187,10 @@ pub async fn settle(store: Arc<dyn Store>, config: &Config, args: SettleArgs) ->
         )
         .await?;
         if written.is_empty() {
-            println!("channel statements: written once every biller has closed {}", args.date);
+            println!(
+                "channel statements: written once every biller has closed {}",
+                args.date
+            );
         }
         for (channel, s) in written {
             let owed: Vec<String> = s.owed.iter().map(|(c, a)| format!("{a} {c}")).collect();
@@ -180,7 +202,10 @@ pub async fn settle(store: Arc<dyn Store>, config: &Config, args: SettleArgs) ->
             );
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} billers could not be closed (see above)");
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} billers could not be closed (see above)"
+    );
     Ok(())
 }
 
@@ -262,7 +287,12 @@ pub async fn statements(
         )
         .await?;
         let owed: Vec<String> = s.owed.iter().map(|(c, a)| format!("{a} {c}")).collect();
-        println!("{c:<10} {} lines, owes {}  {}", s.lines, owed.join(", "), s.path.display());
+        println!(
+            "{c:<10} {} lines, owes {}  {}",
+            s.lines,
+            owed.join(", "),
+            s.path.display()
+        );
     }
     Ok(())
 }

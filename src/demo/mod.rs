@@ -874,22 +874,40 @@ async fn settle_day(
     let mut batches = Vec::new();
     for b in billers.iter().filter(|b| b.settlement.is_some()) {
         let date = b.cutoff.business_date_of(now);
-        for (_, c) in close_date(&*store, &billers, date, Some(b.id.as_str()), When::Early, &config.settlement.debtor, now).await? {
+        for (_, c) in close_date(
+            &*store,
+            &billers,
+            date,
+            Some(b.id.as_str()),
+            When::Early,
+            &config.settlement.debtor,
+            now,
+        )
+        .await?
+        {
             match c {
-                Closing::Closed(CloseOutcome::Closed(batch) | CloseOutcome::AlreadyClosed(batch)) => batches.push(batch),
-                Closing::Skipped(why) | Closing::Failed(why) => anyhow::bail!("closing {}: {why}", b.id),
+                Closing::Closed(
+                    CloseOutcome::Closed(batch) | CloseOutcome::AlreadyClosed(batch),
+                ) => batches.push(batch),
+                Closing::Skipped(why) | Closing::Failed(why) => {
+                    anyhow::bail!("closing {}: {why}", b.id)
+                }
             }
         }
     }
     let ids: Vec<uuid::Uuid> = batches.iter().map(|b| b.id).collect();
     say(json, format!("• settlement   {} business dates closed; publishing to RabbitMQ and writing the files ...", ids.len()));
-    crate::cli::settle::publish_and_render(store.clone(), config, &ids, Duration::from_secs(120)).await?;
+    crate::cli::settle::publish_and_render(store.clone(), config, &ids, Duration::from_secs(120))
+        .await?;
     let _ = crate::settlement::service::delete_topology(&config.amqp).await;
     let mut out = Vec::new();
     let mut totals_match = true;
     for b in &batches {
         let files = stack.store.batch_files(b.id).await?;
-        let file_total = files.iter().find(|f| f.kind == "settlement").map(|f| f.total);
+        let file_total = files
+            .iter()
+            .find(|f| f.kind == "settlement")
+            .map(|f| f.total);
         totals_match &= file_total == Some(b.totals.gross - b.totals.returns);
         if let Some(j) = b.journal_id {
             let debits: rust_decimal::Decimal = sqlx::query_scalar(
@@ -908,7 +926,10 @@ async fn settle_day(
             gross: b.totals.gross.to_string(),
             commission: b.totals.commission.to_string(),
             net: b.totals.net().to_string(),
-            files: files.iter().map(|f| dir.join(&f.name).display().to_string()).collect(),
+            files: files
+                .iter()
+                .map(|f| dir.join(&f.name).display().to_string())
+                .collect(),
         });
     }
     let mut statements = Vec::new();
@@ -916,8 +937,19 @@ async fn settle_day(
     for date in dates {
         for c in store.statement_channels(date).await? {
             let channel = ChannelId::parse(&c)?;
-            let s = crate::settlement::statement::write(&*store, &config.settlement.outbox_dir, &channel, date).await?;
-            statements.push(format!("{c} {date}: {} lines, owes {:?} -> {}", s.lines, s.owed, s.path.display()));
+            let s = crate::settlement::statement::write(
+                &*store,
+                &config.settlement.outbox_dir,
+                &channel,
+                date,
+            )
+            .await?;
+            statements.push(format!(
+                "{c} {date}: {} lines, owes {:?} -> {}",
+                s.lines,
+                s.owed,
+                s.path.display()
+            ));
         }
     }
     Ok((out, statements, totals_match))

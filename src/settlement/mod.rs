@@ -8,7 +8,7 @@
 
 pub mod broker;
 pub mod close;
+pub mod files;
 pub mod render;
 pub mod service;
 pub mod statement;
-pub mod files;

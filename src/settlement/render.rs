@@ -162,7 +162,9 @@ fn file_error(e: FileError) -> HandleError {
 impl SettlementHandler for BatchRenderer {
     async fn handle(&self, body: &[u8]) -> Result<(), HandleError> {
         let msg: Message = serde_json::from_slice(body).map_err(|e| {
-            HandleError::Poison(format!("not a settlement message (JSON with kind and batch_id): {e}"))
+            HandleError::Poison(format!(
+                "not a settlement message (JSON with kind and batch_id): {e}"
+            ))
         })?;
         if msg.kind != "settlement_batch" {
             return Err(HandleError::Poison(format!(

@@ -61,7 +61,8 @@ impl SettlementService {
 
 /// Closes due dates every `schedule_check_ms`.
 async fn schedule(store: Arc<dyn Store>, config: Config) {
-    let mut tick = tokio::time::interval(Duration::from_millis(config.settlement.schedule_check_ms));
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(config.settlement.schedule_check_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -106,7 +107,9 @@ pub async fn close_due(store: &dyn Store, config: &Config) -> anyhow::Result<Vec
                         dates.insert(date);
                     }
                     Closing::Closed(CloseOutcome::AlreadyClosed(_)) => {}
-                    Closing::Skipped(why) => tracing::debug!(biller = %id, %date, %why, "not closed"),
+                    Closing::Skipped(why) => {
+                        tracing::debug!(biller = %id, %date, %why, "not closed")
+                    }
                     Closing::Failed(why) => {
                         tracing::error!(biller = %id, %date, %why, "closing failed; retried next pass")
                     }
@@ -158,10 +161,12 @@ pub async fn delete_topology(cfg: &crate::config::AmqpConfig) -> anyhow::Result<
     let conn = super::broker::connect(cfg).await?;
     let ch = conn.create_channel().await?;
     for q in [&cfg.queue, &cfg.dead_letter_queue] {
-        ch.queue_delete(q.as_str().into(), Default::default()).await?;
+        ch.queue_delete(q.as_str().into(), Default::default())
+            .await?;
     }
     for x in [&cfg.exchange, &cfg.dead_letter_exchange] {
-        ch.exchange_delete(x.as_str().into(), Default::default()).await?;
+        ch.exchange_delete(x.as_str().into(), Default::default())
+            .await?;
     }
     let _ = conn.close(200, "done".into()).await;
     Ok(())

@@ -107,7 +107,11 @@ pub async fn write(
     let mut failure: Option<csv::Error> = None;
     store
         .for_each_statement_item(channel, date, &mut |biller, item| {
-            let amount = if item.is_return { -item.amount } else { item.amount };
+            let amount = if item.is_return {
+                -item.amount
+            } else {
+                item.amount
+            };
             detail_total += amount;
             lines += 1;
             let currency = currency_of.get(&biller).cloned().unwrap_or_default();
@@ -166,8 +170,12 @@ pub async fn write(
             summary: summary_total,
         });
     }
-    w.write_record(["TRAILER".to_string(), lines.to_string(), summary_total.to_string()])
-        .map_err(csv_err)?;
+    w.write_record([
+        "TRAILER".to_string(),
+        lines.to_string(),
+        summary_total.to_string(),
+    ])
+    .map_err(csv_err)?;
     let mut file = w
         .into_inner()
         .map_err(|e| StatementError::Store(format!("writing {name}: {}", e.error())))?;
