@@ -62,7 +62,8 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
     // A topology of the bench's own: nothing else consumes its message.
     cfg.amqp = config.amqp.scoped(&db_name);
 
-    // The day: payments confirmed through the business date, written
+    // The day: payments accepted and confirmed through the business date,
+    // with time-ordered (v7-style) ids as intake gives them, written
     // set-based (setup, not measured).
     let date = NaiveDate::from_ymd_opt(2026, 11, 27).expect("date");
     let cutoff = biller.cutoff.instant(date);
@@ -85,16 +86,20 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
             "INSERT INTO payments (id, channel_id, channel_reference, biller_id, account_number,
                 amount, currency, status, pending_journal_id, created_at, updated_at,
                 connector_id, biller_reference, confirmed_at)
-             SELECT gen_random_uuid(), 'benchpay', 'bench-' || g, $1, '3100000011',
+             SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
+                     || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid,
+                    'benchpay', 'bench-' || g, $1, '3100000011',
                     round((1 + (hashint4(g::int) & 65535) * 0.37)::numeric, 2), 'CNY', 'CONFIRMED',
                     gen_random_uuid(), t, t, 'water-direct', 'W' || g, t
-               FROM (SELECT g, $3::timestamptz - ((g % 86400000) * interval '1 millisecond') AS t
+               FROM (SELECT g, $3::timestamptz - interval '1 day'
+                                 + (g * (86400000.0 / $5::bigint)) * interval '1 millisecond' AS t
                        FROM generate_series($2::bigint + 1, $2::bigint + $4::bigint) g) s",
         )
         .bind(biller.id.as_str())
         .bind(done as i64)
         .bind(cutoff)
         .bind(n as i64)
+        .bind(args.payments as i64)
         .execute(store.pool())
         .await?;
         done += n;

@@ -170,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     // A benchmark prints figures; per-request logs would only slow it down.
     let filter = match cli.command {
-        Command::Bench(_) => "warn",
+        Command::Bench(_) => "warn,sqlx=error",
         // The demo makes the biller misbehave on purpose; its summary tells
         // the story, warnings about each lost answer would drown it.
         Command::Demo(_) => "error",

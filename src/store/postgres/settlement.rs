@@ -301,14 +301,21 @@ impl SettlementStore for PgStore {
             biller.id, req.business_date
         );
         if totals.count > 0 {
+            // One statement: every item's payment CONFIRMED -> SETTLED, and
+            // its event from the rows actually moved.
             let moved = sqlx::query(
-                "UPDATE payments p SET status = 'SETTLED', updated_at = $2
-                   FROM settlement_items i
-                  WHERE i.batch_id = $1 AND i.kind = 'payment' AND p.id = i.payment_id
-                    AND p.status = 'CONFIRMED'",
+                "WITH moved AS (
+                     UPDATE payments p SET status = 'SETTLED', updated_at = $2
+                       FROM settlement_items i
+                      WHERE i.batch_id = $1 AND i.kind = 'payment' AND p.id = i.payment_id
+                        AND p.status = 'CONFIRMED'
+                     RETURNING p.id)
+                 INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
+                 SELECT id, 'CONFIRMED', 'SETTLED', $3, $2 FROM moved",
             )
             .bind(batch_id)
             .bind(req.now)
+            .bind(&reason)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
@@ -319,18 +326,6 @@ impl SettlementStore for PgStore {
                     biller.id, req.business_date, totals.count
                 )));
             }
-            sqlx::query(
-                "INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
-                 SELECT i.payment_id, 'CONFIRMED', 'SETTLED', $2, $3
-                   FROM settlement_items i WHERE i.batch_id = $1 AND i.kind = 'payment'
-                  ORDER BY i.seq",
-            )
-            .bind(batch_id)
-            .bind(&reason)
-            .bind(req.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
         }
         if let Some(j) = &journal {
             insert_journals(&mut tx, &[j]).await?;
