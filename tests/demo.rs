@@ -57,4 +57,36 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         "each first delivery failed, each retried once"
     );
     assert_eq!(r.books.matched, r.payments_confirmed);
+    // The day closed: every confirmed payment settled in one of the
+    // billers' batches, whose files match their totals and journals.
+    assert!(r.settlement_totals_match, "{r:#?}");
+    let settled: u64 = r.settlement.iter().map(|b| b.payments).sum();
+    assert_eq!(settled, r.payments_confirmed, "{r:#?}");
+    for b in r.settlement.iter().filter(|b| b.payments > 0) {
+        assert_eq!(
+            b.files.len(),
+            3,
+            "settlement file, pain.001, manifest: {b:?}"
+        );
+        for f in &b.files {
+            assert!(std::path::Path::new(f).is_file(), "{f}");
+        }
+    }
+    assert!(!r.statements.is_empty());
+    // The demo's files live under .billclear/demo/<its database>/.
+    let first = r
+        .settlement
+        .iter()
+        .flat_map(|b| b.files.iter())
+        .next()
+        .unwrap();
+    let run_dir = std::path::Path::new(first)
+        .ancestors()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("billclear_demo_"))
+        })
+        .unwrap()
+        .to_path_buf();
+    std::fs::remove_dir_all(run_dir).unwrap();
 }

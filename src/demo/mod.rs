@@ -673,8 +673,6 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     }
 
     let n = |s: &str| counts.get(s).copied().unwrap_or(0);
-    let (settlement, statements, settlement_totals_match) = settle_day(stack, json_out).await?;
-    let audit = stack.store.audit().await?;
     let credits: Vec<CreditRecord> = [
         stack.sim.credits(),
         stack.power.credits(),
@@ -682,7 +680,6 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         stack.hub.credits(),
     ]
     .concat();
-    let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
     let by_biller = by_biller(&stack.store).await?;
     let by_route = by_route(&stack.store).await?;
     let sent_direct: i64 = sqlx::query_scalar(
@@ -710,6 +707,11 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
             );
         }
     }
+    // Settle the day, then audit again: the settlement journals balance and
+    // our books still equal the billers'.
+    let (settlement, statements, settlement_totals_match) = settle_day(stack, json_out).await?;
+    let audit = stack.store.audit().await?;
+    let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
     Ok(DemoReport {
         requests_sent: tally.requests,
         payments_submitted: tally.accepted,
@@ -789,7 +791,7 @@ fn print_summary(r: &DemoReport) {
     println!();
     println!(
         "  {:<14} {:>9} {:>9} {:>8}  {:>16}",
-        "biller", "confirmed", "rejected", "unknown", "posted"
+        "biller", "confirmed", "rejected", "unknown", "posted (before settlement)"
     );
     for (b, states) in &r.by_biller {
         let n = |s: &str| states.get(s).copied().unwrap_or(0);
