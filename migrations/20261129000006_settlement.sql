@@ -34,6 +34,7 @@ CREATE TABLE biller_settlement_terms (
 CREATE TABLE settlement_batches (
     id               uuid PRIMARY KEY,
     biller_id        text NOT NULL REFERENCES billers (id),
+    biller_name      text NOT NULL,
     business_date    date NOT NULL,
     currency         char(3) NOT NULL,
     cutoff_at        timestamptz NOT NULL,
@@ -107,7 +108,10 @@ CREATE TABLE payment_returns (
 CREATE INDEX payment_returns_biller ON payment_returns (biller_id, returned_at);
 
 -- Closing a date reads the biller's confirmed payments up to the cut-off.
-CREATE INDEX payments_confirmed_unsettled ON payments (biller_id, confirmed_at)
+-- "Confirmed" is by our clock: updated_at of a CONFIRMED payment is when
+-- its confirmation was committed here (the biller's own credit time, in
+-- confirmed_at, is shown in the files but never decides the date).
+CREATE INDEX payments_confirmed_unsettled ON payments (biller_id, updated_at)
     WHERE status = 'CONFIRMED';
 
 -- Items, files and returns are append-only; a batch changes only to record

@@ -380,6 +380,37 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!(w.lines, 2);
     let text = std::fs::read_to_string(&w.path).unwrap();
     assert!(text.trim_end().ends_with("TRAILER,2,200.00"), "{text}");
+    // The file is not handed out while other billers have not closed.
+    let r = app
+        .alipay
+        .get(&format!("/v1/statements/{date}/file"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (409, "statement_incomplete".into())
+    );
+    // Every other biller closes the date (at its cut-off: "now" is two days
+    // on, so that no biller's date is still ahead, whatever the hour).
+    let billers = app.store_billers().await;
+    let later = Utc::now() + chrono::Duration::days(2);
+    close_date(
+        &*app.state.store,
+        &billers,
+        date,
+        None,
+        When::AtCutoff,
+        &app.state.config.settlement.debtor,
+        later,
+    )
+    .await
+    .unwrap();
+    let r = app
+        .alipay
+        .get(&format!("/v1/statements?date={date}"))
+        .await
+        .unwrap();
+    assert_eq!(r.json()["complete"], true, "{:?}", r.json());
     let r = app
         .alipay
         .get(&format!("/v1/statements/{date}/file"))

@@ -190,17 +190,7 @@ pub async fn statement(
         .store
         .channel_statement(&signed.channel.id, date)
         .await?;
-    // Complete once every biller with settlement terms has closed the date.
-    let closed = state.store.batches(None, Some(date)).await?;
-    let mut open: Vec<String> = state
-        .billers
-        .snapshot()
-        .values()
-        .filter(|b| b.settlement.is_some())
-        .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
-        .map(|b| b.id.to_string())
-        .collect();
-    open.sort();
+    let open = open_billers(&state, date).await?;
     let mut owed: std::collections::BTreeMap<&str, Decimal> = Default::default();
     for l in &lines {
         *owed.entry(l.currency.as_str()).or_default() += l.amount - l.returned;
@@ -232,6 +222,22 @@ pub async fn statement(
     })))
 }
 
+/// Billers with settlement terms that have not closed `date` (a statement
+/// is complete once there are none).
+async fn open_billers(state: &AppState, date: NaiveDate) -> Result<Vec<String>, ApiError> {
+    let closed = state.store.batches(None, Some(date)).await?;
+    let mut open: Vec<String> = state
+        .billers
+        .snapshot()
+        .values()
+        .filter(|b| b.settlement.is_some())
+        .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
+        .map(|b| b.id.to_string())
+        .collect();
+    open.sort();
+    Ok(open)
+}
+
 pub async fn statement_file(
     State(state): State<AppState>,
     Path(date): Path<String>,
@@ -239,6 +245,15 @@ pub async fn statement_file(
 ) -> Result<Response, ApiError> {
     signed.consume_nonce(&state).await?;
     let date = business_date(&DateQuery { date: Some(date) })?;
+    let open = open_billers(&state, date).await?;
+    if !open.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "statement_incomplete",
+            "Statement not complete",
+            format!("{date} is not closed for {} yet", open.join(", ")),
+        ));
+    }
     let name = crate::settlement::statement::file_name(&signed.channel.id, date);
     let dir =
         crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id);

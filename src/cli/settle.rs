@@ -65,6 +65,10 @@ pub struct StatementsArgs {
     /// The business date (YYYY-MM-DD).
     #[arg(long)]
     pub date: NaiveDate,
+    /// Write them although some billers have not closed the date (a
+    /// partial statement, replaced once the date is complete).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 fn print_batch_header() {
@@ -108,10 +112,21 @@ pub async fn publish_and_render(
         store.clone(),
         config.settlement.outbox_dir.clone(),
     ));
-    let consumer = Consumer::new(config.amqp.clone(), renderer).spawn();
+    let consumer = Consumer::new(config.amqp.clone(), renderer.clone()).spawn();
     let waited = wait_for_files(&*store, ids, timeout).await;
     consumer.stop().await;
-    waited
+    if let Err(e) = waited {
+        // A message published before (by an earlier run) may have been
+        // dead-lettered: the files never depend on the broker alone.
+        tracing::warn!(error = %e, "rendering the batches still without files here");
+        for id in ids {
+            renderer
+                .render(*id)
+                .await
+                .map_err(|e| anyhow::anyhow!("batch {id}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn settle(
@@ -273,6 +288,22 @@ pub async fn statements(
     config: &Config,
     args: StatementsArgs,
 ) -> anyhow::Result<()> {
+    if !args.partial {
+        let billers = store.load_billers().await?;
+        let closed = store.batches(None, Some(args.date)).await?;
+        let open: Vec<String> = billers
+            .iter()
+            .filter(|b| b.settlement.is_some())
+            .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
+            .map(|b| b.id.to_string())
+            .collect();
+        anyhow::ensure!(
+            open.is_empty(),
+            "{} is not closed for {} yet; statements would be partial (--partial writes them anyway)",
+            args.date,
+            open.join(", ")
+        );
+    }
     let channels = store.statement_channels(args.date).await?;
     if channels.is_empty() {
         println!("no settled payments on {}", args.date);

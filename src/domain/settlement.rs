@@ -3,7 +3,8 @@
 //!
 //! A biller's business date D closes at its cut-off on D in its own time
 //! zone. The batch of (biller, D) holds every CONFIRMED payment not settled
-//! yet whose confirmation time is at or before that instant: a payment
+//! yet whose confirmation (by our clock: when it committed here) is at or
+//! before that instant: a payment
 //! confirmed exactly at the cut-off belongs to D, one a microsecond later to
 //! the next date. Stragglers (an UNKNOWN payment resolved after D closed)
 //! join the next batch that closes.

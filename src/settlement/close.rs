@@ -115,19 +115,25 @@ pub async fn close_date(
 }
 
 /// The dates the scheduler should close for `biller` at `now`, oldest
-/// first: every date whose cut-off has passed, after the newest date
-/// already closed (`last_closed`), going back at most `catch_up_days`. A
-/// biller never settled before starts with the latest closed date only.
+/// first: every date of the last `catch_up_days` whose cut-off has passed
+/// and that has no batch (`closed` holds the biller's closed dates) — a
+/// date skipped (a failure, an early close of the next one) is closed
+/// later, never forgotten. Nothing before the biller's first batch: a
+/// biller never settled before starts with the latest date whose cut-off
+/// has passed.
 pub fn due_dates(
     biller: &Biller,
-    last_closed: Option<NaiveDate>,
+    closed: &std::collections::BTreeSet<NaiveDate>,
     now: DateTime<Utc>,
     catch_up_days: u32,
 ) -> Vec<NaiveDate> {
-    let closed = biller.cutoff.closed_dates(now, catch_up_days);
-    let mut due: Vec<NaiveDate> = match last_closed {
-        None => closed.into_iter().take(1).collect(),
-        Some(last) => closed.into_iter().filter(|d| *d > last).collect(),
+    let passed = biller.cutoff.closed_dates(now, catch_up_days);
+    let mut due: Vec<NaiveDate> = match closed.first() {
+        None => passed.into_iter().take(1).collect(),
+        Some(first) => passed
+            .into_iter()
+            .filter(|d| d > first && !closed.contains(d))
+            .collect(),
     };
     due.reverse();
     due
@@ -137,6 +143,7 @@ pub fn due_dates(
 mod tests {
     use super::*;
     use crate::cli::billers_file;
+    use std::collections::BTreeSet;
 
     fn water() -> Biller {
         let path =
@@ -158,12 +165,13 @@ mod tests {
     fn a_new_biller_starts_with_the_latest_closed_date() {
         // 23:00 Shanghai = 15:00 UTC
         let b = water();
+        let none = BTreeSet::new();
         assert_eq!(
-            due_dates(&b, None, utc("2026-11-29T15:00:00Z"), 7),
+            due_dates(&b, &none, utc("2026-11-29T15:00:00Z"), 7),
             vec![day(29)]
         );
         assert_eq!(
-            due_dates(&b, None, utc("2026-11-29T14:59:59Z"), 7),
+            due_dates(&b, &none, utc("2026-11-29T14:59:59Z"), 7),
             vec![day(28)]
         );
     }
@@ -172,19 +180,34 @@ mod tests {
     fn missed_cutoffs_are_caught_up_oldest_first_within_the_window() {
         let b = water();
         let now = utc("2026-11-29T16:00:00Z");
+        let upto = |last: u32| -> BTreeSet<NaiveDate> { (1..=last).map(day).collect() };
+        assert_eq!(due_dates(&b, &upto(29), now, 7), Vec::<NaiveDate>::new());
+        assert_eq!(due_dates(&b, &upto(28), now, 7), vec![day(29)]);
         assert_eq!(
-            due_dates(&b, Some(day(29)), now, 7),
-            Vec::<NaiveDate>::new()
-        );
-        assert_eq!(due_dates(&b, Some(day(28)), now, 7), vec![day(29)]);
-        assert_eq!(
-            due_dates(&b, Some(day(25)), now, 7),
+            due_dates(&b, &upto(25), now, 7),
             vec![day(26), day(27), day(28), day(29)]
         );
         // Older than the window: only the window is closed.
         assert_eq!(
-            due_dates(&b, Some(day(1)), now, 2),
+            due_dates(&b, &upto(1), now, 2),
             vec![day(27), day(28), day(29)]
+        );
+        // A gap (a date that failed, or whose next date was closed early)
+        // is filled; nothing before the first batch.
+        let closed: BTreeSet<NaiveDate> = [25, 26, 28, 29].into_iter().map(day).collect();
+        assert_eq!(due_dates(&b, &closed, now, 7), vec![day(27)]);
+        let closed: BTreeSet<NaiveDate> = [20, 26].into_iter().map(day).collect();
+        assert_eq!(
+            due_dates(&b, &closed, now, 7),
+            vec![
+                day(22),
+                day(23),
+                day(24),
+                day(25),
+                day(27),
+                day(28),
+                day(29)
+            ]
         );
     }
 

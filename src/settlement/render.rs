@@ -124,16 +124,10 @@ impl BatchRenderer {
     }
 
     async fn header(&self, b: &BatchRecord) -> Result<BatchHeader, HandleError> {
-        let billers = self.store.load_billers().await.map_err(transient)?;
-        let name = billers
-            .iter()
-            .find(|x| x.id.as_str() == b.biller_id)
-            .map(|x| x.name.clone())
-            .unwrap_or_else(|| b.biller_id.clone());
         Ok(BatchHeader {
             batch_id: b.id,
             biller_id: b.biller_id.clone(),
-            biller_name: name,
+            biller_name: b.biller_name.clone(),
             business_date: b.business_date,
             currency: Currency::from_code(&b.currency)
                 .map_err(|e| HandleError::Poison(format!("batch {}: {e}", b.id)))?,

@@ -30,7 +30,12 @@ impl SettlementService {
             store.clone(),
             config.settlement.outbox_dir.clone(),
         ));
-        let consumer = Consumer::new(config.amqp.clone(), renderer).spawn();
+        // A failing database or disk gets five tries five seconds apart
+        // before the message is dead-lettered (the schedule renders what is
+        // left without files after a few minutes anyway).
+        let consumer = Consumer::new(config.amqp.clone(), renderer)
+            .with_transient_delay(Duration::from_secs(5))
+            .spawn();
         let scheduler = config.settlement.schedule.then(|| {
             let cfg = config.clone();
             tokio::spawn(async move { schedule(store, cfg).await })
@@ -66,28 +71,34 @@ async fn schedule(store: Arc<dyn Store>, config: Config) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = close_due(&*store, &config).await {
+        if let Err(e) = close_due(&store, &config).await {
             tracing::warn!(error = %e, "settlement schedule: will try again");
         }
     }
 }
 
+/// Batches whose files are still missing this long after the close are
+/// rendered by the scheduler itself (their message was dead-lettered, or
+/// is stuck): the files never depend on the broker alone.
+const RENDER_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
 /// One scheduler pass: every biller's dates whose cut-off has passed and
-/// that are still open, oldest first; then the channels' statements of
-/// every date that became complete.
-pub async fn close_due(store: &dyn Store, config: &Config) -> anyhow::Result<Vec<Uuid>> {
+/// that are still open, oldest first (a biller's pass stops at its first
+/// failure: a later date never closes over an open earlier one in the
+/// same pass); batches left without files rendered; and the statements of
+/// every complete date of the window that has none yet.
+pub async fn close_due(store_arc: &Arc<dyn Store>, config: &Config) -> anyhow::Result<Vec<Uuid>> {
+    let store: &dyn Store = &**store_arc;
     let now = Utc::now();
     let billers = store.load_billers().await?;
-    let mut closed = Vec::new();
+    let renderer = BatchRenderer::new(store_arc.clone(), config.settlement.outbox_dir.clone());
+    let mut closed_now = Vec::new();
     let mut dates = std::collections::BTreeSet::new();
     for b in billers.iter().filter(|b| b.settlement.is_some()) {
-        let last = store
-            .batches(Some(b.id.as_str()), None)
-            .await?
-            .iter()
-            .map(|x| x.business_date)
-            .max();
-        for date in due_dates(b, last, now, config.settlement.catch_up_days) {
+        let batches = store.batches(Some(b.id.as_str()), None).await?;
+        let closed: std::collections::BTreeSet<_> =
+            batches.iter().map(|x| x.business_date).collect();
+        'dates: for date in due_dates(b, &closed, now, config.settlement.catch_up_days) {
             let out = close_date(
                 store,
                 &billers,
@@ -103,29 +114,55 @@ pub async fn close_due(store: &dyn Store, config: &Config) -> anyhow::Result<Vec
                     Closing::Closed(CloseOutcome::Closed(batch)) => {
                         tracing::info!(biller = %id, %date, payments = batch.totals.count,
                             net = %batch.totals.net(), "business date closed at its cut-off");
-                        closed.push(batch.id);
+                        closed_now.push(batch.id);
                         dates.insert(date);
                     }
                     Closing::Closed(CloseOutcome::AlreadyClosed(_)) => {}
                     Closing::Skipped(why) => {
-                        tracing::debug!(biller = %id, %date, %why, "not closed")
+                        tracing::debug!(biller = %id, %date, %why, "not closed");
+                        break 'dates;
                     }
                     Closing::Failed(why) => {
-                        tracing::error!(biller = %id, %date, %why, "closing failed; retried next pass")
+                        tracing::error!(biller = %id, %date, %why, "closing failed; retried next pass");
+                        break 'dates;
                     }
                 }
             }
         }
-    }
-    for date in dates {
-        let written =
-            super::statement::write_all_if_complete(store, &config.settlement.outbox_dir, date)
-                .await?;
-        for (channel, s) in written {
-            tracing::info!(%channel, %date, lines = s.lines, "channel statement written");
+        for stuck in batches
+            .iter()
+            .filter(|x| x.files_written_at.is_none() && now - x.created_at > RENDER_AFTER)
+        {
+            tracing::warn!(batch = %stuck.id, biller = %stuck.biller_id, date = %stuck.business_date,
+                "settlement files still missing; rendering them here");
+            if let Err(e) = renderer.render(stuck.id).await {
+                tracing::error!(batch = %stuck.id, error = %e, "rendering failed; retried next pass");
+            }
         }
     }
-    Ok(closed)
+    // Statements: each complete date of the window whose statements were
+    // never written (a pass that failed, dates closed by hand).
+    let oldest =
+        now.date_naive() - chrono::Days::new(u64::from(config.settlement.catch_up_days) + 1);
+    let mut d = oldest;
+    while d <= now.date_naive() + chrono::Days::new(1) {
+        let missing = store.statement_channels(d).await?.into_iter().any(|c| {
+            crate::domain::ids::ChannelId::parse(&c).is_ok_and(|ch| {
+                let dir = super::statement::dir(&config.settlement.outbox_dir, &ch);
+                !dir.join(super::statement::file_name(&ch, d)).exists()
+            })
+        });
+        if missing || dates.contains(&d) {
+            let written =
+                super::statement::write_all_if_complete(store, &config.settlement.outbox_dir, d)
+                    .await?;
+            for (channel, s) in written {
+                tracing::info!(%channel, date = %d, lines = s.lines, "channel statement written");
+            }
+        }
+        d = d + chrono::Days::new(1);
+    }
+    Ok(closed_now)
 }
 
 /// Waits until every batch in `ids` has its files recorded.

@@ -18,7 +18,7 @@ use chrono::{NaiveDate, SecondsFormat};
 use rust_decimal::Decimal;
 
 use crate::domain::ids::ChannelId;
-use crate::settlement::files::atomic::{write_atomic, AtomicFile};
+use crate::settlement::files::atomic::{write_atomic_replacing, AtomicFile};
 use crate::settlement::files::FileError;
 use crate::store::Store;
 
@@ -66,8 +66,9 @@ pub enum StatementError {
     },
 }
 
-/// Writes the statement of `channel` for `date` (replacing an earlier
-/// one: a statement written before every biller closed is superseded).
+/// Writes the statement of `channel` for `date`, replacing an earlier one
+/// (a statement written before every biller closed the date is partial;
+/// the scheduler and `settle` write it only once the date is complete).
 pub async fn write(
     store: &dyn Store,
     outbox_dir: &Path,
@@ -181,8 +182,8 @@ pub async fn write(
         .map_err(|e| StatementError::Store(format!("writing {name}: {}", e.error())))?;
     file.flush()
         .map_err(|e| StatementError::Store(format!("writing {name}: {e}")))?;
-    let digest = file.commit()?;
-    write_atomic(
+    let digest = file.commit_replacing()?;
+    write_atomic_replacing(
         &dir,
         &format!("{name}.sha256"),
         format!("{}  {name}\n", digest.sha256).as_bytes(),

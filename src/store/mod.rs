@@ -409,6 +409,8 @@ pub struct CloseRequest {
 pub struct BatchRecord {
     pub id: uuid::Uuid,
     pub biller_id: String,
+    /// The biller's name when the batch was closed (the files show it).
+    pub biller_name: String,
     pub business_date: chrono::NaiveDate,
     pub currency: String,
     pub cutoff_at: DateTime<Utc>,

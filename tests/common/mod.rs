@@ -442,7 +442,9 @@ impl TestApp {
 
     /// Moves a payment's confirmation time (cut-off tests).
     pub async fn set_confirmed_at(&self, id: PaymentId, at: chrono::DateTime<chrono::Utc>) {
-        sqlx::query("UPDATE payments SET confirmed_at = $2 WHERE id = $1")
+        // Both the biller's credit time and ours (updated_at of a CONFIRMED
+        // payment is when we committed the confirmation).
+        sqlx::query("UPDATE payments SET confirmed_at = $2, updated_at = $2 WHERE id = $1")
             .bind(id.0)
             .bind(at)
             .execute(self.store.pool())

@@ -41,6 +41,18 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileDigest, 
     file.commit()
 }
 
+/// [`write_atomic`] for a file that may replace different content.
+pub fn write_atomic_replacing(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<FileDigest, FileError> {
+    let mut file = AtomicFile::create(dir, name)?;
+    file.write_all(bytes)
+        .map_err(|e| FileError::io("write", &file.tmp, e))?;
+    file.commit_replacing()
+}
+
 /// A file being written under a temporary name. [`AtomicFile::commit`]
 /// publishes it under its final name; dropping it without committing
 /// removes the temporary file.
@@ -82,7 +94,18 @@ impl AtomicFile {
 
     /// Flushes and fsyncs the temporary file, renames it to its final name
     /// and fsyncs the directory.
-    pub(crate) fn commit(mut self) -> Result<FileDigest, FileError> {
+    pub(crate) fn commit(self) -> Result<FileDigest, FileError> {
+        self.finish(true)
+    }
+
+    /// Like [`AtomicFile::commit`], but replaces an existing file whatever
+    /// it holds: for documents that are superseded by design (a payment
+    /// app's statement rewritten once every biller closed the date).
+    pub(crate) fn commit_replacing(self) -> Result<FileDigest, FileError> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, refuse_different: bool) -> Result<FileDigest, FileError> {
         let out = self.out.take().ok_or_else(|| FileError::Abandoned {
             name: self.name.clone(),
         })?;
@@ -97,7 +120,9 @@ impl AtomicFile {
             bytes: self.bytes,
         };
         let target = self.dir.join(&self.name);
-        refuse_different_existing(&target, &digest)?;
+        if refuse_different {
+            refuse_different_existing(&target, &digest)?;
+        }
         fs::rename(&self.tmp, &target).map_err(|e| FileError::io("rename", &target, e))?;
         self.committed = true;
         sync_dir(&self.dir)?;

@@ -47,13 +47,17 @@ pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
     }
     check_party(&header.debtor, DEBTOR)?;
     check_party(&header.creditor, CREDITOR)?;
+    // The day after the business date, or the day the batch was closed
+    // when that is later (a date closed late, catching up): never a date
+    // already past when the instruction was made.
     let execution = header
         .business_date
         .checked_add_days(Days::new(1))
         .ok_or_else(|| FileError::Invalid {
             field: "business_date",
             reason: "has no following day".into(),
-        })?;
+        })?
+        .max(header.created_at.date_naive());
     let remittance = format!(
         "billclear settlement {} {} {} payments",
         header.biller_id, header.business_date, header.totals.count

@@ -39,6 +39,7 @@ fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
     Ok(BatchRecord {
         id: r.get("id"),
         biller_id: r.get("biller_id"),
+        biller_name: r.get("biller_name"),
         business_date: r.get("business_date"),
         currency: r.get::<String, _>("currency").trim().to_string(),
         cutoff_at: r.get("cutoff_at"),
@@ -126,9 +127,11 @@ impl SettlementStore for PgStore {
             return Ok(CloseOutcome::AlreadyClosed(b));
         }
 
-        // The payments: every CONFIRMED one not settled yet, confirmed at or
-        // before the cut-off. Nothing moves a payment out of CONFIRMED but
-        // settlement, which this lock serializes per biller.
+        // The payments: every CONFIRMED one not settled yet, confirmed (by
+        // our clock: when the CONFIRMED transition committed, updated_at)
+        // at or before the cut-off. A biller's clock never decides the date.
+        // Nothing moves a payment out of CONFIRMED but settlement, which
+        // this lock serializes per biller.
         let mut channels: Vec<String> = Vec::new();
         let mut channel_index: HashMap<String, u16> = HashMap::new();
         let mut items: Vec<Pending> = Vec::new();
@@ -138,8 +141,8 @@ impl SettlementStore for PgStore {
             let mut rows = (&mut *tx).fetch(
                 sqlx::query(
                     "SELECT id, channel_id, amount FROM payments
-                      WHERE biller_id = $1 AND status = 'CONFIRMED' AND confirmed_at <= $2
-                      ORDER BY confirmed_at, id",
+                      WHERE biller_id = $1 AND status = 'CONFIRMED' AND updated_at <= $2
+                      ORDER BY updated_at, id",
                 )
                 .bind(biller.id.as_str())
                 .bind(cutoff_at),
@@ -198,7 +201,9 @@ impl SettlementStore for PgStore {
                 Some(i) => *i,
                 None => {
                     channels.push(channel.clone());
-                    let i = (channels.len() - 1) as u16;
+                    let i = u16::try_from(channels.len() - 1).map_err(|_| {
+                        StoreError::Rejected("more than 65535 channels in one batch".into())
+                    })?;
                     channel_index.insert(channel, i);
                     i
                 }
@@ -231,11 +236,11 @@ impl SettlementStore for PgStore {
         .map_err(|e| StoreError::Rejected(e.to_string()))?;
         let format = terms.format;
         sqlx::query(
-            "INSERT INTO settlement_batches (id, biller_id, business_date, currency, cutoff_at,
+            "INSERT INTO settlement_batches (id, biller_id, biller_name, business_date, currency, cutoff_at,
                 created_at, payments_count, gross, commission, returns_count, returns, net,
                 commission_rule, file_format, creditor_name, creditor_account, creditor_bic,
                 debtor_name, debtor_account, debtor_bic, journal_id)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+             VALUES ($1,$2,$22,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
         )
         .bind(batch_id)
         .bind(biller.id.as_str())
@@ -258,6 +263,7 @@ impl SettlementStore for PgStore {
         .bind(&req.debtor.account)
         .bind(&req.debtor.bic)
         .bind(journal.as_ref().map(|j| j.id))
+        .bind(&biller.name)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
