@@ -230,6 +230,16 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
         .unwrap();
     assert_eq!(r.amount, d("200.00"));
     assert_eq!(app.status(ids[0]).await, PaymentStatus::Returned);
+    // The payment app is told, like of any final state.
+    let told: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE topic = 'callback' AND aggregate_id = $1
+            AND payload->'event'->>'type' = 'payment.returned'",
+    )
+    .bind(ids[0].0)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
     // A return is recorded once.
     assert!(app
         .store

@@ -344,6 +344,17 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
         .unwrap();
     assert_eq!(r.status, 404);
 
+    // A disabled key is refused at once.
+    let (spare_key, spare_secret) =
+        billclear::cli::settle::new_biller_key(store, &app.master_key, "sh-water")
+            .await
+            .unwrap();
+    let spare = SignedClient::new(&app.base, &spare_key, spare_secret.expose_text());
+    assert_eq!(spare.get(&href).await.unwrap().status, 200);
+    store.disable_biller_key(&spare_key).await.unwrap();
+    let r = spare.get(&href).await.unwrap();
+    assert_eq!((r.status.as_u16(), r.code()), (401, "key_disabled".into()));
+
     // A file changed on disk is not handed out.
     let dir = app.state.config.settlement.outbox_dir.join("sh-water");
     let name = b["files"][0]["name"].as_str().unwrap();

@@ -133,15 +133,33 @@ pub async fn download(
 }
 
 /// Streams a file after checking its SHA-256 against the recorded one: a
-/// file changed on disk is never handed out.
+/// file changed on disk is never handed out. The file is opened once:
+/// hashed, rewound, then sent from the same handle (a rename over it in
+/// between cannot swap what is sent).
 async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Response, ApiError> {
     let p = path.clone();
-    let actual = tokio::task::spawn_blocking(move || crate::settlement::files::sha256_hex(&p))
+    let opened =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, String)> {
+            use sha2::{Digest, Sha256};
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&p)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            f.rewind()?;
+            Ok((f, hex::encode(h.finalize())))
+        })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    match actual {
-        Ok(h) if h == sha256 => {}
-        Ok(h) => {
+    let f = match opened {
+        Ok((f, h)) if h == sha256 => f,
+        Ok((_, h)) => {
             tracing::error!(path = %path.display(), recorded = sha256, actual = %h, "settlement file changed on disk");
             return Err(ApiError::internal(
                 "the file does not match its recorded checksum; the operator has been alerted",
@@ -154,10 +172,8 @@ async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Respons
                 "the file cannot be read right now; the operator has been alerted",
             ));
         }
-    }
-    let f = tokio::fs::File::open(&path).await.map_err(|_| {
-        ApiError::unavailable("file_unavailable", "the file cannot be read right now")
-    })?;
+    };
+    let f = tokio::fs::File::from_std(f);
     let content_type = match name.rsplit('.').next() {
         Some("csv") => "text/csv; charset=us-ascii",
         Some("xml") => "application/xml",

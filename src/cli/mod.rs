@@ -95,6 +95,8 @@ pub enum BillersCommand {
     /// Issue an API key for a biller (downloading its settlement files);
     /// prints the secret ONCE.
     NewKey { id: String },
+    /// Disable a biller's key (a leaked one): refused from the next request.
+    DisableKey { key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -414,6 +416,10 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
             println!(
                 "(the secret is shown once; the biller signs GET /v1/settlements requests with it)"
             );
+        }
+        BillersCommand::DisableKey { key_id } => {
+            crate::store::SettlementStore::disable_biller_key(&store, &key_id).await?;
+            println!("biller key {key_id} disabled");
         }
         BillersCommand::List => {
             let now = chrono::Utc::now();

@@ -175,7 +175,8 @@ impl Backoff {
 pub struct CallbackEvent {
     /// Unique per event; the same on every retry of it (deduplicate on it).
     pub event_id: uuid::Uuid,
-    /// "payment.confirmed" or "payment.rejected".
+    /// "payment.confirmed", "payment.rejected", or "payment.returned"
+    /// (given back by the biller after settlement).
     #[serde(rename = "type")]
     pub kind: String,
     pub occurred_at: DateTime<Utc>,

@@ -548,6 +548,8 @@ pub trait SettlementStore: Send + Sync {
         sealed_secret: &[u8],
     ) -> StoreResult<()>;
     async fn find_biller_key(&self, key_id: &str) -> StoreResult<Option<StoredBillerKey>>;
+    /// Disables a biller's key at once (every later request with it is 401).
+    async fn disable_biller_key(&self, key_id: &str) -> StoreResult<()>;
 }
 
 /// A biller's API key as stored (the secret sealed).

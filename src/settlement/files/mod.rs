@@ -450,8 +450,3 @@ impl SettlementFileWriter {
         })
     }
 }
-
-/// The SHA-256 (lower-case hex) of a file on disk, read in full.
-pub fn sha256_hex(path: &Path) -> Result<String, FileError> {
-    atomic::sha256_file(path).map(|d| d.sha256)
-}

@@ -17,7 +17,7 @@ use crate::store::{
 };
 
 /// Queues the channel's callback for a payment's final state.
-async fn enqueue_callback(
+pub(super) async fn enqueue_callback(
     tx: &mut Transaction<'_, Postgres>,
     payment: PaymentId,
     event: &CallbackEvent,

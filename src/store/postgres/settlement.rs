@@ -527,6 +527,15 @@ impl SettlementStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // The payment app hears of it like of any final state.
+        let event = crate::domain::dispatch::CallbackEvent::for_payment(
+            &p,
+            PaymentStatus::Returned,
+            p.biller_reference.as_deref(),
+            Some(reason),
+            now,
+        );
+        super::dispatch::enqueue_callback(&mut tx, payment, &event, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(ReturnRecord {
             payment_id: payment,
@@ -624,6 +633,22 @@ impl SettlementStore for PgStore {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn disable_biller_key(&self, key_id: &str) -> StoreResult<()> {
+        let n = sqlx::query(
+            "UPDATE biller_keys SET status = 'disabled', disabled_at = now()
+              WHERE key_id = $1 AND status = 'active'",
+        )
+        .bind(key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("active biller key {key_id}")));
+        }
         Ok(())
     }
 
