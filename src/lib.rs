@@ -18,6 +18,7 @@ pub mod domain;
 pub mod inquiry;
 pub mod intake;
 pub mod receiver;
+pub mod reconcile;
 pub mod settlement;
 pub mod store;
 pub mod telemetry;
