@@ -130,17 +130,18 @@ pub fn parse(xml: &[u8]) -> Result<(Version, Vec<Statement>), Camt053Error> {
                                 .map(|v| v.into_owned())
                         })
                         .unwrap_or_default();
-                    version =
-                        Some(match ns.as_str() {
-                            n if n == Version::V02.namespace() => Version::V02,
-                            n if n == Version::V08.namespace() => Version::V08,
-                            other => return Err(err(
+                    version = Some(match ns.as_str() {
+                        n if n == Version::V02.namespace() => Version::V02,
+                        n if n == Version::V08.namespace() => Version::V08,
+                        other => {
+                            return Err(err(
                                 &["Document".into()],
                                 format!(
                                     "namespace {other:?} is not camt.053.001.02 or camt.053.001.08"
                                 ),
-                            )),
-                        });
+                            ))
+                        }
+                    });
                 }
                 let mut label = name.clone();
                 match (path.last().map(String::as_str), name.as_str()) {
