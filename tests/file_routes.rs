@@ -50,7 +50,6 @@ async fn a_batch_file_and_its_acknowledgement_settle_the_coops_payments() {
 
 #[test]
 fn the_last_cutoff_closes_the_business_date_in_the_billers_zone() {
-    use billclear::dispatch::files::last_cutoff;
     use billclear::domain::biller::Cutoff;
     use chrono::TimeZone;
     let cutoff = Cutoff {
@@ -61,7 +60,7 @@ fn the_last_cutoff_closes_the_business_date_in_the_billers_zone() {
     let before = chrono::Utc
         .with_ymd_and_hms(2026, 11, 29, 8, 59, 59)
         .unwrap();
-    let (at, date) = last_cutoff(&cutoff, before).unwrap();
+    let (at, date) = cutoff.last_closed(before);
     assert_eq!(date, chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap());
     assert_eq!(
         at,
@@ -69,7 +68,7 @@ fn the_last_cutoff_closes_the_business_date_in_the_billers_zone() {
     );
     let on = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap();
     assert_eq!(
-        last_cutoff(&cutoff, on).unwrap().1,
+        cutoff.last_closed(on).1,
         chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
     );
 }

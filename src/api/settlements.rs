@@ -242,16 +242,10 @@ pub async fn statement(
 /// is complete once there are none).
 async fn open_billers(state: &AppState, date: NaiveDate) -> Result<Vec<String>, ApiError> {
     let closed = state.store.batches(None, Some(date)).await?;
-    let mut open: Vec<String> = state
-        .billers
-        .snapshot()
-        .values()
-        .filter(|b| b.settlement.is_some())
-        .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
-        .map(|b| b.id.to_string())
-        .collect();
-    open.sort();
-    Ok(open)
+    Ok(crate::settlement::statement::billers_not_closed(
+        state.billers.snapshot().values(),
+        &closed,
+    ))
 }
 
 pub async fn statement_file(

@@ -291,12 +291,7 @@ pub async fn statements(
     if !args.partial {
         let billers = store.load_billers().await?;
         let closed = store.batches(None, Some(args.date)).await?;
-        let open: Vec<String> = billers
-            .iter()
-            .filter(|b| b.settlement.is_some())
-            .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
-            .map(|b| b.id.to_string())
-            .collect();
+        let open = crate::settlement::statement::billers_not_closed(&billers, &closed);
         anyhow::ensure!(
             open.is_empty(),
             "{} is not closed for {} yet; statements would be partial (--partial writes them anyway)",

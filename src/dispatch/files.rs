@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use biller_connectors::coop::{self, Batch, BatchLine, CoopSettings, LineOutcome};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::connectors::Connectors;
 use crate::api::AppState;
-use crate::domain::biller::Cutoff;
 use crate::domain::dispatch::CallbackEvent;
 use crate::domain::payment::{transition, PaymentStatus};
 use crate::intake::BillerDirectory;
@@ -25,19 +24,6 @@ pub struct FileRouter {
     store: Arc<dyn Store>,
     connectors: Connectors,
     billers: BillerDirectory,
-}
-
-/// The latest cut-off at or before `now`, and the business date it closes.
-pub fn last_cutoff(cutoff: &Cutoff, now: DateTime<Utc>) -> Option<(DateTime<Utc>, NaiveDate)> {
-    let local = now.with_timezone(&cutoff.zone).date_naive();
-    [local, local.pred_opt()?].into_iter().find_map(|date| {
-        let at = cutoff
-            .zone
-            .from_local_datetime(&date.and_time(cutoff.time))
-            .earliest()?
-            .with_timezone(&Utc);
-        (at <= now).then_some((at, date))
-    })
 }
 
 fn batch_of(settings: &CoopSettings, b: &FileBatch) -> Batch {
@@ -77,7 +63,7 @@ impl FileRouter {
             let biller = snapshot
                 .values()
                 .find(|b| b.routes.iter().any(|r| r.as_str() == id));
-            if let Some((up_to, date)) = biller.and_then(|b| last_cutoff(&b.cutoff, now)) {
+            if let Some((up_to, date)) = biller.map(|b| b.cutoff.last_closed(now)) {
                 self.deliver(id, settings, up_to, date).await?;
             }
             self.answers(id, settings).await?;

@@ -196,6 +196,22 @@ pub async fn write(
     })
 }
 
+/// The billers with settlement terms that have no batch among `closed`
+/// (a date's statements are complete once there are none), sorted.
+pub fn billers_not_closed<'a>(
+    billers: impl IntoIterator<Item = &'a crate::domain::biller::Biller>,
+    closed: &[crate::store::BatchRecord],
+) -> Vec<String> {
+    let mut open: Vec<String> = billers
+        .into_iter()
+        .filter(|b| b.settlement.is_some())
+        .filter(|b| !closed.iter().any(|c| c.biller_id == b.id.as_str()))
+        .map(|b| b.id.to_string())
+        .collect();
+    open.sort();
+    open
+}
+
 /// Writes every channel's statement for `date` once every biller with
 /// settlement terms has closed it; returns what was written (nothing while
 /// a biller's date is still open).
@@ -207,11 +223,7 @@ pub async fn write_all_if_complete(
     let err = |e: crate::store::StoreError| StatementError::Store(e.to_string());
     let billers = store.load_billers().await.map_err(err)?;
     let closed = store.batches(None, Some(date)).await.map_err(err)?;
-    let complete = billers
-        .iter()
-        .filter(|b| b.settlement.is_some())
-        .all(|b| closed.iter().any(|c| c.biller_id == b.id.as_str()));
-    if !complete {
+    if !billers_not_closed(&billers, &closed).is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
