@@ -9,5 +9,6 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payment;
+pub mod recon;
 pub mod routing;
 pub mod settlement;

@@ -1,0 +1,154 @@
+//! Reconciliation rules (pure): what a counterparty record is, how our
+//! payments and their records are compared, the break categories, the
+//! automatic decisions, and the life of a break as a work item.
+//!
+//! Nothing here reads files or the database. The readers in
+//! `crate::reconcile::formats` turn each counterparty's file into
+//! [`TheirRecord`]s; `crate::reconcile` streams our payments and those
+//! records, both sorted by our reference, through [`matching::Matcher`].
+
+pub mod breaks;
+pub mod matching;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a counterparty record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// The water companies' daily confirmation CSV (`TRAILER,count,total`).
+    WaterCsv,
+    /// The grid company's daily confirmation XML (`PowerConfirmation`).
+    PowerXml,
+    /// The gas companies' daily fixed-width confirmation (H/D/T records).
+    GasFixed,
+    /// The hub's daily statement CSV (`HUBSTATEMENT`).
+    HubStatement,
+    /// One co-op acknowledgement file (`ACK_PAY_<coop>_<date>_<n>.txt`).
+    CoopAck,
+    /// Our settlement account's bank statement (camt.053.001.02 / .08).
+    Camt053,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 6] = [
+        FileKind::WaterCsv,
+        FileKind::PowerXml,
+        FileKind::GasFixed,
+        FileKind::HubStatement,
+        FileKind::CoopAck,
+        FileKind::Camt053,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileKind::WaterCsv => "water-csv",
+            FileKind::PowerXml => "power-xml",
+            FileKind::GasFixed => "gas-fixed",
+            FileKind::HubStatement => "hub-statement",
+            FileKind::CoopAck => "coop-ack",
+            FileKind::Camt053 => "camt053",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FileKind> {
+        FileKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The connector whose deliveries this file reports on (`None` for the
+    /// bank statement). A payment's absence from a file proves something
+    /// only when the payment went through this connector.
+    pub fn connector(&self) -> Option<&'static str> {
+        match self {
+            FileKind::WaterCsv => Some("water-direct"),
+            FileKind::PowerXml => Some("power-direct"),
+            FileKind::GasFixed => Some("gas-direct"),
+            FileKind::HubStatement => Some("hub"),
+            FileKind::CoopAck => Some("coop-file"),
+            FileKind::Camt053 => None,
+        }
+    }
+}
+
+/// What the counterparty says happened to one payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecordStatus {
+    /// Applied: the biller credited the payer's account.
+    Credited,
+    /// Not applied (hub `FAILED`, co-op `R` line): nothing was credited.
+    Failed,
+}
+
+impl RecordStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordStatus::Credited => "CREDITED",
+            RecordStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// One line of a counterparty's file: a biller's confirmation, a hub
+/// statement row or a co-op acknowledgement line.
+///
+/// Amounts are exact minor units of `currency` (fen for CNY): a file amount
+/// with more decimals than the currency has refuses the file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TheirRecord {
+    /// Our reference as they echo it (the payment id).
+    pub our_reference: String,
+    /// Their reference: receipt number, `hubTxnId`; empty when they have
+    /// none (a failed line).
+    pub their_reference: String,
+    pub biller_id: String,
+    pub account: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: RecordStatus,
+    /// When they applied or refused it (RFC 3339), as the file says.
+    pub at: Option<String>,
+    /// The line (1-based) of the record in its file: the evidence.
+    pub line: u64,
+}
+
+/// A file read whole: its records and its own control figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedFile {
+    pub kind: FileKind,
+    /// The biller (or co-op) the file is about; `None` for a hub statement,
+    /// which covers several billers.
+    pub biller_id: Option<String>,
+    /// The business day the file reports.
+    pub business_date: chrono::NaiveDate,
+    /// The file's own identity when it has one (hub id + date, co-op batch
+    /// file id): a second file with the same identity replaces the first.
+    pub identity: Option<String>,
+    pub records: Vec<TheirRecord>,
+}
+
+/// Why a file was refused: where, and what is wrong. Nothing of a refused
+/// file is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {reason}")]
+pub struct FileRefusal {
+    /// `line 12`, `line 12, field amount`, or an XML element path.
+    pub location: String,
+    pub reason: String,
+}
+
+impl FileRefusal {
+    pub fn line(line: u64, reason: impl Into<String>) -> FileRefusal {
+        FileRefusal {
+            location: format!("line {line}"),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn at(location: impl Into<String>, reason: impl Into<String>) -> FileRefusal {
+        FileRefusal {
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+}
