@@ -1,1 +1,567 @@
-//! (being written)
+//! Matching our payments against counterparty records (pure).
+//!
+//! Both sides arrive sorted by our reference (the payment id). [`merge`]
+//! walks them together and hands each reference's group (our payment, if
+//! any, and every record that names it) to [`judge`], which decides:
+//! matched, a break of one of the [`Category`]s, an automatic decision on
+//! an UNKNOWN payment, or nothing yet (pending).
+//!
+//! The window of a date D: our payments of D (core) and of D−1 (read only
+//! so that a record of D for a payment of D−1 that crossed midnight is not
+//! "missing at us"), and records from the files of D (core) and D+1 (read
+//! only so that a payment of D credited after midnight is not "missing at
+//! biller"). A group with nothing core in it belongs to another date.
+//!
+//! Absence proves something only where we looked: a payment is "missing
+//! at biller", or an UNKNOWN one rejected, only when the file of the
+//! connector it went through is among the inputs (`MatchRules::covered`).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FileKind, RecordStatus, TheirRecord};
+use crate::domain::payment::PaymentStatus;
+
+/// The break categories, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// We hold it confirmed (or settled); the biller has no record of it.
+    MissingAtBiller,
+    /// They credited something we do not know, or hold as rejected.
+    MissingAtUs,
+    /// Both have it; the amounts (or currencies) differ beyond tolerance.
+    AmountMismatch,
+    /// They credited the same payment more than once.
+    DuplicateAtBiller,
+    /// We hold it confirmed; their record says it failed.
+    StatusMismatch,
+    /// Both have it credited under different biller references.
+    ReferenceMismatch,
+    /// A bank line for a settlement batch (or channel funding) whose
+    /// amount differs from the batch's net (or the amount owed), or a
+    /// batch due on the statement's date that the bank did not move.
+    SettlementMismatch,
+    /// A bank line we cannot attribute to any batch or channel.
+    UnmatchedBankLine,
+}
+
+impl Category {
+    pub const ALL: [Category; 8] = [
+        Category::MissingAtBiller,
+        Category::MissingAtUs,
+        Category::AmountMismatch,
+        Category::DuplicateAtBiller,
+        Category::StatusMismatch,
+        Category::ReferenceMismatch,
+        Category::SettlementMismatch,
+        Category::UnmatchedBankLine,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Category::MissingAtBiller => "missing-at-biller",
+            Category::MissingAtUs => "missing-at-us",
+            Category::AmountMismatch => "amount-mismatch",
+            Category::DuplicateAtBiller => "duplicate-at-biller",
+            Category::StatusMismatch => "status-mismatch",
+            Category::ReferenceMismatch => "reference-mismatch",
+            Category::SettlementMismatch => "settlement-mismatch",
+            Category::UnmatchedBankLine => "unmatched-bank-line",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Our side of one payment, as reconciliation reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OurPayment {
+    pub our_reference: String,
+    /// The biller's reference from its live answer, if it gave one.
+    pub biller_reference: Option<String>,
+    pub channel_id: String,
+    pub account: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// The connector it was (last) sent through; None if never sent.
+    pub connector_id: Option<String>,
+    /// Of the date under reconciliation (false: of the day before).
+    pub core: bool,
+}
+
+/// A counterparty record with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sourced {
+    pub record: TheirRecord,
+    /// The imported file's id.
+    pub file_id: i64,
+    pub kind: FileKind,
+    /// From a file of the date under reconciliation (false: of the day after).
+    pub core: bool,
+}
+
+/// A record cited as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Evidence {
+    pub file_id: i64,
+    pub kind: FileKind,
+    pub line: u64,
+    pub their_reference: String,
+    pub status: RecordStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl Evidence {
+    pub fn of(s: &Sourced) -> Evidence {
+        Evidence {
+            file_id: s.file_id,
+            kind: s.kind,
+            line: s.record.line,
+            their_reference: s.record.their_reference.clone(),
+            status: s.record.status,
+            amount_minor: s.record.amount_minor,
+            currency: s.record.currency.clone(),
+        }
+    }
+
+    /// `water-csv #12 line 40 CREDITED R-88 12.50 CNY`
+    pub fn describe(&self) -> String {
+        format!(
+            "{} file #{} line {} {} {} {} {}",
+            self.kind.as_str(),
+            self.file_id,
+            self.line,
+            self.status.as_str(),
+            if self.their_reference.is_empty() {
+                "-"
+            } else {
+                &self.their_reference
+            },
+            minor_to_string(self.amount_minor, 2),
+            self.currency
+        )
+    }
+}
+
+/// What the rules need beyond the two sides.
+#[derive(Debug, Clone, Default)]
+pub struct MatchRules {
+    /// Largest difference in minor units still matched (0: exact). Set per
+    /// biller; a match within tolerance is counted apart and reported.
+    pub tolerance_minor: i64,
+    /// The grace period for UNKNOWN payments has passed: absent ones are
+    /// rejected.
+    pub grace_elapsed: bool,
+    /// Connectors whose file for the date is among the inputs.
+    pub covered: BTreeSet<String>,
+}
+
+/// A break found by matching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub category: Category,
+    pub our_reference: String,
+    /// Their reference(s), comma-separated, as the records say.
+    pub their_reference: String,
+    pub our_amount_minor: Option<i64>,
+    pub their_amount_minor: Option<i64>,
+    pub currency: String,
+    pub detail: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// An automatic decision on an UNKNOWN payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Their file shows it credited: CONFIRMED.
+    Confirm {
+        our_reference: String,
+        evidence: Evidence,
+    },
+    /// Absent from the file of the connector it went through after the
+    /// grace period (or marked failed there): REJECTED, voided.
+    Reject {
+        our_reference: String,
+        connector: String,
+        evidence: Vec<Evidence>,
+    },
+}
+
+impl Decision {
+    pub fn our_reference(&self) -> &str {
+        match self {
+            Decision::Confirm { our_reference, .. } | Decision::Reject { our_reference, .. } => {
+                our_reference
+            }
+        }
+    }
+}
+
+/// Why a group is neither matched nor a break yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pending {
+    /// Still with dispatch (RECEIVED or SUBMITTED).
+    InFlight,
+    /// UNKNOWN and absent, within the grace period.
+    WithinGrace,
+    /// The file that would prove its absence is not among the inputs.
+    SourceMissing,
+}
+
+impl Pending {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Pending::InFlight => "in-flight",
+            Pending::WithinGrace => "within-grace",
+            Pending::SourceMissing => "source-missing",
+        }
+    }
+}
+
+/// The verdict on one reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Matched { within_tolerance: bool },
+    /// A failed record for a payment we hold rejected (or do not know):
+    /// both agree nothing moved.
+    AgreedNotApplied,
+    Break(Found),
+    Decide(Decision),
+    Pending(Pending),
+}
+
+/// Decides one reference: our payment (if any) and every record naming it.
+/// Returns nothing for a group outside the date (nothing core in it).
+pub fn judge(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) -> Vec<Verdict> {
+    let core = ours.is_some_and(|o| o.core) || theirs.iter().any(|t| t.core);
+    if !core {
+        return Vec::new();
+    }
+    let credited: Vec<&Sourced> = theirs
+        .iter()
+        .filter(|t| t.record.status == RecordStatus::Credited)
+        .collect();
+    let failed: Vec<&Sourced> = theirs
+        .iter()
+        .filter(|t| t.record.status == RecordStatus::Failed)
+        .collect();
+    let reference = ours
+        .map(|o| o.our_reference.clone())
+        .or_else(|| theirs.first().map(|t| t.record.our_reference.clone()))
+        .unwrap_or_default();
+    let their_refs = |rs: &[&Sourced]| -> String {
+        rs.iter()
+            .map(|t| t.record.their_reference.as_str())
+            .filter(|r| !r.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let evidence = |rs: &[&Sourced]| rs.iter().map(|t| Evidence::of(t)).collect::<Vec<_>>();
+    let first_currency = || {
+        ours.map(|o| o.currency.clone())
+            .or_else(|| theirs.first().map(|t| t.record.currency.clone()))
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+
+    if credited.len() >= 2 {
+        let total: i64 = credited.iter().map(|t| t.record.amount_minor).sum();
+        out.push(Verdict::Break(Found {
+            category: Category::DuplicateAtBiller,
+            our_reference: reference.clone(),
+            their_reference: their_refs(&credited),
+            our_amount_minor: ours.map(|o| o.amount_minor),
+            their_amount_minor: Some(total),
+            currency: first_currency(),
+            detail: format!(
+                "credited {} times ({})",
+                credited.len(),
+                credited
+                    .iter()
+                    .map(|t| Evidence::of(t).describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            evidence: evidence(&credited),
+        }));
+    }
+
+    let Some(o) = ours else {
+        if credited.is_empty() {
+            out.push(Verdict::AgreedNotApplied);
+        } else {
+            out.push(Verdict::Break(Found {
+                category: Category::MissingAtUs,
+                our_reference: reference,
+                their_reference: their_refs(&credited),
+                our_amount_minor: None,
+                their_amount_minor: Some(credited[0].record.amount_minor),
+                currency: credited[0].record.currency.clone(),
+                detail: "credited by them; we have no payment with this reference".into(),
+                evidence: evidence(&credited),
+            }));
+        }
+        return out;
+    };
+
+    let absence_proven = o
+        .connector_id
+        .as_ref()
+        .is_some_and(|c| rules.covered.contains(c));
+    let amount_differs = |t: &Sourced| -> Option<i64> {
+        if t.record.currency != o.currency {
+            return Some(i64::MAX);
+        }
+        let diff = (t.record.amount_minor - o.amount_minor).abs();
+        (diff != 0).then_some(diff)
+    };
+    let amount_break = |t: &Sourced, detail: String| {
+        Verdict::Break(Found {
+            category: Category::AmountMismatch,
+            our_reference: o.our_reference.clone(),
+            their_reference: t.record.their_reference.clone(),
+            our_amount_minor: Some(o.amount_minor),
+            their_amount_minor: Some(t.record.amount_minor),
+            currency: o.currency.clone(),
+            detail,
+            evidence: vec![Evidence::of(t)],
+        })
+    };
+    let ours_says = |what: &str| format!("we hold it {}; {what}", o.status.as_str());
+
+    match o.status {
+        PaymentStatus::Confirmed | PaymentStatus::Settled | PaymentStatus::Returned => {
+            if let Some(t) = credited.first() {
+                if credited.len() > 1 {
+                    return out; // the duplicate says it all
+                }
+                match amount_differs(t) {
+                    Some(diff) if diff > rules.tolerance_minor => out.push(amount_break(
+                        t,
+                        format!(
+                            "we hold {} {}, they credited {} {}",
+                            minor_to_string(o.amount_minor, 2),
+                            o.currency,
+                            minor_to_string(t.record.amount_minor, 2),
+                            t.record.currency
+                        ),
+                    )),
+                    within => {
+                        let theirs_ref = &t.record.their_reference;
+                        match &o.biller_reference {
+                            Some(ours_ref)
+                                if !theirs_ref.is_empty() && ours_ref != theirs_ref =>
+                            {
+                                out.push(Verdict::Break(Found {
+                                    category: Category::ReferenceMismatch,
+                                    our_reference: o.our_reference.clone(),
+                                    their_reference: theirs_ref.clone(),
+                                    our_amount_minor: Some(o.amount_minor),
+                                    their_amount_minor: Some(t.record.amount_minor),
+                                    currency: o.currency.clone(),
+                                    detail: format!(
+                                        "their live answer gave reference {ours_ref}, their file says {theirs_ref}"
+                                    ),
+                                    evidence: vec![Evidence::of(t)],
+                                }))
+                            }
+                            _ => out.push(Verdict::Matched {
+                                within_tolerance: within.is_some(),
+                            }),
+                        }
+                    }
+                }
+            } else if !failed.is_empty() {
+                out.push(Verdict::Break(Found {
+                    category: Category::StatusMismatch,
+                    our_reference: o.our_reference.clone(),
+                    their_reference: their_refs(&failed),
+                    our_amount_minor: Some(o.amount_minor),
+                    their_amount_minor: None,
+                    currency: o.currency.clone(),
+                    detail: ours_says("their record says it failed"),
+                    evidence: evidence(&failed),
+                }));
+            } else if absence_proven {
+                out.push(Verdict::Break(Found {
+                    category: Category::MissingAtBiller,
+                    our_reference: o.our_reference.clone(),
+                    their_reference: o.biller_reference.clone().unwrap_or_default(),
+                    our_amount_minor: Some(o.amount_minor),
+                    their_amount_minor: None,
+                    currency: o.currency.clone(),
+                    detail: ours_says(&format!(
+                        "absent from the {} file(s) of the date and the day after",
+                        o.connector_id.as_deref().unwrap_or("?")
+                    )),
+                    evidence: Vec::new(),
+                }));
+            } else {
+                out.push(Verdict::Pending(Pending::SourceMissing));
+            }
+        }
+        PaymentStatus::Unknown => {
+            if credited.len() > 1 {
+                return out; // a duplicate is for a person to work out
+            }
+            if let Some(t) = credited.first() {
+                match amount_differs(t) {
+                    Some(diff) if diff > rules.tolerance_minor => out.push(amount_break(
+                        t,
+                        format!(
+                            "UNKNOWN for {} {}, they credited {} {}: not confirmed automatically",
+                            minor_to_string(o.amount_minor, 2),
+                            o.currency,
+                            minor_to_string(t.record.amount_minor, 2),
+                            t.record.currency
+                        ),
+                    )),
+                    _ => out.push(Verdict::Decide(Decision::Confirm {
+                        our_reference: o.our_reference.clone(),
+                        evidence: Evidence::of(t),
+                    })),
+                }
+            } else if !absence_proven {
+                out.push(Verdict::Pending(Pending::SourceMissing));
+            } else if !rules.grace_elapsed {
+                out.push(Verdict::Pending(Pending::WithinGrace));
+            } else {
+                out.push(Verdict::Decide(Decision::Reject {
+                    our_reference: o.our_reference.clone(),
+                    connector: o.connector_id.clone().unwrap_or_default(),
+                    evidence: evidence(&failed),
+                }));
+            }
+        }
+        PaymentStatus::Rejected => {
+            if let Some(t) = credited.first() {
+                if credited.len() == 1 {
+                    out.push(Verdict::Break(Found {
+                        category: Category::MissingAtUs,
+                        our_reference: o.our_reference.clone(),
+                        their_reference: t.record.their_reference.clone(),
+                        our_amount_minor: Some(o.amount_minor),
+                        their_amount_minor: Some(t.record.amount_minor),
+                        currency: o.currency.clone(),
+                        detail: ours_says("they credited it"),
+                        evidence: vec![Evidence::of(t)],
+                    }));
+                }
+            } else {
+                out.push(Verdict::AgreedNotApplied);
+            }
+        }
+        PaymentStatus::Received | PaymentStatus::Submitted => {
+            out.push(Verdict::Pending(Pending::InFlight));
+        }
+    }
+    out
+}
+
+/// One reference's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub ours: Option<OurPayment>,
+    pub theirs: Vec<Sourced>,
+}
+
+/// Input out of order: the merge would be wrong, so it stops.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{side} input out of order: {previous:?} then {next:?}")]
+pub struct OrderError {
+    pub side: &'static str,
+    pub previous: String,
+    pub next: String,
+}
+
+/// Walks both sides (each sorted by our reference, ascending) and calls
+/// `each` once per reference with everything that names it. Our side must
+/// hold each reference at most once.
+pub fn merge<E: From<OrderError>>(
+    ours: impl Iterator<Item = Result<OurPayment, E>>,
+    theirs: impl Iterator<Item = Result<Sourced, E>>,
+    mut each: impl FnMut(Group) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut ours = ours.peekable();
+    let mut theirs = theirs.peekable();
+    let mut last_ours: Option<String> = None;
+    let mut last_theirs: Option<String> = None;
+    let check = |side: &'static str, last: &mut Option<String>, next: &str, strict: bool| {
+        if let Some(prev) = last.as_deref() {
+            if next < prev || (strict && next == prev) {
+                return Err(OrderError {
+                    side,
+                    previous: prev.to_string(),
+                    next: next.to_string(),
+                });
+            }
+        }
+        *last = Some(next.to_string());
+        Ok(())
+    };
+    loop {
+        let o_key = match ours.peek() {
+            Some(Ok(o)) => Some(o.our_reference.clone()),
+            Some(Err(_)) => return Err(ours.next().and_then(Result::err).expect("peeked error")),
+            None => None,
+        };
+        let t_key = match theirs.peek() {
+            Some(Ok(t)) => Some(t.record.our_reference.clone()),
+            Some(Err(_)) => {
+                return Err(theirs.next().and_then(Result::err).expect("peeked error"));
+            }
+            None => None,
+        };
+        let key = match (&o_key, &t_key) {
+            (None, None) => return Ok(()),
+            (Some(a), None) => a.clone(),
+            (None, Some(b)) => b.clone(),
+            (Some(a), Some(b)) => a.min(b).clone(),
+        };
+        let our = if o_key.as_deref() == Some(key.as_str()) {
+            let o = ours.next().expect("peeked")?;
+            check("our", &mut last_ours, &o.our_reference, true)?;
+            Some(o)
+        } else {
+            None
+        };
+        let mut group = Vec::new();
+        while let Some(Ok(t)) = theirs.peek() {
+            if t.record.our_reference != key {
+                break;
+            }
+            let t = theirs.next().expect("peeked")?;
+            check("their", &mut last_theirs, &t.record.our_reference, false)?;
+            group.push(t);
+        }
+        each(Group {
+            ours: our,
+            theirs: group,
+        })?;
+    }
+}
+
+/// Minor units as a decimal string at `scale` ("-12.05"). Exact.
+pub fn minor_to_string(minor: i64, scale: u32) -> String {
+    let negative = minor < 0;
+    let digits = minor.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -492,57 +492,9 @@ impl SettlementStore for PgStore {
             ));
         }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let p = load_payment_tx(&mut tx, payment)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("payment {payment}")))?;
-        if p.status != PaymentStatus::Settled {
-            return Err(StoreError::Conflict(format!(
-                "payment {payment} is {}: only a SETTLED payment can be returned",
-                p.status.as_str()
-            )));
-        }
-        let t = crate::domain::payment::transition(
-            payment,
-            PaymentStatus::Settled,
-            PaymentStatus::Returned,
-            format!("returned by the biller: {reason}"),
-            now,
-        )
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        super::payments::apply_transition_tx(&mut tx, &t, None).await?;
-        let journal = Journal::payment_returned(payment, &p.channel_id, &p.biller_id, p.amount);
-        insert_journals(&mut tx, &[&journal]).await?;
-        sqlx::query(
-            "INSERT INTO payment_returns (payment_id, biller_id, channel_id, amount, currency, reason, returned_at, journal_id)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        )
-        .bind(payment.0)
-        .bind(p.biller_id.as_str())
-        .bind(p.channel_id.as_str())
-        .bind(p.amount.amount())
-        .bind(p.amount.currency().code())
-        .bind(reason)
-        .bind(now)
-        .bind(journal.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        // The payment app hears of it like of any final state.
-        let event = crate::domain::dispatch::CallbackEvent::for_payment(
-            &p,
-            PaymentStatus::Returned,
-            p.biller_reference.as_deref(),
-            Some(reason),
-            now,
-        );
-        super::dispatch::enqueue_callback(&mut tx, payment, &event, now).await?;
+        let record = record_return_tx(&mut tx, payment, reason, now).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(ReturnRecord {
-            payment_id: payment,
-            biller_id: p.biller_id.to_string(),
-            amount: p.amount.amount(),
-            returned_at: now,
-        })
+        Ok(record)
     }
 
     async fn channel_statement(
@@ -669,4 +621,64 @@ impl SettlementStore for PgStore {
             biller_active: r.get::<String, _>("biller_status") == "active",
         }))
     }
+}
+
+/// A SETTLED payment given back: RETURNED, the reversing journal, the
+/// return waiting to be recovered, and the channel's callback, in `tx`.
+pub(super) async fn record_return_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment: PaymentId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<ReturnRecord> {
+        let p = load_payment_tx(tx, payment)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("payment {payment}")))?;
+        if p.status != PaymentStatus::Settled {
+            return Err(StoreError::Conflict(format!(
+                "payment {payment} is {}: only a SETTLED payment can be returned",
+                p.status.as_str()
+            )));
+        }
+        let t = crate::domain::payment::transition(
+            payment,
+            PaymentStatus::Settled,
+            PaymentStatus::Returned,
+            format!("returned by the biller: {reason}"),
+            now,
+        )
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        super::payments::apply_transition_tx(tx, &t, None).await?;
+        let journal = Journal::payment_returned(payment, &p.channel_id, &p.biller_id, p.amount);
+        insert_journals(tx, &[&journal]).await?;
+        sqlx::query(
+            "INSERT INTO payment_returns (payment_id, biller_id, channel_id, amount, currency, reason, returned_at, journal_id)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(payment.0)
+        .bind(p.biller_id.as_str())
+        .bind(p.channel_id.as_str())
+        .bind(p.amount.amount())
+        .bind(p.amount.currency().code())
+        .bind(reason)
+        .bind(now)
+        .bind(journal.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        // The payment app hears of it like of any final state.
+        let event = crate::domain::dispatch::CallbackEvent::for_payment(
+            &p,
+            PaymentStatus::Returned,
+            p.biller_reference.as_deref(),
+            Some(reason),
+            now,
+        );
+        super::dispatch::enqueue_callback(tx, payment, &event, now).await?;
+        Ok(ReturnRecord {
+            payment_id: payment,
+            biller_id: p.biller_id.to_string(),
+            amount: p.amount.amount(),
+            returned_at: now,
+        })
 }
