@@ -26,7 +26,7 @@ CREATE TABLE recon_files (
     currency             text NULL,
     imported_at          timestamptz NOT NULL,
     imported_by          text NOT NULL,
-    superseded_by        bigint NULL REFERENCES recon_files (id)
+    superseded_by        bigint NULL REFERENCES recon_files (id) DEFERRABLE INITIALLY DEFERRED
 );
 CREATE INDEX recon_files_date ON recon_files (business_date, kind) WHERE superseded_by IS NULL;
 CREATE UNIQUE INDEX recon_files_one_current ON recon_files (identity) WHERE superseded_by IS NULL;

@@ -362,6 +362,26 @@ impl Journal {
         .expect("two equal opposite entries balance")
     }
 
+    /// A reconciliation adjustment: Dr `debit` / Cr `credit` (posted), for
+    /// a break resolved by accepting the counterparty's amount or written
+    /// off to `suspense`.
+    pub fn adjustment(
+        debit: String,
+        credit: String,
+        amount: Money,
+        payment: Option<PaymentId>,
+        description: impl Into<String>,
+    ) -> Journal {
+        Journal::new(
+            JournalKind::Posted,
+            None,
+            payment,
+            description.into(),
+            two_legs(debit, credit, Layer::Posted, amount),
+        )
+        .expect("two equal opposite entries balance")
+    }
+
     /// Rebuilds a journal read back from the store (checks it again).
     pub fn restore(
         id: Uuid,

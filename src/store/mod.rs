@@ -3,6 +3,7 @@
 //! an addition, not a rewrite. `postgres` is the system of record.
 
 pub mod postgres;
+pub mod recon;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -572,6 +573,7 @@ pub trait Store:
     + WorkStore
     + DispatchStore
     + SettlementStore
+    + recon::ReconStore
 {
 }
 impl<
@@ -582,7 +584,8 @@ impl<
             + HealthStore
             + WorkStore
             + DispatchStore
-            + SettlementStore,
+            + SettlementStore
+            + recon::ReconStore,
     > Store for T
 {
 }

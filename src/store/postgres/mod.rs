@@ -5,6 +5,7 @@ mod channels;
 mod dispatch;
 mod ledger;
 mod payments;
+mod recon;
 mod settlement;
 
 use std::time::Duration;
