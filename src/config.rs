@@ -32,6 +32,7 @@ pub struct Config {
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSettings>,
     pub settlement: SettlementConfig,
+    pub recon: ReconConfig,
     pub amqp: AmqpConfig,
     pub log: LogConfig,
 }
@@ -55,6 +56,23 @@ pub struct SettlementConfig {
     pub catch_up_days: u32,
     /// The settlement account that pays billers (the debtor of pain.001).
     pub debtor: BankAccount,
+}
+
+/// Daily reconciliation: where imported files and reports are kept, and
+/// the rules that decide UNKNOWN payments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconConfig {
+    /// Imported files are kept verbatim under `<dir>/files/<sha256>`;
+    /// reports go to `<dir>/reports/<date>/`; `<dir>/inbox/` is read by
+    /// `billclear recon import --inbox`.
+    pub dir: PathBuf,
+    /// An UNKNOWN payment absent from the file of the route it went
+    /// through is rejected (and voided) once this many hours have passed
+    /// since the end of its business date.
+    pub unknown_grace_hours: u32,
+    /// Records sorted in memory before a sorted run is spilled to disk.
+    pub sort_buffer_records: usize,
 }
 
 /// RabbitMQ (settlement messages): the topology billclear declares at start
@@ -339,6 +357,11 @@ impl Default for Config {
                 heartbeat_ms: 5_000,
             },
             connectors: BTreeMap::new(),
+            recon: ReconConfig {
+                dir: ".billclear/recon".into(),
+                unknown_grace_hours: 24,
+                sort_buffer_records: 200_000,
+            },
             settlement: SettlementConfig {
                 outbox_dir: ".billclear/settlement".into(),
                 schedule: true,
