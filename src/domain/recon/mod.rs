@@ -145,6 +145,14 @@ impl FileRefusal {
         }
     }
 
+    /// `line 12, field amount`.
+    pub fn field(line: u64, field: &str, reason: impl Into<String>) -> FileRefusal {
+        FileRefusal {
+            location: format!("line {line}, field {field}"),
+            reason: reason.into(),
+        }
+    }
+
     pub fn at(location: impl Into<String>, reason: impl Into<String>) -> FileRefusal {
         FileRefusal {
             location: location.into(),
