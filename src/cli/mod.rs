@@ -1,6 +1,7 @@
 //! The `billclear` command line.
 
 pub mod billers_file;
+pub mod recon;
 pub mod settle;
 
 use std::path::PathBuf;
@@ -64,6 +65,14 @@ pub enum Command {
     /// Payments after settlement (returns).
     #[command(subcommand)]
     Payments(settle::PaymentsCommand),
+    /// Daily reconciliation: import counterparty files and bank
+    /// statements, run a date, list past runs.
+    #[command(subcommand)]
+    Recon(recon::ReconCommand),
+    /// Reconciliation breaks: list, show, assign, comment, resolve,
+    /// approve (staff token in BILLCLEAR_STAFF_TOKEN).
+    #[command(subcommand)]
+    Breaks(recon::BreaksCommand),
     /// The main job end to end: a fresh database, the service, the water
     /// simulator and two payment apps; payments, replays, invalid requests
     /// and lost answers; waits until every payment is final, then audits.
@@ -213,6 +222,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payments(cmd) => {
             let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
             settle::payments(store, cmd).await
+        }
+        Command::Recon(cmd) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            recon::recon(store, &config, cmd).await
+        }
+        Command::Breaks(cmd) => {
+            let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
+            let actor = recon::staff_actor(store.as_ref()).await?;
+            recon::breaks(store, actor, cmd).await
         }
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,

@@ -8,3 +8,6 @@
 
 pub mod camt053;
 pub mod formats;
+pub mod import;
+pub mod run;
+pub mod spill;

@@ -1,0 +1,519 @@
+//! `billclear recon ...` and `billclear breaks ...`: finance staff's
+//! daily reconciliation and the work on its breaks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{NaiveDate, Utc};
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::domain::recon::breaks::{Action, Actor, BreakStatus, Proposal, ResolutionKind};
+use crate::domain::recon::matching::{minor_to_string, Category};
+use crate::domain::recon::FileKind;
+use crate::reconcile::import::{import_file, Imported};
+use crate::reconcile::run::{run_biller, RunOptions, RunSummary};
+use crate::store::recon::BreakFilter;
+use crate::store::Store;
+
+#[derive(Subcommand)]
+pub enum ReconCommand {
+    /// Import a biller's confirmation file, the hub's statement, a co-op
+    /// acknowledgement or the bank statement (camt.053). Read whole first:
+    /// a malformed file is refused with its line and reason, and nothing
+    /// is kept. The same file twice is recognised and counted once.
+    Import(ImportArgs),
+    /// Reconcile a business date: per biller, our payments against every
+    /// imported file of the date; breaks recorded, UNKNOWN payments
+    /// decided, reports written.
+    Run(RunArgs),
+    /// Past runs (the latest of a date and biller is its result).
+    Runs {
+        #[arg(long)]
+        date: Option<NaiveDate>,
+    },
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Who sent it: a biller id, `hub` or `bank`.
+    #[arg(long)]
+    pub source: String,
+    /// The file (repeat for several).
+    #[arg(long = "file", required_unless_present = "inbox")]
+    pub files: Vec<PathBuf>,
+    /// Import every file in the inbox directory (`<recon.dir>/inbox/<source>/`);
+    /// imported files move to `done/`, refused ones to `refused/`.
+    #[arg(long)]
+    pub inbox: bool,
+    /// The file kind, when it cannot be recognised from its content
+    /// (water-csv, power-xml, gas-fixed, hub-statement, coop-ack, camt053).
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<FileKind>,
+    /// The business date, for a file that does not say (an empty day).
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    /// Who imports (recorded with the file).
+    #[arg(long, env = "USER", default_value = "cli")]
+    pub by: String,
+}
+
+fn parse_kind(s: &str) -> Result<FileKind, String> {
+    FileKind::parse(s).ok_or_else(|| {
+        format!(
+            "unknown kind {s:?}; one of {}",
+            FileKind::ALL.map(|k| k.as_str()).join(", ")
+        )
+    })
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The business date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: NaiveDate,
+    /// Only this biller (default: every biller).
+    #[arg(long)]
+    pub biller: Option<String>,
+    /// Who runs it (recorded with the run).
+    #[arg(long, env = "USER", default_value = "cli")]
+    pub by: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BreaksCommand {
+    /// Breaks, oldest date first.
+    List {
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[arg(long)]
+        biller: Option<String>,
+        /// open, investigating, pending-approval, resolved, written-off
+        #[arg(long, value_parser = parse_status)]
+        status: Option<BreakStatus>,
+        /// Only breaks not yet resolved or written off.
+        #[arg(long)]
+        open: bool,
+    },
+    /// One break with its evidence and audit trail.
+    Show { id: i64 },
+    /// Take a break: assign it (to yourself by default) and start investigating.
+    Assign {
+        id: i64,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Add a comment to a break's trail.
+    Comment {
+        id: i64,
+        #[arg(long)]
+        text: String,
+    },
+    /// Propose a resolution. One that moves money (reverse, write-off,
+    /// accepting a different amount) waits for another person's approval.
+    Resolve {
+        id: i64,
+        /// accept-biller, resend, reverse, write-off or explain
+        #[arg(long, value_parser = parse_resolution)]
+        resolution: ResolutionKind,
+        /// Why (kept in the trail).
+        #[arg(long)]
+        note: String,
+        /// resend: the connector to send through.
+        #[arg(long)]
+        connector: Option<String>,
+    },
+    /// Approve a proposed resolution (an approver other than its maker).
+    Approve { id: i64 },
+    /// Decline a proposed resolution; the break goes back to investigating.
+    Decline {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn parse_status(s: &str) -> Result<BreakStatus, String> {
+    BreakStatus::parse(s).ok_or_else(|| {
+        format!(
+            "unknown status {s:?}; one of {}",
+            BreakStatus::ALL.map(|k| k.as_str()).join(", ")
+        )
+    })
+}
+
+fn parse_resolution(s: &str) -> Result<ResolutionKind, String> {
+    ResolutionKind::parse(s)
+        .filter(|k| *k != ResolutionKind::Cleared)
+        .ok_or_else(|| {
+            format!(
+                "unknown resolution {s:?}; one of {}",
+                ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
+            )
+        })
+}
+
+pub fn run_options(config: &Config, by: &str) -> RunOptions {
+    RunOptions {
+        dir: config.recon.dir.clone(),
+        grace: Duration::from_secs(u64::from(config.recon.unknown_grace_hours) * 3600),
+        sort_buffer: config.recon.sort_buffer_records,
+        run_by: by.to_string(),
+    }
+}
+
+pub async fn recon(store: Arc<dyn Store>, config: &Config, cmd: ReconCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReconCommand::Import(args) => import(store, config, args).await,
+        ReconCommand::Run(args) => {
+            let summaries = run_date(store, config, args.date, args.biller.as_deref(), &args.by, true).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summaries)?);
+            } else {
+                print_summaries(&summaries);
+            }
+            Ok(())
+        }
+        ReconCommand::Runs { date } => {
+            let runs = store.runs(date, 100).await?;
+            println!("{:>6} {:<10} {:<16} {:<20} {:>7}  by", "run", "date", "scope", "finished (UTC)", "breaks");
+            for r in runs {
+                let breaks = r
+                    .summary
+                    .as_ref()
+                    .and_then(|s| s.get("breaks"))
+                    .and_then(|b| b.as_object())
+                    .map(|m| m.values().filter_map(|t| t.get("count")?.as_u64()).sum::<u64>())
+                    .unwrap_or(0);
+                println!(
+                    "{:>6} {:<10} {:<16} {:<20} {:>7}  {}",
+                    r.id,
+                    r.business_date,
+                    r.scope,
+                    r.finished_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "(unfinished)".into()),
+                    breaks,
+                    r.run_by
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn import(store: Arc<dyn Store>, config: &Config, args: ImportArgs) -> anyhow::Result<()> {
+    let mut files = args.files.clone();
+    let inbox = config.recon.dir.join("inbox").join(&args.source);
+    if args.inbox {
+        std::fs::create_dir_all(&inbox)?;
+        let mut listed: Vec<PathBuf> = std::fs::read_dir(&inbox)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        listed.sort();
+        files.extend(listed);
+    }
+    let mut refused = 0;
+    for path in &files {
+        let result = import_file(
+            store.as_ref(),
+            &config.recon.dir,
+            &args.source,
+            path,
+            args.kind,
+            args.date,
+            &args.by,
+            Utc::now(),
+        )
+        .await;
+        let moved_to = |sub: &str| -> anyhow::Result<()> {
+            if args.inbox && path.starts_with(&inbox) {
+                let dir = inbox.join(sub);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(path, dir.join(path.file_name().unwrap_or_default()))?;
+            }
+            Ok(())
+        };
+        match result {
+            Ok(i) => {
+                print_import(path, &i);
+                moved_to("done")?;
+            }
+            Err(e) => {
+                refused += 1;
+                eprintln!("{}: {e}", path.display());
+                moved_to("refused")?;
+            }
+        }
+    }
+    if files.is_empty() {
+        println!("nothing to import in {}", inbox.display());
+    }
+    if refused > 0 {
+        anyhow::bail!("{refused} of {} file(s) refused; nothing of them was imported", files.len());
+    }
+    Ok(())
+}
+
+fn print_import(path: &std::path::Path, i: &Imported) {
+    if i.already {
+        println!(
+            "{}: already imported as file #{} — not counted again",
+            path.display(),
+            i.id
+        );
+    } else {
+        println!(
+            "{}: imported as file #{} ({}, {}, {} records, {} credited totalling {}){}",
+            path.display(),
+            i.id,
+            i.kind.as_str(),
+            i.business_date,
+            i.records,
+            i.credited,
+            minor_to_string(i.credited_total_minor, 2),
+            i.replaced
+                .map(|r| format!("; replaces file #{r}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Reconciles every biller (or one) for a date.
+pub async fn run_date(
+    store: Arc<dyn Store>,
+    config: &Config,
+    date: NaiveDate,
+    only: Option<&str>,
+    by: &str,
+    progress: bool,
+) -> anyhow::Result<Vec<RunSummary>> {
+    let billers = store.load_billers().await?;
+    let chosen: Vec<_> = billers
+        .iter()
+        .filter(|b| only.is_none_or(|o| b.id.as_str() == o))
+        .collect();
+    if chosen.is_empty() {
+        anyhow::bail!("no biller {}", only.unwrap_or("at all: import billers first"));
+    }
+    let opts = run_options(config, by);
+    let mut out = Vec::new();
+    for b in chosen {
+        let tolerance = 0;
+        let started = std::time::Instant::now();
+        let id = b.id.to_string();
+        let tick: Option<Arc<dyn Fn(u64) + Send + Sync>> = progress.then(|| {
+            let id = id.clone();
+            Arc::new(move |n: u64| eprint!("\r{id:<16} {n:>10} references matched…")) as _
+        });
+        let recon_store: Arc<dyn crate::store::recon::ReconStore> = store.clone();
+        let s = run_biller(recon_store, b, date, &opts, tolerance, Utc::now(), tick)
+            .await
+            .with_context(|| format!("reconciling {id} for {date}"))?;
+        if progress && s.ours + s.theirs >= 100_000 {
+            eprintln!("\r{id:<16} done in {:.1} s{:30}", started.elapsed().as_secs_f64(), "");
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+pub fn print_summaries(summaries: &[RunSummary]) {
+    println!(
+        "{:<16} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}  files",
+        "biller", "run", "ours", "theirs", "matched", "auto-ok", "auto-rej", "pending", "breaks"
+    );
+    for s in summaries {
+        println!(
+            "{:<16} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}  {}",
+            s.biller_id,
+            s.run_id,
+            s.ours,
+            s.theirs,
+            s.matched.count + s.matched_within_tolerance.count,
+            s.auto_confirmed.count,
+            s.auto_rejected.count,
+            s.pending.values().map(|t| t.count).sum::<u64>(),
+            s.break_count(),
+            if s.covered.is_empty() {
+                "none of the date (absences prove nothing)".to_string()
+            } else {
+                s.covered.join(",")
+            }
+        );
+    }
+    let mut any = false;
+    for c in Category::ALL {
+        let (n, amount): (u64, i64) = summaries
+            .iter()
+            .filter_map(|s| s.breaks.get(c.as_str()))
+            .fold((0, 0), |(n, a), t| (n + t.count, a + t.amount_minor));
+        if n > 0 {
+            if !any {
+                println!("\nbreaks by category:");
+                any = true;
+            }
+            println!("  {:<22} {:>7}  {:>14}", c.as_str(), n, minor_to_string(amount, 2));
+        }
+    }
+    if !any {
+        println!("\nno breaks");
+    }
+}
+
+pub async fn breaks(store: Arc<dyn Store>, actor: Option<Actor>, cmd: BreaksCommand) -> anyhow::Result<()> {
+    let need_actor = || {
+        actor.clone().context(
+            "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",
+        )
+    };
+    let act = |id: i64, action: Action| {
+        let store = store.clone();
+        async move {
+            let a = need_actor()?;
+            let b = store.act_on_break(id, &a, &action, Utc::now()).await?;
+            println!(
+                "break {id}: {} ({}){}",
+                b.status.as_str(),
+                b.category.as_str(),
+                b.proposal
+                    .as_ref()
+                    .map(|p| format!(
+                        " — {} proposed by {}, waiting for an approver other than {}",
+                        p.kind.as_str(),
+                        p.maker,
+                        p.maker
+                    ))
+                    .or_else(|| b.resolution.as_ref().map(|r| format!(" — {r}")))
+                    .unwrap_or_default()
+            );
+            anyhow::Ok(())
+        }
+    };
+    match cmd {
+        BreaksCommand::List {
+            date,
+            biller,
+            status,
+            open,
+        } => {
+            let rows = store
+                .breaks(&BreakFilter {
+                    date,
+                    scope: biller,
+                    status,
+                    open_only: open,
+                    limit: 10_000,
+                })
+                .await?;
+            println!(
+                "{:>6} {:<10} {:<16} {:<20} {:<17} {:>12} {:>12}  {:<10} reference",
+                "id", "date", "biller", "category", "status", "ours", "theirs", "owner"
+            );
+            for b in &rows {
+                let amt = |m: Option<i64>| m.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:>6} {:<10} {:<16} {:<20} {:<17} {:>12} {:>12}  {:<10} {}",
+                    b.id,
+                    b.business_date,
+                    b.scope,
+                    b.category.as_str(),
+                    b.status.as_str(),
+                    amt(b.our_amount_minor),
+                    amt(b.their_amount_minor),
+                    b.owner.as_deref().unwrap_or("-"),
+                    b.subject
+                );
+            }
+            println!("{} break(s)", rows.len());
+            Ok(())
+        }
+        BreaksCommand::Show { id } => {
+            let (b, events) = store
+                .break_detail(id)
+                .await?
+                .with_context(|| format!("no break {id}"))?;
+            println!("break {}: {} {} {} — {}", b.id, b.business_date, b.scope, b.category.as_str(), b.status.as_str());
+            println!("  our reference   {}", b.our_reference);
+            println!("  their reference {}", if b.their_reference.is_empty() { "-" } else { &b.their_reference });
+            println!(
+                "  amounts         ours {} / theirs {} {}",
+                b.our_amount_minor.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into()),
+                b.their_amount_minor.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into()),
+                b.currency
+            );
+            println!("  detail          {}", b.detail);
+            println!("  evidence        {}", b.evidence);
+            println!("  owner           {}", b.owner.as_deref().unwrap_or("-"));
+            if let Some(p) = &b.proposal {
+                println!("  proposal        {} by {}: {}", p.kind.as_str(), p.maker, p.note);
+            }
+            if let Some(r) = &b.resolution {
+                println!("  resolution      {r}");
+            }
+            println!("  trail:");
+            for e in events {
+                println!(
+                    "    {} {:<14} {:<12} {} → {}{}{}",
+                    e.at.format("%Y-%m-%d %H:%M:%S"),
+                    e.actor,
+                    e.action,
+                    e.from_status.as_deref().unwrap_or("-"),
+                    e.to_status,
+                    if e.note.is_empty() { String::new() } else { format!("  \"{}\"", e.note) },
+                    e.detail.map(|d| format!("  {d}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        BreaksCommand::Assign { id, to } => {
+            let a = need_actor()?;
+            let owner = to.unwrap_or_else(|| a.user.clone());
+            act(id, Action::Assign { owner }).await
+        }
+        BreaksCommand::Comment { id, text } => act(id, Action::Comment { text }).await,
+        BreaksCommand::Resolve {
+            id,
+            resolution,
+            note,
+            connector,
+        } => {
+            act(
+                id,
+                Action::Propose(Proposal {
+                    kind: resolution,
+                    maker: String::new(),
+                    connector,
+                    note,
+                }),
+            )
+            .await
+        }
+        BreaksCommand::Approve { id } => act(id, Action::Approve).await,
+        BreaksCommand::Decline { id, reason } => act(id, Action::Decline { reason }).await,
+    }
+}
+
+/// The staff user whose token is in `BILLCLEAR_STAFF_TOKEN` (None if unset).
+pub async fn staff_actor(store: &dyn Store) -> anyhow::Result<Option<Actor>> {
+    let Ok(token) = std::env::var("BILLCLEAR_STAFF_TOKEN") else {
+        return Ok(None);
+    };
+    let hash = crate::auth::staff_token::staff_token_hash(token.trim());
+    let user = store
+        .staff_by_token_hash(&hash)
+        .await?
+        .filter(|u| !u.disabled)
+        .context("BILLCLEAR_STAFF_TOKEN is not the token of an active staff user")?;
+    Ok(Some(Actor {
+        user: user.id,
+        role: user.role,
+    }))
+}

@@ -1,0 +1,383 @@
+//! One reconciliation run: one biller, one business date.
+//!
+//! Their side: every current file of the date (core) and of the day after
+//! (to catch payments credited after midnight) that speaks of the biller,
+//! streamed from the stored bytes (digest checked) into a bounded external
+//! sort by our reference. Our side: the biller's payments created on the
+//! date (core) and the day before, streamed from the store in reference
+//! order. A sorted merge hands each reference to the domain's `judge`;
+//! breaks and decisions are written in chunks as they come. Memory holds
+//! the sort buffer and one chunk, whatever the day's size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+
+use super::formats;
+use super::import::StoredReader;
+use super::spill::ExternalSorter;
+use crate::domain::biller::Biller;
+use crate::domain::recon::matching::{
+    judge, merge, Category, Decision, Found, MatchRules, OrderError, OurPayment, Pending, Sourced,
+    Verdict,
+};
+use crate::domain::recon::FileKind;
+use crate::store::recon::{BreaksRecorded, ReconFile, ReconStore};
+use crate::store::StoreError;
+
+/// Breaks and decisions written per chunk.
+const CHUNK: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Order(#[from] OrderError),
+    #[error("stored file #{id} ({name}) no longer has the bytes imported (digest differs): restore it from backup or import it again")]
+    Tampered { id: i64, name: String },
+    #[error("stored file #{id} ({name}) cannot be read again: {reason}")]
+    Unreadable { id: i64, name: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How a run is asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub dir: PathBuf,
+    pub grace: Duration,
+    pub sort_buffer: usize,
+    pub run_by: String,
+}
+
+/// Counts and totals per outcome (a `BTreeMap` so it prints in one order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: u64,
+    pub amount_minor: i64,
+}
+
+impl Tally {
+    fn add(&mut self, minor: i64) {
+        self.count += 1;
+        self.amount_minor += minor;
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub biller_id: String,
+    pub business_date: NaiveDate,
+    pub currency: String,
+    pub files: Vec<i64>,
+    /// Connectors whose file of the date was an input.
+    pub covered: Vec<String>,
+    pub tolerance_minor: i64,
+    pub ours: u64,
+    pub theirs: u64,
+    pub matched: Tally,
+    pub matched_within_tolerance: Tally,
+    pub agreed_not_applied: u64,
+    pub auto_confirmed: Tally,
+    pub auto_rejected: Tally,
+    pub pending: BTreeMap<String, Tally>,
+    pub breaks: BTreeMap<String, Tally>,
+    pub recorded: BreaksRecorded,
+    pub cleared: u64,
+    pub spilled_runs: usize,
+}
+
+impl RunSummary {
+    pub fn break_count(&self) -> u64 {
+        self.breaks.values().map(|t| t.count).sum()
+    }
+}
+
+/// The files of `dates` that speak of `biller`.
+fn relevant<'a>(files: &'a [ReconFile], biller: &str) -> Vec<&'a ReconFile> {
+    files
+        .iter()
+        .filter(|f| match f.kind {
+            FileKind::HubStatement => true,
+            FileKind::Camt053 => false,
+            _ => f.biller_id.as_deref() == Some(biller),
+        })
+        .collect()
+}
+
+/// Midnight starting `date` in the biller's zone, in UTC.
+fn day_start(biller: &Biller, date: NaiveDate) -> DateTime<Utc> {
+    let local = date.and_hms_opt(0, 0, 0).expect("midnight");
+    biller
+        .cutoff
+        .zone
+        .from_local_datetime(&local)
+        .earliest()
+        .unwrap_or_else(|| biller.cutoff.zone.from_utc_datetime(&local))
+        .with_timezone(&Utc)
+}
+
+/// Reconciles one biller for one date.
+pub async fn run_biller(
+    store: Arc<dyn ReconStore>,
+    biller: &Biller,
+    date: NaiveDate,
+    opts: &RunOptions,
+    tolerance_minor: i64,
+    now: DateTime<Utc>,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+) -> Result<RunSummary, RunError> {
+    let next = date + Days::new(1);
+    let prev = date - Days::new(1);
+    let all = store.current_files(&[date, next]).await?;
+    let files: Vec<ReconFile> = relevant(&all, biller.id.as_str()).into_iter().cloned().collect();
+    let covered: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.business_date == date)
+        .filter_map(|f| f.kind.connector().map(str::to_string))
+        .collect();
+    let file_ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+    let run_id = store
+        .start_run(date, biller.id.as_str(), &opts.run_by, &file_ids, now)
+        .await?;
+    let day_end = day_start(biller, next);
+    let rules = MatchRules {
+        tolerance_minor,
+        grace_elapsed: now >= day_end + chrono::Duration::from_std(opts.grace).unwrap_or_default(),
+        covered: covered.clone(),
+    };
+
+    // Their side, sorted by our reference in bounded memory.
+    let dir = opts.dir.clone();
+    let spill_dir = dir.join("tmp");
+    std::fs::create_dir_all(&spill_dir)?;
+    let biller_id = biller.id.to_string();
+    let buffer = opts.sort_buffer.max(1_000);
+    let (sorted, theirs_count) = {
+        let files = files.clone();
+        let biller_id = biller_id.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+            let mut sorter: ExternalSorter<Sourced> =
+                ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
+            let mut count = 0u64;
+            for f in &files {
+                let mut reader =
+                    BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
+                let core = f.business_date == date;
+                let mut failed: Option<std::io::Error> = None;
+                if f.kind == FileKind::Camt053 {
+                    continue;
+                }
+                formats::read(f.kind, &mut reader, &mut |record| {
+                    if failed.is_some() || record.biller_id != biller_id {
+                        return;
+                    }
+                    count += 1;
+                    if let Err(e) = sorter.push(Sourced {
+                        record,
+                        file_id: f.id,
+                        kind: f.kind,
+                        core,
+                    }) {
+                        failed = Some(e);
+                    }
+                })
+                .map_err(|r| RunError::Unreadable {
+                    id: f.id,
+                    name: f.file_name.clone(),
+                    reason: r.to_string(),
+                })?;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
+                if !reader.into_inner().verified() {
+                    return Err(RunError::Tampered {
+                        id: f.id,
+                        name: f.file_name.clone(),
+                    });
+                }
+            }
+            Ok((sorter.finish()?, count))
+        })
+        .await
+        .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
+    };
+    let spilled_runs = sorted.spilled_runs();
+
+    // Our side, streamed in reference order.
+    let (our_tx, mut our_rx) = tokio::sync::mpsc::channel::<OurPayment>(8_192);
+    let feeder = {
+        let store = store.clone();
+        let biller_id = biller_id.clone();
+        let from = day_start(biller, prev);
+        let core_from = day_start(biller, date);
+        tokio::spawn(async move {
+            store
+                .stream_payments(&biller_id, from, core_from, day_end, our_tx)
+                .await
+        })
+    };
+
+    // The merge, on a blocking thread; its output written in chunks here.
+    enum Out {
+        Breaks(Vec<Found>),
+        Decisions(Vec<Decision>),
+    }
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Out>(4);
+    let merger = tokio::task::spawn_blocking(move || -> Result<RunSummary, RunError> {
+        let mut s = RunSummary::default();
+        let mut breaks = Vec::new();
+        let mut decisions = Vec::new();
+        let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
+        let theirs = sorted.map(|r| r.map_err(RunError::from));
+        let mut seen = 0u64;
+        merge(ours, theirs, |g| {
+            seen += 1;
+            if seen % 100_000 == 0 {
+                if let Some(p) = &progress {
+                    p(seen);
+                }
+            }
+            if g.ours.as_ref().is_some_and(|o| o.core) {
+                s.ours += 1;
+            }
+            s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
+            let amount = g
+                .ours
+                .as_ref()
+                .map(|o| o.amount_minor)
+                .or_else(|| g.theirs.first().map(|t| t.record.amount_minor))
+                .unwrap_or(0);
+            if s.currency.is_empty() {
+                if let Some(c) = g
+                    .ours
+                    .as_ref()
+                    .map(|o| o.currency.clone())
+                    .or_else(|| g.theirs.first().map(|t| t.record.currency.clone()))
+                {
+                    s.currency = c;
+                }
+            }
+            for v in judge(g.ours.as_ref(), &g.theirs, &rules) {
+                match v {
+                    Verdict::Matched { within_tolerance } => {
+                        if within_tolerance {
+                            s.matched_within_tolerance.add(amount)
+                        } else {
+                            s.matched.add(amount)
+                        }
+                    }
+                    Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
+                    Verdict::Pending(p) => s.pending.entry(p.as_str().into()).or_default().add(amount),
+                    Verdict::Decide(d) => {
+                        match &d {
+                            Decision::Confirm { .. } => s.auto_confirmed.add(amount),
+                            Decision::Reject { .. } => s.auto_rejected.add(amount),
+                        }
+                        decisions.push(d);
+                        if decisions.len() >= CHUNK {
+                            let chunk = std::mem::take(&mut decisions);
+                            out_tx
+                                .blocking_send(Out::Decisions(chunk))
+                                .map_err(|_| RunError::Other("writer stopped".into()))?;
+                        }
+                    }
+                    Verdict::Break(f) => {
+                        let minor = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
+                        s.breaks
+                            .entry(f.category.as_str().into())
+                            .or_default()
+                            .add(minor);
+                        breaks.push(f);
+                        if breaks.len() >= CHUNK {
+                            let chunk = std::mem::take(&mut breaks);
+                            out_tx
+                                .blocking_send(Out::Breaks(chunk))
+                                .map_err(|_| RunError::Other("writer stopped".into()))?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if !breaks.is_empty() {
+            let _ = out_tx.blocking_send(Out::Breaks(breaks));
+        }
+        if !decisions.is_empty() {
+            let _ = out_tx.blocking_send(Out::Decisions(decisions));
+        }
+        Ok(s)
+    });
+    let mut recorded = BreaksRecorded::default();
+    let mut write_error: Option<RunError> = None;
+    while let Some(out) = out_rx.recv().await {
+        if write_error.is_some() {
+            continue; // drain so the merge can end
+        }
+        let r = match out {
+            Out::Breaks(chunk) => store
+                .record_breaks(run_id, date, &biller_id, &chunk, now)
+                .await
+                .map(|r| {
+                    recorded.opened += r.opened;
+                    recorded.reopened += r.reopened;
+                    recorded.still_open += r.still_open;
+                }),
+            Out::Decisions(chunk) => store
+                .apply_decisions(run_id, date, &biller_id, &chunk, now)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = r {
+            write_error = Some(e.into());
+        }
+    }
+    let merged = merger
+        .await
+        .map_err(|e| RunError::Other(format!("merge task: {e}")))?;
+    let fed = feeder
+        .await
+        .map_err(|e| RunError::Other(format!("payments task: {e}")))?;
+    fed?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    let mut s = merged?;
+    let _ = theirs_count;
+    s.run_id = run_id;
+    s.biller_id = biller_id;
+    s.business_date = date;
+    s.files = file_ids;
+    s.covered = covered.into_iter().collect();
+    s.tolerance_minor = tolerance_minor;
+    s.spilled_runs = spilled_runs;
+    s.recorded = recorded;
+    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+    s.cleared = store.finish_run(run_id, &summary, now).await?;
+    Ok(s)
+}
+
+/// The categories in report order, for tables.
+pub fn categories() -> impl Iterator<Item = Category> {
+    Category::ALL.into_iter()
+}
+
+/// The pending reasons, for tables.
+pub fn pendings() -> [Pending; 3] {
+    [Pending::InFlight, Pending::WithinGrace, Pending::SourceMissing]
+}
+
+/// The report directory of a date.
+pub fn report_dir(dir: &Path, date: NaiveDate) -> PathBuf {
+    dir.join("reports").join(date.to_string())
+}
