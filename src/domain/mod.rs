@@ -12,3 +12,4 @@ pub mod payment;
 pub mod recon;
 pub mod routing;
 pub mod settlement;
+pub mod staff;

@@ -6,6 +6,7 @@ mod dispatch;
 mod ledger;
 mod payments;
 mod settlement;
+mod staff;
 
 use std::time::Duration;
 
