@@ -331,6 +331,7 @@ async fn unsigned_health_and_openapi_are_public() {
         "/v1/settlements/{batch_id}/files/{name}",
         "/v1/statements",
         "/v1/statements/{date}/file",
+        "/v1/staff/me",
         "/healthz",
         "/readyz",
         "/openapi.json",

@@ -152,6 +152,8 @@ async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiE
         .map_err(|_| {
             ApiError::unauthorized("malformed_signature", "Authorization header is not ASCII")
         })?;
+    // Before any signature check: a staff token is the wrong credential here.
+    super::staff_auth::refuse_staff_token(auth_header.as_deref())?;
     let body = Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

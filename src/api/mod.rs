@@ -1,6 +1,6 @@
-//! The channel-facing HTTP API (axum, JSON, `/v1`). Thin: it parses and
-//! authenticates, hands work to `intake` and the store, and maps results to
-//! responses.
+//! The HTTP API (axum, JSON, `/v1`): channels, billers and finance staff.
+//! Thin: it parses and authenticates, hands work to `intake` and the store,
+//! and maps results to responses.
 
 mod auth;
 mod billers;
@@ -9,6 +9,8 @@ mod ops;
 mod payments;
 pub mod problem;
 mod settlements;
+mod staff;
+mod staff_auth;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use crate::intake::{BatchPolicy, BillerDirectory, Intake};
 use crate::store::Store;
 
 pub use auth::{KeyCache, RateLimits};
+pub use staff_auth::StaffAuth;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -110,6 +113,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/statements/{date}/file",
             get(settlements::statement_file),
         )
+        .route("/v1/staff/me", get(staff::me))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi))

@@ -1,4 +1,6 @@
-//! Channel authentication: the request signature scheme and secrets at rest.
+//! Authentication: the channel request signature scheme, secrets at rest,
+//! and finance staff bearer tokens.
 
 pub mod secrets;
 pub mod signing;
+pub mod staff_token;

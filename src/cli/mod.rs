@@ -3,6 +3,7 @@
 pub mod billers_file;
 pub mod recon;
 pub mod settle;
+pub mod staff;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Payment apps (channels) and their API keys.
     #[command(subcommand)]
     Channels(ChannelsCommand),
+    /// Finance staff users (reconciliation), their roles and bearer tokens.
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
     /// Routes to billers: their health and planned switches.
     #[command(subcommand)]
     Routes(RoutesCommand),
@@ -206,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Routes(cmd) => routes(config, cmd).await,
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
+        Command::Staff(cmd) => staff::run(&connect(&config).await?, cmd).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
         Command::Settle(args) => {
             let store: Arc<dyn Store> = Arc::new(connect(&config).await?);

@@ -17,6 +17,7 @@ use crate::domain::ledger::{AccountSpec, Balance, Journal};
 use crate::domain::payment::{Payment, PaymentRequest, PaymentStatus, Transition};
 use crate::domain::routing::RouteState;
 use crate::domain::settlement::{BankAccount, BatchTotals, FileFormat};
+use crate::domain::staff::StaffUser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -563,6 +564,35 @@ pub struct StoredBillerKey {
     pub biller_active: bool,
 }
 
+/// A staff user as listed (never with its token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub user: StaffUser,
+    pub created_at: DateTime<Utc>,
+    /// When the current token was issued (creation or last rotation).
+    pub token_issued_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// Finance staff users. Only a hash of each token is kept (see
+/// `auth::staff_token`); users are never deleted, only disabled.
+#[async_trait]
+pub trait StaffStore: Send + Sync {
+    /// Adds an (enabled) user with its token's hash. Conflict when the id
+    /// exists (disabled users keep their id).
+    async fn add_staff(&self, user: &StaffUser, token_hash: &[u8]) -> StoreResult<()>;
+    /// The user holding the token with this hash, disabled or not.
+    async fn staff_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<StaffUser>>;
+    /// Every user, disabled ones included, by id.
+    async fn list_staff(&self) -> StoreResult<Vec<StaffRecord>>;
+    /// Disables a user at once (every later request with its token is 401).
+    /// NotFound for an unknown id; disabling a disabled user changes nothing.
+    async fn disable_staff(&self, id: &str) -> StoreResult<()>;
+    /// Replaces a user's token hash (the old token stops working at once).
+    /// NotFound for an unknown id, Conflict for a disabled user.
+    async fn rotate_staff_token(&self, id: &str, token_hash: &[u8]) -> StoreResult<()>;
+}
+
 /// Everything billclear keeps.
 pub trait Store:
     BillerStore
@@ -573,6 +603,7 @@ pub trait Store:
     + WorkStore
     + DispatchStore
     + SettlementStore
+    + StaffStore
     + recon::ReconStore
 {
 }
@@ -585,6 +616,7 @@ impl<
             + WorkStore
             + DispatchStore
             + SettlementStore
+            + StaffStore
             + recon::ReconStore,
     > Store for T
 {

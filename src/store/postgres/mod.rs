@@ -7,6 +7,7 @@ mod ledger;
 mod payments;
 mod recon;
 mod settlement;
+mod staff;
 
 use std::time::Duration;
 
