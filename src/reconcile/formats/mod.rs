@@ -173,7 +173,12 @@ pub fn sniff(first_bytes: &[u8]) -> Option<FileKind> {
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(first_bytes);
     let header = biller_connectors::sim::CONFIRMATION_HEADER.as_bytes();
-    if b.starts_with(header) && matches!(b.get(header.len()), None | Some(b'\r' | b'\n')) {
+    let water = if b.len() >= header.len() {
+        b.starts_with(header) && matches!(b.get(header.len()), None | Some(b'\r' | b'\n'))
+    } else {
+        b.len() >= 32 && header.starts_with(b)
+    };
+    if water {
         return Some(FileKind::WaterCsv);
     }
     if b.starts_with(b"HUBSTATEMENT,") {
@@ -354,9 +359,9 @@ impl<R: BufRead> Csv<R> {
             return Err(FileRefusal::line(line, "empty line"));
         }
         self.text.push_str(first);
-        // An odd number of quotes: a quoted field goes on past the line.
-        let mut quotes = count_quotes(first);
-        while quotes % 2 == 1 {
+        // A quoted field still open at the end of the line goes on in the
+        // next one.
+        while ends_inside_quotes(&self.text) {
             let Some((_, more)) = self.lines.next_line()? else {
                 return Err(FileRefusal::line(
                     line,
@@ -369,7 +374,6 @@ impl<R: BufRead> Csv<R> {
                     format!("a quoted field opened on this line runs past {MAX_LINE_BYTES} bytes; is a closing quote missing?"),
                 ));
             }
-            quotes += count_quotes(more);
             self.text.push('\n');
             self.text.push_str(more);
         }
@@ -379,8 +383,29 @@ impl<R: BufRead> Csv<R> {
     }
 }
 
-fn count_quotes(s: &str) -> usize {
-    s.bytes().filter(|b| *b == b'"').count()
+/// Whether a CSV record's text ends inside a quoted field (only a quote
+/// at the start of a field opens one; other faults are left to
+/// [`split_csv`]).
+fn ends_inside_quotes(text: &str) -> bool {
+    #[derive(PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        /// Just after a quote that closes a quoted field (or starts `""`).
+        Closed,
+    }
+    let mut state = State::FieldStart;
+    for b in text.bytes() {
+        state = match (state, b) {
+            (State::Quoted, b'"') => State::Closed,
+            (State::Quoted, _) => State::Quoted,
+            (State::Closed, b'"') | (State::FieldStart, b'"') => State::Quoted,
+            (_, b',') => State::FieldStart,
+            _ => State::Unquoted,
+        };
+    }
+    state == State::Quoted
 }
 
 /// Splits one CSV record into `fields` (unquoted, concatenated) and their

@@ -27,6 +27,17 @@ pub(super) fn read(
     if bytes.is_empty() {
         return Err(FileRefusal::at("file", "the file is empty"));
     }
+    let text_start = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(&bytes)
+        .iter()
+        .find(|b| !b.is_ascii_whitespace());
+    if text_start != Some(&b'<') {
+        return Err(FileRefusal::line(
+            1,
+            "this is not XML: a power confirmation file starts with <?xml or <PowerConfirmation",
+        ));
+    }
     let file = Confirmation::decode(&bytes).map_err(|e| refusal(&bytes, e))?;
     let lines = credit_lines(&bytes);
     let mut tally = Tally::default();
