@@ -1,13 +1,22 @@
-//! Daily reconciliation (issue 6, in progress): the inputs read so far.
+//! Daily reconciliation: the edges around the pure rules of
+//! `crate::domain::recon`.
 //!
 //! - `camt053`: our settlement account's bank statement (camt.053.001.02
 //!   and .08), refused whole when malformed.
 //! - `formats`: the counterparties' daily files (water CSV, power XML, gas
 //!   fixed-width, hub statement, co-op acknowledgement) read into
 //!   [`crate::domain::recon::TheirRecord`]s, refused whole when malformed.
+//! - `import`: a file read whole and checked, then kept verbatim under its
+//!   SHA-256 and recorded once.
+//! - `spill`: bounded-memory external sort (records sorted by our
+//!   reference for the sorted merge, whatever the day's size).
+//! - `run`: one biller and date: stored files against our payments by a
+//!   sorted merge; breaks, automatic decisions, summary.
+//! - `report`: a run's reports, CSV and XLSX, byte-for-byte deterministic.
 
 pub mod camt053;
 pub mod formats;
 pub mod import;
+pub mod report;
 pub mod run;
 pub mod spill;
