@@ -135,12 +135,10 @@ impl FromRequestParts<AppState> for StaffAuth {
 /// signature check, with its own code.
 pub(super) fn refuse_staff_token(authorization: Option<&str>) -> Result<(), ApiError> {
     match authorization.and_then(bearer) {
-        Some(token) if staff_token::looks_like_staff_token(token) => {
-            Err(ApiError::unauthorized(
-                "staff_token_not_accepted",
-                "channel endpoints take a signed request, not a staff token",
-            ))
-        }
+        Some(token) if staff_token::looks_like_staff_token(token) => Err(ApiError::unauthorized(
+            "staff_token_not_accepted",
+            "channel endpoints take a signed request, not a staff token",
+        )),
         _ => Ok(()),
     }
 }
@@ -162,7 +160,10 @@ mod tests {
     fn staff_tokens_are_refused_on_channel_endpoints() {
         let t = crate::auth::staff_token::StaffToken::generate();
         let e = refuse_staff_token(Some(&format!("Bearer {}", t.expose_text()))).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (401, "staff_token_not_accepted"));
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (401, "staff_token_not_accepted")
+        );
         assert!(refuse_staff_token(Some("Bearer abc")).is_ok());
         assert!(refuse_staff_token(Some("BC1-HMAC-SHA256 key=a")).is_ok());
         assert!(refuse_staff_token(None).is_ok());
@@ -175,7 +176,10 @@ mod tests {
         };
         assert_eq!(staff.clone().require(StaffRole::Viewer).unwrap().id, "v");
         let e = staff.require(StaffRole::Operator).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (403, "staff_role_insufficient"));
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (403, "staff_role_insufficient")
+        );
         assert!(e.detail.contains("operator"), "{}", e.detail);
     }
 }

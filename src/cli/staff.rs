@@ -88,7 +88,7 @@ pub async fn run(store: &dyn StaffStore, cmd: StaffCommand) -> anyhow::Result<()
         StaffCommand::List => {
             let list = store.list_staff().await?;
             println!(
-                "{:<24} {:<9} {:<9} {:<20} {:<20} NAME",
+                "{:<24} {:<9} {:<19} {:<20} {:<20} NAME",
                 "ID", "ROLE", "STATUS", "CREATED", "TOKEN ISSUED"
             );
             let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
@@ -98,7 +98,7 @@ pub async fn run(store: &dyn StaffStore, cmd: StaffCommand) -> anyhow::Result<()
                     None => "active".to_string(),
                 };
                 println!(
-                    "{:<24} {:<9} {:<9} {:<20} {:<20} {}",
+                    "{:<24} {:<9} {:<19} {:<20} {:<20} {}",
                     r.user.id,
                     r.user.role.as_str(),
                     status,

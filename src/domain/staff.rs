@@ -105,7 +105,9 @@ pub enum StaffRefusal {
 pub enum StaffError {
     #[error("staff user id {0:?} is invalid: use 1-64 characters of a-z, 0-9, '.', '_' or '-'")]
     InvalidId(String),
-    #[error("staff user name must be 1-200 characters without control characters and not only spaces")]
+    #[error(
+        "staff user name must be 1-200 characters without control characters and not only spaces"
+    )]
     InvalidName,
     #[error("unknown staff role {0:?}: use viewer, operator or approver")]
     UnknownRole(String),
@@ -219,7 +221,10 @@ mod tests {
         for bad in ["", "Li", "a b", "a/b", "é", "a@b", &"a".repeat(65)] {
             assert!(check_staff_id(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(StaffUser::new("a", "  Li Wei ", Viewer).unwrap().name, "Li Wei");
+        assert_eq!(
+            StaffUser::new("a", "  Li Wei ", Viewer).unwrap().name,
+            "Li Wei"
+        );
         for bad in ["", "   ", "a\nb", &"x".repeat(201)] {
             assert!(check_staff_name(bad).is_err(), "{bad:?}");
         }

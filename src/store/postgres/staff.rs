@@ -15,7 +15,9 @@ fn row_to_user(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
             StoreError::Rejected(format!("staff user {id} has an unknown role {role:?}"))
         })?,
         name: r.get("name"),
-        disabled: r.get::<Option<chrono::DateTime<chrono::Utc>>, _>("disabled_at").is_some(),
+        disabled: r
+            .get::<Option<chrono::DateTime<chrono::Utc>>, _>("disabled_at")
+            .is_some(),
         id,
     })
 }
@@ -46,16 +48,14 @@ impl StaffStore for PgStore {
     }
 
     async fn staff_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<StaffUser>> {
-        sqlx::query(
-            "SELECT id, name, role, disabled_at FROM staff_users WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
-        .as_ref()
-        .map(row_to_user)
-        .transpose()
+        sqlx::query("SELECT id, name, role, disabled_at FROM staff_users WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(row_to_user)
+            .transpose()
     }
 
     async fn list_staff(&self) -> StoreResult<Vec<StaffRecord>> {
