@@ -55,8 +55,8 @@
 //!   `business_date` is the date of the first row's `credited_at` in the
 //!   offset it is written in (every row must fall on that date). **An
 //!   empty water file (header + `TRAILER,0,0.00`) is legitimate but tells
-//!   neither: it reads with `biller_id: None` and `business_date:
-//!   `[`UNKNOWN_DATE`] (`NaiveDate::MIN`); the caller supplies both (the
+//!   neither: it reads with `biller_id` None and `business_date`
+//!   [`UNKNOWN_DATE`] (`NaiveDate::MIN`); the caller supplies both (the
 //!   CLI's `--date`, the inbox's biller).**
 //! * **Power XML**: `their_reference` = `ReceiptNo`, `our_reference` =
 //!   `TxnRef`, biller = `BillerCode`; `Credit[i]` in locations is 1-based.
