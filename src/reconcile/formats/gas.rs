@@ -20,7 +20,10 @@ pub(super) fn read(
 ) -> Result<FileSummary, FileRefusal> {
     let mut lines = Lines::new(input);
     let Some((_, first)) = lines.next_line()? else {
-        return Err(FileRefusal::line(1, "the file is empty: not even its H header record"));
+        return Err(FileRefusal::line(
+            1,
+            "the file is empty: not even its H header record",
+        ));
     };
     if !first.starts_with('H') {
         return Err(FileRefusal::line(
@@ -157,7 +160,10 @@ fn decode(line: u64, text: &str) -> Result<ConfirmationLine, FileRefusal> {
             .and_then(|(_, rest)| rest.split_once('`'))
             .map(|(name, _)| name.to_string());
         let why = if why.contains("record is") {
-            format!("{why} (every line of the file is {} bytes)", biller_connectors::gas::codec::CONFIRMATION_WIDTH)
+            format!(
+                "{why} (every line of the file is {} bytes)",
+                biller_connectors::gas::codec::CONFIRMATION_WIDTH
+            )
         } else {
             why
         };

@@ -32,7 +32,10 @@ pub(super) fn read(
 ) -> Result<FileSummary, FileRefusal> {
     let mut csv = Csv::new(input);
     if !csv.next_record()? {
-        return Err(FileRefusal::line(1, "the file is empty: not even its HUBSTATEMENT line"));
+        return Err(FileRefusal::line(
+            1,
+            "the file is empty: not even its HUBSTATEMENT line",
+        ));
     }
     if csv.field(0) != STATEMENT_MARK || csv.len() != 4 {
         return Err(FileRefusal::line(

@@ -55,8 +55,8 @@
 //!   `business_date` is the date of the first row's `credited_at` in the
 //!   offset it is written in (every row must fall on that date). **An
 //!   empty water file (header + `TRAILER,0,0.00`) is legitimate but tells
-//!   neither: it reads with `biller_id: None` and `business_date:
-//!   `[`UNKNOWN_DATE`] (`NaiveDate::MIN`); the caller supplies both (the
+//!   neither: it reads with `biller_id` None and `business_date`
+//!   [`UNKNOWN_DATE`] (`NaiveDate::MIN`); the caller supplies both (the
 //!   CLI's `--date`, the inbox's biller).**
 //! * **Power XML**: `their_reference` = `ReceiptNo`, `our_reference` =
 //!   `TxnRef`, biller = `BillerCode`; `Credit[i]` in locations is 1-based.
@@ -216,7 +216,9 @@ fn looks_like_gas_header(b: &[u8]) -> bool {
         && b[17..25].iter().all(u8::is_ascii_digit)
         && b[25..28].iter().all(u8::is_ascii_uppercase)
         && match b.iter().position(|c| *c == b'\n') {
-            Some(end) => end == CONFIRMATION_WIDTH || (end == CONFIRMATION_WIDTH + 1 && b[end - 1] == b'\r'),
+            Some(end) => {
+                end == CONFIRMATION_WIDTH || (end == CONFIRMATION_WIDTH + 1 && b[end - 1] == b'\r')
+            }
             None => b.len() <= CONFIRMATION_WIDTH + 1,
         }
 }
@@ -265,7 +267,9 @@ impl<R: BufRead> Lines<R> {
             if self.buf.len() > MAX_LINE_BYTES {
                 return Err(FileRefusal::line(
                     line,
-                    format!("the line is longer than {MAX_LINE_BYTES} bytes; this is not such a file"),
+                    format!(
+                        "the line is longer than {MAX_LINE_BYTES} bytes; this is not such a file"
+                    ),
                 ));
             }
             return Err(FileRefusal::line(
@@ -279,7 +283,9 @@ impl<R: BufRead> Lines<R> {
         }
         let mut bytes = self.buf.as_slice();
         if line == 1 {
-            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+            bytes = bytes
+                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                .unwrap_or(bytes);
         }
         match std::str::from_utf8(bytes) {
             Ok(text) => Ok(Some((line, text))),
@@ -342,9 +348,7 @@ impl<R: BufRead> Csv<R> {
 
     /// Field `i` of the current record (unquoted), "" past the end.
     pub(crate) fn field(&self, i: usize) -> &str {
-        self.ranges
-            .get(i)
-            .map_or("", |r| &self.fields[r.clone()])
+        self.ranges.get(i).map_or("", |r| &self.fields[r.clone()])
     }
 
     /// Reads the next record; `false` at the end of the input. Refuses an
@@ -410,7 +414,11 @@ fn ends_inside_quotes(text: &str) -> bool {
 
 /// Splits one CSV record into `fields` (unquoted, concatenated) and their
 /// `ranges`.
-fn split_csv(text: &str, fields: &mut String, ranges: &mut Vec<Range<usize>>) -> Result<(), String> {
+fn split_csv(
+    text: &str,
+    fields: &mut String,
+    ranges: &mut Vec<Range<usize>>,
+) -> Result<(), String> {
     fields.clear();
     ranges.clear();
     let b = text.as_bytes();
@@ -421,7 +429,10 @@ fn split_csv(text: &str, fields: &mut String, ranges: &mut Vec<Range<usize>>) ->
             i += 1;
             loop {
                 let Some(j) = text[i..].find('"') else {
-                    return Err(format!("field {} opens a quote it never closes", ranges.len() + 1));
+                    return Err(format!(
+                        "field {} opens a quote it never closes",
+                        ranges.len() + 1
+                    ));
                 };
                 fields.push_str(&text[i..i + j]);
                 i += j + 1;
@@ -474,9 +485,9 @@ pub(crate) fn currency(code: &str) -> Result<Currency, String> {
 /// Why an amount was refused, in a finance person's words.
 pub(crate) fn amount_reason(text: &str, currency: Currency, e: MoneyError) -> String {
     match e {
-        MoneyError::TooManyDecimals { scale, .. } => format!(
-            "amount {text} has more decimals than {currency} allows ({scale})"
-        ),
+        MoneyError::TooManyDecimals { scale, .. } => {
+            format!("amount {text} has more decimals than {currency} allows ({scale})")
+        }
         MoneyError::NotPositive => {
             format!("amount {text} is not positive: a credit moves money")
         }

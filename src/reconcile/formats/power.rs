@@ -79,7 +79,10 @@ pub(super) fn read(
 /// as location, or the line of the byte offset it names.
 fn refusal(bytes: &[u8], DecodeError(why): DecodeError) -> FileRefusal {
     // "Credit[3]: element `PowerConfirmation/Credit/Amount`: ..."
-    let (credit, why) = match why.strip_prefix("Credit[").and_then(|r| r.split_once("]: ")) {
+    let (credit, why) = match why
+        .strip_prefix("Credit[")
+        .and_then(|r| r.split_once("]: "))
+    {
         Some((i, rest)) => (i.parse::<usize>().ok(), rest.to_string()),
         None => (None, why),
     };
@@ -128,7 +131,10 @@ fn credit_lines(bytes: &[u8]) -> Vec<u64> {
         let is_credit = |name: &str| depth == 1 && name == "Credit";
         let at = |line: &mut u64, counted: &mut usize| {
             let upto = before.min(bytes.len());
-            *line += bytes[*counted..upto].iter().filter(|b| **b == b'\n').count() as u64;
+            *line += bytes[*counted..upto]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
             *counted = upto;
             *line
         };
@@ -139,10 +145,8 @@ fn credit_lines(bytes: &[u8]) -> Vec<u64> {
                 }
                 depth += 1;
             }
-            Event::Empty(s) => {
-                if is_credit(s.name().0) {
-                    out.push(at(&mut line, &mut counted));
-                }
+            Event::Empty(s) if is_credit(s.name().0) => {
+                out.push(at(&mut line, &mut counted));
             }
             Event::End(_) => depth = depth.saturating_sub(1),
             _ => {}

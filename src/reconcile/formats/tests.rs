@@ -35,7 +35,14 @@ fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
 
-fn credit(our: &str, their: &str, biller: &str, account: &str, amount: &str, at: &str) -> CreditRecord {
+fn credit(
+    our: &str,
+    their: &str,
+    biller: &str,
+    account: &str,
+    amount: &str,
+    at: &str,
+) -> CreditRecord {
     CreditRecord {
         our_reference: our.into(),
         biller_reference: their.into(),
@@ -93,7 +100,10 @@ fn read_all(kind: FileKind, bytes: &[u8]) -> (Vec<TheirRecord>, FileSummary) {
 
 fn refused(kind: FileKind, bytes: impl AsRef<[u8]>) -> FileRefusal {
     match parse(kind, bytes.as_ref()) {
-        Ok(f) => panic!("{kind:?} read {} records, expected a refusal", f.records.len()),
+        Ok(f) => panic!(
+            "{kind:?} read {} records, expected a refusal",
+            f.records.len()
+        ),
         Err(e) => e,
     }
 }
@@ -103,20 +113,58 @@ fn refused(kind: FileKind, bytes: impl AsRef<[u8]>) -> FileRefusal {
 fn assert_refused(kind: FileKind, bytes: impl AsRef<[u8]>, location: &str, reason: &str) {
     let e = refused(kind, bytes);
     assert_eq!(e.location, location, "{e}");
-    assert!(e.reason.contains(reason), "{e}\nexpected reason with {reason:?}");
+    assert!(
+        e.reason.contains(reason),
+        "{e}\nexpected reason with {reason:?}"
+    );
 }
 
 // ------------------------------------------------------------ the files
 
 fn water_file() -> String {
     let credits = [
-        credit("pay-0001", "W0001", "sh-water", "3100000011", "88.50", "2026-11-29T01:02:03.004Z"),
+        credit(
+            "pay-0001",
+            "W0001",
+            "sh-water",
+            "3100000011",
+            "88.50",
+            "2026-11-29T01:02:03.004Z",
+        ),
         // A receipt needing CSV quoting (comma and quotes).
-        credit("pay-0002", "W0002,\"B\"", "sh-water", "3100000029", "120", "2026-11-29T05:00:00Z"),
+        credit(
+            "pay-0002",
+            "W0002,\"B\"",
+            "sh-water",
+            "3100000029",
+            "120",
+            "2026-11-29T05:00:00Z",
+        ),
         // Another biller's credit and the next day's: not in the file.
-        credit("pay-0099", "P0001", "pudong-water", "PD20261129", "10.00", "2026-11-29T06:00:00Z"),
-        credit("pay-0003", "W0003", "sh-water", "3100000037", "0.01", "2026-11-29T15:59:59.999Z"),
-        credit("pay-0004", "W0004", "sh-water", "3100000045", "5.00", "2026-11-29T16:00:00Z"),
+        credit(
+            "pay-0099",
+            "P0001",
+            "pudong-water",
+            "PD20261129",
+            "10.00",
+            "2026-11-29T06:00:00Z",
+        ),
+        credit(
+            "pay-0003",
+            "W0003",
+            "sh-water",
+            "3100000037",
+            "0.01",
+            "2026-11-29T15:59:59.999Z",
+        ),
+        credit(
+            "pay-0004",
+            "W0004",
+            "sh-water",
+            "3100000045",
+            "5.00",
+            "2026-11-29T16:00:00Z",
+        ),
     ];
     confirmation_csv(&credits, "sh-water", day(), plus8())
 }
@@ -128,9 +176,36 @@ fn water_expected() -> ParsedFile {
         business_date: day(),
         identity: None,
         records: vec![
-            rec(2, "pay-0001", "W0001", "sh-water", "3100000011", 8850, Credited, Some("2026-11-29T09:02:03.004+08:00")),
-            rec(3, "pay-0002", "W0002,\"B\"", "sh-water", "3100000029", 12000, Credited, Some("2026-11-29T13:00:00.000+08:00")),
-            rec(4, "pay-0003", "W0003", "sh-water", "3100000037", 1, Credited, Some("2026-11-29T23:59:59.999+08:00")),
+            rec(
+                2,
+                "pay-0001",
+                "W0001",
+                "sh-water",
+                "3100000011",
+                8850,
+                Credited,
+                Some("2026-11-29T09:02:03.004+08:00"),
+            ),
+            rec(
+                3,
+                "pay-0002",
+                "W0002,\"B\"",
+                "sh-water",
+                "3100000029",
+                12000,
+                Credited,
+                Some("2026-11-29T13:00:00.000+08:00"),
+            ),
+            rec(
+                4,
+                "pay-0003",
+                "W0003",
+                "sh-water",
+                "3100000037",
+                1,
+                Credited,
+                Some("2026-11-29T23:59:59.999+08:00"),
+            ),
         ],
     }
 }
@@ -149,10 +224,28 @@ fn power_file() -> String {
         biller_code: "sh-power".into(),
         business_date: day(),
         credits: vec![
-            c("pay-0101", "PWR0000000001", "0306406159", "88.5", "2026-11-29T10:03:04.005+08:00"),
+            c(
+                "pay-0101",
+                "PWR0000000001",
+                "0306406159",
+                "88.5",
+                "2026-11-29T10:03:04.005+08:00",
+            ),
             // A receipt needing XML escaping.
-            c("pay-0102", "PWR<2>&A", "0300010378", "11.50", "2026-11-29T10:03:05+08:00"),
-            c("pay-0103", "PWR0000000003", "0300010741", "1000", "2026-11-29T02:03:06Z"),
+            c(
+                "pay-0102",
+                "PWR<2>&A",
+                "0300010378",
+                "11.50",
+                "2026-11-29T10:03:05+08:00",
+            ),
+            c(
+                "pay-0103",
+                "PWR0000000003",
+                "0300010741",
+                "1000",
+                "2026-11-29T02:03:06Z",
+            ),
         ],
     }
     .encode()
@@ -165,19 +258,74 @@ fn power_expected() -> ParsedFile {
         business_date: day(),
         identity: None,
         records: vec![
-            rec(4, "pay-0101", "PWR0000000001", "sh-power", "0306406159", 8850, Credited, Some("2026-11-29T10:03:04.005+08:00")),
-            rec(5, "pay-0102", "PWR<2>&A", "sh-power", "0300010378", 1150, Credited, Some("2026-11-29T10:03:05.000+08:00")),
-            rec(6, "pay-0103", "PWR0000000003", "sh-power", "0300010741", 100000, Credited, Some("2026-11-29T02:03:06.000Z")),
+            rec(
+                4,
+                "pay-0101",
+                "PWR0000000001",
+                "sh-power",
+                "0306406159",
+                8850,
+                Credited,
+                Some("2026-11-29T10:03:04.005+08:00"),
+            ),
+            rec(
+                5,
+                "pay-0102",
+                "PWR<2>&A",
+                "sh-power",
+                "0300010378",
+                1150,
+                Credited,
+                Some("2026-11-29T10:03:05.000+08:00"),
+            ),
+            rec(
+                6,
+                "pay-0103",
+                "PWR0000000003",
+                "sh-power",
+                "0300010741",
+                100000,
+                Credited,
+                Some("2026-11-29T02:03:06.000Z"),
+            ),
         ],
     }
 }
 
 fn gas_file() -> String {
     let credits = [
-        credit("0f8fad5b-d9cb-469f-a165-70867728950e", "G000000000001", "sh-gas", "310012345677", "88.50", "2026-11-29T01:02:03.004Z"),
-        credit("pay-0202", "G000000000002", "sh-gas", "310000200530", "0.01", "2026-11-29T05:00:00Z"),
-        credit("pay-0299", "M000000000001", "minhang-gas", "123456782", "9.99", "2026-11-29T05:00:00Z"),
-        credit("pay-0203", "G000000000003", "sh-gas", "310000201064", "1234.56", "2026-11-29T15:59:59Z"),
+        credit(
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "G000000000001",
+            "sh-gas",
+            "310012345677",
+            "88.50",
+            "2026-11-29T01:02:03.004Z",
+        ),
+        credit(
+            "pay-0202",
+            "G000000000002",
+            "sh-gas",
+            "310000200530",
+            "0.01",
+            "2026-11-29T05:00:00Z",
+        ),
+        credit(
+            "pay-0299",
+            "M000000000001",
+            "minhang-gas",
+            "123456782",
+            "9.99",
+            "2026-11-29T05:00:00Z",
+        ),
+        credit(
+            "pay-0203",
+            "G000000000003",
+            "sh-gas",
+            "310000201064",
+            "1234.56",
+            "2026-11-29T15:59:59Z",
+        ),
     ];
     biller_connectors::sim::gas::confirmation_file(&credits, "sh-gas", day(), plus8(), "CNY")
 }
@@ -189,9 +337,36 @@ fn gas_expected() -> ParsedFile {
         business_date: day(),
         identity: None,
         records: vec![
-            rec(2, "0f8fad5b-d9cb-469f-a165-70867728950e", "G000000000001", "sh-gas", "310012345677", 8850, Credited, Some("2026-11-29T01:02:03Z")),
-            rec(3, "pay-0202", "G000000000002", "sh-gas", "310000200530", 1, Credited, Some("2026-11-29T05:00:00Z")),
-            rec(4, "pay-0203", "G000000000003", "sh-gas", "310000201064", 123456, Credited, Some("2026-11-29T15:59:59Z")),
+            rec(
+                2,
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "G000000000001",
+                "sh-gas",
+                "310012345677",
+                8850,
+                Credited,
+                Some("2026-11-29T01:02:03Z"),
+            ),
+            rec(
+                3,
+                "pay-0202",
+                "G000000000002",
+                "sh-gas",
+                "310000200530",
+                1,
+                Credited,
+                Some("2026-11-29T05:00:00Z"),
+            ),
+            rec(
+                4,
+                "pay-0203",
+                "G000000000003",
+                "sh-gas",
+                "310000201064",
+                123456,
+                Credited,
+                Some("2026-11-29T15:59:59Z"),
+            ),
         ],
     }
 }
@@ -212,14 +387,62 @@ fn hub_file() -> String {
         completed_at: utc(at),
     };
     let txns = [
-        txn("HUB2026112900000001", "pay-0301", "sh-power", "0306406159", TxnState::Success, "88.5", "2026-11-29T01:00:00Z"),
+        txn(
+            "HUB2026112900000001",
+            "pay-0301",
+            "sh-power",
+            "0306406159",
+            TxnState::Success,
+            "88.5",
+            "2026-11-29T01:00:00Z",
+        ),
         // A partner reference needing CSV quoting.
-        txn("HUB2026112900000002", "pay,0302", "sh-water", "3100000011", TxnState::Success, "20.00", "2026-11-29T02:00:00.250Z"),
-        txn("HUB2026112900000003", "pay-0303", "sh-gas", "310012345677", TxnState::Failed, "10.00", "2026-11-29T03:00:00Z"),
-        txn("HUB2026112900000004", "pay-0304", "sh-gas", "310012345677", TxnState::Processing, "7.00", "2026-11-29T04:00:00Z"),
-        txn("HUB2026112900000005", "pay-0305", "pudong-water", "PD20261129", TxnState::Success, "0.25", "2026-11-29T15:59:59.999Z"),
+        txn(
+            "HUB2026112900000002",
+            "pay,0302",
+            "sh-water",
+            "3100000011",
+            TxnState::Success,
+            "20.00",
+            "2026-11-29T02:00:00.250Z",
+        ),
+        txn(
+            "HUB2026112900000003",
+            "pay-0303",
+            "sh-gas",
+            "310012345677",
+            TxnState::Failed,
+            "10.00",
+            "2026-11-29T03:00:00Z",
+        ),
+        txn(
+            "HUB2026112900000004",
+            "pay-0304",
+            "sh-gas",
+            "310012345677",
+            TxnState::Processing,
+            "7.00",
+            "2026-11-29T04:00:00Z",
+        ),
+        txn(
+            "HUB2026112900000005",
+            "pay-0305",
+            "pudong-water",
+            "PD20261129",
+            TxnState::Success,
+            "0.25",
+            "2026-11-29T15:59:59.999Z",
+        ),
         // The next day in +08:00: not in the statement.
-        txn("HUB2026113000000001", "pay-0306", "sh-power", "0306406159", TxnState::Success, "1.00", "2026-11-29T16:00:00Z"),
+        txn(
+            "HUB2026113000000001",
+            "pay-0306",
+            "sh-power",
+            "0306406159",
+            TxnState::Success,
+            "1.00",
+            "2026-11-29T16:00:00Z",
+        ),
     ];
     statement_csv("SIMHUB", &txns, day(), plus8(), utc("2026-11-30T01:00:00Z"))
 }
@@ -231,10 +454,46 @@ fn hub_expected() -> ParsedFile {
         business_date: day(),
         identity: Some("hub:SIMHUB:2026-11-29".into()),
         records: vec![
-            rec(3, "pay-0301", "HUB2026112900000001", "sh-power", "0306406159", 8850, Credited, Some("2026-11-29T09:00:00.000+08:00")),
-            rec(4, "pay,0302", "HUB2026112900000002", "sh-water", "3100000011", 2000, Credited, Some("2026-11-29T10:00:00.250+08:00")),
-            rec(5, "pay-0303", "HUB2026112900000003", "sh-gas", "310012345677", 1000, Failed, Some("2026-11-29T11:00:00.000+08:00")),
-            rec(7, "pay-0305", "HUB2026112900000005", "pudong-water", "PD20261129", 25, Credited, Some("2026-11-29T23:59:59.999+08:00")),
+            rec(
+                3,
+                "pay-0301",
+                "HUB2026112900000001",
+                "sh-power",
+                "0306406159",
+                8850,
+                Credited,
+                Some("2026-11-29T09:00:00.000+08:00"),
+            ),
+            rec(
+                4,
+                "pay,0302",
+                "HUB2026112900000002",
+                "sh-water",
+                "3100000011",
+                2000,
+                Credited,
+                Some("2026-11-29T10:00:00.250+08:00"),
+            ),
+            rec(
+                5,
+                "pay-0303",
+                "HUB2026112900000003",
+                "sh-gas",
+                "310012345677",
+                1000,
+                Failed,
+                Some("2026-11-29T11:00:00.000+08:00"),
+            ),
+            rec(
+                7,
+                "pay-0305",
+                "HUB2026112900000005",
+                "pudong-water",
+                "PD20261129",
+                25,
+                Credited,
+                Some("2026-11-29T23:59:59.999+08:00"),
+            ),
         ],
     }
 }
@@ -283,10 +542,37 @@ fn coop_expected() -> ParsedFile {
         business_date: day(),
         identity: Some("coop-ack:PAY_chongming-coop_20261129_001".into()),
         records: vec![
-            rec(2, "pay-0401", "CMR-0001", c, "CM-000123", 8850, Credited, None),
+            rec(
+                2,
+                "pay-0401",
+                "CMR-0001",
+                c,
+                "CM-000123",
+                8850,
+                Credited,
+                None,
+            ),
             rec(3, "pay-0402", "", c, "CM-104271", 1500, Failed, None),
-            rec(4, "pay-0403", "CMR-0003", c, "CM-108542", 12000, Credited, None),
-            rec(5, "pay-0405", "CMR-0005", c, "CM-112813", 50, Credited, None),
+            rec(
+                4,
+                "pay-0403",
+                "CMR-0003",
+                c,
+                "CM-108542",
+                12000,
+                Credited,
+                None,
+            ),
+            rec(
+                5,
+                "pay-0405",
+                "CMR-0005",
+                c,
+                "CM-112813",
+                50,
+                Credited,
+                None,
+            ),
         ],
     }
 }
@@ -294,11 +580,31 @@ fn coop_expected() -> ParsedFile {
 /// Each kind, its writer's file, its fixture's name, what it reads as.
 fn cases() -> Vec<(FileKind, String, &'static str, ParsedFile)> {
     vec![
-        (FileKind::WaterCsv, water_file(), "water.csv", water_expected()),
-        (FileKind::PowerXml, power_file(), "power.xml", power_expected()),
+        (
+            FileKind::WaterCsv,
+            water_file(),
+            "water.csv",
+            water_expected(),
+        ),
+        (
+            FileKind::PowerXml,
+            power_file(),
+            "power.xml",
+            power_expected(),
+        ),
         (FileKind::GasFixed, gas_file(), "gas.txt", gas_expected()),
-        (FileKind::HubStatement, hub_file(), "hub.csv", hub_expected()),
-        (FileKind::CoopAck, coop_file(), "ACK_PAY_chongming-coop_20261129_001.txt", coop_expected()),
+        (
+            FileKind::HubStatement,
+            hub_file(),
+            "hub.csv",
+            hub_expected(),
+        ),
+        (
+            FileKind::CoopAck,
+            coop_file(),
+            "ACK_PAY_chongming-coop_20261129_001.txt",
+            coop_expected(),
+        ),
     ]
 }
 
@@ -366,7 +672,10 @@ fn gas_fixed_from_the_writer_reads_exactly() {
 #[test]
 fn hub_statement_from_the_writer_reads_exactly() {
     let file = hub_file();
-    assert!(file.contains("PROCESSING") && file.contains("\"pay,0302\""), "{file}");
+    assert!(
+        file.contains("PROCESSING") && file.contains("\"pay,0302\""),
+        "{file}"
+    );
     let (records, summary) = read_all(FileKind::HubStatement, file.as_bytes());
     assert_eq!(records, hub_expected().records);
     assert_eq!(
@@ -413,34 +722,54 @@ fn fixtures_are_what_the_writers_write() {
             std::fs::create_dir_all(fixture_path("")).unwrap();
             std::fs::write(fixture_path(name), &file).unwrap();
         }
-        assert_eq!(String::from_utf8(fixture(name)).unwrap(), file, "{kind:?} {name}");
+        assert_eq!(
+            String::from_utf8(fixture(name)).unwrap(),
+            file,
+            "{kind:?} {name}"
+        );
     }
 }
 
 #[test]
 fn water_fixture_reads_as_pinned() {
-    assert_eq!(parse(FileKind::WaterCsv, &fixture("water.csv")).unwrap(), water_expected());
+    assert_eq!(
+        parse(FileKind::WaterCsv, &fixture("water.csv")).unwrap(),
+        water_expected()
+    );
 }
 
 #[test]
 fn power_fixture_reads_as_pinned() {
-    assert_eq!(parse(FileKind::PowerXml, &fixture("power.xml")).unwrap(), power_expected());
+    assert_eq!(
+        parse(FileKind::PowerXml, &fixture("power.xml")).unwrap(),
+        power_expected()
+    );
 }
 
 #[test]
 fn gas_fixture_reads_as_pinned() {
-    assert_eq!(parse(FileKind::GasFixed, &fixture("gas.txt")).unwrap(), gas_expected());
+    assert_eq!(
+        parse(FileKind::GasFixed, &fixture("gas.txt")).unwrap(),
+        gas_expected()
+    );
 }
 
 #[test]
 fn hub_fixture_reads_as_pinned() {
-    assert_eq!(parse(FileKind::HubStatement, &fixture("hub.csv")).unwrap(), hub_expected());
+    assert_eq!(
+        parse(FileKind::HubStatement, &fixture("hub.csv")).unwrap(),
+        hub_expected()
+    );
 }
 
 #[test]
 fn coop_fixture_reads_as_pinned() {
     assert_eq!(
-        parse(FileKind::CoopAck, &fixture("ACK_PAY_chongming-coop_20261129_001.txt")).unwrap(),
+        parse(
+            FileKind::CoopAck,
+            &fixture("ACK_PAY_chongming-coop_20261129_001.txt")
+        )
+        .unwrap(),
         coop_expected()
     );
 }
@@ -450,14 +779,26 @@ fn sniff_recognises_each_fixture() {
     for (kind, _, name, _) in cases() {
         let bytes = fixture(name);
         assert_eq!(sniff(&bytes[..bytes.len().min(512)]), Some(kind), "{name}");
-        assert_eq!(sniff(&bytes[..bytes.len().min(64)]), Some(kind), "{name} (64 bytes)");
+        assert_eq!(
+            sniff(&bytes[..bytes.len().min(64)]),
+            Some(kind),
+            "{name} (64 bytes)"
+        );
     }
     let camt = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/camt053/statement_v08.xml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/camt053/statement_v08.xml"),
     )
     .unwrap();
     assert_eq!(sniff(&camt[..camt.len().min(512)]), Some(FileKind::Camt053));
-    for unknown in [&b""[..], b"hello", b"{\"a\":1}", b"<html></html>", b"H|PAY|x", b"our_reference,x\n"] {
+    for unknown in [
+        &b""[..],
+        b"hello",
+        b"{\"a\":1}",
+        b"<html></html>",
+        b"H|PAY|x",
+        b"our_reference,x\n",
+    ] {
         assert_eq!(sniff(unknown), None, "{}", String::from_utf8_lossy(unknown));
     }
 }
@@ -483,18 +824,53 @@ fn water_csv_refusals_name_line_and_reason() {
     };
     let k = FileKind::WaterCsv;
     // Truncated: no trailer, cut mid-line, cut inside the trailer.
-    assert_refused(k, lines[..4].join("\n") + "\n", "line 4", "without its TRAILER line (truncated?)");
-    assert_refused(k, &good[..good.len() - 30], "line 4", "in the middle of this line");
-    assert_refused(k, &good[..good.len() - 1], "line 5", "without its line break (truncated?)");
+    assert_refused(
+        k,
+        lines[..4].join("\n") + "\n",
+        "line 4",
+        "without its TRAILER line (truncated?)",
+    );
+    assert_refused(
+        k,
+        &good[..good.len() - 30],
+        "line 4",
+        "in the middle of this line",
+    );
+    assert_refused(
+        k,
+        &good[..good.len() - 1],
+        "line 5",
+        "without its line break (truncated?)",
+    );
     assert_refused(k, "", "line 1", "empty");
     // Trailer figures.
-    assert_refused(k, with(4, "TRAILER,4,208.51"), "line 5, field count", "trailer count 4 but the file has 3 rows");
-    assert_refused(k, with(4, "TRAILER,3,208.52"), "line 5, field total", "trailer total 208.52 but the rows add up to 208.51");
+    assert_refused(
+        k,
+        with(4, "TRAILER,4,208.51"),
+        "line 5, field count",
+        "trailer count 4 but the file has 3 rows",
+    );
+    assert_refused(
+        k,
+        with(4, "TRAILER,3,208.52"),
+        "line 5, field total",
+        "trailer total 208.52 but the rows add up to 208.51",
+    );
     assert_refused(k, with(4, "TRAILER,3"), "line 5", "expected 3");
-    assert_refused(k, good.clone() + "extra\n", "line 6", "nothing may follow the TRAILER");
+    assert_refused(
+        k,
+        good.clone() + "extra\n",
+        "line 6",
+        "nothing may follow the TRAILER",
+    );
     // Amounts.
     let row = lines[1].replace("88.50", "88.505");
-    assert_refused(k, with(1, &row), "line 2, field amount", "amount 88.505 has more decimals than CNY allows");
+    assert_refused(
+        k,
+        with(1, &row),
+        "line 2, field amount",
+        "amount 88.505 has more decimals than CNY allows",
+    );
     let row = lines[1].replace("88.50", "-1.00");
     assert_refused(k, with(1, &row), "line 2, field amount", "not positive");
     let row = lines[1].replace("88.50", "0.00");
@@ -502,20 +878,58 @@ fn water_csv_refusals_name_line_and_reason() {
     let row = lines[1].replace("88.50", "88,50");
     assert_refused(k, with(1, &row), "line 2", "fields, expected 7");
     let row = lines[1].replace(",CNY,", ",XYZ,");
-    assert_refused(k, with(1, &row), "line 2, field currency", "\"XYZ\" is not one billclear carries");
+    assert_refused(
+        k,
+        with(1, &row),
+        "line 2, field currency",
+        "\"XYZ\" is not one billclear carries",
+    );
     // Dates and times.
     let row = lines[1].replace("2026-11-29T09:02:03.004+08:00", "2026-11-31T09:02:03+08:00");
-    assert_refused(k, with(1, &row), "line 2, field credited_at", "is not a date and time");
-    let row = lines[3].replace("2026-11-29T23:59:59.999+08:00", "2026-11-30T00:00:00.000+08:00");
-    assert_refused(k, with(3, &row), "line 4, field credited_at", "credited on 2026-11-30, the file's first row on 2026-11-29");
+    assert_refused(
+        k,
+        with(1, &row),
+        "line 2, field credited_at",
+        "is not a date and time",
+    );
+    let row = lines[3].replace(
+        "2026-11-29T23:59:59.999+08:00",
+        "2026-11-30T00:00:00.000+08:00",
+    );
+    assert_refused(
+        k,
+        with(3, &row),
+        "line 4, field credited_at",
+        "credited on 2026-11-30, the file's first row on 2026-11-29",
+    );
     // Another biller's row.
     let row = lines[2].replace("sh-water", "sh-gas");
-    assert_refused(k, with(2, &row), "line 3, field biller_id", "names biller sh-gas, the file is sh-water's");
+    assert_refused(
+        k,
+        with(2, &row),
+        "line 3, field biller_id",
+        "names biller sh-gas, the file is sh-water's",
+    );
     // Wrong first line; CSV faults.
-    assert_refused(k, with(0, "our_reference,biller_reference"), "line 1", "must be the header");
-    assert_refused(k, "HUBSTATEMENT,X,2026-11-29,2026-11-29T00:00:00Z\n", "line 1", "must be the header");
+    assert_refused(
+        k,
+        with(0, "our_reference,biller_reference"),
+        "line 1",
+        "must be the header",
+    );
+    assert_refused(
+        k,
+        "HUBSTATEMENT,X,2026-11-29,2026-11-29T00:00:00Z\n",
+        "line 1",
+        "must be the header",
+    );
     let row = lines[1].replace("W0001", "W\"0001");
-    assert_refused(k, with(1, &row), "line 2", "holds a quote but is not quoted");
+    assert_refused(
+        k,
+        with(1, &row),
+        "line 2",
+        "holds a quote but is not quoted",
+    );
     let row = lines[1].replace("W0001", "\"W0001\"x");
     assert_refused(k, with(1, &row), "line 2", "text after its closing quote");
     assert_refused(k, with(1, ""), "line 2", "empty line");
@@ -529,8 +943,22 @@ fn water_csv_refusals_name_line_and_reason() {
 #[test]
 fn water_csv_quoted_line_breaks_and_empty_days() {
     let credits = [
-        credit("pay-1", "W\n1", "sh-water", "3100000011", "1.00", "2026-11-29T01:00:00Z"),
-        credit("pay-2", "W2", "sh-water", "3100000029", "2.00", "2026-11-29T02:00:00Z"),
+        credit(
+            "pay-1",
+            "W\n1",
+            "sh-water",
+            "3100000011",
+            "1.00",
+            "2026-11-29T01:00:00Z",
+        ),
+        credit(
+            "pay-2",
+            "W2",
+            "sh-water",
+            "3100000029",
+            "2.00",
+            "2026-11-29T02:00:00Z",
+        ),
     ];
     let file = confirmation_csv(&credits, "sh-water", day(), plus8());
     let parsed = parse(FileKind::WaterCsv, file.as_bytes()).unwrap();
@@ -542,7 +970,10 @@ fn water_csv_quoted_line_breaks_and_empty_days() {
     assert_refused(FileKind::WaterCsv, cut, "line 2", "never closed");
     // CRLF line ends are tolerated.
     let crlf = water_file().replace('\n', "\r\n");
-    assert_eq!(parse(FileKind::WaterCsv, crlf.as_bytes()).unwrap(), water_expected());
+    assert_eq!(
+        parse(FileKind::WaterCsv, crlf.as_bytes()).unwrap(),
+        water_expected()
+    );
     // An empty day: no biller, no date (the caller supplies them).
     let empty = confirmation_csv(&[], "sh-water", day(), plus8());
     let (records, summary) = read_all(FileKind::WaterCsv, empty.as_bytes());
@@ -583,12 +1014,19 @@ fn water_csv_streams_200k_rows_to_the_sink() {
     let mut calls = 0usize;
     let mut last_line = 0;
     let started = std::time::Instant::now();
-    let summary = read(FileKind::WaterCsv, std::io::BufReader::new(file.as_bytes()), &mut |r| {
-        calls += 1;
-        last_line = r.line;
-    })
+    let summary = read(
+        FileKind::WaterCsv,
+        std::io::BufReader::new(file.as_bytes()),
+        &mut |r| {
+            calls += 1;
+            last_line = r.line;
+        },
+    )
     .unwrap();
-    eprintln!("{N} water rows read in {:?} (debug build)", started.elapsed());
+    eprintln!(
+        "{N} water rows read in {:?} (debug build)",
+        started.elapsed()
+    );
     assert_eq!(calls, N);
     assert_eq!(last_line, N as u64 + 1);
     assert_eq!(summary.records, N as u64);
@@ -606,29 +1044,87 @@ fn power_xml_refusals_name_the_element() {
     assert_refused(k, cut, "PowerConfirmation/Credit", "(truncated?)");
     assert_refused(k, "", "file", "empty");
     // Control figures.
-    assert_refused(k, good.replace("<Count>3</Count>", "<Count>4</Count>"), "PowerConfirmation/Control", "Count \"4\" but 3 credits");
-    assert_refused(k, good.replace("<Total>1100.00</Total>", "<Total>1100.01</Total>"), "PowerConfirmation/Control", "Total 1100.01 but the credits sum to 1100.00");
+    assert_refused(
+        k,
+        good.replace("<Count>3</Count>", "<Count>4</Count>"),
+        "PowerConfirmation/Control",
+        "Count \"4\" but 3 credits",
+    );
+    assert_refused(
+        k,
+        good.replace("<Total>1100.00</Total>", "<Total>1100.01</Total>"),
+        "PowerConfirmation/Control",
+        "Total 1100.01 but the credits sum to 1100.00",
+    );
     // Amounts: too many decimals (the total agreeing), negative, not a number.
     let bad = good
         .replace("<Amount>11.50</Amount>", "<Amount>11.505</Amount>")
         .replace("<Total>1100.00</Total>", "<Total>1100.005</Total>");
-    assert_refused(k, bad, "PowerConfirmation/Credit[2]/Amount", "amount 11.505 has more decimals than CNY allows");
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Credit[2]/Amount",
+        "amount 11.505 has more decimals than CNY allows",
+    );
     let bad = good.replace("<Amount>11.50</Amount>", "<Amount>eleven</Amount>");
-    assert_refused(k, bad, "PowerConfirmation/Credit[2]/Amount", "is not a decimal amount");
-    let bad = good.replace("<Currency>CNY</Currency><CreditedAt>2026-11-29T10:03:05", "<Currency>CN</Currency><CreditedAt>2026-11-29T10:03:05");
-    assert_refused(k, bad, "PowerConfirmation/Credit[2]/Currency", "\"CN\" is not one billclear carries");
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Credit[2]/Amount",
+        "is not a decimal amount",
+    );
+    let bad = good.replace(
+        "<Currency>CNY</Currency><CreditedAt>2026-11-29T10:03:05",
+        "<Currency>CN</Currency><CreditedAt>2026-11-29T10:03:05",
+    );
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Credit[2]/Currency",
+        "\"CN\" is not one billclear carries",
+    );
     // Dates and times.
     let bad = good.replace("2026-11-29T10:03:05.000+08:00", "2026-11-29 10:03");
-    assert_refused(k, bad, "PowerConfirmation/Credit[2]/CreditedAt", "not an RFC 3339 time");
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Credit[2]/CreditedAt",
+        "not an RFC 3339 time",
+    );
     let bad = good.replace("<BusinessDate>2026-11-29", "<BusinessDate>2026-13-29");
-    assert_refused(k, bad, "PowerConfirmation/Control/BusinessDate", "not a YYYY-MM-DD date");
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Control/BusinessDate",
+        "not a YYYY-MM-DD date",
+    );
     // A missing element.
     let bad = good.replace("<ReceiptNo>PWR0000000003</ReceiptNo>", "");
-    assert_refused(k, bad, "PowerConfirmation/Credit[3]/ReceiptNo", "is missing");
+    assert_refused(
+        k,
+        bad,
+        "PowerConfirmation/Credit[3]/ReceiptNo",
+        "is missing",
+    );
     // Wrong document.
-    assert_refused(k, good.replace("PowerConfirmation", "PowerStatement"), "document", "root element is `PowerStatement`");
-    assert_refused(k, "our_reference,biller_reference\n", "line 1", "this is not XML");
-    assert_refused(k, "<PowerConfirmation version=\"1\"></Control>", "line 1", "not well-formed XML");
+    assert_refused(
+        k,
+        good.replace("PowerConfirmation", "PowerStatement"),
+        "document",
+        "root element is `PowerStatement`",
+    );
+    assert_refused(
+        k,
+        "our_reference,biller_reference\n",
+        "line 1",
+        "this is not XML",
+    );
+    assert_refused(
+        k,
+        "<PowerConfirmation version=\"1\"></Control>",
+        "line 1",
+        "not well-formed XML",
+    );
     // Not UTF-8: the line of the byte.
     let mut bytes = good.clone().into_bytes();
     let at = good.find("0300010378").unwrap();
@@ -656,31 +1152,103 @@ fn gas_fixed_refusals_name_line_field_and_reason() {
     };
     let k = FileKind::GasFixed;
     // Truncated.
-    assert_refused(k, lines[..4].join("\n") + "\n", "line 4", "without its T trailer record (truncated?)");
-    assert_refused(k, &good[..good.len() - 50], "line 5", "in the middle of this line");
+    assert_refused(
+        k,
+        lines[..4].join("\n") + "\n",
+        "line 4",
+        "without its T trailer record (truncated?)",
+    );
+    assert_refused(
+        k,
+        &good[..good.len() - 50],
+        "line 5",
+        "in the middle of this line",
+    );
     assert_refused(k, "", "line 1", "empty");
     // Trailer figures: count at 1 (8 digits), total at 9 (15 digits).
-    assert_refused(k, patch(4, 1, "00000004"), "line 5, field count", "trailer count 4 but the file has 3 D records");
-    assert_refused(k, patch(4, 9, "000000000132308"), "line 5, field total", "trailer total 1323.08 but the D records add up to 1323.07");
-    assert_refused(k, good.clone() + &lines[2].to_string() + "\n", "line 6", "nothing may follow the T trailer");
-    assert_refused(k, good.clone() + "\n", "line 6", "nothing may follow the T trailer");
+    assert_refused(
+        k,
+        patch(4, 1, "00000004"),
+        "line 5, field count",
+        "trailer count 4 but the file has 3 D records",
+    );
+    assert_refused(
+        k,
+        patch(4, 9, "000000000132308"),
+        "line 5, field total",
+        "trailer total 1323.08 but the D records add up to 1323.07",
+    );
+    assert_refused(
+        k,
+        good.clone() + lines[2] + "\n",
+        "line 6",
+        "nothing may follow the T trailer",
+    );
+    assert_refused(
+        k,
+        good.clone() + "\n",
+        "line 6",
+        "nothing may follow the T trailer",
+    );
     // Amounts: a currency without decimals cannot take hundredths; zero;
     // not numeric.
-    let jpy = good.replace("CNY", "JPY").replace("000000000001JPY", "000000000100JPY");
+    let jpy = good
+        .replace("CNY", "JPY")
+        .replace("000000000001JPY", "000000000100JPY");
     let jpy = jpy.replace("000000000132307", "000000000132406");
-    assert_refused(k, jpy, "line 2, field amount", "amount 88.50 has more decimals than JPY allows");
+    assert_refused(
+        k,
+        jpy,
+        "line 2, field amount",
+        "amount 88.50 has more decimals than JPY allows",
+    );
     let zero = patch(2, 77, "000000000000").replace("000000000132307", "000000000132306");
     assert_refused(k, zero, "line 3, field amount", "not positive");
-    assert_refused(k, patch(1, 77, "00000000885A"), "line 2, field amount", "not numeric");
-    assert_refused(k, patch(2, 89, "USD"), "line 3, field currency", "the header says the file is in CNY");
+    assert_refused(
+        k,
+        patch(1, 77, "00000000885A"),
+        "line 2, field amount",
+        "not numeric",
+    );
+    assert_refused(
+        k,
+        patch(2, 89, "USD"),
+        "line 3, field currency",
+        "the header says the file is in CNY",
+    );
     // Dates and times.
-    assert_refused(k, patch(0, 17, "20261340"), "line 1, field business_date", "not a YYYYMMDD date");
-    assert_refused(k, patch(1, 92, "20261129250000"), "line 2, field credited_at", "not a YYYYMMDDhhmmss time");
+    assert_refused(
+        k,
+        patch(0, 17, "20261340"),
+        "line 1, field business_date",
+        "not a YYYYMMDD date",
+    );
+    assert_refused(
+        k,
+        patch(1, 92, "20261129250000"),
+        "line 2, field credited_at",
+        "not a YYYYMMDDhhmmss time",
+    );
     // Wrong first line, a short line, a second header.
-    assert_refused(k, with(0, &lines[1].to_string()), "line 1", "must be the H header record");
-    assert_refused(k, with(2, &lines[2][..100]), "line 3", "is 106 bytes, got 100");
-    assert_refused(k, with(2, &lines[0].to_string()), "line 3", "a second H header");
-    assert_refused(k, with(2, &lines[2].replacen('D', "X", 1)), "line 3, field record_type", "not H, D or T");
+    assert_refused(
+        k,
+        with(0, lines[1]),
+        "line 1",
+        "must be the H header record",
+    );
+    assert_refused(
+        k,
+        with(2, &lines[2][..100]),
+        "line 3",
+        "is 106 bytes, got 100",
+    );
+    assert_refused(k, with(2, lines[0]), "line 3", "a second H header");
+    assert_refused(
+        k,
+        with(2, &lines[2].replacen('D', "X", 1)),
+        "line 3, field record_type",
+        "not H, D or T",
+    );
     // Not UTF-8.
     let mut bytes = good.clone().into_bytes();
     bytes[107 + 40] = 0xC3;
@@ -702,26 +1270,89 @@ fn hub_statement_refusals_name_line_and_reason() {
     };
     let k = FileKind::HubStatement;
     // Truncated.
-    assert_refused(k, lines[..7].join("\n") + "\n", "line 7", "without its TRAILER line (truncated?)");
-    assert_refused(k, &good[..good.len() - 25], "line 7", "in the middle of this line");
-    assert_refused(k, lines[..1].join("\n") + "\n", "line 1", "without its TRAILER line");
+    assert_refused(
+        k,
+        lines[..7].join("\n") + "\n",
+        "line 7",
+        "without its TRAILER line (truncated?)",
+    );
+    assert_refused(
+        k,
+        &good[..good.len() - 25],
+        "line 7",
+        "in the middle of this line",
+    );
+    assert_refused(
+        k,
+        lines[..1].join("\n") + "\n",
+        "line 1",
+        "without its TRAILER line",
+    );
     // Trailer figures.
-    assert_refused(k, with(7, "TRAILER,4,3,108.75"), "line 8, field rows", "trailer count 4 but the file has 5 rows");
-    assert_refused(k, with(7, "TRAILER,5,4,108.75"), "line 8, field successful rows", "counts 4 successful rows but the file has 3");
-    assert_refused(k, with(7, "TRAILER,5,3,108.76"), "line 8, field total", "trailer total 108.76 but the successful rows add up to 108.75");
-    assert_refused(k, with(7, "TRAILER,5,3,108.755"), "line 8, field total", "more decimals than CNY allows");
+    assert_refused(
+        k,
+        with(7, "TRAILER,4,3,108.75"),
+        "line 8, field rows",
+        "trailer count 4 but the file has 5 rows",
+    );
+    assert_refused(
+        k,
+        with(7, "TRAILER,5,4,108.75"),
+        "line 8, field successful rows",
+        "counts 4 successful rows but the file has 3",
+    );
+    assert_refused(
+        k,
+        with(7, "TRAILER,5,3,108.76"),
+        "line 8, field total",
+        "trailer total 108.76 but the successful rows add up to 108.75",
+    );
+    assert_refused(
+        k,
+        with(7, "TRAILER,5,3,108.755"),
+        "line 8, field total",
+        "more decimals than CNY allows",
+    );
     // Amounts, status.
     let row = lines[4].replace("10.00", "10.001");
-    assert_refused(k, with(4, &row), "line 5, field amount", "amount 10.001 has more decimals than CNY allows");
+    assert_refused(
+        k,
+        with(4, &row),
+        "line 5, field amount",
+        "amount 10.001 has more decimals than CNY allows",
+    );
     let row = lines[4].replace("FAILED", "REVERSED");
-    assert_refused(k, with(4, &row), "line 5, field status", "\"REVERSED\" is not SUCCESS, FAILED or PROCESSING");
+    assert_refused(
+        k,
+        with(4, &row),
+        "line 5, field status",
+        "\"REVERSED\" is not SUCCESS, FAILED or PROCESSING",
+    );
     // Dates and times.
-    assert_refused(k, with(0, "HUBSTATEMENT,SIMHUB,29/11/2026,2026-11-30T09:00:00.000+08:00"), "line 1, field date", "not a date such as 2026-11-29");
+    assert_refused(
+        k,
+        with(
+            0,
+            "HUBSTATEMENT,SIMHUB,29/11/2026,2026-11-30T09:00:00.000+08:00",
+        ),
+        "line 1, field date",
+        "not a date such as 2026-11-29",
+    );
     let row = lines[2].replace("2026-11-29T09:00:00.000+08:00", "2026-11-29T09:00");
-    assert_refused(k, with(2, &row), "line 3, field completedAt", "is not a date and time");
+    assert_refused(
+        k,
+        with(2, &row),
+        "line 3, field completedAt",
+        "is not a date and time",
+    );
     // Wrong first and second lines.
     assert_refused(k, water_file(), "line 1", "not a hub statement");
-    assert_refused(k, with(1, "hubTxnId,partnerRef"), "line 2", "must be the column names");
+    assert_refused(
+        k,
+        with(1, "hubTxnId,partnerRef"),
+        "line 2",
+        "must be the column names",
+    );
     // Not UTF-8.
     let mut bytes = good.clone().into_bytes();
     let at = good.find("pudong-water").unwrap();
@@ -745,23 +1376,51 @@ fn coop_ack_refusals_name_line_and_reason() {
     let k = FileKind::CoopAck;
     // Truncated.
     assert_refused(k, lines[..5].join("\n") + "\n", "line 5", "truncated");
-    assert_refused(k, &good[..good.len() - 3], "line 6", "no line end (truncated file?)");
+    assert_refused(
+        k,
+        &good[..good.len() - 3],
+        "line 6",
+        "no line end (truncated file?)",
+    );
     assert_refused(k, "", "file", "empty");
     // Trailer figures.
-    assert_refused(k, with(5, "T|4|209.00|1|15.00"), "line 6", "trailer says 4 accepted lines, the file has 3");
-    assert_refused(k, with(5, "T|3|209.01|1|15.00"), "line 6", "trailer says accepted total 209.01, the lines sum to 209.00");
+    assert_refused(
+        k,
+        with(5, "T|4|209.00|1|15.00"),
+        "line 6",
+        "trailer says 4 accepted lines, the file has 3",
+    );
+    assert_refused(
+        k,
+        with(5, "T|3|209.01|1|15.00"),
+        "line 6",
+        "trailer says accepted total 209.01, the lines sum to 209.00",
+    );
     // Amounts.
     let row = lines[1].replace("88.50", "88.505");
     assert_refused(k, with(1, &row), "line 2", "has more than 2 decimals");
     let row = lines[1].replace("|CNY|", "|XYZ|");
-    assert_refused(k, with(1, &row), "line 2, field currency", "\"XYZ\" is not one billclear carries");
+    assert_refused(
+        k,
+        with(1, &row),
+        "line 2, field currency",
+        "\"XYZ\" is not one billclear carries",
+    );
     // Dates.
     let bad = with(0, &lines[0].replace("|20261129|", "|20261131|"));
     assert_refused(k, bad, "line 1", "must be YYYYMMDD");
-    let bad = with(0, &lines[0].replace("2026-11-29T10:00:00Z", "2026-11-29 10:00"));
+    let bad = with(
+        0,
+        &lines[0].replace("2026-11-29T10:00:00Z", "2026-11-29 10:00"),
+    );
     assert_refused(k, bad, "line 1", "must be YYYY-MM-DDTHH:MM:SSZ");
     // Wrong first line.
-    assert_refused(k, with(0, &lines[0].replace("|ACK|", "|PAY|")), "line 1", "file type must be ACK");
+    assert_refused(
+        k,
+        with(0, &lines[0].replace("|ACK|", "|PAY|")),
+        "line 1",
+        "file type must be ACK",
+    );
     // Not UTF-8.
     let mut bytes = good.clone().into_bytes();
     let at = good.find("CM-108542").unwrap();

@@ -15,7 +15,9 @@ use std::io::BufRead;
 
 use chrono::{DateTime, NaiveDate};
 
-use super::{amount_minor, count, currency, show_minor, total_minor, Csv, FileSummary, Tally, UNKNOWN_DATE};
+use super::{
+    amount_minor, count, currency, show_minor, total_minor, Csv, FileSummary, Tally, UNKNOWN_DATE,
+};
 use crate::domain::recon::{FileKind, FileRefusal, RecordStatus, TheirRecord};
 
 const COLUMNS: [&str; 7] = [
@@ -34,7 +36,10 @@ pub(super) fn read(
 ) -> Result<FileSummary, FileRefusal> {
     let mut csv = Csv::new(input);
     if !csv.next_record()? {
-        return Err(FileRefusal::line(1, "the file is empty: not even its header line"));
+        return Err(FileRefusal::line(
+            1,
+            "the file is empty: not even its header line",
+        ));
     }
     if csv.text() != biller_connectors::sim::CONFIRMATION_HEADER {
         return Err(FileRefusal::line(
@@ -159,7 +164,8 @@ fn row<R: BufRead>(
         }
     }
     let cur = currency(csv.field(5)).map_err(|why| FileRefusal::field(line, "currency", why))?;
-    let amount = amount_minor(csv.field(4), cur).map_err(|why| FileRefusal::field(line, "amount", why))?;
+    let amount =
+        amount_minor(csv.field(4), cur).map_err(|why| FileRefusal::field(line, "amount", why))?;
     let at = csv.field(6);
     let day = DateTime::parse_from_rfc3339(at)
         .map_err(|_| {
