@@ -88,7 +88,11 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
         credit("0190aaaa-0000-7000-8000-000000000000", "W8", "17.00", noon),
     ];
     let file = dir.path().join("sh-water-confirmation.csv");
-    std::fs::write(&file, confirmation_csv(&credits, "sh-water", date, shanghai)).unwrap();
+    std::fs::write(
+        &file,
+        confirmation_csv(&credits, "sh-water", date, shanghai),
+    )
+    .unwrap();
     let recon_dir = dir.path().join("recon");
 
     // A truncated file is refused whole: nothing recorded, nothing kept.
@@ -112,26 +116,56 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     assert_eq!(app.count("recon_files").await, 0);
 
     // The file imported twice is one file.
-    let first = import_file(app.store.as_ref(), &recon_dir, "sh-water", &file, None, None, "test", Utc::now())
-        .await
-        .unwrap();
+    let first = import_file(
+        app.store.as_ref(),
+        &recon_dir,
+        "sh-water",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.kind, FileKind::WaterCsv);
     assert_eq!(first.records, 7);
     assert!(!first.already);
-    let again = import_file(app.store.as_ref(), &recon_dir, "sh-water", &file, None, None, "test", Utc::now())
-        .await
-        .unwrap();
+    let again = import_file(
+        app.store.as_ref(),
+        &recon_dir,
+        "sh-water",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert!(again.already);
     assert_eq!(again.id, first.id);
     assert_eq!(app.count("recon_files").await, 1);
     // Another biller's file under the wrong source is refused.
-    let err = import_file(app.store.as_ref(), &recon_dir, "pudong-water", &file, None, None, "test", Utc::now())
-        .await
-        .unwrap_err();
+    let err = import_file(
+        app.store.as_ref(),
+        &recon_dir,
+        "pudong-water",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("sh-water"), "{err}");
 
     let billers = app.store_billers().await;
-    let water = billers.iter().find(|b| b.id.as_str() == "sh-water").unwrap();
+    let water = billers
+        .iter()
+        .find(|b| b.id.as_str() == "sh-water")
+        .unwrap();
     let opts = RunOptions {
         dir: recon_dir.clone(),
         grace: std::time::Duration::ZERO,
@@ -174,7 +208,10 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     // Re-running the date finds the same breaks (same ids), decides nothing again.
     let before = app
         .store
-        .breaks(&BreakFilter { date: Some(date), ..Default::default() })
+        .breaks(&BreakFilter {
+            date: Some(date),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(before.len(), 5);
@@ -186,7 +223,10 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     assert_eq!(rerun.recorded.still_open, 5);
     let after = app
         .store
-        .breaks(&BreakFilter { date: Some(date), ..Default::default() })
+        .breaks(&BreakFilter {
+            date: Some(date),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -196,9 +236,18 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     assert_eq!(app.count("recon_decisions").await, 2);
 
     // Maker-checker: a write-off waits for a different approver.
-    let ann = Actor { user: "ann".into(), role: StaffRole::Approver };
-    let bob = Actor { user: "bob".into(), role: StaffRole::Approver };
-    let viewer = Actor { user: "vic".into(), role: StaffRole::Viewer };
+    let ann = Actor {
+        user: "ann".into(),
+        role: StaffRole::Approver,
+    };
+    let bob = Actor {
+        user: "bob".into(),
+        role: StaffRole::Approver,
+    };
+    let viewer = Actor {
+        user: "vic".into(),
+        role: StaffRole::Viewer,
+    };
     let stranger = after
         .iter()
         .find(|b| b.our_reference.starts_with("0190aaaa"))
@@ -209,25 +258,47 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
         connector: None,
         note: "the biller cannot trace the payer".into(),
     });
-    let err = app.store.act_on_break(stranger.id, &viewer, &propose, Utc::now()).await.unwrap_err();
+    let err = app
+        .store
+        .act_on_break(stranger.id, &viewer, &propose, Utc::now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("operator"), "{err}");
-    let pending = app.store.act_on_break(stranger.id, &ann, &propose, Utc::now()).await.unwrap();
+    let pending = app
+        .store
+        .act_on_break(stranger.id, &ann, &propose, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(pending.status, BreakStatus::PendingApproval);
     let journals = app.count("ledger_journals").await;
-    let err = app.store.act_on_break(stranger.id, &ann, &Action::Approve, Utc::now()).await.unwrap_err();
+    let err = app
+        .store
+        .act_on_break(stranger.id, &ann, &Action::Approve, Utc::now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("maker-checker"), "{err}");
-    assert_eq!(app.count("ledger_journals").await, journals, "nothing moved");
-    let done = app.store.act_on_break(stranger.id, &bob, &Action::Approve, Utc::now()).await.unwrap();
+    assert_eq!(
+        app.count("ledger_journals").await,
+        journals,
+        "nothing moved"
+    );
+    let done = app
+        .store
+        .act_on_break(stranger.id, &bob, &Action::Approve, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(done.status, BreakStatus::WrittenOff);
     assert_eq!(app.count("ledger_journals").await, journals + 1);
     let suspense = app.balance("suspense:CNY").await;
-    assert_eq!(suspense.to_string().contains("17.00"), true, "{suspense}");
+    assert!(suspense.to_string().contains("17.00"), "{suspense}");
     let (_, trail) = app.store.break_detail(stranger.id).await.unwrap().unwrap();
     let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, vec!["opened", "propose", "approve"]);
 
     // A re-run keeps the written-off break closed and its history.
-    run_biller(store, water, date, &opts, 0, Utc::now(), None).await.unwrap();
+    run_biller(store, water, date, &opts, 0, Utc::now(), None)
+        .await
+        .unwrap();
     let (b, trail) = app.store.break_detail(stranger.id).await.unwrap().unwrap();
     assert_eq!(b.status, BreakStatus::WrittenOff);
     assert_eq!(trail.len(), 3);

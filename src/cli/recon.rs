@@ -167,11 +167,23 @@ pub fn run_options(config: &Config, by: &str) -> RunOptions {
     }
 }
 
-pub async fn recon(store: Arc<dyn Store>, config: &Config, cmd: ReconCommand) -> anyhow::Result<()> {
+pub async fn recon(
+    store: Arc<dyn Store>,
+    config: &Config,
+    cmd: ReconCommand,
+) -> anyhow::Result<()> {
     match cmd {
         ReconCommand::Import(args) => import(store, config, args).await,
         ReconCommand::Run(args) => {
-            let summaries = run_date(store, config, args.date, args.biller.as_deref(), &args.by, true).await?;
+            let summaries = run_date(
+                store,
+                config,
+                args.date,
+                args.biller.as_deref(),
+                &args.by,
+                true,
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summaries)?);
             } else {
@@ -181,14 +193,21 @@ pub async fn recon(store: Arc<dyn Store>, config: &Config, cmd: ReconCommand) ->
         }
         ReconCommand::Runs { date } => {
             let runs = store.runs(date, 100).await?;
-            println!("{:>6} {:<10} {:<16} {:<20} {:>7}  by", "run", "date", "scope", "finished (UTC)", "breaks");
+            println!(
+                "{:>6} {:<10} {:<16} {:<20} {:>7}  by",
+                "run", "date", "scope", "finished (UTC)", "breaks"
+            );
             for r in runs {
                 let breaks = r
                     .summary
                     .as_ref()
                     .and_then(|s| s.get("breaks"))
                     .and_then(|b| b.as_object())
-                    .map(|m| m.values().filter_map(|t| t.get("count")?.as_u64()).sum::<u64>())
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|t| t.get("count")?.as_u64())
+                            .sum::<u64>()
+                    })
                     .unwrap_or(0);
                 println!(
                     "{:>6} {:<10} {:<16} {:<20} {:>7}  {}",
@@ -257,7 +276,10 @@ async fn import(store: Arc<dyn Store>, config: &Config, args: ImportArgs) -> any
         println!("nothing to import in {}", inbox.display());
     }
     if refused > 0 {
-        anyhow::bail!("{refused} of {} file(s) refused; nothing of them was imported", files.len());
+        anyhow::bail!(
+            "{refused} of {} file(s) refused; nothing of them was imported",
+            files.len()
+        );
     }
     Ok(())
 }
@@ -301,7 +323,10 @@ pub async fn run_date(
         .filter(|b| only.is_none_or(|o| b.id.as_str() == o))
         .collect();
     if chosen.is_empty() {
-        anyhow::bail!("no biller {}", only.unwrap_or("at all: import billers first"));
+        anyhow::bail!(
+            "no biller {}",
+            only.unwrap_or("at all: import billers first")
+        );
     }
     let opts = run_options(config, by);
     let mut out = Vec::new();
@@ -318,7 +343,11 @@ pub async fn run_date(
             .await
             .with_context(|| format!("reconciling {id} for {date}"))?;
         if progress && s.ours + s.theirs >= 100_000 {
-            eprintln!("\r{id:<16} done in {:.1} s{:30}", started.elapsed().as_secs_f64(), "");
+            eprintln!(
+                "\r{id:<16} done in {:.1} s{:30}",
+                started.elapsed().as_secs_f64(),
+                ""
+            );
         }
         out.push(s);
     }
@@ -360,7 +389,12 @@ pub fn print_summaries(summaries: &[RunSummary]) {
                 println!("\nbreaks by category:");
                 any = true;
             }
-            println!("  {:<22} {:>7}  {:>14}", c.as_str(), n, minor_to_string(amount, 2));
+            println!(
+                "  {:<22} {:>7}  {:>14}",
+                c.as_str(),
+                n,
+                minor_to_string(amount, 2)
+            );
         }
     }
     if !any {
@@ -368,7 +402,11 @@ pub fn print_summaries(summaries: &[RunSummary]) {
     }
 }
 
-pub async fn breaks(store: Arc<dyn Store>, actor: Option<Actor>, cmd: BreaksCommand) -> anyhow::Result<()> {
+pub async fn breaks(
+    store: Arc<dyn Store>,
+    actor: Option<Actor>,
+    cmd: BreaksCommand,
+) -> anyhow::Result<()> {
     let need_actor = || {
         actor.clone().context(
             "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",
@@ -418,7 +456,10 @@ pub async fn breaks(store: Arc<dyn Store>, actor: Option<Actor>, cmd: BreaksComm
                 "id", "date", "biller", "category", "status", "ours", "theirs", "owner"
             );
             for b in &rows {
-                let amt = |m: Option<i64>| m.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into());
+                let amt = |m: Option<i64>| {
+                    m.map(|m| minor_to_string(m, 2))
+                        .unwrap_or_else(|| "-".into())
+                };
                 println!(
                     "{:>6} {:<10} {:<16} {:<20} {:<17} {:>12} {:>12}  {:<10} {}",
                     b.id,
@@ -440,20 +481,43 @@ pub async fn breaks(store: Arc<dyn Store>, actor: Option<Actor>, cmd: BreaksComm
                 .break_detail(id)
                 .await?
                 .with_context(|| format!("no break {id}"))?;
-            println!("break {}: {} {} {} — {}", b.id, b.business_date, b.scope, b.category.as_str(), b.status.as_str());
+            println!(
+                "break {}: {} {} {} — {}",
+                b.id,
+                b.business_date,
+                b.scope,
+                b.category.as_str(),
+                b.status.as_str()
+            );
             println!("  our reference   {}", b.our_reference);
-            println!("  their reference {}", if b.their_reference.is_empty() { "-" } else { &b.their_reference });
+            println!(
+                "  their reference {}",
+                if b.their_reference.is_empty() {
+                    "-"
+                } else {
+                    &b.their_reference
+                }
+            );
             println!(
                 "  amounts         ours {} / theirs {} {}",
-                b.our_amount_minor.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into()),
-                b.their_amount_minor.map(|m| minor_to_string(m, 2)).unwrap_or_else(|| "-".into()),
+                b.our_amount_minor
+                    .map(|m| minor_to_string(m, 2))
+                    .unwrap_or_else(|| "-".into()),
+                b.their_amount_minor
+                    .map(|m| minor_to_string(m, 2))
+                    .unwrap_or_else(|| "-".into()),
                 b.currency
             );
             println!("  detail          {}", b.detail);
             println!("  evidence        {}", b.evidence);
             println!("  owner           {}", b.owner.as_deref().unwrap_or("-"));
             if let Some(p) = &b.proposal {
-                println!("  proposal        {} by {}: {}", p.kind.as_str(), p.maker, p.note);
+                println!(
+                    "  proposal        {} by {}: {}",
+                    p.kind.as_str(),
+                    p.maker,
+                    p.note
+                );
             }
             if let Some(r) = &b.resolution {
                 println!("  resolution      {r}");
@@ -467,7 +531,11 @@ pub async fn breaks(store: Arc<dyn Store>, actor: Option<Actor>, cmd: BreaksComm
                     e.action,
                     e.from_status.as_deref().unwrap_or("-"),
                     e.to_status,
-                    if e.note.is_empty() { String::new() } else { format!("  \"{}\"", e.note) },
+                    if e.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  \"{}\"", e.note)
+                    },
                     e.detail.map(|d| format!("  {d}")).unwrap_or_default()
                 );
             }

@@ -44,7 +44,11 @@ pub enum RunError {
     #[error("stored file #{id} ({name}) no longer has the bytes imported (digest differs): restore it from backup or import it again")]
     Tampered { id: i64, name: String },
     #[error("stored file #{id} ({name}) cannot be read again: {reason}")]
-    Unreadable { id: i64, name: String, reason: String },
+    Unreadable {
+        id: i64,
+        name: String,
+        reason: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -140,7 +144,10 @@ pub async fn run_biller(
     let next = date + Days::new(1);
     let prev = date - Days::new(1);
     let all = store.current_files(&[date, next]).await?;
-    let files: Vec<ReconFile> = relevant(&all, biller.id.as_str()).into_iter().cloned().collect();
+    let files: Vec<ReconFile> = relevant(&all, biller.id.as_str())
+        .into_iter()
+        .cloned()
+        .collect();
     let covered: BTreeSet<String> = files
         .iter()
         .filter(|f| f.business_date == date)
@@ -243,7 +250,7 @@ pub async fn run_biller(
         let mut seen = 0u64;
         merge(ours, theirs, |g| {
             seen += 1;
-            if seen % 100_000 == 0 {
+            if seen.is_multiple_of(100_000) {
                 if let Some(p) = &progress {
                     p(seen);
                 }
@@ -278,7 +285,9 @@ pub async fn run_biller(
                         }
                     }
                     Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
-                    Verdict::Pending(p) => s.pending.entry(p.as_str().into()).or_default().add(amount),
+                    Verdict::Pending(p) => {
+                        s.pending.entry(p.as_str().into()).or_default().add(amount)
+                    }
                     Verdict::Decide(d) => {
                         match &d {
                             Decision::Confirm { .. } => s.auto_confirmed.add(amount),
@@ -374,7 +383,11 @@ pub fn categories() -> impl Iterator<Item = Category> {
 
 /// The pending reasons, for tables.
 pub fn pendings() -> [Pending; 3] {
-    [Pending::InFlight, Pending::WithinGrace, Pending::SourceMissing]
+    [
+        Pending::InFlight,
+        Pending::WithinGrace,
+        Pending::SourceMissing,
+    ]
 }
 
 /// The report directory of a date.

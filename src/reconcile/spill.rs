@@ -44,6 +44,7 @@ fn codec() -> impl Options + Copy {
     bincode::DefaultOptions::new()
 }
 
+#[allow(clippy::boxed_local)] // bincode's own error type is a Box
 fn codec_error(e: bincode::Error) -> io::Error {
     match *e {
         bincode::ErrorKind::Io(e) => e,
@@ -189,10 +190,7 @@ impl<T: Serialize + DeserializeOwned + 'static> ExternalSorter<T> {
 
 /// Where the merge takes its next item from.
 enum Source<T> {
-    Run {
-        reader: BufReader<File>,
-        left: u64,
-    },
+    Run { reader: BufReader<File>, left: u64 },
     Memory(std::vec::IntoIter<T>),
 }
 
@@ -533,7 +531,9 @@ mod tests {
     #[test]
     fn a_zero_buffer_or_a_missing_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ExternalSorter::new(dir.path(), 0, our_reference).err().unwrap();
+        let err = ExternalSorter::new(dir.path(), 0, our_reference)
+            .err()
+            .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(ExternalSorter::new(&dir.path().join("nope"), 10, our_reference).is_err());
     }

@@ -50,9 +50,14 @@ pub struct ReconFile {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportOutcome {
-    Imported { id: i64, replaced: Option<i64> },
+    Imported {
+        id: i64,
+        replaced: Option<i64>,
+    },
     /// The same bytes were imported before: nothing new.
-    AlreadyImported { id: i64 },
+    AlreadyImported {
+        id: i64,
+    },
 }
 
 /// One break as stored.

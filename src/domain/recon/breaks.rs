@@ -108,7 +108,10 @@ impl ResolutionKind {
         use Category::*;
         let ok = match self {
             ResolutionKind::AcceptBiller => {
-                matches!(category, AmountMismatch | ReferenceMismatch | DuplicateAtBiller)
+                matches!(
+                    category,
+                    AmountMismatch | ReferenceMismatch | DuplicateAtBiller
+                )
             }
             ResolutionKind::Resend => matches!(category, MissingAtBiller | StatusMismatch),
             ResolutionKind::Reverse => matches!(category, MissingAtBiller | StatusMismatch),
@@ -342,7 +345,9 @@ pub fn decide(state: &WorkState, actor: &Actor, action: &Action) -> Result<Outco
                 return Err(state_err());
             }
             if reason.trim().is_empty() {
-                return Err(WorkflowError::Invalid("say why the proposal is declined".into()));
+                return Err(WorkflowError::Invalid(
+                    "say why the proposal is declined".into(),
+                ));
             }
             next.status = BreakStatus::Investigating;
             next.proposal = None;
@@ -424,7 +429,10 @@ mod tests {
         };
         assert!(matches!(
             decide(&pending, &op, &Action::Approve),
-            Err(WorkflowError::Role { needed: "approver", .. })
+            Err(WorkflowError::Role {
+                needed: "approver",
+                ..
+            })
         ));
     }
 
@@ -434,26 +442,36 @@ mod tests {
         let s = open(Category::DuplicateAtBiller);
         assert!(matches!(
             decide(&s, &op, &propose(ResolutionKind::Explain)).unwrap(),
-            Outcome::Apply { approver: None, closes_as: BreakStatus::Resolved, .. }
+            Outcome::Apply {
+                approver: None,
+                closes_as: BreakStatus::Resolved,
+                ..
+            }
         ));
         assert!(matches!(
             decide(&s, &op, &propose(ResolutionKind::Resend)),
             Err(WorkflowError::NotApplicable(_))
         ));
         let s = open(Category::MissingAtBiller);
-        assert!(matches!(
-            decide(&s, &op, &propose(ResolutionKind::Resend)),
-            Err(WorkflowError::Invalid(_))
-        ), "resend names its connector");
+        assert!(
+            matches!(
+                decide(&s, &op, &propose(ResolutionKind::Resend)),
+                Err(WorkflowError::Invalid(_))
+            ),
+            "resend names its connector"
+        );
     }
 
     #[test]
     fn a_declined_proposal_goes_back_to_investigating_and_closed_breaks_stay_closed() {
         let op = actor("olga", StaffRole::Operator);
         let ap = actor("bob", StaffRole::Approver);
-        let Outcome::Moved(pending) =
-            decide(&open(Category::UnmatchedBankLine), &op, &propose(ResolutionKind::WriteOff)).unwrap()
-        else {
+        let Outcome::Moved(pending) = decide(
+            &open(Category::UnmatchedBankLine),
+            &op,
+            &propose(ResolutionKind::WriteOff),
+        )
+        .unwrap() else {
             panic!()
         };
         let Outcome::Moved(back) = decide(

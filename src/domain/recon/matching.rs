@@ -228,7 +228,9 @@ impl Pending {
 /// The verdict on one reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
-    Matched { within_tolerance: bool },
+    Matched {
+        within_tolerance: bool,
+    },
     /// A failed record for a payment we hold rejected (or do not know):
     /// both agree nothing moved.
     AgreedNotApplied,

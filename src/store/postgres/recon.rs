@@ -110,6 +110,7 @@ fn money_of(minor: i64, currency: &str) -> StoreResult<Money> {
         .map_err(|e| StoreError::Rejected(format!("amount {minor} minor units: {e}")))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn event(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     break_id: i64,
@@ -148,18 +149,20 @@ impl ReconStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM recon_files WHERE sha256 = $1")
-            .bind(&f.sha256)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
+        if let Some(id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM recon_files WHERE sha256 = $1")
+                .bind(&f.sha256)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
         {
             return Ok(ImportOutcome::AlreadyImported { id });
         }
-        let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('recon_files', 'id'))")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let id: i64 =
+            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('recon_files', 'id'))")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
         let replaced: Option<i64> = sqlx::query_scalar(
             "UPDATE recon_files SET superseded_by = $2
               WHERE identity = $1 AND superseded_by IS NULL RETURNING id",
@@ -301,11 +304,13 @@ impl ReconStore for PgStore {
 
     async fn decided(&self, payments: &[PaymentId]) -> StoreResult<Vec<(PaymentId, String)>> {
         let ids: Vec<uuid::Uuid> = payments.iter().map(|p| p.0).collect();
-        let rows = sqlx::query("SELECT payment_id, decision FROM recon_decisions WHERE payment_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT payment_id, decision FROM recon_decisions WHERE payment_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(rows
             .iter()
             .map(|r| (PaymentId(r.get("payment_id")), r.get("decision")))
@@ -465,7 +470,10 @@ impl ReconStore for PgStore {
             .map(|r| r.get("id"))
             .collect();
         let note = format!("found by run {run_id}");
-        for (ids, action, from) in [(&opened, "opened", None), (&reopen, "reopened", Some("resolved"))] {
+        for (ids, action, from) in [
+            (&opened, "opened", None),
+            (&reopen, "reopened", Some("resolved")),
+        ] {
             if ids.is_empty() {
                 continue;
             }
@@ -499,12 +507,13 @@ impl ReconStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let run = sqlx::query("SELECT business_date, scope FROM recon_runs WHERE id = $1 FOR UPDATE")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
+        let run =
+            sqlx::query("SELECT business_date, scope FROM recon_runs WHERE id = $1 FOR UPDATE")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
         let date: NaiveDate = run.get("business_date");
         let scope: String = run.get("scope");
         let cleared = sqlx::query(
@@ -619,22 +628,23 @@ impl ReconStore for PgStore {
         else {
             return Ok(None);
         };
-        let events = sqlx::query("SELECT * FROM recon_break_events WHERE break_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| BreakEvent {
-                at: r.get("at"),
-                actor: r.get("actor"),
-                action: r.get("action"),
-                from_status: r.get("from_status"),
-                to_status: r.get("to_status"),
-                note: r.get("note"),
-                detail: r.get("detail"),
-            })
-            .collect();
+        let events =
+            sqlx::query("SELECT * FROM recon_break_events WHERE break_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| BreakEvent {
+                    at: r.get("at"),
+                    actor: r.get("actor"),
+                    action: r.get("action"),
+                    from_status: r.get("from_status"),
+                    to_status: r.get("to_status"),
+                    note: r.get("note"),
+                    detail: r.get("detail"),
+                })
+                .collect();
         Ok(Some((row_to_break(&row)?, events)))
     }
 
@@ -692,7 +702,10 @@ impl ReconStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                let detail = next.proposal.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
+                let detail = next
+                    .proposal
+                    .as_ref()
+                    .map(|p| serde_json::to_value(p).unwrap_or_default());
                 event(
                     &mut tx,
                     id,
@@ -702,7 +715,11 @@ impl ReconStore for PgStore {
                     Some(b.status.as_str()),
                     next.status.as_str(),
                     &note,
-                    if matches!(action, Action::Propose(_)) { detail } else { None },
+                    if matches!(action, Action::Propose(_)) {
+                        detail
+                    } else {
+                        None
+                    },
                 )
                 .await?;
             }
@@ -789,7 +806,9 @@ async fn apply_resolution(
                 now,
             )
             .await?;
-            Ok(serde_json::json!({ "reversed_payment": id.to_string(), "amount": r.amount.to_string() }))
+            Ok(
+                serde_json::json!({ "reversed_payment": id.to_string(), "amount": r.amount.to_string() }),
+            )
         }
         ResolutionKind::AcceptBiller | ResolutionKind::WriteOff => {
             // The difference, signed: what they hold minus what we hold.
@@ -833,13 +852,7 @@ async fn apply_resolution(
                 p.kind.as_str(),
                 p.note
             );
-            let j = Journal::adjustment(
-                debit.clone(),
-                credit.clone(),
-                money,
-                None,
-                description,
-            );
+            let j = Journal::adjustment(debit.clone(), credit.clone(), money, None, description);
             insert_journals(tx, &[&j]).await?;
             Ok(serde_json::json!({
                 "journal": j.id.to_string(),

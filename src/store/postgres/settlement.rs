@@ -631,27 +631,27 @@ pub(super) async fn record_return_tx(
     reason: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<ReturnRecord> {
-        let p = load_payment_tx(tx, payment)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("payment {payment}")))?;
-        if p.status != PaymentStatus::Settled {
-            return Err(StoreError::Conflict(format!(
-                "payment {payment} is {}: only a SETTLED payment can be returned",
-                p.status.as_str()
-            )));
-        }
-        let t = crate::domain::payment::transition(
-            payment,
-            PaymentStatus::Settled,
-            PaymentStatus::Returned,
-            format!("returned by the biller: {reason}"),
-            now,
-        )
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        super::payments::apply_transition_tx(tx, &t, None).await?;
-        let journal = Journal::payment_returned(payment, &p.channel_id, &p.biller_id, p.amount);
-        insert_journals(tx, &[&journal]).await?;
-        sqlx::query(
+    let p = load_payment_tx(tx, payment)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("payment {payment}")))?;
+    if p.status != PaymentStatus::Settled {
+        return Err(StoreError::Conflict(format!(
+            "payment {payment} is {}: only a SETTLED payment can be returned",
+            p.status.as_str()
+        )));
+    }
+    let t = crate::domain::payment::transition(
+        payment,
+        PaymentStatus::Settled,
+        PaymentStatus::Returned,
+        format!("returned by the biller: {reason}"),
+        now,
+    )
+    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+    super::payments::apply_transition_tx(tx, &t, None).await?;
+    let journal = Journal::payment_returned(payment, &p.channel_id, &p.biller_id, p.amount);
+    insert_journals(tx, &[&journal]).await?;
+    sqlx::query(
             "INSERT INTO payment_returns (payment_id, biller_id, channel_id, amount, currency, reason, returned_at, journal_id)
              VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
         )
@@ -666,19 +666,19 @@ pub(super) async fn record_return_tx(
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
-        // The payment app hears of it like of any final state.
-        let event = crate::domain::dispatch::CallbackEvent::for_payment(
-            &p,
-            PaymentStatus::Returned,
-            p.biller_reference.as_deref(),
-            Some(reason),
-            now,
-        );
-        super::dispatch::enqueue_callback(tx, payment, &event, now).await?;
-        Ok(ReturnRecord {
-            payment_id: payment,
-            biller_id: p.biller_id.to_string(),
-            amount: p.amount.amount(),
-            returned_at: now,
-        })
+    // The payment app hears of it like of any final state.
+    let event = crate::domain::dispatch::CallbackEvent::for_payment(
+        &p,
+        PaymentStatus::Returned,
+        p.biller_reference.as_deref(),
+        Some(reason),
+        now,
+    );
+    super::dispatch::enqueue_callback(tx, payment, &event, now).await?;
+    Ok(ReturnRecord {
+        payment_id: payment,
+        biller_id: p.biller_id.to_string(),
+        amount: p.amount.amount(),
+        returned_at: now,
+    })
 }

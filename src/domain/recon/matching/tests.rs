@@ -59,10 +59,28 @@ use RecordStatus::{Credited, Failed};
 
 #[test]
 fn confirmed_and_credited_with_equal_amount_and_reference_is_matched() {
-    let v = judge(Some(&ours("a", Confirmed, 1250)), &[theirs("a", Credited, 1250, 2)], &rules());
-    assert_eq!(v, vec![Verdict::Matched { within_tolerance: false }]);
-    let v = judge(Some(&ours("a", Settled, 1250)), &[theirs("a", Credited, 1250, 2)], &rules());
-    assert_eq!(v, vec![Verdict::Matched { within_tolerance: false }]);
+    let v = judge(
+        Some(&ours("a", Confirmed, 1250)),
+        &[theirs("a", Credited, 1250, 2)],
+        &rules(),
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
+    let v = judge(
+        Some(&ours("a", Settled, 1250)),
+        &[theirs("a", Credited, 1250, 2)],
+        &rules(),
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
 }
 
 #[test]
@@ -85,22 +103,43 @@ fn absence_proves_nothing_when_the_connector_file_is_not_an_input() {
 fn credited_without_our_payment_or_against_a_rejected_one_is_missing_at_us() {
     let v = judge(None, &[theirs("x", Credited, 500, 3)], &rules());
     assert_eq!(category(&v), vec![Category::MissingAtUs]);
-    let v = judge(Some(&ours("x", Rejected, 500)), &[theirs("x", Credited, 500, 3)], &rules());
+    let v = judge(
+        Some(&ours("x", Rejected, 500)),
+        &[theirs("x", Credited, 500, 3)],
+        &rules(),
+    );
     assert_eq!(category(&v), vec![Category::MissingAtUs]);
 }
 
 #[test]
 fn amounts_are_compared_exactly_unless_a_tolerance_is_set() {
-    let v = judge(Some(&ours("a", Confirmed, 1250)), &[theirs("a", Credited, 1251, 2)], &rules());
+    let v = judge(
+        Some(&ours("a", Confirmed, 1250)),
+        &[theirs("a", Credited, 1251, 2)],
+        &rules(),
+    );
     assert_eq!(category(&v), vec![Category::AmountMismatch]);
     let mut r = rules();
     r.tolerance_minor = 1;
-    let v = judge(Some(&ours("a", Confirmed, 1250)), &[theirs("a", Credited, 1251, 2)], &r);
-    assert_eq!(v, vec![Verdict::Matched { within_tolerance: true }]);
+    let v = judge(
+        Some(&ours("a", Confirmed, 1250)),
+        &[theirs("a", Credited, 1251, 2)],
+        &r,
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: true
+        }]
+    );
     let mut other = theirs("a", Credited, 1250, 2);
     other.record.currency = "USD".into();
     let v = judge(Some(&ours("a", Confirmed, 1250)), &[other], &r);
-    assert_eq!(category(&v), vec![Category::AmountMismatch], "currency differs");
+    assert_eq!(
+        category(&v),
+        vec![Category::AmountMismatch],
+        "currency differs"
+    );
 }
 
 #[test]
@@ -108,16 +147,27 @@ fn credited_twice_is_a_duplicate_whatever_our_status() {
     for status in [Confirmed, Unknown, Rejected, Settled] {
         let v = judge(
             Some(&ours("a", status, 1250)),
-            &[theirs("a", Credited, 1250, 2), theirs("a", Credited, 1250, 9)],
+            &[
+                theirs("a", Credited, 1250, 2),
+                theirs("a", Credited, 1250, 9),
+            ],
             &rules(),
         );
-        assert_eq!(category(&v), vec![Category::DuplicateAtBiller], "{status:?}");
+        assert_eq!(
+            category(&v),
+            vec![Category::DuplicateAtBiller],
+            "{status:?}"
+        );
     }
 }
 
 #[test]
 fn confirmed_but_failed_at_their_end_is_a_status_mismatch() {
-    let v = judge(Some(&ours("a", Confirmed, 1250)), &[theirs("a", Failed, 1250, 2)], &rules());
+    let v = judge(
+        Some(&ours("a", Confirmed, 1250)),
+        &[theirs("a", Failed, 1250, 2)],
+        &rules(),
+    );
     assert_eq!(category(&v), vec![Category::StatusMismatch]);
 }
 
@@ -131,9 +181,16 @@ fn a_different_biller_reference_is_a_reference_mismatch() {
 
 #[test]
 fn unknown_and_credited_is_confirmed_with_its_evidence() {
-    let v = judge(Some(&ours("a", Unknown, 1250)), &[theirs("a", Credited, 1250, 4)], &rules());
+    let v = judge(
+        Some(&ours("a", Unknown, 1250)),
+        &[theirs("a", Credited, 1250, 4)],
+        &rules(),
+    );
     match &v[..] {
-        [Verdict::Decide(Decision::Confirm { our_reference, evidence })] => {
+        [Verdict::Decide(Decision::Confirm {
+            our_reference,
+            evidence,
+        })] => {
             assert_eq!(our_reference, "a");
             assert_eq!(evidence.line, 4);
             assert_eq!(evidence.file_id, 7);
@@ -144,7 +201,11 @@ fn unknown_and_credited_is_confirmed_with_its_evidence() {
 
 #[test]
 fn unknown_credited_with_another_amount_is_not_confirmed() {
-    let v = judge(Some(&ours("a", Unknown, 1250)), &[theirs("a", Credited, 1200, 4)], &rules());
+    let v = judge(
+        Some(&ours("a", Unknown, 1250)),
+        &[theirs("a", Credited, 1200, 4)],
+        &rules(),
+    );
     assert_eq!(category(&v), vec![Category::AmountMismatch]);
 }
 
@@ -155,14 +216,20 @@ fn unknown_and_absent_is_rejected_only_after_the_grace_period() {
     let v = judge(Some(&ours("a", Unknown, 1250)), &[], &r);
     assert_eq!(v, vec![Verdict::Pending(Pending::WithinGrace)]);
     let v = judge(Some(&ours("a", Unknown, 1250)), &[], &rules());
-    assert!(matches!(&v[..], [Verdict::Decide(Decision::Reject { connector, .. })] if connector == "water-direct"));
+    assert!(
+        matches!(&v[..], [Verdict::Decide(Decision::Reject { connector, .. })] if connector == "water-direct")
+    );
 }
 
 #[test]
 fn in_flight_payments_are_pending_and_failed_rejections_agree() {
     let v = judge(Some(&ours("a", Submitted, 1250)), &[], &rules());
     assert_eq!(v, vec![Verdict::Pending(Pending::InFlight)]);
-    let v = judge(Some(&ours("a", Rejected, 1250)), &[theirs("a", Failed, 1250, 2)], &rules());
+    let v = judge(
+        Some(&ours("a", Rejected, 1250)),
+        &[theirs("a", Failed, 1250, 2)],
+        &rules(),
+    );
     assert_eq!(v, vec![Verdict::AgreedNotApplied]);
 }
 
@@ -176,12 +243,22 @@ fn groups_of_other_dates_are_left_alone() {
     assert!(judge(None, &[t.clone()], &rules()).is_empty());
     // A payment of yesterday credited today is matched, not missing at us.
     let v = judge(Some(&o), &[theirs("a", Credited, 1250, 1)], &rules());
-    assert_eq!(v, vec![Verdict::Matched { within_tolerance: false }]);
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
     // A payment of today credited after midnight is matched too.
     let mut t = theirs("a", Credited, 1250, 1);
     t.core = false;
     let v = judge(Some(&ours("a", Confirmed, 1250)), &[t], &rules());
-    assert_eq!(v, vec![Verdict::Matched { within_tolerance: false }]);
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
 }
 
 #[test]
@@ -194,17 +271,13 @@ fn merge_groups_by_reference_and_refuses_unsorted_input() {
         theirs("d", Credited, 1, 4),
     ];
     let mut seen = Vec::new();
-    merge::<OrderError>(
-        o.into_iter().map(Ok),
-        t.into_iter().map(Ok),
-        |g| {
-            seen.push((
-                g.ours.map(|o| o.our_reference),
-                g.theirs.iter().map(|t| t.record.line).collect::<Vec<_>>(),
-            ));
-            Ok(())
-        },
-    )
+    merge::<OrderError>(o.into_iter().map(Ok), t.into_iter().map(Ok), |g| {
+        seen.push((
+            g.ours.map(|o| o.our_reference),
+            g.theirs.iter().map(|t| t.record.line).collect::<Vec<_>>(),
+        ));
+        Ok(())
+    })
     .unwrap();
     assert_eq!(
         seen,
@@ -216,12 +289,12 @@ fn merge_groups_by_reference_and_refuses_unsorted_input() {
         ]
     );
     let bad = vec![ours("b", Confirmed, 1), ours("a", Confirmed, 1)];
-    let err = merge::<OrderError>(bad.into_iter().map(Ok), std::iter::empty(), |_| Ok(()))
-        .unwrap_err();
+    let err =
+        merge::<OrderError>(bad.into_iter().map(Ok), std::iter::empty(), |_| Ok(())).unwrap_err();
     assert_eq!(err.side, "our");
     let bad = vec![theirs("b", Credited, 1, 1), theirs("a", Credited, 1, 2)];
-    let err = merge::<OrderError>(std::iter::empty(), bad.into_iter().map(Ok), |_| Ok(()))
-        .unwrap_err();
+    let err =
+        merge::<OrderError>(std::iter::empty(), bad.into_iter().map(Ok), |_| Ok(())).unwrap_err();
     assert_eq!(err.side, "their");
 }
 
