@@ -14,7 +14,7 @@ use crate::domain::recon::breaks::{Action, Actor, BreakStatus, Proposal, Resolut
 use crate::domain::recon::matching::{minor_to_string, Category};
 use crate::domain::recon::FileKind;
 use crate::reconcile::import::{import_file, Imported};
-use crate::reconcile::run::{run_biller, RunOptions, RunSummary};
+use crate::reconcile::run::{build_report, run_biller, write_report, RunOptions, RunSummary};
 use crate::store::recon::BreakFilter;
 use crate::store::Store;
 
@@ -175,19 +175,23 @@ pub async fn recon(
     match cmd {
         ReconCommand::Import(args) => import(store, config, args).await,
         ReconCommand::Run(args) => {
-            let summaries = run_date(
+            let (summaries, reports) = run_date(
                 store,
                 config,
                 args.date,
                 args.biller.as_deref(),
                 &args.by,
-                true,
+                !args.json,
             )
             .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summaries)?);
             } else {
                 print_summaries(&summaries);
+                println!();
+                for p in &reports {
+                    println!("report: {}", p.display());
+                }
             }
             Ok(())
         }
@@ -316,7 +320,7 @@ pub async fn run_date(
     only: Option<&str>,
     by: &str,
     progress: bool,
-) -> anyhow::Result<Vec<RunSummary>> {
+) -> anyhow::Result<(Vec<RunSummary>, Vec<PathBuf>)> {
     let billers = store.load_billers().await?;
     let chosen: Vec<_> = billers
         .iter()
@@ -329,6 +333,7 @@ pub async fn run_date(
         );
     }
     let opts = run_options(config, by);
+    let recon_store: Arc<dyn crate::store::recon::ReconStore> = store.clone();
     let mut out = Vec::new();
     for b in chosen {
         let tolerance = 0;
@@ -338,8 +343,7 @@ pub async fn run_date(
             let id = id.clone();
             Arc::new(move |n: u64| eprint!("\r{id:<16} {n:>10} references matched…")) as _
         });
-        let recon_store: Arc<dyn crate::store::recon::ReconStore> = store.clone();
-        let s = run_biller(recon_store, b, date, &opts, tolerance, Utc::now(), tick)
+        let s = run_biller(recon_store.clone(), b, date, &opts, tolerance, Utc::now(), tick)
             .await
             .with_context(|| format!("reconciling {id} for {date}"))?;
         if progress && s.ours + s.theirs >= 100_000 {
@@ -351,7 +355,18 @@ pub async fn run_date(
         }
         out.push(s);
     }
-    Ok(out)
+    let stem = match only {
+        Some(b) => format!("recon-{date}-{b}"),
+        None => format!("recon-{date}"),
+    };
+    let label = match only {
+        Some(b) => format!("{date} {b}"),
+        None => format!("{date} all billers"),
+    };
+    let report = build_report(recon_store.as_ref(), date, &label, &out).await?;
+    let runs: Vec<i64> = out.iter().map(|s| s.run_id).collect();
+    let paths = write_report(recon_store.as_ref(), &config.recon.dir, &report, &stem, &runs).await?;
+    Ok((out, paths))
 }
 
 pub fn print_summaries(summaries: &[RunSummary]) {

@@ -27,7 +27,8 @@ use crate::domain::recon::matching::{
     Verdict,
 };
 use crate::domain::recon::FileKind;
-use crate::store::recon::{BreaksRecorded, ReconFile, ReconStore};
+use super::report::{ReportBreakRow, ReportSummaryRow, RunReport};
+use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
 use crate::store::StoreError;
 
 /// Breaks and decisions written per chunk.
@@ -393,4 +394,116 @@ pub fn pendings() -> [Pending; 3] {
 /// The report directory of a date.
 pub fn report_dir(dir: &Path, date: NaiveDate) -> PathBuf {
     dir.join("reports").join(date.to_string())
+}
+
+/// The report of the billers reconciled together for a date: a summary row
+/// per biller and outcome (matched, decided, pending, each break
+/// category), and the breaks the runs found, in a fixed order.
+pub async fn build_report(
+    store: &dyn ReconStore,
+    date: NaiveDate,
+    label: &str,
+    summaries: &[RunSummary],
+) -> Result<RunReport, RunError> {
+    let mut summary = Vec::new();
+    let mut breaks = Vec::new();
+    let mut ordered: Vec<&RunSummary> = summaries.iter().collect();
+    ordered.sort_by(|a, b| a.biller_id.cmp(&b.biller_id));
+    for s in ordered {
+        let currency = if s.currency.is_empty() {
+            "CNY".to_string()
+        } else {
+            s.currency.clone()
+        };
+        let mut row = |category: &str, t: &Tally| {
+            summary.push(ReportSummaryRow {
+                biller_id: s.biller_id.clone(),
+                category: category.to_string(),
+                count: t.count,
+                amount_minor: t.amount_minor,
+                currency: currency.clone(),
+            })
+        };
+        row("matched", &s.matched);
+        row("matched-within-tolerance", &s.matched_within_tolerance);
+        row("auto-confirmed", &s.auto_confirmed);
+        row("auto-rejected", &s.auto_rejected);
+        for p in pendings() {
+            let t = s.pending.get(p.as_str()).cloned().unwrap_or_default();
+            row(&format!("pending:{}", p.as_str()), &t);
+        }
+        for c in categories() {
+            let t = s.breaks.get(c.as_str()).cloned().unwrap_or_default();
+            row(c.as_str(), &t);
+        }
+        let found = store
+            .breaks(&BreakFilter {
+                date: Some(date),
+                scope: Some(s.biller_id.clone()),
+                ..Default::default()
+            })
+            .await?;
+        breaks.extend(
+            found
+                .into_iter()
+                .filter(|b| b.found_by_run == Some(s.run_id))
+                .map(|b| ReportBreakRow {
+                    break_id: b.id,
+                    business_date: b.business_date,
+                    biller_id: b.scope,
+                    category: b.category.as_str().to_string(),
+                    status: b.status.as_str().to_string(),
+                    our_reference: b.our_reference,
+                    their_reference: b.their_reference,
+                    our_amount_minor: b.our_amount_minor,
+                    their_amount_minor: b.their_amount_minor,
+                    currency: b.currency,
+                    detail: b.detail,
+                    owner: b.owner.unwrap_or_default(),
+                }),
+        );
+    }
+    Ok(RunReport {
+        run_label: label.to_string(),
+        business_date: date,
+        summary,
+        breaks,
+    })
+}
+
+/// Writes the report as `<stem>-summary.csv`, `<stem>-breaks.csv` and
+/// `<stem>.xlsx` in the date's report directory (replacing a previous
+/// run's), records the names on each run, and returns the paths.
+pub async fn write_report(
+    store: &dyn ReconStore,
+    dir: &Path,
+    report: &RunReport,
+    stem: &str,
+    runs: &[i64],
+) -> Result<Vec<PathBuf>, RunError> {
+    let out = report_dir(dir, report.business_date);
+    std::fs::create_dir_all(&out)?;
+    let mut paths = super::report::write_csv(report, &out, stem)?;
+    paths.push(super::report::write_xlsx(
+        report,
+        &out.join(format!("{stem}.xlsx")),
+    )?);
+    let names: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for run in runs {
+        store.set_run_reports(*run, &names).await?;
+    }
+    Ok(paths)
+}
+
+/// Whether `name` is a report file name billclear writes (no path parts).
+pub fn is_report_name(name: &str) -> bool {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok_chars
+        && !name.starts_with('.')
+        && (name.ends_with("-summary.csv") || name.ends_with("-breaks.csv") || name.ends_with(".xlsx"))
 }
