@@ -33,8 +33,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate};
 use rust_xlsxwriter::{
-    DocProperties, ExcelDateTime, Format, FormatAlign, IgnoreError, Workbook, Worksheet,
-    XlsxError,
+    DocProperties, ExcelDateTime, Format, FormatAlign, IgnoreError, Workbook, Worksheet, XlsxError,
 };
 
 use crate::domain::money::Currency;
@@ -289,12 +288,16 @@ pub fn write_csv(report: &RunReport, dir: &Path, stem: &str) -> io::Result<Vec<P
 /// cannot be re-rounded by anyone downstream. Counts (not money) and break
 /// ids are numeric cells; the business date is a date cell.
 pub fn render_xlsx(report: &RunReport) -> io::Result<Vec<u8>> {
-    build_workbook(report).map_err(xlsx_error)?.save_to_buffer().map_err(xlsx_error)
+    build_workbook(report)
+        .map_err(xlsx_error)?
+        .save_to_buffer()
+        .map_err(xlsx_error)
 }
 
 fn build_workbook(report: &RunReport) -> Result<Workbook, XlsxError> {
     let date = report.business_date;
-    let created = ExcelDateTime::from_ymd(date.year() as u16, date.month() as u8, date.day() as u8)?;
+    let created =
+        ExcelDateTime::from_ymd(date.year() as u16, date.month() as u8, date.day() as u8)?;
     let properties = DocProperties::new()
         .set_title(format!("Reconciliation {}", report.run_label))
         .set_creation_datetime(&created);
@@ -366,7 +369,9 @@ fn build_workbook(report: &RunReport) -> Result<Workbook, XlsxError> {
         breaks.ignore_error_range(1, 7, last, 8, IgnoreError::NumberStoredAsText)?;
         breaks.ignore_error_range(1, 5, last, 6, IgnoreError::NumberStoredAsText)?;
     }
-    let widths = [10.0, 13.0, 16.0, 22.0, 12.0, 38.0, 24.0, 14.0, 14.0, 9.0, 60.0, 16.0];
+    let widths = [
+        10.0, 13.0, 16.0, 22.0, 12.0, 38.0, 24.0, 14.0, 14.0, 9.0, 60.0, 16.0,
+    ];
     for (col, width) in widths.into_iter().enumerate() {
         breaks.set_column_width(col as u16, width)?;
     }
@@ -384,15 +389,12 @@ fn write_header(sheet: &mut Worksheet, columns: &[&str], format: &Format) -> Res
 /// Writes the workbook to `path` (replacing an earlier one) and returns
 /// the path.
 pub fn write_xlsx(report: &RunReport, path: &Path) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} has no file name", path.display()),
-            )
-        })?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        )
+    })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -577,14 +579,24 @@ mod tests {
         assert!(sheet2.contains("<cols>"), "{sheet2}");
         // Strings (amounts included) are in the shared strings table.
         let strings = zip_entry(&first, "xl/sharedStrings.xml");
-        for s in ["123456.78", "123446.33", "123.45", "123.40", "0.07", "TOTAL"] {
+        for s in [
+            "123456.78",
+            "123446.33",
+            "123.45",
+            "123.40",
+            "0.07",
+            "TOTAL",
+        ] {
             assert!(strings.contains(&format!("<t>{s}</t>")), "{s} in {strings}");
         }
         assert!(strings.contains("&quot;short&quot;") || strings.contains("\"short\""));
         // Fixed creation time: the business date.
         let core = zip_entry(&first, "docProps/core.xml");
         assert!(core.contains("2026-11-29T00:00:00Z"), "{core}");
-        assert!(core.contains("Reconciliation 2026-11-29 sh-water"), "{core}");
+        assert!(
+            core.contains("Reconciliation 2026-11-29 sh-water"),
+            "{core}"
+        );
     }
 
     #[test]
