@@ -44,9 +44,8 @@ fn codec() -> impl Options + Copy {
     bincode::DefaultOptions::new()
 }
 
-#[allow(clippy::boxed_local)] // bincode's own error type is a Box
-fn codec_error(e: bincode::Error) -> io::Error {
-    match *e {
+fn codec_error(e: bincode::ErrorKind) -> io::Error {
+    match e {
         bincode::ErrorKind::Io(e) => e,
         other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
     }
@@ -89,10 +88,10 @@ impl<T: Serialize + DeserializeOwned + 'static> ExternalSorter<T> {
         buffer_records: usize,
         compare: impl Fn(&T, &T) -> Ordering + Send + Sync + 'static,
     ) -> io::Result<Self> {
-        if buffer_records == 0 {
+        if buffer_records == 0 || buffer_records > u32::MAX as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "an external sort needs a buffer of at least one record",
+                format!("an external sort buffer holds 1 to {} records", u32::MAX),
             ));
         }
         let meta = std::fs::metadata(dir)?;
@@ -129,16 +128,21 @@ impl<T: Serialize + DeserializeOwned + 'static> ExternalSorter<T> {
 
     fn spill(&mut self) -> io::Result<()> {
         let compare = &self.compare;
-        // `sort_by` is stable: equal keys keep their insertion order.
-        self.buffer.sort_by(|a, b| compare(a, b));
+        let buffer = &self.buffer;
+        // Sort positions, not the items: a record is large and a merge sort
+        // moves every item at each pass. `sort_by` is stable, so equal keys
+        // keep their insertion order.
+        let mut order: Vec<u32> = (0..buffer.len() as u32).collect();
+        order.sort_by(|&a, &b| compare(&buffer[a as usize], &buffer[b as usize]));
         let file = tempfile::tempfile_in(&self.dir)?;
         let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let items = self.buffer.len() as u64;
-        for item in self.buffer.drain(..) {
+        for &i in &order {
             codec()
-                .serialize_into(&mut out, &item)
-                .map_err(codec_error)?;
+                .serialize_into(&mut out, &buffer[i as usize])
+                .map_err(|e| codec_error(*e))?;
         }
+        let items = buffer.len() as u64;
+        self.buffer.clear();
         let mut file = out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
         self.runs.push(Run { file, items });
@@ -201,7 +205,9 @@ impl<T: DeserializeOwned> Source<T> {
                 if *left == 0 {
                     return Ok(None);
                 }
-                let item = codec().deserialize_from(reader).map_err(codec_error)?;
+                let item = codec()
+                    .deserialize_from(reader)
+                    .map_err(|e| codec_error(*e))?;
                 *left -= 1;
                 Ok(Some(item))
             }
