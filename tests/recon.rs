@@ -305,3 +305,264 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     app.assert_books_match().await;
     app.finish().await;
 }
+
+/// Sends a request with exactly this Authorization header.
+async fn staff_call(
+    app: &TestApp,
+    method: hyper::Method,
+    path: &str,
+    body: serde_json::Value,
+    token: &str,
+) -> billclear::client::Reply {
+    billclear::client::SignedClient::new(&app.base, "", "")
+        .send(
+            method,
+            path,
+            if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            },
+            billclear::client::Extra {
+                authorization: Some(format!("Bearer {token}")),
+                headers: vec![("content-type".into(), "application/json".into())],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
+    use billclear::cli::staff::add_staff;
+    use hyper::Method;
+    let app = TestApp::spawn().await;
+    let shanghai = FixedOffset::east_opt(8 * 3600).unwrap();
+    let date = Utc::now().with_timezone(&shanghai).date_naive() - Days::new(1);
+    let noon = shanghai
+        .from_local_datetime(&date.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    // One credit nobody here knows: a missing-at-us break.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    let credits = vec![credit(
+        "0190bbbb-0000-7000-8000-000000000000",
+        "W9",
+        "21.50",
+        noon,
+    )];
+    std::fs::write(
+        &file,
+        confirmation_csv(&credits, "sh-water", date, shanghai),
+    )
+    .unwrap();
+    let config = app.state.config.clone();
+    import_file(
+        app.store.as_ref(),
+        &config.recon.dir,
+        "sh-water",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
+    let (summaries, reports) =
+        billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+            .await
+            .unwrap();
+    assert_eq!(summaries[0].break_count(), 1);
+    assert_eq!(
+        reports.len(),
+        3,
+        "summary CSV, breaks CSV, XLSX: {reports:?}"
+    );
+
+    // Re-running the date (nothing acted on in between) gives the same
+    // reports, byte for byte.
+    let before: Vec<Vec<u8>> = reports.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
+    billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+        .await
+        .unwrap();
+    for (p, b) in reports.iter().zip(&before) {
+        assert!(
+            std::fs::read(p).unwrap() == *b,
+            "{} changed on a re-run",
+            p.display()
+        );
+    }
+
+    let (_, viewer) = add_staff(app.store.as_ref(), "vic", "Vic", StaffRole::Viewer)
+        .await
+        .unwrap();
+    let (_, ann) = add_staff(app.store.as_ref(), "ann", "Ann", StaffRole::Approver)
+        .await
+        .unwrap();
+    let (_, bob) = add_staff(app.store.as_ref(), "bob", "Bob", StaffRole::Approver)
+        .await
+        .unwrap();
+    let (viewer, ann, bob) = (viewer.expose_text(), ann.expose_text(), bob.expose_text());
+
+    let r = staff_call(
+        &app,
+        Method::GET,
+        &format!("/v1/breaks?date={date}&open=true"),
+        serde_json::Value::Null,
+        viewer,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let breaks = r.json()["breaks"].as_array().unwrap().clone();
+    assert_eq!(breaks.len(), 1);
+    let id = breaks[0]["id"].as_i64().unwrap();
+    assert_eq!(breaks[0]["category"], "missing-at-us");
+
+    // A channel's signature is not a staff credential.
+    let r = app.alipay.get(&format!("/v1/breaks/{id}")).await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "channel_credentials_not_accepted");
+
+    let propose = serde_json::json!({"action": "propose", "resolution": "write-off", "note": "payer untraceable"});
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        propose.clone(),
+        viewer,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (403, "staff_role_insufficient".into())
+    );
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        propose,
+        ann,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["break"]["status"], "pending-approval");
+    let approve = serde_json::json!({"action": "approve"});
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        approve.clone(),
+        ann,
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "maker_checker".into()));
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        approve.clone(),
+        bob,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["break"]["status"], "written-off");
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        approve,
+        bob,
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, "break_state".into()));
+    let r = staff_call(
+        &app,
+        Method::POST,
+        &format!("/v1/breaks/{id}/actions"),
+        serde_json::json!({"action": "fly"}),
+        bob,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (422, "invalid_action".into())
+    );
+
+    let r = staff_call(
+        &app,
+        Method::GET,
+        &format!("/v1/breaks/{id}"),
+        serde_json::Value::Null,
+        viewer,
+    )
+    .await;
+    let trail: Vec<String> = r.json()["trail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["actor"].as_str().unwrap(),
+                e["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        vec!["reconciliation:opened", "ann:propose", "bob:approve"]
+    );
+
+    // The reports: listed on the run, served by name, nothing else.
+    let r = staff_call(
+        &app,
+        Method::GET,
+        &format!("/v1/recon/runs?date={date}"),
+        serde_json::Value::Null,
+        viewer,
+    )
+    .await;
+    let names: Vec<String> = r.json()["runs"][0]["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            format!("recon-{date}-sh-water-summary.csv"),
+            format!("recon-{date}-sh-water-breaks.csv"),
+            format!("recon-{date}-sh-water.xlsx"),
+        ]
+    );
+    let r = staff_call(
+        &app,
+        Method::GET,
+        &format!("/v1/recon/reports/{date}/{}", names[1]),
+        serde_json::Value::Null,
+        viewer,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(
+        text.contains("missing-at-us") && text.contains("21.50"),
+        "{text}"
+    );
+    let r = staff_call(
+        &app,
+        Method::GET,
+        &format!("/v1/recon/reports/{date}/..%2F..%2Fetc%2Fpasswd"),
+        serde_json::Value::Null,
+        viewer,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    app.finish().await;
+}

@@ -8,6 +8,7 @@ mod health;
 mod ops;
 mod payments;
 pub mod problem;
+mod recon;
 mod settlements;
 mod staff;
 mod staff_auth;
@@ -114,6 +115,11 @@ pub fn router(state: AppState) -> Router {
             get(settlements::statement_file),
         )
         .route("/v1/staff/me", get(staff::me))
+        .route("/v1/recon/runs", get(recon::runs))
+        .route("/v1/recon/reports/{date}/{name}", get(recon::report))
+        .route("/v1/breaks", get(recon::list))
+        .route("/v1/breaks/{id}", get(recon::show))
+        .route("/v1/breaks/{id}/actions", post(recon::act))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi))

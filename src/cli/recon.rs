@@ -343,9 +343,17 @@ pub async fn run_date(
             let id = id.clone();
             Arc::new(move |n: u64| eprint!("\r{id:<16} {n:>10} references matched…")) as _
         });
-        let s = run_biller(recon_store.clone(), b, date, &opts, tolerance, Utc::now(), tick)
-            .await
-            .with_context(|| format!("reconciling {id} for {date}"))?;
+        let s = run_biller(
+            recon_store.clone(),
+            b,
+            date,
+            &opts,
+            tolerance,
+            Utc::now(),
+            tick,
+        )
+        .await
+        .with_context(|| format!("reconciling {id} for {date}"))?;
         if progress && s.ours + s.theirs >= 100_000 {
             eprintln!(
                 "\r{id:<16} done in {:.1} s{:30}",
@@ -365,7 +373,14 @@ pub async fn run_date(
     };
     let report = build_report(recon_store.as_ref(), date, &label, &out).await?;
     let runs: Vec<i64> = out.iter().map(|s| s.run_id).collect();
-    let paths = write_report(recon_store.as_ref(), &config.recon.dir, &report, &stem, &runs).await?;
+    let paths = write_report(
+        recon_store.as_ref(),
+        &config.recon.dir,
+        &report,
+        &stem,
+        &runs,
+    )
+    .await?;
     Ok((out, paths))
 }
 

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::formats;
 use super::import::StoredReader;
+use super::report::{ReportBreakRow, ReportSummaryRow, RunReport};
 use super::spill::ExternalSorter;
 use crate::domain::biller::Biller;
 use crate::domain::recon::matching::{
@@ -27,7 +28,6 @@ use crate::domain::recon::matching::{
     Verdict,
 };
 use crate::domain::recon::FileKind;
-use super::report::{ReportBreakRow, ReportSummaryRow, RunReport};
 use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
 use crate::store::StoreError;
 
@@ -505,5 +505,7 @@ pub fn is_report_name(name: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     ok_chars
         && !name.starts_with('.')
-        && (name.ends_with("-summary.csv") || name.ends_with("-breaks.csv") || name.ends_with(".xlsx"))
+        && (name.ends_with("-summary.csv")
+            || name.ends_with("-breaks.csv")
+            || name.ends_with(".xlsx"))
 }

@@ -255,6 +255,7 @@ impl TestApp {
         // Settlement files in a directory, and RabbitMQ names, of this test's own.
         config.settlement.outbox_dir = std::env::temp_dir().join(format!("{db_name}-settlement"));
         config.settlement.schedule = false;
+        config.recon.dir = std::env::temp_dir().join(format!("{db_name}-recon"));
         config.amqp = config.amqp.scoped(&db_name);
         if let Some(sim) = &sim {
             dispatch_config(&mut config, sim, &opts);
@@ -536,6 +537,7 @@ impl TestApp {
             let _ = std::fs::remove_dir_all(dir);
         }
         let _ = std::fs::remove_dir_all(&self.state.config.settlement.outbox_dir);
+        let _ = std::fs::remove_dir_all(&self.state.config.recon.dir);
         if let Some(r) = &self.receiver {
             r.stop();
         }
