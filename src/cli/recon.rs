@@ -175,6 +175,7 @@ pub async fn recon(
     match cmd {
         ReconCommand::Import(args) => import(store, config, args).await,
         ReconCommand::Run(args) => {
+            let store_for_bank = store.clone();
             let (summaries, reports) = run_date(
                 store,
                 config,
@@ -184,10 +185,34 @@ pub async fn recon(
                 !args.json,
             )
             .await?;
+            let bank = if args.biller.is_none() {
+                crate::reconcile::run::run_bank(
+                    store_for_bank.clone(),
+                    args.date,
+                    &run_options(config, &args.by),
+                    Utc::now(),
+                )
+                .await
+                .with_context(|| format!("reconciling the bank statement of {}", args.date))?
+            } else {
+                None
+            };
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&summaries)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "billers": summaries, "bank": bank })
+                    )?
+                );
             } else {
                 print_summaries(&summaries);
+                match &bank {
+                    Some(b) => print_bank(b),
+                    None if args.biller.is_none() => {
+                        println!("\nbank: no camt.053 statement imported for {}", args.date)
+                    }
+                    None => {}
+                }
                 println!();
                 for p in &reports {
                     println!("report: {}", p.display());
@@ -614,4 +639,27 @@ pub async fn staff_actor(store: &dyn Store) -> anyhow::Result<Option<Actor>> {
         user: user.id,
         role: user.role,
     }))
+}
+
+pub fn print_bank(b: &crate::reconcile::run::BankSummary) {
+    println!(
+        "\nbank {} (run {}): {} lines, {} not booked; {} batch payouts matched ({}), {} fundings matched ({}, {} booked now)",
+        b.business_date,
+        b.run_id,
+        b.lines,
+        b.not_booked,
+        b.batches_matched.count,
+        minor_to_string(b.batches_matched.amount_minor, 2),
+        b.fundings_matched.count,
+        minor_to_string(b.fundings_matched.amount_minor, 2),
+        b.fundings_booked
+    );
+    for (category, t) in &b.breaks {
+        println!(
+            "  {:<22} {:>7}  {:>14}",
+            category,
+            t.count,
+            minor_to_string(t.amount_minor, 2)
+        );
+    }
 }

@@ -509,3 +509,153 @@ pub fn is_report_name(name: &str) -> bool {
             || name.ends_with("-breaks.csv")
             || name.ends_with(".xlsx"))
 }
+
+/// What the bank statement pass found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BankSummary {
+    pub run_id: i64,
+    pub business_date: NaiveDate,
+    pub files: Vec<i64>,
+    pub lines: u64,
+    pub not_booked: u64,
+    pub batches_matched: Tally,
+    pub fundings_matched: Tally,
+    pub fundings_booked: u64,
+    pub breaks: BTreeMap<String, Tally>,
+    pub recorded: BreaksRecorded,
+    pub cleared: u64,
+}
+
+/// The scope of the bank statement's runs and breaks.
+pub const BANK_SCOPE: &str = "bank";
+
+/// Reconciles the bank statement(s) of `date` (camt.053 imported with
+/// `--source bank`) against settlement batches and channel funding. None
+/// when no statement of the date is imported.
+pub async fn run_bank(
+    store: Arc<dyn crate::store::Store>,
+    date: NaiveDate,
+    opts: &RunOptions,
+    now: DateTime<Utc>,
+) -> Result<Option<BankSummary>, RunError> {
+    use crate::domain::recon::bank::{
+        batch_of, funding_of, judge_line, BankLine, BankVerdict, Expected,
+    };
+    let files: Vec<ReconFile> = store
+        .current_files(&[date])
+        .await?
+        .into_iter()
+        .filter(|f| f.kind == FileKind::Camt053)
+        .collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let file_ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+    let run_id = store
+        .start_run(date, BANK_SCOPE, &opts.run_by, &file_ids, now)
+        .await?;
+    let mut s = BankSummary {
+        run_id,
+        business_date: date,
+        files: file_ids,
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    for f in &files {
+        let mut reader = StoredReader::open(&opts.dir, &f.sha256)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut bytes)?;
+        if !reader.verified() {
+            return Err(RunError::Tampered {
+                id: f.id,
+                name: f.file_name.clone(),
+            });
+        }
+        let (_, statements) = super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
+            id: f.id,
+            name: f.file_name.clone(),
+            reason: e.to_string(),
+        })?;
+        for e in statements.iter().flat_map(|st| st.entries.iter()) {
+            s.lines += 1;
+            let minor = i64::try_from(e.amount.minor_units())
+                .map_err(|_| RunError::Other(format!("bank line {} amount too large", e.line)))?;
+            let line = BankLine {
+                file_id: f.id,
+                line: e.line as u64,
+                signed_minor: if e.credit { minor } else { -minor },
+                currency: e.amount.currency().code().to_string(),
+                booked: e.status == "BOOK",
+                bank_reference: e.bank_reference.clone(),
+                end_to_end_id: e.end_to_end_id.clone(),
+                remittance: e.remittance.clone(),
+            };
+            let mut expected = None;
+            if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
+                if let Some(b) = store.batch(id).await? {
+                    let c = crate::domain::money::Currency::from_code(&b.currency)
+                        .map_err(|e| RunError::Other(e.to_string()))?;
+                    expected = Some(Expected::Batch {
+                        id,
+                        biller_id: b.biller_id.clone(),
+                        net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
+                        currency: b.currency.clone(),
+                    });
+                }
+            } else if let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of) {
+                if let Ok(ch) = crate::domain::ids::ChannelId::parse(&channel) {
+                    let lines = store.channel_statement(&ch, day).await?;
+                    if let Some(first) = lines.first() {
+                        let c = crate::domain::money::Currency::from_code(&first.currency)
+                            .map_err(|e| RunError::Other(e.to_string()))?;
+                        let owed: rust_decimal::Decimal =
+                            lines.iter().map(|l| l.amount - l.returned).sum();
+                        expected = Some(Expected::Funding {
+                            channel_id: channel.clone(),
+                            date: day,
+                            owed_minor: crate::store::postgres::recon_minor(owed, c)?,
+                            currency: first.currency.clone(),
+                        });
+                    }
+                }
+            }
+            match judge_line(&line, expected.as_ref()) {
+                BankVerdict::NotBooked => s.not_booked += 1,
+                BankVerdict::Batch { .. } => s.batches_matched.add(-line.signed_minor),
+                BankVerdict::Funding {
+                    channel_id,
+                    date: day,
+                } => {
+                    s.fundings_matched.add(line.signed_minor);
+                    if store
+                        .record_funding(
+                            &line.subject(),
+                            &channel_id,
+                            day,
+                            line.signed_minor,
+                            &line.currency,
+                            f.id,
+                            now,
+                        )
+                        .await?
+                    {
+                        s.fundings_booked += 1;
+                    }
+                }
+                BankVerdict::Break(b) => {
+                    s.breaks
+                        .entry(b.category.as_str().into())
+                        .or_default()
+                        .add(line.signed_minor);
+                    found.push(b);
+                }
+            }
+        }
+    }
+    s.recorded = store
+        .record_breaks(run_id, date, BANK_SCOPE, &found, now)
+        .await?;
+    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+    s.cleared = store.finish_run(run_id, &summary, now).await?;
+    Ok(Some(s))
+}

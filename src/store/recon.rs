@@ -194,6 +194,20 @@ pub trait ReconStore: Send + Sync {
     /// Applies a staff action (checked by the domain's workflow rules,
     /// under the break's row lock); an approved money-moving resolution
     /// moves its money in the same transaction.
+    /// Books a channel's funding seen on the bank statement, once per bank
+    /// line (`subject`): Dr bank:settlement / Cr the channel's receivable.
+    /// Returns false when it was booked before.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_funding(
+        &self,
+        subject: &str,
+        channel: &str,
+        date: NaiveDate,
+        amount_minor: i64,
+        currency: &str,
+        file_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     async fn act_on_break(
         &self,
         id: i64,

@@ -7,6 +7,7 @@
 //! [`TheirRecord`]s; `crate::reconcile` streams our payments and those
 //! records, both sorted by our reference, through [`matching::Matcher`].
 
+pub mod bank;
 pub mod breaks;
 pub mod matching;
 

@@ -6,6 +6,7 @@ mod dispatch;
 mod ledger;
 mod payments;
 mod recon;
+pub use recon::to_minor as recon_minor;
 mod settlement;
 mod staff;
 

@@ -97,7 +97,7 @@ fn row_to_run(r: &PgRow) -> RunRow {
 }
 
 /// An exact amount in minor units of its currency.
-pub(crate) fn to_minor(amount: Decimal, currency: Currency) -> StoreResult<i64> {
+pub fn to_minor(amount: Decimal, currency: Currency) -> StoreResult<i64> {
     let money = Money::new_or_zero(amount, currency)
         .map_err(|e| StoreError::Rejected(format!("amount {amount}: {e}")))?;
     i64::try_from(money.minor_units())
@@ -646,6 +646,52 @@ impl ReconStore for PgStore {
                 })
                 .collect();
         Ok(Some((row_to_break(&row)?, events)))
+    }
+
+    async fn record_funding(
+        &self,
+        subject: &str,
+        channel: &str,
+        date: NaiveDate,
+        amount_minor: i64,
+        currency: &str,
+        file_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let money = money_of(amount_minor, currency)?;
+        let c = money.currency();
+        let channel_id = crate::domain::ids::ChannelId::parse(channel)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let j = Journal::adjustment(
+            format!("bank:settlement:{c}"),
+            AccountSpec::channel_receivable(&channel_id, c).code,
+            money,
+            None,
+            format!("{channel} funds its statement of {date} ({subject})"),
+        );
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO channel_fundings (subject, channel_id, business_date, amount, currency, file_id, journal_id, recorded_at)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(channel)
+        .bind(date)
+        .bind(money.amount())
+        .bind(c.code())
+        .bind(file_id)
+        .bind(j.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if inserted {
+            insert_journals(&mut tx, &[&j]).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
     }
 
     async fn act_on_break(
