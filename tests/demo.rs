@@ -73,6 +73,31 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         }
     }
     assert!(!r.statements.is_empty());
+    // The day reconciled: every counterpart's file imported, one run per
+    // biller, every payment matched, nothing left to explain.
+    assert_eq!(r.recon.files.len(), 6, "{:#?}", r.recon);
+    let billers = billclear::cli::billers_file::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(r.recon.runs.len(), billers.len(), "{:#?}", r.recon);
+    let mut run_ids: Vec<i64> = r.recon.runs.iter().map(|s| s.run_id).collect();
+    run_ids.dedup();
+    assert!(run_ids.iter().all(|id| *id > 0));
+    assert_eq!(run_ids.len(), billers.len(), "a recon run per biller");
+    let total = |f: fn(&billclear::reconcile::run::RunSummary) -> u64| -> u64 {
+        r.recon.runs.iter().map(f).sum()
+    };
+    assert_eq!(total(|s| s.ours), 56, "{:#?}", r.recon);
+    assert_eq!(total(|s| s.matched.count), r.payments_confirmed);
+    assert_eq!(total(|s| s.break_count()), 0, "{:#?}", r.recon);
+    assert_eq!(total(|s| s.pending.values().map(|t| t.count).sum()), 0);
+    assert!(r.recon.open_breaks.is_empty(), "{:#?}", r.recon.open_breaks);
+    assert!(
+        r.recon.files.iter().any(|f| f.contains("hub-statement")),
+        "{:#?}",
+        r.recon.files
+    );
     // The demo's files live under .billclear/demo/<its database>/.
     let first = r
         .settlement

@@ -99,6 +99,8 @@ pub struct DemoReport {
     /// Every file's control total equals its batch, and every batch its
     /// ledger journal.
     pub settlement_totals_match: bool,
+    /// The day reconciled against the counterparts' files.
+    pub recon: DemoRecon,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -212,6 +214,10 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         .join("settlement");
     cfg.settlement.schedule = false;
     cfg.amqp = config.amqp.scoped(&db_name);
+    // The day's reconciliation files and reports beside them.
+    cfg.recon.dir = std::path::PathBuf::from(".billclear/demo")
+        .join(&db_name)
+        .join("recon");
     // Every biller's first route is the hub, its second the biller direct.
     for (i, (id, kind, base_url)) in [
         ("water-direct", "water-json", sim.base_url()),
@@ -469,6 +475,8 @@ impl DemoReport {
             && self.every_payment_one_transfer
             && self.books_agree_with_biller
             && self.callbacks_all_verified
+            && !self.recon.runs.is_empty()
+            && self.recon.open_breaks.is_empty()
     }
 }
 
@@ -710,6 +718,8 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     // Settle the day, then audit again: the settlement journals balance and
     // our books still equal the billers'.
     let (settlement, statements, settlement_totals_match) = settle_day(stack, json_out).await?;
+    // Reconcile the day against the counterparts' own files.
+    let recon = reconcile_day(stack, json_out).await?;
     let audit = stack.store.audit().await?;
     let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
     Ok(DemoReport {
@@ -742,6 +752,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         settlement,
         statements,
         settlement_totals_match,
+        recon,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -838,6 +849,23 @@ fn print_summary(r: &DemoReport) {
     }
     for s in &r.statements {
         println!("  statement  {s}");
+    }
+    println!();
+    println!(
+        "  reconciliation of {} (the counterparts' files, imported from {})",
+        r.recon.business_date, r.recon.inbox
+    );
+    for f in &r.recon.files {
+        println!("      {f}");
+    }
+    println!();
+    crate::cli::recon::print_summaries(&r.recon.runs);
+    if !r.recon.open_breaks.is_empty() {
+        println!();
+        println!("  UNEXPLAINED BREAKS ({}):", r.recon.open_breaks.len());
+        for b in &r.recon.open_breaks {
+            println!("    {b}");
+        }
     }
     println!();
     println!("  elapsed                       {:.1} s", r.elapsed_s);
@@ -955,4 +983,142 @@ async fn settle_day(
         }
     }
     Ok((out, statements, totals_match))
+}
+
+/// The demo's reconciliation of its day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoRecon {
+    pub business_date: chrono::NaiveDate,
+    /// Where the counterparts' files were dropped.
+    pub inbox: String,
+    /// One line per file imported.
+    pub files: Vec<String>,
+    /// One run per biller.
+    pub runs: Vec<crate::reconcile::run::RunSummary>,
+    /// Breaks left open after the runs (none on a good day), described.
+    pub open_breaks: Vec<String>,
+}
+
+/// Writes each counterpart's files of the day (the hub's statement, each
+/// biller's confirmation file) into `<recon.dir>/inbox/<source>/`, imports
+/// them as `billclear recon import --inbox` does (imported files move to
+/// `done/`), and reconciles the date for every biller.
+async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
+    use crate::domain::recon::matching::minor_to_string;
+    use crate::store::recon::{BreakFilter, ReconStore};
+    let config = &stack.state.config;
+    let billers = stack.store.load_billers().await?;
+    let zone = billers
+        .iter()
+        .find(|b| b.id.as_str() == "sh-water")
+        .map(|b| b.cutoff.zone)
+        .context("biller sh-water")?;
+    let date = chrono::Utc::now().with_timezone(&zone).date_naive();
+    let inbox = config.recon.dir.join("inbox");
+    let mut files: Vec<(&str, String, String)> = vec![(
+        "hub",
+        format!("hub-statement-{date}.csv"),
+        stack.hub.statement_csv(date),
+    )];
+    for biller in ["sh-water", "pudong-water"] {
+        files.push((
+            biller,
+            format!("{biller}-confirmation-{date}.csv"),
+            stack.sim.confirmation_csv(biller, date),
+        ));
+    }
+    files.push((
+        "sh-power",
+        format!("sh-power-confirmation-{date}.xml"),
+        stack.power.confirmation_xml("sh-power", date),
+    ));
+    for biller in ["sh-gas", "minhang-gas"] {
+        files.push((
+            biller,
+            format!("{biller}-confirmation-{date}.txt"),
+            stack.gas.confirmation_file(biller, date),
+        ));
+    }
+    let mut lines = Vec::new();
+    for (source, name, text) in files {
+        let dir = inbox.join(source);
+        std::fs::create_dir_all(dir.join("done"))?;
+        let path = dir.join(&name);
+        std::fs::write(&path, text)?;
+        let i = crate::reconcile::import::import_file(
+            &*stack.store,
+            &config.recon.dir,
+            source,
+            &path,
+            None,
+            Some(date),
+            "demo",
+            chrono::Utc::now(),
+        )
+        .await
+        .with_context(|| format!("importing {}", path.display()))?;
+        std::fs::rename(&path, dir.join("done").join(&name))?;
+        lines.push(format!(
+            "{source:<14} {name:<40} file #{} {:<13} {:>4} records, {:>4} credited {:>12}",
+            i.id,
+            i.kind.as_str(),
+            i.records,
+            i.credited,
+            minor_to_string(i.credited_total_minor, 2)
+        ));
+    }
+    let store: Arc<dyn Store> = stack.state.store.clone();
+    let runs = crate::cli::recon::run_date(store, config, date, None, "demo", false).await?;
+    let open = stack
+        .store
+        .breaks(&BreakFilter {
+            date: Some(date),
+            open_only: true,
+            ..Default::default()
+        })
+        .await?;
+    let amount = |m: Option<i64>| {
+        m.map(|m| minor_to_string(m, 2))
+            .unwrap_or_else(|| "-".into())
+    };
+    let open_breaks: Vec<String> = open
+        .iter()
+        .map(|b| {
+            format!(
+                "#{} {} {} {} ours {} theirs {} {}: {}",
+                b.id,
+                b.scope,
+                b.category.as_str(),
+                b.our_reference,
+                amount(b.our_amount_minor),
+                amount(b.their_amount_minor),
+                b.currency,
+                b.detail
+            )
+        })
+        .collect();
+    let decided: u64 = runs
+        .iter()
+        .map(|r| r.auto_confirmed.count + r.auto_rejected.count)
+        .sum();
+    say(
+        json,
+        format!(
+            "• reconciled   {date}: {} files imported, {} billers, {} references matched, {} decided, {} breaks open",
+            lines.len(),
+            runs.len(),
+            runs.iter()
+                .map(|r| r.matched.count + r.matched_within_tolerance.count)
+                .sum::<u64>(),
+            decided,
+            open_breaks.len()
+        ),
+    );
+    Ok(DemoRecon {
+        business_date: date,
+        inbox: inbox.display().to_string(),
+        files: lines,
+        runs,
+        open_breaks,
+    })
 }

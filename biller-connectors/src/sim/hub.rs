@@ -400,6 +400,25 @@ impl HubSim {
         lock(&self.shared.ledger).txns.clone()
     }
 
+    /// The hub loses every trace of the payment with OUR reference
+    /// `partner_ref`: its transaction, its credit, its answer to a status
+    /// inquiry (`3004` from now on) and its row in the statement. The bill
+    /// it reduced stays reduced. Returns whether there was one.
+    pub fn lose_transaction(&self, partner_ref: &str) -> bool {
+        let mut ledger = lock(&self.shared.ledger);
+        let Some(lost) = ledger.payments.remove(partner_ref) else {
+            return false;
+        };
+        ledger.txns.remove(lost.txn);
+        for p in ledger.payments.values_mut() {
+            if p.txn > lost.txn {
+                p.txn -= 1;
+            }
+        }
+        ledger.credits.retain(|c| c.our_reference != partner_ref);
+        true
+    }
+
     /// Pay requests received, duplicates and faulted ones included.
     pub fn pay_requests(&self) -> u64 {
         self.shared.pay_requests.load(Ordering::SeqCst)
