@@ -1068,7 +1068,8 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
         ));
     }
     let store: Arc<dyn Store> = stack.state.store.clone();
-    let runs = crate::cli::recon::run_date(store, config, date, None, "demo", false).await?;
+    let (runs, _reports) =
+        crate::cli::recon::run_date(store, config, date, None, "demo", false).await?;
     let open = stack
         .store
         .breaks(&BreakFilter {
