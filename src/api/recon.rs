@@ -60,7 +60,7 @@ pub async fn report(
         return Err(not_found());
     }
     let runs = state.store.runs(Some(date), 1_000).await?;
-    if !runs.iter().any(|r| r.reports.iter().any(|n| *n == name)) {
+    if !runs.iter().any(|r| r.reports.contains(&name)) {
         return Err(not_found());
     }
     let path = report_dir(&state.config.recon.dir, date).join(&name);

@@ -223,16 +223,16 @@ mod tests {
 
     #[test]
     fn a_batch_debited_for_its_net_matches_and_any_other_amount_is_a_settlement_mismatch() {
-        let l = line(-99_50, Some(&format!("BCE{ID}")), None);
+        let l = line(-9_950, Some(&format!("BCE{ID}")), None);
         assert!(matches!(
-            judge_line(&l, Some(&batch(99_50))),
+            judge_line(&l, Some(&batch(9_950))),
             BankVerdict::Batch { .. }
         ));
-        match judge_line(&l, Some(&batch(99_00))) {
+        match judge_line(&l, Some(&batch(9_900))) {
             BankVerdict::Break(f) => {
                 assert_eq!(f.category, Category::SettlementMismatch);
-                assert_eq!(f.our_amount_minor, Some(-99_00));
-                assert_eq!(f.their_amount_minor, Some(-99_50));
+                assert_eq!(f.our_amount_minor, Some(-9_900));
+                assert_eq!(f.their_amount_minor, Some(-9_950));
                 assert_eq!(f.our_reference, "bank:B-77");
             }
             other => panic!("{other:?}"),
@@ -244,15 +244,15 @@ mod tests {
         let owed = Expected::Funding {
             channel_id: "alipay".into(),
             date: NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
-            owed_minor: 1_000_00,
+            owed_minor: 100_000,
             currency: "CNY".into(),
         };
-        let l = line(1_000_00, None, Some("BCF-alipay-20261129"));
+        let l = line(100_000, None, Some("BCF-alipay-20261129"));
         assert!(matches!(
             judge_line(&l, Some(&owed)),
             BankVerdict::Funding { .. }
         ));
-        let short = line(999_00, None, Some("BCF-alipay-20261129"));
+        let short = line(99_900, None, Some("BCF-alipay-20261129"));
         assert!(matches!(
             judge_line(&short, Some(&owed)),
             BankVerdict::Break(Found {
@@ -273,9 +273,9 @@ mod tests {
             })
         ));
         // A credit pointing at a batch is not the batch's payout.
-        let l = line(99_50, Some(&format!("BCE{ID}")), None);
+        let l = line(9_950, Some(&format!("BCE{ID}")), None);
         assert!(matches!(
-            judge_line(&l, Some(&batch(99_50))),
+            judge_line(&l, Some(&batch(9_950))),
             BankVerdict::Break(Found {
                 category: Category::UnmatchedBankLine,
                 ..
