@@ -7,22 +7,29 @@
 
 DIR holds:
   payments.csv      our side: our_reference,biller_reference,account_number,
-                    amount,currency,status (CONFIRMED, SETTLED, UNKNOWN,
-                    REJECTED); amount like 12.34
+                    amount,currency,status (CONFIRMED, SETTLED, RETURNED,
+                    UNKNOWN, REJECTED); amount like 12.34
   confirmation.csv  the water confirmation: our_reference,biller_reference,
                     biller_id,account_number,amount,currency,credited_at;
                     last line TRAILER,<count>,<total>
 
 Every reference is classified once (first rule that applies, in this order):
   duplicate_at_biller  their rows >= 2
-  missing_at_biller    ours CONFIRMED/SETTLED, no row of theirs
+  missing_at_biller    ours CONFIRMED/SETTLED/RETURNED, no row of theirs
   missing_at_us        a row of theirs, ours missing or REJECTED
-  auto_confirm         ours UNKNOWN, one row of theirs, same amount
+  agreed_not_applied   ours REJECTED, no row of theirs (both say nothing moved)
+  auto_confirm         ours UNKNOWN, one row of theirs, same amount and currency
   auto_reject          ours UNKNOWN, no row of theirs (grace elapsed)
-  amount_mismatch      ours and one row of theirs, amounts differ
+  amount_mismatch      ours and one row of theirs, amounts (or currencies) differ
   reference_mismatch   ours and one row of theirs, both biller references
                        non-empty and different
   matched              everything else
+
+These are billclear's rules (`domain::recon::matching::judge`) for one
+biller's water file of the date, as `billclear bench recon` runs them: the
+file covers the connector every payment went through (absence proves
+something), the grace period is over, the tolerance is 0, and every row is
+a credit (the water file has no failed rows).
 
 Amounts are compared as integer minor units, parsed from the text without
 floats. Prints the count per category, the time (total, and the part spent
@@ -50,6 +57,7 @@ CATEGORIES = [
     "duplicate_at_biller",
     "amount_mismatch",
     "reference_mismatch",
+    "agreed_not_applied",
 ]
 
 # Currencies with 2 decimal places (ISO 4217) that the files may carry.
@@ -65,7 +73,9 @@ THEIRS_COLUMNS = [
     "currency",
     "credited_at",
 ]
-STATUSES = {"CONFIRMED", "SETTLED", "UNKNOWN", "REJECTED"}
+STATUSES = {"CONFIRMED", "SETTLED", "RETURNED", "UNKNOWN", "REJECTED"}
+# Held as paid: absent from their file, missing at the biller.
+PAID = ["CONFIRMED", "SETTLED", "RETURNED"]
 
 
 def fail(message):
@@ -147,10 +157,16 @@ def reconcile(directory):
                 "our_reference": theirs["our_reference"].to_numpy(),
                 "their_minor": their_minor.to_numpy(),
                 "their_ref": theirs["biller_reference"].to_numpy(),
+                "their_currency": theirs["currency"].to_numpy(),
             }
         )
         .groupby("our_reference", sort=False)
-        .agg(count=("their_minor", "size"), their_minor=("their_minor", "first"), their_ref=("their_ref", "first"))
+        .agg(
+            count=("their_minor", "size"),
+            their_minor=("their_minor", "first"),
+            their_ref=("their_ref", "first"),
+            their_currency=("their_currency", "first"),
+        )
         .reset_index()
     )
     left = pd.DataFrame(
@@ -159,6 +175,7 @@ def reconcile(directory):
             "status": ours["status"].to_numpy(),
             "our_minor": ours_minor.to_numpy(),
             "our_ref": ours["biller_reference"].to_numpy(),
+            "our_currency": ours["currency"].to_numpy(),
             "ours": True,
         }
     )
@@ -171,13 +188,14 @@ def reconcile(directory):
     their_ref = both["their_ref"].fillna("")
     our_minor = both["our_minor"].fillna(0).astype("int64")
     their_amt = both["their_minor"].fillna(0).astype("int64")
-    same_amount = our_minor == their_amt
+    same_amount = (our_minor == their_amt) & (both["our_currency"].fillna("") == both["their_currency"].fillna(""))
     one = count == 1
 
     conditions = [
         count >= 2,
-        has_ours & status.isin(["CONFIRMED", "SETTLED"]) & (count == 0),
+        has_ours & status.isin(PAID) & (count == 0),
         (count >= 1) & (~has_ours | (status == "REJECTED")),
+        has_ours & (status == "REJECTED") & (count == 0),
         has_ours & (status == "UNKNOWN") & one & same_amount,
         has_ours & (status == "UNKNOWN") & (count == 0),
         has_ours & one & ~same_amount,
@@ -187,6 +205,7 @@ def reconcile(directory):
         "duplicate_at_biller",
         "missing_at_biller",
         "missing_at_us",
+        "agreed_not_applied",
         "auto_confirm",
         "auto_reject",
         "amount_mismatch",
@@ -271,8 +290,8 @@ def generate(n, directory, seed):
             theirs(ref, biller_ref, account, minor)
         elif u < 0.035:  # outcome unknown; not in the file
             category, status = "auto_reject", "UNKNOWN"
-        elif u < 0.038:  # rejected and not credited: consistent
-            category, status = "matched", "REJECTED"
+        elif u < 0.038:  # rejected and not credited: both agree nothing moved
+            category, status = "agreed_not_applied", "REJECTED"
         else:
             category, status = "matched", rng.choice(["CONFIRMED", "SETTLED"])
             theirs(ref, biller_ref, account, minor)
@@ -313,6 +332,8 @@ j-ref,WR10,010,3.00,CNY,CONFIRMED
 k-ref-empty-theirs,WR11,011,3.00,CNY,CONFIRMED
 l-dup,WR12,012,3.00,CNY,CONFIRMED
 m-unk-ref-differs,WRX,013,2.00,CNY,UNKNOWN
+p-returned-absent,WR17,017,4.00,CNY,RETURNED
+q-currency,WR18,018,5.00,CNY,CONFIRMED
 """
 
 HAND_CONFIRMATION = """our_reference,biller_reference,biller_id,account_number,amount,currency,credited_at
@@ -330,23 +351,25 @@ n-dup-not-ours,WR14,sh-water,014,1.00,CNY,2026-11-29T10:00:00+08:00
 n-dup-not-ours,WR15,sh-water,014,1.00,CNY,2026-11-29T10:00:00+08:00
 o-not-ours,WR16,sh-water,016,0.01,CNY,2026-11-29T10:00:00+08:00
 m-unk-ref-differs,WRY,sh-water,013,2.00,CNY,2026-11-29T10:00:00+08:00
-TRAILER,14,156.39
+q-currency,WR18,sh-water,018,5.00,HKD,2026-11-29T10:00:00+08:00
+TRAILER,15,161.39
 """
 
-# a b d k matched (12.3 == 12.30; REJECTED and absent; their reference
-# empty); f m auto_confirm (m: references differ, amounts equal); g
-# auto_reject; c missing_at_biller; e (REJECTED) o (not ours) missing_at_us;
-# l n duplicate_at_biller (n: not ours either); h (UNKNOWN) i
-# amount_mismatch; j reference_mismatch.
+# a b k matched (12.3 == 12.30; their reference empty); d (REJECTED and
+# absent) agreed_not_applied; f m auto_confirm (m: references differ, amounts equal); g
+# auto_reject; c p (RETURNED) missing_at_biller; e (REJECTED) o (not ours) missing_at_us;
+# l n duplicate_at_biller (n: not ours either); h (UNKNOWN) i q (same
+# amount, other currency) amount_mismatch; j reference_mismatch.
 HAND_EXPECTED = {
-    "matched": 4,
+    "matched": 3,
     "auto_confirm": 2,
     "auto_reject": 1,
-    "missing_at_biller": 1,
+    "missing_at_biller": 2,
     "missing_at_us": 2,
     "duplicate_at_biller": 2,
-    "amount_mismatch": 2,
+    "amount_mismatch": 3,
     "reference_mismatch": 1,
+    "agreed_not_applied": 1,
 }
 
 

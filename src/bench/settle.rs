@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::Args;
 
 use crate::config::Config;
 use crate::settlement::close::{close_date, Closing, When};
-use crate::store::postgres::{self, PgStore};
-use crate::store::{BillerStore, CloseOutcome, Store};
+use crate::store::{CloseOutcome, Store};
 
 #[derive(Args, Debug, Clone)]
 pub struct SettleBenchArgs {
@@ -32,29 +30,16 @@ pub struct SettleBenchArgs {
 
 /// Peak resident memory of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    super::proc_status_bytes("VmHWM:")
 }
 
 pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.payments >= 1, "--payments must be at least 1");
-    let (server_url, _) = crate::cli::split_db_url(&config.database.url)?;
-    let db_name = format!(
-        "billclear_bench_settle_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let url = postgres::create_database(&server_url, &db_name).await?;
-    let store = Arc::new(PgStore::connect(&url, 4).await?);
-    store.migrate().await?;
-    let billers = crate::cli::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
-    store.upsert_billers(&billers).await?;
-    let biller = billers
-        .iter()
-        .find(|b| b.id.as_str() == args.biller)
-        .with_context(|| format!("no biller {} in ops/billers.example.toml", args.biller))?
-        .clone();
+    let db = super::BenchDb::create(&config, "settle").await?;
+    let db_name = db.name.clone();
+    let url = db.url.clone();
+    let store = db.store.clone();
+    let biller = db.biller(&args.biller)?;
     let outbox_dir = std::env::temp_dir().join(&db_name);
     let mut cfg = config.clone();
     cfg.database.url = url.clone();
@@ -72,38 +57,14 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
         args.payments, biller.id
     );
     let t = Instant::now();
-    sqlx::query(
-        "INSERT INTO channels (id, name, callback_url, status, rate_limit_rps)
-         VALUES ('benchpay', 'Bench Pay', 'http://127.0.0.1:9/cb', 'active', 1000)",
+    super::seed_confirmed_payments(
+        &store,
+        biller.id.as_str(),
+        args.payments,
+        cutoff - chrono::Duration::days(1),
+        86_400_000,
     )
-    .execute(store.pool())
     .await?;
-    let chunk = 200_000u64;
-    let mut done = 0u64;
-    while done < args.payments {
-        let n = chunk.min(args.payments - done);
-        sqlx::query(
-            "INSERT INTO payments (id, channel_id, channel_reference, biller_id, account_number,
-                amount, currency, status, pending_journal_id, created_at, updated_at,
-                connector_id, biller_reference, confirmed_at)
-             SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
-                     || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid,
-                    'benchpay', 'bench-' || g, $1, '3100000011',
-                    round((1 + (hashint4(g::int) & 65535) * 0.37)::numeric, 2), 'CNY', 'CONFIRMED',
-                    gen_random_uuid(), t, t, 'water-direct', 'W' || g, t
-               FROM (SELECT g, $3::timestamptz - interval '1 day'
-                                 + (g * (86400000.0 / $5::bigint)) * interval '1 millisecond' AS t
-                       FROM generate_series($2::bigint + 1, $2::bigint + $4::bigint) g) s",
-        )
-        .bind(biller.id.as_str())
-        .bind(done as i64)
-        .bind(cutoff)
-        .bind(n as i64)
-        .bind(args.payments as i64)
-        .execute(store.pool())
-        .await?;
-        done += n;
-    }
     sqlx::query("ANALYZE payments")
         .execute(store.pool())
         .await?;
@@ -193,9 +154,8 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
             outbox_dir.display()
         );
     } else {
-        store.pool().close().await;
         let _ = std::fs::remove_dir_all(&outbox_dir);
-        let _ = postgres::drop_database(&server_url, &db_name).await;
+        db.drop().await;
     }
     Ok(())
 }

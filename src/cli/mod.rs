@@ -179,6 +179,9 @@ pub enum BenchCommand {
     /// Closing a business date of N confirmed payments for one biller and
     /// writing its files: time of the closing step, of the files, peak memory.
     Settle(crate::bench::settle::SettleBenchArgs),
+    /// Reconciling one biller's business date of N payments against its
+    /// confirmation file: time of the import, of the run, peak memory.
+    Recon(crate::bench::recon::ReconBenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -239,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
+        Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
     }
 }
 

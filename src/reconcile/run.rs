@@ -121,7 +121,7 @@ fn relevant<'a>(files: &'a [ReconFile], biller: &str) -> Vec<&'a ReconFile> {
 }
 
 /// Midnight starting `date` in the biller's zone, in UTC.
-fn day_start(biller: &Biller, date: NaiveDate) -> DateTime<Utc> {
+pub fn day_start(biller: &Biller, date: NaiveDate) -> DateTime<Utc> {
     let local = date.and_hms_opt(0, 0, 0).expect("midnight");
     biller
         .cutoff
