@@ -566,3 +566,70 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     assert_eq!(r.status, 404);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
+    let app = TestApp::spawn().await;
+    let shanghai = FixedOffset::east_opt(8 * 3600).unwrap();
+    let date = Utc::now().with_timezone(&shanghai).date_naive() - Days::new(1);
+    let noon = shanghai
+        .from_local_datetime(&date.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    use PaymentStatus::*;
+    let near = app.pay("3100000011", "10.00").await;
+    let far = app.pay("3100000011", "20.00").await;
+    move_to(&app, near, &[Submitted, Confirmed]).await;
+    move_to(&app, far, &[Submitted, Confirmed]).await;
+    sqlx::query("UPDATE payments SET created_at = $1, connector_id = 'water-direct'")
+        .bind(noon)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let credits = vec![
+        credit(&near.to_string(), "W1", "10.03", noon),
+        credit(&far.to_string(), "W2", "20.06", noon),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(
+        &file,
+        confirmation_csv(&credits, "sh-water", date, shanghai),
+    )
+    .unwrap();
+    let config = app.state.config.clone();
+    import_file(
+        app.store.as_ref(),
+        &config.recon.dir,
+        "sh-water",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.store.recon_tolerance("sh-water").await.unwrap(),
+        0,
+        "exact by default"
+    );
+    app.store.set_recon_tolerance("sh-water", 5).await.unwrap();
+    let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
+    let (summaries, _) =
+        billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+            .await
+            .unwrap();
+    let s = &summaries[0];
+    assert_eq!(s.tolerance_minor, 5);
+    assert_eq!(s.matched_within_tolerance.count, 1);
+    assert_eq!(s.matched.count, 0);
+    let cats: Vec<(&str, u64)> = s
+        .breaks
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.count))
+        .collect();
+    assert_eq!(cats, vec![("amount-mismatch", 1)]);
+    app.finish().await;
+}

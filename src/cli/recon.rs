@@ -29,6 +29,16 @@ pub enum ReconCommand {
     /// imported file of the date; breaks recorded, UNKNOWN payments
     /// decided, reports written.
     Run(RunArgs),
+    /// Show or set a biller's matching tolerance: amounts differing by no
+    /// more than this still match (counted and reported apart). Default 0
+    /// (exact).
+    Tolerance {
+        #[arg(long)]
+        biller: String,
+        /// The new tolerance, e.g. 0.05 (in the biller's currency).
+        #[arg(long)]
+        set: Option<String>,
+    },
     /// Past runs (the latest of a date and biller is its result).
     Runs {
         #[arg(long)]
@@ -220,6 +230,32 @@ pub async fn recon(
             }
             Ok(())
         }
+        ReconCommand::Tolerance { biller, set } => {
+            let billers = store.load_billers().await?;
+            let b = billers
+                .iter()
+                .find(|b| b.id.as_str() == biller)
+                .with_context(|| format!("no biller {biller}"))?;
+            let currency = b.currency;
+            if let Some(text) = set {
+                let money = crate::domain::money::Money::new_or_zero(
+                    text.parse::<rust_decimal::Decimal>()
+                        .with_context(|| format!("{text:?} is not an amount"))?,
+                    currency,
+                )
+                .with_context(|| format!("tolerance {text}"))?;
+                let minor = i64::try_from(money.minor_units()).context("tolerance too large")?;
+                store.set_recon_tolerance(&biller, minor).await?;
+            }
+            let minor = store.recon_tolerance(&biller).await?;
+            println!(
+                "{biller}: tolerance {} {}{}",
+                minor_to_string(minor, currency.scale()),
+                currency.code(),
+                if minor == 0 { " (exact)" } else { "" }
+            );
+            Ok(())
+        }
         ReconCommand::Runs { date } => {
             let runs = store.runs(date, 100).await?;
             println!(
@@ -361,7 +397,7 @@ pub async fn run_date(
     let recon_store: Arc<dyn crate::store::recon::ReconStore> = store.clone();
     let mut out = Vec::new();
     for b in chosen {
-        let tolerance = 0;
+        let tolerance = recon_store.recon_tolerance(b.id.as_str()).await?;
         let started = std::time::Instant::now();
         let id = b.id.to_string();
         let tick: Option<Arc<dyn Fn(u64) + Send + Sync>> = progress.then(|| {

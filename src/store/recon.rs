@@ -208,6 +208,9 @@ pub trait ReconStore: Send + Sync {
         file_id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// A biller's matching tolerance in minor units (0: exact).
+    async fn recon_tolerance(&self, biller: &str) -> StoreResult<i64>;
+    async fn set_recon_tolerance(&self, biller: &str, minor: i64) -> StoreResult<()>;
     async fn act_on_break(
         &self,
         id: i64,

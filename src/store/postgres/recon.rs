@@ -694,6 +694,29 @@ impl ReconStore for PgStore {
         Ok(inserted)
     }
 
+    async fn recon_tolerance(&self, biller: &str) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT recon_tolerance_minor FROM billers WHERE id = $1")
+            .bind(biller)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("biller {biller}")))
+    }
+
+    async fn set_recon_tolerance(&self, biller: &str, minor: i64) -> StoreResult<()> {
+        let n = sqlx::query("UPDATE billers SET recon_tolerance_minor = $2 WHERE id = $1")
+            .bind(biller)
+            .bind(minor)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("biller {biller}")));
+        }
+        Ok(())
+    }
+
     async fn act_on_break(
         &self,
         id: i64,
