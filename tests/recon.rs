@@ -219,6 +219,10 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
         .await
         .unwrap();
     assert_eq!(rerun.breaks, summary.breaks);
+    // The payments it decided count as those decisions again: the same result.
+    assert_eq!(rerun.auto_confirmed, summary.auto_confirmed);
+    assert_eq!(rerun.auto_rejected, summary.auto_rejected);
+    assert_eq!(rerun.matched, summary.matched);
     assert_eq!(rerun.recorded.opened, 0);
     assert_eq!(rerun.recorded.still_open, 5);
     let after = app

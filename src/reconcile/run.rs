@@ -24,8 +24,8 @@ use super::report::{ReportBreakRow, ReportSummaryRow, RunReport};
 use super::spill::ExternalSorter;
 use crate::domain::biller::Biller;
 use crate::domain::recon::matching::{
-    judge, merge, Category, Decision, Found, MatchRules, OrderError, OurPayment, Pending, Sourced,
-    Verdict,
+    judge, merge, Category, Decision, Earlier, Found, MatchRules, OrderError, OurPayment, Pending,
+    Sourced, Verdict,
 };
 use crate::domain::recon::FileKind;
 use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
@@ -286,6 +286,8 @@ pub async fn run_biller(
                         }
                     }
                     Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
+                    Verdict::DecidedBefore(Earlier::Confirm) => s.auto_confirmed.add(amount),
+                    Verdict::DecidedBefore(Earlier::Reject) => s.auto_rejected.add(amount),
                     Verdict::Pending(p) => {
                         s.pending.entry(p.as_str().into()).or_default().add(amount)
                     }

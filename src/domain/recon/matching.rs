@@ -92,6 +92,17 @@ pub struct OurPayment {
     pub connector_id: Option<String>,
     /// Of the date under reconciliation (false: of the day before).
     pub core: bool,
+    /// What an earlier run decided on it automatically, if anything.
+    #[serde(default)]
+    pub decided: Option<Earlier>,
+}
+
+/// An automatic decision an earlier run made on a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Earlier {
+    Confirm,
+    Reject,
 }
 
 /// A counterparty record with where it came from.
@@ -236,12 +247,32 @@ pub enum Verdict {
     AgreedNotApplied,
     Break(Found),
     Decide(Decision),
+    /// Agreed now because an earlier run decided it: counted as that
+    /// decision again, so that re-running a date gives the same result.
+    DecidedBefore(Earlier),
     Pending(Pending),
 }
 
 /// Decides one reference: our payment (if any) and every record naming it.
 /// Returns nothing for a group outside the date (nothing core in it).
 pub fn judge(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) -> Vec<Verdict> {
+    let mut out = judge_now(ours, theirs, rules);
+    if let Some(earlier) = ours.filter(|o| o.core).and_then(|o| o.decided) {
+        for v in &mut out {
+            let again = matches!(
+                (earlier, &*v),
+                (Earlier::Confirm, Verdict::Matched { .. })
+                    | (Earlier::Reject, Verdict::AgreedNotApplied)
+            );
+            if again {
+                *v = Verdict::DecidedBefore(earlier);
+            }
+        }
+    }
+    out
+}
+
+fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) -> Vec<Verdict> {
     let core = ours.is_some_and(|o| o.core) || theirs.iter().any(|t| t.core);
     if !core {
         return Vec::new();

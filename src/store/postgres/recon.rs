@@ -20,7 +20,9 @@ use crate::domain::payment::{transition, PaymentStatus};
 use crate::domain::recon::breaks::{
     decide, Action, Actor, BreakStatus, Outcome, Proposal, ResolutionKind, WorkState,
 };
-use crate::domain::recon::matching::{minor_to_string, Category, Decision, Found, OurPayment};
+use crate::domain::recon::matching::{
+    minor_to_string, Category, Decision, Earlier, Found, OurPayment,
+};
 use crate::domain::recon::FileKind;
 use crate::store::recon::{
     BreakEvent, BreakFilter, BreakRow, BreaksRecorded, ImportOutcome, NewReconFile, ReconFile,
@@ -255,11 +257,12 @@ impl ReconStore for PgStore {
         sink: tokio::sync::mpsc::Sender<OurPayment>,
     ) -> StoreResult<u64> {
         let mut rows = sqlx::query(
-            "SELECT id, biller_reference, channel_id, account_number, amount, currency, status,
-                    connector_id, created_at >= $3 AS core
-               FROM payments
-              WHERE biller_id = $1 AND created_at >= $2 AND created_at < $4
-              ORDER BY id",
+            "SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
+                    p.status, p.connector_id, p.created_at >= $3 AS core, d.decision
+               FROM payments p
+               LEFT JOIN recon_decisions d ON d.payment_id = p.id
+              WHERE p.biller_id = $1 AND p.created_at >= $2 AND p.created_at < $4
+              ORDER BY p.id",
         )
         .bind(biller)
         .bind(from)
@@ -292,6 +295,11 @@ impl ReconStore for PgStore {
                     .ok_or_else(|| StoreError::Rejected(format!("stored status {status}")))?,
                 connector_id: r.get("connector_id"),
                 core: r.get("core"),
+                decided: match r.get::<Option<String>, _>("decision").as_deref() {
+                    Some("confirm") => Some(Earlier::Confirm),
+                    Some("reject") => Some(Earlier::Reject),
+                    _ => None,
+                },
             };
             if sink.send(p).await.is_err() {
                 // The reader stopped (it failed); its error is the one told.

@@ -11,6 +11,7 @@ fn ours(reference: &str, status: PaymentStatus, amount: i64) -> OurPayment {
         status,
         connector_id: Some("water-direct".into()),
         core: true,
+        decided: None,
     }
 }
 
@@ -304,4 +305,23 @@ fn minor_units_render_exactly() {
     assert_eq!(minor_to_string(5, 2), "0.05");
     assert_eq!(minor_to_string(-1205, 2), "-12.05");
     assert_eq!(minor_to_string(100, 0), "100");
+}
+
+#[test]
+fn a_payment_decided_by_an_earlier_run_counts_as_that_decision_again() {
+    let mut o = ours("a", Confirmed, 1250);
+    o.decided = Some(Earlier::Confirm);
+    let v = judge(Some(&o), &[theirs("a", Credited, 1250, 4)], &rules());
+    assert_eq!(v, vec![Verdict::DecidedBefore(Earlier::Confirm)]);
+    let mut o = ours("b", Rejected, 1250);
+    o.decided = Some(Earlier::Reject);
+    assert_eq!(
+        judge(Some(&o), &[], &rules()),
+        vec![Verdict::DecidedBefore(Earlier::Reject)]
+    );
+    // A break found later is still a break.
+    let mut o = ours("c", Confirmed, 1250);
+    o.decided = Some(Earlier::Confirm);
+    let v = judge(Some(&o), &[theirs("c", Credited, 1300, 4)], &rules());
+    assert_eq!(category(&v), vec![Category::AmountMismatch]);
 }
