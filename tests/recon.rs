@@ -637,3 +637,62 @@ async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
     assert_eq!(cats, vec![("amount-mismatch", 1)]);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn one_run_of_a_date_and_biller_at_a_time_and_a_failed_run_is_recorded() {
+    let app = TestApp::spawn().await;
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let billers = app.store_billers().await;
+    let water = billers
+        .iter()
+        .find(|b| b.id.as_str() == "sh-water")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        dir: dir.path().to_path_buf(),
+        grace: std::time::Duration::ZERO,
+        sort_buffer: 1_000,
+        run_by: "test".into(),
+    };
+    let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
+    // Someone else's run of the date is in progress.
+    let other = store
+        .start_run(date, "sh-water", "olga", &[], Utc::now())
+        .await
+        .unwrap();
+    let err = run_biller(store.clone(), water, date, &opts, 0, Utc::now(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is running"), "{err}");
+    assert!(err.to_string().contains("olga"), "{err}");
+    // Another biller, or the same biller another date, is not held up.
+    let other_date = date.succ_opt().unwrap();
+    run_biller(store.clone(), water, other_date, &opts, 0, Utc::now(), None)
+        .await
+        .unwrap();
+    // Once it ends (here: fails), the date can be run again.
+    store.fail_run(other, "killed", Utc::now()).await.unwrap();
+    let s = run_biller(store.clone(), water, date, &opts, 0, Utc::now(), None)
+        .await
+        .unwrap();
+    let runs = store.runs(Some(date), 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].id, s.run_id);
+    assert!(runs[0].finished_at.is_some() && runs[0].failed.is_none());
+    assert_eq!(runs[1].failed.as_deref(), Some("killed"));
+    // A run that dies is taken as dead an hour after it started.
+    store
+        .start_run(
+            other_date,
+            "sh-water",
+            "olga",
+            &[],
+            Utc::now() - chrono::Duration::hours(2),
+        )
+        .await
+        .unwrap();
+    run_biller(store, water, other_date, &opts, 0, Utc::now(), None)
+        .await
+        .unwrap();
+    app.finish().await;
+}

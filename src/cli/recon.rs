@@ -279,12 +279,17 @@ pub async fn recon(
                     r.id,
                     r.business_date,
                     r.scope,
-                    r.finished_at
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_else(|| "(unfinished)".into()),
+                    match (&r.failed, r.finished_at) {
+                        (Some(_), _) => "FAILED".to_string(),
+                        (None, Some(t)) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        (None, None) => "(running)".to_string(),
+                    },
                     breaks,
                     r.run_by
                 );
+                if let Some(why) = &r.failed {
+                    println!("       failed: {why}");
+                }
             }
             Ok(())
         }

@@ -158,225 +158,233 @@ pub async fn run_biller(
     let run_id = store
         .start_run(date, biller.id.as_str(), &opts.run_by, &file_ids, now)
         .await?;
-    let day_end = day_start(biller, next);
-    let rules = MatchRules {
-        tolerance_minor,
-        grace_elapsed: now >= day_end + chrono::Duration::from_std(opts.grace).unwrap_or_default(),
-        covered: covered.clone(),
-    };
+    let result: Result<RunSummary, RunError> = async {
+        let day_end = day_start(biller, next);
+        let rules = MatchRules {
+            tolerance_minor,
+            grace_elapsed: now
+                >= day_end + chrono::Duration::from_std(opts.grace).unwrap_or_default(),
+            covered: covered.clone(),
+        };
 
-    // Their side, sorted by our reference in bounded memory.
-    let dir = opts.dir.clone();
-    let spill_dir = dir.join("tmp");
-    std::fs::create_dir_all(&spill_dir)?;
-    let biller_id = biller.id.to_string();
-    let buffer = opts.sort_buffer.max(1_000);
-    let (sorted, theirs_count) = {
-        let files = files.clone();
-        let biller_id = biller_id.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, RunError> {
-            let mut sorter: ExternalSorter<Sourced> =
-                ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
-            let mut count = 0u64;
-            for f in &files {
-                let mut reader =
-                    BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
-                let core = f.business_date == date;
-                let mut failed: Option<std::io::Error> = None;
-                if f.kind == FileKind::Camt053 {
-                    continue;
-                }
-                formats::read(f.kind, &mut reader, &mut |record| {
-                    if failed.is_some() || record.biller_id != biller_id {
-                        return;
+        // Their side, sorted by our reference in bounded memory.
+        let dir = opts.dir.clone();
+        let spill_dir = dir.join("tmp");
+        std::fs::create_dir_all(&spill_dir)?;
+        let biller_id = biller.id.to_string();
+        let buffer = opts.sort_buffer.max(1_000);
+        let (sorted, theirs_count) = {
+            let files = files.clone();
+            let biller_id = biller_id.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+                let mut sorter: ExternalSorter<Sourced> =
+                    ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
+                let mut count = 0u64;
+                for f in &files {
+                    let mut reader =
+                        BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
+                    let core = f.business_date == date;
+                    let mut failed: Option<std::io::Error> = None;
+                    if f.kind == FileKind::Camt053 {
+                        continue;
                     }
-                    count += 1;
-                    if let Err(e) = sorter.push(Sourced {
-                        record,
-                        file_id: f.id,
-                        kind: f.kind,
-                        core,
-                    }) {
-                        failed = Some(e);
-                    }
-                })
-                .map_err(|r| RunError::Unreadable {
-                    id: f.id,
-                    name: f.file_name.clone(),
-                    reason: r.to_string(),
-                })?;
-                if let Some(e) = failed {
-                    return Err(e.into());
-                }
-                if !reader.into_inner().verified() {
-                    return Err(RunError::Tampered {
+                    formats::read(f.kind, &mut reader, &mut |record| {
+                        if failed.is_some() || record.biller_id != biller_id {
+                            return;
+                        }
+                        count += 1;
+                        if let Err(e) = sorter.push(Sourced {
+                            record,
+                            file_id: f.id,
+                            kind: f.kind,
+                            core,
+                        }) {
+                            failed = Some(e);
+                        }
+                    })
+                    .map_err(|r| RunError::Unreadable {
                         id: f.id,
                         name: f.file_name.clone(),
-                    });
+                        reason: r.to_string(),
+                    })?;
+                    if let Some(e) = failed {
+                        return Err(e.into());
+                    }
+                    if !reader.into_inner().verified() {
+                        return Err(RunError::Tampered {
+                            id: f.id,
+                            name: f.file_name.clone(),
+                        });
+                    }
                 }
-            }
-            Ok((sorter.finish()?, count))
-        })
-        .await
-        .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
-    };
-    let spilled_runs = sorted.spilled_runs();
+                Ok((sorter.finish()?, count))
+            })
+            .await
+            .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
+        };
+        let spilled_runs = sorted.spilled_runs();
 
-    // Our side, streamed in reference order.
-    let (our_tx, mut our_rx) = tokio::sync::mpsc::channel::<OurPayment>(8_192);
-    let feeder = {
-        let store = store.clone();
-        let biller_id = biller_id.clone();
-        let from = day_start(biller, prev);
-        let core_from = day_start(biller, date);
-        tokio::spawn(async move {
-            store
-                .stream_payments(&biller_id, from, core_from, day_end, our_tx)
-                .await
-        })
-    };
+        // Our side, streamed in reference order.
+        let (our_tx, mut our_rx) = tokio::sync::mpsc::channel::<OurPayment>(8_192);
+        let feeder = {
+            let store = store.clone();
+            let biller_id = biller_id.clone();
+            let from = day_start(biller, prev);
+            let core_from = day_start(biller, date);
+            tokio::spawn(async move {
+                store
+                    .stream_payments(&biller_id, from, core_from, day_end, our_tx)
+                    .await
+            })
+        };
 
-    // The merge, on a blocking thread; its output written in chunks here.
-    enum Out {
-        Breaks(Vec<Found>),
-        Decisions(Vec<Decision>),
-    }
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Out>(4);
-    let merger = tokio::task::spawn_blocking(move || -> Result<RunSummary, RunError> {
-        let mut s = RunSummary::default();
-        let mut breaks = Vec::new();
-        let mut decisions = Vec::new();
-        let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
-        let theirs = sorted.map(|r| r.map_err(RunError::from));
-        let mut seen = 0u64;
-        merge(ours, theirs, |g| {
-            seen += 1;
-            if seen.is_multiple_of(100_000) {
-                if let Some(p) = &progress {
-                    p(seen);
+        // The merge, on a blocking thread; its output written in chunks here.
+        enum Out {
+            Breaks(Vec<Found>),
+            Decisions(Vec<Decision>),
+        }
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Out>(4);
+        let merger = tokio::task::spawn_blocking(move || -> Result<RunSummary, RunError> {
+            let mut s = RunSummary::default();
+            let mut breaks = Vec::new();
+            let mut decisions = Vec::new();
+            let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
+            let theirs = sorted.map(|r| r.map_err(RunError::from));
+            let mut seen = 0u64;
+            merge(ours, theirs, |g| {
+                seen += 1;
+                if seen.is_multiple_of(100_000) {
+                    if let Some(p) = &progress {
+                        p(seen);
+                    }
                 }
-            }
-            if g.ours.as_ref().is_some_and(|o| o.core) {
-                s.ours += 1;
-            }
-            s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
-            let amount = g
-                .ours
-                .as_ref()
-                .map(|o| o.amount_minor)
-                .or_else(|| g.theirs.first().map(|t| t.record.amount_minor))
-                .unwrap_or(0);
-            if s.currency.is_empty() {
-                if let Some(c) = g
+                if g.ours.as_ref().is_some_and(|o| o.core) {
+                    s.ours += 1;
+                }
+                s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
+                let amount = g
                     .ours
                     .as_ref()
-                    .map(|o| o.currency.clone())
-                    .or_else(|| g.theirs.first().map(|t| t.record.currency.clone()))
-                {
-                    s.currency = c;
-                }
-            }
-            for v in judge(g.ours.as_ref(), &g.theirs, &rules) {
-                match v {
-                    Verdict::Matched { within_tolerance } => {
-                        if within_tolerance {
-                            s.matched_within_tolerance.add(amount)
-                        } else {
-                            s.matched.add(amount)
-                        }
-                    }
-                    Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
-                    Verdict::DecidedBefore(Earlier::Confirm) => s.auto_confirmed.add(amount),
-                    Verdict::DecidedBefore(Earlier::Reject) => s.auto_rejected.add(amount),
-                    Verdict::Pending(p) => {
-                        s.pending.entry(p.as_str().into()).or_default().add(amount)
-                    }
-                    Verdict::Decide(d) => {
-                        match &d {
-                            Decision::Confirm { .. } => s.auto_confirmed.add(amount),
-                            Decision::Reject { .. } => s.auto_rejected.add(amount),
-                        }
-                        decisions.push(d);
-                        if decisions.len() >= CHUNK {
-                            let chunk = std::mem::take(&mut decisions);
-                            out_tx
-                                .blocking_send(Out::Decisions(chunk))
-                                .map_err(|_| RunError::Other("writer stopped".into()))?;
-                        }
-                    }
-                    Verdict::Break(f) => {
-                        let minor = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
-                        s.breaks
-                            .entry(f.category.as_str().into())
-                            .or_default()
-                            .add(minor);
-                        breaks.push(f);
-                        if breaks.len() >= CHUNK {
-                            let chunk = std::mem::take(&mut breaks);
-                            out_tx
-                                .blocking_send(Out::Breaks(chunk))
-                                .map_err(|_| RunError::Other("writer stopped".into()))?;
-                        }
+                    .map(|o| o.amount_minor)
+                    .or_else(|| g.theirs.first().map(|t| t.record.amount_minor))
+                    .unwrap_or(0);
+                if s.currency.is_empty() {
+                    if let Some(c) = g
+                        .ours
+                        .as_ref()
+                        .map(|o| o.currency.clone())
+                        .or_else(|| g.theirs.first().map(|t| t.record.currency.clone()))
+                    {
+                        s.currency = c;
                     }
                 }
+                for v in judge(g.ours.as_ref(), &g.theirs, &rules) {
+                    match v {
+                        Verdict::Matched { within_tolerance } => {
+                            if within_tolerance {
+                                s.matched_within_tolerance.add(amount)
+                            } else {
+                                s.matched.add(amount)
+                            }
+                        }
+                        Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
+                        Verdict::DecidedBefore(Earlier::Confirm) => s.auto_confirmed.add(amount),
+                        Verdict::DecidedBefore(Earlier::Reject) => s.auto_rejected.add(amount),
+                        Verdict::Pending(p) => {
+                            s.pending.entry(p.as_str().into()).or_default().add(amount)
+                        }
+                        Verdict::Decide(d) => {
+                            match &d {
+                                Decision::Confirm { .. } => s.auto_confirmed.add(amount),
+                                Decision::Reject { .. } => s.auto_rejected.add(amount),
+                            }
+                            decisions.push(d);
+                            if decisions.len() >= CHUNK {
+                                let chunk = std::mem::take(&mut decisions);
+                                out_tx
+                                    .blocking_send(Out::Decisions(chunk))
+                                    .map_err(|_| RunError::Other("writer stopped".into()))?;
+                            }
+                        }
+                        Verdict::Break(f) => {
+                            let minor = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
+                            s.breaks
+                                .entry(f.category.as_str().into())
+                                .or_default()
+                                .add(minor);
+                            breaks.push(f);
+                            if breaks.len() >= CHUNK {
+                                let chunk = std::mem::take(&mut breaks);
+                                out_tx
+                                    .blocking_send(Out::Breaks(chunk))
+                                    .map_err(|_| RunError::Other("writer stopped".into()))?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if !breaks.is_empty() {
+                let _ = out_tx.blocking_send(Out::Breaks(breaks));
             }
-            Ok(())
-        })?;
-        if !breaks.is_empty() {
-            let _ = out_tx.blocking_send(Out::Breaks(breaks));
+            if !decisions.is_empty() {
+                let _ = out_tx.blocking_send(Out::Decisions(decisions));
+            }
+            Ok(s)
+        });
+        let mut recorded = BreaksRecorded::default();
+        let mut write_error: Option<RunError> = None;
+        while let Some(out) = out_rx.recv().await {
+            if write_error.is_some() {
+                continue; // drain so the merge can end
+            }
+            let r = match out {
+                Out::Breaks(chunk) => store
+                    .record_breaks(run_id, date, &biller_id, &chunk, now)
+                    .await
+                    .map(|r| {
+                        recorded.opened += r.opened;
+                        recorded.reopened += r.reopened;
+                        recorded.still_open += r.still_open;
+                    }),
+                Out::Decisions(chunk) => store
+                    .apply_decisions(run_id, date, &biller_id, &chunk, now)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = r {
+                write_error = Some(e.into());
+            }
         }
-        if !decisions.is_empty() {
-            let _ = out_tx.blocking_send(Out::Decisions(decisions));
+        let merged = merger
+            .await
+            .map_err(|e| RunError::Other(format!("merge task: {e}")))?;
+        let fed = feeder
+            .await
+            .map_err(|e| RunError::Other(format!("payments task: {e}")))?;
+        fed?;
+        if let Some(e) = write_error {
+            return Err(e);
         }
+        let mut s = merged?;
+        let _ = theirs_count;
+        s.run_id = run_id;
+        s.biller_id = biller_id;
+        s.business_date = date;
+        s.files = file_ids;
+        s.covered = covered.into_iter().collect();
+        s.tolerance_minor = tolerance_minor;
+        s.spilled_runs = spilled_runs;
+        s.recorded = recorded;
+        let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+        s.cleared = store.finish_run(run_id, &summary, now).await?;
         Ok(s)
-    });
-    let mut recorded = BreaksRecorded::default();
-    let mut write_error: Option<RunError> = None;
-    while let Some(out) = out_rx.recv().await {
-        if write_error.is_some() {
-            continue; // drain so the merge can end
-        }
-        let r = match out {
-            Out::Breaks(chunk) => store
-                .record_breaks(run_id, date, &biller_id, &chunk, now)
-                .await
-                .map(|r| {
-                    recorded.opened += r.opened;
-                    recorded.reopened += r.reopened;
-                    recorded.still_open += r.still_open;
-                }),
-            Out::Decisions(chunk) => store
-                .apply_decisions(run_id, date, &biller_id, &chunk, now)
-                .await
-                .map(|_| ()),
-        };
-        if let Err(e) = r {
-            write_error = Some(e.into());
-        }
     }
-    let merged = merger
-        .await
-        .map_err(|e| RunError::Other(format!("merge task: {e}")))?;
-    let fed = feeder
-        .await
-        .map_err(|e| RunError::Other(format!("payments task: {e}")))?;
-    fed?;
-    if let Some(e) = write_error {
-        return Err(e);
+    .await;
+    if let Err(e) = &result {
+        let _ = store.fail_run(run_id, &e.to_string(), Utc::now()).await;
     }
-    let mut s = merged?;
-    let _ = theirs_count;
-    s.run_id = run_id;
-    s.biller_id = biller_id;
-    s.business_date = date;
-    s.files = file_ids;
-    s.covered = covered.into_iter().collect();
-    s.tolerance_minor = tolerance_minor;
-    s.spilled_runs = spilled_runs;
-    s.recorded = recorded;
-    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
-    s.cleared = store.finish_run(run_id, &summary, now).await?;
-    Ok(s)
+    result
 }
 
 /// The categories in report order, for tables.
@@ -556,108 +564,118 @@ pub async fn run_bank(
     let run_id = store
         .start_run(date, BANK_SCOPE, &opts.run_by, &file_ids, now)
         .await?;
-    let mut s = BankSummary {
-        run_id,
-        business_date: date,
-        files: file_ids,
-        ..Default::default()
-    };
-    let mut found = Vec::new();
-    for f in &files {
-        let mut reader = StoredReader::open(&opts.dir, &f.sha256)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut reader, &mut bytes)?;
-        if !reader.verified() {
-            return Err(RunError::Tampered {
-                id: f.id,
-                name: f.file_name.clone(),
-            });
-        }
-        let (_, statements) = super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
-            id: f.id,
-            name: f.file_name.clone(),
-            reason: e.to_string(),
-        })?;
-        for e in statements.iter().flat_map(|st| st.entries.iter()) {
-            s.lines += 1;
-            let minor = i64::try_from(e.amount.minor_units())
-                .map_err(|_| RunError::Other(format!("bank line {} amount too large", e.line)))?;
-            let line = BankLine {
-                file_id: f.id,
-                line: e.line as u64,
-                signed_minor: if e.credit { minor } else { -minor },
-                currency: e.amount.currency().code().to_string(),
-                booked: e.status == "BOOK",
-                bank_reference: e.bank_reference.clone(),
-                end_to_end_id: e.end_to_end_id.clone(),
-                remittance: e.remittance.clone(),
-            };
-            let mut expected = None;
-            if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
-                if let Some(b) = store.batch(id).await? {
-                    let c = crate::domain::money::Currency::from_code(&b.currency)
-                        .map_err(|e| RunError::Other(e.to_string()))?;
-                    expected = Some(Expected::Batch {
-                        id,
-                        biller_id: b.biller_id.clone(),
-                        net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
-                        currency: b.currency.clone(),
-                    });
-                }
-            } else if let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of) {
-                if let Ok(ch) = crate::domain::ids::ChannelId::parse(&channel) {
-                    let lines = store.channel_statement(&ch, day).await?;
-                    if let Some(first) = lines.first() {
-                        let c = crate::domain::money::Currency::from_code(&first.currency)
+    let result: Result<Option<BankSummary>, RunError> = async {
+        let mut s = BankSummary {
+            run_id,
+            business_date: date,
+            files: file_ids,
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        for f in &files {
+            let mut reader = StoredReader::open(&opts.dir, &f.sha256)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut bytes)?;
+            if !reader.verified() {
+                return Err(RunError::Tampered {
+                    id: f.id,
+                    name: f.file_name.clone(),
+                });
+            }
+            let (_, statements) =
+                super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
+                    id: f.id,
+                    name: f.file_name.clone(),
+                    reason: e.to_string(),
+                })?;
+            for e in statements.iter().flat_map(|st| st.entries.iter()) {
+                s.lines += 1;
+                let minor = i64::try_from(e.amount.minor_units()).map_err(|_| {
+                    RunError::Other(format!("bank line {} amount too large", e.line))
+                })?;
+                let line = BankLine {
+                    file_id: f.id,
+                    line: e.line as u64,
+                    signed_minor: if e.credit { minor } else { -minor },
+                    currency: e.amount.currency().code().to_string(),
+                    booked: e.status == "BOOK",
+                    bank_reference: e.bank_reference.clone(),
+                    end_to_end_id: e.end_to_end_id.clone(),
+                    remittance: e.remittance.clone(),
+                };
+                let mut expected = None;
+                if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
+                    if let Some(b) = store.batch(id).await? {
+                        let c = crate::domain::money::Currency::from_code(&b.currency)
                             .map_err(|e| RunError::Other(e.to_string()))?;
-                        let owed: rust_decimal::Decimal =
-                            lines.iter().map(|l| l.amount - l.returned).sum();
-                        expected = Some(Expected::Funding {
-                            channel_id: channel.clone(),
-                            date: day,
-                            owed_minor: crate::store::postgres::recon_minor(owed, c)?,
-                            currency: first.currency.clone(),
+                        expected = Some(Expected::Batch {
+                            id,
+                            biller_id: b.biller_id.clone(),
+                            net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
+                            currency: b.currency.clone(),
                         });
                     }
-                }
-            }
-            match judge_line(&line, expected.as_ref()) {
-                BankVerdict::NotBooked => s.not_booked += 1,
-                BankVerdict::Batch { .. } => s.batches_matched.add(-line.signed_minor),
-                BankVerdict::Funding {
-                    channel_id,
-                    date: day,
-                } => {
-                    s.fundings_matched.add(line.signed_minor);
-                    if store
-                        .record_funding(
-                            &line.subject(),
-                            &channel_id,
-                            day,
-                            line.signed_minor,
-                            &line.currency,
-                            f.id,
-                            now,
-                        )
-                        .await?
-                    {
-                        s.fundings_booked += 1;
+                } else if let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of)
+                {
+                    if let Ok(ch) = crate::domain::ids::ChannelId::parse(&channel) {
+                        let lines = store.channel_statement(&ch, day).await?;
+                        if let Some(first) = lines.first() {
+                            let c = crate::domain::money::Currency::from_code(&first.currency)
+                                .map_err(|e| RunError::Other(e.to_string()))?;
+                            let owed: rust_decimal::Decimal =
+                                lines.iter().map(|l| l.amount - l.returned).sum();
+                            expected = Some(Expected::Funding {
+                                channel_id: channel.clone(),
+                                date: day,
+                                owed_minor: crate::store::postgres::recon_minor(owed, c)?,
+                                currency: first.currency.clone(),
+                            });
+                        }
                     }
                 }
-                BankVerdict::Break(b) => {
-                    s.breaks
-                        .entry(b.category.as_str().into())
-                        .or_default()
-                        .add(line.signed_minor);
-                    found.push(b);
+                match judge_line(&line, expected.as_ref()) {
+                    BankVerdict::NotBooked => s.not_booked += 1,
+                    BankVerdict::Batch { .. } => s.batches_matched.add(-line.signed_minor),
+                    BankVerdict::Funding {
+                        channel_id,
+                        date: day,
+                    } => {
+                        s.fundings_matched.add(line.signed_minor);
+                        if store
+                            .record_funding(
+                                &line.subject(),
+                                &channel_id,
+                                day,
+                                line.signed_minor,
+                                &line.currency,
+                                f.id,
+                                now,
+                            )
+                            .await?
+                        {
+                            s.fundings_booked += 1;
+                        }
+                    }
+                    BankVerdict::Break(b) => {
+                        s.breaks
+                            .entry(b.category.as_str().into())
+                            .or_default()
+                            .add(line.signed_minor);
+                        found.push(b);
+                    }
                 }
             }
         }
+        s.recorded = store
+            .record_breaks(run_id, date, BANK_SCOPE, &found, now)
+            .await?;
+        let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+        s.cleared = store.finish_run(run_id, &summary, now).await?;
+        Ok(Some(s))
     }
-    s.recorded = store
-        .record_breaks(run_id, date, BANK_SCOPE, &found, now)
-        .await?;
-    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
-    s.cleared = store.finish_run(run_id, &summary, now).await?;
-    Ok(Some(s))
+    .await;
+    if let Err(e) = &result {
+        let _ = store.fail_run(run_id, &e.to_string(), Utc::now()).await;
+    }
+    result
 }

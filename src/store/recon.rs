@@ -117,6 +117,8 @@ pub struct RunRow {
     pub file_ids: Vec<i64>,
     pub summary: Option<serde_json::Value>,
     pub reports: Vec<String>,
+    /// Why the run failed (None: it finished, or is running).
+    pub failed: Option<String>,
 }
 
 /// What recording a run's breaks did.
@@ -186,6 +188,8 @@ pub trait ReconStore: Send + Sync {
         summary: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+    /// Ends a run that failed, with the reason (nothing else changes).
+    async fn fail_run(&self, run_id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
     async fn set_run_reports(&self, run_id: i64, reports: &[String]) -> StoreResult<()>;
     async fn run(&self, id: i64) -> StoreResult<Option<RunRow>>;
     async fn runs(&self, date: Option<NaiveDate>, limit: i64) -> StoreResult<Vec<RunRow>>;

@@ -95,6 +95,7 @@ fn row_to_run(r: &PgRow) -> RunRow {
         file_ids: r.get("file_ids"),
         summary: r.get("summary"),
         reports: r.get("reports"),
+        failed: r.get("failed"),
     }
 }
 
@@ -234,7 +235,37 @@ impl ReconStore for PgStore {
         file_ids: &[i64],
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "UPDATE recon_runs SET finished_at = $3, failed = 'not finished an hour after it started (taken as dead)'
+              WHERE business_date = $1 AND scope = $2 AND finished_at IS NULL
+                AND started_at < $3 - interval '1 hour'",
+        )
+        .bind(date)
+        .bind(scope)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let running = sqlx::query(
+            "SELECT id, started_at, run_by FROM recon_runs
+              WHERE business_date = $1 AND scope = $2 AND finished_at IS NULL",
+        )
+        .bind(date)
+        .bind(scope)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let busy = |id: i64, at: DateTime<Utc>, by: String| {
+            StoreError::Conflict(format!(
+                "a reconciliation of {date} for {scope} is running (run {id}, started {} UTC by {by}); wait for it to finish",
+                at.format("%Y-%m-%d %H:%M:%S")
+            ))
+        };
+        if let Some(r) = running {
+            return Err(busy(r.get("id"), r.get("started_at"), r.get("run_by")));
+        }
+        let id = sqlx::query_scalar(
             "INSERT INTO recon_runs (business_date, scope, started_at, run_by, file_ids)
              VALUES ($1,$2,$3,$4,$5) RETURNING id",
         )
@@ -243,9 +274,32 @@ impl ReconStore for PgStore {
         .bind(now)
         .bind(run_by)
         .bind(file_ids)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
+        .await;
+        match id {
+            Ok(id) => {
+                tx.commit().await.map_err(db_err)?;
+                Ok(id)
+            }
+            // Another run started between our check and our insert.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => {
+                Err(busy(0, now, "another process".into()))
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn fail_run(&self, run_id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE recon_runs SET finished_at = $2, failed = $3 WHERE id = $1 AND finished_at IS NULL",
+        )
+        .bind(run_id)
+        .bind(now)
+        .bind(reason)
+        .execute(&self.pool)
         .await
-        .map_err(db_err)
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn stream_payments(
