@@ -173,26 +173,21 @@ pub async fn run_biller(
         std::fs::create_dir_all(&spill_dir)?;
         let biller_id = biller.id.to_string();
         let buffer = opts.sort_buffer.max(1_000);
-        let (sorted, theirs_count) = {
+        let sorted = {
             let files = files.clone();
             let biller_id = biller_id.clone();
             tokio::task::spawn_blocking(move || -> Result<_, RunError> {
                 let mut sorter: ExternalSorter<Sourced> =
                     ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
-                let mut count = 0u64;
                 for f in &files {
                     let mut reader =
                         BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
                     let core = f.business_date == date;
                     let mut failed: Option<std::io::Error> = None;
-                    if f.kind == FileKind::Camt053 {
-                        continue;
-                    }
                     formats::read(f.kind, &mut reader, &mut |record| {
                         if failed.is_some() || record.biller_id != biller_id {
                             return;
                         }
-                        count += 1;
                         if let Err(e) = sorter.push(Sourced {
                             record,
                             file_id: f.id,
@@ -217,7 +212,7 @@ pub async fn run_biller(
                         });
                     }
                 }
-                Ok((sorter.finish()?, count))
+                Ok(sorter.finish()?)
             })
             .await
             .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
@@ -367,7 +362,6 @@ pub async fn run_biller(
             return Err(e);
         }
         let mut s = merged?;
-        let _ = theirs_count;
         s.run_id = run_id;
         s.biller_id = biller_id;
         s.business_date = date;

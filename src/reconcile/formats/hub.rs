@@ -11,7 +11,7 @@ use std::io::BufRead;
 
 use chrono::{DateTime, NaiveDate};
 
-use super::{amount_minor, count, currency, show_minor, total_minor, Csv, FileSummary, Tally};
+use super::{amount_minor, check_trailer_total_and_end, count, currency, Csv, FileSummary, Tally};
 use crate::domain::recon::{FileKind, FileRefusal, RecordStatus, TheirRecord};
 use biller_connectors::sim::hub::{STATEMENT_COLUMNS, STATEMENT_MARK};
 
@@ -119,25 +119,7 @@ pub(super) fn read(
                     ),
                 ));
             }
-            let total = total_minor(csv.field(3), tally.currency)
-                .map_err(|why| FileRefusal::field(line, "total", why))?;
-            if i128::from(total) != tally.credited_minor {
-                return Err(FileRefusal::field(
-                    line,
-                    "total",
-                    format!(
-                        "trailer total {} but the successful rows add up to {}",
-                        csv.field(3),
-                        show_minor(tally.credited_minor, tally.currency)
-                    ),
-                ));
-            }
-            if csv.next_record()? {
-                return Err(FileRefusal::line(
-                    csv.line(),
-                    "nothing may follow the TRAILER line",
-                ));
-            }
+            check_trailer_total_and_end(&mut csv, line, 3, &tally, "successful rows")?;
             let identity = format!("hub:{hub_id}:{}", date.format("%Y-%m-%d"));
             return tally.summary(FileKind::HubStatement, None, date, Some(identity), line);
         }

@@ -557,6 +557,38 @@ pub(crate) fn show_minor(minor: i128, currency: Option<Currency>) -> String {
     rust_decimal::Decimal::from_i128_with_scale(minor, scale).to_string()
 }
 
+/// The end of a CSV file: the trailer's total (field `total_field` of the
+/// trailer on `line`) must equal the credits read (`counted`: what they
+/// are called in the message), and nothing may follow the trailer.
+pub(crate) fn check_trailer_total_and_end<R: BufRead>(
+    csv: &mut Csv<R>,
+    line: u64,
+    total_field: usize,
+    tally: &Tally,
+    counted: &str,
+) -> Result<(), FileRefusal> {
+    let text = csv.field(total_field);
+    let total =
+        total_minor(text, tally.currency).map_err(|why| FileRefusal::field(line, "total", why))?;
+    if i128::from(total) != tally.credited_minor {
+        return Err(FileRefusal::field(
+            line,
+            "total",
+            format!(
+                "trailer total {text} but the {counted} add up to {}",
+                show_minor(tally.credited_minor, tally.currency)
+            ),
+        ));
+    }
+    if csv.next_record()? {
+        return Err(FileRefusal::line(
+            csv.line(),
+            "nothing may follow the TRAILER line",
+        ));
+    }
+    Ok(())
+}
+
 // ----------------------------------------------------------------- totals
 
 /// Counts and sums the records passed to the sink; holds the credits to

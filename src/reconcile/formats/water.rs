@@ -16,7 +16,8 @@ use std::io::BufRead;
 use chrono::{DateTime, NaiveDate};
 
 use super::{
-    amount_minor, count, currency, show_minor, total_minor, Csv, FileSummary, Tally, UNKNOWN_DATE,
+    amount_minor, check_trailer_total_and_end, count, currency, Csv, FileSummary, Tally,
+    UNKNOWN_DATE,
 };
 use crate::domain::recon::{FileKind, FileRefusal, RecordStatus, TheirRecord};
 
@@ -83,25 +84,7 @@ pub(super) fn read(
                     ),
                 ));
             }
-            let total = total_minor(csv.field(2), tally.currency)
-                .map_err(|why| FileRefusal::field(line, "total", why))?;
-            if i128::from(total) != tally.credited_minor {
-                return Err(FileRefusal::field(
-                    line,
-                    "total",
-                    format!(
-                        "trailer total {} but the rows add up to {}",
-                        csv.field(2),
-                        show_minor(tally.credited_minor, tally.currency)
-                    ),
-                ));
-            }
-            if csv.next_record()? {
-                return Err(FileRefusal::line(
-                    csv.line(),
-                    "nothing may follow the TRAILER line",
-                ));
-            }
+            check_trailer_total_and_end(&mut csv, line, 2, &tally, "rows")?;
             return tally.summary(
                 FileKind::WaterCsv,
                 biller,
