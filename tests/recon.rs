@@ -311,32 +311,6 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
 }
 
 /// Sends a request with exactly this Authorization header.
-async fn staff_call(
-    app: &TestApp,
-    method: hyper::Method,
-    path: &str,
-    body: serde_json::Value,
-    token: &str,
-) -> billclear::client::Reply {
-    billclear::client::SignedClient::new(&app.base, "", "")
-        .send(
-            method,
-            path,
-            if body.is_null() {
-                Vec::new()
-            } else {
-                body.to_string().into_bytes()
-            },
-            billclear::client::Extra {
-                authorization: Some(format!("Bearer {token}")),
-                headers: vec![("content-type".into(), "application/json".into())],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     use billclear::cli::staff::add_staff;
@@ -413,14 +387,14 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
         .unwrap();
     let (viewer, ann, bob) = (viewer.expose_text(), ann.expose_text(), bob.expose_text());
 
-    let r = staff_call(
-        &app,
-        Method::GET,
-        &format!("/v1/breaks?date={date}&open=true"),
-        serde_json::Value::Null,
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/breaks?date={date}&open=true"),
+            serde_json::Value::Null,
+            viewer,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let breaks = r.json()["breaks"].as_array().unwrap().clone();
     assert_eq!(breaks.len(), 1);
@@ -433,78 +407,78 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     assert_eq!(r.code(), "channel_credentials_not_accepted");
 
     let propose = serde_json::json!({"action": "propose", "resolution": "write-off", "note": "payer untraceable"});
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        propose.clone(),
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            propose.clone(),
+            viewer,
+        )
+        .await;
     assert_eq!(
         (r.status.as_u16(), r.code()),
         (403, "staff_role_insufficient".into())
     );
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        propose,
-        ann,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            propose,
+            ann,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["break"]["status"], "pending-approval");
     let approve = serde_json::json!({"action": "approve"});
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        approve.clone(),
-        ann,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            approve.clone(),
+            ann,
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.code()), (403, "maker_checker".into()));
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        approve.clone(),
-        bob,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            approve.clone(),
+            bob,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["break"]["status"], "written-off");
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        approve,
-        bob,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            approve,
+            bob,
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.code()), (409, "break_state".into()));
-    let r = staff_call(
-        &app,
-        Method::POST,
-        &format!("/v1/breaks/{id}/actions"),
-        serde_json::json!({"action": "fly"}),
-        bob,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::POST,
+            &format!("/v1/breaks/{id}/actions"),
+            serde_json::json!({"action": "fly"}),
+            bob,
+        )
+        .await;
     assert_eq!(
         (r.status.as_u16(), r.code()),
         (422, "invalid_action".into())
     );
 
-    let r = staff_call(
-        &app,
-        Method::GET,
-        &format!("/v1/breaks/{id}"),
-        serde_json::Value::Null,
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/breaks/{id}"),
+            serde_json::Value::Null,
+            viewer,
+        )
+        .await;
     let trail: Vec<String> = r.json()["trail"]
         .as_array()
         .unwrap()
@@ -523,14 +497,14 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     );
 
     // The reports: listed on the run, served by name, nothing else.
-    let r = staff_call(
-        &app,
-        Method::GET,
-        &format!("/v1/recon/runs?date={date}"),
-        serde_json::Value::Null,
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/recon/runs?date={date}"),
+            serde_json::Value::Null,
+            viewer,
+        )
+        .await;
     let names: Vec<String> = r.json()["runs"][0]["reports"]
         .as_array()
         .unwrap()
@@ -545,28 +519,28 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
             format!("recon-{date}-sh-water.xlsx"),
         ]
     );
-    let r = staff_call(
-        &app,
-        Method::GET,
-        &format!("/v1/recon/reports/{date}/{}", names[1]),
-        serde_json::Value::Null,
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/recon/reports/{date}/{}", names[1]),
+            serde_json::Value::Null,
+            viewer,
+        )
+        .await;
     assert_eq!(r.status, 200);
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(
         text.contains("missing-at-us") && text.contains("21.50"),
         "{text}"
     );
-    let r = staff_call(
-        &app,
-        Method::GET,
-        &format!("/v1/recon/reports/{date}/..%2F..%2Fetc%2Fpasswd"),
-        serde_json::Value::Null,
-        viewer,
-    )
-    .await;
+    let r = app
+        .staff_call(
+            Method::GET,
+            &format!("/v1/recon/reports/{date}/..%2F..%2Fetc%2Fpasswd"),
+            serde_json::Value::Null,
+            viewer,
+        )
+        .await;
     assert_eq!(r.status, 404);
     app.finish().await;
 }

@@ -18,45 +18,12 @@ use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
 use billclear::store::recon::{BreakFilter, ReconStore};
 use billclear::store::PaymentStore;
 use biller_connectors::sim::{confirmation_csv, Faults};
-use chrono::{DateTime, Days, FixedOffset, NaiveDate, TimeZone, Utc};
-use common::{Options, TestApp};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use common::{midnight, shanghai, Options, TestApp};
 
 const SH_WATER: (&str, &str) = ("sh-water", "3100000011");
 const PUDONG: (&str, &str) = ("pudong-water", "PD20261129");
 const BILLERS: [&str; 2] = ["sh-water", "pudong-water"];
-
-fn shanghai() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).unwrap()
-}
-
-/// Midnight starting `date` in Shanghai, in UTC.
-fn midnight(date: NaiveDate) -> DateTime<Utc> {
-    shanghai()
-        .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap())
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-/// A planned route switch, as an operator makes it: over the operators' API.
-async fn switch_route(app: &TestApp, biller: &str, route: &str) {
-    let r = app
-        .alipay
-        .send(
-            hyper::Method::PUT,
-            &format!("/ops/v1/billers/{biller}/route"),
-            format!(r#"{{"route":"{route}"}}"#).into_bytes(),
-            billclear::client::Extra {
-                authorization: Some(format!("Bearer {}", common::OPS_TOKEN)),
-                headers: vec![("content-type".into(), "application/json".into())],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{:?}", r.json());
-    assert_eq!(r.json()["routes"][0]["id"], route);
-    assert_eq!(r.json()["routes"][0]["preferred"], true);
-}
 
 async fn connector_of(app: &TestApp, id: PaymentId) -> Option<String> {
     sqlx::query_scalar("SELECT connector_id FROM payments WHERE id = $1")
@@ -138,7 +105,7 @@ async fn play_the_day(app: &TestApp) -> Day {
 
     // The operator switches both billers to their direct route.
     for biller in BILLERS {
-        switch_route(app, biller, "water-direct").await;
+        app.switch_route(biller, "water-direct").await;
     }
 
     // 3. Afternoon: payments flow direct.

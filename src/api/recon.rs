@@ -17,6 +17,7 @@ use crate::domain::recon::breaks::{
     decide, Action, Actor, Proposal, ResolutionKind, WorkState, WorkflowError,
 };
 use crate::domain::staff::StaffRole;
+use crate::reconcile::resend::ActError;
 use crate::reconcile::run::{is_report_name, report_dir};
 use crate::store::recon::BreakFilter;
 
@@ -219,16 +220,20 @@ pub async fn act(
     if let Err(e) = decide(&current, &actor, &action) {
         return Err(workflow_error(e));
     }
-    if matches!(&action, Action::Propose(p) if p.kind == ResolutionKind::Resend) {
-        return Err(ApiError::unprocessable(
-            "resolution_not_available",
-            "resend through another route is not available yet: propose reverse or write-off",
-        ));
-    }
-    let after = state
-        .store
-        .act_on_break(id, &actor, &action, Utc::now())
-        .await?;
+    let after = crate::reconcile::resend::act(
+        &state.store,
+        state.routes.connectors(),
+        id,
+        &actor,
+        &action,
+        Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        ActError::Workflow(e) => workflow_error(e),
+        ActError::Resend(r) => ApiError::conflict("resend_refused", r.to_string()),
+        ActError::Store(e) => e.into(),
+    })?;
     Ok(Json(json!({ "break": after })))
 }
 

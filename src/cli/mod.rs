@@ -238,7 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Breaks(cmd) => {
             let store: Arc<dyn Store> = Arc::new(connect(&config).await?);
             let actor = recon::staff_actor(store.as_ref()).await?;
-            recon::breaks(store, actor, cmd).await
+            recon::breaks(store, &config, actor, cmd).await
         }
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,

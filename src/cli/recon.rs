@@ -500,9 +500,12 @@ pub fn print_summaries(summaries: &[RunSummary]) {
 
 pub async fn breaks(
     store: Arc<dyn Store>,
+    config: &Config,
     actor: Option<Actor>,
     cmd: BreaksCommand,
 ) -> anyhow::Result<()> {
+    // A re-send calls the routes named in the configuration.
+    let connectors = crate::dispatch::Connectors::from_settings(&config.connectors)?;
     let need_actor = || {
         actor.clone().context(
             "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",
@@ -510,9 +513,11 @@ pub async fn breaks(
     };
     let act = |id: i64, action: Action| {
         let store = store.clone();
+        let connectors = connectors.clone();
         async move {
             let a = need_actor()?;
-            let b = store.act_on_break(id, &a, &action, Utc::now()).await?;
+            let b = crate::reconcile::resend::act(&store, &connectors, id, &a, &action, Utc::now())
+                .await?;
             println!(
                 "break {id}: {} ({}){}",
                 b.status.as_str(),

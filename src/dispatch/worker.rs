@@ -188,17 +188,6 @@ impl Dispatcher {
             .await
     }
 
-    fn order(payment: &Payment) -> PayOrder {
-        PayOrder {
-            our_reference: payment.id.to_string(),
-            biller_id: payment.biller_id.to_string(),
-            account_number: payment.account_number.clone(),
-            amount: payment.amount.amount(),
-            currency: payment.amount.currency().code().to_string(),
-            bill_reference: payment.bill_reference.clone(),
-        }
-    }
-
     /// Records an attempt before a call through `connector_id` (with the
     /// transition it implies) and returns its id, or None when the call must
     /// not be made: too little of the lease is left for the call to end
@@ -387,7 +376,7 @@ impl Dispatcher {
         };
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
-        let result = connector.pay(&Self::order(&payment)).await;
+        let result = connector.pay(&pay_order(&payment)).await;
         self.routes.record(&connector_id, &result);
         let sends = history.pay_attempts + 1;
         let c = self.pay_conclusion(result, &connector_id, sends, &backoff);
@@ -506,7 +495,7 @@ impl Dispatcher {
         else {
             return Ok(());
         };
-        let result = connector.status(&Self::order(payment)).await;
+        let result = connector.status(&pay_order(payment)).await;
         self.routes.record(connector_id, &result);
         let c = self.status_conclusion(result, &*connector, history, &backoff);
         self.conclude(claim, payment, attempt_id, c).await
@@ -637,5 +626,17 @@ impl Job for Dispatcher {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// A payment as its biller must see it (also used by a re-send).
+pub fn pay_order(payment: &Payment) -> PayOrder {
+    PayOrder {
+        our_reference: payment.id.to_string(),
+        biller_id: payment.biller_id.to_string(),
+        account_number: payment.account_number.clone(),
+        amount: payment.amount.amount(),
+        currency: payment.amount.currency().code().to_string(),
+        bill_reference: payment.bill_reference.clone(),
     }
 }

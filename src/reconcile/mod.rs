@@ -18,5 +18,6 @@ pub mod camt053;
 pub mod formats;
 pub mod import;
 pub mod report;
+pub mod resend;
 pub mod run;
 pub mod spill;

@@ -387,11 +387,12 @@ pub fn categories() -> impl Iterator<Item = Category> {
 }
 
 /// The pending reasons, for tables.
-pub fn pendings() -> [Pending; 3] {
+pub fn pendings() -> [Pending; 4] {
     [
         Pending::InFlight,
         Pending::WithinGrace,
         Pending::SourceMissing,
+        Pending::Resent,
     ]
 }
 

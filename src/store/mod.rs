@@ -605,6 +605,7 @@ pub trait Store:
     + SettlementStore
     + StaffStore
     + recon::ReconStore
+    + recon::ResendStore
 {
 }
 impl<
@@ -617,7 +618,8 @@ impl<
             + DispatchStore
             + SettlementStore
             + StaffStore
-            + recon::ReconStore,
+            + recon::ReconStore
+            + recon::ResendStore,
     > Store for T
 {
 }

@@ -223,3 +223,58 @@ pub trait ReconStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<BreakRow>;
 }
+
+/// A re-send about to be made (written before the call).
+#[derive(Debug, Clone)]
+pub struct ResendStart {
+    pub break_id: i64,
+    /// The approver (checked again under the break's row lock).
+    pub actor: Actor,
+    pub payment_id: PaymentId,
+    pub from_connector: Option<String>,
+    pub connector: String,
+    /// The evidence of absence: files and both routes' answers.
+    pub proof: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A re-send recorded and about to be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendStarted {
+    pub resend_id: i64,
+    pub attempt_id: i64,
+}
+
+/// What the `resend` resolution keeps (`recon_resends`, with the call as a
+/// dispatch attempt of the payment).
+#[async_trait]
+pub trait ResendStore: Send + Sync {
+    /// An earlier re-send of the payment that may have reached a biller:
+    /// (connector, outcome, or "in flight since …").
+    async fn resend_of(&self, payment: PaymentId) -> StoreResult<Option<(String, String)>>;
+    /// Under the break's row lock: checks the approval again (the
+    /// workflow's rules, the proposal still a re-send through
+    /// `start.connector`), then records the re-send and its attempt, and
+    /// the event. Conflict if another re-send of the payment may have
+    /// arrived.
+    async fn begin_resend(&self, start: &ResendStart) -> StoreResult<ResendStarted>;
+    /// Records the answer: the attempt finished, the payment's route moved
+    /// to the new one if it may have arrived there, the break resolved
+    /// (credited) or given back to the staff (anything else).
+    async fn finish_resend(
+        &self,
+        started: ResendStarted,
+        outcome: &crate::domain::recon::resend::ResendOutcome,
+        at: DateTime<Utc>,
+    ) -> StoreResult<BreakRow>;
+    /// Records on the break's trail that a re-send was refused before any
+    /// call (the answers that refused it); the break does not change.
+    async fn note_resend_refused(
+        &self,
+        break_id: i64,
+        actor: &str,
+        reason: &str,
+        proof: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+}

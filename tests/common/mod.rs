@@ -518,6 +518,16 @@ impl TestApp {
             w.abort();
         }
         self.assert_books_match().await;
+        self.close().await;
+    }
+
+    /// Stops everything, checks the ledger's own invariants and drops the
+    /// database; for a test whose books must differ from the billers' (it
+    /// compares them itself).
+    pub async fn close(self) {
+        if let Some(w) = &self.workers {
+            w.abort();
+        }
         if let Some(sim) = &self.sim {
             sim.shutdown();
         }
@@ -572,4 +582,69 @@ pub fn payment_body(reference: &str) -> serde_json::Value {
         "currency": "CNY",
         "channel_reference": reference,
     })
+}
+
+/// Shanghai time (the example billers' cut-off zone).
+pub fn shanghai() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).unwrap()
+}
+
+/// Midnight starting `date` in Shanghai, in UTC.
+pub fn midnight(date: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    shanghai()
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+impl TestApp {
+    /// A call with a staff bearer token (a JSON body unless `body` is null).
+    pub async fn staff_call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: serde_json::Value,
+        token: &str,
+    ) -> billclear::client::Reply {
+        SignedClient::new(&self.base, "", "")
+            .send(
+                method,
+                path,
+                if body.is_null() {
+                    Vec::new()
+                } else {
+                    body.to_string().into_bytes()
+                },
+                billclear::client::Extra {
+                    authorization: Some(format!("Bearer {token}")),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// A planned route switch, as an operator makes it: over the operators'
+    /// API. The route becomes the biller's preferred one.
+    pub async fn switch_route(&self, biller: &str, route: &str) {
+        let r = self
+            .alipay
+            .send(
+                hyper::Method::PUT,
+                &format!("/ops/v1/billers/{biller}/route"),
+                format!(r#"{{"route":"{route}"}}"#).into_bytes(),
+                billclear::client::Extra {
+                    authorization: Some(format!("Bearer {OPS_TOKEN}")),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        assert_eq!(r.json()["routes"][0]["id"], route);
+        assert_eq!(r.json()["routes"][0]["preferred"], true);
+    }
 }

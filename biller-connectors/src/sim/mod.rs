@@ -43,6 +43,10 @@ pub struct Faults {
     pub drop_response_rate: f64,
     /// The next N pay requests are applied and their answers dropped.
     pub drop_response_next: u32,
+    /// The next N pay requests are read and held unanswered, and nothing
+    /// is applied: a counterpart that goes silent on a send while still
+    /// answering inquiries (the water simulator; others ignore it).
+    pub silent_pay_next: u32,
     /// The next N successful pay answers echo an amount 0.01 higher than
     /// sent (the payment is applied normally).
     pub misecho_next: u32,

@@ -423,6 +423,17 @@ async fn signed(
     if faults.blackhole {
         return sim.hold(&nonce).await;
     }
+    if endpoint == Endpoint::Pay && faults.silent_pay_next > 0 {
+        let silent = {
+            let mut f = lock(&sim.faults);
+            let silent = f.silent_pay_next > 0;
+            f.silent_pay_next = f.silent_pay_next.saturating_sub(1);
+            silent
+        };
+        if silent {
+            return sim.hold(&nonce).await;
+        }
+    }
     if faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate {
         return sim.respond(
             Processed::code(StatusCode::SERVICE_UNAVAILABLE, "9001", "system busy"),

@@ -113,7 +113,7 @@ impl ResolutionKind {
                     AmountMismatch | ReferenceMismatch | DuplicateAtBiller
                 )
             }
-            ResolutionKind::Resend => matches!(category, MissingAtBiller | StatusMismatch),
+            ResolutionKind::Resend => category == MissingAtBiller,
             ResolutionKind::Reverse => matches!(category, MissingAtBiller | StatusMismatch),
             ResolutionKind::WriteOff | ResolutionKind::Explain => true,
             ResolutionKind::Cleared => false,

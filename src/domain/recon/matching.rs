@@ -95,6 +95,11 @@ pub struct OurPayment {
     /// What an earlier run decided on it automatically, if anything.
     #[serde(default)]
     pub decided: Option<Earlier>,
+    /// Re-sent through another route (a `resend` resolution) after this
+    /// date's window: its absence here is why it was re-sent, and the date
+    /// of the re-send reconciles it against the new route's files.
+    #[serde(default)]
+    pub resent_later: bool,
 }
 
 /// An automatic decision an earlier run made on a payment.
@@ -224,6 +229,9 @@ pub enum Pending {
     WithinGrace,
     /// The file that would prove its absence is not among the inputs.
     SourceMissing,
+    /// Absent here, and re-sent through another route later (a `resend`
+    /// resolution): the date of the re-send reconciles it.
+    Resent,
 }
 
 impl Pending {
@@ -232,6 +240,7 @@ impl Pending {
             Pending::InFlight => "in-flight",
             Pending::WithinGrace => "within-grace",
             Pending::SourceMissing => "source-missing",
+            Pending::Resent => "resent",
         }
     }
 }
@@ -422,6 +431,8 @@ fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) 
                     detail: ours_says("their record says it failed"),
                     evidence: evidence(&failed),
                 }));
+            } else if o.resent_later {
+                out.push(Verdict::Pending(Pending::Resent));
             } else if absence_proven {
                 out.push(Verdict::Break(Found {
                     category: Category::MissingAtBiller,

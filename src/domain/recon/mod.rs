@@ -10,6 +10,7 @@
 pub mod bank;
 pub mod breaks;
 pub mod matching;
+pub mod resend;
 
 use serde::{Deserialize, Serialize};
 

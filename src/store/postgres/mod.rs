@@ -6,6 +6,7 @@ mod dispatch;
 mod ledger;
 mod payments;
 mod recon;
+mod resend;
 pub use recon::to_minor as recon_minor;
 mod settlement;
 mod staff;

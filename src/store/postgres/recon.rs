@@ -53,7 +53,7 @@ fn row_to_file(r: &PgRow) -> StoreResult<ReconFile> {
     })
 }
 
-fn row_to_break(r: &PgRow) -> StoreResult<BreakRow> {
+pub(super) fn row_to_break(r: &PgRow) -> StoreResult<BreakRow> {
     let bad = |what: &str, v: String| StoreError::Rejected(format!("stored break {what} {v}"));
     let category: String = r.get("category");
     let status: String = r.get("status");
@@ -114,7 +114,7 @@ fn money_of(minor: i64, currency: &str) -> StoreResult<Money> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn event(
+pub(super) async fn event(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     break_id: i64,
     at: DateTime<Utc>,
@@ -310,13 +310,29 @@ impl ReconStore for PgStore {
         to: DateTime<Utc>,
         sink: tokio::sync::mpsc::Sender<OurPayment>,
     ) -> StoreResult<u64> {
+        // A payment re-sent (a `resend` that may have arrived) belongs to
+        // the window of its re-send; in the window of its creation it is
+        // read as re-sent later.
         let mut rows = sqlx::query(
             "SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
-                    p.status, p.connector_id, p.created_at >= $3 AS core, d.decision
+                    p.status, p.connector_id, p.created_at >= $3 AS core, d.decision,
+                    r.started_at IS NOT NULL AS resent_later
                FROM payments p
                LEFT JOIN recon_decisions d ON d.payment_id = p.id
+               LEFT JOIN recon_resends r ON r.payment_id = p.id
+                     AND (r.outcome IS NULL OR r.outcome IN ('credited', 'unknown'))
               WHERE p.biller_id = $1 AND p.created_at >= $2 AND p.created_at < $4
-              ORDER BY p.id",
+                AND NOT (r.started_at IS NOT NULL AND r.started_at < $4)
+             UNION ALL
+             SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
+                    p.status, p.connector_id, r.started_at >= $3 AS core, d.decision,
+                    false AS resent_later
+               FROM recon_resends r
+               JOIN payments p ON p.id = r.payment_id
+               LEFT JOIN recon_decisions d ON d.payment_id = p.id
+              WHERE (r.outcome IS NULL OR r.outcome IN ('credited', 'unknown'))
+                AND p.biller_id = $1 AND r.started_at >= $2 AND r.started_at < $4
+              ORDER BY id",
         )
         .bind(biller)
         .bind(from)
@@ -354,6 +370,7 @@ impl ReconStore for PgStore {
                     Some("reject") => Some(Earlier::Reject),
                     _ => None,
                 },
+                resent_later: r.get("resent_later"),
             };
             if sink.send(p).await.is_err() {
                 // The reader stopped (it failed); its error is the one told.
@@ -786,13 +803,6 @@ impl ReconStore for PgStore {
         action: &Action,
         now: DateTime<Utc>,
     ) -> StoreResult<BreakRow> {
-        if let Action::Propose(p) = action {
-            if p.kind == ResolutionKind::Resend {
-                return Err(StoreError::Rejected(
-                    "resend through another route is not available yet: propose reverse (refund the payer) or write-off instead".into(),
-                ));
-            }
-        }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -914,8 +924,10 @@ async fn apply_resolution(
         ResolutionKind::AcceptBiller if b.category != Category::AmountMismatch => {
             Ok(serde_json::Value::Null)
         }
-        ResolutionKind::Resend => Err(StoreError::Rejected(
-            "resend through another route is not available yet".into(),
+        // It calls a biller: `reconcile::resend` makes it, recording the
+        // call before it is made (`ResendStore::begin_resend`).
+        ResolutionKind::Resend => Err(StoreError::Conflict(
+            "a re-send is approved through the re-send path (billclear breaks approve, or the API), which asks both routes first".into(),
         )),
         ResolutionKind::Reverse => {
             let id = payment.ok_or_else(|| {

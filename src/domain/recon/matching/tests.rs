@@ -12,6 +12,7 @@ fn ours(reference: &str, status: PaymentStatus, amount: i64) -> OurPayment {
         connector_id: Some("water-direct".into()),
         core: true,
         decided: None,
+        resent_later: false,
     }
 }
 
@@ -88,6 +89,33 @@ fn confirmed_and_credited_with_equal_amount_and_reference_is_matched() {
 fn confirmed_and_absent_where_we_looked_is_missing_at_biller() {
     let v = judge(Some(&ours("a", Confirmed, 1250)), &[], &rules());
     assert_eq!(category(&v), vec![Category::MissingAtBiller]);
+}
+
+#[test]
+fn a_payment_re_sent_after_the_date_is_no_break_of_the_date() {
+    let mut o = ours("a", Confirmed, 1250);
+    o.resent_later = true;
+    let v = judge(Some(&o), &[], &rules());
+    assert_eq!(v, vec![Verdict::Pending(Pending::Resent)]);
+    // Its record on the date still counts as it would: a credit matches,
+    // and a failure is still a status mismatch.
+    let v = judge(
+        Some(&o),
+        &[theirs("a", RecordStatus::Credited, 1250, 1)],
+        &rules(),
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
+    let v = judge(
+        Some(&o),
+        &[theirs("a", RecordStatus::Failed, 1250, 1)],
+        &rules(),
+    );
+    assert_eq!(category(&v), vec![Category::StatusMismatch]);
 }
 
 #[test]

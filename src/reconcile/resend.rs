@@ -1,0 +1,254 @@
+//! The `resend` resolution at work: gathers what proves a payment never
+//! arrived, asks both routes by our reference, records the re-send, sends
+//! it once through the new route and records the answer. The rules are in
+//! [`crate::domain::recon::resend`]; every other staff action goes straight
+//! to the store.
+//!
+//! Order matters: the approval is checked (workflow, case, answers) before
+//! anything is recorded, the re-send is recorded before the call, and the
+//! answer after it. A process that dies during the call leaves the re-send
+//! open: it may have arrived, so it is never made again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use biller_connectors::{ConnectorError, RemoteStatus};
+use chrono::{DateTime, Days, Utc};
+
+use crate::dispatch::worker::pay_order;
+use crate::dispatch::Connectors;
+use crate::domain::ids::PaymentId;
+use crate::domain::payment::Payment;
+use crate::domain::recon::breaks::{
+    decide, Action, Actor, ResolutionKind, WorkState, WorkflowError,
+};
+use crate::domain::recon::resend::{
+    check_answers, check_case, Answer, ResendCase, ResendOutcome, ResendRefused,
+};
+use crate::store::recon::{BreakRow, ResendStart};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("{0}")]
+    Workflow(#[from] WorkflowError),
+    /// The re-send is refused: not proven, or a route knows the payment.
+    #[error("resend refused: {0}")]
+    Resend(#[from] ResendRefused),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One staff action on a break. A `resend` is checked when it is proposed,
+/// and made when it is approved; anything else is the store's.
+pub async fn act(
+    store: &Arc<dyn Store>,
+    connectors: &Connectors,
+    id: i64,
+    actor: &Actor,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<BreakRow, ActError> {
+    let (b, _) = store
+        .break_detail(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("break {id}")))?;
+    let state = WorkState {
+        category: b.category,
+        status: b.status,
+        owner: b.owner.clone(),
+        proposal: b.proposal.clone(),
+    };
+    // The workflow first (role, state, maker-checker): a refused approval
+    // calls nobody. Checked again under the row lock when recorded.
+    decide(&state, actor, action)?;
+    let target = match action {
+        Action::Propose(p) if p.kind == ResolutionKind::Resend => p.connector.clone(),
+        Action::Approve => b
+            .proposal
+            .as_ref()
+            .filter(|p| p.kind == ResolutionKind::Resend)
+            .and_then(|p| p.connector.clone()),
+        _ => None,
+    };
+    let Some(target) = target else {
+        return Ok(store.act_on_break(id, actor, action, now).await?);
+    };
+    let payment = payment_of(store, &b).await?;
+    check_case(&case(store, connectors, &b, &payment, &target).await?)?;
+    if matches!(action, Action::Propose(_)) {
+        return Ok(store.act_on_break(id, actor, action, now).await?);
+    }
+    resend(store, connectors, &b, actor, &payment, &target, now).await
+}
+
+async fn payment_of(store: &Arc<dyn Store>, b: &BreakRow) -> Result<Payment, ActError> {
+    let id = uuid::Uuid::parse_str(&b.our_reference)
+        .map(PaymentId)
+        .map_err(|_| {
+            ResendRefused(format!(
+                "break {} names no payment of ours ({:?})",
+                b.id, b.our_reference
+            ))
+        })?;
+    let (payment, _) = store
+        .delivery(id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("payment {id}")))?;
+    Ok(payment)
+}
+
+/// What the rules need to know, read from the store and the configuration.
+async fn case(
+    store: &Arc<dyn Store>,
+    connectors: &Connectors,
+    b: &BreakRow,
+    payment: &Payment,
+    target: &str,
+) -> Result<ResendCase, ActError> {
+    let billers = store.load_billers().await?;
+    let biller_routes = billers
+        .iter()
+        .find(|x| x.id.as_str() == payment.biller_id.as_str())
+        .map(|x| x.routes.iter().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
+    let dates = [b.business_date, b.business_date + Days::new(1)];
+    let files = store.current_files(&dates).await?;
+    let original = payment.connector_id.clone();
+    let have = |date| {
+        files.iter().any(|f| {
+            f.business_date == date
+                && f.kind.connector() == original.as_deref()
+                && (f.biller_id.is_none() || f.biller_id.as_deref() == Some(b.scope.as_str()))
+        })
+    };
+    Ok(ResendCase {
+        category: b.category,
+        business_date: b.business_date,
+        payment_status: payment.status,
+        original: original.clone(),
+        target: target.to_string(),
+        biller_routes,
+        target_online: connectors.get(target).is_some(),
+        original_files: [have(dates[0]), have(dates[1])],
+        earlier: store.resend_of(payment.id).await?,
+    })
+}
+
+/// How long a call through `id` may take before it is given up (its own
+/// timeout plus a margin: the connector enforces its timeout itself).
+fn limit(connectors: &Connectors, id: &str) -> Duration {
+    connectors.timeout(id) + Duration::from_secs(2)
+}
+
+/// Asks a route about the payment by our reference.
+async fn ask(connectors: &Connectors, id: &str, payment: &Payment) -> Answer {
+    let Some(c) = connectors.get(id) else {
+        return Answer::Unreachable {
+            why: format!("{id} is not an online connector of this process"),
+        };
+    };
+    match tokio::time::timeout(limit(connectors, id), c.status(&pay_order(payment))).await {
+        Err(_) => Answer::Unreachable {
+            why: "no answer in time".into(),
+        },
+        Ok(Err(e)) => Answer::Unreachable { why: e.to_string() },
+        Ok(Ok(RemoteStatus::NotFound)) => Answer::NotFound,
+        Ok(Ok(RemoteStatus::Pending)) => Answer::Knows {
+            what: "has it, not yet decided".into(),
+        },
+        Ok(Ok(RemoteStatus::Credited(c))) => Answer::Knows {
+            what: format!("credited, receipt {}", c.biller_reference),
+        },
+        Ok(Ok(RemoteStatus::Rejected(r))) => Answer::Knows {
+            what: format!("refused it, code {}: {}", r.code, r.message),
+        },
+    }
+}
+
+async fn resend(
+    store: &Arc<dyn Store>,
+    connectors: &Connectors,
+    b: &BreakRow,
+    actor: &Actor,
+    payment: &Payment,
+    target: &str,
+    now: DateTime<Utc>,
+) -> Result<BreakRow, ActError> {
+    let original = payment.connector_id.clone().unwrap_or_default();
+    let (from_original, from_target) = tokio::join!(
+        ask(connectors, &original, payment),
+        ask(connectors, target, payment)
+    );
+    let proof = serde_json::json!({
+        "break": b.id,
+        "business_date": b.business_date,
+        "files": "the original route's files of the date and the day after are imported",
+        "original": { "connector": original, "answer": from_original },
+        "target": { "connector": target, "answer": from_target },
+    });
+    if let Err(refused) = check_answers(&original, &from_original, target, &from_target) {
+        store
+            .note_resend_refused(b.id, &actor.user, &refused.0, &proof, now)
+            .await?;
+        return Err(refused.into());
+    }
+    let connector = connectors
+        .get(target)
+        .ok_or_else(|| ResendRefused(format!("{target} is not an online connector")))?;
+    let started = store
+        .begin_resend(&ResendStart {
+            break_id: b.id,
+            actor: actor.clone(),
+            payment_id: payment.id,
+            from_connector: payment.connector_id.clone(),
+            connector: target.to_string(),
+            proof,
+            at: now,
+        })
+        .await?;
+    tracing::info!(payment = %payment.id, break_id = b.id, target, "re-sending a payment proven absent");
+    let order = pay_order(payment);
+    let outcome = match tokio::time::timeout(limit(connectors, target), connector.pay(&order)).await
+    {
+        Ok(Ok(credit)) => ResendOutcome::Credited {
+            receipt: credit.biller_reference,
+        },
+        Ok(Err(ConnectorError::Fail(r))) => ResendOutcome::Refused {
+            code: r.code,
+            message: r.message,
+        },
+        Ok(Err(ConnectorError::Retry { reason })) => ResendOutcome::NotApplied { reason },
+        Ok(Err(ConnectorError::Unknown { reason })) => {
+            unknown(connectors, target, payment, reason).await
+        }
+        Err(_) => unknown(connectors, target, payment, "no answer in time".into()).await,
+    };
+    Ok(store.finish_resend(started, &outcome, Utc::now()).await?)
+}
+
+/// The re-send may have been applied: asked once by our reference, a credit
+/// settles it; anything else leaves it unknown (never sent again).
+async fn unknown(
+    connectors: &Connectors,
+    target: &str,
+    payment: &Payment,
+    reason: String,
+) -> ResendOutcome {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let Some(c) = connectors.get(target) else {
+        return ResendOutcome::Unknown { reason };
+    };
+    match tokio::time::timeout(limit(connectors, target), c.status(&pay_order(payment))).await {
+        Ok(Ok(RemoteStatus::Credited(credit))) => ResendOutcome::Credited {
+            receipt: credit.biller_reference,
+        },
+        Ok(Ok(other)) => ResendOutcome::Unknown {
+            reason: format!("{reason}; asked after: {other:?}"),
+        },
+        Ok(Err(e)) => ResendOutcome::Unknown {
+            reason: format!("{reason}; asked after: {e}"),
+        },
+        Err(_) => ResendOutcome::Unknown { reason },
+    }
+}
