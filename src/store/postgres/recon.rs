@@ -310,9 +310,10 @@ impl ReconStore for PgStore {
         to: DateTime<Utc>,
         sink: tokio::sync::mpsc::Sender<OurPayment>,
     ) -> StoreResult<u64> {
-        // A payment re-sent (a `resend` that may have arrived) belongs to
-        // the window of its re-send; in the window of its creation it is
-        // read as re-sent later.
+        // A payment re-sent (a `resend` that may have arrived, including
+        // one whose process died during the call) belongs to the window of
+        // its re-send, looked for on the route it was re-sent through; in
+        // the window of its creation it is read as re-sent later.
         let mut rows = sqlx::query(
             "SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
                     p.status, p.connector_id, p.created_at >= $3 AS core, d.decision,
@@ -325,7 +326,7 @@ impl ReconStore for PgStore {
                 AND NOT (r.started_at IS NOT NULL AND r.started_at < $4)
              UNION ALL
              SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
-                    p.status, p.connector_id, r.started_at >= $3 AS core, d.decision,
+                    p.status, r.connector_id, r.started_at >= $3 AS core, d.decision,
                     false AS resent_later
                FROM recon_resends r
                JOIN payments p ON p.id = r.payment_id
