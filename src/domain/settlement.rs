@@ -390,6 +390,28 @@ impl Default for BatchTotals {
     }
 }
 
+/// Whether a batch's net is paid out: only a net greater than zero gets a
+/// pain.001 credit transfer (a batch of nothing, or whose returns took
+/// all of it, asks the bank for nothing).
+pub fn pays_out(net: Decimal) -> bool {
+    net > Decimal::ZERO
+}
+
+/// The execution date a batch's pain.001 requests (`ReqdExctnDt`): the day
+/// after the business date, or the day the batch was closed (UTC) when that
+/// is later (a date closed late, catching up), never a date already past
+/// when the instruction was made. None: the business date has no next day.
+pub fn requested_execution_date(
+    business_date: NaiveDate,
+    created_at: DateTime<Utc>,
+) -> Option<NaiveDate> {
+    Some(
+        business_date
+            .checked_add_days(Days::new(1))?
+            .max(created_at.date_naive()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +645,26 @@ mod tests {
         assert_eq!((t.count, t.returns_count), (2, 1));
         assert_eq!(t.net(), d("100.00"));
         assert_eq!(t.gross - t.commission - t.returns, t.net());
+    }
+
+    #[test]
+    fn the_payout_is_requested_for_the_next_day_or_the_closing_day_when_later() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(
+            requested_execution_date(day(20), utc("2026-11-20T15:05:00Z")),
+            Some(day(21))
+        );
+        // Closed late (catching up): the day it was closed.
+        assert_eq!(
+            requested_execution_date(day(20), utc("2026-11-24T01:00:00Z")),
+            Some(day(24))
+        );
+        assert_eq!(
+            requested_execution_date(NaiveDate::MAX, utc("2026-11-24T01:00:00Z")),
+            None
+        );
+        assert!(pays_out(d("0.01")));
+        assert!(!pays_out(Decimal::ZERO));
+        assert!(!pays_out(d("-1.00")));
     }
 }

@@ -526,6 +526,15 @@ pub struct BankSummary {
     pub batches_matched: Tally,
     pub fundings_matched: Tally,
     pub fundings_booked: u64,
+    /// The first requested execution date this run answers for (the day
+    /// after the previous statement's date; the date itself when there is
+    /// none): batches due from then through the date are judged here.
+    pub payouts_due_from: NaiveDate,
+    /// Batches due in that window (a pain.001 asked the bank to pay them).
+    pub batches_due: u64,
+    /// Of them, those no booked debit of this statement or an earlier one
+    /// moved (each a settlement-mismatch break), by net.
+    pub batches_unpaid: Tally,
     pub breaks: BTreeMap<String, Tally>,
     pub recorded: BreaksRecorded,
     pub cleared: u64,
@@ -534,9 +543,66 @@ pub struct BankSummary {
 /// The scope of the bank statement's runs and breaks.
 pub const BANK_SCOPE: &str = "bank";
 
+/// The statements of a stored camt.053 file, its digest checked.
+fn read_statements(dir: &Path, f: &ReconFile) -> Result<Vec<super::camt053::Statement>, RunError> {
+    let mut reader = StoredReader::open(dir, &f.sha256)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut bytes)?;
+    if !reader.verified() {
+        return Err(RunError::Tampered {
+            id: f.id,
+            name: f.file_name.clone(),
+        });
+    }
+    let (_, statements) = super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
+        id: f.id,
+        name: f.file_name.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(statements)
+}
+
+/// One statement entry as reconciliation reads it.
+fn bank_line(
+    file_id: i64,
+    e: &super::camt053::Entry,
+) -> Result<crate::domain::recon::bank::BankLine, RunError> {
+    let minor = i64::try_from(e.amount.minor_units())
+        .map_err(|_| RunError::Other(format!("bank line {} amount too large", e.line)))?;
+    Ok(crate::domain::recon::bank::BankLine {
+        file_id,
+        line: e.line as u64,
+        signed_minor: if e.credit { minor } else { -minor },
+        currency: e.amount.currency().code().to_string(),
+        booked: e.status == "BOOK",
+        bank_reference: e.bank_reference.clone(),
+        end_to_end_id: e.end_to_end_id.clone(),
+        remittance: e.remittance.clone(),
+    })
+}
+
+/// A closed batch as the payout check reads it.
+fn closed_batch(
+    b: crate::store::BatchRecord,
+) -> Result<crate::domain::recon::bank::ClosedBatch, RunError> {
+    let c = crate::domain::money::Currency::from_code(&b.currency)
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    Ok(crate::domain::recon::bank::ClosedBatch {
+        id: b.id,
+        biller_id: b.biller_id,
+        business_date: b.business_date,
+        created_at: b.created_at,
+        net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
+        currency: b.currency,
+        files_written: b.files_written_at.is_some(),
+    })
+}
+
 /// Reconciles the bank statement(s) of `date` (camt.053 imported with
-/// `--source bank`) against settlement batches and channel funding. None
-/// when no statement of the date is imported.
+/// `--source bank`) against settlement batches and channel funding, and
+/// finds the batches due by the date (see `DueWindow`) that no booked
+/// debit of these or earlier statements paid. None when no statement of
+/// the date is imported (nothing is judged then, unpaid batches neither).
 pub async fn run_bank(
     store: Arc<dyn crate::store::Store>,
     date: NaiveDate,
@@ -544,7 +610,8 @@ pub async fn run_bank(
     now: DateTime<Utc>,
 ) -> Result<Option<BankSummary>, RunError> {
     use crate::domain::recon::bank::{
-        batch_of, funding_of, judge_line, BankLine, BankVerdict, Expected,
+        batch_of, funding_of, judge_line, judge_payout, paid_batch, BankVerdict, DueWindow,
+        Expected, Payout,
     };
     let files: Vec<ReconFile> = store
         .current_files(&[date])
@@ -567,37 +634,15 @@ pub async fn run_bank(
             ..Default::default()
         };
         let mut found = Vec::new();
+        // Batches a booked debit moved (this date's statements, then the
+        // earlier ones that matter).
+        let mut paid = BTreeSet::new();
         for f in &files {
-            let mut reader = StoredReader::open(&opts.dir, &f.sha256)?;
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut reader, &mut bytes)?;
-            if !reader.verified() {
-                return Err(RunError::Tampered {
-                    id: f.id,
-                    name: f.file_name.clone(),
-                });
-            }
-            let (_, statements) =
-                super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
-                    id: f.id,
-                    name: f.file_name.clone(),
-                    reason: e.to_string(),
-                })?;
+            let statements = read_statements(&opts.dir, f)?;
             for e in statements.iter().flat_map(|st| st.entries.iter()) {
                 s.lines += 1;
-                let minor = i64::try_from(e.amount.minor_units()).map_err(|_| {
-                    RunError::Other(format!("bank line {} amount too large", e.line))
-                })?;
-                let line = BankLine {
-                    file_id: f.id,
-                    line: e.line as u64,
-                    signed_minor: if e.credit { minor } else { -minor },
-                    currency: e.amount.currency().code().to_string(),
-                    booked: e.status == "BOOK",
-                    bank_reference: e.bank_reference.clone(),
-                    end_to_end_id: e.end_to_end_id.clone(),
-                    remittance: e.remittance.clone(),
-                };
+                let line = bank_line(f.id, e)?;
+                paid.extend(paid_batch(&line));
                 let mut expected = None;
                 if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
                     if let Some(b) = store.batch(id).await? {
@@ -658,6 +703,50 @@ pub async fn run_bank(
                             .add(line.signed_minor);
                         found.push(b);
                     }
+                }
+            }
+        }
+        // Batches the bank was asked to pay by this date and never moved.
+        let window = DueWindow::of(date, store.bank_statement_before(date).await?);
+        s.payouts_due_from = window.from;
+        let batches = store
+            .batches_due_between(window.from, window.through)
+            .await?
+            .into_iter()
+            .map(closed_batch)
+            .collect::<Result<Vec<_>, _>>()?;
+        let earliest = batches
+            .iter()
+            .filter(|b| b.due_in(&window) && !paid.contains(&b.id))
+            .map(|b| b.bookable_from())
+            .min();
+        if let Some(earliest) = earliest {
+            let earlier: Vec<NaiveDate> = earliest.iter_days().take_while(|d| *d < date).collect();
+            for f in store
+                .current_files(&earlier)
+                .await?
+                .iter()
+                .filter(|f| f.kind == FileKind::Camt053)
+            {
+                for st in read_statements(&opts.dir, f)? {
+                    for e in &st.entries {
+                        paid.extend(paid_batch(&bank_line(f.id, e)?));
+                    }
+                }
+            }
+        }
+        for b in &batches {
+            match judge_payout(b, &window, &paid) {
+                Payout::NotAsked | Payout::NotDue => {}
+                Payout::Paid => s.batches_due += 1,
+                Payout::Unpaid(f) => {
+                    s.batches_due += 1;
+                    s.batches_unpaid.add(b.net_minor);
+                    s.breaks
+                        .entry(f.category.as_str().into())
+                        .or_default()
+                        .add(-b.net_minor);
+                    found.push(f);
                 }
             }
         }

@@ -95,7 +95,7 @@ impl BatchRenderer {
                 None => transient(e),
             })?;
         let mut files: Vec<WrittenFile> = vec![writer.finish().map_err(file_error)?];
-        if header.totals.net() > rust_decimal::Decimal::ZERO {
+        if crate::domain::settlement::pays_out(header.totals.net()) {
             files.push(write_pain001(&dir, &header).map_err(file_error)?);
         }
         let manifest = write_manifest(&dir, &header, &files).map_err(file_error)?;

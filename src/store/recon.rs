@@ -222,6 +222,17 @@ pub trait ReconStore: Send + Sync {
         action: &Action,
         now: DateTime<Utc>,
     ) -> StoreResult<BreakRow>;
+    /// The latest date before `date` with a current camt.053 statement.
+    async fn bank_statement_before(&self, date: NaiveDate) -> StoreResult<Option<NaiveDate>>;
+    /// Closed settlement batches whose payout may be requested for a date
+    /// in `from..=through` (a superset: closed for a date before `through`,
+    /// and for the day before `from` or later, or closed since that day);
+    /// the domain's `ClosedBatch::due` decides. In id order.
+    async fn batches_due_between(
+        &self,
+        from: NaiveDate,
+        through: NaiveDate,
+    ) -> StoreResult<Vec<crate::store::BatchRecord>>;
 }
 
 /// A re-send about to be made (written before the call).

@@ -6,11 +6,20 @@
 //! `BCF-<channel id>-<YYYYMMDD>`, the statement date they pay, for the
 //! amount their statement says they owe. Anything else is a line we cannot
 //! attribute. Pending and informational lines are not reconciled (counted).
+//!
+//! The other way round, a batch whose payout the bank was asked for
+//! ([`ClosedBatch::due`], the pain.001's requested execution date) and
+//! that no booked debit ever moved is a settlement mismatch too
+//! ([`judge_payout`]), judged once: by the first statement on or after
+//! that date ([`DueWindow`]).
 
-use chrono::NaiveDate;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::matching::{minor_to_string, Category, Found};
+use crate::domain::settlement::{pays_out, requested_execution_date};
 
 /// One bank statement line, as reconciliation reads it. Amounts are signed
 /// minor units: credits (money in) positive, debits negative.
@@ -175,6 +184,151 @@ pub fn judge_line(line: &BankLine, expected: Option<&Expected>) -> BankVerdict {
     }
 }
 
+/// A closed settlement batch, as the payout check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedBatch {
+    pub id: uuid::Uuid,
+    pub biller_id: String,
+    pub business_date: NaiveDate,
+    /// When it was closed (the pain.001's clock).
+    pub created_at: DateTime<Utc>,
+    pub net_minor: i64,
+    pub currency: String,
+    /// Whether its files (the pain.001 among them) are written.
+    pub files_written: bool,
+}
+
+impl ClosedBatch {
+    /// The EndToEndId its pain.001 gives the transfer.
+    pub fn end_to_end_id(&self) -> String {
+        format!("BCE{}", self.id.simple())
+    }
+
+    /// What a break about its payout is called (stable across runs).
+    pub fn subject(&self) -> String {
+        format!("batch:{}", self.id)
+    }
+
+    /// The date the bank is asked to pay it: its pain.001's requested
+    /// execution date. None when no pain.001 is written for it (a net of
+    /// zero or less: nothing to pay, nothing expected).
+    pub fn due(&self) -> Option<NaiveDate> {
+        if !pays_out(rust_decimal::Decimal::from(self.net_minor)) {
+            return None;
+        }
+        requested_execution_date(self.business_date, self.created_at)
+    }
+
+    /// Whether its payout is due on a date `window` answers for.
+    pub fn due_in(&self, window: &DueWindow) -> bool {
+        self.due().is_some_and(|d| window.contains(d))
+    }
+
+    /// The first day a statement could book its payout: the instruction
+    /// exists from the close on (its business date, or its UTC day if
+    /// earlier, to be safe across zones).
+    pub fn bookable_from(&self) -> NaiveDate {
+        self.business_date.min(self.created_at.date_naive())
+    }
+}
+
+/// The batch a line pays: a booked debit whose EndToEndId is ours.
+pub fn paid_batch(line: &BankLine) -> Option<uuid::Uuid> {
+    if !line.booked || line.signed_minor >= 0 {
+        return None;
+    }
+    line.end_to_end_id.as_deref().and_then(batch_of)
+}
+
+/// The execution dates a statement date answers for: those after the
+/// latest earlier statement's date, through the date. A day with no
+/// statement (a weekend, a holiday, or one not imported) is answered by the
+/// next statement, the first on which the bank could book the payout; so a
+/// batch is judged once, not again by every later statement. With no
+/// earlier statement only the date itself: batches due before the bank's
+/// statements start are not judged (nothing can be said of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DueWindow {
+    pub from: NaiveDate,
+    pub through: NaiveDate,
+}
+
+impl DueWindow {
+    pub fn of(date: NaiveDate, previous_statement: Option<NaiveDate>) -> DueWindow {
+        let from = previous_statement
+            .filter(|p| *p < date)
+            .and_then(|p| p.succ_opt())
+            .unwrap_or(date);
+        DueWindow {
+            from,
+            through: date,
+        }
+    }
+
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        self.from <= day && day <= self.through
+    }
+}
+
+/// What the statement says of one batch's payout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payout {
+    /// No pain.001 asked the bank for anything.
+    NotAsked,
+    /// Due outside the window: another statement date answers for it.
+    NotDue,
+    /// A booked debit of the statement or an earlier one moved it.
+    Paid,
+    /// Due in the window and never moved: a settlement mismatch.
+    Unpaid(Found),
+}
+
+/// Decides whether the bank moved a batch due in `window`. `paid`: the
+/// batches a booked debit of the window's statement(s) or any earlier
+/// one names by EndToEndId, whatever its amount (a wrong amount is that
+/// line's own settlement mismatch).
+pub fn judge_payout(b: &ClosedBatch, window: &DueWindow, paid: &BTreeSet<uuid::Uuid>) -> Payout {
+    let Some(due) = b.due() else {
+        return Payout::NotAsked;
+    };
+    if !b.due_in(window) {
+        return Payout::NotDue;
+    }
+    if paid.contains(&b.id) {
+        return Payout::Paid;
+    }
+    let date = window.through;
+    let mut detail = format!(
+        "batch {} of {} nets {} {}, requested for execution on {due}: no booked debit with EndToEndId {} on the statement of {date} or any earlier one",
+        b.id,
+        b.biller_id,
+        minor_to_string(b.net_minor, 2),
+        b.currency,
+        b.end_to_end_id(),
+    );
+    if due < date {
+        let last = date.pred_opt().unwrap_or(date);
+        if due == last {
+            detail.push_str(&format!(" (no statement imported for {due})"));
+        } else {
+            detail.push_str(&format!(" (no statement imported for {due} to {last})"));
+        }
+    }
+    if !b.files_written {
+        detail.push_str("; its settlement files (the pain.001 among them) are not written yet");
+    }
+    Payout::Unpaid(Found {
+        category: Category::SettlementMismatch,
+        our_reference: b.subject(),
+        their_reference: b.id.to_string(),
+        our_amount_minor: Some(-b.net_minor),
+        their_amount_minor: None,
+        currency: b.currency.clone(),
+        detail,
+        evidence: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +438,143 @@ mod tests {
         let mut p = line(-1, None, None);
         p.booked = false;
         assert_eq!(judge_line(&p, None), BankVerdict::NotBooked);
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    /// sh-water's batch of the 20th, closed at 23:05 Shanghai: due the 21st.
+    fn closed(net: i64) -> ClosedBatch {
+        ClosedBatch {
+            id: uuid::Uuid::parse_str(ID).unwrap(),
+            biller_id: "sh-water".into(),
+            business_date: day(20),
+            created_at: "2026-11-20T15:05:00Z".parse().unwrap(),
+            net_minor: net,
+            currency: "CNY".into(),
+            files_written: true,
+        }
+    }
+
+    fn unpaid(p: Payout) -> Found {
+        match p {
+            Payout::Unpaid(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_due_on_the_statement_date_and_never_debited_is_a_settlement_mismatch() {
+        let b = closed(109_650);
+        assert_eq!(b.due(), Some(day(21)));
+        let window = DueWindow::of(day(21), Some(day(20)));
+        let f = unpaid(judge_payout(&b, &window, &BTreeSet::new()));
+        assert_eq!(f.category, Category::SettlementMismatch);
+        assert_eq!(f.our_reference, format!("batch:{}", b.id));
+        assert_eq!(f.their_reference, b.id.to_string());
+        assert_eq!(f.our_amount_minor, Some(-109_650));
+        assert_eq!(f.their_amount_minor, None);
+        assert_eq!(f.currency, "CNY");
+        assert_eq!(
+            f.detail,
+            format!(
+                "batch {} of sh-water nets 1096.50 CNY, requested for execution on 2026-11-21: no booked debit with EndToEndId BCE{ID} on the statement of 2026-11-21 or any earlier one",
+                b.id
+            )
+        );
+        // The same break whatever else the run sees: its subject is the batch.
+        let other = BTreeSet::from([uuid::Uuid::nil()]);
+        assert_eq!(unpaid(judge_payout(&b, &window, &other)), f);
+        // Its pain.001 not written yet: said so.
+        let mut pending = b.clone();
+        pending.files_written = false;
+        assert!(unpaid(judge_payout(&pending, &window, &other))
+            .detail
+            .ends_with("are not written yet"));
+    }
+
+    #[test]
+    fn a_batch_any_booked_debit_moved_is_paid() {
+        let b = closed(109_650);
+        let e2e = format!("BCE{ID}");
+        assert_eq!(paid_batch(&line(-109_650, Some(&e2e), None)), Some(b.id));
+        // Any amount moves it (a wrong one is that line's own break) ...
+        assert_eq!(paid_batch(&line(-1, Some(&e2e), None)), Some(b.id));
+        // ... but a credit, a pending debit or another reference does not.
+        assert_eq!(paid_batch(&line(109_650, Some(&e2e), None)), None);
+        let mut pending = line(-109_650, Some(&e2e), None);
+        pending.booked = false;
+        assert_eq!(paid_batch(&pending), None);
+        assert_eq!(paid_batch(&line(-109_650, None, Some(&e2e))), None);
+        let paid = BTreeSet::from([b.id]);
+        assert_eq!(
+            judge_payout(&b, &DueWindow::of(day(21), None), &paid),
+            Payout::Paid
+        );
+    }
+
+    #[test]
+    fn nothing_is_expected_of_a_batch_with_nothing_to_pay() {
+        for net in [0, -500] {
+            let b = closed(net);
+            assert_eq!(b.due(), None);
+            assert_eq!(
+                judge_payout(&b, &DueWindow::of(day(21), Some(day(20))), &BTreeSet::new()),
+                Payout::NotAsked
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_is_judged_once_by_the_first_statement_on_or_after_its_date() {
+        let b = closed(109_650);
+        let none = BTreeSet::new();
+        // Not due yet.
+        assert_eq!(
+            judge_payout(&b, &DueWindow::of(day(20), Some(day(19))), &none),
+            Payout::NotDue
+        );
+        // The 21st had a statement: the 22nd does not judge it again (paid
+        // late or not, the 21st's break stands alone).
+        assert_eq!(
+            judge_payout(&b, &DueWindow::of(day(22), Some(day(21))), &none),
+            Payout::NotDue
+        );
+        // No statement for the 21st and 22nd (a weekend): the 23rd answers.
+        let w = DueWindow::of(day(23), Some(day(20)));
+        assert_eq!(
+            w,
+            DueWindow {
+                from: day(21),
+                through: day(23)
+            }
+        );
+        let f = unpaid(judge_payout(&b, &w, &none));
+        assert!(
+            f.detail
+                .ends_with("(no statement imported for 2026-11-21 to 2026-11-22)"),
+            "{}",
+            f.detail
+        );
+        assert!(unpaid(judge_payout(
+            &b,
+            &DueWindow::of(day(22), Some(day(20))),
+            &none
+        ))
+        .detail
+        .ends_with("(no statement imported for 2026-11-21)"));
+        // Before the bank's first statement: nothing can be said.
+        assert_eq!(
+            judge_payout(&b, &DueWindow::of(day(23), None), &none),
+            Payout::NotDue
+        );
+        assert_eq!(
+            DueWindow::of(day(23), None),
+            DueWindow {
+                from: day(23),
+                through: day(23)
+            }
+        );
     }
 }

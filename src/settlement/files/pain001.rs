@@ -12,12 +12,12 @@
 use std::io;
 use std::path::Path;
 
-use chrono::{Days, SecondsFormat};
+use chrono::SecondsFormat;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 
 use super::{at_scale, file_names, write_atomic, BatchHeader, FileError, FileKind, WrittenFile};
-use crate::domain::settlement::BankAccount;
+use crate::domain::settlement::{pays_out, requested_execution_date, BankAccount};
 
 pub const PAIN001_NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03";
 /// Longest party name and unstructured remittance (Max140Text).
@@ -33,7 +33,7 @@ const MAX_AMOUNT_DIGITS: usize = 18;
 /// BICs that do not match the ISO 9362 pattern of the schema.
 pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
     let net = header.totals.net();
-    if net <= rust_decimal::Decimal::ZERO {
+    if !pays_out(net) {
         return Err(FileError::NotPayable { net });
     }
     let amount = at_scale("net", net, header.currency.scale())?.to_string();
@@ -49,15 +49,15 @@ pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
     check_party(&header.creditor, CREDITOR)?;
     // The day after the business date, or the day the batch was closed
     // when that is later (a date closed late, catching up): never a date
-    // already past when the instruction was made.
-    let execution = header
-        .business_date
-        .checked_add_days(Days::new(1))
-        .ok_or_else(|| FileError::Invalid {
-            field: "business_date",
-            reason: "has no following day".into(),
-        })?
-        .max(header.created_at.date_naive());
+    // already past when the instruction was made. Reconciliation expects
+    // the bank's debit from this date on (the same function).
+    let execution =
+        requested_execution_date(header.business_date, header.created_at).ok_or_else(|| {
+            FileError::Invalid {
+                field: "business_date",
+                reason: "has no following day".into(),
+            }
+        })?;
     let remittance = format!(
         "billclear settlement {} {} {} payments",
         header.biller_id, header.business_date, header.totals.count

@@ -910,6 +910,41 @@ impl ReconStore for PgStore {
         tx.commit().await.map_err(db_err)?;
         row_to_break(&row)
     }
+
+    async fn bank_statement_before(&self, date: NaiveDate) -> StoreResult<Option<NaiveDate>> {
+        sqlx::query_scalar(
+            "SELECT max(business_date) FROM recon_files
+              WHERE kind = $1 AND superseded_by IS NULL AND business_date < $2",
+        )
+        .bind(FileKind::Camt053.as_str())
+        .bind(date)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn batches_due_between(
+        &self,
+        from: NaiveDate,
+        through: NaiveDate,
+    ) -> StoreResult<Vec<crate::store::BatchRecord>> {
+        let day_before = from.pred_opt().unwrap_or(from);
+        let since = day_before.and_time(chrono::NaiveTime::MIN).and_utc();
+        sqlx::query(
+            "SELECT * FROM settlement_batches
+              WHERE business_date < $2 AND (business_date >= $1 OR created_at >= $3)
+              ORDER BY id",
+        )
+        .bind(day_before)
+        .bind(through)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(super::settlement::row_to_batch)
+        .collect()
+    }
 }
 
 /// Moves the money a resolution moves (in `tx`), and says what moved.

@@ -29,7 +29,7 @@ use crate::store::{
 /// Rows sent to the database per COPY message.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
-fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
+pub(super) fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
     let bank = |p: &str| BankAccount {
         name: r.get(format!("{p}_name").as_str()),
         account: r.get(format!("{p}_account").as_str()),
