@@ -700,6 +700,14 @@ pub fn print_bank(b: &crate::reconcile::run::BankSummary) {
         minor_to_string(b.fundings_matched.amount_minor, 2),
         b.fundings_booked
     );
+    println!(
+        "  payouts due from {} through {}: {} batch(es), {} not paid by the bank ({})",
+        b.payouts_due_from,
+        b.business_date,
+        b.batches_due,
+        b.batches_unpaid.count,
+        minor_to_string(b.batches_unpaid.amount_minor, 2)
+    );
     for (category, t) in &b.breaks {
         println!(
             "  {:<22} {:>7}  {:>14}",
