@@ -4,6 +4,12 @@
 -- approved it. The row is written (with the proof) BEFORE the call, so a
 -- process that dies mid-call leaves an open re-send: its outcome is
 -- unknown and the payment is never sent again.
+-- A break whose approved re-send is on its way: nothing but a comment is
+-- possible until the re-send's answer is recorded.
+ALTER TABLE recon_breaks DROP CONSTRAINT recon_breaks_status_check,
+    ADD CONSTRAINT recon_breaks_status_check CHECK (status IN
+        ('open', 'investigating', 'pending-approval', 'resending', 'resolved', 'written-off'));
+
 CREATE TABLE recon_resends (
     id                bigserial PRIMARY KEY,
     break_id          bigint NOT NULL REFERENCES recon_breaks (id),

@@ -19,10 +19,11 @@ use billclear::cli::staff::add_staff;
 use billclear::dispatch::worker::pay_order;
 use billclear::domain::ids::PaymentId;
 use billclear::domain::payment::PaymentStatus::*;
+use billclear::domain::recon::breaks::Actor;
 use billclear::domain::staff::StaffRole;
 use billclear::reconcile::import::import_file;
 use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
-use billclear::store::recon::{BreakFilter, ReconStore};
+use billclear::store::recon::{BreakFilter, ReconStore, ResendStart, ResendStore};
 use billclear::store::DispatchStore;
 use biller_connectors::sim::Faults;
 use chrono::{Days, NaiveDate, Utc};
@@ -169,7 +170,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     // Yesterday (as the books say): four payments through the hub, each
     // answered as credited.
     let mut ids = Vec::new();
-    for amount in ["41.00", "42.00", "43.00", "44.00"] {
+    for amount in ["41.00", "42.00", "43.00", "44.00", "45.00"] {
         ids.push(app.pay_to(BILLER, ACCOUNT, amount).await);
     }
     for id in &ids {
@@ -184,9 +185,9 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
         .execute(app.store.pool())
         .await
         .unwrap();
-    let [lost, known, silent, kept] = [ids[0], ids[1], ids[2], ids[3]];
-    // The hub loses three of them, then cuts us off; the biller goes direct.
-    for id in [lost, known, silent] {
+    let [lost, known, silent, kept, stalled] = [ids[0], ids[1], ids[2], ids[3], ids[4]];
+    // The hub loses four of them, then cuts us off; the biller goes direct.
+    for id in [lost, known, silent, stalled] {
         assert!(hub.lose_transaction(&id.to_string()));
     }
     hub.set_cut_off(true);
@@ -207,7 +208,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     )
     .await;
     let first = reconcile(&app, dir, yesterday).await;
-    assert_eq!(first.breaks["missing-at-biller"].count, 4, "{first:?}");
+    assert_eq!(first.breaks["missing-at-biller"].count, 5, "{first:?}");
     let (lost_break, _) = break_of(&app, yesterday, lost).await;
 
     // Not proven: a payment credited after midnight is in the next day's
@@ -222,10 +223,25 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     assert!(why.contains(&format!("hub's file(s) of {today}")), "{why}");
 
     // Today's hub statement arrives: the kept payment is there (credited
-    // after midnight of its date); the three lost ones are not.
+    // after midnight of its date); the four lost ones are not. Until the
+    // date is reconciled again, the break's proof is the run that found
+    // it, which did not read that file: still refused.
     import(&app, dir, "hub", today, &hub.statement_csv(today)).await;
+    let (status, body) = act(&app, lost_break, propose("water-direct"), &staff.olga).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("resend_refused")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("run the reconciliation of {yesterday} again")),
+        "{body}"
+    );
     let again = reconcile(&app, dir, yesterday).await;
-    assert_eq!(again.breaks["missing-at-biller"].count, 3, "{again:?}");
+    assert_eq!(again.breaks["missing-at-biller"].count, 4, "{again:?}");
     assert_eq!(again.cleared, 1, "the kept payment's break is cleared");
 
     // Never through the route it went, nor one the biller does not have.
@@ -399,6 +415,100 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
         "{body}"
     );
     assert_eq!(app.sim().pay_requests(), sends + 1);
+    // Nor is it refunded or written off while the re-send may have arrived:
+    // the new route's files decide first.
+    for resolution in ["write-off", "reverse"] {
+        let (status, body) = act(
+            &app,
+            silent_break,
+            json!({"action": "propose", "resolution": resolution, "note": "give up"}),
+            &staff.ann,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = act(&app, silent_break, approve(), &staff.bob).await;
+        assert_eq!(status, 409, "{resolution}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("may have arrived there"),
+            "{body}"
+        );
+        let (status, _) = act(
+            &app,
+            silent_break,
+            json!({"action": "decline", "reason": "the re-send decides first"}),
+            &staff.bob,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(app.count("ledger_journals").await, journals_before);
+
+    // `stalled`: a process recorded its approved re-send, then died before
+    // the call. While it is resending nothing but a comment is possible;
+    // an approver then settles it: the new route is asked by our
+    // reference, and since the call may have been made it is recorded as
+    // unknown, never sent again.
+    let (stalled_break, _) = break_of(&app, yesterday, stalled).await;
+    let (status, _) = act(&app, stalled_break, propose("water-direct"), &staff.ann).await;
+    assert_eq!(status, 200);
+    let (b, _) = app
+        .store
+        .break_detail(stalled_break)
+        .await
+        .unwrap()
+        .unwrap();
+    app.store
+        .begin_resend(&ResendStart {
+            break_id: stalled_break,
+            actor: Actor {
+                user: "bob".into(),
+                role: StaffRole::Approver,
+            },
+            payment_id: stalled,
+            from_connector: Some("hub".into()),
+            connector: "water-direct".into(),
+            found_by_run: b.found_by_run,
+            proof: json!({"test": "a process that died before its call"}),
+            at: Utc::now() - chrono::Duration::minutes(10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(break_of(&app, yesterday, stalled).await.1, "resending");
+    for body in [
+        json!({"action": "decline", "reason": "stuck"}),
+        json!({"action": "propose", "resolution": "explain", "note": "stuck"}),
+    ] {
+        let (status, body) = act(&app, stalled_break, body, &staff.bob).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("break_state")),
+            "{body}"
+        );
+    }
+    let (status, body) = act(&app, stalled_break, approve(), &staff.olga).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("staff_role_insufficient"))
+    );
+    let sends = app.sim().pay_requests();
+    let (status, body) = act(&app, stalled_break, approve(), &staff.bob).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["break"]["status"], "investigating");
+    assert_eq!(app.sim().pay_requests(), sends, "settling never sends");
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM recon_resends WHERE payment_id = $1")
+            .bind(stalled.0)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(outcome, "unknown");
+    assert_eq!(
+        connector_of(&app, stalled).await.as_deref(),
+        Some("water-direct")
+    );
 
     // Today's water file has the re-sent payment and the one delivered
     // behind our back. Today's reconciliation matches the re-sent payment
@@ -413,11 +523,11 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     .await;
     let today_run = reconcile(&app, dir, today).await;
     assert_eq!(
-        today_run.ours, 2,
-        "the two re-sends belong to today: {today_run:?}"
+        today_run.ours, 3,
+        "the three re-sends belong to today: {today_run:?}"
     );
     assert_eq!(
-        today_run.breaks["missing-at-biller"].count, 1,
+        today_run.breaks["missing-at-biller"].count, 2,
         "{today_run:?}"
     );
     // `known` was credited by the water company under its own receipt while
@@ -451,7 +561,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     let yesterday_again = reconcile(&app, dir, yesterday).await;
     assert_eq!(yesterday_again.matched.count, 2, "{yesterday_again:?}");
     assert_eq!(
-        yesterday_again.pending["resent"].count, 1,
+        yesterday_again.pending["resent"].count, 2,
         "{yesterday_again:?}"
     );
     assert_eq!(
@@ -469,16 +579,16 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     // No money moved: a re-send delivers what our books already held.
     assert_eq!(app.count("ledger_journals").await, journals_before);
     assert_eq!(credits_of(&app, kept), 1);
-    // Every payment credited once, except the silent one: it is missing at
-    // the biller, and today's open break says so.
+    // Every payment credited once, except the silent and the stalled ones:
+    // missing at the biller, and today's open breaks say so.
     let books = billclear::demo::books::compare(&app.store, &[BILLER], &app.all_credits())
         .await
         .unwrap();
-    assert_eq!(
-        books.missing_at_biller,
-        vec![silent.to_string()],
-        "{books:?}"
-    );
+    let mut missing = vec![silent.to_string(), stalled.to_string()];
+    missing.sort();
+    let mut found = books.missing_at_biller.clone();
+    found.sort();
+    assert_eq!(found, missing, "{books:?}");
     assert!(
         books.double_credits.is_empty() && books.missing_at_us.is_empty(),
         "{books:?}"

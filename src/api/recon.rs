@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 use super::problem::ApiError;
 use super::staff_auth::StaffAuth;
 use super::AppState;
-use crate::domain::recon::breaks::{
-    decide, Action, Actor, Proposal, ResolutionKind, WorkState, WorkflowError,
-};
+use crate::domain::recon::breaks::{Action, Actor, Proposal, ResolutionKind, WorkflowError};
 use crate::domain::staff::StaffRole;
 use crate::reconcile::resend::ActError;
 use crate::reconcile::run::{is_report_name, report_dir};
@@ -205,21 +203,14 @@ pub async fn act(
         user: user.id.clone(),
         role: user.role,
     };
-    // Checked here for a precise answer; checked again under the row lock.
-    let (b, _) = state
-        .store
-        .break_detail(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("break_not_found", format!("no break {id}")))?;
-    let current = WorkState {
-        category: b.category,
-        status: b.status,
-        owner: b.owner.clone(),
-        proposal: b.proposal.clone(),
-    };
-    if let Err(e) = decide(&current, &actor, &action) {
-        return Err(workflow_error(e));
+    if state.store.break_detail(id).await?.is_none() {
+        return Err(ApiError::not_found(
+            "break_not_found",
+            format!("no break {id}"),
+        ));
     }
+    // The workflow's rules are checked first (a precise answer), and again
+    // under the row lock.
     let after = crate::reconcile::resend::act(
         &state.store,
         state.routes.connectors(),

@@ -103,7 +103,7 @@ pub enum BreaksCommand {
         date: Option<NaiveDate>,
         #[arg(long)]
         biller: Option<String>,
-        /// open, investigating, pending-approval, resolved, written-off
+        /// open, investigating, pending-approval, resending, resolved, written-off
         #[arg(long, value_parser = parse_status)]
         status: Option<BreakStatus>,
         /// Only breaks not yet resolved or written off.
@@ -139,6 +139,9 @@ pub enum BreaksCommand {
         connector: Option<String>,
     },
     /// Approve a proposed resolution (an approver other than its maker).
+    /// An approved resend is made at once (both routes asked first); on a
+    /// break left `resending` by a process that stopped, settles the
+    /// re-send (the new route asked by our reference).
     Approve { id: i64 },
     /// Decline a proposed resolution; the break goes back to investigating.
     Decline {

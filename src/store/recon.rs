@@ -244,6 +244,9 @@ pub struct ResendStart {
     pub payment_id: PaymentId,
     pub from_connector: Option<String>,
     pub connector: String,
+    /// The run whose reading of the files is the proof: the break must
+    /// still be found by it when the re-send is recorded.
+    pub found_by_run: Option<i64>,
     /// The evidence of absence: files and both routes' answers.
     pub proof: serde_json::Value,
     pub at: DateTime<Utc>,
@@ -263,11 +266,17 @@ pub trait ResendStore: Send + Sync {
     /// An earlier re-send of the payment that may have reached a biller:
     /// (connector, outcome, or "in flight since …").
     async fn resend_of(&self, payment: PaymentId) -> StoreResult<Option<(String, String)>>;
+    /// The unfinished re-send of a break: (ids, connector, started at).
+    async fn open_resend(
+        &self,
+        break_id: i64,
+    ) -> StoreResult<Option<(ResendStarted, String, DateTime<Utc>)>>;
     /// Under the break's row lock: checks the approval again (the
     /// workflow's rules, the proposal still a re-send through
-    /// `start.connector`), then records the re-send and its attempt, and
-    /// the event. Conflict if another re-send of the payment may have
-    /// arrived.
+    /// `start.connector`, the break still found by `start.found_by_run`),
+    /// then records the re-send and its attempt, moves the break to
+    /// `resending`, and records the event. Conflict if another re-send of
+    /// the payment may have arrived.
     async fn begin_resend(&self, start: &ResendStart) -> StoreResult<ResendStarted>;
     /// Records the answer: the attempt finished, the payment's route moved
     /// to the new one if it may have arrived there, the break resolved

@@ -8,6 +8,10 @@
 //!         (a resolution that moves no money resolves at once)
 //! ```
 //!
+//! An approved `resend` passes through `resending` while the payment is on
+//! its way (nothing but a comment is possible then); its answer resolves
+//! the break or gives it back to the staff (`investigating`).
+//!
 //! Re-running a date never deletes a break: one no longer found is closed
 //! as `resolved` by `cleared` (with the run as evidence), and one found
 //! again after that is reopened.
@@ -23,15 +27,18 @@ pub enum BreakStatus {
     Open,
     Investigating,
     PendingApproval,
+    /// An approved re-send is on its way to the new route.
+    Resending,
     Resolved,
     WrittenOff,
 }
 
 impl BreakStatus {
-    pub const ALL: [BreakStatus; 5] = [
+    pub const ALL: [BreakStatus; 6] = [
         BreakStatus::Open,
         BreakStatus::Investigating,
         BreakStatus::PendingApproval,
+        BreakStatus::Resending,
         BreakStatus::Resolved,
         BreakStatus::WrittenOff,
     ];
@@ -41,6 +48,7 @@ impl BreakStatus {
             BreakStatus::Open => "open",
             BreakStatus::Investigating => "investigating",
             BreakStatus::PendingApproval => "pending-approval",
+            BreakStatus::Resending => "resending",
             BreakStatus::Resolved => "resolved",
             BreakStatus::WrittenOff => "written-off",
         }
@@ -259,6 +267,10 @@ pub fn decide(state: &WorkState, actor: &Actor, action: &Action) -> Result<Outco
         status: state.status.as_str(),
     };
     let mut next = state.clone();
+    if state.status == BreakStatus::Resending && !matches!(action, Action::Comment { .. }) {
+        // The re-send's answer decides what happens next.
+        return Err(state_err());
+    }
     match action {
         Action::Comment { text } => {
             if text.trim().is_empty() {
@@ -412,6 +424,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_break_being_re_sent_takes_nothing_but_comments() {
+        let bob = actor("bob", StaffRole::Approver);
+        let s = WorkState {
+            category: Category::MissingAtBiller,
+            status: BreakStatus::Resending,
+            owner: Some("ann".into()),
+            proposal: None,
+        };
+        for action in [
+            Action::Approve,
+            Action::Decline {
+                reason: "no".into(),
+            },
+            Action::Investigate,
+            Action::Assign {
+                owner: "bob".into(),
+            },
+            propose(ResolutionKind::Reverse),
+            propose(ResolutionKind::WriteOff),
+        ] {
+            assert!(
+                matches!(decide(&s, &bob, &action), Err(WorkflowError::State { .. })),
+                "{action:?}"
+            );
+        }
+        assert!(decide(
+            &s,
+            &bob,
+            &Action::Comment {
+                text: "waiting".into()
+            }
+        )
+        .is_ok());
     }
 
     #[test]

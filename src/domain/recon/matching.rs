@@ -100,6 +100,10 @@ pub struct OurPayment {
     /// of the re-send reconciles it against the new route's files.
     #[serde(default)]
     pub resent_later: bool,
+    /// The route it went through before a `resend` that may have arrived:
+    /// a credit through that route now means it was delivered twice.
+    #[serde(default)]
+    pub resent_from: Option<String>,
 }
 
 /// An automatic decision an earlier run made on a payment.
@@ -333,6 +337,32 @@ fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) 
             ),
             evidence: evidence(&credited),
         }));
+    }
+
+    // Re-sent because the first route had no record of it: a credit
+    // through that route now means it arrived twice.
+    if let (1, Some(o)) = (credited.len(), ours) {
+        let first_route = o.resent_from.as_deref();
+        let t = credited[0];
+        if first_route.is_some() && t.kind.connector() == first_route {
+            out.push(Verdict::Break(Found {
+                category: Category::DuplicateAtBiller,
+                our_reference: reference,
+                their_reference: t.record.their_reference.clone(),
+                our_amount_minor: Some(o.amount_minor),
+                their_amount_minor: Some(t.record.amount_minor),
+                currency: o.currency.clone(),
+                detail: format!(
+                    "credited through {} ({}) although it was re-sent through {} because {} had no record of it: delivered twice",
+                    first_route.unwrap_or_default(),
+                    Evidence::of(t).describe(),
+                    o.connector_id.as_deref().unwrap_or("?"),
+                    first_route.unwrap_or_default(),
+                ),
+                evidence: vec![Evidence::of(t)],
+            }));
+            return out;
+        }
     }
 
     let Some(o) = ours else {

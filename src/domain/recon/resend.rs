@@ -9,10 +9,13 @@
 //!   SETTLED) and the biller's records do not have it;
 //! * the files of the route it went through are imported for the break's
 //!   date AND the day after (a payment credited after midnight is in the
-//!   next day's file);
+//!   next day's file), and the run that found the break read them all (a
+//!   file imported after it proves nothing until the date is run again);
 //! * at approval, asked by our reference, the new route has no record of it
-//!   (nobody delivered it there already) and the old route has none either
-//!   or cannot be reached (a hub that cut us off: its files are the proof);
+//!   (nobody delivered it there already) and the old route has none either,
+//!   or cannot be reached and is no longer the biller's preferred route (a
+//!   hub that cut us off and that operators switched away from: its files
+//!   are the proof). A route that merely failed to answer proves nothing;
 //! * the new route is another online route of the same biller;
 //! * no earlier re-send of it may have been applied.
 //!
@@ -37,7 +40,8 @@ pub struct ResendCase {
     pub original: Option<String>,
     /// The route to send through.
     pub target: String,
-    /// The biller's configured routes.
+    /// The biller's routes in the order they are tried (the preferred one
+    /// first).
     pub biller_routes: Vec<String>,
     /// Whether `target` is an online connector of this process (a file
     /// route cannot take a single payment).
@@ -45,6 +49,9 @@ pub struct ResendCase {
     /// Whether the original route's files of the date and of the day after
     /// are imported.
     pub original_files: [bool; 2],
+    /// Whether the run that last found the break read every one of them
+    /// (false also when no run finds it any more).
+    pub read_by_finding_run: bool,
     /// An earlier re-send of the payment that may have been applied:
     /// (connector, outcome or "in flight").
     pub earlier: Option<(String, String)>,
@@ -114,6 +121,12 @@ pub fn check_case(c: &ResendCase) -> Result<(), ResendRefused> {
             missing.join(" and ")
         ));
     }
+    if !c.read_by_finding_run {
+        return refuse(format!(
+            "absence not proven: the break was not found by a run that read {original}'s current files of {} and {next}; run the reconciliation of {} again",
+            c.business_date, c.business_date
+        ));
+    }
     Ok(())
 }
 
@@ -130,11 +143,14 @@ pub enum Answer {
 }
 
 /// The answers of both routes, checked: the new route must not know the
-/// payment, and the old one must not know it either (or be unreachable,
-/// when its files are the proof).
+/// payment, and the old one must not know it either, or be unreachable
+/// while out of service (no longer the biller's preferred route: its files
+/// are then the proof). A route in service that fails to answer proves
+/// nothing.
 pub fn check_answers(
     original: &str,
     from_original: &Answer,
+    original_in_service: bool,
     target: &str,
     from_target: &Answer,
 ) -> Result<(), ResendRefused> {
@@ -152,7 +168,11 @@ pub fn check_answers(
         }
     }
     match from_original {
-        Answer::NotFound | Answer::Unreachable { .. } => Ok(()),
+        Answer::NotFound => Ok(()),
+        Answer::Unreachable { why } if original_in_service => Err(ResendRefused(format!(
+            "{original} could not be asked ({why}) and is still the biller's preferred route: a route in service that does not answer proves nothing; try again when it answers"
+        ))),
+        Answer::Unreachable { .. } => Ok(()),
         Answer::Knows { what } => Err(ResendRefused(format!(
             "{original} says it has the payment ({what}) although its files do not: ask {original} for a corrected file; nothing was sent"
         ))),
@@ -227,6 +247,7 @@ mod tests {
             biller_routes: vec!["water-direct".into(), "hub".into()],
             target_online: true,
             original_files: [true, true],
+            read_by_finding_run: true,
             earlier: None,
         }
     }
@@ -294,6 +315,13 @@ mod tests {
         c.original_files = [false, false];
         let why = refused(&c);
         assert!(why.contains("2026-11-29 and 2026-11-30"), "{why}");
+        let mut c = case();
+        c.read_by_finding_run = false;
+        let why = refused(&c);
+        assert!(
+            why.contains("run the reconciliation of 2026-11-29 again"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -312,19 +340,22 @@ mod tests {
         let down = Answer::Unreachable {
             why: "cut off".into(),
         };
-        assert_eq!(check_answers("hub", &nf, "water-direct", &nf), Ok(()));
-        assert_eq!(check_answers("hub", &down, "water-direct", &nf), Ok(()));
-        assert!(check_answers("hub", &nf, "water-direct", &knows)
+        let check = |o: &Answer, in_service: bool, t: &Answer| {
+            check_answers("hub", o, in_service, "water-direct", t).map_err(|e| e.0)
+        };
+        assert_eq!(check(&nf, true, &nf), Ok(()));
+        assert_eq!(check(&down, false, &nf), Ok(()));
+        assert!(check(&down, true, &nf)
             .unwrap_err()
-            .0
+            .contains("still the biller's preferred route"));
+        assert!(check(&nf, false, &knows)
+            .unwrap_err()
             .contains("already knows"));
-        assert!(check_answers("hub", &nf, "water-direct", &down)
+        assert!(check(&nf, false, &down)
             .unwrap_err()
-            .0
             .contains("could not be asked"));
-        assert!(check_answers("hub", &knows, "water-direct", &nf)
+        assert!(check(&knows, false, &nf)
             .unwrap_err()
-            .0
             .contains("hub says it has the payment"));
     }
 

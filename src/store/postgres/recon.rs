@@ -317,7 +317,7 @@ impl ReconStore for PgStore {
         let mut rows = sqlx::query(
             "SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
                     p.status, p.connector_id, p.created_at >= $3 AS core, d.decision,
-                    r.started_at IS NOT NULL AS resent_later
+                    r.started_at IS NOT NULL AS resent_later, r.from_connector AS resent_from
                FROM payments p
                LEFT JOIN recon_decisions d ON d.payment_id = p.id
                LEFT JOIN recon_resends r ON r.payment_id = p.id
@@ -327,7 +327,7 @@ impl ReconStore for PgStore {
              UNION ALL
              SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
                     p.status, r.connector_id, r.started_at >= $3 AS core, d.decision,
-                    false AS resent_later
+                    false AS resent_later, r.from_connector AS resent_from
                FROM recon_resends r
                JOIN payments p ON p.id = r.payment_id
                LEFT JOIN recon_decisions d ON d.payment_id = p.id
@@ -372,6 +372,7 @@ impl ReconStore for PgStore {
                     _ => None,
                 },
                 resent_later: r.get("resent_later"),
+                resent_from: r.get("resent_from"),
             };
             if sink.send(p).await.is_err() {
                 // The reader stopped (it failed); its error is the one told.
@@ -955,6 +956,23 @@ async fn apply_resolution(
     now: DateTime<Utc>,
 ) -> StoreResult<serde_json::Value> {
     let payment = uuid::Uuid::parse_str(&b.our_reference).ok().map(PaymentId);
+    if let (Some(id), true) = (payment, p.kind.moves_money(b.category)) {
+        // A re-send that may have arrived, not yet decided by its route's
+        // files: refunding or writing off now could pay twice.
+        let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT connector_id, started_at FROM recon_resends
+              WHERE payment_id = $1 AND (outcome IS NULL OR outcome = 'unknown')",
+        )
+        .bind(id.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        if let Some((connector, started)) = live.filter(|(_, started)| b.opened_at <= *started) {
+            return Err(StoreError::Conflict(format!(
+                "payment {id} was re-sent through {connector} at {started} and may have arrived there: reconcile the re-send's date with {connector}'s files first; a break found by that run can then be resolved"
+            )));
+        }
+    }
     match p.kind {
         ResolutionKind::Explain | ResolutionKind::Cleared => Ok(serde_json::Value::Null),
         ResolutionKind::AcceptBiller if b.category != Category::AmountMismatch => {

@@ -40,6 +40,30 @@ impl ResendStore for PgStore {
         }))
     }
 
+    async fn open_resend(
+        &self,
+        break_id: i64,
+    ) -> StoreResult<Option<(ResendStarted, String, DateTime<Utc>)>> {
+        let row = sqlx::query(
+            "SELECT id, attempt_id, connector_id, started_at FROM recon_resends
+              WHERE break_id = $1 AND outcome IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(break_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|r| {
+            (
+                ResendStarted {
+                    resend_id: r.get("id"),
+                    attempt_id: r.get("attempt_id"),
+                },
+                r.get("connector_id"),
+                r.get("started_at"),
+            )
+        }))
+    }
+
     async fn begin_resend(&self, s: &ResendStart) -> StoreResult<ResendStarted> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
@@ -68,6 +92,12 @@ impl ResendStore for PgStore {
             return Err(StoreError::Conflict(format!(
                 "break {}'s proposal changed: it is no longer a re-send through {}",
                 s.break_id, s.connector
+            )));
+        }
+        if b.found_by_run != s.found_by_run || s.found_by_run.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "break {} was reconciled again meanwhile: approve again (its proof is re-read)",
+                s.break_id
             )));
         }
         let attempt_id: i64 = sqlx::query_scalar(
@@ -108,6 +138,14 @@ impl ResendStore for PgStore {
                 db_err(e)
             }
         })?;
+        sqlx::query(
+            "UPDATE recon_breaks SET status = 'resending', proposal = NULL, updated_at = $2 WHERE id = $1",
+        )
+        .bind(s.break_id)
+        .bind(s.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         event(
             &mut tx,
             s.break_id,
@@ -115,7 +153,7 @@ impl ResendStore for PgStore {
             &s.actor.user,
             "resend-started",
             Some(b.status.as_str()),
-            b.status.as_str(),
+            BreakStatus::Resending.as_str(),
             &format!(
                 "approved; re-sending through {} (proposed by {})",
                 s.connector, proposal.maker
@@ -207,6 +245,16 @@ impl ResendStore for PgStore {
             .await
             .map_err(db_err)?;
         let b = row_to_break(&b)?;
+        if b.status != BreakStatus::Resending {
+            // Cannot happen (nothing but a comment moves a resending
+            // break); the re-send's answer is kept, the break left as is.
+            tx.commit().await.map_err(db_err)?;
+            return Err(StoreError::Conflict(format!(
+                "break {break_id} is {}, not resending: the re-send's answer ({}) is recorded, the break left as it is",
+                b.status.as_str(),
+                outcome.as_str()
+            )));
+        }
         let (to, resolution, action) = match outcome {
             ResendOutcome::Credited { .. } => (
                 ResolutionKind::Resend.closes_as(),

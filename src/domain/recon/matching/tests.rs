@@ -13,6 +13,7 @@ fn ours(reference: &str, status: PaymentStatus, amount: i64) -> OurPayment {
         core: true,
         decided: None,
         resent_later: false,
+        resent_from: None,
     }
 }
 
@@ -116,6 +117,38 @@ fn a_payment_re_sent_after_the_date_is_no_break_of_the_date() {
         &rules(),
     );
     assert_eq!(category(&v), vec![Category::StatusMismatch]);
+}
+
+#[test]
+fn a_credit_through_the_route_a_payment_was_re_sent_away_from_is_a_duplicate() {
+    let mut o = ours("a", Confirmed, 1250);
+    o.resent_from = Some("hub".into());
+    o.resent_later = true;
+    let mut late = theirs("a", RecordStatus::Credited, 1250, 7);
+    late.kind = FileKind::HubStatement;
+    let v = judge(Some(&o), &[late.clone()], &rules());
+    assert_eq!(category(&v), vec![Category::DuplicateAtBiller]);
+    let Verdict::Break(f) = &v[0] else { panic!() };
+    assert!(f.detail.contains("delivered twice"), "{}", f.detail);
+    // Its credit through the new route is the expected one.
+    let v = judge(
+        Some(&o),
+        &[theirs("a", RecordStatus::Credited, 1250, 1)],
+        &rules(),
+    );
+    assert_eq!(
+        v,
+        vec![Verdict::Matched {
+            within_tolerance: false
+        }]
+    );
+    // Both: credited twice.
+    let v = judge(
+        Some(&o),
+        &[theirs("a", RecordStatus::Credited, 1250, 1), late],
+        &rules(),
+    );
+    assert_eq!(category(&v), vec![Category::DuplicateAtBiller]);
 }
 
 #[test]
