@@ -1,10 +1,12 @@
 //! `billclear bench recon` on a small day: the generated outcomes are
 //! found exactly (the bench fails otherwise), the ledger it seeds is
-//! valid and the automatic decisions leave it balanced.
+//! valid and the automatic decisions leave it balanced; the import and the
+//! run each ran in a billclear process of their own, whose peak memory is
+//! reported.
 
 mod common;
 
-use billclear::bench::recon::{measure, Plan, ReconBenchArgs};
+use billclear::bench::recon::{measure, render, Plan, ReconBenchArgs};
 use billclear::config::Config;
 use billclear::store::postgres::{self, PgStore};
 use billclear::store::LedgerStore;
@@ -23,6 +25,8 @@ async fn bench_recon_finds_every_generated_outcome() {
         pandas_script: None,
         seed: 6,
         keep: true,
+        // The timed steps run in this build's billclear, not in the test.
+        exe: Some(env!("CARGO_BIN_EXE_billclear").into()),
     };
     let r = measure(&config, &args).await.expect("bench recon");
 
@@ -51,6 +55,33 @@ async fn bench_recon_finds_every_generated_outcome() {
     if let Some(p) = &r.pandas {
         assert_eq!(p.counts, r.expected);
     }
+
+    // The run's own peak memory, from its own process: positive, at least
+    // what that process held when the run began, and printed.
+    let peak = r.recon_peak_rss.expect("the run's peak memory");
+    let before = r.recon_rss_before.expect("the run's process at its start");
+    assert!(peak > 0 && before > 0, "{peak} {before}");
+    assert!(
+        peak >= before,
+        "peak {peak} < resident at the start {before}"
+    );
+    assert!(r.import_peak_rss.is_some_and(|p| p > 0), "{r:?}");
+    assert!(r.recon > std::time::Duration::ZERO && r.import > std::time::Duration::ZERO);
+    let text = render(&r, 6);
+    println!("{text}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("peak memory recon "))
+        .unwrap_or_else(|| panic!("no peak memory line in:\n{text}"));
+    let mib: f64 = line
+        .trim_start()
+        .strip_prefix("peak memory recon ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no MiB figure in {line:?}"));
+    assert!(mib > 0.0, "{line}");
+    assert!(line.contains("MiB"), "{line}");
+    assert!(text.contains("runs spilled"), "{text}");
     for f in ["payments.csv", "confirmation.csv"] {
         assert!(out.path().join(f).exists(), "{f}");
     }

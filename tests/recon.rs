@@ -613,6 +613,75 @@ async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
 }
 
 #[tokio::test]
+async fn a_billers_file_sets_the_tolerance_and_one_without_it_leaves_it() {
+    use billclear::store::BillerStore;
+    let app = TestApp::spawn().await;
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml"),
+    )
+    .unwrap();
+    let import = |text: String| {
+        let app = &app;
+        async move {
+            let billers = billclear::cli::billers_file::parse(&text).unwrap();
+            app.store.upsert_billers(&billers).await.unwrap();
+        }
+    };
+    let tolerance = |id: &'static str| {
+        let app = &app;
+        async move { app.store.recon_tolerance(id).await.unwrap() }
+    };
+    // Set by hand (`recon tolerance --set 0.07`); the seed file, imported
+    // again without recon_tolerance, leaves it.
+    assert_eq!(tolerance("sh-water").await, 0);
+    app.store.set_recon_tolerance("sh-water", 7).await.unwrap();
+    import(example.clone()).await;
+    assert_eq!(tolerance("sh-water").await, 7);
+    // With it: set, in minor units; other billers untouched.
+    import(example.replace(
+        "id = \"sh-water\"\n",
+        "id = \"sh-water\"\nrecon_tolerance = \"0.05\"\n",
+    ))
+    .await;
+    assert_eq!(tolerance("sh-water").await, 5);
+    assert_eq!(tolerance("sh-power").await, 0);
+    let stored = app.store_billers().await;
+    let water = stored.iter().find(|b| b.id.as_str() == "sh-water").unwrap();
+    assert_eq!(water.recon_tolerance_minor, Some(5));
+    // Zero is a value (exact matching again), not "absent".
+    import(example.replace(
+        "id = \"sh-water\"\n",
+        "id = \"sh-water\"\nrecon_tolerance = \"0\"\n",
+    ))
+    .await;
+    assert_eq!(tolerance("sh-water").await, 0);
+    // A new biller: the file's tolerance, else exact.
+    import(
+        example
+            .replace(
+                "id = \"sh-gas\"\n",
+                "id = \"sh-gas-2\"\nrecon_tolerance = \"0.10\"\n",
+            )
+            .replace("id = \"minhang-gas\"\n", "id = \"minhang-gas-2\"\n"),
+    )
+    .await;
+    assert_eq!(tolerance("sh-gas-2").await, 10);
+    assert_eq!(tolerance("minhang-gas-2").await, 0);
+    // A bad one is refused before anything is stored, naming the biller.
+    let err = billclear::cli::billers_file::parse(&example.replace(
+        "id = \"sh-power\"\n",
+        "id = \"sh-power\"\nrecon_tolerance = \"0.005\"\n",
+    ))
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("sh-power") && err.contains("recon_tolerance") && err.contains("decimals"),
+        "{err}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn one_run_of_a_date_and_biller_at_a_time_and_a_failed_run_is_recorded() {
     let app = TestApp::spawn().await;
     let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -668,5 +737,97 @@ async fn one_run_of_a_date_and_biller_at_a_time_and_a_failed_run_is_recorded() {
     run_biller(store, water, other_date, &opts, 0, Utc::now(), None)
         .await
         .unwrap();
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_hub_statement_covers_a_biller_only_where_it_concerns_it() {
+    let app = TestApp::spawn().await;
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 10).unwrap();
+    let shanghai = FixedOffset::east_opt(8 * 3600).unwrap();
+    let noon = shanghai
+        .from_local_datetime(&date.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    // The hub's statement of the date: one record, of sh-power.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "HUBSTATEMENT,SIMHUB,{date},{next}T09:00:00.000+08:00\n\
+             hubTxnId,partnerRef,billerCode,accountNo,amount,currency,status,completedAt\n\
+             HUB2026111000000001,pay-0301,sh-power,0306406159,88.50,CNY,SUCCESS,{date}T09:00:00.000+08:00\n\
+             TRAILER,1,1,88.50\n",
+            next = date.succ_opt().unwrap()
+        ),
+    )
+    .unwrap();
+    let recon_dir = dir.path().join("recon");
+    import_file(
+        app.store.as_ref(),
+        &recon_dir,
+        "hub",
+        &file,
+        None,
+        None,
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let billers = app.store_billers().await;
+    let biller = |id: &str| billers.iter().find(|b| b.id.as_str() == id).unwrap();
+    let opts = RunOptions {
+        dir: recon_dir.clone(),
+        grace: std::time::Duration::ZERO,
+        sort_buffer: 1_000,
+        run_by: "test".into(),
+    };
+    let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
+    let run = |id: &'static str| {
+        let store = store.clone();
+        let b = biller(id).clone();
+        let opts = opts.clone();
+        async move {
+            run_biller(store, &b, date, &opts, 0, Utc::now(), None)
+                .await
+                .unwrap()
+        }
+    };
+    // The co-op is not routed through the hub and the statement says
+    // nothing of it: not covered by it.
+    assert_eq!(biller("chongming-coop").routes[0].as_str(), "coop-file");
+    let coop = run("chongming-coop").await;
+    assert!(coop.covered.is_empty(), "{coop:?}");
+    // sh-water is routed through the hub: covered by its statement even on
+    // a day it holds no record of it (an absence there proves something).
+    let water = run("sh-water").await;
+    assert_eq!(water.covered, vec!["hub".to_string()], "{water:?}");
+    // sh-power: routed through it, and the statement speaks of it.
+    let power = run("sh-power").await;
+    assert_eq!(power.covered, vec!["hub".to_string()], "{power:?}");
+
+    // A co-op payment that went through the hub (its routes were otherwise
+    // then) and that the hub's statement does not hold: covered, and the
+    // absence is a break, not "pending".
+    use PaymentStatus::*;
+    let p = app.pay_to("chongming-coop", "CM-000123", "10.00").await;
+    move_to(&app, p, &[Submitted, Confirmed]).await;
+    sqlx::query("UPDATE payments SET created_at = $2, connector_id = 'hub' WHERE id = $1")
+        .bind(p.0)
+        .bind(noon)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let coop = run("chongming-coop").await;
+    assert_eq!(coop.covered, vec!["hub".to_string()], "{coop:?}");
+    assert_eq!(coop.ours, 1);
+    assert_eq!(
+        coop.breaks.get("missing-at-biller").map(|t| t.count),
+        Some(1),
+        "{coop:?}"
+    );
+    assert!(coop.pending.is_empty(), "{coop:?}");
     app.finish().await;
 }

@@ -2,7 +2,10 @@
 //! Authenticated by a bearer token (`security.ops_token`, or
 //! `BILLCLEAR_SECURITY__OPS_TOKEN`); without one configured, the operators'
 //! API is off. Channel credentials do not work here, nor this token on the
-//! channel API. (Finance staff with roles come with reconciliation.)
+//! channel API. Finance staff (reconciliation and its breaks) have their
+//! own users, roles (viewer, operator, approver: `domain::staff`) and
+//! `bcstaff_` bearer tokens (`billclear staff add`), checked by the staff
+//! API (`/v1/breaks`, `/v1/recon`), not here.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;

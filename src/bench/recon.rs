@@ -3,10 +3,12 @@
 //! of its own. Generates the day (not measured): the payments with their
 //! ledger, and the water confirmation CSV in credit order with a known
 //! share of every outcome. Then times the import of the file and, apart,
-//! the reconciliation run (`reconcile::run::run_biller`), checks that every
-//! outcome was found exactly as generated, and prints the figures. With
-//! `--pandas PYTHON` it runs `ops/bench/recon_pandas.py` on the same files
-//! for the comparison figure.
+//! the reconciliation run (`reconcile::run::run_biller`), each in a process
+//! of its own (`billclear bench recon-step`, hidden) so that its peak
+//! memory is its own and not the setup's; checks that every outcome was
+//! found exactly as generated, and prints the figures. With `--pandas
+//! PYTHON` it runs `ops/bench/recon_pandas.py` on the same files for the
+//! comparison figure.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,12 +19,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use biller_connectors::sim::{confirmation_csv, CreditRecord};
 use chrono::{DateTime, Days, NaiveDate, Offset, TimeZone, Utc};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::TryStreamExt;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{BenchDb, BENCH_CHANNEL};
@@ -34,6 +37,7 @@ use crate::reconcile::import::import_file;
 use crate::reconcile::run::{day_start, run_biller, RunOptions, RunSummary};
 use crate::store::postgres::PgStore;
 use crate::store::recon::ReconStore;
+use crate::store::BillerStore;
 
 /// The biller: its file is the water CSV.
 const BILLER: &str = "sh-water";
@@ -62,6 +66,65 @@ pub struct ReconBenchArgs {
     /// Keep the database and the files afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// The billclear executable that runs the timed import and run, each in
+    /// a process of its own (default: this one).
+    #[arg(long, value_name = "FILE")]
+    pub exe: Option<PathBuf>,
+}
+
+/// One timed step, run by `billclear bench recon-step` (hidden): the
+/// import of the file or the reconciliation run, alone in its process.
+#[derive(Args, Debug, Clone)]
+pub struct StepArgs {
+    #[arg(long, value_enum)]
+    pub step: Step,
+    /// The bench's database (given in the environment, not on the command
+    /// line).
+    #[arg(long, env = STEP_DATABASE_ENV, hide_env_values = true)]
+    pub database_url: String,
+    /// `recon.dir` of the bench (stored files, spill runs).
+    #[arg(long)]
+    pub recon_dir: PathBuf,
+    #[arg(long)]
+    pub biller: String,
+    #[arg(long)]
+    pub date: NaiveDate,
+    /// import: the confirmation file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// run: records sorted in memory before a run is spilled.
+    #[arg(long, default_value_t = 200_000)]
+    pub sort_buffer: usize,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Import,
+    Run,
+}
+
+/// Where the parent puts the bench database's URL for a step.
+const STEP_DATABASE_ENV: &str = "BILLCLEAR_BENCH_STEP_DATABASE_URL";
+
+/// The line a step prints its figures on (JSON after the prefix).
+const STEP_LINE: &str = "bench-recon-step: ";
+
+/// What a step process measured of itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepFigures {
+    /// The step alone (process start, connecting and loading excluded).
+    pub seconds: f64,
+    /// The process's resident memory when the step began (runtime, pool),
+    /// bytes.
+    pub rss_before: Option<u64>,
+    /// The process's peak resident memory (VmHWM), read when the step
+    /// ended, just before the process exits; bytes.
+    pub peak: Option<u64>,
+    /// import: records read, and whether the file was already there.
+    pub records: Option<u64>,
+    pub already: Option<bool>,
+    /// run: what it found.
+    pub summary: Option<RunSummary>,
 }
 
 /// What a generated payment (or credit) is made to be.
@@ -228,15 +291,21 @@ pub struct ReconBenchReport {
     pub found: BTreeMap<String, u64>,
     pub summary: RunSummary,
     pub setup: Duration,
+    /// The import alone, timed in its process.
     pub import: Duration,
+    /// The run alone (`run_biller`), timed in its process.
     pub recon: Duration,
-    /// VmHWM over the import and the run (reset after the setup), bytes.
-    pub peak_rss: Option<u64>,
-    /// Whether the peak could be reset after the setup (else it is the
-    /// whole process's).
-    pub peak_reset: bool,
-    /// Resident memory when the peak was reset (what the setup left).
-    pub rss_at_reset: Option<u64>,
+    /// Peak resident memory (VmHWM) of the process that ran the import
+    /// and nothing else, bytes.
+    pub import_peak_rss: Option<u64>,
+    /// Peak resident memory (VmHWM) of the process that ran the
+    /// reconciliation and nothing else, bytes: the figure.
+    pub recon_peak_rss: Option<u64>,
+    /// Of which resident when the run began (runtime, connection pool).
+    pub recon_rss_before: Option<u64>,
+    /// Resident memory of this (the setup's) process after the setup,
+    /// bytes; in neither figure.
+    pub setup_rss: Option<u64>,
     pub sort_buffer: usize,
     pub out_dir: PathBuf,
     pub pandas: Option<PandasFigures>,
@@ -323,44 +392,44 @@ async fn measure_in(
         out_dir.display()
     );
 
-    // From here on: the import and the run, and their memory.
-    let peak_reset = reset_peak_rss();
-    let rss_at_reset = super::proc_status_bytes("VmRSS:");
-    let store: Arc<dyn ReconStore> = db.store.clone();
-    let t_import = Instant::now();
-    let imported = import_file(
-        &*store,
-        &recon_dir,
-        BILLER,
-        &out_dir.join("confirmation.csv"),
-        None,
-        Some(date),
-        "bench",
-        Utc::now(),
-    )
-    .await
-    .context("importing the confirmation file")?;
-    let import = t_import.elapsed();
+    // From here on: the import and the run, each in a process of its own
+    // whose peak memory is its own (this one holds what the setup left).
+    let setup_rss = super::proc_status_bytes("VmRSS:");
+    let exe = match &args.exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().context("finding the billclear executable")?,
+    };
+    let common: Vec<std::ffi::OsString> = vec![
+        "--recon-dir".into(),
+        recon_dir.clone().into_os_string(),
+        "--biller".into(),
+        BILLER.into(),
+        "--date".into(),
+        date.to_string().into(),
+    ];
+    let file = out_dir.join("confirmation.csv");
+    let mut import_args = common.clone();
+    import_args.extend(["--file".into(), file.into_os_string()]);
+    let imported = run_step(&exe, &db.url, Step::Import, &import_args)
+        .await
+        .context("importing the confirmation file")?;
+    let import = Duration::from_secs_f64(imported.seconds);
     anyhow::ensure!(
-        imported.records == plan.credits() && !imported.already,
-        "imported {} records, generated {}",
+        imported.records == Some(plan.credits()) && imported.already == Some(false),
+        "imported {:?} records (already there: {:?}), generated {}",
         imported.records,
+        imported.already,
         plan.credits()
     );
 
     let sort_buffer = config.recon.sort_buffer_records;
-    let opts = RunOptions {
-        dir: recon_dir.clone(),
-        grace: Duration::ZERO,
-        sort_buffer,
-        run_by: "bench".into(),
-    };
-    let t_recon = Instant::now();
-    let summary = run_biller(store, &biller, date, &opts, 0, Utc::now(), None)
+    let mut run_args = common;
+    run_args.extend(["--sort-buffer".into(), sort_buffer.to_string().into()]);
+    let ran = run_step(&exe, &db.url, Step::Run, &run_args)
         .await
         .context("reconciling")?;
-    let recon = t_recon.elapsed();
-    let peak_rss = super::proc_status_bytes("VmHWM:");
+    let recon = Duration::from_secs_f64(ran.seconds);
+    let summary = ran.summary.context("the run step gave no summary")?;
 
     let found = found(&summary);
     let names: std::collections::BTreeSet<&String> = expected.keys().chain(found.keys()).collect();
@@ -415,9 +484,10 @@ async fn measure_in(
         setup,
         import,
         recon,
-        peak_rss,
-        peak_reset,
-        rss_at_reset,
+        import_peak_rss: imported.peak,
+        recon_peak_rss: ran.peak,
+        recon_rss_before: ran.rss_before,
+        setup_rss,
         sort_buffer,
         out_dir,
         pandas,
@@ -675,10 +745,110 @@ async fn seed_ledger(
     Ok(())
 }
 
-/// Resets this process's VmHWM to its current resident size (Linux 4.0+);
-/// false where that is not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// Runs one step in a child process (`<exe> bench recon-step`) and reads
+/// back what it measured of itself.
+///
+/// The peak is the child's own VmHWM, read by the child as its step ends.
+/// Not `wait4`/`getrusage(RUSAGE_CHILDREN)`: Linux carries the high-water
+/// mark of the address space a child had before `exec` (a copy of, or with
+/// posix_spawn the very, parent's) into its `ru_maxrss`, so that figure
+/// would again be at least what this process holds after the setup.
+async fn run_step(
+    exe: &Path,
+    database_url: &str,
+    step: Step,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<StepFigures> {
+    let name = match step {
+        Step::Import => "import",
+        Step::Run => "run",
+    };
+    let out = tokio::process::Command::new(exe)
+        .args(["bench", "recon-step", "--step", name])
+        .args(args)
+        .env(STEP_DATABASE_ENV, database_url)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "{} bench recon-step --step {name} failed ({}){}",
+        exe.display(),
+        out.status,
+        if stdout.trim().is_empty() {
+            String::new()
+        } else {
+            format!(":\n{stdout}")
+        }
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(STEP_LINE))
+        .with_context(|| {
+            format!(
+                "{} bench recon-step gave no figures (is it a billclear executable? --exe):\n{stdout}",
+                exe.display()
+            )
+        })?;
+    serde_json::from_str(line).context("reading the step's figures")
+}
+
+/// `billclear bench recon-step`: one timed step alone in this process;
+/// prints its figures on one line for the parent ([`run_step`]).
+pub async fn step(args: StepArgs) -> anyhow::Result<()> {
+    let store = Arc::new(PgStore::connect(&args.database_url, 4).await?);
+    let mut figures = StepFigures::default();
+    match args.step {
+        Step::Import => {
+            let file = args.file.as_deref().context("--step import needs --file")?;
+            figures.rss_before = super::proc_status_bytes("VmRSS:");
+            let t = Instant::now();
+            let imported = import_file(
+                &*store,
+                &args.recon_dir,
+                &args.biller,
+                file,
+                None,
+                Some(args.date),
+                "bench",
+                Utc::now(),
+            )
+            .await?;
+            figures.seconds = t.elapsed().as_secs_f64();
+            figures.records = Some(imported.records);
+            figures.already = Some(imported.already);
+        }
+        Step::Run => {
+            let biller = store
+                .load_billers()
+                .await?
+                .into_iter()
+                .find(|b| b.id.as_str() == args.biller)
+                .with_context(|| format!("no biller {}", args.biller))?;
+            // The grace period over and exact amounts: what the generated
+            // outcomes (and the pandas script) assume.
+            let opts = RunOptions {
+                dir: args.recon_dir.clone(),
+                grace: Duration::ZERO,
+                sort_buffer: args.sort_buffer,
+                run_by: "bench".into(),
+            };
+            let recon_store: Arc<dyn ReconStore> = store.clone();
+            figures.rss_before = super::proc_status_bytes("VmRSS:");
+            let t = Instant::now();
+            let summary =
+                run_biller(recon_store, &biller, args.date, &opts, 0, Utc::now(), None).await?;
+            figures.seconds = t.elapsed().as_secs_f64();
+            figures.summary = Some(summary);
+        }
+    }
+    figures.peak = super::proc_status_bytes("VmHWM:");
+    println!("{STEP_LINE}{}", serde_json::to_string(&figures)?);
+    Ok(())
 }
 
 fn pandas_script(args: &ReconBenchArgs) -> anyhow::Result<PathBuf> {
@@ -758,65 +928,86 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn print_report(r: &ReconBenchReport, args: &ReconBenchArgs) {
+    println!();
+    print!("{}", render(r, args.seed));
+}
+
+/// The figures as printed.
+pub fn render(r: &ReconBenchReport, seed: u64) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let s = &r.summary;
     let recon = r.recon.as_secs_f64();
     let import = r.import.as_secs_f64();
-    println!();
-    println!(
-        "bench recon: {} payments, biller {BILLER}, business date {}, seed {}",
-        r.plan.payments, r.business_date, args.seed
+    let mib_or = |b: Option<u64>| {
+        b.map(|b| format!("{:.0} MiB", mib(b)))
+            .unwrap_or_else(|| "unknown (no /proc/self/status)".into())
+    };
+    let _ = writeln!(
+        o,
+        "bench recon: {} payments, biller {BILLER}, business date {}, seed {seed}",
+        r.plan.payments, r.business_date
     );
-    println!(
+    let _ = writeln!(
+        o,
         "  records     {} ours, {} theirs (confirmation rows)",
         s.ours, s.theirs
     );
-    println!("  outcomes    (each exactly as generated)");
+    let _ = writeln!(o, "  outcomes    (each exactly as generated)");
     for name in OUTCOMES {
         let n = r.found.get(name).copied().unwrap_or(0);
         if n > 0 || r.expected.get(name).copied().unwrap_or(0) > 0 {
-            println!("                {name:<20} {n:>9}");
+            let _ = writeln!(o, "                {name:<20} {n:>9}");
         }
     }
-    println!("  import      {import:.2} s   (read whole, check, hash, store)");
-    println!(
+    let _ = writeln!(
+        o,
+        "  import      {import:.2} s   (read whole, check, hash, store)"
+    );
+    let _ = writeln!(
+        o,
         "  recon       {recon:.2} s   {:.0} records/s (sort, payments stream, merge, breaks and decisions written)",
         r.plan.payments as f64 / recon
     );
-    println!(
+    let _ = writeln!(
+        o,
         "  sort        buffer {} records (recon.sort_buffer_records), {} runs spilled",
         r.sort_buffer, s.spilled_runs
     );
-    match r.peak_rss {
-        Some(p) => println!(
-            "  peak memory {:.0} MiB (VmHWM{})",
-            mib(p),
-            match (r.peak_reset, r.rss_at_reset) {
-                (true, Some(base)) => format!(
-                    ", reset after the setup: import + recon; {:.0} MiB resident at the reset",
-                    mib(base)
-                ),
-                (true, None) => ", reset after the setup: import + recon".into(),
-                _ => " of the whole process, setup included".into(),
-            }
-        ),
-        None => println!("  peak memory unknown (no /proc/self/status)"),
-    }
-    println!("  target      recon of 1,000,000 < 10 s, memory bounded by the sort buffer");
+    let _ = writeln!(
+        o,
+        "  peak memory recon {} (VmHWM of the process that ran only the reconciliation; {} resident when the run began)",
+        mib_or(r.recon_peak_rss),
+        mib_or(r.recon_rss_before)
+    );
+    let _ = writeln!(
+        o,
+        "              import {} (its own process); the setup's process, in neither: {} resident",
+        mib_or(r.import_peak_rss),
+        mib_or(r.setup_rss)
+    );
+    let _ = writeln!(
+        o,
+        "  target      recon of 1,000,000 < 10 s, memory bounded by the sort buffer"
+    );
     if let Some(p) = &r.pandas {
-        println!(
+        let _ = writeln!(
+            o,
             "  pandas      {:.2} s   (read, parse, trailer check, group, merge, classify); counts agree",
             p.seconds
         );
-        println!(
+        let _ = writeln!(
+            o,
             "  ratio       pandas / recon {:.2}; pandas / (import + recon) {:.2}",
             p.seconds / recon,
             p.seconds / (import + recon)
         );
         if let Some(line) = p.output.lines().find(|l| l.starts_with("peak memory")) {
-            println!("              pandas {line}");
+            let _ = writeln!(o, "              pandas {line}");
         }
     }
-    println!("  files       {}", r.out_dir.display());
+    let _ = writeln!(o, "  files       {}", r.out_dir.display());
+    o
 }
 
 #[cfg(test)]

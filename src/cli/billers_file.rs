@@ -12,7 +12,7 @@ use crate::domain::biller::{
 };
 use crate::domain::check_digit::CheckDigit;
 use crate::domain::ids::{BillerId, ConnectorId};
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::{Currency, Money, MoneyError};
 use crate::domain::settlement::{
     BankAccount, CommissionRule, FileFormat, Rounding, SettlementTerms,
 };
@@ -41,6 +41,9 @@ struct BillerToml {
     amount: AmountToml,
     maintenance: Option<MaintenanceToml>,
     settlement: Option<SettlementToml>,
+    /// Reconciliation's matching tolerance, a decimal string in the
+    /// biller's currency; absent: the stored one stays.
+    recon_tolerance: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -197,7 +200,40 @@ fn convert(b: BillerToml) -> anyhow::Result<Biller> {
             .map(|s| terms(s, currency))
             .transpose()
             .context("settlement")?,
+        recon_tolerance_minor: b
+            .recon_tolerance
+            .as_deref()
+            .map(|t| tolerance(t, currency))
+            .transpose()?,
     })
+}
+
+/// `recon_tolerance`: a decimal string ("0.05"), zero or more, with no more
+/// decimals than the currency has; in minor units.
+fn tolerance(text: &str, currency: Currency) -> anyhow::Result<i64> {
+    let field = format!("recon_tolerance {text:?}");
+    if text.trim_start().starts_with('-') {
+        bail!("{field} is negative: give zero or more, e.g. \"0.05\"");
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = match text.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(text),
+    };
+    if !well_formed {
+        bail!("{field} is not a decimal amount such as \"0.05\" (digits, at most one '.')");
+    }
+    let amount =
+        Decimal::from_str_exact(text).map_err(|_| anyhow::anyhow!("{field} is too large"))?;
+    let money = Money::new_or_zero(amount, currency).map_err(|e| match e {
+        MoneyError::TooManyDecimals { scale, .. } => anyhow::anyhow!(
+            "{field} has more decimals than {} allows ({scale})",
+            currency.code()
+        ),
+        MoneyError::TooLarge(_) => anyhow::anyhow!("{field} is too large"),
+        other => anyhow::anyhow!("{field}: {other}"),
+    })?;
+    i64::try_from(money.minor_units()).map_err(|_| anyhow::anyhow!("{field} is too large"))
 }
 
 fn terms(s: SettlementToml, currency: Currency) -> anyhow::Result<SettlementTerms> {
@@ -273,7 +309,77 @@ mod tests {
                 .as_ref()
                 .expect("every seed biller has settlement terms");
             terms.check(b.currency).unwrap();
+            // As shipped, no seed sets a tolerance (tests and the bench
+            // expect exact matching) ...
+            assert_eq!(b.recon_tolerance_minor, None, "{}", b.id);
         }
+        // ... and its commented example is one.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\n# recon_tolerance = \"0.05\"\n"));
+        let with = parse(&text.replace(
+            "\n# recon_tolerance = \"0.05\"\n",
+            "\nrecon_tolerance = \"0.05\"\n",
+        ))
+        .unwrap();
+        let power = with.iter().find(|b| b.id.as_str() == "sh-power").unwrap();
+        assert_eq!(power.recon_tolerance_minor, Some(5));
+    }
+
+    #[test]
+    fn recon_tolerance_is_optional_and_checked() {
+        let biller = |currency: &str, tolerance: Option<&str>| {
+            format!(
+                r#"
+[[biller]]
+id = "x-water"
+name = "X"
+kind = "water"
+currency = "{currency}"
+cutoff = "23:00"
+timezone = "Asia/Shanghai"
+routes = ["water-direct"]
+account = {{ pattern = "[0-9]{{8}}" }}
+amount = {{ min = "1", max = "10" }}
+{}
+"#,
+                tolerance
+                    .map(|t| format!("recon_tolerance = \"{t}\""))
+                    .unwrap_or_default()
+            )
+        };
+        let one = |text: String| parse(&text).map(|b| b[0].recon_tolerance_minor);
+        // Absent: nothing to set (the stored tolerance stays).
+        assert_eq!(one(biller("CNY", None)).unwrap(), None);
+        // In minor units of the biller's currency; zero is exact matching.
+        assert_eq!(one(biller("CNY", Some("0.05"))).unwrap(), Some(5));
+        assert_eq!(one(biller("CNY", Some("1"))).unwrap(), Some(100));
+        assert_eq!(one(biller("CNY", Some("0.10"))).unwrap(), Some(10));
+        assert_eq!(one(biller("CNY", Some("0"))).unwrap(), Some(0));
+        assert_eq!(one(biller("JPY", Some("3"))).unwrap(), Some(3));
+        for (currency, bad, want) in [
+            ("CNY", "-0.05", "negative"),
+            ("CNY", "0.001", "more decimals than CNY allows (2)"),
+            ("JPY", "0.5", "more decimals than JPY allows (0)"),
+            ("CNY", "abc", "not a decimal amount"),
+            ("CNY", "", "not a decimal amount"),
+            ("CNY", "0,05", "not a decimal amount"),
+            ("CNY", "+0.05", "not a decimal amount"),
+            ("CNY", "5e-2", "not a decimal amount"),
+            ("CNY", "99999999999999999999999", "too large"),
+        ] {
+            let err = format!("{:#}", parse(&biller(currency, Some(bad))).unwrap_err());
+            assert!(
+                err.contains("x-water") && err.contains("recon_tolerance") && err.contains(want),
+                "{currency} {bad:?}: {err}"
+            );
+        }
+        // A number rather than a string is refused too, naming the field.
+        let err = format!(
+            "{:#}",
+            parse(&biller("CNY", None).replace("amount =", "recon_tolerance = 0.05\namount ="))
+                .unwrap_err()
+        );
+        assert!(err.contains("recon_tolerance"), "{err}");
     }
 
     #[test]

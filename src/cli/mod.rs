@@ -180,8 +180,13 @@ pub enum BenchCommand {
     /// writing its files: time of the closing step, of the files, peak memory.
     Settle(crate::bench::settle::SettleBenchArgs),
     /// Reconciling one biller's business date of N payments against its
-    /// confirmation file: time of the import, of the run, peak memory.
+    /// confirmation file: time of the import, of the run, and the run's
+    /// own peak memory (each in a process of its own).
     Recon(crate::bench::recon::ReconBenchArgs),
+    /// Internal to `bench recon`: one timed step (import or run) alone in
+    /// this process; prints its figures for the parent.
+    #[command(hide = true)]
+    ReconStep(crate::bench::recon::StepArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -243,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
         Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
+        Command::Bench(BenchCommand::ReconStep(args)) => crate::bench::recon::step(args).await,
     }
 }
 
@@ -431,7 +437,19 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
             store.upsert_billers(&list).await?;
             println!("imported {} billers from {}", list.len(), file.display());
             for b in &list {
-                println!("  {:<16} {:<12} {}", b.id, b.kind.as_str(), b.name);
+                println!(
+                    "  {:<16} {:<12} {}{}",
+                    b.id,
+                    b.kind.as_str(),
+                    b.name,
+                    b.recon_tolerance_minor
+                        .map(|t| format!(
+                            " (recon tolerance {} {})",
+                            crate::domain::recon::matching::minor_to_string(t, b.currency.scale()),
+                            b.currency.code()
+                        ))
+                        .unwrap_or_default()
+                );
             }
         }
         BillersCommand::NewKey { id } => {

@@ -224,6 +224,12 @@ pub struct Biller {
     /// Commission, file format and bank account; a biller without terms
     /// cannot be settled (closing its date is refused with a clear error).
     pub settlement: Option<super::settlement::SettlementTerms>,
+    /// Reconciliation's matching tolerance in minor units of `currency`
+    /// (amounts differing by no more still match). `None` from a seed file
+    /// that does not set it: storing the biller keeps the tolerance it has
+    /// (`recon tolerance`, default 0). Billers read from the store carry
+    /// theirs.
+    pub recon_tolerance_minor: Option<i64>,
 }
 
 impl Biller {
@@ -343,6 +349,7 @@ mod tests {
             routes: vec![],
             preferred_route: None,
             settlement: None,
+            recon_tolerance_minor: None,
         };
         assert_eq!(
             b.availability(start - chrono::Duration::seconds(1)),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::formats;
 use super::import::StoredReader;
@@ -64,7 +64,7 @@ pub struct RunOptions {
 }
 
 /// Counts and totals per outcome (a `BTreeMap` so it prints in one order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub count: u64,
     pub amount_minor: i64,
@@ -78,14 +78,17 @@ impl Tally {
 }
 
 /// What a run found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: i64,
     pub biller_id: String,
     pub business_date: NaiveDate,
     pub currency: String,
     pub files: Vec<i64>,
-    /// Connectors whose file of the date was an input.
+    /// Connectors whose file of the date was an input. The hub's statement
+    /// (of every biller it serves) only where it concerns this biller: the
+    /// biller is routed through the hub, the statement holds a record of
+    /// it, or one of its payments went through the hub.
     pub covered: Vec<String>,
     pub tolerance_minor: i64,
     pub ours: u64,
@@ -149,6 +152,10 @@ pub async fn run_biller(
         .into_iter()
         .cloned()
         .collect();
+    // What an absence is judged against. The hub's statement is in for
+    // every biller: an absence proves something only for a payment that
+    // went through the hub (whatever the biller's routes are today), and
+    // then it must.
     let covered: BTreeSet<String> = files
         .iter()
         .filter(|f| f.business_date == date)
@@ -173,21 +180,25 @@ pub async fn run_biller(
         std::fs::create_dir_all(&spill_dir)?;
         let biller_id = biller.id.to_string();
         let buffer = opts.sort_buffer.max(1_000);
-        let sorted = {
+        let (sorted, spoke_of_biller) = {
             let files = files.clone();
             let biller_id = biller_id.clone();
             tokio::task::spawn_blocking(move || -> Result<_, RunError> {
                 let mut sorter: ExternalSorter<Sourced> =
                     ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
+                // Connectors whose file of the date holds a record of the biller.
+                let mut spoke: BTreeSet<&'static str> = BTreeSet::new();
                 for f in &files {
                     let mut reader =
                         BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
                     let core = f.business_date == date;
                     let mut failed: Option<std::io::Error> = None;
+                    let mut records = 0u64;
                     formats::read(f.kind, &mut reader, &mut |record| {
                         if failed.is_some() || record.biller_id != biller_id {
                             return;
                         }
+                        records += 1;
                         if let Err(e) = sorter.push(Sourced {
                             record,
                             file_id: f.id,
@@ -211,8 +222,11 @@ pub async fn run_biller(
                             name: f.file_name.clone(),
                         });
                     }
+                    if core && records > 0 {
+                        spoke.extend(f.kind.connector());
+                    }
                 }
-                Ok(sorter.finish()?)
+                Ok((sorter.finish()?, spoke))
             })
             .await
             .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
@@ -239,8 +253,10 @@ pub async fn run_biller(
             Decisions(Vec<Decision>),
         }
         let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Out>(4);
-        let merger = tokio::task::spawn_blocking(move || -> Result<RunSummary, RunError> {
+        let merger = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
             let mut s = RunSummary::default();
+            // Connectors our payments went through.
+            let mut went_through: BTreeSet<String> = BTreeSet::new();
             let mut breaks = Vec::new();
             let mut decisions = Vec::new();
             let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
@@ -253,8 +269,15 @@ pub async fn run_biller(
                         p(seen);
                     }
                 }
-                if g.ours.as_ref().is_some_and(|o| o.core) {
-                    s.ours += 1;
+                if let Some(o) = &g.ours {
+                    if o.core {
+                        s.ours += 1;
+                    }
+                    if let Some(c) = &o.connector_id {
+                        if !went_through.contains(c) {
+                            went_through.insert(c.clone());
+                        }
+                    }
                 }
                 s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
                 let amount = g
@@ -325,7 +348,7 @@ pub async fn run_biller(
             if !decisions.is_empty() {
                 let _ = out_tx.blocking_send(Out::Decisions(decisions));
             }
-            Ok(s)
+            Ok((s, went_through))
         });
         let mut recorded = BreaksRecorded::default();
         let mut write_error: Option<RunError> = None;
@@ -361,12 +384,27 @@ pub async fn run_biller(
         if let Some(e) = write_error {
             return Err(e);
         }
-        let mut s = merged?;
+        let (mut s, went_through) = merged?;
+        // A statement of every biller (the hub's) is shown as covering this
+        // one only where it concerns it.
+        let own: BTreeSet<&str> = files
+            .iter()
+            .filter(|f| f.business_date == date && f.biller_id.as_deref() == Some(&biller_id))
+            .filter_map(|f| f.kind.connector())
+            .collect();
+        s.covered = covered
+            .into_iter()
+            .filter(|c| {
+                own.contains(c.as_str())
+                    || biller.routes.iter().any(|r| r.as_str() == c)
+                    || spoke_of_biller.contains(c.as_str())
+                    || went_through.contains(c)
+            })
+            .collect();
         s.run_id = run_id;
         s.biller_id = biller_id;
         s.business_date = date;
         s.files = file_ids;
-        s.covered = covered.into_iter().collect();
         s.tolerance_minor = tolerance_minor;
         s.spilled_runs = spilled_runs;
         s.recorded = recorded;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
 use crate::domain::ids::PaymentId;
@@ -122,7 +122,7 @@ pub struct RunRow {
 }
 
 /// What recording a run's breaks did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreaksRecorded {
     pub opened: u64,
     pub still_open: u64,

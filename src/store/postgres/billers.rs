@@ -29,8 +29,10 @@ impl BillerStore for PgStore {
             sqlx::query(
                 "INSERT INTO billers (id, name, kind, currency, account_regex, account_check_digit,
                     account_example, amount_partial, amount_overpay, amount_min, amount_max, status,
-                    maintenance_start, maintenance_end, cutoff_time, timezone)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+                    maintenance_start, maintenance_end, cutoff_time, timezone,
+                    recon_tolerance_minor)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,
+                    coalesce($17, 0))
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                     currency = EXCLUDED.currency, account_regex = EXCLUDED.account_regex,
                     account_check_digit = EXCLUDED.account_check_digit,
@@ -39,7 +41,10 @@ impl BillerStore for PgStore {
                     amount_min = EXCLUDED.amount_min, amount_max = EXCLUDED.amount_max,
                     status = EXCLUDED.status, maintenance_start = EXCLUDED.maintenance_start,
                     maintenance_end = EXCLUDED.maintenance_end, cutoff_time = EXCLUDED.cutoff_time,
-                    timezone = EXCLUDED.timezone, updated_at = now()",
+                    timezone = EXCLUDED.timezone,
+                    -- not set by the seed: the stored tolerance stays
+                    recon_tolerance_minor = coalesce($17, billers.recon_tolerance_minor),
+                    updated_at = now()",
             )
             .bind(b.id.as_str())
             .bind(&b.name)
@@ -57,6 +62,7 @@ impl BillerStore for PgStore {
             .bind(mend)
             .bind(b.cutoff.time)
             .bind(b.cutoff.zone.name())
+            .bind(b.recon_tolerance_minor)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -247,6 +253,7 @@ fn row_to_biller(r: &sqlx::postgres::PgRow) -> StoreResult<Biller> {
             .map(|c| ConnectorId::parse(&c).map_err(|e| bad("preferred route", e.to_string())))
             .transpose()?,
         settlement: row_to_terms(r).map_err(|e| bad("settlement terms", e))?,
+        recon_tolerance_minor: Some(r.get("recon_tolerance_minor")),
     })
 }
 
