@@ -113,6 +113,34 @@ fn money_of(minor: i64, currency: &str) -> StoreResult<Money> {
         .map_err(|e| StoreError::Rejected(format!("amount {minor} minor units: {e}")))
 }
 
+/// A break, locked for the rest of `tx`.
+pub(super) async fn lock_break(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+) -> StoreResult<BreakRow> {
+    let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound(format!("break {id}")))?;
+    row_to_break(&row)
+}
+
+/// Commits `tx` and returns the break as it left it.
+pub(super) async fn commit_with_break(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+) -> StoreResult<BreakRow> {
+    let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    row_to_break(&row)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn event(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -806,13 +834,7 @@ impl ReconStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<BreakRow> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::NotFound(format!("break {id}")))?;
-        let b = row_to_break(&row)?;
+        let b = lock_break(&mut tx, id).await?;
         let state = WorkState {
             category: b.category,
             status: b.status,
@@ -903,13 +925,7 @@ impl ReconStore for PgStore {
                 .await?;
             }
         }
-        let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        row_to_break(&row)
+        commit_with_break(tx, id).await
     }
 
     async fn bank_statement_before(&self, date: NaiveDate) -> StoreResult<Option<NaiveDate>> {

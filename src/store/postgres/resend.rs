@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::recon::{event, row_to_break};
+use super::recon::{commit_with_break, event, lock_break};
 use super::{db_err, PgStore};
 use crate::domain::ids::PaymentId;
 use crate::domain::recon::breaks::{
@@ -66,13 +66,7 @@ impl ResendStore for PgStore {
 
     async fn begin_resend(&self, s: &ResendStart) -> StoreResult<ResendStarted> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
-            .bind(s.break_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::NotFound(format!("break {}", s.break_id)))?;
-        let b = row_to_break(&row)?;
+        let b = lock_break(&mut tx, s.break_id).await?;
         let state = WorkState {
             category: b.category,
             status: b.status,
@@ -239,12 +233,7 @@ impl ResendStore for PgStore {
             .await
             .map_err(db_err)?;
         }
-        let b = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1 FOR UPDATE")
-            .bind(break_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let b = row_to_break(&b)?;
+        let b = lock_break(&mut tx, break_id).await?;
         if b.status != BreakStatus::Resending {
             // Cannot happen (nothing but a comment moves a resending
             // break); the re-send's answer is kept, the break left as is.
@@ -296,13 +285,7 @@ impl ResendStore for PgStore {
             })),
         )
         .await?;
-        let row = sqlx::query("SELECT * FROM recon_breaks WHERE id = $1")
-            .bind(break_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        row_to_break(&row)
+        commit_with_break(tx, break_id).await
     }
 
     async fn note_resend_refused(
