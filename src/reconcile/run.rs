@@ -31,8 +31,12 @@ use crate::domain::recon::FileKind;
 use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
 use crate::store::StoreError;
 
-/// Breaks and decisions written per chunk.
+/// Breaks written per chunk.
 const CHUNK: usize = 2_000;
+/// Automatic decisions are written in smaller chunks: each is a transition
+/// with its ledger effect and callback (several statements), so they are
+/// applied while the merge goes on rather than all after it.
+const DECISION_CHUNK: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -317,7 +321,7 @@ pub async fn run_biller(
                                 Decision::Reject { .. } => s.auto_rejected.add(amount),
                             }
                             decisions.push(d);
-                            if decisions.len() >= CHUNK {
+                            if decisions.len() >= DECISION_CHUNK {
                                 let chunk = std::mem::take(&mut decisions);
                                 out_tx
                                     .blocking_send(Out::Decisions(chunk))
