@@ -21,7 +21,6 @@ use billclear::domain::ids::PaymentId;
 use billclear::domain::payment::PaymentStatus::*;
 use billclear::domain::recon::breaks::Actor;
 use billclear::domain::staff::StaffRole;
-use billclear::reconcile::import::import_file;
 use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
 use billclear::store::recon::{BreakFilter, ReconStore, ResendStart, ResendStore};
 use billclear::store::DispatchStore;
@@ -80,20 +79,8 @@ fn approve() -> Value {
 }
 
 async fn import(app: &TestApp, dir: &std::path::Path, source: &str, date: NaiveDate, text: &str) {
-    let path = dir.join(format!("{source}-{date}-{}.csv", uuid::Uuid::new_v4()));
-    std::fs::write(&path, text).unwrap();
-    import_file(
-        app.store.as_ref(),
-        &dir.join("recon"),
-        source,
-        &path,
-        None,
-        Some(date),
-        "test",
-        Utc::now(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{source} {date}: {e}"));
+    let name = format!("{source}-{date}-{}.csv", uuid::Uuid::new_v4());
+    app.import_recon_file(dir, source, &name, date, text).await;
 }
 
 async fn reconcile(app: &TestApp, dir: &std::path::Path, date: NaiveDate) -> RunSummary {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use billclear::domain::ids::PaymentId;
 use billclear::domain::payment::PaymentStatus::*;
-use billclear::reconcile::import::import_file;
 use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
 use billclear::store::recon::{BreakFilter, ReconStore};
 use billclear::store::PaymentStore;
@@ -177,20 +176,7 @@ async fn import_the_day(app: &TestApp, dir: &std::path::Path, date: NaiveDate) -
     }
     let mut texts = Vec::new();
     for (source, name, text) in files {
-        let path = dir.join(&name);
-        std::fs::write(&path, &text).unwrap();
-        let imported = import_file(
-            app.store.as_ref(),
-            &dir.join("recon"),
-            source,
-            &path,
-            None,
-            Some(date),
-            "story",
-            Utc::now(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let imported = app.import_recon_file(dir, source, &name, date, &text).await;
         assert!(!imported.already);
         assert_eq!(imported.business_date, date);
         texts.push(text);

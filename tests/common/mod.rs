@@ -626,6 +626,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Writes `text` as `dir/name` and imports it as a file of `source`
+    /// for `date` into the recon directory `dir/recon`.
+    pub async fn import_recon_file(
+        &self,
+        dir: &std::path::Path,
+        source: &str,
+        name: &str,
+        date: chrono::NaiveDate,
+        text: &str,
+    ) -> billclear::reconcile::import::Imported {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        billclear::reconcile::import::import_file(
+            self.store.as_ref(),
+            &dir.join("recon"),
+            source,
+            &path,
+            None,
+            Some(date),
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
     /// A planned route switch, as an operator makes it: over the operators'
     /// API. The route becomes the biller's preferred one.
     pub async fn switch_route(&self, biller: &str, route: &str) {
