@@ -203,12 +203,6 @@ pub async fn act(
         user: user.id.clone(),
         role: user.role,
     };
-    if state.store.break_detail(id).await?.is_none() {
-        return Err(ApiError::not_found(
-            "break_not_found",
-            format!("no break {id}"),
-        ));
-    }
     // The workflow's rules are checked first (a precise answer), and again
     // under the row lock.
     let after = crate::reconcile::resend::act(
@@ -223,6 +217,7 @@ pub async fn act(
     .map_err(|e| match e {
         ActError::Workflow(e) => workflow_error(e),
         ActError::Resend(r) => ApiError::conflict("resend_refused", r.to_string()),
+        ActError::NoBreak(id) => ApiError::not_found("break_not_found", format!("no break {id}")),
         ActError::Store(e) => e.into(),
     })?;
     Ok(Json(json!({ "break": after })))

@@ -37,6 +37,8 @@ pub enum ActError {
     /// The re-send is refused: not proven, or a route knows the payment.
     #[error("resend refused: {0}")]
     Resend(#[from] ResendRefused),
+    #[error("no break {0}")]
+    NoBreak(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,10 +53,7 @@ pub async fn act(
     action: &Action,
     now: DateTime<Utc>,
 ) -> Result<BreakRow, ActError> {
-    let (b, _) = store
-        .break_detail(id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("break {id}")))?;
+    let (b, _) = store.break_detail(id).await?.ok_or(ActError::NoBreak(id))?;
     if b.status == BreakStatus::Resending && matches!(action, Action::Approve) {
         return settle_stalled(store, connectors, &b, actor, now).await;
     }
@@ -170,26 +169,34 @@ fn limit(connectors: &Connectors, id: &str) -> Duration {
 
 /// Asks a route about the payment by our reference.
 async fn ask(connectors: &Connectors, id: &str, payment: &Payment) -> Answer {
-    let Some(c) = connectors.get(id) else {
-        return Answer::Unreachable {
-            why: format!("{id} is not an online connector of this process"),
-        };
-    };
-    match tokio::time::timeout(limit(connectors, id), c.status(&pay_order(payment))).await {
-        Err(_) => Answer::Unreachable {
-            why: "no answer in time".into(),
-        },
-        Ok(Err(e)) => Answer::Unreachable { why: e.to_string() },
-        Ok(Ok(RemoteStatus::NotFound)) => Answer::NotFound,
-        Ok(Ok(RemoteStatus::Pending)) => Answer::Knows {
+    match status_of(connectors, id, payment).await {
+        Err(why) => Answer::Unreachable { why },
+        Ok(RemoteStatus::NotFound) => Answer::NotFound,
+        Ok(RemoteStatus::Pending) => Answer::Knows {
             what: "has it, not yet decided".into(),
         },
-        Ok(Ok(RemoteStatus::Credited(c))) => Answer::Knows {
+        Ok(RemoteStatus::Credited(c)) => Answer::Knows {
             what: format!("credited, receipt {}", c.biller_reference),
         },
-        Ok(Ok(RemoteStatus::Rejected(r))) => Answer::Knows {
+        Ok(RemoteStatus::Rejected(r)) => Answer::Knows {
             what: format!("refused it, code {}: {}", r.code, r.message),
         },
+    }
+}
+
+/// One status inquiry through `id` by our reference, bounded by the
+/// route's timeout; Err says why the route could not be asked.
+async fn status_of(
+    connectors: &Connectors,
+    id: &str,
+    payment: &Payment,
+) -> Result<RemoteStatus, String> {
+    let c = connectors
+        .get(id)
+        .ok_or_else(|| format!("{id} is not an online connector of this process"))?;
+    match tokio::time::timeout(limit(connectors, id), c.status(&pay_order(payment))).await {
+        Err(_) => Err("no answer in time".into()),
+        Ok(r) => r.map_err(|e| e.to_string()),
     }
 }
 
@@ -363,19 +370,15 @@ async fn unknown(
     reason: String,
 ) -> ResendOutcome {
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let Some(c) = connectors.get(target) else {
-        return ResendOutcome::Unknown { reason };
-    };
-    match tokio::time::timeout(limit(connectors, target), c.status(&pay_order(payment))).await {
-        Ok(Ok(RemoteStatus::Credited(credit))) => ResendOutcome::Credited {
+    match status_of(connectors, target, payment).await {
+        Ok(RemoteStatus::Credited(credit)) => ResendOutcome::Credited {
             receipt: credit.biller_reference,
         },
-        Ok(Ok(other)) => ResendOutcome::Unknown {
+        Ok(other) => ResendOutcome::Unknown {
             reason: format!("{reason}; asked after: {other:?}"),
         },
-        Ok(Err(e)) => ResendOutcome::Unknown {
-            reason: format!("{reason}; asked after: {e}"),
+        Err(why) => ResendOutcome::Unknown {
+            reason: format!("{reason}; asked after: {why}"),
         },
-        Err(_) => ResendOutcome::Unknown { reason },
     }
 }
