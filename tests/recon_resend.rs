@@ -123,14 +123,6 @@ async fn trail(app: &TestApp, id: i64) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn connector_of(app: &TestApp, id: PaymentId) -> Option<String> {
-    sqlx::query_scalar("SELECT connector_id FROM payments WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
-}
-
 /// How many times each of our references was credited, across the hub's
 /// and the water company's books.
 fn credits_of(app: &TestApp, id: PaymentId) -> usize {
@@ -165,7 +157,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
             app.wait_for(*id, &[Confirmed, Rejected], 10).await,
             Confirmed
         );
-        assert_eq!(connector_of(&app, *id).await.as_deref(), Some("hub"));
+        assert_eq!(app.connector_of(*id).await.as_deref(), Some("hub"));
     }
     sqlx::query("UPDATE payments SET created_at = $1")
         .bind(midnight(yesterday) + chrono::Duration::hours(12))
@@ -197,6 +189,11 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     let first = reconcile(&app, dir, yesterday).await;
     assert_eq!(first.breaks["missing-at-biller"].count, 5, "{first:?}");
     let (lost_break, _) = break_of(&app, yesterday, lost).await;
+    let (status, body) = act(&app, lost_break + 1_000, approve(), &staff.bob).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("break_not_found"))
+    );
 
     // Not proven: a payment credited after midnight is in the next day's
     // file, which is not here.
@@ -381,7 +378,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
     assert_eq!(app.sim().pay_requests(), sends + 1);
     assert_eq!(credits_of(&app, silent), 0, "nothing applied");
     assert_eq!(
-        connector_of(&app, silent).await.as_deref(),
+        app.connector_of(silent).await.as_deref(),
         Some("water-direct")
     );
     let last = trail(&app, silent_break).await.pop().unwrap();
@@ -493,7 +490,7 @@ async fn a_payment_the_hub_lost_is_re_sent_direct_once_proven_absent_and_approve
             .unwrap();
     assert_eq!(outcome, "unknown");
     assert_eq!(
-        connector_of(&app, stalled).await.as_deref(),
+        app.connector_of(stalled).await.as_deref(),
         Some("water-direct")
     );
 

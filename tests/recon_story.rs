@@ -24,14 +24,6 @@ const SH_WATER: (&str, &str) = ("sh-water", "3100000011");
 const PUDONG: (&str, &str) = ("pudong-water", "PD20261129");
 const BILLERS: [&str; 2] = ["sh-water", "pudong-water"];
 
-async fn connector_of(app: &TestApp, id: PaymentId) -> Option<String> {
-    sqlx::query_scalar("SELECT connector_id FROM payments WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
-}
-
 async fn statuses(app: &TestApp) -> BTreeMap<String, i64> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM payments GROUP BY status")
@@ -69,7 +61,7 @@ async fn play_the_day(app: &TestApp) -> Day {
             app.wait_for(*id, &[Confirmed, Rejected], 10).await,
             Confirmed
         );
-        assert_eq!(connector_of(app, *id).await.as_deref(), Some("hub"));
+        assert_eq!(app.connector_of(*id).await.as_deref(), Some("hub"));
     }
 
     // 2. The hub applies the next three but drops its answers, then cuts
@@ -99,7 +91,7 @@ async fn play_the_day(app: &TestApp) -> Day {
             app.wait_for(*id, &[Unknown, Confirmed, Rejected], 10).await,
             Unknown
         );
-        assert_eq!(connector_of(app, *id).await.as_deref(), Some("hub"));
+        assert_eq!(app.connector_of(*id).await.as_deref(), Some("hub"));
     }
 
     // The operator switches both billers to their direct route.
@@ -120,10 +112,7 @@ async fn play_the_day(app: &TestApp) -> Day {
             app.wait_for(*id, &[Confirmed, Rejected], 10).await,
             Confirmed
         );
-        assert_eq!(
-            connector_of(app, *id).await.as_deref(),
-            Some("water-direct")
-        );
+        assert_eq!(app.connector_of(*id).await.as_deref(), Some("water-direct"));
     }
 
     // 4. The dropped ones stay UNKNOWN: the hub never answers, and an

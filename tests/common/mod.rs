@@ -626,6 +626,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The route a payment went (or was re-sent) through.
+    pub async fn connector_of(&self, id: PaymentId) -> Option<String> {
+        sqlx::query_scalar("SELECT connector_id FROM payments WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+
     /// Writes `text` as `dir/name` and imports it as a file of `source`
     /// for `date` into the recon directory `dir/recon`.
     pub async fn import_recon_file(
