@@ -121,7 +121,7 @@ fn relevant<'a>(files: &'a [ReconFile], biller: &str) -> Vec<&'a ReconFile> {
         .iter()
         .filter(|f| match f.kind {
             FileKind::HubStatement => true,
-            FileKind::Camt053 => false,
+            k if k.is_bank() => false,
             _ => f.biller_id.as_deref() == Some(biller),
         })
         .collect()

@@ -11,6 +11,7 @@ pub mod bank;
 pub mod breaks;
 pub mod matching;
 pub mod resend;
+pub mod statement;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,18 +29,24 @@ pub enum FileKind {
     HubStatement,
     /// One co-op acknowledgement file (`ACK_PAY_<coop>_<date>_<n>.txt`).
     CoopAck,
-    /// Our settlement account's bank statement (camt.053.001.02 / .08).
+    /// A bank statement of one of our accounts (camt.053.001.02 to .08).
     Camt053,
+    /// A bank's debit/credit notification (camt.054.001.02 to .08).
+    Camt054,
+    /// A bank statement in SWIFT MT940.
+    Mt940,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 8] = [
         FileKind::WaterCsv,
         FileKind::PowerXml,
         FileKind::GasFixed,
         FileKind::HubStatement,
         FileKind::CoopAck,
         FileKind::Camt053,
+        FileKind::Camt054,
+        FileKind::Mt940,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -50,6 +57,8 @@ impl FileKind {
             FileKind::HubStatement => "hub-statement",
             FileKind::CoopAck => "coop-ack",
             FileKind::Camt053 => "camt053",
+            FileKind::Camt054 => "camt054",
+            FileKind::Mt940 => "mt940",
         }
     }
 
@@ -67,8 +76,14 @@ impl FileKind {
             FileKind::GasFixed => Some("gas-direct"),
             FileKind::HubStatement => Some("hub"),
             FileKind::CoopAck => Some("coop-file"),
-            FileKind::Camt053 => None,
+            FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940 => None,
         }
+    }
+
+    /// Whether this is a bank's file (a statement or notification of one
+    /// of our accounts), read by `crate::reconcile::bankfile`.
+    pub fn is_bank(&self) -> bool {
+        matches!(self, FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940)
     }
 }
 

@@ -145,10 +145,10 @@ pub fn read(
         FileKind::GasFixed => gas::read(input, sink),
         FileKind::HubStatement => hub::read(input, sink),
         FileKind::CoopAck => coop::read(input, sink),
-        FileKind::Camt053 => Err(FileRefusal::at(
+        FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940 => Err(FileRefusal::at(
             "file",
-            "a camt.053 bank statement is read by the bank-statement reader \
-             (reconcile::camt053), not by the counterparty file readers",
+            "a bank statement or notification is read by the bank file reader \
+             (reconcile::bankfile), not by the counterparty file readers",
         )),
     }
 }
