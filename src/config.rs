@@ -73,6 +73,28 @@ pub struct ReconConfig {
     pub unknown_grace_hours: u32,
     /// Records sorted in memory before a sorted run is spilled to disk.
     pub sort_buffer_records: usize,
+    /// The currency of `settlement.debtor`, our settlement account: its
+    /// statements are accepted in this currency only.
+    #[serde(default = "default_settlement_currency")]
+    pub settlement_currency: String,
+    /// Our other bank accounts whose statements are accepted (each in its
+    /// one currency). Statements of any other account are refused.
+    #[serde(default)]
+    pub bank_accounts: Vec<OurBankAccount>,
+}
+
+fn default_settlement_currency() -> String {
+    "CNY".into()
+}
+
+/// One more bank account of ours (`[[recon.bank_accounts]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OurBankAccount {
+    /// Account number or IBAN, as the bank writes it in statements.
+    pub account: String,
+    /// ISO 4217 code of the account's currency.
+    pub currency: String,
 }
 
 /// RabbitMQ (settlement messages): the topology billclear declares at start
@@ -361,6 +383,8 @@ impl Default for Config {
                 dir: ".billclear/recon".into(),
                 unknown_grace_hours: 24,
                 sort_buffer_records: 200_000,
+                settlement_currency: default_settlement_currency(),
+                bank_accounts: Vec::new(),
             },
             settlement: SettlementConfig {
                 outbox_dir: ".billclear/settlement".into(),
@@ -399,6 +423,32 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Our bank accounts whose statements are accepted: `settlement.debtor`
+    /// in `recon.settlement_currency`, then `recon.bank_accounts`.
+    pub fn our_accounts(
+        &self,
+    ) -> anyhow::Result<Vec<crate::domain::recon::statement::OurAccount>> {
+        use crate::domain::money::Currency;
+        use crate::domain::recon::statement::OurAccount;
+        let currency = |field: &str, code: &str| {
+            Currency::from_code(code).map_err(|e| anyhow::anyhow!("{field} {code:?}: {e}"))
+        };
+        let mut out = vec![OurAccount {
+            account: self.settlement.debtor.account.clone(),
+            currency: currency("recon.settlement_currency", &self.recon.settlement_currency)?,
+        }];
+        for (i, a) in self.recon.bank_accounts.iter().enumerate() {
+            if a.account.trim().is_empty() {
+                anyhow::bail!("recon.bank_accounts[{i}].account is empty");
+            }
+            out.push(OurAccount {
+                account: a.account.clone(),
+                currency: currency(&format!("recon.bank_accounts[{i}].currency"), &a.currency)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Defaults, then the file (when given, or `billclear.toml` when present),
     /// then `BILLCLEAR_*` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {

@@ -102,6 +102,7 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     let err = import_file(
         app.store.as_ref(),
         &recon_dir,
+        &common::our_accounts(),
         "sh-water",
         &broken,
         None,
@@ -119,6 +120,7 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     let first = import_file(
         app.store.as_ref(),
         &recon_dir,
+        &common::our_accounts(),
         "sh-water",
         &file,
         None,
@@ -134,6 +136,7 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     let again = import_file(
         app.store.as_ref(),
         &recon_dir,
+        &common::our_accounts(),
         "sh-water",
         &file,
         None,
@@ -150,6 +153,7 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
     let err = import_file(
         app.store.as_ref(),
         &recon_dir,
+        &common::our_accounts(),
         "pudong-water",
         &file,
         None,
@@ -340,6 +344,7 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     import_file(
         app.store.as_ref(),
         &config.recon.dir,
+        &common::our_accounts(),
         "sh-water",
         &file,
         None,
@@ -350,7 +355,7 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     .await
     .unwrap();
     let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
-    let (summaries, reports) =
+    let (summaries, _, reports) =
         billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
             .await
             .unwrap();
@@ -579,6 +584,7 @@ async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
     import_file(
         app.store.as_ref(),
         &config.recon.dir,
+        &common::our_accounts(),
         "sh-water",
         &file,
         None,
@@ -595,7 +601,7 @@ async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
     );
     app.store.set_recon_tolerance("sh-water", 5).await.unwrap();
     let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
-    let (summaries, _) =
+    let (summaries, _, _) =
         billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
             .await
             .unwrap();
@@ -767,6 +773,7 @@ async fn the_hub_statement_covers_a_biller_only_where_it_concerns_it() {
     import_file(
         app.store.as_ref(),
         &recon_dir,
+        &common::our_accounts(),
         "hub",
         &file,
         None,

@@ -810,6 +810,7 @@ pub async fn step(args: StepArgs) -> anyhow::Result<()> {
             let imported = import_file(
                 &*store,
                 &args.recon_dir,
+                &[],
                 &args.biller,
                 file,
                 None,

@@ -188,8 +188,7 @@ pub async fn recon(
     match cmd {
         ReconCommand::Import(args) => import(store, config, args).await,
         ReconCommand::Run(args) => {
-            let store_for_bank = store.clone();
-            let (summaries, reports) = run_date(
+            let (summaries, bank, reports) = run_date(
                 store,
                 config,
                 args.date,
@@ -198,18 +197,6 @@ pub async fn recon(
                 !args.json,
             )
             .await?;
-            let bank = if args.biller.is_none() {
-                crate::reconcile::run::run_bank(
-                    store_for_bank.clone(),
-                    args.date,
-                    &run_options(config, &args.by),
-                    Utc::now(),
-                )
-                .await
-                .with_context(|| format!("reconciling the bank statement of {}", args.date))?
-            } else {
-                None
-            };
             if args.json {
                 println!(
                     "{}",
@@ -222,7 +209,10 @@ pub async fn recon(
                 match &bank {
                     Some(b) => print_bank(b),
                     None if args.biller.is_none() => {
-                        println!("\nbank: no camt.053 statement imported for {}", args.date)
+                        println!(
+                            "\nbank: no bank statement or notification imported for {}",
+                            args.date
+                        )
                     }
                     None => {}
                 }
@@ -313,10 +303,12 @@ async fn import(store: Arc<dyn Store>, config: &Config, args: ImportArgs) -> any
         files.extend(listed);
     }
     let mut refused = 0;
+    let accounts = config.our_accounts()?;
     for path in &files {
         let result = import_file(
             store.as_ref(),
             &config.recon.dir,
+            &accounts,
             &args.source,
             path,
             args.kind,
@@ -358,6 +350,29 @@ async fn import(store: Arc<dyn Store>, config: &Config, args: ImportArgs) -> any
 }
 
 fn print_import(path: &std::path::Path, i: &Imported) {
+    if let Some(b) = &i.bank {
+        println!(
+            "{}: {} as file #{} ({}, {}): {} statement(s), {} new, {} with balances proven; {} booked entr{}: {} booked now, {} already known (not booked again){}",
+            path.display(),
+            if i.already { "already imported" } else { "imported" },
+            i.id,
+            i.kind.as_str(),
+            i.business_date,
+            b.statements,
+            b.statements_new,
+            b.balances_proven,
+            b.entries,
+            if b.entries == 1 { "y" } else { "ies" },
+            b.entries_booked,
+            b.entries_already_known,
+            if b.entries_pending > 0 {
+                format!("; {} pending entr{} not booked by the bank (counted only)", b.entries_pending, if b.entries_pending == 1 { "y" } else { "ies" })
+            } else {
+                String::new()
+            }
+        );
+        return;
+    }
     if i.already {
         println!(
             "{}: already imported as file #{} — not counted again",
@@ -389,7 +404,11 @@ pub async fn run_date(
     only: Option<&str>,
     by: &str,
     progress: bool,
-) -> anyhow::Result<(Vec<RunSummary>, Vec<PathBuf>)> {
+) -> anyhow::Result<(
+    Vec<RunSummary>,
+    Option<crate::reconcile::run::BankSummary>,
+    Vec<PathBuf>,
+)> {
     let billers = store.load_billers().await?;
     let chosen: Vec<_> = billers
         .iter()
@@ -440,7 +459,14 @@ pub async fn run_date(
         Some(b) => format!("{date} {b}"),
         None => format!("{date} all billers"),
     };
-    let report = build_report(recon_store.as_ref(), date, &label, &out).await?;
+    // The bank's accounts are reconciled with all the billers (not for one).
+    let bank = match only {
+        Some(_) => None,
+        None => crate::reconcile::run::run_bank(store.clone(), date, &opts, Utc::now())
+            .await
+            .with_context(|| format!("reconciling the bank statements of {date}"))?,
+    };
+    let report = build_report(recon_store.as_ref(), date, &label, &out, bank.as_ref()).await?;
     let runs: Vec<i64> = out.iter().map(|s| s.run_id).collect();
     let paths = write_report(
         recon_store.as_ref(),
@@ -450,7 +476,7 @@ pub async fn run_date(
         &runs,
     )
     .await?;
-    Ok((out, paths))
+    Ok((out, bank, paths))
 }
 
 pub fn print_summaries(summaries: &[RunSummary]) {
@@ -691,32 +717,76 @@ pub async fn staff_actor(store: &dyn Store) -> anyhow::Result<Option<Actor>> {
 }
 
 pub fn print_bank(b: &crate::reconcile::run::BankSummary) {
+    let per = |t: &crate::reconcile::run::PerCurrency| -> String {
+        if t.is_empty() {
+            return "0".into();
+        }
+        t.iter()
+            .map(|(c, t)| format!("{} ({} {c})", t.count, money(t.amount_minor, c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "\nbank {} (run {}): {} lines, {} not booked; {} batch payouts matched ({}), {} fundings matched ({}, {} booked now)",
+        "\nbank {} (run {}): {} statement(s), balances proven on {}; {} booked entries, {} not booked; batch payouts matched {}; fundings matched {}, {} booked now",
         b.business_date,
         b.run_id,
+        b.statements,
+        b.balances_proven,
         b.lines,
         b.not_booked,
-        b.batches_matched.count,
-        minor_to_string(b.batches_matched.amount_minor, 2),
-        b.fundings_matched.count,
-        minor_to_string(b.fundings_matched.amount_minor, 2),
+        per(&b.batches_matched),
+        per(&b.fundings_matched),
         b.fundings_booked
     );
     println!(
-        "  payouts due from {} through {}: {} batch(es), {} not paid by the bank ({})",
+        "  payouts due from {} through {}: {} batch(es), not paid by the bank: {}",
         b.payouts_due_from,
         b.business_date,
         b.batches_due,
-        b.batches_unpaid.count,
-        minor_to_string(b.batches_unpaid.amount_minor, 2)
+        per(&b.batches_unpaid)
     );
-    for (category, t) in &b.breaks {
+    for p in &b.balances {
+        let c = &p.currency;
+        for a in &p.accounts {
+            println!(
+                "  account {}: bank closing balance {} {c} ({})",
+                a.account,
+                money(a.closing_minor, c),
+                a.closing_date.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
         println!(
-            "  {:<22} {:>7}  {:>14}",
-            category,
-            t.count,
-            minor_to_string(t.amount_minor, 2)
+            "  {c}: bank {} beside bank:settlement:{c} {}; explained {} (brought forward {}, payouts in transit {} ({}), payout differences {}, unattributed entries {} ({}), later funding -{}, resolved breaks -{}); unexplained {}",
+            money(p.bank_minor(), c),
+            money(p.ledger_minor, c),
+            money(p.explained_minor(), c),
+            money(p.brought_forward_minor(), c),
+            money(p.in_transit_minor, c),
+            p.in_transit_count,
+            money(p.payout_difference_minor, c),
+            money(p.unattributed_minor, c),
+            p.unattributed_count,
+            money(p.later_funding_minor, c),
+            money(p.resolutions_minor, c),
+            money(p.unexplained_minor(), c),
         );
     }
+    for (category, per_currency) in &b.breaks {
+        for (c, t) in per_currency {
+            println!(
+                "  {:<22} {:>7}  {:>14} {c}",
+                category,
+                t.count,
+                money(t.amount_minor, c)
+            );
+        }
+    }
+}
+
+/// An amount in minor units of `currency`, at its scale.
+fn money(minor: i64, currency: &str) -> String {
+    let scale = crate::domain::money::Currency::from_code(currency)
+        .map(|c| c.scale())
+        .unwrap_or(2);
+    minor_to_string(minor, scale)
 }

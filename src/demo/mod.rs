@@ -8,6 +8,7 @@
 //! It waits until every payment is final and prints what happened, with the
 //! ledger audit and our books compared with the biller's.
 
+pub mod bank;
 pub mod books;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,14 @@ pub struct DemoReport {
     /// Every file's control total equals its batch, and every batch its
     /// ledger journal.
     pub settlement_totals_match: bool,
+    /// The day's bank statement: entries booked by its import, entries the
+    /// same statement re-sent with a new message id brought again (all of
+    /// them known, none booked twice), every statement's balances proven,
+    /// and the bank's balance equal to our ledger's once explained.
+    pub bank_entries_booked: u64,
+    pub bank_entries_already_known: u64,
+    pub bank_statement_balances_proven: bool,
+    pub bank_balance_matches_ledger: bool,
     /// The day reconciled against the counterparts' files.
     pub recon: DemoRecon,
     pub elapsed_s: f64,
@@ -477,6 +486,11 @@ impl DemoReport {
             && self.callbacks_all_verified
             && !self.recon.runs.is_empty()
             && self.recon.open_breaks.is_empty()
+            && self.recon.bank_statement_balances_proven
+            && self.recon.bank_balance_matches_ledger
+            && self.recon.bank_entries_booked > 0
+            && self.recon.bank_entries_booked_again == 0
+            && self.recon.bank_entries_already_known == self.recon.bank_entries_booked
     }
 }
 
@@ -752,6 +766,10 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         settlement,
         statements,
         settlement_totals_match,
+        bank_entries_booked: recon.bank_entries_booked,
+        bank_entries_already_known: recon.bank_entries_already_known,
+        bank_statement_balances_proven: recon.bank_statement_balances_proven,
+        bank_balance_matches_ledger: recon.bank_balance_matches_ledger,
         recon,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
@@ -860,6 +878,17 @@ fn print_summary(r: &DemoReport) {
     }
     println!();
     crate::cli::recon::print_summaries(&r.recon.runs);
+    if let Some(b) = &r.recon.bank {
+        crate::cli::recon::print_bank(b);
+    }
+    println!(
+        "  bank statement: {} entries booked; re-sent with a new message id: {} already known, {} booked again; balances proven: {}; bank balance matches the ledger: {}",
+        r.bank_entries_booked,
+        r.bank_entries_already_known,
+        r.recon.bank_entries_booked_again,
+        r.bank_statement_balances_proven,
+        r.bank_balance_matches_ledger
+    );
     if !r.recon.open_breaks.is_empty() {
         println!();
         println!("  UNEXPLAINED BREAKS ({}):", r.recon.open_breaks.len());
@@ -997,6 +1026,22 @@ pub struct DemoRecon {
     pub runs: Vec<crate::reconcile::run::RunSummary>,
     /// Breaks left open after the runs (none on a good day), described.
     pub open_breaks: Vec<String>,
+    /// The day's bank statement (camt.053.001.08): imported, then imported
+    /// again as the bank re-sends it (a new message id).
+    pub bank_statement: String,
+    /// Entries booked by the first import.
+    pub bank_entries_booked: u64,
+    /// Entries the re-sent statement brought that were known already (all).
+    pub bank_entries_already_known: u64,
+    /// Entries the re-sent statement booked (none).
+    pub bank_entries_booked_again: u64,
+    /// Every statement's opening + credits - debits = closing, both times.
+    pub bank_statement_balances_proven: bool,
+    /// The bank's closing balance equals `bank:settlement` once every listed
+    /// item is counted (no balance break).
+    pub bank_balance_matches_ledger: bool,
+    /// The bank pass of the run, with balances beside the ledger's.
+    pub bank: Option<crate::reconcile::run::BankSummary>,
 }
 
 /// Writes each counterpart's files of the day (the hub's statement, each
@@ -1048,6 +1093,7 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
         let i = crate::reconcile::import::import_file(
             &*stack.store,
             &config.recon.dir,
+            &config.our_accounts()?,
             source,
             &path,
             None,
@@ -1067,8 +1113,66 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
             minor_to_string(i.credited_total_minor, 2)
         ));
     }
+    // Our bank's statement of the day: every batch paid out, every app's
+    // funding in; then the same statement re-sent with a new message id.
+    let batch_dates: std::collections::BTreeSet<chrono::NaiveDate> =
+        crate::store::SettlementStore::batches(&*stack.store, None, None)
+        .await?
+        .iter()
+        .map(|b| b.business_date)
+        .collect();
+    let dates: Vec<chrono::NaiveDate> = batch_dates.into_iter().collect();
+    let mut spec = bank::StatementSpec {
+        message_id: format!("STMT-{}-1", date.format("%Y%m%d")),
+        statement_id: format!("{}-{}", config.settlement.debtor.account, date.format("%Y%m%d")),
+        sequence: Some(1),
+        account: config.settlement.debtor.account.clone(),
+        currency: crate::domain::money::Currency::from_code(&config.recon.settlement_currency)?,
+        opening_minor: 0,
+        opening_date: date.pred_opt().unwrap_or(date),
+        date,
+        entries: bank::day_entries(&*stack.store, &dates, date).await?,
+    };
+    let bank_dir = inbox.join("bank");
+    std::fs::create_dir_all(bank_dir.join("done"))?;
+    let accounts = config.our_accounts()?;
+    let mut bank_imports = Vec::new();
+    for (i, message_id) in [spec.message_id.clone(), format!("STMT-{}-1-RESENT", date.format("%Y%m%d"))]
+        .into_iter()
+        .enumerate()
+    {
+        spec.message_id = message_id;
+        let name = format!("bank-statement-{date}-{}.xml", i + 1);
+        let path = bank_dir.join(&name);
+        std::fs::write(&path, bank::camt053(std::slice::from_ref(&spec)))?;
+        let imported = crate::reconcile::import::import_file(
+            &*stack.store,
+            &config.recon.dir,
+            &accounts,
+            "bank",
+            &path,
+            None,
+            None,
+            "demo",
+            chrono::Utc::now(),
+        )
+        .await
+        .with_context(|| format!("importing {}", path.display()))?;
+        std::fs::rename(&path, bank_dir.join("done").join(&name))?;
+        let counts = imported.bank.unwrap_or_default();
+        lines.push(format!(
+            "{:<14} {name:<40} file #{} {:<13} {:>4} entries, {:>4} booked, {:>4} already known",
+            "bank",
+            imported.id,
+            imported.kind.as_str(),
+            counts.entries,
+            counts.entries_booked,
+            counts.entries_already_known
+        ));
+        bank_imports.push(counts);
+    }
     let store: Arc<dyn Store> = stack.state.store.clone();
-    let (runs, _reports) =
+    let (runs, bank_run, _reports) =
         crate::cli::recon::run_date(store, config, date, None, "demo", false).await?;
     let open = stack
         .store
@@ -1115,11 +1219,48 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
             open_breaks.len()
         ),
     );
+    let proven = bank_imports
+        .iter()
+        .all(|c| c.statements > 0 && c.balances_proven == c.statements);
+    let matches = bank_run
+        .as_ref()
+        .is_some_and(|b| b.balance_matches_ledger && !b.balances.is_empty());
+    if let Some(b) = &bank_run {
+        for p in &b.balances {
+            say(
+                json,
+                format!(
+                    "• bank         {date}: {} entries booked, re-sent statement: {} already known, {} booked again; closing balance {} {c}, bank:settlement {} {c}, unexplained {} {c}",
+                    bank_imports.first().map(|c| c.entries_booked).unwrap_or(0),
+                    bank_imports.get(1).map(|c| c.entries_already_known).unwrap_or(0),
+                    bank_imports.get(1).map(|c| c.entries_booked).unwrap_or(0),
+                    minor_to_string(p.bank_minor(), 2),
+                    minor_to_string(p.ledger_minor, 2),
+                    minor_to_string(p.unexplained_minor(), 2),
+                    c = p.currency
+                ),
+            );
+        }
+    }
     Ok(DemoRecon {
         business_date: date,
         inbox: inbox.display().to_string(),
         files: lines,
         runs,
         open_breaks,
+        bank_statement: bank_dir
+            .join("done")
+            .join(format!("bank-statement-{date}-1.xml"))
+            .display()
+            .to_string(),
+        bank_entries_booked: bank_imports.first().map(|c| c.entries_booked).unwrap_or(0),
+        bank_entries_already_known: bank_imports
+            .get(1)
+            .map(|c| c.entries_already_known)
+            .unwrap_or(0),
+        bank_entries_booked_again: bank_imports.get(1).map(|c| c.entries_booked).unwrap_or(0),
+        bank_statement_balances_proven: proven,
+        bank_balance_matches_ledger: matches,
+        bank: bank_run,
     })
 }

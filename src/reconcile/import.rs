@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{camt053, formats};
+use super::{bankfile, formats};
+use crate::domain::recon::statement::{BankStatement, OurAccount};
 use crate::domain::recon::{FileKind, FileRefusal};
-use crate::store::recon::{ImportOutcome, NewReconFile, ReconStore};
+use crate::store::bank::{BankImportCounts, NewBankEntry, NewBankStatement};
+use crate::store::recon::{ImportOutcome, NewReconFile};
+use crate::store::StoreError;
 
 /// Why an import did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub struct Imported {
     pub credited_total_minor: i64,
     pub already: bool,
     pub replaced: Option<i64>,
+    /// A bank file: its statements and entries, new and already known.
+    pub bank: Option<BankImportCounts>,
 }
 
 /// Where a file with this digest is kept.
@@ -48,11 +53,15 @@ pub fn stored_path(dir: &Path, sha256: &str) -> PathBuf {
 
 /// Imports `path` from `source` (a biller id, `hub` or `bank`). `kind` is
 /// recognised from the content when not given; `date` is needed only for
-/// a file that does not say its date (an empty water file).
+/// a file that does not say its date (an empty water file). A bank file
+/// (camt.053, camt.054, MT940) is accepted only for `accounts`, each in its
+/// currency, with balances that add up; its entries are booked once each,
+/// whatever file brought them before.
 #[allow(clippy::too_many_arguments)]
 pub async fn import_file(
-    store: &dyn ReconStore,
+    store: &dyn crate::store::Store,
     dir: &Path,
+    accounts: &[OurAccount],
     source: &str,
     path: &Path,
     kind: Option<FileKind>,
@@ -76,36 +85,22 @@ pub async fn import_file(
             formats::sniff(&head[..n]).ok_or_else(|| {
                 refused(FileRefusal::at(
                     "line 1",
-                    "not a file kind billclear reads (water CSV, power XML, gas fixed-width, hub statement, co-op ack, camt.053); name it with --kind",
+                    "not a file kind billclear reads (water CSV, power XML, gas fixed-width, hub statement, co-op ack, camt.053, camt.054, MT940); name it with --kind",
                 ))
             })?
         }
     };
+    if kind.is_bank() {
+        if source != "bank" {
+            return Err(ImportError::Mismatch(format!(
+                "{name} is a bank file ({}): import it with --source bank",
+                kind.as_str()
+            )));
+        }
+        return import_bank(store, dir, accounts, path, name, kind, by, now).await;
+    }
     // Pass 1: read whole and check; nothing is kept yet.
-    let (summary_biller, business_date, identity, records, credited, total, currency) =
-        if kind == FileKind::Camt053 {
-            let bytes = std::fs::read(path)?;
-            let (_version, statements) = camt053::parse(&bytes)
-                .map_err(|e| refused(FileRefusal::at(e.path.clone(), e.reason.clone())))?;
-            let entries: Vec<&camt053::Entry> =
-                statements.iter().flat_map(|s| s.entries.iter()).collect();
-            let booked = entries.iter().filter_map(|e| e.booking_date).min();
-            let d = date.or(booked).ok_or_else(|| {
-                ImportError::Mismatch(format!(
-                    "{name}: the statement has no booked entry to date it; give --date"
-                ))
-            })?;
-            let ids: Vec<&str> = statements.iter().map(|s| s.id.as_str()).collect();
-            (
-                None,
-                d,
-                Some(format!("camt053:{}", ids.join("+"))),
-                entries.len() as u64,
-                entries.iter().filter(|e| e.credit).count() as u64,
-                0,
-                statements.first().map(|s| s.currency.code().to_string()),
-            )
-        } else {
+    let (summary_biller, business_date, identity, records, credited, total, currency) = {
             let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
             let s = formats::read(kind, reader, &mut |_| {}).map_err(refused)?;
             let d = if s.business_date == formats::UNKNOWN_DATE {
@@ -142,14 +137,6 @@ pub async fn import_file(
             }
             None
         }
-        FileKind::Camt053 => {
-            if source != "bank" {
-                return Err(ImportError::Mismatch(format!(
-                    "{name} is a bank statement: import it with --source bank"
-                )));
-            }
-            None
-        }
         _ => {
             if let Some(b) = summary_biller.as_deref().filter(|b| *b != source) {
                 return Err(ImportError::Mismatch(format!(
@@ -159,32 +146,7 @@ pub async fn import_file(
             Some(source.to_string())
         }
     };
-    // Pass 2: keep the bytes under their digest (atomic: temp, fsync, rename).
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files)?;
-    let tmp = files.join(format!(".import-{}", uuid::Uuid::now_v7()));
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    {
-        let mut input = BufReader::with_capacity(1 << 20, File::open(path)?);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            size += n as u64;
-        }
-        let f = out.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-    }
-    let sha256 = hex::encode(hasher.finalize());
-    let target = stored_path(dir, &sha256);
-    std::fs::rename(&tmp, &target)?;
-    File::open(&files)?.sync_all()?;
+    let (sha256, size, _created) = keep_file(dir, path)?;
     let identity = identity.unwrap_or_else(|| {
         format!(
             "{}:{}:{}",
@@ -224,6 +186,175 @@ pub async fn import_file(
         credited_total_minor: total,
         already,
         replaced,
+        bank: None,
+    })
+}
+
+/// Pass 2: keeps the bytes under their digest (atomic: temp, fsync,
+/// rename). Returns the digest, the size, and whether the stored copy is
+/// new (a refused import removes a copy it created).
+fn keep_file(dir: &Path, path: &Path) -> Result<(String, u64, bool), ImportError> {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files)?;
+    let tmp = files.join(format!(".import-{}", uuid::Uuid::now_v7()));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    {
+        let mut input = BufReader::with_capacity(1 << 20, File::open(path)?);
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let target = stored_path(dir, &sha256);
+    let created = !target.exists();
+    std::fs::rename(&tmp, &target)?;
+    File::open(&files)?.sync_all()?;
+    Ok((sha256, size, created))
+}
+
+/// A bank file: every statement must be of one of our accounts, in its
+/// currency, with balances that add up; then the file, its statements and
+/// every entry not known before are recorded in one transaction. An entry
+/// known with another amount refuses the whole file.
+#[allow(clippy::too_many_arguments)]
+async fn import_bank(
+    store: &dyn crate::store::Store,
+    dir: &Path,
+    accounts: &[OurAccount],
+    path: &Path,
+    name: String,
+    kind: FileKind,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Imported, ImportError> {
+    let refused = |refusal: FileRefusal| ImportError::Refused {
+        file: name.clone(),
+        refusal,
+    };
+    let bytes = std::fs::read(path)?;
+    let message = bankfile::read(kind, &bytes).map_err(refused)?;
+    let mut statements = Vec::with_capacity(message.statements.len());
+    for st in &message.statements {
+        statements.push(
+            checked_statement(st, accounts, &message.format.to_string())
+                .map_err(|e| refused(FileRefusal::at(e.location, e.reason)))?,
+        );
+    }
+    let business_date = statements
+        .iter()
+        .map(|s| s.business_date)
+        .min()
+        .ok_or_else(|| refused(FileRefusal::at("file", "no statement in the file")))?;
+    let entries: Vec<&NewBankEntry> = statements.iter().flat_map(|s| &s.entries).collect();
+    let (sha256, size, created) = keep_file(dir, path)?;
+    let file = NewReconFile {
+        identity: format!("bank-file:{sha256}"),
+        sha256: sha256.clone(),
+        kind,
+        source: "bank".into(),
+        biller_id: None,
+        business_date,
+        file_name: name.clone(),
+        byte_size: size,
+        records: entries.len() as u64,
+        credited: entries.iter().filter(|e| e.credit).count() as u64,
+        credited_total_minor: 0,
+        currency: statements.first().map(|s| s.currency.clone()),
+        imported_at: now,
+        imported_by: by.to_string(),
+    };
+    let (outcome, counts) = match store.record_bank_file(&file, &statements).await {
+        Ok(r) => r,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_file(stored_path(dir, &sha256));
+            }
+            return Err(match e {
+                StoreError::Conflict(reason) => {
+                    refused(FileRefusal::at("bank entries", reason))
+                }
+                other => other.into(),
+            });
+        }
+    };
+    let (id, already) = match outcome {
+        ImportOutcome::Imported { id, .. } => (id, false),
+        ImportOutcome::AlreadyImported { id } => (id, true),
+    };
+    Ok(Imported {
+        id,
+        kind,
+        business_date,
+        records: counts.entries,
+        credited: file.credited,
+        credited_total_minor: 0,
+        already,
+        replaced: None,
+        bank: Some(counts),
+    })
+}
+
+/// One statement checked (ours, one currency, balances proven) and keyed.
+fn checked_statement(
+    st: &BankStatement,
+    accounts: &[OurAccount],
+    format: &str,
+) -> Result<NewBankStatement, crate::domain::recon::statement::StatementRefusal> {
+    use crate::domain::recon::statement::{normalize_account, StatementRefusal};
+    let currency = st.check_ours(accounts)?;
+    let proof = st.prove_balances()?;
+    let business_date = st.business_date().ok_or_else(|| StatementRefusal {
+        location: st.location.clone(),
+        reason: "no date: no closing balance, period, booking date or creation date".into(),
+    })?;
+    let entries = st
+        .entries
+        .iter()
+        .zip(st.entry_keys())
+        // Pending and informational entries are not facts yet: counted, not
+        // recorded (the booked entry comes on a later statement).
+        .filter(|(e, _)| e.booked())
+        .map(|(e, keys)| NewBankEntry {
+            keys,
+            position: e.position,
+            location: e.location.clone(),
+            amount_minor: e.amount_minor,
+            currency: e.currency.clone(),
+            credit: e.credit,
+            status: e.status.clone(),
+            booking_date: e.booking_date.or(e.value_date).unwrap_or(business_date),
+            value_date: e.value_date,
+            bank_reference: e.bank_reference().map(str::to_string),
+            end_to_end_id: e.end_to_end_id.clone(),
+            remittance: e.remittance.clone(),
+        })
+        .collect();
+    Ok(NewBankStatement {
+        account: normalize_account(&st.account),
+        identity: st.identity(),
+        kind: st.kind,
+        format: format.to_string(),
+        statement_id: st.id.clone(),
+        sequence: st.sequence_number(),
+        page: st.page.clone(),
+        currency: currency.code().to_string(),
+        business_date,
+        from_date: st.from_date,
+        proof,
+        location: st.location.clone(),
+        pending: st.entries.iter().filter(|e| !e.booked()).count() as u32,
+        entries,
     })
 }
 

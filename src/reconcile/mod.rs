@@ -1,8 +1,8 @@
 //! Daily reconciliation: the edges around the pure rules of
 //! `crate::domain::recon`.
 //!
-//! - `camt053`: our settlement account's bank statement (camt.053.001.02
-//!   and .08), refused whole when malformed.
+//! - `bankfile`: our bank's statements and notifications (camt.053,
+//!   camt.054, MT940) read into one model, refused whole when malformed.
 //! - `formats`: the counterparties' daily files (water CSV, power XML, gas
 //!   fixed-width, hub statement, co-op acknowledgement) read into
 //!   [`crate::domain::recon::TheirRecord`]s, refused whole when malformed.
@@ -14,7 +14,7 @@
 //!   sorted merge; breaks, automatic decisions, summary.
 //! - `report`: a run's reports, CSV and XLSX, byte-for-byte deterministic.
 
-pub mod camt053;
+pub mod bankfile;
 pub mod formats;
 pub mod import;
 pub mod report;

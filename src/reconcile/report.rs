@@ -20,7 +20,12 @@
 //!   each biller's rows one row with category `TOTAL` per currency.
 //! - `<stem>-breaks.csv`: `break_id,business_date,biller_id,category,status,
 //!   our_reference,their_reference,our_amount,their_amount,currency,detail,owner`;
-//!   an absent amount is an empty field.
+//!   an absent amount is an empty field. The bank's breaks have `bank` as
+//!   their biller_id (scope).
+//! - `<stem>-balances.csv` (when bank statements were reconciled):
+//!   `account,item,amount,currency`: per currency, each account's closing
+//!   balance (`bank-closing-balance`), our `bank:settlement` balance, every
+//!   item that explains the difference, and what is left unexplained.
 //!
 //! Text that a spreadsheet would take for a formula (starting with `=`, `+`,
 //! `-`, `@`, tab or carriage return) is prefixed with `'` in the CSV files:
@@ -67,6 +72,17 @@ pub struct ReportBreakRow {
     pub owner: String,
 }
 
+/// One line of the bank balance comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportBalanceRow {
+    /// A (masked) account, or `bank:settlement:<ccy>` for our ledger's side
+    /// and the currency's items.
+    pub account: String,
+    pub item: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
 /// Everything one run reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
@@ -75,12 +91,16 @@ pub struct RunReport {
     pub business_date: NaiveDate,
     pub summary: Vec<ReportSummaryRow>,
     pub breaks: Vec<ReportBreakRow>,
+    /// The bank's balances beside the ledger's (empty: no bank run).
+    pub balances: Vec<ReportBalanceRow>,
 }
 
 /// The category of a biller's total row.
 pub const TOTAL_CATEGORY: &str = "TOTAL";
 
 const SUMMARY_COLUMNS: [&str; 5] = ["biller_id", "category", "count", "amount", "currency"];
+
+const BALANCE_COLUMNS: [&str; 4] = ["account", "item", "amount", "currency"];
 
 const BREAK_COLUMNS: [&str; 12] = [
     "break_id",
@@ -262,14 +282,32 @@ fn breaks_csv(report: &RunReport) -> io::Result<Vec<u8>> {
     csv_bytes(w)
 }
 
+fn balances_csv(report: &RunReport) -> io::Result<Vec<u8>> {
+    let mut w = csv_writer();
+    w.write_record(BALANCE_COLUMNS)?;
+    for b in &report.balances {
+        w.write_record([
+            &*csv_text(&b.account),
+            &csv_text(&b.item),
+            &format_minor(b.amount_minor, &b.currency)?,
+            &csv_text(&b.currency),
+        ])?;
+    }
+    csv_bytes(w)
+}
+
 /// Writes `dir/<stem>-summary.csv` and `dir/<stem>-breaks.csv` (replacing
-/// earlier ones) and returns their paths in that order.
+/// earlier ones), and `dir/<stem>-balances.csv` when the report has bank
+/// balances, and returns their paths in that order.
 pub fn write_csv(report: &RunReport, dir: &Path, stem: &str) -> io::Result<Vec<PathBuf>> {
-    // Render both before writing either: a refused report writes nothing.
-    let files = [
+    // Render all before writing any: a refused report writes nothing.
+    let mut files = vec![
         (format!("{stem}-summary.csv"), summary_csv(report)?),
         (format!("{stem}-breaks.csv"), breaks_csv(report)?),
     ];
+    if !report.balances.is_empty() {
+        files.push((format!("{stem}-balances.csv"), balances_csv(report)?));
+    }
     let mut paths = Vec::with_capacity(files.len());
     for (name, bytes) in files {
         write_atomic_replacing(dir, &name, &bytes).map_err(file_error)?;
@@ -376,6 +414,27 @@ fn build_workbook(report: &RunReport) -> Result<Workbook, XlsxError> {
         breaks.set_column_width(col as u16, width)?;
     }
     breaks.set_freeze_panes(1, 0)?;
+
+    if !report.balances.is_empty() {
+        let sheet = workbook.add_worksheet();
+        sheet.set_name("Balances")?;
+        write_header(sheet, &BALANCE_COLUMNS, &header)?;
+        for (i, b) in report.balances.iter().enumerate() {
+            let row = i as u32 + 1;
+            sheet.write_string(row, 0, &b.account)?;
+            sheet.write_string(row, 1, &b.item)?;
+            let text = format_minor(b.amount_minor, &b.currency)
+                .map_err(|e| XlsxError::ParameterError(e.to_string()))?;
+            sheet.write_string_with_format(row, 2, text, &amount)?;
+            sheet.write_string(row, 3, &b.currency)?;
+        }
+        let last = report.balances.len() as u32;
+        sheet.ignore_error_range(1, 2, last, 2, IgnoreError::NumberStoredAsText)?;
+        for (col, width) in [26.0, 40.0, 18.0, 10.0].into_iter().enumerate() {
+            sheet.set_column_width(col as u16, width)?;
+        }
+        sheet.set_freeze_panes(1, 0)?;
+    }
     Ok(workbook)
 }
 
@@ -460,6 +519,7 @@ mod tests {
                     owner: String::new(),
                 },
             ],
+            balances: vec![],
         }
     }
 
@@ -607,6 +667,7 @@ mod tests {
             business_date: date(),
             summary: vec![],
             breaks: vec![],
+            balances: vec![],
         };
         let paths = write_csv(&report, dir.path(), "empty").unwrap();
         assert_eq!(

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::formats;
 use super::import::StoredReader;
-use super::report::{ReportBreakRow, ReportSummaryRow, RunReport};
+use super::report::{ReportBalanceRow, ReportBreakRow, ReportSummaryRow, RunReport};
 use super::spill::ExternalSorter;
 use crate::domain::biller::Biller;
 use crate::domain::recon::matching::{
@@ -72,6 +72,14 @@ pub struct RunOptions {
 pub struct Tally {
     pub count: u64,
     pub amount_minor: i64,
+}
+
+/// Tallies per currency (ISO code): amounts of different currencies are
+/// never added together.
+pub type PerCurrency = BTreeMap<String, Tally>;
+
+fn add_in(t: &mut PerCurrency, currency: &str, minor: i64) {
+    t.entry(currency.to_string()).or_default().add(minor);
 }
 
 impl Tally {
@@ -451,6 +459,7 @@ pub async fn build_report(
     date: NaiveDate,
     label: &str,
     summaries: &[RunSummary],
+    bank: Option<&BankSummary>,
 ) -> Result<RunReport, RunError> {
     let mut summary = Vec::new();
     let mut breaks = Vec::new();
@@ -510,12 +519,108 @@ pub async fn build_report(
                 }),
         );
     }
+    let mut balances = Vec::new();
+    if let Some(b) = bank {
+        bank_report(store, date, b, &mut summary, &mut breaks, &mut balances).await?;
+    }
     Ok(RunReport {
         run_label: label.to_string(),
         business_date: date,
         summary,
         breaks,
+        balances,
     })
+}
+
+/// The bank's part of the day's report: its outcomes and breaks (scope
+/// `bank`, amounts per currency), and the balances beside the ledger's.
+async fn bank_report(
+    store: &dyn ReconStore,
+    date: NaiveDate,
+    b: &BankSummary,
+    summary: &mut Vec<ReportSummaryRow>,
+    breaks: &mut Vec<ReportBreakRow>,
+    balances: &mut Vec<ReportBalanceRow>,
+) -> Result<(), RunError> {
+    let mut row = |category: &str, currency: &str, t: &Tally| {
+        summary.push(ReportSummaryRow {
+            biller_id: BANK_SCOPE.to_string(),
+            category: category.to_string(),
+            count: t.count,
+            amount_minor: t.amount_minor,
+            currency: currency.to_string(),
+        })
+    };
+    let mut currencies: BTreeSet<String> = b.balances.iter().map(|p| p.currency.clone()).collect();
+    for t in [&b.batches_matched, &b.fundings_matched, &b.batches_unpaid]
+        .into_iter()
+        .chain(b.breaks.values())
+    {
+        currencies.extend(t.keys().cloned());
+    }
+    for c in &currencies {
+        let get = |t: &PerCurrency| t.get(c).cloned().unwrap_or_default();
+        row("payouts-matched", c, &get(&b.batches_matched));
+        row("fundings-matched", c, &get(&b.fundings_matched));
+        row("payouts-unpaid", c, &get(&b.batches_unpaid));
+        for cat in categories().into_iter().filter(|c| c.is_bank()) {
+            let t = b.breaks.get(cat.as_str()).map(get).unwrap_or_default();
+            row(cat.as_str(), c, &t);
+        }
+    }
+    let found = store
+        .breaks(&BreakFilter {
+            date: Some(date),
+            scope: Some(BANK_SCOPE.to_string()),
+            ..Default::default()
+        })
+        .await?;
+    breaks.extend(
+        found
+            .into_iter()
+            .filter(|x| x.found_by_run == Some(b.run_id))
+            .map(|x| ReportBreakRow {
+                break_id: x.id,
+                business_date: x.business_date,
+                biller_id: x.scope,
+                category: x.category.as_str().to_string(),
+                status: x.status.as_str().to_string(),
+                our_reference: x.our_reference,
+                their_reference: x.their_reference,
+                our_amount_minor: x.our_amount_minor,
+                their_amount_minor: x.their_amount_minor,
+                currency: x.currency,
+                detail: x.detail,
+                owner: x.owner.unwrap_or_default(),
+            }),
+    );
+    for p in &b.balances {
+        let c = &p.currency;
+        let ledger = format!("bank:settlement:{c}");
+        let mut line = |account: &str, item: &str, amount_minor: i64| {
+            balances.push(ReportBalanceRow {
+                account: account.to_string(),
+                item: item.to_string(),
+                amount_minor,
+                currency: c.clone(),
+            })
+        };
+        for a in &p.accounts {
+            let on = a.closing_date.map(|d| format!(" ({d})")).unwrap_or_default();
+            line(&a.account, &format!("bank-closing-balance{on}"), a.closing_minor);
+            line(&a.account, "brought-forward (before its first statement)", a.brought_forward_minor);
+        }
+        line(&ledger, "ledger-balance", p.ledger_minor);
+        line(&ledger, "difference (bank - ledger)", p.bank_minor() - p.ledger_minor);
+        line(&ledger, "explained: brought-forward", p.brought_forward_minor());
+        line(&ledger, &format!("explained: payouts in transit ({})", p.in_transit_count), p.in_transit_minor);
+        line(&ledger, "explained: payout differences (breaks)", p.payout_difference_minor);
+        line(&ledger, &format!("explained: unattributed entries ({}, breaks)", p.unattributed_count), p.unattributed_minor);
+        line(&ledger, "explained: funding booked from later entries", -p.later_funding_minor);
+        line(&ledger, "explained: posted by resolved breaks", -p.resolutions_minor);
+        line(&ledger, "unexplained (a break when not zero)", p.unexplained_minor());
+    }
+    Ok(())
 }
 
 /// Writes the report as `<stem>-summary.csv`, `<stem>-breaks.csv` and
@@ -554,6 +659,7 @@ pub fn is_report_name(name: &str) -> bool {
         && !name.starts_with('.')
         && (name.ends_with("-summary.csv")
             || name.ends_with("-breaks.csv")
+            || name.ends_with("-balances.csv")
             || name.ends_with(".xlsx"))
 }
 
@@ -562,11 +668,20 @@ pub fn is_report_name(name: &str) -> bool {
 pub struct BankSummary {
     pub run_id: i64,
     pub business_date: NaiveDate,
+    /// The files that brought the date's statements and entries.
     pub files: Vec<i64>,
+    /// Statements of the date (notifications not counted), and those whose
+    /// balances were proven on import (all of them: one that does not add
+    /// up is refused).
+    pub statements: u64,
+    pub balances_proven: u64,
+    /// Booked entries of the date (each bank entry once, whatever files
+    /// brought it), and entries the bank had not booked (counted only).
     pub lines: u64,
     pub not_booked: u64,
-    pub batches_matched: Tally,
-    pub fundings_matched: Tally,
+    /// Per currency.
+    pub batches_matched: PerCurrency,
+    pub fundings_matched: PerCurrency,
     pub fundings_booked: u64,
     /// The first requested execution date this run answers for (the day
     /// after the previous statement's date; the date itself when there is
@@ -575,9 +690,15 @@ pub struct BankSummary {
     /// Batches due in that window (a pain.001 asked the bank to pay them).
     pub batches_due: u64,
     /// Of them, those no booked debit of this statement or an earlier one
-    /// moved (each a settlement-mismatch break), by net.
-    pub batches_unpaid: Tally,
-    pub breaks: BTreeMap<String, Tally>,
+    /// moved (each a settlement-mismatch break), by net, per currency.
+    pub batches_unpaid: PerCurrency,
+    /// Per currency: the bank's closing balance beside `bank:settlement`,
+    /// and the items that explain the difference.
+    pub balances: Vec<crate::domain::recon::bank::BankPosition>,
+    /// Whether every currency's difference is explained (no balance break).
+    pub balance_matches_ledger: bool,
+    /// Breaks by category, then currency.
+    pub breaks: BTreeMap<String, PerCurrency>,
     pub recorded: BreaksRecorded,
     pub cleared: u64,
 }
@@ -585,42 +706,19 @@ pub struct BankSummary {
 /// The scope of the bank statement's runs and breaks.
 pub const BANK_SCOPE: &str = "bank";
 
-/// The statements of a stored camt.053 file, its digest checked.
-fn read_statements(dir: &Path, f: &ReconFile) -> Result<Vec<super::camt053::Statement>, RunError> {
-    let mut reader = StoredReader::open(dir, &f.sha256)?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut reader, &mut bytes)?;
-    if !reader.verified() {
-        return Err(RunError::Tampered {
-            id: f.id,
-            name: f.file_name.clone(),
-        });
-    }
-    let (_, statements) = super::camt053::parse(&bytes).map_err(|e| RunError::Unreadable {
-        id: f.id,
-        name: f.file_name.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(statements)
-}
-
-/// One statement entry as reconciliation reads it.
-fn bank_line(
-    file_id: i64,
-    e: &super::camt053::Entry,
-) -> Result<crate::domain::recon::bank::BankLine, RunError> {
-    let minor = i64::try_from(e.amount.minor_units())
-        .map_err(|_| RunError::Other(format!("bank line {} amount too large", e.line)))?;
-    Ok(crate::domain::recon::bank::BankLine {
-        file_id,
-        line: e.line as u64,
-        signed_minor: if e.credit { minor } else { -minor },
-        currency: e.amount.currency().code().to_string(),
-        booked: e.status == "BOOK",
+/// One bank entry as the domain's bank rules read it.
+fn bank_line(e: &crate::store::bank::BankEntryRow) -> crate::domain::recon::bank::BankLine {
+    crate::domain::recon::bank::BankLine {
+        entry_id: e.id,
+        file_id: e.file_id,
+        line: e.position.max(0) as u64,
+        signed_minor: e.signed_minor(),
+        currency: e.currency.clone(),
+        booked: e.booked(),
         bank_reference: e.bank_reference.clone(),
         end_to_end_id: e.end_to_end_id.clone(),
         remittance: e.remittance.clone(),
-    })
+    }
 }
 
 /// A closed batch as the payout check reads it.
@@ -640,168 +738,274 @@ fn closed_batch(
     })
 }
 
-/// Reconciles the bank statement(s) of `date` (camt.053 imported with
-/// `--source bank`) against settlement batches and channel funding, and
-/// finds the batches due by the date (see `DueWindow`) that no booked
-/// debit of these or earlier statements paid. None when no statement of
-/// the date is imported (nothing is judged then, unpaid batches neither).
+/// What a line's references point to (a batch we closed, a channel's
+/// statement of a date), if anything.
+async fn expected_for(
+    store: &dyn crate::store::Store,
+    line: &crate::domain::recon::bank::BankLine,
+) -> Result<Option<crate::domain::recon::bank::Expected>, RunError> {
+    use crate::domain::recon::bank::{batch_of, funding_of, Expected};
+    if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
+        let Some(b) = store.batch(id).await? else {
+            return Ok(None);
+        };
+        let c = crate::domain::money::Currency::from_code(&b.currency)
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        return Ok(Some(Expected::Batch {
+            id,
+            biller_id: b.biller_id.clone(),
+            net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
+            currency: b.currency.clone(),
+        }));
+    }
+    let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of) else {
+        return Ok(None);
+    };
+    owed(store, &channel, day).await
+}
+
+/// What a channel's statement of `day` says it owes.
+async fn owed(
+    store: &dyn crate::store::Store,
+    channel: &str,
+    day: NaiveDate,
+) -> Result<Option<crate::domain::recon::bank::Expected>, RunError> {
+    let Ok(ch) = crate::domain::ids::ChannelId::parse(channel) else {
+        return Ok(None);
+    };
+    let lines = store.channel_statement(&ch, day).await?;
+    let Some(first) = lines.first() else {
+        return Ok(None);
+    };
+    let c = crate::domain::money::Currency::from_code(&first.currency)
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    let owed: rust_decimal::Decimal = lines.iter().map(|l| l.amount - l.returned).sum();
+    Ok(Some(crate::domain::recon::bank::Expected::Funding {
+        channel_id: channel.to_string(),
+        date: day,
+        owed_minor: crate::store::postgres::recon_minor(owed, c)?,
+        currency: first.currency.clone(),
+    }))
+}
+
+/// Reconciles our bank accounts for `date`: every bank entry booked on the
+/// date (each once, whatever files brought it) against settlement batches
+/// and channel funding; the chain of each account's statements of the
+/// date (a gap or overlap is a `statement-gap`); the batches due by the
+/// date that no booked debit paid; and the bank's closing balance beside
+/// `bank:settlement`, the difference explained item by item or a break.
+/// None when nothing of the date was imported.
 pub async fn run_bank(
     store: Arc<dyn crate::store::Store>,
     date: NaiveDate,
     opts: &RunOptions,
     now: DateTime<Utc>,
 ) -> Result<Option<BankSummary>, RunError> {
-    use crate::domain::recon::bank::{
-        batch_of, funding_of, judge_line, judge_payout, paid_batch, BankVerdict, DueWindow,
-        Expected, Payout,
-    };
-    let files: Vec<ReconFile> = store
-        .current_files(&[date])
-        .await?
-        .into_iter()
-        .filter(|f| f.kind == FileKind::Camt053)
-        .collect();
-    if files.is_empty() {
+    if !store.bank_activity_on(date).await? {
         return Ok(None);
     }
-    let file_ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+    let statements = store.bank_statements_on(date).await?;
+    let entries = store.bank_entries_on(date).await?;
+    let mut file_ids: Vec<i64> = statements
+        .iter()
+        .map(|s| s.file_id)
+        .chain(entries.iter().map(|e| e.file_id))
+        .collect();
+    file_ids.sort_unstable();
+    file_ids.dedup();
     let run_id = store
         .start_run(date, BANK_SCOPE, &opts.run_by, &file_ids, now)
         .await?;
-    let result: Result<Option<BankSummary>, RunError> = async {
-        let mut s = BankSummary {
-            run_id,
-            business_date: date,
-            files: file_ids,
-            ..Default::default()
-        };
-        let mut found = Vec::new();
-        // Batches a booked debit moved (this date's statements, then the
-        // earlier ones that matter).
-        let mut paid = BTreeSet::new();
-        for f in &files {
-            let statements = read_statements(&opts.dir, f)?;
-            for e in statements.iter().flat_map(|st| st.entries.iter()) {
-                s.lines += 1;
-                let line = bank_line(f.id, e)?;
-                paid.extend(paid_batch(&line));
-                let mut expected = None;
-                if let Some(id) = line.end_to_end_id.as_deref().and_then(batch_of) {
-                    if let Some(b) = store.batch(id).await? {
-                        let c = crate::domain::money::Currency::from_code(&b.currency)
-                            .map_err(|e| RunError::Other(e.to_string()))?;
-                        expected = Some(Expected::Batch {
-                            id,
-                            biller_id: b.biller_id.clone(),
-                            net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
-                            currency: b.currency.clone(),
-                        });
-                    }
-                } else if let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of)
-                {
-                    if let Ok(ch) = crate::domain::ids::ChannelId::parse(&channel) {
-                        let lines = store.channel_statement(&ch, day).await?;
-                        if let Some(first) = lines.first() {
-                            let c = crate::domain::money::Currency::from_code(&first.currency)
-                                .map_err(|e| RunError::Other(e.to_string()))?;
-                            let owed: rust_decimal::Decimal =
-                                lines.iter().map(|l| l.amount - l.returned).sum();
-                            expected = Some(Expected::Funding {
-                                channel_id: channel.clone(),
-                                date: day,
-                                owed_minor: crate::store::postgres::recon_minor(owed, c)?,
-                                currency: first.currency.clone(),
-                            });
-                        }
-                    }
-                }
-                match judge_line(&line, expected.as_ref()) {
-                    BankVerdict::NotBooked => s.not_booked += 1,
-                    BankVerdict::Batch { .. } => s.batches_matched.add(-line.signed_minor),
-                    BankVerdict::Funding {
-                        channel_id,
-                        date: day,
-                    } => {
-                        s.fundings_matched.add(line.signed_minor);
-                        if store
-                            .record_funding(
-                                &line.subject(),
-                                &channel_id,
-                                day,
-                                line.signed_minor,
-                                &line.currency,
-                                f.id,
-                                now,
-                            )
-                            .await?
-                        {
-                            s.fundings_booked += 1;
-                        }
-                    }
-                    BankVerdict::Break(b) => {
-                        s.breaks
-                            .entry(b.category.as_str().into())
-                            .or_default()
-                            .add(line.signed_minor);
-                        found.push(b);
-                    }
-                }
-            }
-        }
-        // Batches the bank was asked to pay by this date and never moved.
-        let window = DueWindow::of(date, store.bank_statement_before(date).await?);
-        s.payouts_due_from = window.from;
-        let batches = store
-            .batches_due_between(window.from, window.through)
-            .await?
-            .into_iter()
-            .map(closed_batch)
-            .collect::<Result<Vec<_>, _>>()?;
-        let earliest = batches
-            .iter()
-            .filter(|b| b.due_in(&window) && !paid.contains(&b.id))
-            .map(|b| b.bookable_from())
-            .min();
-        if let Some(earliest) = earliest {
-            let earlier: Vec<NaiveDate> = earliest.iter_days().take_while(|d| *d < date).collect();
-            for f in store
-                .current_files(&earlier)
-                .await?
-                .iter()
-                .filter(|f| f.kind == FileKind::Camt053)
-            {
-                for st in read_statements(&opts.dir, f)? {
-                    for e in &st.entries {
-                        paid.extend(paid_batch(&bank_line(f.id, e)?));
-                    }
-                }
-            }
-        }
-        for b in &batches {
-            match judge_payout(b, &window, &paid) {
-                Payout::NotAsked | Payout::NotDue => {}
-                Payout::Paid => s.batches_due += 1,
-                Payout::Unpaid(f) => {
-                    s.batches_due += 1;
-                    s.batches_unpaid.add(b.net_minor);
-                    s.breaks
-                        .entry(f.category.as_str().into())
-                        .or_default()
-                        .add(-b.net_minor);
-                    found.push(f);
-                }
-            }
-        }
-        s.recorded = store
-            .record_breaks(run_id, date, BANK_SCOPE, &found, now)
-            .await?;
-        let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
-        s.cleared = store.finish_run(run_id, &summary, now).await?;
-        Ok(Some(s))
-    }
-    .await;
+    let result = bank_pass(&*store, date, run_id, file_ids, &statements, &entries, now).await;
     if let Err(e) = &result {
         let _ = store.fail_run(run_id, &e.to_string(), Utc::now()).await;
     }
-    result
+    result.map(Some)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bank_pass(
+    store: &dyn crate::store::Store,
+    date: NaiveDate,
+    run_id: i64,
+    file_ids: Vec<i64>,
+    statements: &[crate::store::bank::BankStatementRow],
+    entries: &[crate::store::bank::BankEntryRow],
+    now: DateTime<Utc>,
+) -> Result<BankSummary, RunError> {
+    use crate::domain::recon::bank::{
+        judge_funding, judge_line, judge_payout, paid_batch, BankVerdict, DueWindow, Expected,
+        Payout,
+    };
+    use crate::domain::recon::statement::{chain_gap, mask_account};
+    let mut s = BankSummary {
+        run_id,
+        business_date: date,
+        files: file_ids,
+        statements: statements.len() as u64,
+        balances_proven: statements.iter().filter(|st| st.link.is_some()).count() as u64,
+        not_booked: statements.iter().map(|st| st.pending.max(0) as u64).sum(),
+        ..Default::default()
+    };
+    let mut found: Vec<Found> = Vec::new();
+    // Each account's chain: this statement against the one before it.
+    for st in statements {
+        let Some(link) = &st.link else { continue };
+        let Some(prev) = store.previous_statement(st).await? else {
+            continue;
+        };
+        let Some(prev_link) = &prev.link else { continue };
+        let scale = crate::domain::money::Currency::from_code(&st.currency)
+            .map(|c| c.scale())
+            .unwrap_or(2);
+        if let Some(detail) = chain_gap(prev_link, link, scale) {
+            let at = link
+                .sequence
+                .map(|n| format!("{n}{}", link.page.as_deref().map(|p| format!("/{p}")).unwrap_or_default()))
+                .unwrap_or_else(|| link.business_date.to_string());
+            found.push(Found {
+                category: Category::StatementGap,
+                our_reference: format!("statement:{}:{at}", mask_account(&st.account)),
+                their_reference: link.statement_id.clone(),
+                our_amount_minor: Some(prev_link.closing_minor),
+                their_amount_minor: Some(link.opening_minor),
+                currency: st.currency.clone(),
+                detail: format!(
+                    "account {}, statement {} of {}: {detail}",
+                    mask_account(&st.account),
+                    link.statement_id,
+                    link.business_date
+                ),
+                evidence: Vec::new(),
+            });
+        }
+    }
+    // Every booked entry of the date, once.
+    let mut funded_dates: BTreeSet<(String, NaiveDate)> = BTreeSet::new();
+    let mut paid = BTreeSet::new();
+    for e in entries.iter().filter(|e| e.booked()) {
+        s.lines += 1;
+        let line = bank_line(e);
+        paid.extend(paid_batch(&line));
+        let expected = expected_for(store, &line).await?;
+        match judge_line(&line, expected.as_ref()) {
+            BankVerdict::NotBooked => s.not_booked += 1,
+            BankVerdict::Batch { id } => {
+                let paid_by = store.record_payout(id, e.id, now).await?;
+                if paid_by == e.id {
+                    add_in(&mut s.batches_matched, &line.currency, -line.signed_minor);
+                } else {
+                    found.push(Found {
+                        category: Category::SettlementMismatch,
+                        our_reference: line.subject(),
+                        their_reference: id.to_string(),
+                        our_amount_minor: None,
+                        their_amount_minor: Some(line.signed_minor),
+                        currency: line.currency.clone(),
+                        detail: format!(
+                            "batch {id} was paid already by bank entry #{paid_by}; this debit of {} {} pays it again",
+                            crate::domain::recon::matching::minor_to_string(
+                                -line.signed_minor,
+                                crate::domain::money::Currency::from_code(&line.currency)
+                                    .map(|c| c.scale())
+                                    .unwrap_or(2)
+                            ),
+                            line.currency
+                        ),
+                        evidence: Vec::new(),
+                    });
+                }
+            }
+            BankVerdict::Funding {
+                channel_id,
+                date: day,
+            } => {
+                add_in(&mut s.fundings_matched, &line.currency, line.signed_minor);
+                if store
+                    .book_funding(
+                        e.id,
+                        &channel_id,
+                        day,
+                        line.signed_minor,
+                        &line.currency,
+                        e.file_id,
+                        now,
+                    )
+                    .await?
+                {
+                    s.fundings_booked += 1;
+                }
+                funded_dates.insert((channel_id, day));
+            }
+            BankVerdict::Break(b) => found.push(b),
+        }
+    }
+    // What each channel paid for a statement date, in all its transfers
+    // booked on or before this date.
+    for (channel, day) in &funded_dates {
+        if let Some(Expected::Funding {
+            owed_minor,
+            currency,
+            ..
+        }) = owed(store, channel, *day).await?
+        {
+            let (n, total) = store.funded(channel, *day, date).await?;
+            found.extend(judge_funding(channel, *day, owed_minor, &currency, n, total));
+        }
+    }
+    // Batches the bank was asked to pay by this date and never moved.
+    let window = DueWindow::of(date, store.bank_statement_before(date).await?);
+    s.payouts_due_from = window.from;
+    let batches = store
+        .batches_due_between(window.from, window.through)
+        .await?
+        .into_iter()
+        .map(closed_batch)
+        .collect::<Result<Vec<_>, _>>()?;
+    let earliest = batches
+        .iter()
+        .filter(|b| b.due_in(&window) && !paid.contains(&b.id))
+        .map(|b| b.bookable_from())
+        .min();
+    if let Some(earliest) = earliest {
+        for day in earliest.iter_days().take_while(|d| *d < date) {
+            for e in store.bank_entries_on(day).await? {
+                paid.extend(paid_batch(&bank_line(&e)));
+            }
+        }
+    }
+    for b in &batches {
+        match judge_payout(b, &window, &paid) {
+            Payout::NotAsked | Payout::NotDue => {}
+            Payout::Paid => s.batches_due += 1,
+            Payout::Unpaid(f) => {
+                s.batches_due += 1;
+                add_in(&mut s.batches_unpaid, &b.currency, b.net_minor);
+                found.push(f);
+            }
+        }
+    }
+    // The bank's balance beside our ledger's.
+    s.balances = store.bank_position(date).await?;
+    s.balance_matches_ledger = true;
+    for p in &s.balances {
+        if let Some(f) = p.judge(date) {
+            s.balance_matches_ledger = false;
+            found.push(f);
+        }
+    }
+    for f in &found {
+        let amount = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
+        add_in(
+            s.breaks.entry(f.category.as_str().into()).or_default(),
+            &f.currency,
+            amount,
+        );
+    }
+    s.recorded = store
+        .record_breaks(run_id, date, BANK_SCOPE, &found, now)
+        .await?;
+    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+    s.cleared = store.finish_run(run_id, &summary, now).await?;
+    Ok(s)
 }

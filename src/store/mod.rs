@@ -2,6 +2,7 @@
 //! the domain never sees SQL and a second store (an embedded SQLite file) is
 //! an addition, not a rewrite. `postgres` is the system of record.
 
+pub mod bank;
 pub mod postgres;
 pub mod recon;
 
@@ -606,6 +607,7 @@ pub trait Store:
     + StaffStore
     + recon::ReconStore
     + recon::ResendStore
+    + bank::BankStore
 {
 }
 impl<
@@ -619,7 +621,8 @@ impl<
             + SettlementStore
             + StaffStore
             + recon::ReconStore
-            + recon::ResendStore,
+            + recon::ResendStore
+            + bank::BankStore,
     > Store for T
 {
 }

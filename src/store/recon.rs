@@ -195,26 +195,12 @@ pub trait ReconStore: Send + Sync {
     async fn runs(&self, date: Option<NaiveDate>, limit: i64) -> StoreResult<Vec<RunRow>>;
     async fn breaks(&self, filter: &BreakFilter) -> StoreResult<Vec<BreakRow>>;
     async fn break_detail(&self, id: i64) -> StoreResult<Option<(BreakRow, Vec<BreakEvent>)>>;
-    /// Applies a staff action (checked by the domain's workflow rules,
-    /// under the break's row lock); an approved money-moving resolution
-    /// moves its money in the same transaction.
-    /// Books a channel's funding seen on the bank statement, once per bank
-    /// line (`subject`): Dr bank:settlement / Cr the channel's receivable.
-    /// Returns false when it was booked before.
-    #[allow(clippy::too_many_arguments)]
-    async fn record_funding(
-        &self,
-        subject: &str,
-        channel: &str,
-        date: NaiveDate,
-        amount_minor: i64,
-        currency: &str,
-        file_id: i64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
     /// A biller's matching tolerance in minor units (0: exact).
     async fn recon_tolerance(&self, biller: &str) -> StoreResult<i64>;
     async fn set_recon_tolerance(&self, biller: &str, minor: i64) -> StoreResult<()>;
+    /// Applies a staff action (checked by the domain's workflow rules,
+    /// under the break's row lock); an approved money-moving resolution
+    /// moves its money in the same transaction.
     async fn act_on_break(
         &self,
         id: i64,
@@ -222,7 +208,7 @@ pub trait ReconStore: Send + Sync {
         action: &Action,
         now: DateTime<Utc>,
     ) -> StoreResult<BreakRow>;
-    /// The latest date before `date` with a current camt.053 statement.
+    /// The latest date before `date` with a statement of one of our accounts.
     async fn bank_statement_before(&self, date: NaiveDate) -> StoreResult<Option<NaiveDate>>;
     /// Closed settlement batches whose payout may be requested for a date
     /// in `from..=through` (a superset: closed for a date before `through`,

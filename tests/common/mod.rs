@@ -650,6 +650,7 @@ impl TestApp {
         billclear::reconcile::import::import_file(
             self.store.as_ref(),
             &dir.join("recon"),
+            &our_accounts(),
             source,
             &path,
             None,
@@ -682,4 +683,12 @@ impl TestApp {
         assert_eq!(r.json()["routes"][0]["id"], route);
         assert_eq!(r.json()["routes"][0]["preferred"], true);
     }
+}
+
+/// Our bank accounts as the example configuration has them (the settlement
+/// account in CNY).
+pub fn our_accounts() -> Vec<billclear::domain::recon::statement::OurAccount> {
+    billclear::config::Config::default()
+        .our_accounts()
+        .expect("the default accounts")
 }

@@ -3,9 +3,15 @@
 //! Booked debits carry the EndToEndId of our pain.001 (`BCE` + the batch
 //! id's 32 hex digits): the bank paid a biller's batch, for its net.
 //! Booked credits are payment apps funding us: their remittance names
-//! `BCF-<channel id>-<YYYYMMDD>`, the statement date they pay, for the
-//! amount their statement says they owe. Anything else is a line we cannot
-//! attribute. Pending and informational lines are not reconciled (counted).
+//! `BCF-<channel id>-<YYYYMMDD>`, the statement date they pay. Each such
+//! entry is booked as funding once; a channel may pay one statement date in
+//! several transfers, and the sum of them is compared with what its
+//! statement says it owes ([`judge_funding`]): under- or over-funding is a
+//! break of its own. Anything else is a line we cannot attribute. Pending
+//! and informational lines are not reconciled (counted).
+//!
+//! Every line is a bank entry recorded once (`domain::recon::statement`):
+//! a break about a line is about that entry, whatever file brought it.
 //!
 //! The other way round, a batch whose payout the bank was asked for
 //! ([`ClosedBatch::due`], the pain.001's requested execution date) and
@@ -25,6 +31,9 @@ use crate::domain::settlement::{pays_out, requested_execution_date};
 /// minor units: credits (money in) positive, debits negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankLine {
+    /// The bank entry (recorded once, whatever file brought it).
+    pub entry_id: i64,
+    /// The file that first brought it, and its position in its statement.
     pub file_id: i64,
     pub line: u64,
     pub signed_minor: i64,
@@ -36,13 +45,10 @@ pub struct BankLine {
 }
 
 impl BankLine {
-    /// What a break about this line is called (stable across re-imports of
-    /// the same statement: the bank's reference, else file and line).
+    /// What a break about this line is called: its bank entry, the same
+    /// whatever file brings the entry again.
     pub fn subject(&self) -> String {
-        match &self.bank_reference {
-            Some(r) if !r.is_empty() => format!("bank:{r}"),
-            _ => format!("file:{}:line:{}", self.file_id, self.line),
-        }
+        format!("bank-entry:{}", self.entry_id)
     }
 }
 
@@ -56,14 +62,29 @@ pub fn batch_of(end_to_end_id: &str) -> Option<uuid::Uuid> {
 }
 
 /// The channel and statement date named by a funding reference
-/// (`BCF-<channel id>-<YYYYMMDD>`) anywhere in the remittance text.
+/// (`BCF-<channel id>-<YYYYMMDD>`) anywhere in the remittance text (also
+/// inside structured text such as MT940's `/REMI/BCF-…`).
 pub fn funding_of(remittance: &str) -> Option<(String, NaiveDate)> {
-    remittance.split_whitespace().find_map(|word| {
-        let rest = word.strip_prefix("BCF-")?;
-        let (channel, date) = rest.rsplit_once('-')?;
+    remittance.match_indices("BCF-").find_map(|(at, _)| {
+        let starts_word = remittance[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == '/' || c == ':');
+        let rest = &remittance[at + 4..];
+        let word = rest
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
+        let (channel, date) = word.rsplit_once('-')?;
         let date = NaiveDate::parse_from_str(date, "%Y%m%d").ok()?;
-        (!channel.is_empty()).then(|| (channel.to_string(), date))
+        (starts_word && !channel.is_empty() && date.format("%Y%m%d").to_string() == date_text(word))
+            .then(|| (channel.to_string(), date))
     })
+}
+
+/// The date part of `<channel>-<YYYYMMDD>` as written.
+fn date_text(word: &str) -> String {
+    word.rsplit_once('-').map(|(_, d)| d.to_string()).unwrap_or_default()
 }
 
 /// What we expect a line to be.
@@ -146,7 +167,9 @@ pub fn judge_line(line: &BankLine, expected: Option<&Expected>) -> BankVerdict {
             owed_minor,
             currency,
         }) if line.signed_minor > 0 => {
-            if line.signed_minor == *owed_minor && *currency == line.currency {
+            // Booked whatever its amount (the money is there); the total of
+            // a date's transfers is judged by `judge_funding`.
+            if *currency == line.currency {
                 BankVerdict::Funding {
                     channel_id: channel_id.clone(),
                     date: *date,
@@ -157,7 +180,7 @@ pub fn judge_line(line: &BankLine, expected: Option<&Expected>) -> BankVerdict {
                     format!("BCF-{channel_id}-{}", date.format("%Y%m%d")),
                     Some(*owed_minor),
                     format!(
-                        "{channel_id} owes {} {currency} for {date}; the bank credited {} {}",
+                        "{channel_id} owes {} {currency} for {date}; the bank credited {} {}, another currency: not booked",
                         amount(*owed_minor),
                         amount(line.signed_minor),
                         line.currency
@@ -182,6 +205,47 @@ pub fn judge_line(line: &BankLine, expected: Option<&Expected>) -> BankVerdict {
             ),
         ),
     }
+}
+
+/// What a payment app paid for one statement date, against what it owes:
+/// a break when the transfers booked for it (every entry naming
+/// `BCF-<channel>-<date>`, each booked once) do not add up to it.
+pub fn judge_funding(
+    channel_id: &str,
+    date: NaiveDate,
+    owed_minor: i64,
+    currency: &str,
+    transfers: u64,
+    funded_minor: i64,
+) -> Option<Found> {
+    if funded_minor == owed_minor {
+        return None;
+    }
+    let scale = crate::domain::money::Currency::from_code(currency)
+        .map(|c| c.scale())
+        .unwrap_or(2);
+    let m = |v: i64| minor_to_string(v, scale);
+    let (what, by) = if funded_minor < owed_minor {
+        ("under-funded", owed_minor - funded_minor)
+    } else {
+        ("over-funded", funded_minor - owed_minor)
+    };
+    Some(Found {
+        category: Category::SettlementMismatch,
+        our_reference: format!("funding:{channel_id}:{}", date.format("%Y%m%d")),
+        their_reference: format!("BCF-{channel_id}-{}", date.format("%Y%m%d")),
+        our_amount_minor: Some(owed_minor),
+        their_amount_minor: Some(funded_minor),
+        currency: currency.to_string(),
+        detail: format!(
+            "{channel_id} owes {} {currency} for its statement of {date}; {transfers} transfer{} booked so far total {} {currency}: {what} by {} {currency}",
+            m(owed_minor),
+            if transfers == 1 { "" } else { "s" },
+            m(funded_minor),
+            m(by),
+        ),
+        evidence: Vec::new(),
+    })
 }
 
 /// A closed settlement batch, as the payout check reads it.
@@ -329,12 +393,121 @@ pub fn judge_payout(b: &ClosedBatch, window: &DueWindow, paid: &BTreeSet<uuid::U
     })
 }
 
+/// Per currency: what the bank says we hold and what our ledger says, with
+/// the items that explain the difference (computed by the store; judged by [`BankPosition::judge`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankPosition {
+    pub currency: String,
+    /// Per account: (masked account, closing balance of its latest
+    /// statement on or before the date, that statement's date, the opening
+    /// balance of its first statement).
+    pub accounts: Vec<AccountPosition>,
+    /// `bank:settlement:<ccy>` posted balance (debit-normal).
+    pub ledger_minor: i64,
+    /// Batches closed (credited to the bank account in our books) that no
+    /// booked debit on or before the date paid yet.
+    pub in_transit_count: u64,
+    pub in_transit_minor: i64,
+    /// Batches paid by entries on or before the date for other than their
+    /// net (net minus what was debited; a break each).
+    pub payout_difference_minor: i64,
+    /// Booked entries on or before the date that are neither a batch's
+    /// payout nor a booked funding (a break each).
+    pub unattributed_count: u64,
+    pub unattributed_minor: i64,
+    /// Funding booked from entries after the date (in the ledger already).
+    pub later_funding_minor: i64,
+    /// Posted to the bank account by resolved reconciliation breaks.
+    pub resolutions_minor: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountPosition {
+    pub account: String,
+    pub closing_minor: i64,
+    pub closing_date: Option<NaiveDate>,
+    pub brought_forward_minor: i64,
+}
+
+
+impl BankPosition {
+    /// The bank's closing balances of the currency's accounts, together.
+    pub fn bank_minor(&self) -> i64 {
+        self.accounts.iter().map(|a| a.closing_minor).sum()
+    }
+
+    /// What the accounts held before their first statement imported here
+    /// (nothing in our books can explain it).
+    pub fn brought_forward_minor(&self) -> i64 {
+        self.accounts.iter().map(|a| a.brought_forward_minor).sum()
+    }
+
+    /// The difference the listed items explain (bank minus ledger).
+    pub fn explained_minor(&self) -> i64 {
+        self.brought_forward_minor()
+            + self.in_transit_minor
+            + self.payout_difference_minor
+            + self.unattributed_minor
+            - self.later_funding_minor
+            - self.resolutions_minor
+    }
+
+    /// Bank minus ledger minus the explained items: zero when every cent of
+    /// the difference is accounted for.
+    pub fn unexplained_minor(&self) -> i64 {
+        self.bank_minor() - self.ledger_minor - self.explained_minor()
+    }
+
+    /// A break when the difference is not explained: a statement missing
+    /// (the bank's balance moved by entries we never saw), or a posting to
+    /// the bank account in our books that no bank entry accounts for.
+    pub fn judge(&self, date: NaiveDate) -> Option<Found> {
+        let unexplained = self.unexplained_minor();
+        if unexplained == 0 || self.accounts.is_empty() {
+            return None;
+        }
+        let scale = crate::domain::money::Currency::from_code(&self.currency)
+            .map(|c| c.scale())
+            .unwrap_or(2);
+        let m = |v: i64| minor_to_string(v, scale);
+        Some(Found {
+            category: Category::SettlementMismatch,
+            our_reference: format!("balance:{}", self.currency),
+            their_reference: self
+                .accounts
+                .iter()
+                .map(|a| a.account.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+            our_amount_minor: Some(self.ledger_minor),
+            their_amount_minor: Some(self.bank_minor()),
+            currency: self.currency.clone(),
+            detail: format!(
+                "on {date} the bank holds {} {c} and bank:settlement:{c} {} {c}; the listed items explain {} {c} (brought forward {}, payouts in transit {}, payout differences {}, unattributed entries {}, funding booked from later entries -{}, posted by resolved breaks -{}), {} {c} is unexplained",
+                m(self.bank_minor()),
+                m(self.ledger_minor),
+                m(self.explained_minor()),
+                m(self.brought_forward_minor()),
+                m(self.in_transit_minor),
+                m(self.payout_difference_minor),
+                m(self.unattributed_minor),
+                m(self.later_funding_minor),
+                m(self.resolutions_minor),
+                m(unexplained),
+                c = self.currency,
+            ),
+            evidence: Vec::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn line(signed: i64, e2e: Option<&str>, remittance: Option<&str>) -> BankLine {
         BankLine {
+            entry_id: 77,
             file_id: 1,
             line: 3,
             signed_minor: signed,
@@ -373,6 +546,14 @@ mod tests {
             ))
         );
         assert_eq!(funding_of("BCF-alipay-2026-11-29"), None);
+        assert_eq!(
+            funding_of("/REMI/BCF-wechat-20261129/X"),
+            Some((
+                "wechat".into(),
+                NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
+            ))
+        );
+        assert_eq!(funding_of("XBCF-alipay-20261129"), None);
     }
 
     #[test]
@@ -387,7 +568,7 @@ mod tests {
                 assert_eq!(f.category, Category::SettlementMismatch);
                 assert_eq!(f.our_amount_minor, Some(-9_900));
                 assert_eq!(f.their_amount_minor, Some(-9_950));
-                assert_eq!(f.our_reference, "bank:B-77");
+                assert_eq!(f.our_reference, "bank-entry:77");
             }
             other => panic!("{other:?}"),
         }
@@ -406,14 +587,63 @@ mod tests {
             judge_line(&l, Some(&owed)),
             BankVerdict::Funding { .. }
         ));
+        // Any amount of the right currency is booked; the total is judged apart.
         let short = line(99_900, None, Some("BCF-alipay-20261129"));
         assert!(matches!(
             judge_line(&short, Some(&owed)),
+            BankVerdict::Funding { .. }
+        ));
+        let mut eur = short.clone();
+        eur.currency = "EUR".into();
+        assert!(matches!(
+            judge_line(&eur, Some(&owed)),
             BankVerdict::Break(Found {
                 category: Category::SettlementMismatch,
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_date_funded_in_several_transfers_is_judged_on_their_sum() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(judge_funding("alipay", d, 100_000, "CNY", 2, 100_000), None);
+        let under = judge_funding("alipay", d, 100_000, "CNY", 1, 60_000).unwrap();
+        assert_eq!(under.our_reference, "funding:alipay:20261129");
+        assert_eq!(
+            under.detail,
+            "alipay owes 1000.00 CNY for its statement of 2026-11-29; 1 transfer booked so far total 600.00 CNY: under-funded by 400.00 CNY"
+        );
+        let over = judge_funding("alipay", d, 100_000, "CNY", 3, 100_001).unwrap();
+        assert!(over.detail.ends_with("over-funded by 0.01 CNY"), "{}", over.detail);
+        assert_eq!(over.their_amount_minor, Some(100_001));
+    }
+
+    #[test]
+    fn the_bank_balance_is_explained_item_by_item_or_it_is_a_break() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let mut p = BankPosition {
+            currency: "CNY".into(),
+            accounts: vec![AccountPosition {
+                account: "3105************0001".into(),
+                closing_minor: 1_000_500,
+                closing_date: Some(d),
+                brought_forward_minor: 1_000_000,
+            }],
+            ledger_minor: -9_500,
+            in_transit_count: 1,
+            in_transit_minor: 10_000,
+            ..Default::default()
+        };
+        // 1,000,500 - (-9,500) = 1,010,000 = 1,000,000 brought forward + 10,000 in transit.
+        assert_eq!(p.unexplained_minor(), 0);
+        assert_eq!(p.judge(d), None);
+        // A statement we never saw moved the balance by 1.00.
+        p.accounts[0].closing_minor += 100;
+        let f = p.judge(d).unwrap();
+        assert_eq!(f.category, Category::SettlementMismatch);
+        assert_eq!(f.our_reference, "balance:CNY");
+        assert!(f.detail.ends_with("1.00 CNY is unexplained"), "{}", f.detail);
     }
 
     #[test]

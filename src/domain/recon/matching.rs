@@ -45,10 +45,14 @@ pub enum Category {
     SettlementMismatch,
     /// A bank line we cannot attribute to any batch or channel.
     UnmatchedBankLine,
+    /// A gap or an overlap in an account's chain of statements: a missing
+    /// sequence number or date, or an opening balance that is not the
+    /// previous statement's closing balance.
+    StatementGap,
 }
 
 impl Category {
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::MissingAtBiller,
         Category::MissingAtUs,
         Category::AmountMismatch,
@@ -57,7 +61,16 @@ impl Category {
         Category::ReferenceMismatch,
         Category::SettlementMismatch,
         Category::UnmatchedBankLine,
+        Category::StatementGap,
     ];
+
+    /// Whether breaks of this category come from the bank pass.
+    pub fn is_bank(&self) -> bool {
+        matches!(
+            self,
+            Category::SettlementMismatch | Category::UnmatchedBankLine | Category::StatementGap
+        )
+    }
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -69,6 +82,7 @@ impl Category {
             Category::ReferenceMismatch => "reference-mismatch",
             Category::SettlementMismatch => "settlement-mismatch",
             Category::UnmatchedBankLine => "unmatched-bank-line",
+            Category::StatementGap => "statement-gap",
         }
     }
 

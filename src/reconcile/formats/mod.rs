@@ -10,8 +10,9 @@
 //! | [`FileKind::HubStatement`] | `biller_connectors::sim::hub::statement_csv` | [`hub`] |
 //! | [`FileKind::CoopAck`] | `biller_connectors::coop::format::render_ack` | [`coop`] |
 //!
-//! The bank statement ([`FileKind::Camt053`]) is not read here but by
-//! [`crate::reconcile::camt053`]; [`read`] refuses it saying so.
+//! Bank files ([`FileKind::Camt053`], [`FileKind::Camt054`],
+//! [`FileKind::Mt940`]) are not read here but by
+//! [`crate::reconcile::bankfile`]; [`read`] refuses them saying so.
 //!
 //! # Streaming and refusal
 //!
@@ -199,11 +200,9 @@ pub fn sniff(first_bytes: &[u8]) -> Option<FileKind> {
         if contains(b"<PowerConfirmation") {
             return Some(FileKind::PowerXml);
         }
-        if contains(b"camt.053.001.") {
-            return Some(FileKind::Camt053);
-        }
     }
-    None
+    // Bank statements and notifications (camt.053, camt.054, MT940).
+    super::bankfile::sniff(b)
 }
 
 /// `H` + biller (16 printable ASCII) + `YYYYMMDD` + currency (3 capitals),

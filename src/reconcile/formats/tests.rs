@@ -807,7 +807,7 @@ fn sniff_recognises_each_fixture() {
 fn bank_statements_are_sent_to_their_own_reader() {
     let e = refused(FileKind::Camt053, b"<Document/>");
     assert_eq!(e.location, "file");
-    assert!(e.reason.contains("bank-statement reader"), "{e}");
+    assert!(e.reason.contains("bank file reader"), "{e}");
 }
 
 // ------------------------------------------------------- water refusals

@@ -1,5 +1,6 @@
 //! PostgreSQL store (sqlx). The system of record.
 
+mod bank;
 mod billers;
 mod channels;
 mod dispatch;

@@ -53,6 +53,65 @@ fn row_to_file(r: &PgRow) -> StoreResult<ReconFile> {
     })
 }
 
+/// Records a file in `tx` (unique by digest; a current file with the same
+/// identity is marked replaced by it).
+pub(super) async fn insert_file_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    f: &NewReconFile,
+) -> StoreResult<ImportOutcome> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('recon_file:' || $1))")
+        .bind(&f.identity)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM recon_files WHERE sha256 = $1")
+        .bind(&f.sha256)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?
+    {
+        return Ok(ImportOutcome::AlreadyImported { id });
+    }
+    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('recon_files', 'id'))")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let replaced: Option<i64> = sqlx::query_scalar(
+        "UPDATE recon_files SET superseded_by = $2
+          WHERE identity = $1 AND superseded_by IS NULL RETURNING id",
+    )
+    .bind(&f.identity)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO recon_files (id, sha256, kind, source, biller_id, business_date, identity, file_name,
+                                  byte_size, records, credited, credited_total_minor, currency,
+                                  imported_at, imported_by)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+    )
+    .bind(id)
+    .bind(&f.sha256)
+    .bind(f.kind.as_str())
+    .bind(&f.source)
+    .bind(&f.biller_id)
+    .bind(f.business_date)
+    .bind(&f.identity)
+    .bind(&f.file_name)
+    .bind(f.byte_size as i64)
+    .bind(f.records as i64)
+    .bind(f.credited as i64)
+    .bind(f.credited_total_minor)
+    .bind(&f.currency)
+    .bind(f.imported_at)
+    .bind(&f.imported_by)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(ImportOutcome::Imported { id, replaced })
+}
+
 pub(super) fn row_to_break(r: &PgRow) -> StoreResult<BreakRow> {
     let bad = |what: &str, v: String| StoreError::Rejected(format!("stored break {what} {v}"));
     let category: String = r.get("category");
@@ -107,7 +166,7 @@ pub fn to_minor(amount: Decimal, currency: Currency) -> StoreResult<i64> {
         .map_err(|_| StoreError::Rejected(format!("amount {amount} is too large")))
 }
 
-fn money_of(minor: i64, currency: &str) -> StoreResult<Money> {
+pub(super) fn money_of(minor: i64, currency: &str) -> StoreResult<Money> {
     let c = Currency::from_code(currency).map_err(|e| StoreError::Rejected(e.to_string()))?;
     Money::new(Decimal::new(minor, c.scale()), c)
         .map_err(|e| StoreError::Rejected(format!("amount {minor} minor units: {e}")))
@@ -175,60 +234,9 @@ pub(super) async fn event(
 impl ReconStore for PgStore {
     async fn record_file(&self, f: &NewReconFile) -> StoreResult<ImportOutcome> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('recon_file:' || $1))")
-            .bind(&f.identity)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if let Some(id) =
-            sqlx::query_scalar::<_, i64>("SELECT id FROM recon_files WHERE sha256 = $1")
-                .bind(&f.sha256)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-        {
-            return Ok(ImportOutcome::AlreadyImported { id });
-        }
-        let id: i64 =
-            sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('recon_files', 'id'))")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let replaced: Option<i64> = sqlx::query_scalar(
-            "UPDATE recon_files SET superseded_by = $2
-              WHERE identity = $1 AND superseded_by IS NULL RETURNING id",
-        )
-        .bind(&f.identity)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO recon_files (id, sha256, kind, source, biller_id, business_date, identity, file_name,
-                                      byte_size, records, credited, credited_total_minor, currency,
-                                      imported_at, imported_by)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-        )
-        .bind(id)
-        .bind(&f.sha256)
-        .bind(f.kind.as_str())
-        .bind(&f.source)
-        .bind(&f.biller_id)
-        .bind(f.business_date)
-        .bind(&f.identity)
-        .bind(&f.file_name)
-        .bind(f.byte_size as i64)
-        .bind(f.records as i64)
-        .bind(f.credited as i64)
-        .bind(f.credited_total_minor)
-        .bind(&f.currency)
-        .bind(f.imported_at)
-        .bind(&f.imported_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let outcome = insert_file_tx(&mut tx, f).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(ImportOutcome::Imported { id, replaced })
+        Ok(outcome)
     }
 
     async fn recon_file(&self, id: i64) -> StoreResult<Option<ReconFile>> {
@@ -757,52 +765,6 @@ impl ReconStore for PgStore {
         Ok(Some((row_to_break(&row)?, events)))
     }
 
-    async fn record_funding(
-        &self,
-        subject: &str,
-        channel: &str,
-        date: NaiveDate,
-        amount_minor: i64,
-        currency: &str,
-        file_id: i64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let money = money_of(amount_minor, currency)?;
-        let c = money.currency();
-        let channel_id = crate::domain::ids::ChannelId::parse(channel)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        let j = Journal::adjustment(
-            format!("bank:settlement:{c}"),
-            AccountSpec::channel_receivable(&channel_id, c).code,
-            money,
-            None,
-            format!("{channel} funds its statement of {date} ({subject})"),
-        );
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let inserted = sqlx::query(
-            "INSERT INTO channel_fundings (subject, channel_id, business_date, amount, currency, file_id, journal_id, recorded_at)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (subject) DO NOTHING",
-        )
-        .bind(subject)
-        .bind(channel)
-        .bind(date)
-        .bind(money.amount())
-        .bind(c.code())
-        .bind(file_id)
-        .bind(j.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        if inserted {
-            insert_journals(&mut tx, &[&j]).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(inserted)
-    }
-
     async fn recon_tolerance(&self, biller: &str) -> StoreResult<i64> {
         sqlx::query_scalar("SELECT recon_tolerance_minor FROM billers WHERE id = $1")
             .bind(biller)
@@ -930,10 +892,9 @@ impl ReconStore for PgStore {
 
     async fn bank_statement_before(&self, date: NaiveDate) -> StoreResult<Option<NaiveDate>> {
         sqlx::query_scalar(
-            "SELECT max(business_date) FROM recon_files
-              WHERE kind = $1 AND superseded_by IS NULL AND business_date < $2",
+            "SELECT max(business_date) FROM bank_statements
+              WHERE kind = 'statement' AND business_date < $1",
         )
-        .bind(FileKind::Camt053.as_str())
         .bind(date)
         .fetch_one(&self.pool)
         .await
@@ -1039,7 +1000,7 @@ async fn apply_resolution(
             let c = money.currency();
             let suspense = format!("suspense:{c}");
             let other = match b.category {
-                Category::SettlementMismatch | Category::UnmatchedBankLine => {
+                Category::SettlementMismatch | Category::UnmatchedBankLine | Category::StatementGap => {
                     format!("bank:settlement:{c}")
                 }
                 _ => {
