@@ -738,6 +738,27 @@ fn closed_batch(
     })
 }
 
+/// A debit paying a batch that another bank entry paid already.
+fn paid_again(line: &crate::domain::recon::bank::BankLine, batch: uuid::Uuid, paid_by: i64) -> Found {
+    let scale = crate::domain::money::Currency::from_code(&line.currency)
+        .map(|c| c.scale())
+        .unwrap_or(2);
+    Found {
+        category: Category::SettlementMismatch,
+        our_reference: line.subject(),
+        their_reference: batch.to_string(),
+        our_amount_minor: Some(0),
+        their_amount_minor: Some(line.signed_minor),
+        currency: line.currency.clone(),
+        detail: format!(
+            "batch {batch} was paid already by bank entry #{paid_by}; this debit of {} {} pays it again",
+            crate::domain::recon::matching::minor_to_string(-line.signed_minor, scale),
+            line.currency
+        ),
+        evidence: Vec::new(),
+    }
+}
+
 /// What a line's references point to (a batch we closed, a channel's
 /// statement of a date), if anything.
 async fn expected_for(
@@ -888,6 +909,15 @@ async fn bank_pass(
         let line = bank_line(e);
         paid.extend(paid_batch(&line));
         let expected = expected_for(store, &line).await?;
+        // A debit naming a batch another entry already paid: paid again.
+        if let Some(Expected::Batch { id, .. }) = &expected {
+            if line.signed_minor < 0 {
+                if let Some(paid_by) = store.payout_entry(*id).await?.filter(|p| *p != e.id) {
+                    found.push(paid_again(&line, *id, paid_by));
+                    continue;
+                }
+            }
+        }
         match judge_line(&line, expected.as_ref()) {
             BankVerdict::NotBooked => s.not_booked += 1,
             BankVerdict::Batch { id } => {
@@ -895,25 +925,7 @@ async fn bank_pass(
                 if paid_by == e.id {
                     add_in(&mut s.batches_matched, &line.currency, -line.signed_minor);
                 } else {
-                    found.push(Found {
-                        category: Category::SettlementMismatch,
-                        our_reference: line.subject(),
-                        their_reference: id.to_string(),
-                        our_amount_minor: None,
-                        their_amount_minor: Some(line.signed_minor),
-                        currency: line.currency.clone(),
-                        detail: format!(
-                            "batch {id} was paid already by bank entry #{paid_by}; this debit of {} {} pays it again",
-                            crate::domain::recon::matching::minor_to_string(
-                                -line.signed_minor,
-                                crate::domain::money::Currency::from_code(&line.currency)
-                                    .map(|c| c.scale())
-                                    .unwrap_or(2)
-                            ),
-                            line.currency
-                        ),
-                        evidence: Vec::new(),
-                    });
+                    found.push(paid_again(&line, id, paid_by));
                 }
             }
             BankVerdict::Funding {

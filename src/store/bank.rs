@@ -173,6 +173,8 @@ pub trait BankStore: Send + Sync {
         entry: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<i64>;
+    /// The entry recorded as a batch's payout, if any.
+    async fn payout_entry(&self, batch: uuid::Uuid) -> StoreResult<Option<i64>>;
     /// The bank's balances beside our ledger's, per currency, as of `date`.
     async fn bank_position(&self, date: NaiveDate) -> StoreResult<Vec<BankPosition>>;
 }

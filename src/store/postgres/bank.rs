@@ -549,6 +549,14 @@ impl BankStore for PgStore {
         Ok(paid_by)
     }
 
+    async fn payout_entry(&self, batch: uuid::Uuid) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT entry_id FROM settlement_payouts WHERE batch_id = $1")
+            .bind(batch)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     async fn bank_position(&self, date: NaiveDate) -> StoreResult<Vec<BankPosition>> {
         let mut out: BTreeMap<String, BankPosition> = BTreeMap::new();
         let accounts = sqlx::query(
