@@ -425,9 +425,7 @@ impl Default for Config {
 impl Config {
     /// Our bank accounts whose statements are accepted: `settlement.debtor`
     /// in `recon.settlement_currency`, then `recon.bank_accounts`.
-    pub fn our_accounts(
-        &self,
-    ) -> anyhow::Result<Vec<crate::domain::recon::statement::OurAccount>> {
+    pub fn our_accounts(&self) -> anyhow::Result<Vec<crate::domain::recon::statement::OurAccount>> {
         use crate::domain::money::Currency;
         use crate::domain::recon::statement::OurAccount;
         let currency = |field: &str, code: &str| {

@@ -39,7 +39,9 @@ async fn the_bank_statement_matches_batches_and_funding_and_breaks_the_rest() {
             credit(110_000, day(30), Some("BANKREF0002"), "BCF-alipay-20261120"),
         ],
     );
-    let imported = bank.import("good.xml", &camt053(&[s30.clone()])).await;
+    let imported = bank
+        .import("good.xml", &camt053(std::slice::from_ref(&s30)))
+        .await;
     assert_eq!(imported.business_date, day(30));
     let bank_before = bank.app.balance("bank:settlement:CNY").await;
     let s = bank.run(day(30)).await;
@@ -70,8 +72,18 @@ async fn the_bank_statement_matches_batches_and_funding_and_breaks_the_rest() {
         NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
         s30.closing_minor(),
         vec![
-            payout(&e2e, 109_651, NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), Some("BANKREF0101")),
-            credit(4_200, NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), Some("BANKREF0102"), "refund from a supplier"),
+            payout(
+                &e2e,
+                109_651,
+                NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                Some("BANKREF0101"),
+            ),
+            credit(
+                4_200,
+                NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                Some("BANKREF0102"),
+                "refund from a supplier",
+            ),
         ],
     );
     let day2 = bank.import("bad.xml", &camt053(&[s01])).await.business_date;
@@ -94,7 +106,11 @@ async fn the_bank_statement_matches_batches_and_funding_and_breaks_the_rest() {
         (mismatch.our_amount_minor, mismatch.their_amount_minor),
         (Some(0), Some(-109651))
     );
-    assert!(mismatch.subject.starts_with("bank-entry:"), "{}", mismatch.subject);
+    assert!(
+        mismatch.subject.starts_with("bank-entry:"),
+        "{}",
+        mismatch.subject
+    );
     // Both explained: the balance still matches once listed.
     assert!(s.balance_matches_ledger, "{:?}", s.balances);
 
@@ -293,7 +309,9 @@ async fn a_batch_due_on_the_statement_date_that_the_bank_did_not_pay_is_a_settle
     // The statement of the 21st: alipay's funding, no debit for the batch.
     let funding = credit(110_000, day(21), Some("F20261121"), "BCF-alipay-20261120");
     let s21 = spec(21, day(21), 100_000_000, vec![funding]);
-    let imported = bank.import("2026-11-21.xml", &camt053(&[s21.clone()])).await;
+    let imported = bank
+        .import("2026-11-21.xml", &camt053(std::slice::from_ref(&s21)))
+        .await;
     assert_eq!(imported.business_date, day(21));
     let s = bank.run(day(21)).await;
     assert_eq!(s.payouts_due_from, day(21));
@@ -464,7 +482,10 @@ impl Bank {
         .fetch_all(pool)
         .await
         .unwrap();
-        out.push(format!("bank {}", self.app.balance("bank:settlement:CNY").await));
+        out.push(format!(
+            "bank {}",
+            self.app.balance("bank:settlement:CNY").await
+        ));
         out.push(format!(
             "alipay {}",
             self.app.balance("channel:alipay:receivable:CNY").await
@@ -505,13 +526,18 @@ async fn a_statement_sent_again_or_repeated_in_a_later_file_books_nothing_twice(
     let bank = Bank::new(app);
     let s21 = day21(&e2e);
 
-    let first = bank.import("s21.xml", &camt053(&[s21.clone()])).await;
+    let first = bank
+        .import("s21.xml", &camt053(std::slice::from_ref(&s21)))
+        .await;
     let c = first.bank.unwrap();
     assert_eq!(
         (c.statements, c.statements_new, c.balances_proven),
         (1, 1, 1)
     );
-    assert_eq!((c.entries, c.entries_booked, c.entries_already_known), (3, 3, 0));
+    assert_eq!(
+        (c.entries, c.entries_booked, c.entries_already_known),
+        (3, 3, 0)
+    );
     let s = bank.run(day(21)).await;
     assert_eq!(s.fundings_booked, 1);
     assert_eq!(s.batches_matched["CNY"], tally(1, 109_650));
@@ -524,7 +550,10 @@ async fn a_statement_sent_again_or_repeated_in_a_later_file_books_nothing_twice(
     let resent = bank.import("s21-again.xml", &camt053(&[again])).await;
     assert!(!resent.already, "other bytes: another file");
     let c = resent.bank.unwrap();
-    assert_eq!((c.statements_new, c.entries_booked, c.entries_already_known), (0, 0, 3));
+    assert_eq!(
+        (c.statements_new, c.entries_booked, c.entries_already_known),
+        (0, 0, 3)
+    );
     // Then a file with that statement and the next one.
     let s22 = spec(
         331,
@@ -539,7 +568,9 @@ async fn a_statement_sent_again_or_repeated_in_a_later_file_books_nothing_twice(
     assert_eq!((c.statements, c.statements_new), (2, 1));
     assert_eq!((c.entries_booked, c.entries_already_known), (1, 3));
     // The same bytes again: one file.
-    let same = bank.import("s21-copy.xml", &camt053(&[s21.clone()])).await;
+    let same = bank
+        .import("s21-copy.xml", &camt053(std::slice::from_ref(&s21)))
+        .await;
     assert!(same.already);
     assert_eq!(same.bank.unwrap().entries_booked, 0);
 
@@ -578,7 +609,10 @@ async fn a_statement_sent_again_or_repeated_in_a_later_file_books_nothing_twice(
         "{open:?}"
     );
     let audit = bank.app.store.audit().await.unwrap();
-    assert!(audit.balanced() && audit.payments_without_exactly_one_transfer == 0, "{audit:?}");
+    assert!(
+        audit.balanced() && audit.payments_without_exactly_one_transfer == 0,
+        "{audit:?}"
+    );
     bank.app.finish().await;
 }
 
@@ -612,10 +646,15 @@ async fn a_corrected_copy_that_changes_a_booked_entry_is_refused_with_both_figur
             .await
             .unwrap_err(),
     );
-    assert!(why.contains("credit 1100.00 CNY") && why.contains("credit 1200.00 CNY"), "{why}");
+    assert!(
+        why.contains("credit 1100.00 CNY") && why.contains("credit 1200.00 CNY"),
+        "{why}"
+    );
     assert_eq!(bank.counts().await, before);
     // No stray copy is left in the file store either.
-    let kept = std::fs::read_dir(bank.opts.dir.join("files")).unwrap().count();
+    let kept = std::fs::read_dir(bank.opts.dir.join("files"))
+        .unwrap()
+        .count();
     assert_eq!(kept, 1, "only the first statement's bytes are kept");
     bank.app.finish().await;
 }
@@ -624,7 +663,12 @@ async fn a_corrected_copy_that_changes_a_booked_entry_is_refused_with_both_figur
 async fn statements_of_other_accounts_currencies_or_with_balances_that_do_not_add_up_are_refused() {
     let app = TestApp::spawn().await;
     let bank = Bank::new(app);
-    let good = spec(1, day(21), 0, vec![credit(1_000, day(21), Some("X1"), "interest")]);
+    let good = spec(
+        1,
+        day(21),
+        0,
+        vec![credit(1_000, day(21), Some("X1"), "interest")],
+    );
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "another account",
@@ -644,7 +688,7 @@ async fn statements_of_other_accounts_currencies_or_with_balances_that_do_not_ad
         ),
         (
             "mixed currencies",
-            camt053(&[good.clone()]).replacen(
+            camt053(std::slice::from_ref(&good)).replacen(
                 "<Ntry><Amt Ccy=\"CNY\">",
                 "<Ntry><Amt Ccy=\"USD\">",
                 1,
@@ -653,7 +697,7 @@ async fn statements_of_other_accounts_currencies_or_with_balances_that_do_not_ad
         ),
         (
             "balances that do not add up",
-            camt053(&[good.clone()]).replace(
+            camt053(std::slice::from_ref(&good)).replace(
                 "<Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy=\"CNY\">10.00</Amt>",
                 "<Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy=\"CNY\">10.01</Amt>",
             ),
@@ -681,7 +725,10 @@ async fn statements_of_other_accounts_currencies_or_with_balances_that_do_not_ad
     )
     .unwrap();
     let why = refusal(bank.try_import("nl.xml", &nl).await.unwrap_err());
-    assert!(why.contains("NL91**********4300") && why.contains("not one of ours"), "{why}");
+    assert!(
+        why.contains("NL91**********4300") && why.contains("not one of ours"),
+        "{why}"
+    );
     assert_eq!(bank.counts().await, (0, 0, 0, 0));
     // The good statement itself goes in.
     bank.import("good.xml", &camt053(&[good])).await;
@@ -693,9 +740,19 @@ async fn statements_of_other_accounts_currencies_or_with_balances_that_do_not_ad
 async fn a_missing_statement_number_is_one_statement_gap_and_the_balance_does_not_match() {
     let app = TestApp::spawn().await;
     let bank = Bank::new(app);
-    let s1 = spec(330, day(21), 0, vec![credit(1_000, day(21), Some("X1"), "interest")]);
+    let s1 = spec(
+        330,
+        day(21),
+        0,
+        vec![credit(1_000, day(21), Some("X1"), "interest")],
+    );
     // 331 never arrives; 332 opens where 331 closed.
-    let s3 = spec(332, day(23), s1.closing_minor() + 700, vec![credit(200, day(23), Some("X3"), "interest")]);
+    let s3 = spec(
+        332,
+        day(23),
+        s1.closing_minor() + 700,
+        vec![credit(200, day(23), Some("X3"), "interest")],
+    );
     bank.import("s1.xml", &camt053(&[s1])).await;
     bank.import("s3.xml", &camt053(&[s3])).await;
     let s = bank.run(day(23)).await;
@@ -707,8 +764,18 @@ async fn a_missing_statement_number_is_one_statement_gap_and_the_balance_does_no
         .filter(|b| b.category == Category::StatementGap)
         .collect();
     assert_eq!(gaps.len(), 1);
-    assert!(gaps[0].detail.contains("statement number 331 missing between 330 and 332"), "{}", gaps[0].detail);
-    assert!(gaps[0].detail.contains("opening balance 17.00"), "{}", gaps[0].detail);
+    assert!(
+        gaps[0]
+            .detail
+            .contains("statement number 331 missing between 330 and 332"),
+        "{}",
+        gaps[0].detail
+    );
+    assert!(
+        gaps[0].detail.contains("opening balance 17.00"),
+        "{}",
+        gaps[0].detail
+    );
     // The 7.00 the missing statement moved is explained by nothing.
     assert!(!s.balance_matches_ledger);
     assert_eq!(s.balances[0].unexplained_minor(), 700);
@@ -741,20 +808,29 @@ async fn a_date_funded_in_two_transfers_is_funded_once_in_total_and_over_funding
             payout(&e2e, 109_650, day(21), Some("P1")),
         ],
     );
-    bank.import("s1.xml", &camt053(&[s1.clone()])).await;
+    bank.import("s1.xml", &camt053(std::slice::from_ref(&s1)))
+        .await;
     let s = bank.run(day(21)).await;
     assert_eq!(s.fundings_booked, 2);
     assert_eq!(s.fundings_matched["CNY"], tally(2, 110_000));
     assert!(s.breaks.is_empty(), "{:?}", s.breaks);
     assert!(s.balance_matches_ledger, "{:?}", s.balances);
     let owed = bank.app.balance("channel:alipay:receivable:CNY").await;
-    assert!(owed.to_string().contains("posted Dr 1100.00 Cr 1100.00"), "{owed}");
+    assert!(
+        owed.to_string().contains("posted Dr 1100.00 Cr 1100.00"),
+        "{owed}"
+    );
     // A third transfer the next day: 1.00 too much.
     let s2 = spec(
         2,
         day(22),
         s1.closing_minor(),
-        vec![credit(100, day(22), Some("F3"), "BCF-alipay-20261120 again")],
+        vec![credit(
+            100,
+            day(22),
+            Some("F3"),
+            "BCF-alipay-20261120 again",
+        )],
     );
     bank.import("s2.xml", &camt053(&[s2])).await;
     let s = bank.run(day(22)).await;
@@ -762,8 +838,15 @@ async fn a_date_funded_in_two_transfers_is_funded_once_in_total_and_over_funding
     let over: Vec<BreakRow> = bank.breaks(day(22)).await;
     assert_eq!(over.len(), 1, "{over:?}");
     assert_eq!(over[0].subject, "funding:alipay:20261120");
-    assert_eq!((over[0].our_amount_minor, over[0].their_amount_minor), (Some(110_000), Some(110_100)));
-    assert!(over[0].detail.contains("over-funded by 1.00 CNY"), "{}", over[0].detail);
+    assert_eq!(
+        (over[0].our_amount_minor, over[0].their_amount_minor),
+        (Some(110_000), Some(110_100))
+    );
+    assert!(
+        over[0].detail.contains("over-funded by 1.00 CNY"),
+        "{}",
+        over[0].detail
+    );
     assert!(s.balance_matches_ledger, "{:?}", s.balances);
     bank.app.finish().await;
 }
@@ -784,11 +867,16 @@ async fn a_notification_then_the_statement_of_the_day_books_each_entry_once() {
     // Entries 1 and 2 with their bank references, then entry 3 without one.
     let n = bank.import("n.xml", &fixture("camt054_v08.xml")).await;
     assert_eq!(n.bank.unwrap().entries_booked, 2);
-    let n = bank.import("n3.xml", &fixture("camt054_noref_v08.xml")).await;
+    let n = bank
+        .import("n3.xml", &fixture("camt054_noref_v08.xml"))
+        .await;
     assert_eq!(n.bank.unwrap().entries_booked, 1);
     let s = bank.import("s.xml", &fixture("camt053_v08.xml")).await;
     let c = s.bank.unwrap();
-    assert_eq!((c.entries, c.entries_booked, c.entries_already_known), (3, 0, 3));
+    assert_eq!(
+        (c.entries, c.entries_booked, c.entries_already_known),
+        (3, 0, 3)
+    );
     assert_eq!(c.entries_pending, 1);
     // The other versions of the same statement: nothing new either.
     for v in ["02", "03", "04", "06"] {
@@ -816,7 +904,13 @@ async fn mt940_and_camt053_of_the_same_day_give_the_same_result() {
             .breaks(day(30))
             .await
             .into_iter()
-            .map(|b| (b.category.as_str().to_string(), b.our_amount_minor, b.their_amount_minor))
+            .map(|b| {
+                (
+                    b.category.as_str().to_string(),
+                    b.our_amount_minor,
+                    b.their_amount_minor,
+                )
+            })
             .collect();
         let entries: Vec<(i64, bool, String, Option<String>)> = sqlx::query_as(
             "SELECT amount_minor, credit, booking_date::text, bank_reference FROM bank_entries ORDER BY amount_minor",
@@ -850,12 +944,22 @@ async fn any_order_subset_or_repeat_of_statements_leaves_the_same_books() {
         let e2e = format!("BCE{}", water.id.simple());
         let bank = Bank::new(app);
         let s21 = day21(&e2e);
-        let s22 = spec(331, day(22), s21.closing_minor(), vec![credit(500, day(22), Some("I-2"), "interest")]);
-        let s23 = spec(332, day(23), s21.closing_minor() + 500, vec![credit(100, day(23), None, "BCF-alipay-20261120 rest")]);
+        let s22 = spec(
+            331,
+            day(22),
+            s21.closing_minor(),
+            vec![credit(500, day(22), Some("I-2"), "interest")],
+        );
+        let s23 = spec(
+            332,
+            day(23),
+            s21.closing_minor() + 500,
+            vec![credit(100, day(23), None, "BCF-alipay-20261120 rest")],
+        );
         let mut files: Vec<String> = vec![
-            camt053(&[s21.clone()]),
-            camt053(&[s22.clone()]),
-            camt053(&[s23.clone()]),
+            camt053(std::slice::from_ref(&s21)),
+            camt053(std::slice::from_ref(&s22)),
+            camt053(std::slice::from_ref(&s23)),
         ];
         if round > 0 {
             // Repeats, combined files and re-sends, in a shuffled order.

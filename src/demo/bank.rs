@@ -83,7 +83,9 @@ pub fn camt053(statements: &[StatementSpec]) -> String {
         let c = s.currency;
         x.push_str(&format!("<Stmt><Id>{}</Id>", escape(&s.statement_id)));
         if let Some(n) = s.sequence {
-            x.push_str(&format!("<ElctrncSeqNb>{n}</ElctrncSeqNb><LglSeqNb>{n}</LglSeqNb>"));
+            x.push_str(&format!(
+                "<ElctrncSeqNb>{n}</ElctrncSeqNb><LglSeqNb>{n}</LglSeqNb>"
+            ));
         }
         x.push_str(&format!(
             "<CreDtTm>{d}T18:00:00+08:00</CreDtTm><FrToDt><FrDtTm>{d}T00:00:00+08:00</FrDtTm><ToDtTm>{d}T23:59:59+08:00</ToDtTm></FrToDt>",
@@ -110,7 +112,10 @@ pub fn camt053(statements: &[StatementSpec]) -> String {
             }
             x.push_str("<BkTxCd/><NtryDtls><TxDtls>");
             if let Some(id) = &e.end_to_end_id {
-                x.push_str(&format!("<Refs><EndToEndId>{}</EndToEndId></Refs>", escape(id)));
+                x.push_str(&format!(
+                    "<Refs><EndToEndId>{}</EndToEndId></Refs>",
+                    escape(id)
+                ));
             }
             x.push_str(&format!(
                 "<RmtInf><Ustrd>{}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>",

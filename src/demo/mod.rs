@@ -1117,14 +1117,18 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
     // funding in; then the same statement re-sent with a new message id.
     let batch_dates: std::collections::BTreeSet<chrono::NaiveDate> =
         crate::store::SettlementStore::batches(&*stack.store, None, None)
-        .await?
-        .iter()
-        .map(|b| b.business_date)
-        .collect();
+            .await?
+            .iter()
+            .map(|b| b.business_date)
+            .collect();
     let dates: Vec<chrono::NaiveDate> = batch_dates.into_iter().collect();
     let mut spec = bank::StatementSpec {
         message_id: format!("STMT-{}-1", date.format("%Y%m%d")),
-        statement_id: format!("{}-{}", config.settlement.debtor.account, date.format("%Y%m%d")),
+        statement_id: format!(
+            "{}-{}",
+            config.settlement.debtor.account,
+            date.format("%Y%m%d")
+        ),
         sequence: Some(1),
         account: config.settlement.debtor.account.clone(),
         currency: crate::domain::money::Currency::from_code(&config.recon.settlement_currency)?,
@@ -1137,9 +1141,12 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
     std::fs::create_dir_all(bank_dir.join("done"))?;
     let accounts = config.our_accounts()?;
     let mut bank_imports = Vec::new();
-    for (i, message_id) in [spec.message_id.clone(), format!("STMT-{}-1-RESENT", date.format("%Y%m%d"))]
-        .into_iter()
-        .enumerate()
+    for (i, message_id) in [
+        spec.message_id.clone(),
+        format!("STMT-{}-1-RESENT", date.format("%Y%m%d")),
+    ]
+    .into_iter()
+    .enumerate()
     {
         spec.message_id = message_id;
         let name = format!("bank-statement-{date}-{}.xml", i + 1);

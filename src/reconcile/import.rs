@@ -101,33 +101,33 @@ pub async fn import_file(
     }
     // Pass 1: read whole and check; nothing is kept yet.
     let (summary_biller, business_date, identity, records, credited, total, currency) = {
-            let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-            let s = formats::read(kind, reader, &mut |_| {}).map_err(refused)?;
-            let d = if s.business_date == formats::UNKNOWN_DATE {
-                date.ok_or_else(|| {
-                    ImportError::Mismatch(format!(
-                        "{name}: the file has no records to date it; give --date"
-                    ))
-                })?
-            } else {
-                if let Some(asked) = date.filter(|d| *d != s.business_date) {
-                    return Err(ImportError::Mismatch(format!(
-                        "{name}: the file reports {}, not {asked}",
-                        s.business_date
-                    )));
-                }
-                s.business_date
-            };
-            (
-                s.biller_id,
-                d,
-                s.identity,
-                s.records,
-                s.credited,
-                s.credited_total_minor,
-                s.currency,
-            )
+        let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+        let s = formats::read(kind, reader, &mut |_| {}).map_err(refused)?;
+        let d = if s.business_date == formats::UNKNOWN_DATE {
+            date.ok_or_else(|| {
+                ImportError::Mismatch(format!(
+                    "{name}: the file has no records to date it; give --date"
+                ))
+            })?
+        } else {
+            if let Some(asked) = date.filter(|d| *d != s.business_date) {
+                return Err(ImportError::Mismatch(format!(
+                    "{name}: the file reports {}, not {asked}",
+                    s.business_date
+                )));
+            }
+            s.business_date
         };
+        (
+            s.biller_id,
+            d,
+            s.identity,
+            s.records,
+            s.credited,
+            s.credited_total_minor,
+            s.currency,
+        )
+    };
     let biller_id = match kind {
         FileKind::HubStatement => {
             if source != "hub" {
@@ -281,9 +281,7 @@ async fn import_bank(
                 let _ = std::fs::remove_file(stored_path(dir, &sha256));
             }
             return Err(match e {
-                StoreError::Conflict(reason) => {
-                    refused(FileRefusal::at("bank entries", reason))
-                }
+                StoreError::Conflict(reason) => refused(FileRefusal::at("bank entries", reason)),
                 other => other.into(),
             });
         }

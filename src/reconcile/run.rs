@@ -563,7 +563,7 @@ async fn bank_report(
         row("payouts-matched", c, &get(&b.batches_matched));
         row("fundings-matched", c, &get(&b.fundings_matched));
         row("payouts-unpaid", c, &get(&b.batches_unpaid));
-        for cat in categories().into_iter().filter(|c| c.is_bank()) {
+        for cat in categories().filter(|c| c.is_bank()) {
             let t = b.breaks.get(cat.as_str()).map(get).unwrap_or_default();
             row(cat.as_str(), c, &t);
         }
@@ -606,19 +606,65 @@ async fn bank_report(
             })
         };
         for a in &p.accounts {
-            let on = a.closing_date.map(|d| format!(" ({d})")).unwrap_or_default();
-            line(&a.account, &format!("bank-closing-balance{on}"), a.closing_minor);
-            line(&a.account, "brought-forward (before its first statement)", a.brought_forward_minor);
+            let on = a
+                .closing_date
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            line(
+                &a.account,
+                &format!("bank-closing-balance{on}"),
+                a.closing_minor,
+            );
+            line(
+                &a.account,
+                "brought-forward (before its first statement)",
+                a.brought_forward_minor,
+            );
         }
         line(&ledger, "ledger-balance", p.ledger_minor);
-        line(&ledger, "difference (bank - ledger)", p.bank_minor() - p.ledger_minor);
-        line(&ledger, "explained: brought-forward", p.brought_forward_minor());
-        line(&ledger, &format!("explained: payouts in transit ({})", p.in_transit_count), p.in_transit_minor);
-        line(&ledger, "explained: payout differences (breaks)", p.payout_difference_minor);
-        line(&ledger, &format!("explained: unattributed entries ({}, breaks)", p.unattributed_count), p.unattributed_minor);
-        line(&ledger, "explained: funding booked from later entries", -p.later_funding_minor);
-        line(&ledger, "explained: posted by resolved breaks", -p.resolutions_minor);
-        line(&ledger, "unexplained (a break when not zero)", p.unexplained_minor());
+        line(
+            &ledger,
+            "difference (bank - ledger)",
+            p.bank_minor() - p.ledger_minor,
+        );
+        line(
+            &ledger,
+            "explained: brought-forward",
+            p.brought_forward_minor(),
+        );
+        line(
+            &ledger,
+            &format!("explained: payouts in transit ({})", p.in_transit_count),
+            p.in_transit_minor,
+        );
+        line(
+            &ledger,
+            "explained: payout differences (breaks)",
+            p.payout_difference_minor,
+        );
+        line(
+            &ledger,
+            &format!(
+                "explained: unattributed entries ({}, breaks)",
+                p.unattributed_count
+            ),
+            p.unattributed_minor,
+        );
+        line(
+            &ledger,
+            "explained: funding booked from later entries",
+            -p.later_funding_minor,
+        );
+        line(
+            &ledger,
+            "explained: posted by resolved breaks",
+            -p.resolutions_minor,
+        );
+        line(
+            &ledger,
+            "unexplained (a break when not zero)",
+            p.unexplained_minor(),
+        );
     }
     Ok(())
 }
@@ -739,7 +785,11 @@ fn closed_batch(
 }
 
 /// A debit paying a batch that another bank entry paid already.
-fn paid_again(line: &crate::domain::recon::bank::BankLine, batch: uuid::Uuid, paid_by: i64) -> Found {
+fn paid_again(
+    line: &crate::domain::recon::bank::BankLine,
+    batch: uuid::Uuid,
+    paid_by: i64,
+) -> Found {
     let scale = crate::domain::money::Currency::from_code(&line.currency)
         .map(|c| c.scale())
         .unwrap_or(2);
@@ -875,14 +925,24 @@ async fn bank_pass(
         let Some(prev) = store.previous_statement(st).await? else {
             continue;
         };
-        let Some(prev_link) = &prev.link else { continue };
+        let Some(prev_link) = &prev.link else {
+            continue;
+        };
         let scale = crate::domain::money::Currency::from_code(&st.currency)
             .map(|c| c.scale())
             .unwrap_or(2);
         if let Some(detail) = chain_gap(prev_link, link, scale) {
             let at = link
                 .sequence
-                .map(|n| format!("{n}{}", link.page.as_deref().map(|p| format!("/{p}")).unwrap_or_default()))
+                .map(|n| {
+                    format!(
+                        "{n}{}",
+                        link.page
+                            .as_deref()
+                            .map(|p| format!("/{p}"))
+                            .unwrap_or_default()
+                    )
+                })
                 .unwrap_or_else(|| link.business_date.to_string());
             found.push(Found {
                 category: Category::StatementGap,
@@ -962,7 +1022,9 @@ async fn bank_pass(
         }) = owed(store, channel, *day).await?
         {
             let (n, total) = store.funded(channel, *day, date).await?;
-            found.extend(judge_funding(channel, *day, owed_minor, &currency, n, total));
+            found.extend(judge_funding(
+                channel, *day, owed_minor, &currency, n, total,
+            ));
         }
     }
     // Batches the bank was asked to pay by this date and never moved.

@@ -84,7 +84,9 @@ pub fn funding_of(remittance: &str) -> Option<(String, NaiveDate)> {
 
 /// The date part of `<channel>-<YYYYMMDD>` as written.
 fn date_text(word: &str) -> String {
-    word.rsplit_once('-').map(|(_, d)| d.to_string()).unwrap_or_default()
+    word.rsplit_once('-')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default()
 }
 
 /// What we expect a line to be.
@@ -429,7 +431,6 @@ pub struct AccountPosition {
     pub brought_forward_minor: i64,
 }
 
-
 impl BankPosition {
     /// The bank's closing balances of the currency's accounts, together.
     pub fn bank_minor(&self) -> i64 {
@@ -615,7 +616,11 @@ mod tests {
             "alipay owes 1000.00 CNY for its statement of 2026-11-29; 1 transfer booked so far total 600.00 CNY: under-funded by 400.00 CNY"
         );
         let over = judge_funding("alipay", d, 100_000, "CNY", 3, 100_001).unwrap();
-        assert!(over.detail.ends_with("over-funded by 0.01 CNY"), "{}", over.detail);
+        assert!(
+            over.detail.ends_with("over-funded by 0.01 CNY"),
+            "{}",
+            over.detail
+        );
         assert_eq!(over.their_amount_minor, Some(100_001));
     }
 
@@ -643,7 +648,11 @@ mod tests {
         let f = p.judge(d).unwrap();
         assert_eq!(f.category, Category::SettlementMismatch);
         assert_eq!(f.our_reference, "balance:CNY");
-        assert!(f.detail.ends_with("1.00 CNY is unexplained"), "{}", f.detail);
+        assert!(
+            f.detail.ends_with("1.00 CNY is unexplained"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl FileKind {
     /// Whether this is a bank's file (a statement or notification of one
     /// of our accounts), read by `crate::reconcile::bankfile`.
     pub fn is_bank(&self) -> bool {
-        matches!(self, FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940)
+        matches!(
+            self,
+            FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940
+        )
     }
 }
 

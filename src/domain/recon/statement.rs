@@ -667,7 +667,9 @@ mod tests {
         assert_eq!(parse_minor("0", cny), Ok(0));
         assert_eq!(parse_minor("12,5", cny), Ok(1_250));
         assert_eq!(parse_minor("1.230", cny), Ok(123));
-        assert!(parse_minor("1.234", cny).unwrap_err().contains("more decimals"));
+        assert!(parse_minor("1.234", cny)
+            .unwrap_err()
+            .contains("more decimals"));
         for bad in ["", "-1", "1e3", "1.2.3", " . ", "1 000"] {
             assert!(parse_minor(bad, cny).is_err(), "{bad:?}");
         }
@@ -722,7 +724,11 @@ mod tests {
         let mut s = stmt(vec![entry(1, 10_000, true, None)], 0, 10_000);
         assert_eq!(s.currency().unwrap(), Currency::CNY);
         s.entries[0].currency = "EUR".into();
-        assert!(s.currency().unwrap_err().reason.contains("mixes currencies"));
+        assert!(s
+            .currency()
+            .unwrap_err()
+            .reason
+            .contains("mixes currencies"));
         s.account_currency = Some("CNY".into());
         assert!(s.currency().unwrap_err().reason.contains("is in EUR"));
         let ours = [OurAccount {
@@ -740,7 +746,11 @@ mod tests {
             account: "31050161373600000001".into(),
             currency: Currency::from_code("EUR").unwrap(),
         }];
-        assert!(good.check_ours(&eur).unwrap_err().reason.contains("kept in EUR"));
+        assert!(good
+            .check_ours(&eur)
+            .unwrap_err()
+            .reason
+            .contains("kept in EUR"));
     }
 
     #[test]

@@ -179,7 +179,9 @@ pub fn read(xml: &[u8]) -> Result<BankMessage, FileRefusal> {
                         n_entry = 0;
                         n_bal = 0;
                     }
-                    (Some("Stmt") | Some("Ntfctn"), "Ntry") if container.map(|c| c + 1) == Some(path.len()) => {
+                    (Some("Stmt") | Some("Ntfctn"), "Ntry")
+                        if container.map(|c| c + 1) == Some(path.len()) =>
+                    {
                         n_entry += 1;
                         label = format!("Ntry[{n_entry}]");
                         entry = Some(EntryDraft::default());
@@ -292,9 +294,9 @@ pub fn read(xml: &[u8]) -> Result<BankMessage, FileRefusal> {
             "no Stmt (camt.053) or Ntfctn (camt.054)".into(),
         ));
     }
-    let wrong_family = statements.iter().any(|s| {
-        (s.kind == MessageKind::Statement) != matches!(format, BankFormat::Camt053(_))
-    });
+    let wrong_family = statements
+        .iter()
+        .any(|s| (s.kind == MessageKind::Statement) != matches!(format, BankFormat::Camt053(_)));
     if wrong_family {
         return Err(err(
             &["Document".into()],
@@ -327,10 +329,10 @@ fn file_text(
             ["Ntry", "ValDt", "Dt" | "DtTm"] => en.value = Some(text),
             ["Ntry", "AcctSvcrRef"] => en.servicer_ref = Some(text),
             ["Ntry", "NtryRef"] => en.entry_ref = Some(text),
-            ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"] => {
-                if en.end_to_end.is_none() && text != "NOTPROVIDED" {
-                    en.end_to_end = Some(text);
-                }
+            ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"]
+                if en.end_to_end.is_none() && text != "NOTPROVIDED" =>
+            {
+                en.end_to_end = Some(text)
             }
             ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Ustrd"]
             | ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Strd", "CdtrRefInf", "Ref"] => {
@@ -370,8 +372,8 @@ fn finish_balance(d: BalanceDraft) -> Result<Option<Balance>, (&'static str, Str
     if !matches!(code.as_str(), "OPBD" | "PRCD" | "CLBD") {
         return Ok(None);
     }
-    let (minor, currency) = amount(&d.amount.ok_or(("Amt", "missing".to_string()))?)
-        .map_err(|e| ("Amt", e))?;
+    let (minor, currency) =
+        amount(&d.amount.ok_or(("Amt", "missing".to_string()))?).map_err(|e| ("Amt", e))?;
     let credit = direction(d.credit.as_deref())?;
     let on = date(&d.date.ok_or(("Dt", "missing".to_string()))?).map_err(|e| ("Dt", e))?;
     Ok(Some(Balance {
@@ -428,7 +430,9 @@ fn finish_statement(
     header_created: &Option<String>,
 ) -> Result<BankStatement, String> {
     let id = d.id.ok_or("the statement has no Id")?;
-    let account = d.account.ok_or("the statement has no Acct/Id (IBAN or Othr/Id)")?;
+    let account = d
+        .account
+        .ok_or("the statement has no Acct/Id (IBAN or Othr/Id)")?;
     let when = |t: Option<String>, what: &str| {
         t.map(|t| date(&t).map_err(|e| format!("{what}: {e}")))
             .transpose()

@@ -16,8 +16,13 @@ use crate::domain::recon::{FileKind, FileRefusal};
 
 /// Recognises a bank file from its first bytes (up to 512).
 pub fn sniff(head: &[u8]) -> Option<FileKind> {
-    let b = head.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(head);
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let b = head
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(head);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let b = &b[start..];
     let contains = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
     if b.starts_with(b"<") {
@@ -29,7 +34,8 @@ pub fn sniff(head: &[u8]) -> Option<FileKind> {
         }
         return None;
     }
-    if b.starts_with(b":20:") || (b.starts_with(b"{1:") && (contains(b"{4:") || contains(b":20:"))) {
+    if b.starts_with(b":20:") || (b.starts_with(b"{1:") && (contains(b"{4:") || contains(b":20:")))
+    {
         return Some(FileKind::Mt940);
     }
     None
@@ -40,7 +46,10 @@ pub fn read(kind: FileKind, bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
     match kind {
         FileKind::Camt053 | FileKind::Camt054 => {
             let m = camt::read(bytes)?;
-            let is_054 = matches!(m.format, crate::domain::recon::statement::BankFormat::Camt054(_));
+            let is_054 = matches!(
+                m.format,
+                crate::domain::recon::statement::BankFormat::Camt054(_)
+            );
             if is_054 != (kind == FileKind::Camt054) {
                 return Err(FileRefusal::at(
                     "Document",

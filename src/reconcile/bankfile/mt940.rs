@@ -122,11 +122,7 @@ fn entry_date(value: NaiveDate, mmdd: &str) -> Option<NaiveDate> {
 
 /// A `:61:` line: value date, entry date, mark, funds code, amount,
 /// transaction type, customer reference, `//` bank reference.
-fn statement_line(
-    f: &Field,
-    currency: &str,
-    position: u32,
-) -> Result<BankEntry, FileRefusal> {
+fn statement_line(f: &Field, currency: &str, position: u32) -> Result<BankEntry, FileRefusal> {
     let first = f.text.lines().next().unwrap_or("").trim();
     let bad = |why: &str| refuse(f.line, "61", format!("{first:?}: {why}"));
     let value = yymmdd(first.get(..6).unwrap_or("")).ok_or_else(|| bad("no value date YYMMDD"))?;
@@ -232,12 +228,21 @@ fn finish(d: Draft, index: u32) -> Result<BankStatement, FileRefusal> {
     let missing = |what: &str| {
         FileRefusal::at(
             at.clone(),
-            format!("statement {:?} has no {what}", d.id.clone().unwrap_or_default()),
+            format!(
+                "statement {:?} has no {what}",
+                d.id.clone().unwrap_or_default()
+            ),
         )
     };
     let account = d.account.clone().ok_or_else(|| missing(":25: account"))?;
-    let opening = d.opening.clone().ok_or_else(|| missing(":60F:/:60M: opening balance"))?;
-    let closing = d.closing.clone().ok_or_else(|| missing(":62F:/:62M: closing balance"))?;
+    let opening = d
+        .opening
+        .clone()
+        .ok_or_else(|| missing(":60F:/:60M: opening balance"))?;
+    let closing = d
+        .closing
+        .clone()
+        .ok_or_else(|| missing(":62F:/:62M: closing balance"))?;
     Ok(BankStatement {
         kind: MessageKind::Statement,
         index,
@@ -262,7 +267,10 @@ pub fn read(bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         FileRefusal::at(
             "file",
-            format!("not text (UTF-8 or ASCII): invalid byte at offset {}", e.valid_up_to()),
+            format!(
+                "not text (UTF-8 or ASCII): invalid byte at offset {}",
+                e.valid_up_to()
+            ),
         )
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -284,7 +292,11 @@ pub fn read(bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
             continue;
         }
         let Some(d) = draft.as_mut() else {
-            return Err(refuse(f.line, &f.tag, "a field before the statement's :20:"));
+            return Err(refuse(
+                f.line,
+                &f.tag,
+                "a field before the statement's :20:",
+            ));
         };
         let was_entry = std::mem::replace(&mut d.after_entry, false);
         match f.tag.as_str() {
@@ -303,7 +315,11 @@ pub fn read(bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
                     None => (t, None),
                 };
                 if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(refuse(f.line, &f.tag, format!("{t:?}: not a statement number")));
+                    return Err(refuse(
+                        f.line,
+                        &f.tag,
+                        format!("{t:?}: not a statement number"),
+                    ));
                 }
                 d.number = Some(n.to_string());
                 d.page = p.map(str::to_string);
@@ -315,18 +331,19 @@ pub fn read(bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
                     .opening
                     .as_ref()
                     .map(|b| b.currency.clone())
-                    .ok_or_else(|| refuse(f.line, "61", "an entry before the opening balance :60F:/:60M: (its currency)"))?;
+                    .ok_or_else(|| {
+                        refuse(
+                            f.line,
+                            "61",
+                            "an entry before the opening balance :60F:/:60M: (its currency)",
+                        )
+                    })?;
                 let position = d.entries.len() as u32 + 1;
                 d.entries.push(statement_line(&f, &currency, position)?);
                 d.after_entry = true;
             }
             "86" if was_entry => {
-                let info = f
-                    .text
-                    .lines()
-                    .map(str::trim)
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let info = f.text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
                 let e = d.entries.last_mut().expect("an entry before");
                 if e.end_to_end_id.is_none() {
                     e.end_to_end_id = end_to_end_of(&f.text);

@@ -28,7 +28,9 @@ fn kind_of(s: &str) -> StoreResult<MessageKind> {
     match s {
         "statement" => Ok(MessageKind::Statement),
         "notification" => Ok(MessageKind::Notification),
-        other => Err(StoreError::Rejected(format!("stored statement kind {other}"))),
+        other => Err(StoreError::Rejected(format!(
+            "stored statement kind {other}"
+        ))),
     }
 }
 
@@ -177,12 +179,13 @@ async fn record_statement(
     st: &NewBankStatement,
     now: DateTime<Utc>,
 ) -> StoreResult<(bool, u64, u64)> {
-    let existing = sqlx::query("SELECT * FROM bank_statements WHERE account = $1 AND identity = $2")
-        .bind(&st.account)
-        .bind(&st.identity)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let existing =
+        sqlx::query("SELECT * FROM bank_statements WHERE account = $1 AND identity = $2")
+            .bind(&st.account)
+            .bind(&st.identity)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
     let (statement_row, new) = match &existing {
         Some(r) => (r.get::<i64, _>("id"), false),
         None => {
@@ -318,7 +321,8 @@ async fn record_statement(
     Ok((new, booked, known))
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.account, e.rule, e.identity, e.currency::text AS currency, e.amount_minor,
+const ENTRY_COLUMNS: &str =
+    "e.id, e.account, e.rule, e.identity, e.currency::text AS currency, e.amount_minor,
      e.credit, e.status, e.booking_date, e.bank_reference, e.end_to_end_id, e.remittance,
      e.statement_id, e.position, s.file_id";
 
@@ -361,7 +365,8 @@ impl BankStore for PgStore {
             ImportOutcome::Imported { id, .. } => id,
         };
         for st in statements {
-            let (new, booked, known) = record_statement(&mut tx, file_id, st, file.imported_at).await?;
+            let (new, booked, known) =
+                record_statement(&mut tx, file_id, st, file.imported_at).await?;
             counts.statements_new += u64::from(new);
             counts.entries_booked += booked;
             counts.entries_already_known += known;
@@ -539,11 +544,13 @@ impl BankStore for PgStore {
         .map_err(db_err)?;
         let paid_by = match existing {
             Some(e) => e,
-            None => sqlx::query_scalar("SELECT entry_id FROM settlement_payouts WHERE batch_id = $1")
-                .bind(batch)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?,
+            None => {
+                sqlx::query_scalar("SELECT entry_id FROM settlement_payouts WHERE batch_id = $1")
+                    .bind(batch)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+            }
         };
         tx.commit().await.map_err(db_err)?;
         Ok(paid_by)
@@ -591,7 +598,8 @@ impl BankStore for PgStore {
             });
         }
         for (currency, p) in out.iter_mut() {
-            let c = Currency::from_code(currency).map_err(|e| StoreError::Rejected(e.to_string()))?;
+            let c =
+                Currency::from_code(currency).map_err(|e| StoreError::Rejected(e.to_string()))?;
             let code = format!("bank:settlement:{currency}");
             // The ledger's bank account, and what resolved breaks posted to it.
             let r = sqlx::query(
