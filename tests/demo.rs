@@ -75,7 +75,24 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
     assert!(!r.statements.is_empty());
     // The day reconciled: every counterpart's file imported, one run per
     // biller, every payment matched, nothing left to explain.
-    assert_eq!(r.recon.files.len(), 6, "{:#?}", r.recon);
+    // Six counterpart files, and the bank's statement twice (re-sent).
+    assert_eq!(r.recon.files.len(), 8, "{:#?}", r.recon);
+    // The bank's statement: every entry booked once, the re-sent copy
+    // booking nothing, balances proven, the bank's balance our ledger's.
+    assert!(r.bank_entries_booked > 0, "{:#?}", r.recon);
+    assert_eq!(r.bank_entries_already_known, r.bank_entries_booked);
+    assert_eq!(r.recon.bank_entries_booked_again, 0);
+    assert!(r.bank_statement_balances_proven);
+    assert!(r.bank_balance_matches_ledger, "{:#?}", r.recon.bank);
+    let bank = r.recon.bank.as_ref().expect("the bank reconciled");
+    let p = &bank.balances[0];
+    assert_eq!(
+        p.bank_minor(),
+        p.ledger_minor,
+        "an account opened with 0.00: equal"
+    );
+    assert_eq!(bank.fundings_booked, bank.fundings_matched["CNY"].count);
+    assert!(bank.breaks.is_empty(), "{:?}", bank.breaks);
     let billers = billclear::cli::billers_file::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml"),
     )

@@ -59,7 +59,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub inbox: bool,
     /// The file kind, when it cannot be recognised from its content
-    /// (water-csv, power-xml, gas-fixed, hub-statement, coop-ack, camt053).
+    /// (water-csv, power-xml, gas-fixed, hub-statement, coop-ack, camt053,
+    /// camt054, mt940). Bank files need `--source bank`.
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<FileKind>,
     /// The business date, for a file that does not say (an empty day).
@@ -381,14 +382,18 @@ fn print_import(path: &std::path::Path, i: &Imported) {
         );
     } else {
         println!(
-            "{}: imported as file #{} ({}, {}, {} records, {} credited totalling {}){}",
+            "{}: imported as file #{} ({}, {}, {} records, {} credited totalling {} {}){}",
             path.display(),
             i.id,
             i.kind.as_str(),
             i.business_date,
             i.records,
             i.credited,
-            minor_to_string(i.credited_total_minor, 2),
+            money(
+                i.credited_total_minor,
+                i.currency.as_deref().unwrap_or("CNY")
+            ),
+            i.currency.as_deref().unwrap_or(""),
             i.replaced
                 .map(|r| format!("; replaces file #{r}"))
                 .unwrap_or_default()
@@ -505,20 +510,25 @@ pub fn print_summaries(summaries: &[RunSummary]) {
     }
     let mut any = false;
     for c in Category::ALL {
-        let (n, amount): (u64, i64) = summaries
-            .iter()
-            .filter_map(|s| s.breaks.get(c.as_str()))
-            .fold((0, 0), |(n, a), t| (n + t.count, a + t.amount_minor));
-        if n > 0 {
+        // Totals per currency: amounts of different currencies are never added.
+        let mut per: std::collections::BTreeMap<&str, (u64, i64)> = Default::default();
+        for s in summaries {
+            if let Some(t) = s.breaks.get(c.as_str()) {
+                let e = per.entry(s.currency.as_str()).or_default();
+                e.0 += t.count;
+                e.1 += t.amount_minor;
+            }
+        }
+        for (currency, (n, amount)) in per.into_iter().filter(|(_, (n, _))| *n > 0) {
             if !any {
                 println!("\nbreaks by category:");
                 any = true;
             }
             println!(
-                "  {:<22} {:>7}  {:>14}",
+                "  {:<22} {:>7}  {:>14} {currency}",
                 c.as_str(),
                 n,
-                minor_to_string(amount, 2)
+                money(amount, currency)
             );
         }
     }
@@ -582,16 +592,16 @@ pub async fn breaks(
                 })
                 .await?;
             println!(
-                "{:>6} {:<10} {:<16} {:<20} {:<17} {:>12} {:>12}  {:<10} reference",
-                "id", "date", "biller", "category", "status", "ours", "theirs", "owner"
+                "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} reference",
+                "id", "date", "biller", "category", "status", "ours", "theirs", "ccy", "owner"
             );
             for b in &rows {
                 let amt = |m: Option<i64>| {
-                    m.map(|m| minor_to_string(m, 2))
+                    m.map(|m| money(m, &b.currency))
                         .unwrap_or_else(|| "-".into())
                 };
                 println!(
-                    "{:>6} {:<10} {:<16} {:<20} {:<17} {:>12} {:>12}  {:<10} {}",
+                    "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} {}",
                     b.id,
                     b.business_date,
                     b.scope,
@@ -599,6 +609,7 @@ pub async fn breaks(
                     b.status.as_str(),
                     amt(b.our_amount_minor),
                     amt(b.their_amount_minor),
+                    b.currency,
                     b.owner.as_deref().unwrap_or("-"),
                     b.subject
                 );
@@ -631,10 +642,10 @@ pub async fn breaks(
             println!(
                 "  amounts         ours {} / theirs {} {}",
                 b.our_amount_minor
-                    .map(|m| minor_to_string(m, 2))
+                    .map(|m| money(m, &b.currency))
                     .unwrap_or_else(|| "-".into()),
                 b.their_amount_minor
-                    .map(|m| minor_to_string(m, 2))
+                    .map(|m| money(m, &b.currency))
                     .unwrap_or_else(|| "-".into()),
                 b.currency
             );

@@ -1105,12 +1105,13 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
         .with_context(|| format!("importing {}", path.display()))?;
         std::fs::rename(&path, dir.join("done").join(&name))?;
         lines.push(format!(
-            "{source:<14} {name:<40} file #{} {:<13} {:>4} records, {:>4} credited {:>12}",
+            "{source:<14} {name:<40} file #{} {:<13} {:>4} records, {:>4} credited {:>12} {}",
             i.id,
             i.kind.as_str(),
             i.records,
             i.credited,
-            minor_to_string(i.credited_total_minor, 2)
+            minor_to_string(i.credited_total_minor, 2),
+            i.currency.as_deref().unwrap_or("")
         ));
     }
     // Our bank's statement of the day: every batch paid out, every app's

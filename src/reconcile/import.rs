@@ -42,6 +42,8 @@ pub struct Imported {
     pub credited_total_minor: i64,
     pub already: bool,
     pub replaced: Option<i64>,
+    /// The currency of its amounts, when it has any.
+    pub currency: Option<String>,
     /// A bank file: its statements and entries, new and already known.
     pub bank: Option<BankImportCounts>,
 }
@@ -168,7 +170,7 @@ pub async fn import_file(
             records,
             credited,
             credited_total_minor: total,
-            currency,
+            currency: currency.clone(),
             imported_at: now,
             imported_by: by.to_string(),
         })
@@ -186,6 +188,7 @@ pub async fn import_file(
         credited_total_minor: total,
         already,
         replaced,
+        currency,
         bank: None,
     })
 }
@@ -299,6 +302,7 @@ async fn import_bank(
         credited_total_minor: 0,
         already,
         replaced: None,
+        currency: file.currency.clone(),
         bank: Some(counts),
     })
 }

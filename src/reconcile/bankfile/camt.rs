@@ -1,19 +1,30 @@
-//! ISO 20022 bank-to-customer messages: camt.053 statements (`Stmt`) and
-//! camt.054 debit/credit notifications (`Ntfctn`), versions 001.02 to
-//! 001.08, through ONE mapping: elements are read by their local name and
-//! their place under the statement, so what differs between versions
-//! (`Sts` as a code or as `Sts/Cd`, `StmtPgntn`, new optional elements,
-//! namespace prefixes) does not matter, and optional elements absent never
-//! do. Only what reconciliation needs is read; the rest is skipped.
+//! ISO 20022 bank-to-customer cash management messages: camt.053 account
+//! statements (`BkToCstmrStmt/Stmt`) and camt.054 debit/credit
+//! notifications (`BkToCstmrDbtCdtNtfctn/Ntfctn`), versions 001.02 to
+//! 001.08 of both, through ONE mapping.
 //!
-//! A file is taken whole or not at all: not XML, truncated, another
-//! message or version, an amount that is not exact at its currency's
-//! scale, an entry without its amount, direction or status, a statement
-//! without its id or account: refused with the element's path.
+//! Elements are read by their local name (any namespace prefix) and by their
+//! parent chain below the statement, so `Ntry/Amt` is the entry's amount and
+//! `Ntry/AmtDtls/InstdAmt/Amt` or `Ntry/NtryDtls/TxDtls/Amt` never are. What
+//! changed between the versions does not matter to that mapping: `Sts` as a
+//! code (`<Sts>BOOK</Sts>`, up to .06) or as a choice (`<Sts><Cd>BOOK</Cd>`,
+//! .07 on), `StmtPgntn`, `RptgSeq`, elements made optional or added. Only
+//! what billclear needs is read; everything else, present or absent, is
+//! skipped. Optional elements never refuse a file by being absent.
+//!
+//! A file is read whole or refused whole, with the element's path
+//! (`Document/BkToCstmrStmt/Stmt[2]/Ntry[3]/Amt`) and the reason: not XML,
+//! truncated, another root or another message or version, an amount that is
+//! not exact at its currency's scale or in an unknown currency, an entry
+//! without its amount, direction or status, a date that is not one, a
+//! statement without its id or account. Whether the statement is of one of
+//! our accounts, in one currency, with balances that add up, is for the
+//! domain to say (`BankStatement::check_ours`, `prove_balances`).
 
 use chrono::NaiveDate;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::PrefixDeclaration;
 use quick_xml::{Reader, XmlVersion};
 
 use crate::domain::money::Currency;
@@ -22,32 +33,62 @@ use crate::domain::recon::statement::{
 };
 use crate::domain::recon::FileRefusal;
 
-/// The versions read (both message families).
+/// The versions read, of both messages (`camt.053.001.02` to `.08`).
 pub const VERSIONS: std::ops::RangeInclusive<u8> = 2..=8;
 
-/// The family and version a namespace names, e.g.
-/// `urn:iso:std:iso:20022:tech:xsd:camt.053.001.08`.
-fn family(ns: &str) -> Option<BankFormat> {
-    let rest = ns.strip_prefix("urn:iso:std:iso:20022:tech:xsd:camt.")?;
-    let (msg, version) = rest.split_once(".001.")?;
-    let v: u8 = version.parse().ok().filter(|v| VERSIONS.contains(v))?;
-    if version.len() != 2 {
+const NAMESPACE_PREFIX: &str = "urn:iso:std:iso:20022:tech:xsd:";
+
+/// What billclear reads, for refusals.
+const READ: &str = "camt.053.001.02 to camt.053.001.08 (statements) and \
+                    camt.054.001.02 to camt.054.001.08 (notifications)";
+
+/// The message and version a namespace names:
+/// `urn:iso:std:iso:20022:tech:xsd:camt.053.001.08` is camt.053 version 8.
+pub fn format_of(namespace: &str) -> Option<BankFormat> {
+    let rest = namespace.trim().strip_prefix(NAMESPACE_PREFIX)?;
+    let (message, version) = rest.strip_prefix("camt.")?.split_once(".001.")?;
+    if version.len() != 2 || !version.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    match msg {
+    let v: u8 = version.parse().ok().filter(|v| VERSIONS.contains(v))?;
+    match message {
         "053" => Some(BankFormat::Camt053(v)),
         "054" => Some(BankFormat::Camt054(v)),
         _ => None,
     }
 }
 
+/// The message element under `Document` and the statement element under
+/// it, per message.
+fn layout(format: BankFormat) -> (&'static str, &'static str, MessageKind) {
+    match format {
+        BankFormat::Camt054(_) => ("BkToCstmrDbtCdtNtfctn", "Ntfctn", MessageKind::Notification),
+        _ => ("BkToCstmrStmt", "Stmt", MessageKind::Statement),
+    }
+}
+
+/// A value as read, with the path of the element it came from.
+#[derive(Debug, Clone, Default)]
+struct Read {
+    text: String,
+    at: String,
+}
+
+/// An amount as read: its text, its `Ccy` attribute, its element.
+#[derive(Debug, Clone, Default)]
+struct ReadAmount {
+    text: String,
+    currency: Option<String>,
+    at: String,
+}
+
 #[derive(Default)]
 struct EntryDraft {
-    amount: Option<(String, String)>,
-    credit: Option<String>,
-    status: Option<String>,
-    booking: Option<String>,
-    value: Option<String>,
+    amount: Option<ReadAmount>,
+    credit: Option<Read>,
+    status: Option<Read>,
+    booking: Option<Read>,
+    value: Option<Read>,
     servicer_ref: Option<String>,
     entry_ref: Option<String>,
     end_to_end: Option<String>,
@@ -58,9 +99,9 @@ struct EntryDraft {
 #[derive(Default)]
 struct BalanceDraft {
     code: Option<String>,
-    amount: Option<(String, String)>,
-    credit: Option<String>,
-    date: Option<String>,
+    amount: Option<ReadAmount>,
+    credit: Option<Read>,
+    date: Option<Read>,
 }
 
 #[derive(Default)]
@@ -68,339 +109,400 @@ struct StatementDraft {
     id: Option<String>,
     electronic_seq: Option<String>,
     legal_seq: Option<String>,
-    created: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    created: Option<Read>,
+    from: Option<Read>,
+    to: Option<Read>,
     account: Option<String>,
     currency: Option<String>,
-    balances: Vec<Balance>,
+    opening: Option<Balance>,
+    previous_closing: Option<Balance>,
+    closing: Option<Balance>,
     entries: Vec<BankEntry>,
 }
 
-fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
+/// The reader's state while it walks the document.
+struct Walk {
+    /// Local names of the open elements, from `Document`.
+    names: Vec<String>,
+    /// The same with the counted ones indexed (`Stmt[2]`, `Ntry[3]`), for
+    /// locations.
+    shown: Vec<String>,
+    /// Whether the root element has been closed.
+    root_closed: bool,
+    format: Option<BankFormat>,
+    message_id: Option<String>,
+    header_created: Option<Read>,
+    statements: Vec<BankStatement>,
+    stmt: Option<StatementDraft>,
+    entry: Option<EntryDraft>,
+    bal: Option<BalanceDraft>,
+    n_entry: u32,
+    n_bal: u32,
+    /// The `Ccy` attribute of the last `Amt` opened (an `Amt` has no
+    /// children, so it is the one that closes next).
+    amount_currency: Option<String>,
+    /// The text of the element being read.
+    text: String,
+}
+
+/// The depth of a statement (`Document/BkToCstmr…/Stmt`) in `names`.
+const STATEMENT_DEPTH: usize = 2;
+
+impl Walk {
+    fn at(&self) -> String {
+        self.shown.join("/")
+    }
+
+    fn refuse(&self, reason: impl Into<String>) -> FileRefusal {
+        FileRefusal::at(self.at(), reason)
+    }
+
+    fn open(&mut self, e: &BytesStart<'_>) -> Result<(), FileRefusal> {
+        let name = e.local_name().into_inner().to_string();
+        let depth = self.names.len();
+        let mut label = name.clone();
+        match depth {
+            0 => {
+                if self.root_closed {
+                    return Err(FileRefusal::at(
+                        name,
+                        "a second root element after Document: not an XML document",
+                    ));
+                }
+                if name != "Document" {
+                    return Err(FileRefusal::at(
+                        name.clone(),
+                        format!(
+                            "the root element is {name}, not Document: not an ISO 20022 \
+                             bank statement or notification ({READ} are read)"
+                        ),
+                    ));
+                }
+                let namespace = namespace_of(e);
+                let format = format_of(&namespace).ok_or_else(|| {
+                    FileRefusal::at(
+                        "Document",
+                        match namespace.as_str() {
+                            "" => format!("Document has no namespace: billclear reads {READ}"),
+                            ns => format!(
+                                "namespace {ns:?} is not one billclear reads: it reads {READ}"
+                            ),
+                        },
+                    )
+                })?;
+                self.format = Some(format);
+            }
+            1 => {
+                let format = self.format.expect("the root was read");
+                let (message, _, _) = layout(format);
+                if name != message {
+                    return Err(FileRefusal::at(
+                        format!("Document/{name}"),
+                        format!("a {format} Document holds {message}, not {name}"),
+                    ));
+                }
+            }
+            2 => {
+                let (_, statement, _) = layout(self.format.expect("the root was read"));
+                if name == statement {
+                    let n = self.statements.len() + 1;
+                    label = format!("{name}[{n}]");
+                    self.stmt = Some(StatementDraft::default());
+                    self.n_entry = 0;
+                    self.n_bal = 0;
+                }
+            }
+            _ if depth == STATEMENT_DEPTH + 1 && self.stmt.is_some() => match name.as_str() {
+                "Ntry" => {
+                    self.n_entry += 1;
+                    label = format!("Ntry[{}]", self.n_entry);
+                    self.entry = Some(EntryDraft::default());
+                }
+                "Bal" => {
+                    self.n_bal += 1;
+                    label = format!("Bal[{}]", self.n_bal);
+                    self.bal = Some(BalanceDraft::default());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        if name == "Amt" {
+            self.amount_currency = attribute(e, "Ccy");
+        }
+        self.names.push(name);
+        self.shown.push(label);
+        self.text.clear();
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), FileRefusal> {
+        let value = std::mem::take(&mut self.text).trim().to_string();
+        if !value.is_empty() {
+            self.file(value);
+        }
+        let depth = self.names.len() - 1;
+        let name = self.names[depth].clone();
+        if depth == STATEMENT_DEPTH + 1 && self.stmt.is_some() {
+            match name.as_str() {
+                "Ntry" => {
+                    let draft = self.entry.take().unwrap_or_default();
+                    let entry = finish_entry(draft, self.n_entry, self.at())?;
+                    self.stmt
+                        .as_mut()
+                        .expect("in a statement")
+                        .entries
+                        .push(entry);
+                }
+                "Bal" => {
+                    let draft = self.bal.take().unwrap_or_default();
+                    let at = self.at();
+                    let stmt = self.stmt.as_mut().expect("in a statement");
+                    if let Some(b) = finish_balance(draft, &at)? {
+                        let slot = match b.code.as_str() {
+                            "OPBD" => &mut stmt.opening,
+                            "PRCD" => &mut stmt.previous_closing,
+                            _ => &mut stmt.closing,
+                        };
+                        // The first of each type counts, as stated.
+                        slot.get_or_insert(b);
+                    }
+                }
+                _ => {}
+            }
+        } else if depth == STATEMENT_DEPTH && self.stmt.is_some() {
+            let draft = self.stmt.take().expect("in a statement");
+            let format = self.format.expect("the root was read");
+            let (_, _, kind) = layout(format);
+            let index = self.statements.len() as u32 + 1;
+            let statement = finish_statement(draft, kind, index, self.at(), &self.header_created)?;
+            self.statements.push(statement);
+        }
+        self.names.pop();
+        self.shown.pop();
+        if self.names.is_empty() {
+            self.root_closed = true;
+        }
+        Ok(())
+    }
+
+    /// Files the text of the element now closing, by its place.
+    fn file(&mut self, text: String) {
+        let at = self.at();
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        if names.len() == 4 && names[2] == "GrpHdr" {
+            match names[3] {
+                "MsgId" => self.message_id = Some(text),
+                "CreDtTm" => self.header_created = Some(Read { text, at }),
+                _ => {}
+            }
+            return;
+        }
+        if self.stmt.is_none() || names.len() <= STATEMENT_DEPTH + 1 {
+            return;
+        }
+        let below = &names[STATEMENT_DEPTH + 1..];
+        let read = Read {
+            text: text.clone(),
+            at: at.clone(),
+        };
+        let amount = ReadAmount {
+            text: text.clone(),
+            currency: self.amount_currency.clone(),
+            at,
+        };
+        if let Some(e) = self.entry.as_mut() {
+            match below {
+                ["Ntry", "Amt"] => e.amount = Some(amount),
+                ["Ntry", "CdtDbtInd"] => e.credit = Some(read),
+                ["Ntry", "Sts"] | ["Ntry", "Sts", "Cd" | "Prtry"] => e.status = Some(read),
+                ["Ntry", "BookgDt", "Dt" | "DtTm"] => e.booking = Some(read),
+                ["Ntry", "ValDt", "Dt" | "DtTm"] => e.value = Some(read),
+                ["Ntry", "AcctSvcrRef"] => e.servicer_ref = Some(text),
+                ["Ntry", "NtryRef"] => e.entry_ref = Some(text),
+                ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"] => {
+                    if e.end_to_end.is_none() && !text.eq_ignore_ascii_case("NOTPROVIDED") {
+                        e.end_to_end = Some(text);
+                    }
+                }
+                ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Ustrd"]
+                | ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Strd", "CdtrRefInf", "Ref"] => {
+                    e.remittance.push(text)
+                }
+                ["Ntry", "AddtlNtryInf"] => e.additional = Some(text),
+                _ => {}
+            }
+        } else if let Some(b) = self.bal.as_mut() {
+            match below {
+                ["Bal", "Tp", "CdOrPrtry", "Cd"] => b.code = Some(text),
+                ["Bal", "Amt"] => b.amount = Some(amount),
+                ["Bal", "CdtDbtInd"] => b.credit = Some(read),
+                ["Bal", "Dt", "Dt" | "DtTm"] => b.date = Some(read),
+                _ => {}
+            }
+        } else if let Some(s) = self.stmt.as_mut() {
+            match below {
+                ["Id"] => s.id = Some(text),
+                ["ElctrncSeqNb"] => s.electronic_seq = Some(text),
+                ["LglSeqNb"] => s.legal_seq = Some(text),
+                ["CreDtTm"] => s.created = Some(read),
+                ["FrToDt", "FrDtTm" | "FrDt"] => s.from = Some(read),
+                ["FrToDt", "ToDtTm" | "ToDt"] => s.to = Some(read),
+                ["Acct", "Id", "IBAN"] | ["Acct", "Id", "Othr", "Id"] => s.account = Some(text),
+                ["Acct", "Ccy"] => s.currency = Some(text),
+                _ => {}
+            }
+        }
+    }
+
+    fn push_text(&mut self, t: &str) -> Result<(), FileRefusal> {
+        if self.names.is_empty() {
+            if t.trim().is_empty() {
+                return Ok(());
+            }
+            return Err(FileRefusal::at(
+                "file",
+                if self.root_closed {
+                    "text after the root element: not an XML document"
+                } else {
+                    "text before the root element: not an XML document"
+                },
+            ));
+        }
+        self.text.push_str(t);
+        Ok(())
+    }
+}
+
+/// The namespace the root element is in: the `xmlns` (or `xmlns:p` for a
+/// `p:Document`) declared on it.
+fn namespace_of(e: &BytesStart<'_>) -> String {
+    let name = e.name();
+    let prefix = name.prefix().map(|p| p.into_inner().to_string());
     e.attributes()
         .flatten()
-        .find(|a| a.key.local_name().as_ref() == name)
-        .and_then(|a| {
-            a.normalized_value(XmlVersion::Implicit1_0)
-                .ok()
-                .map(|v| v.into_owned())
+        .find(|a| match (a.key.as_namespace_binding(), &prefix) {
+            (Some(PrefixDeclaration::Default), None) => true,
+            (Some(PrefixDeclaration::Named(p)), Some(q)) => p == q,
+            _ => false,
         })
+        .and_then(|a| a.normalized_value(XmlVersion::Implicit1_0).ok())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
-/// `2026-11-30` or the date part of `2026-11-30T09:15:00+08:00`.
+fn attribute(e: &BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().into_inner() == name)
+        .and_then(|a| a.normalized_value(XmlVersion::Implicit1_0).ok())
+        .map(|v| v.trim().to_string())
+}
+
+/// An ISO date (`2026-11-30`, possibly with a zone) or the date part of an
+/// ISO date-time (`2026-11-30T09:15:00+08:00`), as written: no zone
+/// conversion.
 fn date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d")
-        .map_err(|_| format!("{text:?} is not a date"))
+    let bad = || format!("{text:?} is not a date (YYYY-MM-DD or an ISO date-time)");
+    let (day, rest) = (text.get(..10).ok_or_else(bad)?, &text[10..]);
+    let rest_ok = rest.is_empty()
+        || rest == "Z"
+        || ((rest.starts_with('+') || rest.starts_with('-')) && rest.len() == 6)
+        || (rest.starts_with('T')
+            && rest.len() >= 9
+            && rest[1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b':' | b'.' | b'Z' | b'+' | b'-')));
+    if !rest_ok || day.as_bytes()[4] != b'-' || day.as_bytes()[7] != b'-' {
+        return Err(bad());
+    }
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| bad())
 }
 
-fn amount(pair: &(String, String)) -> Result<(i64, String), String> {
-    let (text, ccy) = pair;
-    let c = Currency::from_code(ccy).map_err(|e| format!("Ccy {ccy:?}: {e}"))?;
-    Ok((parse_minor(text, c)?, ccy.clone()))
+fn read_date(r: &Read) -> Result<NaiveDate, FileRefusal> {
+    date(&r.text).map_err(|e| FileRefusal::at(r.at.clone(), e))
 }
 
-fn direction(text: Option<&str>) -> Result<bool, (&'static str, String)> {
-    match text {
-        Some("CRDT") => Ok(true),
-        Some("DBIT") => Ok(false),
-        Some(other) => Err(("CdtDbtInd", format!("{other:?} is not CRDT or DBIT"))),
-        None => Err(("CdtDbtInd", "missing".into())),
-    }
+/// Minor units and currency code of an amount, at its own `Ccy`'s scale.
+fn read_amount(a: &ReadAmount) -> Result<(i64, String), FileRefusal> {
+    let refuse = |reason: String| FileRefusal::at(a.at.clone(), reason);
+    let code = a
+        .currency
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| refuse(format!("amount {:?} has no Ccy attribute", a.text)))?;
+    let currency = Currency::from_code(code)
+        .map_err(|e| refuse(format!("currency Ccy={code:?} of amount {:?}: {e}", a.text)))?;
+    let minor = parse_minor(&a.text, currency).map_err(refuse)?;
+    Ok((minor, code.to_string()))
 }
 
-/// Reads a whole camt.053 or camt.054 document.
-pub fn read(xml: &[u8]) -> Result<BankMessage, FileRefusal> {
-    let mut reader = Reader::from_reader(xml);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
-    let mut shown: Vec<String> = Vec::new();
-    let mut format: Option<BankFormat> = None;
-    let mut message_id = String::new();
-    let mut header_created: Option<String> = None;
-    // Index in `path` of the statement (or notification) element.
-    let mut container: Option<usize> = None;
-    let mut statements: Vec<BankStatement> = Vec::new();
-    let mut stmt: Option<StatementDraft> = None;
-    let mut entry: Option<EntryDraft> = None;
-    let mut bal: Option<BalanceDraft> = None;
-    let (mut n_stmt, mut n_entry, mut n_bal) = (0u32, 0u32, 0u32);
-    let mut ccy: Option<String> = None;
-    let mut text = String::new();
-    let mut buf = Vec::new();
-    let at = |shown: &[String]| {
-        if shown.is_empty() {
-            "(document)".to_string()
-        } else {
-            shown.join("/")
-        }
-    };
-    let err = |shown: &[String], reason: String| FileRefusal::at(at(shown), reason);
-    loop {
-        let ev = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| err(&shown, format!("not well-formed XML: {e}")))?;
-        match ev {
-            Event::Start(e) => {
-                let name = e.local_name().as_ref().to_string();
-                if path.is_empty() {
-                    if name != "Document" {
-                        return Err(err(&[name], "the root element must be Document".into()));
-                    }
-                    let ns = e
-                        .attributes()
-                        .flatten()
-                        .filter(|a| {
-                            let k = a.key.as_ref();
-                            k == "xmlns" || k.starts_with("xmlns:")
-                        })
-                        .filter_map(|a| {
-                            a.normalized_value(XmlVersion::Implicit1_0)
-                                .ok()
-                                .map(|v| v.into_owned())
-                        })
-                        .find(|v| v.contains("camt."))
-                        .unwrap_or_default();
-                    format = Some(family(&ns).ok_or_else(|| {
-                        err(
-                            &["Document".into()],
-                            format!("namespace {ns:?} is not a bank statement or notification billclear reads (camt.053.001.02 to .08, camt.054.001.02 to .08)"),
-                        )
-                    })?);
-                }
-                let mut label = name.clone();
-                let parent = path.last().map(String::as_str);
-                match (parent, name.as_str()) {
-                    (Some("BkToCstmrStmt"), "Stmt") | (Some("BkToCstmrDbtCdtNtfctn"), "Ntfctn") => {
-                        n_stmt += 1;
-                        label = format!("{name}[{n_stmt}]");
-                        stmt = Some(StatementDraft::default());
-                        container = Some(path.len());
-                        n_entry = 0;
-                        n_bal = 0;
-                    }
-                    (Some("Stmt") | Some("Ntfctn"), "Ntry")
-                        if container.map(|c| c + 1) == Some(path.len()) =>
-                    {
-                        n_entry += 1;
-                        label = format!("Ntry[{n_entry}]");
-                        entry = Some(EntryDraft::default());
-                    }
-                    (Some("Stmt"), "Bal") if container.map(|c| c + 1) == Some(path.len()) => {
-                        n_bal += 1;
-                        label = format!("Bal[{n_bal}]");
-                        bal = Some(BalanceDraft::default());
-                    }
-                    (Some("Ntry") | Some("Bal"), "Amt") => ccy = attr(&e, "Ccy"),
-                    _ => {}
-                }
-                path.push(name);
-                shown.push(label);
-                text.clear();
-            }
-            Event::Empty(e) => {
-                let name = e.local_name().as_ref().to_string();
-                if path.is_empty() {
-                    return Err(err(&[name], "empty document".into()));
-                }
-                if name == "Ntry" && container.map(|c| c + 1) == Some(path.len()) {
-                    let mut here = shown.clone();
-                    here.push(format!("Ntry[{}]", n_entry + 1));
-                    return Err(err(&here, "an entry without Amt and CdtDbtInd".into()));
-                }
-            }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::CData(t) => text.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) => match r.resolve_char_ref() {
-                Ok(Some(c)) => text.push(c),
-                Ok(None) => match resolve_predefined_entity(&r) {
-                    Some(v) => text.push_str(v),
-                    None => return Err(err(&shown, format!("unknown entity &{};", &*r))),
-                },
-                Err(e) => return Err(err(&shown, format!("bad character reference: {e}"))),
-            },
-            Event::End(_) => {
-                let value = std::mem::take(&mut text).trim().to_string();
-                if !value.is_empty() {
-                    let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                    if p.len() >= 3 && p[1].starts_with("BkToCstmr") && p[2] == "GrpHdr" {
-                        match &p[3..] {
-                            ["MsgId"] => message_id = value,
-                            ["CreDtTm"] => header_created = Some(value),
-                            _ => {}
-                        }
-                    } else if let Some(ci) = container.filter(|ci| *ci < p.len()) {
-                        let rel = &p[ci + 1..];
-                        file_text(rel, value, &mut stmt, &mut entry, &mut bal, &ccy);
-                    }
-                }
-                let name = path.pop().unwrap_or_default();
-                let depth = path.len();
-                match name.as_str() {
-                    "Ntry" if container.map(|c| c + 1) == Some(depth) => {
-                        let d = entry.take().unwrap_or_default();
-                        let st = stmt.as_mut().expect("an entry is inside a statement");
-                        let location = at(&shown);
-                        let e = finish_entry(d, n_entry, location).map_err(|(field, reason)| {
-                            let mut here = shown.clone();
-                            here.push(field.to_string());
-                            err(&here, reason)
-                        })?;
-                        st.entries.push(e);
-                    }
-                    "Bal" if container.map(|c| c + 1) == Some(depth) => {
-                        let d = bal.take().unwrap_or_default();
-                        let st = stmt.as_mut().expect("a balance is inside a statement");
-                        if let Some(b) = finish_balance(d).map_err(|(field, reason)| {
-                            let mut here = shown.clone();
-                            here.push(field.to_string());
-                            err(&here, reason)
-                        })? {
-                            st.balances.push(b);
-                        }
-                    }
-                    "Stmt" | "Ntfctn" if container == Some(depth) => {
-                        let d = stmt.take().unwrap_or_default();
-                        let kind = if name == "Stmt" {
-                            MessageKind::Statement
-                        } else {
-                            MessageKind::Notification
-                        };
-                        statements.push(
-                            finish_statement(d, kind, n_stmt, at(&shown), &header_created)
-                                .map_err(|reason| err(&shown, reason))?,
-                        );
-                        container = None;
-                    }
-                    _ => {}
-                }
-                shown.pop();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if !path.is_empty() {
-        return Err(err(
-            &shown,
-            "the file ends before this element is closed (truncated)".into(),
-        ));
-    }
-    let format = format.ok_or_else(|| err(&[], "no Document element".into()))?;
-    if statements.is_empty() {
-        return Err(err(
-            &["Document".into()],
-            "no Stmt (camt.053) or Ntfctn (camt.054)".into(),
-        ));
-    }
-    let wrong_family = statements
-        .iter()
-        .any(|s| (s.kind == MessageKind::Statement) != matches!(format, BankFormat::Camt053(_)));
-    if wrong_family {
-        return Err(err(
-            &["Document".into()],
-            format!("a {format} document holds statements of the other message"),
-        ));
-    }
-    Ok(BankMessage {
-        format,
-        message_id,
-        statements,
-    })
-}
-
-/// Files the text of the element closing at `rel` (its path below the
-/// statement).
-fn file_text(
-    rel: &[&str],
-    text: String,
-    stmt: &mut Option<StatementDraft>,
-    entry: &mut Option<EntryDraft>,
-    bal: &mut Option<BalanceDraft>,
-    ccy: &Option<String>,
-) {
-    if let Some(en) = entry.as_mut() {
-        match rel {
-            ["Ntry", "Amt"] => en.amount = Some((text, ccy.clone().unwrap_or_default())),
-            ["Ntry", "CdtDbtInd"] => en.credit = Some(text),
-            ["Ntry", "Sts"] | ["Ntry", "Sts", "Cd"] => en.status = Some(text),
-            ["Ntry", "BookgDt", "Dt" | "DtTm"] => en.booking = Some(text),
-            ["Ntry", "ValDt", "Dt" | "DtTm"] => en.value = Some(text),
-            ["Ntry", "AcctSvcrRef"] => en.servicer_ref = Some(text),
-            ["Ntry", "NtryRef"] => en.entry_ref = Some(text),
-            ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"]
-                if en.end_to_end.is_none() && text != "NOTPROVIDED" =>
-            {
-                en.end_to_end = Some(text)
-            }
-            ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Ustrd"]
-            | ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Strd", "CdtrRefInf", "Ref"] => {
-                en.remittance.push(text)
-            }
-            ["Ntry", "AddtlNtryInf"] => en.additional = Some(text),
-            _ => {}
-        }
-    } else if let Some(b) = bal.as_mut() {
-        match rel {
-            ["Bal", "Tp", "CdOrPrtry", "Cd"] => b.code = Some(text),
-            ["Bal", "Amt"] => b.amount = Some((text, ccy.clone().unwrap_or_default())),
-            ["Bal", "CdtDbtInd"] => b.credit = Some(text),
-            ["Bal", "Dt", "Dt" | "DtTm"] => b.date = Some(text),
-            _ => {}
-        }
-    } else if let Some(st) = stmt.as_mut() {
-        match rel {
-            ["Id"] => st.id = Some(text),
-            ["ElctrncSeqNb"] => st.electronic_seq = Some(text),
-            ["LglSeqNb"] => st.legal_seq = Some(text),
-            ["CreDtTm"] => st.created = Some(text),
-            ["FrToDt", "FrDtTm" | "FrDt"] => st.from = Some(text),
-            ["FrToDt", "ToDtTm" | "ToDt"] => st.to = Some(text),
-            ["Acct", "Id", "IBAN"] | ["Acct", "Id", "Othr", "Id"] => st.account = Some(text),
-            ["Acct", "Ccy"] => st.currency = Some(text),
-            _ => {}
-        }
+/// CRDT (true) or DBIT (false).
+fn read_direction(r: &Option<Read>, owner: &str) -> Result<bool, FileRefusal> {
+    let r = r.as_ref().ok_or_else(|| {
+        FileRefusal::at(
+            format!("{owner}/CdtDbtInd"),
+            "missing: CdtDbtInd (CRDT or DBIT) is mandatory",
+        )
+    })?;
+    match r.text.as_str() {
+        "CRDT" => Ok(true),
+        "DBIT" => Ok(false),
+        other => Err(FileRefusal::at(
+            r.at.clone(),
+            format!("{other:?} is not CRDT or DBIT"),
+        )),
     }
 }
 
-fn finish_balance(d: BalanceDraft) -> Result<Option<Balance>, (&'static str, String)> {
-    let Some(code) = d.code else {
-        // A proprietary balance type: not one billclear proves.
+fn finish_balance(d: BalanceDraft, at: &str) -> Result<Option<Balance>, FileRefusal> {
+    // Other types (CLAV, FWAV, ITBD, ...) and proprietary ones are not the
+    // ones the balance proof uses: skipped whatever they hold.
+    let Some(code) = d
+        .code
+        .filter(|c| matches!(c.as_str(), "OPBD" | "PRCD" | "CLBD"))
+    else {
         return Ok(None);
     };
-    if !matches!(code.as_str(), "OPBD" | "PRCD" | "CLBD") {
-        return Ok(None);
-    }
-    let (minor, currency) =
-        amount(&d.amount.ok_or(("Amt", "missing".to_string()))?).map_err(|e| ("Amt", e))?;
-    let credit = direction(d.credit.as_deref())?;
-    let on = date(&d.date.ok_or(("Dt", "missing".to_string()))?).map_err(|e| ("Dt", e))?;
+    let amount = d.amount.ok_or_else(|| {
+        FileRefusal::at(
+            format!("{at}/Amt"),
+            format!("missing: the {code} balance has no Amt"),
+        )
+    })?;
+    let (minor, currency) = read_amount(&amount)?;
+    let credit = read_direction(&d.credit, at)?;
+    let date = d.date.ok_or_else(|| {
+        FileRefusal::at(
+            format!("{at}/Dt"),
+            format!("missing: the {code} balance has no date"),
+        )
+    })?;
     Ok(Some(Balance {
         code,
         signed_minor: if credit { minor } else { -minor },
         currency,
-        date: on,
+        date: read_date(&date)?,
     }))
 }
 
-fn finish_entry(
-    d: EntryDraft,
-    position: u32,
-    location: String,
-) -> Result<BankEntry, (&'static str, String)> {
-    let (amount_minor, currency) =
-        amount(&d.amount.ok_or(("Amt", "missing".to_string()))?).map_err(|e| ("Amt", e))?;
-    let credit = direction(d.credit.as_deref())?;
-    let status = d.status.ok_or(("Sts", "missing".to_string()))?;
-    let booking_date = d
-        .booking
-        .map(|t| date(&t).map_err(|e| ("BookgDt", e)))
-        .transpose()?;
-    let value_date = d
-        .value
-        .map(|t| date(&t).map_err(|e| ("ValDt", e)))
-        .transpose()?;
+fn finish_entry(d: EntryDraft, position: u32, at: String) -> Result<BankEntry, FileRefusal> {
+    let amount = d.amount.ok_or_else(|| {
+        FileRefusal::at(
+            format!("{at}/Amt"),
+            "missing: an entry without its amount (Amt)",
+        )
+    })?;
+    let (amount_minor, currency) = read_amount(&amount)?;
+    let credit = read_direction(&d.credit, &at)?;
+    let status = d.status.ok_or_else(|| {
+        FileRefusal::at(
+            format!("{at}/Sts"),
+            "missing: an entry without its status (Sts)",
+        )
+    })?;
+    let booking_date = d.booking.as_ref().map(read_date).transpose()?;
+    let value_date = d.value.as_ref().map(read_date).transpose()?;
     let remittance = if d.remittance.is_empty() {
         d.additional
     } else {
@@ -408,11 +510,11 @@ fn finish_entry(
     };
     Ok(BankEntry {
         position,
-        location,
+        location: at,
         amount_minor,
         currency,
         credit,
-        status,
+        status: status.text,
         booking_date,
         value_date,
         account_servicer_ref: d.servicer_ref,
@@ -426,38 +528,207 @@ fn finish_statement(
     d: StatementDraft,
     kind: MessageKind,
     index: u32,
-    location: String,
-    header_created: &Option<String>,
-) -> Result<BankStatement, String> {
-    let id = d.id.ok_or("the statement has no Id")?;
-    let account = d
-        .account
-        .ok_or("the statement has no Acct/Id (IBAN or Othr/Id)")?;
-    let when = |t: Option<String>, what: &str| {
-        t.map(|t| date(&t).map_err(|e| format!("{what}: {e}")))
-            .transpose()
+    at: String,
+    header_created: &Option<Read>,
+) -> Result<BankStatement, FileRefusal> {
+    let what = match kind {
+        MessageKind::Statement => "statement",
+        MessageKind::Notification => "notification",
     };
-    let pick = |codes: &[&str]| {
-        codes
-            .iter()
-            .find_map(|c| d.balances.iter().find(|b| b.code == *c))
-            .cloned()
-    };
+    let id = d.id.ok_or_else(|| {
+        FileRefusal::at(format!("{at}/Id"), format!("missing: the {what} has no Id"))
+    })?;
+    let account = d.account.ok_or_else(|| {
+        FileRefusal::at(
+            format!("{at}/Acct/Id"),
+            format!("missing: the {what} has no account (Acct/Id/IBAN or Acct/Id/Othr/Id)"),
+        )
+    })?;
+    let created = d.created.as_ref().or(header_created.as_ref());
     Ok(BankStatement {
         kind,
         index,
-        location,
+        location: at,
         id,
         electronic_seq: d.electronic_seq,
         legal_seq: d.legal_seq,
         page: None,
         account,
         account_currency: d.currency,
-        opening: pick(&["OPBD", "PRCD"]),
-        closing: pick(&["CLBD"]),
-        from_date: when(d.from, "FrToDt")?,
-        to_date: when(d.to, "FrToDt")?,
-        created: when(d.created.or_else(|| header_created.clone()), "CreDtTm")?,
+        opening: d.opening.or(d.previous_closing),
+        closing: d.closing,
+        from_date: d.from.as_ref().map(read_date).transpose()?,
+        to_date: d.to.as_ref().map(read_date).transpose()?,
+        created: created.map(read_date).transpose()?,
         entries: d.entries,
     })
+}
+
+/// Reads a whole camt.053 or camt.054 document (versions 001.02 to .08);
+/// `expect` refuses the other message (a notification given as a statement).
+pub fn read(bytes: &[u8], expect: Option<MessageKind>) -> Result<BankMessage, FileRefusal> {
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
+    let mut reader = Reader::from_reader(bytes);
+    let mut w = Walk {
+        names: Vec::new(),
+        shown: Vec::new(),
+        root_closed: false,
+        format: None,
+        message_id: None,
+        header_created: None,
+        statements: Vec::new(),
+        stmt: None,
+        entry: None,
+        bal: None,
+        n_entry: 0,
+        n_bal: 0,
+        amount_currency: None,
+        text: String::new(),
+    };
+    let mut buf = Vec::new();
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
+            let at = if w.shown.is_empty() {
+                "file".to_string()
+            } else {
+                w.at()
+            };
+            FileRefusal::at(
+                at,
+                format!(
+                    "not well-formed XML at byte {}: {e} (a truncated or damaged file?)",
+                    reader.error_position()
+                ),
+            )
+        })?;
+        match event {
+            Event::Start(e) => {
+                w.open(&e)?;
+                if let (Some(format), Some(expect)) = (w.format, expect) {
+                    check_kind(format, expect)?;
+                }
+            }
+            Event::Empty(e) => {
+                w.open(&e)?;
+                if let (Some(format), Some(expect)) = (w.format, expect) {
+                    check_kind(format, expect)?;
+                }
+                w.close()?;
+            }
+            Event::End(_) => w.close()?,
+            Event::Text(t) => w.push_text(&t.xml10_content())?,
+            Event::CData(t) => w.push_text(&t.xml10_content())?,
+            Event::GeneralRef(r) => {
+                let c = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => match resolve_predefined_entity(&r) {
+                        Some(v) => v.to_string(),
+                        None => return Err(w.refuse(format!("unknown entity &{};", &*r))),
+                    },
+                    Err(e) => {
+                        return Err(w.refuse(format!("bad character reference &{};: {e}", &*r)))
+                    }
+                };
+                w.push_text(&c)?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !w.names.is_empty() {
+        return Err(
+            w.refuse("the file ends before this element is closed: truncated, refused whole")
+        );
+    }
+    let Some(format) = w.format else {
+        return Err(FileRefusal::at(
+            "file",
+            "no XML element in the file: not an XML document",
+        ));
+    };
+    if w.statements.is_empty() {
+        let (message, statement, _) = layout(format);
+        return Err(FileRefusal::at(
+            format!("Document/{message}"),
+            format!("no {statement} in the {format} message"),
+        ));
+    }
+    Ok(BankMessage {
+        format,
+        message_id: w.message_id.unwrap_or_default(),
+        statements: w.statements,
+    })
+}
+
+fn check_kind(format: BankFormat, expect: MessageKind) -> Result<(), FileRefusal> {
+    let (_, _, kind) = layout(format);
+    if kind == expect {
+        return Ok(());
+    }
+    let wanted = match expect {
+        MessageKind::Statement => "a camt.053 statement",
+        MessageKind::Notification => "a camt.054 notification",
+    };
+    Err(FileRefusal::at(
+        "Document",
+        format!("the file is a {format} {}, not {wanted}", kind.as_str()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_name_the_message_and_version() {
+        let ns = |s: &str| format!("{NAMESPACE_PREFIX}{s}");
+        assert_eq!(
+            format_of(&ns("camt.053.001.02")),
+            Some(BankFormat::Camt053(2))
+        );
+        assert_eq!(
+            format_of(&ns("camt.053.001.08")),
+            Some(BankFormat::Camt053(8))
+        );
+        assert_eq!(
+            format_of(&ns("camt.054.001.05")),
+            Some(BankFormat::Camt054(5))
+        );
+        for other in [
+            "camt.053.001.01",
+            "camt.053.001.09",
+            "camt.052.001.08",
+            "camt.053.001.8",
+            "camt.053.001.+8",
+            "pain.001.001.03",
+        ] {
+            assert_eq!(format_of(&ns(other)), None, "{other}");
+        }
+        assert_eq!(format_of(""), None);
+    }
+
+    #[test]
+    fn dates_are_taken_as_written() {
+        let d = |s: &str| date(s).ok();
+        let nov30 = NaiveDate::from_ymd_opt(2026, 11, 30);
+        assert_eq!(d("2026-11-30"), nov30);
+        assert_eq!(d("2026-11-30+08:00"), nov30);
+        assert_eq!(d("2026-11-30Z"), nov30);
+        assert_eq!(d("2026-11-30T23:59:59-05:00"), nov30);
+        assert_eq!(d("2026-11-30T09:15:00"), nov30);
+        assert_eq!(d("2026-11-30T09:15:00.123Z"), nov30);
+        for bad in [
+            "",
+            "2026-11-31",
+            "20261130",
+            "2026-11-30 09:15",
+            "2026-11-30garbage",
+            "30.11.2026",
+        ] {
+            assert!(date(bad).is_err(), "{bad}");
+        }
+    }
 }
