@@ -248,17 +248,15 @@ impl Walk {
                 "Ntry" => {
                     let draft = self.entry.take().unwrap_or_default();
                     let entry = finish_entry(draft, self.n_entry, self.at())?;
-                    self.stmt
-                        .as_mut()
-                        .expect("in a statement")
-                        .entries
-                        .push(entry);
+                    if let Some(stmt) = self.stmt.as_mut() {
+                        stmt.entries.push(entry);
+                    }
                 }
                 "Bal" => {
                     let draft = self.bal.take().unwrap_or_default();
                     let at = self.at();
-                    let stmt = self.stmt.as_mut().expect("in a statement");
-                    if let Some(b) = finish_balance(draft, &at)? {
+                    let balance = finish_balance(draft, &at)?;
+                    if let (Some(b), Some(stmt)) = (balance, self.stmt.as_mut()) {
                         let slot = match b.code.as_str() {
                             "OPBD" => &mut stmt.opening,
                             "PRCD" => &mut stmt.previous_closing,
@@ -320,10 +318,10 @@ impl Walk {
                 ["Ntry", "ValDt", "Dt" | "DtTm"] => e.value = Some(read),
                 ["Ntry", "AcctSvcrRef"] => e.servicer_ref = Some(text),
                 ["Ntry", "NtryRef"] => e.entry_ref = Some(text),
-                ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"] => {
-                    if e.end_to_end.is_none() && !text.eq_ignore_ascii_case("NOTPROVIDED") {
-                        e.end_to_end = Some(text);
-                    }
+                ["Ntry", "NtryDtls", "TxDtls", "Refs", "EndToEndId"]
+                    if e.end_to_end.is_none() && !text.eq_ignore_ascii_case("NOTPROVIDED") =>
+                {
+                    e.end_to_end = Some(text)
                 }
                 ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Ustrd"]
                 | ["Ntry", "NtryDtls", "TxDtls", "RmtInf", "Strd", "CdtrRefInf", "Ref"] => {
@@ -570,7 +568,8 @@ pub fn read(bytes: &[u8], expect: Option<MessageKind>) -> Result<BankMessage, Fi
     let bytes = bytes
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(bytes);
-    let mut reader = Reader::from_reader(bytes);
+    let bytes = as_utf8(bytes)?;
+    let mut reader = Reader::from_reader(bytes.as_ref());
     let mut w = Walk {
         names: Vec::new(),
         shown: Vec::new(),
@@ -661,6 +660,41 @@ pub fn read(bytes: &[u8], expect: Option<MessageKind>) -> Result<BankMessage, Fi
         message_id: w.message_id.unwrap_or_default(),
         statements: w.statements,
     })
+}
+
+/// The document as UTF-8: as it is, or from ISO-8859-1 when its XML
+/// declaration says so (byte for character); any other encoding is refused.
+fn as_utf8(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, FileRefusal> {
+    let Err(e) = std::str::from_utf8(bytes) else {
+        return Ok(bytes.into());
+    };
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).to_ascii_lowercase();
+    let declaration = head
+        .strip_prefix("<?xml")
+        .and_then(|d| d.split("?>").next())
+        .unwrap_or("");
+    let latin1 = ["iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1"]
+        .iter()
+        .any(|name| {
+            declaration.contains(&format!("encoding=\"{name}\""))
+                || declaration.contains(&format!("encoding='{name}'"))
+        });
+    if !latin1 {
+        return Err(FileRefusal::at(
+            "file",
+            format!(
+                "not UTF-8 text (invalid byte at offset {}) and not declared ISO-8859-1: \
+                 not an XML document billclear reads",
+                e.valid_up_to()
+            ),
+        ));
+    }
+    Ok(bytes
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .into_bytes()
+        .into())
 }
 
 fn check_kind(format: BankFormat, expect: MessageKind) -> Result<(), FileRefusal> {
