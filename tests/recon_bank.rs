@@ -999,3 +999,83 @@ async fn any_order_subset_or_repeat_of_statements_leaves_the_same_books() {
         bank.app.finish().await;
     }
 }
+
+/// The day's report (all billers) carries the bank: its rows per currency,
+/// its breaks (a statement gap among them) and the balances beside the
+/// ledger's, in the CSVs and the workbook.
+#[tokio::test]
+async fn the_days_report_shows_bank_breaks_and_balances_with_their_currency() {
+    let app = TestApp::spawn().await;
+    let mut config = (*app.state.config).clone();
+    let bank = Bank::new(app);
+    config.recon.dir = bank.opts.dir.clone();
+    let s1 = spec(
+        330,
+        day(21),
+        0,
+        vec![credit(1_000, day(21), Some("X1"), "interest")],
+    );
+    let s3 = spec(
+        332,
+        day(23),
+        s1.closing_minor(),
+        vec![credit(250, day(23), Some("X3"), "interest")],
+    );
+    bank.import("s1.xml", &camt053(&[s1])).await;
+    bank.import("s3.xml", &camt053(&[s3])).await;
+    let store: std::sync::Arc<dyn billclear::store::Store> = bank.app.store.clone();
+    let (_, summary, reports) =
+        billclear::cli::recon::run_date(store, &config, day(23), None, "test", false)
+            .await
+            .unwrap();
+    let summary = summary.expect("the bank is reconciled with all billers");
+    assert_eq!(summary.breaks["statement-gap"]["CNY"].count, 1);
+    let read = |suffix: &str| {
+        let p = reports
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} in {reports:?}"));
+        std::fs::read_to_string(p).unwrap()
+    };
+    let breaks = read("-breaks.csv");
+    assert!(
+        breaks
+            .lines()
+            .any(|l| l.contains(",bank,statement-gap,") && l.contains(",CNY,")),
+        "{breaks}"
+    );
+    assert!(
+        breaks
+            .lines()
+            .any(|l| l.contains(",bank,unmatched-bank-line,") && l.contains(",2.50,CNY,")),
+        "{breaks}"
+    );
+    let summary_csv = read("-summary.csv");
+    assert!(
+        summary_csv.contains("bank,statement-gap,1,"),
+        "{summary_csv}"
+    );
+    let balances = read("-balances.csv");
+    assert!(
+        balances.contains("3105************0001,bank-closing-balance (2026-11-23),12.50,CNY"),
+        "{balances}"
+    );
+    assert!(
+        balances.contains("bank:settlement:CNY,ledger-balance,0.00,CNY"),
+        "{balances}"
+    );
+    assert!(
+        balances.contains("unexplained (a break when not zero),0.00,CNY"),
+        "{balances}"
+    );
+    assert!(
+        !balances.contains("31050161373600000001"),
+        "masked: {balances}"
+    );
+    let xlsx = reports
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "xlsx"))
+        .unwrap();
+    assert!(std::fs::read(xlsx).unwrap().len() > 1000);
+    bank.app.finish().await;
+}
