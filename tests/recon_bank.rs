@@ -234,21 +234,9 @@ impl Bank {
     }
 
     async fn import(&self, name: &str, xml: &str) -> Imported {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, xml).unwrap();
-        import_file(
-            self.app.store.as_ref(),
-            &self.opts.dir,
-            &common::our_accounts(),
-            "bank",
-            &path,
-            None,
-            None,
-            "test",
-            Utc::now(),
-        )
-        .await
-        .unwrap()
+        self.try_import(name, xml)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     async fn run(&self, date: NaiveDate) -> BankSummary {

@@ -796,8 +796,5 @@ pub fn print_bank(b: &crate::reconcile::run::BankSummary) {
 
 /// An amount in minor units of `currency`, at its scale.
 fn money(minor: i64, currency: &str) -> String {
-    let scale = crate::domain::money::Currency::from_code(currency)
-        .map(|c| c.scale())
-        .unwrap_or(2);
-    minor_to_string(minor, scale)
+    crate::domain::recon::matching::minor_in(minor, currency)
 }

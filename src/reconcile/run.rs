@@ -503,20 +503,7 @@ pub async fn build_report(
             found
                 .into_iter()
                 .filter(|b| b.found_by_run == Some(s.run_id))
-                .map(|b| ReportBreakRow {
-                    break_id: b.id,
-                    business_date: b.business_date,
-                    biller_id: b.scope,
-                    category: b.category.as_str().to_string(),
-                    status: b.status.as_str().to_string(),
-                    our_reference: b.our_reference,
-                    their_reference: b.their_reference,
-                    our_amount_minor: b.our_amount_minor,
-                    their_amount_minor: b.their_amount_minor,
-                    currency: b.currency,
-                    detail: b.detail,
-                    owner: b.owner.unwrap_or_default(),
-                }),
+                .map(report_row),
         );
     }
     let mut balances = Vec::new();
@@ -530,6 +517,24 @@ pub async fn build_report(
         breaks,
         balances,
     })
+}
+
+/// A break as the report lists it.
+fn report_row(b: crate::store::recon::BreakRow) -> ReportBreakRow {
+    ReportBreakRow {
+        break_id: b.id,
+        business_date: b.business_date,
+        biller_id: b.scope,
+        category: b.category.as_str().to_string(),
+        status: b.status.as_str().to_string(),
+        our_reference: b.our_reference,
+        their_reference: b.their_reference,
+        our_amount_minor: b.our_amount_minor,
+        their_amount_minor: b.their_amount_minor,
+        currency: b.currency,
+        detail: b.detail,
+        owner: b.owner.unwrap_or_default(),
+    }
 }
 
 /// The bank's part of the day's report: its outcomes and breaks (scope
@@ -579,20 +584,7 @@ async fn bank_report(
         found
             .into_iter()
             .filter(|x| x.found_by_run == Some(b.run_id))
-            .map(|x| ReportBreakRow {
-                break_id: x.id,
-                business_date: x.business_date,
-                biller_id: x.scope,
-                category: x.category.as_str().to_string(),
-                status: x.status.as_str().to_string(),
-                our_reference: x.our_reference,
-                their_reference: x.their_reference,
-                our_amount_minor: x.our_amount_minor,
-                their_amount_minor: x.their_amount_minor,
-                currency: x.currency,
-                detail: x.detail,
-                owner: x.owner.unwrap_or_default(),
-            }),
+            .map(report_row),
     );
     for p in &b.balances {
         let c = &p.currency;
@@ -790,9 +782,6 @@ fn paid_again(
     batch: uuid::Uuid,
     paid_by: i64,
 ) -> Found {
-    let scale = crate::domain::money::Currency::from_code(&line.currency)
-        .map(|c| c.scale())
-        .unwrap_or(2);
     Found {
         category: Category::SettlementMismatch,
         our_reference: line.subject(),
@@ -802,7 +791,7 @@ fn paid_again(
         currency: line.currency.clone(),
         detail: format!(
             "batch {batch} was paid already by bank entry #{paid_by}; this debit of {} {} pays it again",
-            crate::domain::recon::matching::minor_to_string(-line.signed_minor, scale),
+            crate::domain::recon::matching::minor_in(-line.signed_minor, &line.currency),
             line.currency
         ),
         evidence: Vec::new(),
@@ -928,9 +917,7 @@ async fn bank_pass(
         let Some(prev_link) = &prev.link else {
             continue;
         };
-        let scale = crate::domain::money::Currency::from_code(&st.currency)
-            .map(|c| c.scale())
-            .unwrap_or(2);
+        let scale = crate::domain::recon::matching::scale_of(&st.currency);
         if let Some(detail) = chain_gap(prev_link, link, scale) {
             let at = link
                 .sequence

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::matching::{minor_to_string, Category, Found};
+use super::matching::{minor_in, minor_to_string, Category, Found};
 use crate::domain::settlement::{pays_out, requested_execution_date};
 
 /// One bank statement line, as reconciliation reads it. Amounts are signed
@@ -223,10 +223,7 @@ pub fn judge_funding(
     if funded_minor == owed_minor {
         return None;
     }
-    let scale = crate::domain::money::Currency::from_code(currency)
-        .map(|c| c.scale())
-        .unwrap_or(2);
-    let m = |v: i64| minor_to_string(v, scale);
+    let m = |v: i64| minor_in(v, currency);
     let (what, by) = if funded_minor < owed_minor {
         ("under-funded", owed_minor - funded_minor)
     } else {
@@ -467,10 +464,7 @@ impl BankPosition {
         if unexplained == 0 || self.accounts.is_empty() {
             return None;
         }
-        let scale = crate::domain::money::Currency::from_code(&self.currency)
-            .map(|c| c.scale())
-            .unwrap_or(2);
-        let m = |v: i64| minor_to_string(v, scale);
+        let m = |v: i64| minor_in(v, &self.currency);
         Some(Found {
             category: Category::SettlementMismatch,
             our_reference: format!("balance:{}", self.currency),

@@ -636,6 +636,19 @@ pub fn merge<E: From<OrderError>>(
     }
 }
 
+/// The minor-unit scale of a currency code (2 for one billclear does not
+/// carry: such amounts are refused before they are stored).
+pub fn scale_of(code: &str) -> u32 {
+    crate::domain::money::Currency::from_code(code.trim())
+        .map(|c| c.scale())
+        .unwrap_or(2)
+}
+
+/// Minor units of currency `code` as a decimal string at its scale. Exact.
+pub fn minor_in(minor: i64, code: &str) -> String {
+    minor_to_string(minor, scale_of(code))
+}
+
 /// Minor units as a decimal string at `scale` ("-12.05"). Exact.
 pub fn minor_to_string(minor: i64, scale: u32) -> String {
     let negative = minor < 0;

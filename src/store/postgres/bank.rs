@@ -15,7 +15,7 @@ use super::recon::{insert_file_tx, money_of, to_minor};
 use super::{db_err, PgStore};
 use crate::domain::ledger::{AccountSpec, Journal};
 use crate::domain::money::Currency;
-use crate::domain::recon::matching::minor_to_string;
+use crate::domain::recon::matching::{minor_to_string, scale_of};
 use crate::domain::recon::statement::{mask_account, ChainLink, MessageKind};
 use crate::store::bank::{
     AccountPosition, BankEntryRow, BankImportCounts, BankPosition, BankStatementRow, BankStore,
@@ -88,12 +88,6 @@ fn row_to_entry(r: &PgRow) -> BankEntryRow {
         position: r.get("position"),
         file_id: r.get("file_id"),
     }
-}
-
-fn scale_of(currency: &str) -> u32 {
-    Currency::from_code(currency.trim())
-        .map(|c| c.scale())
-        .unwrap_or(2)
 }
 
 fn show(minor: i64, currency: &str, credit: bool) -> String {
