@@ -911,6 +911,31 @@ async fn mt940_and_camt053_of_the_same_day_give_the_same_result() {
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(results[0].0, 3);
+
+    // A bank that sends both (a format change, a second channel): the
+    // camt.053 of the day books nothing the MT940 booked, the entry
+    // without a reference included (same statement number and position
+    // among booked entries), the pending entry not counted.
+    let app = TestApp::spawn().await;
+    let bank = Bank::new(app);
+    bank.import("mt940.sta", &fixture("mt940.sta")).await;
+    for v in ["v08", "v04"] {
+        let c = bank
+            .import(
+                &format!("camt053_{v}.xml"),
+                &fixture(&format!("camt053_{v}.xml")),
+            )
+            .await
+            .bank
+            .unwrap();
+        assert_eq!(
+            (c.statements_new, c.entries_booked, c.entries_already_known),
+            (0, 0, 3),
+            "{v}"
+        );
+    }
+    assert_eq!(bank.app.count("bank_entries").await, 3);
+    bank.app.finish().await;
 }
 
 /// Importing a set of statements in any order, a subset then the rest, or

@@ -425,10 +425,14 @@ impl BankStatement {
             Some(s) => format!("seq:{s}"),
             None => format!("id:{}", self.id.trim()),
         };
+        // The first page of an MT940 statement is the statement as a
+        // camt.053 of it has it (no page): the same identity.
         let page = self
             .page
             .as_deref()
-            .map(|p| format!("/page:{}", p.trim()))
+            .map(str::trim)
+            .filter(|p| p.trim_start_matches('0') != "1" && !p.is_empty())
+            .map(|p| format!("/page:{p}"))
             .unwrap_or_default();
         format!(
             "{}:{}:{base}{page}",
@@ -441,6 +445,9 @@ impl BankStatement {
     pub fn entry_keys(&self) -> Vec<EntryKeys> {
         let mut occurrences: HashMap<String, u32> = HashMap::new();
         let identity = self.identity();
+        // Positions count booked entries only: a pending entry between them
+        // (camt) or its absence (MT940 has none) moves no booked entry.
+        let mut booked = 0u32;
         self.entries
             .iter()
             .map(|e| {
@@ -448,11 +455,17 @@ impl BankStatement {
                 let n = occurrences.entry(content.clone()).or_insert(0);
                 *n += 1;
                 let content_key = format!("content:{content}#{n}");
+                let position = if e.booked() {
+                    booked += 1;
+                    booked.to_string()
+                } else {
+                    format!("not-booked-{}", e.position)
+                };
                 let (rule, primary) = match e.bank_reference() {
                     Some(r) => (IdentityRule::BankReference, format!("ref:{r}")),
                     None if self.kind == MessageKind::Statement => (
                         IdentityRule::Position,
-                        format!("position:{identity}:{}", e.position),
+                        format!("position:{identity}:{position}"),
                     ),
                     None => (IdentityRule::Content, content_key.clone()),
                 };
@@ -492,7 +505,8 @@ impl IdentityRule {
 /// How one entry is recognised across files (keys are per account).
 ///
 /// - `primary`: the first rule that applies: the bank's reference; else,
-///   on a statement, the statement's identity and the entry's position;
+///   on a statement, the statement's identity and the entry's position
+///   among its booked entries;
 ///   else (a notification's entry without a reference) its content.
 /// - `content`: booking and value date, direction, amount, currency,
 ///   EndToEndId and remittance, with the entry's occurrence among identical
