@@ -1092,3 +1092,123 @@ async fn the_days_report_shows_bank_breaks_and_balances_with_their_currency() {
     assert!(std::fs::read(xlsx).unwrap().len() > 1000);
     bank.app.finish().await;
 }
+
+/// The statement as a camt.054 notification (no balances) of the same entries.
+fn camt054(s: &StatementSpec) -> String {
+    let x = camt053(std::slice::from_ref(s))
+        .replace("camt.053.001.08", "camt.054.001.08")
+        .replace("BkToCstmrStmt>", "BkToCstmrDbtCdtNtfctn>")
+        .replace("<Stmt>", "<Ntfctn>")
+        .replace("</Stmt>", "</Ntfctn>")
+        .replace("<ElctrncSeqNb>", "<ElctrncSeqNb>9")
+        .replace(
+            &format!("<Id>{}</Id>", s.statement_id),
+            &format!("<Id>NTF-{}</Id>", s.message_id),
+        );
+    let mut out = String::new();
+    let mut rest = x.as_str();
+    while let Some(a) = rest.find("<Bal>") {
+        out.push_str(&rest[..a]);
+        let b = rest[a..].find("</Bal>").unwrap() + a + "</Bal>".len();
+        rest = &rest[b..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn two_notifications_of_identical_transfers_are_two_entries_and_the_statement_adds_none() {
+    let app = TestApp::spawn().await;
+    let bank = Bank::new(app);
+    let part = credit(55_000, day(21), None, "BCF-alipay-20261120 part");
+    let mut n1 = spec(1, day(21), 0, vec![part.clone()]);
+    n1.message_id = "N1".into();
+    let mut n2 = n1.clone();
+    n2.message_id = "N2".into();
+    n2.sequence = Some(2);
+    for (name, n) in [("n1.xml", &n1), ("n2.xml", &n2)] {
+        let c = bank.import(name, &camt054(n)).await.bank.unwrap();
+        assert_eq!(
+            c.entries_booked, 1,
+            "{name}: another transfer, not a repeat"
+        );
+    }
+    // A notification sent again is the same entry.
+    let again = bank
+        .import("n1-again.xml", &format!("{}\n", camt054(&n1)))
+        .await;
+    assert_eq!(again.bank.unwrap().entries_already_known, 1);
+    // The day's statement lists both: both known, nothing booked.
+    let s = spec(1, day(21), 0, vec![part.clone(), part]);
+    let c = bank.import("s.xml", &camt053(&[s])).await.bank.unwrap();
+    assert_eq!((c.entries_booked, c.entries_already_known), (0, 2));
+    assert_eq!(bank.app.count("bank_entries").await, 2);
+    bank.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_bank_reference_used_again_for_another_entry_is_refused_not_merged() {
+    let app = TestApp::spawn().await;
+    let bank = Bank::new(app);
+    let s1 = spec(
+        1,
+        day(21),
+        0,
+        vec![credit(10_000, day(21), Some("0001"), "interest")],
+    );
+    bank.import("s1.xml", &camt053(std::slice::from_ref(&s1)))
+        .await;
+    // The next day the bank's counter starts again at 0001, same amount.
+    let s2 = spec(
+        2,
+        day(22),
+        s1.closing_minor(),
+        vec![credit(10_000, day(22), Some("0001"), "interest")],
+    );
+    let why = refusal(
+        bank.try_import("s2.xml", &camt053(&[s2]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        why.contains("on 2026-11-21") && why.contains("on 2026-11-22"),
+        "{why}"
+    );
+    // Within one statement, a reference given twice identifies neither:
+    // both entries are kept (by position).
+    let s3 = spec(
+        3,
+        day(23),
+        s1.closing_minor(),
+        vec![
+            credit(10_000, day(23), Some("0007"), "interest"),
+            credit(10_000, day(23), Some("0007"), "interest"),
+        ],
+    );
+    let c = bank.import("s3.xml", &camt053(&[s3])).await.bank.unwrap();
+    assert_eq!(c.entries_booked, 2);
+    bank.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_notification_alone_judges_no_payout_and_no_balance() {
+    let app = TestApp::spawn().await;
+    let (water, _) = closed_batches(&app).await;
+    let bank = Bank::new(app);
+    let _ = water;
+    // The 21st (sh-water's payout is due): only a notification of alipay's
+    // funding. Nothing can be said of the payout or the balance yet.
+    let n = spec(
+        1,
+        day(21),
+        0,
+        vec![credit(110_000, day(21), Some("F1"), "BCF-alipay-20261120")],
+    );
+    bank.import("n.xml", &camt054(&n)).await;
+    let s = bank.run(day(21)).await;
+    assert_eq!((s.statements, s.batches_due), (0, 0));
+    assert!(s.batches_unpaid.is_empty() && s.balances.is_empty());
+    assert!(s.breaks.is_empty(), "{:?}", s.breaks);
+    assert_eq!(s.fundings_booked, 1);
+    bank.app.finish().await;
+}

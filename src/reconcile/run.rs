@@ -776,6 +776,60 @@ fn closed_batch(
     })
 }
 
+/// The batches due by `date` that no booked debit paid, and the bank's
+/// balance beside the ledger's (both judged on a statement's date).
+async fn payouts_and_balances(
+    store: &dyn crate::store::Store,
+    date: NaiveDate,
+    s: &mut BankSummary,
+    paid: &mut BTreeSet<uuid::Uuid>,
+    found: &mut Vec<Found>,
+) -> Result<(), RunError> {
+    use crate::domain::recon::bank::{judge_payout, paid_batch, DueWindow, Payout};
+    // Batches the bank was asked to pay by this date and never moved.
+    let window = DueWindow::of(date, store.bank_statement_before(date).await?);
+    s.payouts_due_from = window.from;
+    let batches = store
+        .batches_due_between(window.from, window.through)
+        .await?
+        .into_iter()
+        .map(closed_batch)
+        .collect::<Result<Vec<_>, _>>()?;
+    let earliest = batches
+        .iter()
+        .filter(|b| b.due_in(&window) && !paid.contains(&b.id))
+        .map(|b| b.bookable_from())
+        .min();
+    if let Some(earliest) = earliest {
+        for day in earliest.iter_days().take_while(|d| *d < date) {
+            for e in store.bank_entries_on(day).await? {
+                paid.extend(paid_batch(&bank_line(&e)));
+            }
+        }
+    }
+    for b in &batches {
+        match judge_payout(b, &window, paid) {
+            Payout::NotAsked | Payout::NotDue => {}
+            Payout::Paid => s.batches_due += 1,
+            Payout::Unpaid(f) => {
+                s.batches_due += 1;
+                add_in(&mut s.batches_unpaid, &b.currency, b.net_minor);
+                found.push(f);
+            }
+        }
+    }
+    // The bank's balance beside our ledger's.
+    s.balances = store.bank_position(date).await?;
+    s.balance_matches_ledger = true;
+    for p in &s.balances {
+        if let Some(f) = p.judge(date) {
+            s.balance_matches_ledger = false;
+            found.push(f);
+        }
+    }
+    Ok(())
+}
+
 /// A debit paying a batch that another bank entry paid already.
 fn paid_again(
     line: &crate::domain::recon::bank::BankLine,
@@ -894,8 +948,7 @@ async fn bank_pass(
     now: DateTime<Utc>,
 ) -> Result<BankSummary, RunError> {
     use crate::domain::recon::bank::{
-        judge_funding, judge_line, judge_payout, paid_batch, BankVerdict, DueWindow, Expected,
-        Payout,
+        judge_funding, judge_line, paid_batch, BankVerdict, Expected,
     };
     use crate::domain::recon::statement::{chain_gap, mask_account};
     let mut s = BankSummary {
@@ -1014,46 +1067,10 @@ async fn bank_pass(
             ));
         }
     }
-    // Batches the bank was asked to pay by this date and never moved.
-    let window = DueWindow::of(date, store.bank_statement_before(date).await?);
-    s.payouts_due_from = window.from;
-    let batches = store
-        .batches_due_between(window.from, window.through)
-        .await?
-        .into_iter()
-        .map(closed_batch)
-        .collect::<Result<Vec<_>, _>>()?;
-    let earliest = batches
-        .iter()
-        .filter(|b| b.due_in(&window) && !paid.contains(&b.id))
-        .map(|b| b.bookable_from())
-        .min();
-    if let Some(earliest) = earliest {
-        for day in earliest.iter_days().take_while(|d| *d < date) {
-            for e in store.bank_entries_on(day).await? {
-                paid.extend(paid_batch(&bank_line(&e)));
-            }
-        }
-    }
-    for b in &batches {
-        match judge_payout(b, &window, &paid) {
-            Payout::NotAsked | Payout::NotDue => {}
-            Payout::Paid => s.batches_due += 1,
-            Payout::Unpaid(f) => {
-                s.batches_due += 1;
-                add_in(&mut s.batches_unpaid, &b.currency, b.net_minor);
-                found.push(f);
-            }
-        }
-    }
-    // The bank's balance beside our ledger's.
-    s.balances = store.bank_position(date).await?;
-    s.balance_matches_ledger = true;
-    for p in &s.balances {
-        if let Some(f) = p.judge(date) {
-            s.balance_matches_ledger = false;
-            found.push(f);
-        }
+    // Only a statement of the date answers for payouts due by it and for
+    // the bank's balance (a notification or a back-dated entry alone does not).
+    if !statements.is_empty() {
+        payouts_and_balances(store, date, &mut s, &mut paid, &mut found).await?;
     }
     for f in &found {
         let amount = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);

@@ -412,8 +412,9 @@ impl BankStatement {
     }
 
     /// What identifies the statement itself across files: the account, its
-    /// kind, and its sequence number (with the MT940 page) when it has one,
-    /// else its id.
+    /// kind, and its sequence number with the year of its date (numbers
+    /// restart every year at many banks; `00330` is `330`) and the MT940
+    /// page after the first, when it has one; else its id.
     pub fn identity(&self) -> String {
         let seq = self
             .electronic_seq
@@ -421,9 +422,14 @@ impl BankStatement {
             .or(self.legal_seq.as_deref())
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        let base = match seq {
-            Some(s) => format!("seq:{s}"),
-            None => format!("id:{}", self.id.trim()),
+        let year = self
+            .business_date()
+            .map(|d| format!("@{}", d.format("%Y")))
+            .unwrap_or_default();
+        let base = match (self.sequence_number(), seq) {
+            (Some(n), _) => format!("seq:{n}{year}"),
+            (None, Some(s)) => format!("seq:{s}{year}"),
+            (None, None) => format!("id:{}", self.id.trim()),
         };
         // The first page of an MT940 statement is the statement as a
         // camt.053 of it has it (no page): the same identity.
@@ -441,33 +447,49 @@ impl BankStatement {
         )
     }
 
-    /// Every entry's keys (see [`EntryKeys`]), in entry order.
+    /// Every entry's keys (see [`EntryKeys`]), in entry order. Entries the
+    /// bank has not booked get keys too (never recorded), and count for
+    /// neither positions nor occurrences.
     pub fn entry_keys(&self) -> Vec<EntryKeys> {
-        let mut occurrences: HashMap<String, u32> = HashMap::new();
         let identity = self.identity();
-        // Positions count booked entries only: a pending entry between them
-        // (camt) or its absence (MT940 has none) moves no booked entry.
+        // A bank reference given to more than one entry of the statement
+        // identifies none of them: those entries fall back to the next rule.
+        let mut refs: HashMap<&str, u32> = HashMap::new();
+        for e in self.entries.iter().filter(|e| e.booked()) {
+            if let Some(r) = e.bank_reference() {
+                *refs.entry(r).or_insert(0) += 1;
+            }
+        }
+        let mut occurrences: HashMap<String, u32> = HashMap::new();
         let mut booked = 0u32;
         self.entries
             .iter()
             .map(|e| {
                 let content = content_of(e);
+                let content_key = format!("content:{content}");
+                if !e.booked() {
+                    return EntryKeys {
+                        rule: IdentityRule::Position,
+                        primary: format!("not-booked:{identity}:{}", e.position),
+                        content: content_key,
+                    };
+                }
+                // Positions and occurrences count booked entries only: a
+                // pending entry (camt), or its absence (MT940), moves nothing.
+                booked += 1;
                 let n = occurrences.entry(content.clone()).or_insert(0);
                 *n += 1;
-                let content_key = format!("content:{content}#{n}");
-                let position = if e.booked() {
-                    booked += 1;
-                    booked.to_string()
-                } else {
-                    format!("not-booked-{}", e.position)
-                };
-                let (rule, primary) = match e.bank_reference() {
+                let unique_ref = e.bank_reference().filter(|r| refs.get(r) == Some(&1));
+                let (rule, primary) = match unique_ref {
                     Some(r) => (IdentityRule::BankReference, format!("ref:{r}")),
                     None if self.kind == MessageKind::Statement => (
                         IdentityRule::Position,
-                        format!("position:{identity}:{position}"),
+                        format!("position:{identity}:{booked}"),
                     ),
-                    None => (IdentityRule::Content, content_key.clone()),
+                    None => (
+                        IdentityRule::Content,
+                        format!("content:{identity}:{content}#{n}"),
+                    ),
                 };
                 EntryKeys {
                     rule,
@@ -504,16 +526,17 @@ impl IdentityRule {
 
 /// How one entry is recognised across files (keys are per account).
 ///
-/// - `primary`: the first rule that applies: the bank's reference; else,
-///   on a statement, the statement's identity and the entry's position
-///   among its booked entries;
-///   else (a notification's entry without a reference) its content.
+/// - `primary`: the first rule that applies: the bank's reference (when no
+///   other booked entry of the statement carries it); else, on a statement,
+///   the statement's identity and the entry's position among its booked
+///   entries; else (a notification's entry without a reference) the
+///   notification's identity, the entry's content and its occurrence among
+///   identical booked entries of that notification (`#1`, `#2`, ...).
 /// - `content`: booking and value date, direction, amount, currency,
-///   EndToEndId and remittance, with the entry's occurrence among identical
-///   entries of the same statement or notification (`#1`, `#2`, ...). It
-///   lets the day's statement recognise an entry first seen on a
-///   notification (or the other way round) when the bank gave it no
-///   reference: matched only across kinds, never between two statements.
+///   EndToEndId and remittance. It lets the day's statement recognise an
+///   entry first seen on a notification (or the other way round) when the
+///   bank gave it no common reference: matched only across kinds, each
+///   entry taken once per kind, never between two statements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryKeys {
     pub rule: IdentityRule,
@@ -784,20 +807,42 @@ mod tests {
         assert_eq!(k[1].rule, IdentityRule::Position);
         assert_eq!(
             k[1].primary,
-            "position:31050161373600000001:statement:seq:12:2"
+            "position:31050161373600000001:statement:seq:12@2026:2"
         );
-        // Identical content: told apart by the occurrence count.
-        assert!(k[1].content.ends_with("#2") && k[2].content.ends_with("#3"));
-        assert_eq!(
-            k[1].content.trim_end_matches(char::is_numeric),
-            k[2].content.trim_end_matches(char::is_numeric)
-        );
-        // A notification's entry without a reference: its content.
+        // Identical content: one content key (matched across kinds, each
+        // entry taken once).
+        assert_eq!(k[1].content, k[2].content);
+        assert!(!k[1].content.contains('#'));
+        // A notification's entry without a reference: the notification,
+        // its content and its occurrence.
         let mut n = s.clone();
         n.kind = MessageKind::Notification;
         let kn = n.entry_keys();
         assert_eq!(kn[1].rule, IdentityRule::Content);
-        assert_eq!(kn[1].primary, kn[1].content);
+        assert!(kn[1]
+            .primary
+            .starts_with("content:31050161373600000001:notification:seq:12@2026:"));
+        assert!(kn[1].primary.ends_with("#2") && kn[2].primary.ends_with("#3"));
+        // A reference two booked entries share identifies neither; a
+        // pending entry moves no position.
+        let mut shared = s.clone();
+        shared.entries[1].account_servicer_ref = Some("B-1".into());
+        shared.entries.insert(
+            0,
+            BankEntry {
+                status: "PDNG".into(),
+                ..entry(9, 5, false, None)
+            },
+        );
+        let ks = shared.entry_keys();
+        assert_eq!(ks[1].rule, IdentityRule::Position);
+        assert_eq!(ks[1].primary, k[1].primary.replace(":2", ":1"));
+        assert_eq!(ks[3].primary, k[2].primary);
+        // Leading zeros and the first MT940 page change nothing.
+        let mut mt = s.clone();
+        mt.electronic_seq = Some("00012".into());
+        mt.page = Some("1".into());
+        assert_eq!(mt.entry_keys(), k);
         // A new MsgId or file changes nothing: only the statement counts.
         assert_eq!(s.clone().entry_keys(), k);
         // No sequence number: the statement's id.

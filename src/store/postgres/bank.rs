@@ -100,15 +100,15 @@ fn show(minor: i64, currency: &str, credit: bool) -> String {
 }
 
 /// The entry a key (or, across kinds of message, its content) names:
-/// (id, amount, credit, currency, file it was first seen in).
+/// (id, amount, credit, currency, file it was first seen in, booking date).
 async fn find_entry(
     tx: &mut Transaction<'_, Postgres>,
     account: &str,
     kind: MessageKind,
     e: &NewBankEntry,
-) -> StoreResult<Option<(i64, i64, bool, String, i64)>> {
+) -> StoreResult<Option<(i64, i64, bool, String, i64, NaiveDate)>> {
     let by_key = sqlx::query(
-        "SELECT e.id, e.amount_minor, e.credit, e.currency::text AS currency, s.file_id
+        "SELECT e.id, e.amount_minor, e.credit, e.currency::text AS currency, s.file_id, e.booking_date
            FROM bank_entry_keys k JOIN bank_entries e ON e.id = k.entry_id
            JOIN bank_statements s ON s.id = e.statement_id
           WHERE k.account = $1 AND k.key = $2",
@@ -125,6 +125,7 @@ async fn find_entry(
             r.get("credit"),
             r.get("currency"),
             r.get("file_id"),
+            r.get("booking_date"),
         )));
     }
     // The same entry seen on a message of the other kind (a notification,
@@ -163,6 +164,7 @@ async fn find_entry(
         e.credit,
         e.currency.clone(),
         r.get("file_id"),
+        e.booking_date,
     )))
 }
 
@@ -219,13 +221,21 @@ async fn record_statement(
     let (mut booked, mut known) = (0u64, 0u64);
     for e in &st.entries {
         match find_entry(tx, &st.account, st.kind, e).await? {
-            Some((id, amount, credit, currency, first_file)) => {
-                if amount != e.amount_minor || credit != e.credit || currency.trim() != e.currency {
+            Some((id, amount, credit, currency, first_file, booked_on)) => {
+                // Another amount, direction, currency or booking date under
+                // the same identity: a changed entry, or a bank reference
+                // used again for another entry. Refused, never merged.
+                if amount != e.amount_minor
+                    || credit != e.credit
+                    || currency.trim() != e.currency
+                    || booked_on != e.booking_date
+                {
                     return Err(StoreError::Conflict(format!(
-                        "{}: this entry was booked before as a {} (bank entry #{id}, file #{first_file}); this file says {}: a statement that changes a booked entry is refused",
+                        "{}: this entry was booked before as a {} on {booked_on} (bank entry #{id}, file #{first_file}); this file says {} on {}: a statement that changes a booked entry is refused",
                         e.location,
                         show(amount, &currency, credit),
                         show(e.amount_minor, &e.currency, e.credit),
+                        e.booking_date,
                     )));
                 }
                 known += 1;
@@ -567,11 +577,13 @@ impl BankStore for PgStore {
                       WHERE kind = 'statement' AND business_date <= $1) a
                CROSS JOIN LATERAL (SELECT closing_minor, business_date FROM bank_statements s
                       WHERE s.kind = 'statement' AND s.account = a.account AND s.business_date <= $1
-                      ORDER BY s.business_date DESC, s.sequence DESC NULLS LAST, s.page DESC NULLS LAST, s.id DESC
+                      ORDER BY s.business_date DESC, s.sequence DESC NULLS LAST,
+                               lpad(coalesce(s.page, ''), 10, '0') DESC, s.id DESC
                       LIMIT 1) l
                CROSS JOIN LATERAL (SELECT opening_minor FROM bank_statements s
                       WHERE s.kind = 'statement' AND s.account = a.account
-                      ORDER BY s.business_date, s.sequence NULLS LAST, s.page NULLS FIRST, s.id LIMIT 1) f
+                      ORDER BY s.business_date, s.sequence NULLS LAST,
+                               lpad(coalesce(s.page, ''), 10, '0'), s.id LIMIT 1) f
               ORDER BY 1",
         )
         .bind(date)
@@ -616,6 +628,7 @@ impl BankStore for PgStore {
                 "SELECT b.net,
                         (SELECT coalesce(sum(e.amount_minor), 0)::bigint FROM bank_entries e
                           WHERE lower(e.end_to_end_id) = {BATCH_E2E} AND NOT e.credit
+                            AND e.currency = b.currency
                             AND e.status = 'BOOK' AND e.booking_date <= $2) AS paid_minor,
                         (SELECT count(*) FROM bank_entries e
                           WHERE lower(e.end_to_end_id) = {BATCH_E2E} AND NOT e.credit
