@@ -1212,3 +1212,36 @@ async fn a_notification_alone_judges_no_payout_and_no_balance() {
     assert_eq!(s.fundings_booked, 1);
     bank.app.finish().await;
 }
+
+/// Funding booked before bank entries existed named its bank line
+/// `bank:<reference>`: that line, imported again, is not booked twice.
+#[tokio::test]
+async fn funding_booked_before_the_upgrade_is_not_booked_again() {
+    let app = TestApp::spawn().await;
+    closed_batches(&app).await;
+    let bank = Bank::new(app);
+    let s1 = spec(
+        1,
+        day(21),
+        0,
+        vec![credit(
+            110_000,
+            day(21),
+            Some("F-OLD"),
+            "BCF-alipay-20261120",
+        )],
+    );
+    let file = bank.import("s1.xml", &camt053(&[s1])).await.id;
+    sqlx::query(
+        "INSERT INTO channel_fundings (subject, channel_id, business_date, amount, currency, file_id, journal_id, recorded_at)
+         VALUES ('bank:F-OLD', 'alipay', '2026-11-20', 1100.00, 'CNY', $1, gen_random_uuid(), now())",
+    )
+    .bind(file)
+    .execute(bank.app.store.pool())
+    .await
+    .unwrap();
+    let s = bank.run(day(21)).await;
+    assert_eq!(s.fundings_booked, 0);
+    assert_eq!(bank.app.count("channel_fundings").await, 1);
+    bank.app.finish().await;
+}

@@ -476,9 +476,15 @@ impl BankStore for PgStore {
         );
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let inserted = sqlx::query(
+            // Funding booked before bank entries existed named the bank
+            // line `bank:<reference>`: the same line is not booked again.
             "INSERT INTO channel_fundings (subject, channel_id, business_date, amount, currency, file_id,
                                            journal_id, recorded_at, entry_id)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
+             SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9
+              WHERE NOT EXISTS (SELECT 1 FROM channel_fundings f JOIN bank_entries e ON e.id = $9
+                                 WHERE e.bank_reference IS NOT NULL
+                                   AND f.subject = 'bank:' || e.bank_reference)
+             ON CONFLICT DO NOTHING",
         )
         .bind(format!("bank-entry:{entry_id}"))
         .bind(channel)
