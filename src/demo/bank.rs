@@ -160,12 +160,10 @@ pub async fn day_entries(
             }
         }
         for channel in store.statement_channels(*d).await? {
-            let id = crate::domain::ids::ChannelId::parse(&channel)?;
-            let lines = store.channel_statement(&id, *d).await?;
-            let Some(first) = lines.first() else { continue };
-            let c = Currency::from_code(&first.currency)?;
-            let owed: rust_decimal::Decimal = lines.iter().map(|l| l.amount - l.returned).sum();
-            let owed = crate::store::postgres::recon_minor(owed, c)?;
+            let Some((owed, _)) = crate::reconcile::run::channel_owes(store, &channel, *d).await?
+            else {
+                continue;
+            };
             if owed > 0 {
                 entries.push(SpecEntry {
                     amount_minor: owed,

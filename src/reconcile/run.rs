@@ -863,13 +863,12 @@ async fn expected_for(
         let Some(b) = store.batch(id).await? else {
             return Ok(None);
         };
-        let c = crate::domain::money::Currency::from_code(&b.currency)
-            .map_err(|e| RunError::Other(e.to_string()))?;
+        let b = closed_batch(b)?;
         return Ok(Some(Expected::Batch {
             id,
-            biller_id: b.biller_id.clone(),
-            net_minor: crate::store::postgres::recon_minor(b.totals.net(), c)?,
-            currency: b.currency.clone(),
+            biller_id: b.biller_id,
+            net_minor: b.net_minor,
+            currency: b.currency,
         }));
     }
     let Some((channel, day)) = line.remittance.as_deref().and_then(funding_of) else {
@@ -878,12 +877,14 @@ async fn expected_for(
     owed(store, &channel, day).await
 }
 
-/// What a channel's statement of `day` says it owes.
-async fn owed(
+/// What a channel's statement of `day` says it owes (payments less
+/// returns), in minor units of its currency; None for a channel id that is
+/// not one, or no statement.
+pub async fn channel_owes(
     store: &dyn crate::store::Store,
     channel: &str,
     day: NaiveDate,
-) -> Result<Option<crate::domain::recon::bank::Expected>, RunError> {
+) -> Result<Option<(i64, String)>, RunError> {
     let Ok(ch) = crate::domain::ids::ChannelId::parse(channel) else {
         return Ok(None);
     };
@@ -894,12 +895,28 @@ async fn owed(
     let c = crate::domain::money::Currency::from_code(&first.currency)
         .map_err(|e| RunError::Other(e.to_string()))?;
     let owed: rust_decimal::Decimal = lines.iter().map(|l| l.amount - l.returned).sum();
-    Ok(Some(crate::domain::recon::bank::Expected::Funding {
-        channel_id: channel.to_string(),
-        date: day,
-        owed_minor: crate::store::postgres::recon_minor(owed, c)?,
-        currency: first.currency.clone(),
-    }))
+    Ok(Some((
+        crate::store::postgres::recon_minor(owed, c)?,
+        first.currency.clone(),
+    )))
+}
+
+/// What a channel's statement of `day` says it owes, as a bank line expects it.
+async fn owed(
+    store: &dyn crate::store::Store,
+    channel: &str,
+    day: NaiveDate,
+) -> Result<Option<crate::domain::recon::bank::Expected>, RunError> {
+    Ok(channel_owes(store, channel, day)
+        .await?
+        .map(
+            |(owed_minor, currency)| crate::domain::recon::bank::Expected::Funding {
+                channel_id: channel.to_string(),
+                date: day,
+                owed_minor,
+                currency,
+            },
+        ))
 }
 
 /// Reconciles our bank accounts for `date`: every bank entry booked on the
@@ -1061,7 +1078,7 @@ async fn bank_pass(
             ..
         }) = owed(store, channel, *day).await?
         {
-            let (n, total) = store.funded(channel, *day, date).await?;
+            let (n, total) = store.funded(channel, *day, &currency, date).await?;
             found.extend(judge_funding(
                 channel, *day, owed_minor, &currency, n, total,
             ));

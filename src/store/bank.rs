@@ -157,12 +157,13 @@ pub trait BankStore: Send + Sync {
         file_id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Funding booked for a channel's statement `date` from entries booked
-    /// on or before `through`: (entries, total minor).
+    /// Funding in `currency` booked for a channel's statement `date` from
+    /// entries booked on or before `through`: (entries, total minor).
     async fn funded(
         &self,
         channel: &str,
         date: NaiveDate,
+        currency: &str,
         through: NaiveDate,
     ) -> StoreResult<(u64, i64)>;
     /// Records that `entry` paid `batch`. Returns the entry recorded as its

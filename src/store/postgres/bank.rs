@@ -15,7 +15,7 @@ use super::recon::{insert_file_tx, money_of, to_minor};
 use super::{db_err, PgStore};
 use crate::domain::ledger::{AccountSpec, Journal};
 use crate::domain::money::Currency;
-use crate::domain::recon::matching::{minor_to_string, scale_of};
+use crate::domain::recon::matching::{minor_in, minor_to_string, scale_of};
 use crate::domain::recon::statement::{mask_account, ChainLink, MessageKind};
 use crate::store::bank::{
     AccountPosition, BankEntryRow, BankImportCounts, BankPosition, BankStatementRow, BankStore,
@@ -94,7 +94,7 @@ fn show(minor: i64, currency: &str, credit: bool) -> String {
     format!(
         "{} {} {}",
         if credit { "credit" } else { "debit" },
-        minor_to_string(minor, scale_of(currency)),
+        minor_in(minor, currency),
         currency.trim()
     )
 }
@@ -511,27 +511,27 @@ impl BankStore for PgStore {
         &self,
         channel: &str,
         date: NaiveDate,
+        currency: &str,
         through: NaiveDate,
     ) -> StoreResult<(u64, i64)> {
-        let rows = sqlx::query(
-            "SELECT f.currency::text AS currency, count(*) AS n, sum(f.amount) AS total
+        let c = Currency::from_code(currency).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let r = sqlx::query(
+            "SELECT count(*) AS n, coalesce(sum(f.amount), 0) AS total
                FROM channel_fundings f JOIN bank_entries e ON e.id = f.entry_id
-              WHERE f.channel_id = $1 AND f.business_date = $2 AND e.booking_date <= $3 GROUP BY 1",
+              WHERE f.channel_id = $1 AND f.business_date = $2 AND f.currency = $3
+                AND e.booking_date <= $4",
         )
         .bind(channel)
         .bind(date)
+        .bind(currency)
         .bind(through)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
-        let (mut n, mut total) = (0u64, 0i64);
-        for r in rows {
-            let c = Currency::from_code(r.get::<String, _>("currency").trim())
-                .map_err(|e| StoreError::Rejected(e.to_string()))?;
-            n += r.get::<i64, _>("n") as u64;
-            total += to_minor(r.get::<Decimal, _>("total"), c)?;
-        }
-        Ok((n, total))
+        Ok((
+            r.get::<i64, _>("n") as u64,
+            to_minor(r.get::<Decimal, _>("total"), c)?,
+        ))
     }
 
     async fn record_payout(
