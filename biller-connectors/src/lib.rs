@@ -28,15 +28,21 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-mod base_url;
 pub mod codes;
 pub mod coop;
 pub mod echo;
 pub mod gas;
 pub mod hub;
 pub mod power;
+pub mod signature;
 pub mod sim;
+pub mod transport;
 pub mod water;
+
+use std::path::Path;
+
+pub use signature::{SignatureScheme, SignatureSettings, Signer};
+pub use transport::tls::{PlainKeyFiles, TlsSettings};
 
 /// A payment to deliver, as the biller must see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,22 +187,145 @@ pub trait Connector: Send + Sync {
     async fn health(&self) -> Result<(), ConnectorError>;
 }
 
+/// The protocol families billclear speaks, and the one registry that
+/// builds a connector of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConnectorKind {
+    /// JSON over HTTP(S), signed headers (the water company's protocol).
+    #[default]
+    #[serde(rename = "water-json")]
+    WaterJson,
+    /// XML over HTTP(S), signature in the envelope (the electricity company).
+    #[serde(rename = "power-xml")]
+    PowerXml,
+    /// Fixed-length messages over one TCP link (the gas company).
+    #[serde(rename = "gas-tcp")]
+    GasTcp,
+    /// The intermediary hub: JSON over HTTP(S), signed headers.
+    #[serde(rename = "hub-json")]
+    HubJson,
+    /// Batch files and acknowledgement files in shared folders (the co-op):
+    /// not an online connector.
+    #[serde(rename = "coop-file")]
+    CoopFile,
+}
+
+type Build = fn(&str, &ConnectorSettings, &dyn PrivateKeys) -> Result<Arc<dyn Connector>, String>;
+
+/// One line per online protocol family: its kind, its name in logs, and
+/// how to build it. A new family is one more line here.
+const REGISTRY: &[(ConnectorKind, Build)] = &[
+    (ConnectorKind::WaterJson, |id, s, k| {
+        Ok(Arc::new(transport::Logged::new("water", water::WaterConnector::new(id, s, k)?)))
+    }),
+    (ConnectorKind::PowerXml, |id, s, k| {
+        Ok(Arc::new(transport::Logged::new("power", power::PowerConnector::new(id, s, k)?)))
+    }),
+    (ConnectorKind::GasTcp, |id, s, k| {
+        Ok(Arc::new(transport::Logged::new("gas", gas::GasConnector::new(id, s, k)?)))
+    }),
+    (ConnectorKind::HubJson, |id, s, k| {
+        Ok(Arc::new(transport::Logged::new("hub", hub::HubConnector::new(id, s, k)?)))
+    }),
+];
+
+impl ConnectorKind {
+    pub const ALL: [ConnectorKind; 5] = [
+        ConnectorKind::WaterJson,
+        ConnectorKind::PowerXml,
+        ConnectorKind::GasTcp,
+        ConnectorKind::HubJson,
+        ConnectorKind::CoopFile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::WaterJson => "water-json",
+            ConnectorKind::PowerXml => "power-xml",
+            ConnectorKind::GasTcp => "gas-tcp",
+            ConnectorKind::HubJson => "hub-json",
+            ConnectorKind::CoopFile => "coop-file",
+        }
+    }
+
+    /// Whether payments go through it online (every kind but file routes).
+    pub fn is_online(self) -> bool {
+        REGISTRY.iter().any(|(k, _)| *k == self)
+    }
+}
+
+impl std::str::FromStr for ConnectorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ConnectorKind, String> {
+        ConnectorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = ConnectorKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown connector kind {s:?} (known: {})", known.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a connector's private keys come from. billclear's own reader
+/// opens keys sealed with its master key; [`PlainKeyFiles`] reads PEM
+/// files as they are (simulators, tests).
+pub trait PrivateKeys: Send + Sync {
+    /// The PEM text of the private key in `path`.
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+}
+
 /// How a connector is configured (`[connectors.<id>]` in billclear's config).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
-    /// The protocol: "water-json" (JSON over HTTP, HMAC-signed), "power-xml"
-    /// (XML over HTTP, MAC in the envelope), "gas-tcp" (fixed-length
-    /// messages over one TCP link, base_url "tcp://host:port") or
-    /// "hub-json" (the intermediary hub, JSON over HTTP).
-    pub kind: String,
-    /// Where the counterpart listens, e.g. "http://127.0.0.1:9101".
+    /// The protocol family.
+    pub kind: ConnectorKind,
+    /// Where the counterpart listens, e.g. "https://water.example:443"
+    /// ("tcp://host:port" for gas, "file:///dir" for file routes).
     pub base_url: String,
-    /// Our key id at the counterpart and the shared HMAC secret.
+    /// Our key id (merchant id, terminal id) at the counterpart.
     pub key_id: String,
+    /// The shared HMAC secret (scheme `hmac-sha256` only).
+    #[serde(default)]
     pub secret: String,
     /// How long a call may take before its outcome is unknown.
     pub timeout_ms: u64,
+    /// Allows plaintext `http://` and `tcp://` (simulators and local tests
+    /// only; the service warns about it at start) and unsealed private keys.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Certificate verification, client certificate, pins.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// How messages are signed (default: HMAC-SHA256 with `secret`).
+    #[serde(default)]
+    pub signature: SignatureSettings,
+}
+
+impl ConnectorSettings {
+    /// The signer these settings describe.
+    pub fn signer(&self, keys: &dyn PrivateKeys) -> Result<Signer, String> {
+        Signer::from_settings(&self.signature, &self.secret, keys)
+    }
+
+    /// Whether calls travel unencrypted.
+    pub fn is_plaintext(&self) -> bool {
+        self.base_url.starts_with("http://") || self.base_url.starts_with("tcp://")
+    }
+
+    /// Every certificate file the settings name (for expiry warnings).
+    pub fn certificate_files(&self) -> Vec<&Path> {
+        let mut files = self.tls.certificate_files();
+        files.extend(self.signature.certificate_files());
+        files
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,21 +335,20 @@ pub struct SettingsError {
     pub reason: String,
 }
 
-/// Builds the connector `id` from its settings.
-pub fn build(id: &str, settings: &ConnectorSettings) -> Result<Arc<dyn Connector>, SettingsError> {
+/// Builds the connector `id` from its settings, reading private keys
+/// through `keys`.
+pub fn build(
+    id: &str,
+    settings: &ConnectorSettings,
+    keys: &dyn PrivateKeys,
+) -> Result<Arc<dyn Connector>, SettingsError> {
     let err = |reason: String| SettingsError {
         id: id.to_string(),
         reason,
     };
-    match settings.kind.as_str() {
-        "water-json" => Ok(Arc::new(
-            water::WaterConnector::new(id, settings).map_err(err)?,
-        )),
-        "hub-json" => Ok(Arc::new(hub::HubConnector::new(id, settings).map_err(err)?)),
-        "gas-tcp" => Ok(Arc::new(gas::GasConnector::new(id, settings).map_err(err)?)),
-        "power-xml" => Ok(Arc::new(power::PowerConnector::new(id, settings).map_err(err)?)),
-        other => Err(err(format!(
-            "unknown connector kind {other:?} (known: \"water-json\", \"power-xml\", \"gas-tcp\", \"hub-json\")"
-        ))),
-    }
+    let (_, build) = REGISTRY
+        .iter()
+        .find(|(k, _)| *k == settings.kind)
+        .ok_or_else(|| err(format!("kind {} is not an online connector", settings.kind)))?;
+    build(id, settings, keys).map_err(err)
 }

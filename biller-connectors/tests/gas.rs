@@ -5,6 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use biller_connectors::PlainKeyFiles;
+use biller_connectors::ConnectorKind;
 use biller_connectors::gas::codec::{self, PayAnswer, PayRequest, Reader};
 use biller_connectors::gas::GasConnector;
 use biller_connectors::sim::{self, Account, Faults, GasSim, GasSimConfig, SimBill};
@@ -62,11 +64,13 @@ async fn sim() -> GasSim {
 
 fn settings(base_url: &str, key_id: &str, secret: &str, timeout_ms: u64) -> ConnectorSettings {
     ConnectorSettings {
-        kind: "gas-tcp".into(),
+        kind: ConnectorKind::GasTcp,
+        allow_plaintext: true,
         base_url: base_url.into(),
         key_id: key_id.into(),
         secret: secret.into(),
         timeout_ms,
+        ..Default::default()
     }
 }
 
@@ -74,6 +78,7 @@ fn connector_with(sim: &GasSim, secret: &str, timeout_ms: u64) -> GasConnector {
     GasConnector::new(
         "gas",
         &settings(&sim.address(), "billclear", secret, timeout_ms),
+        &PlainKeyFiles,
     )
     .unwrap()
 }
@@ -155,6 +160,7 @@ async fn wrong_secret_is_retry_and_nothing_applied() {
     let other_terminal = GasConnector::new(
         "gas",
         &settings(&sim.address(), "intruder", SECRET, TIMEOUT_MS),
+        &PlainKeyFiles,
     )
     .unwrap();
     assert_next(&other_terminal.pay(&o).await, NextStep::Retry);
@@ -754,7 +760,7 @@ async fn pay_against(
     answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
 ) -> Result<biller_connectors::Credit, ConnectorError> {
     let (url, task) = rogue(answer).await;
-    let c = GasConnector::new("gas", &settings(&url, "billclear", SECRET, TIMEOUT_MS)).unwrap();
+    let c = GasConnector::new("gas", &settings(&url, "billclear", SECRET, TIMEOUT_MS), &PlainKeyFiles).unwrap();
     let r = c.pay(&order()).await;
     task.abort();
     r
@@ -807,8 +813,8 @@ async fn a_broken_stream_or_a_stray_answer_is_unknown_for_pay() {
 #[tokio::test]
 async fn build_knows_the_gas_kind() {
     let s = settings("tcp://127.0.0.1:9303", "billclear", SECRET, 500);
-    let c = biller_connectors::build("gas-direct", &s).unwrap();
+    let c = biller_connectors::build("gas-direct", &s, &PlainKeyFiles).unwrap();
     assert_eq!(c.id(), "gas-direct");
     let bad = settings("http://127.0.0.1:9303", "billclear", SECRET, 500);
-    assert!(biller_connectors::build("gas-direct", &bad).is_err());
+    assert!(biller_connectors::build("gas-direct", &bad, &PlainKeyFiles).is_err());
 }

@@ -4,6 +4,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use biller_connectors::PlainKeyFiles;
+use biller_connectors::ConnectorKind;
 use biller_connectors::hub::HubConnector;
 use biller_connectors::sim::hub::default_hub_book;
 use biller_connectors::sim::{
@@ -37,16 +39,18 @@ async fn sim() -> HubSim {
 
 fn settings(url: &str, secret: &str, timeout_ms: u64) -> ConnectorSettings {
     ConnectorSettings {
-        kind: "hub-json".into(),
+        kind: ConnectorKind::HubJson,
+        allow_plaintext: true,
         base_url: url.into(),
         key_id: "billclear".into(),
         secret: secret.into(),
         timeout_ms,
+        ..Default::default()
     }
 }
 
 fn connector_with(sim: &HubSim, secret: &str, timeout_ms: u64) -> HubConnector {
-    HubConnector::new("hub", &settings(&sim.base_url(), secret, timeout_ms)).unwrap()
+    HubConnector::new("hub", &settings(&sim.base_url(), secret, timeout_ms), &PlainKeyFiles).unwrap()
 }
 
 fn connector(sim: &HubSim) -> HubConnector {
@@ -125,7 +129,7 @@ async fn unknown_merchant_is_retry() {
     let sim = sim().await;
     let mut s = settings(&sim.base_url(), SECRET, TIMEOUT_MS);
     s.key_id = "someone-else".into();
-    let c = HubConnector::new("hub", &s).unwrap();
+    let c = HubConnector::new("hub", &s, &PlainKeyFiles).unwrap();
     let r = c.pay(&order("p-merchant")).await;
     assert_next(&r, NextStep::Retry);
     assert_code(&r, "4010");
@@ -528,9 +532,10 @@ async fn exactly_once_across_the_hub_and_the_direct_biller() {
     let direct = WaterConnector::new(
         "sh-water-direct",
         &ConnectorSettings {
-            kind: "water-json".into(),
+            kind: ConnectorKind::WaterJson,
             ..settings(&water.base_url(), SECRET, TIMEOUT_MS)
         },
+        &PlainKeyFiles,
     )
     .unwrap();
     let via_hub = connector(&hub);
@@ -722,7 +727,7 @@ async fn rogue(
         };
         let ts = Utc::now().timestamp_millis();
         let sig = codec::sign(
-            secret,
+            &biller_connectors::Signer::hmac(secret).unwrap(),
             &codec::response_string_to_sign(status, ts, &nonce, body.as_bytes()),
         );
         let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
@@ -743,7 +748,7 @@ async fn rogue(
 }
 
 fn connector_at(url: &str) -> HubConnector {
-    HubConnector::new("hub", &settings(url, SECRET, TIMEOUT_MS)).unwrap()
+    HubConnector::new("hub", &settings(url, SECRET, TIMEOUT_MS), &PlainKeyFiles).unwrap()
 }
 
 const GOOD_PAY: &str = r#"{"code":"0","message":"success","status":"ACCEPTED","hubTxnId":"HUB2026112900000001","partnerRef":"p-rogue","billerCode":"sh-water","accountNo":"3100000011","amount":"88.50","currency":"CNY","billerReceipt":"W0000000001","completedAt":"2026-11-29T10:03:04.005+08:00","repeated":false}"#;

@@ -5,6 +5,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use biller_connectors::PlainKeyFiles;
+use biller_connectors::ConnectorKind;
 use biller_connectors::power::codec::{self, Confirmation, MsgType};
 use biller_connectors::power::PowerConnector;
 use biller_connectors::sim::{self, Account, Faults, PowerSim, PowerSimConfig, SimBill};
@@ -55,13 +57,15 @@ async fn sim() -> PowerSim {
 
 fn connector_with(url: &str, secret: &str, timeout_ms: u64) -> PowerConnector {
     let settings = ConnectorSettings {
-        kind: "power-xml".into(),
+        kind: ConnectorKind::PowerXml,
+        allow_plaintext: true,
         base_url: url.into(),
         key_id: "billclear".into(),
         secret: secret.into(),
         timeout_ms,
+        ..Default::default()
     };
-    PowerConnector::new("power-direct", &settings).unwrap()
+    PowerConnector::new("power-direct", &settings, &PlainKeyFiles).unwrap()
 }
 
 fn connector(sim: &PowerSim) -> PowerConnector {
@@ -148,13 +152,15 @@ async fn wrong_secret_is_retry_and_nothing_applied() {
 async fn unknown_sender_is_retry() {
     let sim = sim().await;
     let settings = ConnectorSettings {
-        kind: "power-xml".into(),
+        kind: ConnectorKind::PowerXml,
+        allow_plaintext: true,
         base_url: sim.base_url(),
         key_id: "someone-else".into(),
         secret: SECRET.into(),
         timeout_ms: TIMEOUT_MS,
+        ..Default::default()
     };
-    let c = PowerConnector::new("p", &settings).unwrap();
+    let c = PowerConnector::new("p", &settings, &PlainKeyFiles).unwrap();
     let r = c.pay(&order("p-sender")).await;
     assert_next(&r, NextStep::Retry);
     assert!(r.unwrap_err().to_string().contains("unknown sender"));
@@ -564,7 +570,7 @@ async fn admin_endpoints_and_raw_gateway() {
     let (s, body) = call("POST", codec::PATH_GATEWAY, "{}").await;
     assert_eq!(s, 400);
     let m = codec::decode_message(body.as_bytes()).unwrap();
-    assert!(m.mac_verifies(SECRET.as_bytes()));
+    assert!(m.mac_verifies(&hm(SECRET.as_bytes())));
     assert_eq!(m.header.msg_type, MsgType::EchoRsp);
     assert_eq!(m.header.in_reply_to, None);
     assert!(body.contains("<RetCode>E100</RetCode>"), "{body}");
@@ -576,7 +582,7 @@ async fn admin_endpoints_and_raw_gateway() {
         timestamp: "2020-01-01T00:00:00Z",
         in_reply_to: None,
     };
-    let stale = codec::encode_message(&header, &[], SECRET.as_bytes());
+    let stale = codec::encode_message(&header, &[], &hm(SECRET.as_bytes()));
     let (s, body) = call(
         "POST",
         codec::PATH_GATEWAY,
@@ -627,7 +633,7 @@ fn envelope(msg_type: &str, in_reply_to: Option<&str>, body: &str, secret: &[u8]
         "<?xml version=\"1.0\"?>\n<PowerMsg version=\"1\"><Header><MsgType>{msg_type}</MsgType>\
          <Sender>rogue</Sender><MsgId>r1</MsgId><Timestamp>{ts}</Timestamp>{reply}\
          <Mac>{}</Mac></Header>{body}</PowerMsg>",
-        codec::mac(secret, &s)
+        codec::mac(&hm(secret), &s)
     )
 }
 
@@ -867,4 +873,8 @@ async fn status_answers_are_checked() {
         &pay_against(200, NOT_FOUND, Sealing::Good).await,
         NextStep::Unknown,
     );
+}
+
+fn hm(secret: &[u8]) -> biller_connectors::Signer {
+    biller_connectors::Signer::hmac(secret).unwrap()
 }

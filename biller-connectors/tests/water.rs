@@ -4,6 +4,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use biller_connectors::PlainKeyFiles;
+use biller_connectors::ConnectorKind;
 use biller_connectors::sim::{Account, Faults, SimBill, WaterSim, WaterSimConfig};
 use biller_connectors::water::WaterConnector;
 use biller_connectors::{
@@ -51,13 +53,15 @@ async fn sim() -> WaterSim {
 
 fn connector_with(sim: &WaterSim, secret: &str, timeout_ms: u64) -> WaterConnector {
     let settings = ConnectorSettings {
-        kind: "water-json".into(),
+        kind: ConnectorKind::WaterJson,
+        allow_plaintext: true,
         base_url: sim.base_url(),
         key_id: "billclear".into(),
         secret: secret.into(),
         timeout_ms,
+        ..Default::default()
     };
-    WaterConnector::new("water", &settings).unwrap()
+    WaterConnector::new("water", &settings, &PlainKeyFiles).unwrap()
 }
 
 fn connector(sim: &WaterSim) -> WaterConnector {
@@ -490,7 +494,7 @@ async fn rogue(
         };
         let ts = Utc::now().timestamp();
         let sig = codec::sign(
-            secret,
+            &biller_connectors::Signer::hmac(secret).unwrap(),
             &codec::response_string_to_sign(status, ts, &nonce, body.as_bytes()),
         );
         let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
@@ -512,13 +516,15 @@ async fn rogue(
 
 fn connector_at(url: &str) -> WaterConnector {
     let settings = ConnectorSettings {
-        kind: "water-json".into(),
+        kind: ConnectorKind::WaterJson,
+        allow_plaintext: true,
         base_url: url.into(),
         key_id: "billclear".into(),
         secret: SECRET.into(),
         timeout_ms: TIMEOUT_MS,
+        ..Default::default()
     };
-    WaterConnector::new("water", &settings).unwrap()
+    WaterConnector::new("water", &settings, &PlainKeyFiles).unwrap()
 }
 
 const GOOD_PAY: &str = r#"{"result_code":"0000","result_msg":"ok","txn_ref":"p-rogue","account_no":"3100000011","amount":"88.50","currency":"CNY","receipt_no":"W1","credited_at":"2026-11-29T02:03:04Z","duplicate":false}"#;

@@ -9,6 +9,8 @@ use biller_connectors::sim::{
     self, Account, BookEntry, CoopSim, CoopSimConfig, GasSim, GasSimConfig, HubSim, HubSimConfig,
     PowerSim, PowerSimConfig, WaterSim, WaterSimConfig,
 };
+use biller_connectors::sim::http::{server_tls, SimSecurity};
+use biller_connectors::{PlainKeyFiles, SignatureScheme, SignatureSettings, Signer};
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
 
@@ -175,6 +177,8 @@ struct GasArgs {
     /// Address of the TCP link listener.
     #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9303")]
     listen: SocketAddr,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Address of the HTTP admin listener (/_sim/...).
     #[arg(
         long,
@@ -206,6 +210,9 @@ struct GasArgs {
 }
 
 async fn run_gas(args: GasArgs) -> Result<(), String> {
+    if args.security.signature != SignatureScheme::HmacSha256 {
+        return Err("the gas link is MAC'd with HMAC-SHA256 only".into());
+    }
     if args.secret.is_empty() {
         return Err("the secret must not be empty".into());
     }
@@ -216,6 +223,7 @@ async fn run_gas(args: GasArgs) -> Result<(), String> {
     let config = GasSimConfig {
         key_id: args.key_id,
         secret: args.secret,
+        tls: args.security.security()?.tls,
         currency: args.currency,
         utc_offset: args.utc_offset,
         book,
@@ -276,6 +284,8 @@ struct HubArgs {
     /// Address to listen on.
     #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9305")]
     listen: SocketAddr,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Our merchant id at the hub (the key id billclear signs with).
     #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
     key_id: String,
@@ -314,6 +324,7 @@ async fn run_hub(args: HubArgs) -> Result<(), String> {
     let config = HubSimConfig {
         key_id: args.key_id,
         secret: args.secret,
+        security: args.security.security()?,
         currency: args.currency,
         utc_offset: args.utc_offset,
         hub_id: args.hub_id,
@@ -339,6 +350,8 @@ struct WaterArgs {
     /// Address to listen on.
     #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9101")]
     listen: SocketAddr,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// The key id billclear signs with.
     #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
     key_id: String,
@@ -404,6 +417,8 @@ struct PowerArgs {
     /// Address to listen on.
     #[arg(long, env = "BILLER_SIM_LISTEN", default_value = "127.0.0.1:9302")]
     listen: SocketAddr,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// The key id billclear sends as its Sender.
     #[arg(long, env = "BILLER_SIM_KEY_ID", default_value = "billclear")]
     key_id: String,
@@ -439,6 +454,7 @@ async fn run_power(args: PowerArgs) -> Result<(), String> {
     let config = PowerSimConfig {
         key_id: args.key_id,
         secret: args.secret,
+        security: args.security.security()?,
         currency: args.currency,
         utc_offset: args.utc_offset,
         book,
@@ -465,6 +481,7 @@ async fn run_water(args: WaterArgs) -> Result<(), String> {
     let config = WaterSimConfig {
         key_id: args.key_id,
         secret: args.secret,
+        security: args.security.security()?,
         currency: args.currency,
         utc_offset: args.utc_offset,
         book: load_book(args.book.as_ref())?,
@@ -482,6 +499,59 @@ async fn run_water(args: WaterArgs) -> Result<(), String> {
     tracing::info!("Ctrl-C: shutting down");
     sim.shutdown();
     Ok(())
+}
+
+/// TLS and signature options shared by the HTTP simulators.
+#[derive(Debug, Clone, clap::Args)]
+struct SecurityArgs {
+    /// Serve HTTPS with this certificate chain (PEM); plaintext without it.
+    #[arg(long, env = "BILLER_SIM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "BILLER_SIM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these CAs (PEM): mutual TLS.
+    #[arg(long, env = "BILLER_SIM_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// The signature scheme: hmac-sha256 (with --secret), rsa-sha256 or
+    /// sm2-sm3 (with --signing-key and --peer-key).
+    #[arg(long, env = "BILLER_SIM_SIGNATURE", default_value = "hmac-sha256", value_parser = SignatureScheme::parse)]
+    signature: SignatureScheme,
+    /// The simulator's own private key (PEM), signing its answers.
+    #[arg(long, env = "BILLER_SIM_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// billclear's public key or certificate (PEM), verifying requests;
+    /// repeat it for two keys during a rotation.
+    #[arg(long = "peer-key", env = "BILLER_SIM_PEER_KEYS", value_delimiter = ',')]
+    peer_keys: Vec<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The security these options describe (the HMAC `secret` is the
+    /// simulator's own config).
+    fn security(&self) -> Result<SimSecurity, String> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let ca = self.tls_client_ca.as_ref().map(read).transpose()?;
+                Some(server_tls(&read(cert)?, &read(key)?, ca.as_deref(), &[])?)
+            }
+            _ => None,
+        };
+        let signer = match self.signature {
+            SignatureScheme::HmacSha256 => None,
+            scheme => {
+                let settings = SignatureSettings {
+                    scheme,
+                    private_key_file: self.signing_key.clone(),
+                    biller_keys: self.peer_keys.clone(),
+                    ..Default::default()
+                };
+                Some(std::sync::Arc::new(Signer::from_settings(&settings, "", &PlainKeyFiles)?))
+            }
+        };
+        Ok(SimSecurity { tls, signer })
+    }
 }
 
 #[tokio::main]

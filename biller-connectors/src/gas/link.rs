@@ -14,6 +14,10 @@
 //! * When the link is lost, every request sent on it and not answered yet
 //!   is told so at once ([`Trouble::NoAnswer`]); a request that could not
 //!   be handed to a live link is [`Trouble::NotConnected`] (nothing sent).
+//! * Over TLS (`tls://`), the link is up once the handshake is done; a
+//!   server that refuses our certificate after it (TLS 1.3 judges client
+//!   certificates late) never read what we sent, so the requests on that
+//!   link are told [`Trouble::NotConnected`].
 //! * At most `max_in_flight` requests at a time; a frame's length is bounded
 //!   by [`codec::MAX_RECORD`] (a longer prefix ends the link: the stream
 //!   cannot be trusted any more).
@@ -23,9 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -53,6 +58,8 @@ enum Incoming {
     Record(Vec<u8>),
     /// The link it was sent on is gone.
     Lost(String),
+    /// The server refused the TLS handshake: it never read the request.
+    Refused(String),
 }
 
 struct Waiter {
@@ -67,8 +74,15 @@ struct Conn {
     frames: mpsc::Sender<Vec<u8>>,
 }
 
+/// How the link speaks TLS: the connector and the name to verify.
+pub struct LinkTls {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
 struct Inner {
     addr: String,
+    tls: Option<LinkTls>,
     connect_timeout: Duration,
     max_in_flight: usize,
     pending: Mutex<HashMap<Key, Waiter>>,
@@ -92,12 +106,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Link {
     /// A link to `addr` (`host:port`); nothing happens until the first call.
-    pub fn new(addr: &str, connect_timeout: Duration, max_in_flight: usize) -> Link {
+    pub fn new(
+        addr: &str,
+        tls: Option<LinkTls>,
+        connect_timeout: Duration,
+        max_in_flight: usize,
+    ) -> Link {
         let (current, _) = watch::channel(None);
         let (stop, _) = watch::channel(());
         Link {
             inner: Arc::new(Inner {
                 addr: addr.to_string(),
+                tls,
                 connect_timeout,
                 max_in_flight,
                 pending: Mutex::new(HashMap::new()),
@@ -168,6 +188,7 @@ impl Link {
                 "link lost before the answer came: {why}"
             ))),
             Ok(Err(_)) => Err(Trouble::NoAnswer("link closed before the answer".into())),
+            Ok(Ok(Incoming::Refused(why))) => Err(Trouble::NotConnected(why)),
         }
     }
 
@@ -224,7 +245,7 @@ impl Drop for Registration<'_> {
 impl Inner {
     /// Tells every request waiting on `conn` (all, if `None`) that the link
     /// is gone.
-    fn drain(&self, conn: Option<u64>, why: &str) {
+    fn drain(&self, conn: Option<u64>, why: &str, refused: bool) {
         let lost: Vec<Waiter> = {
             let mut pending = lock(&self.pending);
             let keys: Vec<Key> = pending
@@ -242,7 +263,12 @@ impl Inner {
             );
         }
         for w in lost {
-            let _ = w.tx.send(Incoming::Lost(why.to_string()));
+            let told = if refused {
+                Incoming::Refused(why.to_string())
+            } else {
+                Incoming::Lost(why.to_string())
+            };
+            let _ = w.tx.send(told);
         }
     }
 
@@ -291,13 +317,16 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     loop {
         let attempt = tokio::select! {
             _ = stop.changed() => break,
-            r = tokio::time::timeout(inner.connect_timeout, TcpStream::connect(&inner.addr)) => r,
+            r = tokio::time::timeout(inner.connect_timeout, connect(&inner)) => r,
         };
         match attempt {
             Ok(Ok(stream)) => {
                 next_id += 1;
                 backoff = MIN_BACKOFF;
-                let (why, stopping) = run_connection(&inner, next_id, stream, &mut stop).await;
+                let (why, stopping) = match stream {
+                    Stream::Plain(s) => run_connection(&inner, next_id, s, &mut stop).await,
+                    Stream::Tls(s) => run_connection(&inner, next_id, *s, &mut stop).await,
+                };
                 *lock(&inner.last_error) = format!("link lost: {why}");
                 if stopping {
                     break;
@@ -324,19 +353,40 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     inner.current.send_replace(None);
-    inner.drain(None, "connector dropped");
+    inner.drain(None, "connector dropped", false);
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A TCP connection, through the TLS handshake when the link speaks TLS.
+async fn connect(inner: &Inner) -> std::io::Result<Stream> {
+    let tcp = TcpStream::connect(&inner.addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match &inner.tls {
+        None => Ok(Stream::Plain(tcp)),
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.server_name.clone(), tcp)
+                .await
+                .map_err(|e| std::io::Error::other(format!("TLS handshake failed: {}", crate::transport::error_chain(&e))))?;
+            Ok(Stream::Tls(Box::new(stream)))
+        }
+    }
 }
 
 /// Serves one connection until it is lost (or the connector is dropped:
 /// then `true`).
-async fn run_connection(
+async fn run_connection<S: AsyncRead + AsyncWrite + Send>(
     inner: &Arc<Inner>,
     id: u64,
-    stream: TcpStream,
+    stream: S,
     stop: &mut watch::Receiver<()>,
 ) -> (String, bool) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+    let (read, write) = tokio::io::split(stream);
     let (frames, queue) = mpsc::channel(inner.max_in_flight.max(1));
     let conn = Arc::new(Conn {
         id,
@@ -345,18 +395,20 @@ async fn run_connection(
     });
     inner.current.send_replace(Some(conn.clone()));
     tracing::info!(addr = %inner.addr, link = id, "gas link up");
-    let (why, stopping) = tokio::select! {
+    let ((why, refused), stopping) = tokio::select! {
         why = read_loop(inner, id, read) => (why, false),
         why = write_loop(write, queue) => (why, false),
-        _ = stop.changed() => ("connector dropped".to_string(), true),
+        _ = stop.changed() => (("connector dropped".to_string(), false), true),
     };
     conn.alive.store(false, Ordering::SeqCst);
     inner.current.send_replace(None);
-    inner.drain(Some(id), &why);
+    inner.drain(Some(id), &why, refused);
     (why, stopping)
 }
 
-async fn read_loop(inner: &Inner, id: u64, mut read: OwnedReadHalf) -> String {
+/// Reads answers until the link fails: why, and whether the server
+/// refused the TLS handshake (nothing we sent was read).
+async fn read_loop<S: AsyncRead>(inner: &Inner, id: u64, mut read: ReadHalf<S>) -> (String, bool) {
     loop {
         let mut prefix = [0u8; codec::PREFIX_WIDTH];
         if let Err(e) = read.read_exact(&mut prefix).await {
@@ -364,7 +416,7 @@ async fn read_loop(inner: &Inner, id: u64, mut read: OwnedReadHalf) -> String {
         }
         let len = match codec::parse_prefix(prefix) {
             Ok(len) => len,
-            Err(e) => return format!("protocol error, link dropped: {e}"),
+            Err(e) => return (format!("protocol error, link dropped: {e}"), false),
         };
         let mut record = vec![0u8; len];
         if let Err(e) = read.read_exact(&mut record).await {
@@ -374,20 +426,28 @@ async fn read_loop(inner: &Inner, id: u64, mut read: OwnedReadHalf) -> String {
     }
 }
 
-fn read_error(e: std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        "closed by the biller".into()
+fn read_error(e: std::io::Error) -> (String, bool) {
+    if let Some(refusal) = crate::transport::tls::is_handshake_refusal(&e) {
+        (refusal, true)
+    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        ("closed by the biller".into(), false)
     } else {
-        format!("read failed: {e}")
+        (format!("read failed: {e}"), false)
     }
 }
 
-async fn write_loop(mut write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) -> String {
+async fn write_loop<S: AsyncWrite>(
+    mut write: WriteHalf<S>,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+) -> (String, bool) {
     while let Some(frame) = queue.recv().await {
         if let Err(e) = write.write_all(&frame).await {
-            return format!("write failed: {e}");
+            return (format!("write failed: {e}"), false);
+        }
+        if let Err(e) = write.flush().await {
+            return (format!("write failed: {e}"), false);
         }
     }
     // Never while the connection is current: it holds a sender.
-    "send queue closed".into()
+    ("send queue closed".into(), false)
 }

@@ -36,20 +36,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tracing::Instrument;
 
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
-use crate::water::mask_account;
+use crate::transport::mask_account;
+pub use crate::transport::{classify_trouble, Operation, Trouble};
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
-    PayOrder, Refusal, RemoteStatus,
+    PayOrder, PrivateKeys, Refusal, RemoteStatus,
 };
 use codec::{
     BillsAnswer, BillsRequest, DecodeError, EchoAnswer, EchoRequest, EncodeError, Header,
     PayAnswer, PayRequest, PaymentState, Reader, StatusAnswer, StatusRequest,
 };
-use link::{Key, Link};
+use link::{Key, Link, LinkTls};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The gas company's result codes. Read only through [`codes::classify`];
 /// a code not listed here is outcome unknown.
@@ -86,67 +87,6 @@ const fn rule(code: &'static str, disposition: Disposition, meaning: &'static st
 /// The most requests in flight on the link at once; more are `Retry`.
 pub const MAX_IN_FLIGHT: usize = 256;
 
-/// The operations of the protocol. Only `Pay` moves money, so only its
-/// uncertain failures are outcome unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Bills,
-    Pay,
-    Status,
-    Health,
-}
-
-impl Operation {
-    /// Whether a lost answer may mean money moved.
-    pub fn moves_money(self) -> bool {
-        matches!(self, Operation::Pay)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Bills => "bill inquiry",
-            Operation::Pay => "payment",
-            Operation::Status => "status inquiry",
-            Operation::Health => "echo",
-        }
-    }
-}
-
-/// What went wrong on the way to or from the biller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trouble {
-    /// The request was not handed to a live link: nothing was sent.
-    NotConnected(String),
-    /// The request may have been sent, but no answer came: timeout, or
-    /// the link was lost before its answer.
-    NoAnswer(String),
-    /// An answer came but cannot be trusted or read: bad MAC, malformed
-    /// record, another terminal.
-    Unreadable(String),
-}
-
-/// The one place transport trouble becomes a next step.
-///
-/// * `NotConnected` → `Retry` for every operation: nothing was sent.
-/// * `NoAnswer` and `Unreadable` → for `Pay`, `Unknown` (the biller may
-///   have credited the payment: ask, never re-send); for bill inquiry,
-///   status inquiry and echo, `Retry` (they move no money).
-pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
-    match trouble {
-        Trouble::NotConnected(why) => {
-            ConnectorError::retry(format!("{}: not sent: {why}", op.name()))
-        }
-        Trouble::NoAnswer(why) | Trouble::Unreadable(why) => {
-            let reason = format!("{}: {why}", op.name());
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
-}
-
 /// The error for a result code that is not success (nor, for a status
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
@@ -172,11 +112,22 @@ fn unreadable(op: Operation, e: DecodeError) -> ConnectorError {
     classify_trouble(op, Trouble::Unreadable(e.to_string()))
 }
 
-/// Where the biller listens: `tcp://host:port` → `host:port`.
-fn parse_base_url(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("tcp://")
-        .ok_or_else(|| format!("base_url {url:?} must start with tcp://"))?;
+/// Where the biller listens: `tls://host:port` (or `tcp://host:port`
+/// where plaintext is allowed) → (`host:port`, whether TLS).
+fn parse_base_url(url: &str, allow_plaintext: bool) -> Result<(String, bool), String> {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("tls://") {
+        (rest, true)
+    } else if let Some(rest) = url.strip_prefix("tcp://") {
+        if !allow_plaintext {
+            return Err(format!(
+                "base_url {url:?} is plaintext tcp://: use tls://, or set allow_plaintext = true \
+                 (simulators and local tests only)"
+            ));
+        }
+        (rest, false)
+    } else {
+        return Err(format!("base_url {url:?} must start with tls:// (or tcp://)"));
+    };
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| format!("base_url {url:?} must name a port (tcp://host:port)"))?;
@@ -186,7 +137,7 @@ fn parse_base_url(url: &str) -> Result<String, String> {
     {
         return Err(format!("base_url {url:?}: bad host or port"));
     }
-    Ok(rest.to_string())
+    Ok((rest.to_string(), tls))
 }
 
 /// The gas company connector (`kind = "gas-tcp"`).
@@ -220,14 +171,39 @@ impl GasConnector {
     /// request times out), the secret non-empty. Nothing connects until
     /// the first request (from a tokio runtime); the link then stays up
     /// until the connector is dropped.
-    pub fn new(id: &str, settings: &ConnectorSettings) -> Result<GasConnector, String> {
-        let addr = parse_base_url(&settings.base_url)?;
+    pub fn new(
+        id: &str,
+        settings: &ConnectorSettings,
+        keys: &dyn PrivateKeys,
+    ) -> Result<GasConnector, String> {
+        let (addr, tls) = parse_base_url(&settings.base_url, settings.allow_plaintext)?;
         if settings.timeout_ms == 0 {
             return Err("timeout_ms must be positive".into());
+        }
+        if settings.signature.scheme != crate::SignatureScheme::HmacSha256 {
+            return Err(format!(
+                "signature scheme {}: the gas protocol's fixed-length frame carries a \
+                 64-character HMAC-SHA256 only",
+                settings.signature.scheme
+            ));
         }
         if settings.secret.is_empty() {
             return Err("secret must not be empty".into());
         }
+        let tls = if tls {
+            let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+            let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| format!("base_url host {host:?}: {e}"))?;
+            Some(LinkTls {
+                connector: tokio_rustls::TlsConnector::from(crate::transport::tls::client_config(
+                    &settings.tls,
+                    keys,
+                )?),
+                server_name,
+            })
+        } else {
+            None
+        };
         let key = &settings.key_id;
         if key.is_empty()
             || key.len() > 16
@@ -240,7 +216,7 @@ impl GasConnector {
         let connect_timeout = timeout.clamp(Duration::from_millis(100), Duration::from_secs(10));
         Ok(GasConnector {
             id: id.to_string(),
-            link: Link::new(&addr, connect_timeout, MAX_IN_FLIGHT),
+            link: Link::new(&addr, tls, connect_timeout, MAX_IN_FLIGHT),
             addr,
             key_id: key.clone(),
             secret: settings.secret.as_bytes().to_vec(),
@@ -315,23 +291,6 @@ impl GasConnector {
             ));
         }
         classify_trouble(op, Trouble::Unreadable("answer MAC does not verify".into()))
-    }
-
-    fn span(
-        &self,
-        op: &'static str,
-        reference: &str,
-        biller: &str,
-        account: &str,
-    ) -> tracing::Span {
-        tracing::info_span!(
-            "gas",
-            op,
-            connector = %self.id,
-            biller = %biller,
-            reference = %reference,
-            account = %mask_account(account),
-        )
     }
 
     async fn do_pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
@@ -543,52 +502,22 @@ impl Connector for GasConnector {
     }
 
     async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError> {
-        let span = self.span("bills", "-", &query.biller_id, &query.account_number);
-        let result = self.do_bills(query).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_bills(query).await
     }
 
     async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
-        let span = self.span(
-            "pay",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_pay(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_pay(order).await
     }
 
     async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError> {
-        let span = self.span(
-            "status",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_status(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_status(order).await
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
-        let span = tracing::info_span!("gas", op = "health", connector = %self.id);
-        let result = self.do_health().instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_health().await
     }
 }
 
-fn log_outcome<T>(span: &tracing::Span, result: &Result<T, ConnectorError>) {
-    if let Err(e) = result {
-        span.in_scope(|| match e.next_step() {
-            NextStep::Unknown => tracing::warn!(next = ?e.next_step(), "{e}"),
-            _ => tracing::info!(next = ?e.next_step(), "{e}"),
-        });
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -596,12 +525,18 @@ mod tests {
 
     fn settings(base_url: &str) -> ConnectorSettings {
         ConnectorSettings {
-            kind: "gas-tcp".into(),
+            kind: crate::ConnectorKind::GasTcp,
             base_url: base_url.into(),
             key_id: "billclear".into(),
             secret: "s3cret".into(),
             timeout_ms: 500,
+            allow_plaintext: true,
+            ..Default::default()
         }
+    }
+
+    fn new(s: &ConnectorSettings) -> Result<GasConnector, String> {
+        GasConnector::new("g", s, &crate::PlainKeyFiles)
     }
 
     #[test]
@@ -615,53 +550,37 @@ mod tests {
             "tcp://host:99999",
             "tcp://host/x:1",
         ] {
-            assert!(GasConnector::new("g", &settings(bad)).is_err(), "{bad}");
+            assert!(new(&settings(bad)).is_err(), "{bad}");
         }
-        let c = GasConnector::new("g", &settings("tcp://127.0.0.1:9303")).unwrap();
+        let c = new(&settings("tcp://127.0.0.1:9303")).unwrap();
         assert_eq!(c.addr, "127.0.0.1:9303");
+        let mut s = settings("tcp://127.0.0.1:9303");
+        s.allow_plaintext = false;
+        assert!(new(&s).unwrap_err().contains("allow_plaintext"));
         let mut s = settings("tcp://localhost:9303");
         s.timeout_ms = 0;
-        assert!(GasConnector::new("g", &s).is_err());
+        assert!(new(&s).is_err());
         let mut s = settings("tcp://localhost:9303");
         s.secret.clear();
-        assert!(GasConnector::new("g", &s).is_err());
+        assert!(new(&s).is_err());
+        let mut s = settings("tcp://localhost:9303");
+        s.signature.scheme = crate::SignatureScheme::Sm2Sm3;
+        assert!(new(&s).unwrap_err().contains("HMAC-SHA256 only"));
         for key in ["", "seventeen-chars-x", "终端", "trailing "] {
             let mut s = settings("tcp://localhost:9303");
             s.key_id = key.into();
-            assert!(GasConnector::new("g", &s).is_err(), "{key:?}");
+            assert!(new(&s).is_err(), "{key:?}");
         }
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let c = GasConnector::new("g", &settings("tcp://127.0.0.1:9303")).unwrap();
+        let c = new(&settings("tcp://127.0.0.1:9303")).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cret") && shown.contains("redacted"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn trouble_maps_by_operation() {
-        for op in [
-            Operation::Bills,
-            Operation::Status,
-            Operation::Health,
-            Operation::Pay,
-        ] {
-            let e = classify_trouble(op, Trouble::NotConnected("refused".into()));
-            assert_eq!(e.next_step(), NextStep::Retry);
-            let expected = if op == Operation::Pay {
-                NextStep::Unknown
-            } else {
-                NextStep::Retry
-            };
-            let e = classify_trouble(op, Trouble::NoAnswer("timeout".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-            let e = classify_trouble(op, Trouble::Unreadable("bad MAC".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-        }
     }
 
     #[test]

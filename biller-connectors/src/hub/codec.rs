@@ -18,10 +18,7 @@
 //! [`HEADER_TIMESTAMP`] and [`HEADER_SIGNATURE`] over
 //! [`response_string_to_sign`], which binds them to OUR request's nonce.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat};
-use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -50,7 +47,6 @@ pub const PATH_PING: &str = "/hub/v2/ping";
 /// The query parameter of a status inquiry: OUR reference.
 pub const QUERY_PARTNER_REF: &str = "partnerRef";
 
-type HmacSha256 = Hmac<Sha256>;
 
 /// Lowercase hex SHA-256 of a body.
 pub fn body_digest(body: &[u8]) -> String {
@@ -90,30 +86,16 @@ pub fn response_string_to_sign(
     )
 }
 
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-    }
+/// The signature of `string_to_sign` under the connector's scheme, as
+/// standard base64 (padded) (HMAC-SHA256 by default; RSA or SM2 as configured).
+pub fn sign(signer: &crate::Signer, string_to_sign: &str) -> String {
+    signer.sign_base64(string_to_sign.as_bytes())
 }
 
-/// Base64 (standard, padded) HMAC-SHA256 of `string_to_sign` under `secret`.
-pub fn sign(secret: &[u8], string_to_sign: &str) -> String {
-    let mut m = mac(secret);
-    m.update(string_to_sign.as_bytes());
-    BASE64.encode(m.finalize().into_bytes())
-}
-
-/// Checks a base64 signature in constant time. A signature that is not
-/// base64 is simply wrong.
-pub fn verify(secret: &[u8], string_to_sign: &str, signature_b64: &str) -> bool {
-    let Ok(given) = BASE64.decode(signature_b64.trim()) else {
-        return false;
-    };
-    let mut m = mac(secret);
-    m.update(string_to_sign.as_bytes());
-    m.verify_slice(&given).is_ok()
+/// Checks a standard base64 (padded) signature (an HMAC in constant time). A signature
+/// that does not decode is simply wrong.
+pub fn verify(signer: &crate::Signer, string_to_sign: &str, signature: &str) -> bool {
+    signer.verify_base64(string_to_sign.as_bytes(), signature)
 }
 
 /// A random nonce: 16 random bytes in lowercase hex.
@@ -590,6 +572,10 @@ mod opt_time_str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hm(secret: &[u8]) -> crate::Signer {
+        crate::Signer::hmac(secret).unwrap()
+    }
     use crate::PayOrder;
     use std::str::FromStr;
 
@@ -662,7 +648,7 @@ mod tests {
             "d07182e3d5621675cd6fedbac882db59f4259033d90c626574735ee3575074d4"
         );
         assert_eq!(
-            sign(b"s3cret", &s),
+            sign(&hm(b"s3cret"), &s),
             "4+rokHO04zH+09nz7l0lieiMxRgOBxCEUvOa3kN6hM8="
         );
         let q = request_string_to_sign(
@@ -678,7 +664,7 @@ mod tests {
              e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(
-            sign(b"s3cret", &q),
+            sign(&hm(b"s3cret"), &q),
             "yLxWkXvI8/o9q86ND6AomBfYNOk3da3Jl4ywzsIJHV0="
         );
         let r = response_string_to_sign(403, 1_790_000_000_456, "abcd", b"");
@@ -687,28 +673,28 @@ mod tests {
             "403&1790000000456&abcd&e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(
-            sign(b"s3cret", &r),
+            sign(&hm(b"s3cret"), &r),
             "kEjQQBnPEhH8KipOEq57KXvTUL89bGk2L41CZpJje+8="
         );
         // RFC 4231 test case 2 pins the HMAC itself (hex 5bdcc146...3843).
         assert_eq!(
-            sign(b"Jefe", "what do ya want for nothing?"),
+            sign(&hm(b"Jefe"), "what do ya want for nothing?"),
             "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
         );
     }
 
     #[test]
     fn verify_refuses_bad_signatures() {
-        let sig = sign(b"k", "x");
-        assert!(verify(b"k", "x", &sig));
-        assert!(!verify(b"k", "y", &sig));
-        assert!(!verify(b"other", "x", &sig));
-        assert!(!verify(b"k", "x", "not base64!"));
-        assert!(!verify(b"k", "x", ""));
-        assert!(!verify(b"k", "x", &sig[..40]));
+        let sig = sign(&hm(b"k"), "x");
+        assert!(verify(&hm(b"k"), "x", &sig));
+        assert!(!verify(&hm(b"k"), "y", &sig));
+        assert!(!verify(&hm(b"other"), "x", &sig));
+        assert!(!verify(&hm(b"k"), "x", "not base64!"));
+        assert!(!verify(&hm(b"k"), "x", ""));
+        assert!(!verify(&hm(b"k"), "x", &sig[..40]));
         // The water scheme's hex signature of the same string is refused.
-        let hex_sig = crate::water::codec::sign(b"k", "x");
-        assert!(!verify(b"k", "x", &hex_sig));
+        let hex_sig = crate::water::codec::sign(&hm(b"k"), "x");
+        assert!(!verify(&hm(b"k"), "x", &hex_sig));
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! # Next steps
 //!
 //! How failures map into [`NextStep`] is decided in two places only:
-//! [`crate::water::classify_trouble`] for what went wrong on the way (the
+//! [`crate::transport::classify_trouble`] for what went wrong on the way (the
 //! same rules as the water connector: not connected → `Retry`; no answer or
 //! unreadable answer → `Unknown` for a payment, `Retry` otherwise) and
 //! [`HUB_CODES`] (read through [`codes::classify`]) for the hub's result
@@ -58,21 +58,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use tracing::Instrument;
 
-use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
-use crate::water::{classify_trouble, mask_account, Operation, Trouble};
+use crate::transport::http::HttpTransport;
+use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
-    PayOrder, Refusal, RemoteStatus,
+    PayOrder, PrivateKeys, Refusal, RemoteStatus, Signer,
 };
 use codec::{
     BillsAnswer, BillsInquiry, DecodeError, Envelope, PaymentAnswer, PaymentRequest, PaymentStatus,
@@ -118,15 +114,6 @@ const fn rule(code: &'static str, disposition: Disposition, meaning: &'static st
 /// The largest answer body read from the hub.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
-fn op_name(op: Operation) -> &'static str {
-    match op {
-        Operation::Bills => "bill inquiry",
-        Operation::Pay => "payment",
-        Operation::Status => "status inquiry",
-        Operation::Health => "health check",
-    }
-}
-
 /// The error for a result code that is not success (nor, for a status
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
@@ -136,7 +123,7 @@ fn failure(op: Operation, env: &Envelope) -> ConnectorError {
         &env.code,
         Some(&env.message),
         op.moves_money(),
-        &format!("{} via hub", op_name(op)),
+        &format!("{} via hub", op.name()),
     )
 }
 
@@ -144,20 +131,19 @@ fn failure(op: Operation, env: &Envelope) -> ConnectorError {
 /// biller the hub serves; the order's `biller_id` is sent as `billerCode`.
 pub struct HubConnector {
     id: String,
-    base: BaseUrl,
+    http: HttpTransport,
     merchant_id: String,
-    secret: Vec<u8>,
+    signer: Signer,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl fmt::Debug for HubConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubConnector")
             .field("id", &self.id)
-            .field("base", &self.base)
+            .field("http", &self.http)
             .field("merchant_id", &self.merchant_id)
-            .field("secret", &"<redacted>")
+            .field("signer", &self.signer)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -170,40 +156,31 @@ struct Answer {
 }
 
 impl HubConnector {
-    /// Builds the connector. `base_url` must be `http://host:port[/prefix]`,
-    /// `key_id` (our merchant id at the hub) and `secret` non-empty,
-    /// `timeout_ms` positive (it bounds each whole exchange; connecting
-    /// gets half of it, so a hub that cannot be reached is `Retry` before
-    /// the exchange times out).
-    pub fn new(id: &str, settings: &ConnectorSettings) -> Result<HubConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url, &['&'])?;
-        if settings.timeout_ms == 0 {
-            return Err("timeout_ms must be positive".into());
-        }
-        if settings.secret.is_empty() {
-            return Err("secret must not be empty".into());
-        }
+    /// Builds the connector. `base_url` must be `https://host:port[/prefix]`
+    /// (`http://` only with `allow_plaintext`), `key_id` (our merchant id
+    /// at the hub) non-empty printable ASCII, `timeout_ms` positive (it
+    /// bounds each whole exchange; connecting gets half of it, so a hub
+    /// that cannot be reached is `Retry` before the exchange times out),
+    /// and the signature settings complete.
+    pub fn new(
+        id: &str,
+        settings: &ConnectorSettings,
+        keys: &dyn PrivateKeys,
+    ) -> Result<HubConnector, String> {
+        let http = HttpTransport::new(settings, keys, &['&'])?;
         if settings.key_id.is_empty() {
             return Err("key_id (the merchant id) must not be empty".into());
         }
         if !settings.key_id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("key_id (the merchant id) must be printable ASCII".into());
         }
-        let timeout = Duration::from_millis(settings.timeout_ms);
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout / 2));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .build(http);
+        let signer = settings.signer(keys)?;
         Ok(HubConnector {
             id: id.to_string(),
-            base,
+            http,
             merchant_id: settings.key_id.clone(),
-            secret: settings.secret.as_bytes().to_vec(),
-            timeout,
-            client,
+            signer,
+            timeout: Duration::from_millis(settings.timeout_ms),
         })
     }
 
@@ -221,11 +198,11 @@ impl HubConnector {
                 .map_err(|e| ConnectorError::retry(format!("cannot encode request: {e}")))?,
             None => Vec::new(),
         };
-        let path_and_query = format!("{}{endpoint}", self.base.prefix);
+        let path_and_query = format!("{}{endpoint}", self.http.base().prefix);
         let nonce = codec::new_nonce();
         let request = self.signed_request(&method, &path_and_query, &nonce, body)?;
         let (status, headers, bytes) =
-            match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES)).await {
                 Ok(result) => result.map_err(|t| classify_trouble(op, t))?,
                 Err(_) => {
                     return Err(classify_trouble(
@@ -263,7 +240,7 @@ impl HubConnector {
             return ConnectorError::retry(format!(
                 "{} via hub: hub refused our authentication: code {} ({meaning}): {} \
                  (answer not verifiable: {why}; check merchant id and secret)",
-                op_name(op),
+                op.name(),
                 env.code,
                 env.message
             ));
@@ -281,10 +258,10 @@ impl HubConnector {
         let timestamp = chrono::Utc::now().timestamp_millis();
         let to_sign =
             codec::request_string_to_sign(method.as_str(), path_and_query, timestamp, nonce, &body);
-        let signature = codec::sign(&self.secret, &to_sign);
+        let signature = codec::sign(&self.signer, &to_sign);
         let mut builder = Request::builder()
             .method(method.clone())
-            .uri(format!("http://{}{path_and_query}", self.base.authority))
+            .uri(self.http.uri(path_and_query))
             .header(codec::HEADER_MERCHANT, &self.merchant_id)
             .header(codec::HEADER_TIMESTAMP, timestamp.to_string())
             .header(codec::HEADER_NONCE, nonce)
@@ -295,28 +272,6 @@ impl HubConnector {
         builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ConnectorError::retry(format!("cannot build request: {e}")))
-    }
-
-    /// The HTTP exchange itself, body read to the end (bounded).
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), Trouble> {
-        let response = self.client.request(request).await.map_err(|e| {
-            let why = error_chain(&e);
-            if e.is_connect() {
-                Trouble::NotConnected(why)
-            } else {
-                Trouble::NoAnswer(format!("connection lost: {why}"))
-            }
-        })?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Trouble::NoAnswer(format!("answer body lost: {e}")))?
-            .to_bytes();
-        Ok((parts.status, parts.headers, bytes))
     }
 
     fn check_signature(
@@ -338,28 +293,11 @@ impl HubConnector {
             .parse()
             .map_err(|_| format!("answer header {} is not a number", codec::HEADER_TIMESTAMP))?;
         let to_sign = codec::response_string_to_sign(status.as_u16(), timestamp, nonce, body);
-        if codec::verify(&self.secret, &to_sign, signature) {
+        if codec::verify(&self.signer, &to_sign, signature) {
             Ok(())
         } else {
             Err(format!("answer signature does not verify (HTTP {status})"))
         }
-    }
-
-    fn span(
-        &self,
-        op: &'static str,
-        reference: &str,
-        biller: &str,
-        account: &str,
-    ) -> tracing::Span {
-        tracing::info_span!(
-            "hub",
-            op,
-            connector = %self.id,
-            biller = %biller,
-            reference = %reference,
-            account = %mask_account(account),
-        )
     }
 
     async fn do_pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
@@ -508,12 +446,12 @@ fn check_echo(
         currency,
     };
     echo::check(order, &echoed).map_err(|m| {
-        ConnectorError::unknown(format!("{} via hub: echo mismatch: {m}", op_name(op)))
+        ConnectorError::unknown(format!("{} via hub: echo mismatch: {m}", op.name()))
     })?;
     if biller_code != order.biller_id {
         return Err(ConnectorError::unknown(format!(
             "{} via hub: echo mismatch: hub echoed biller {biller_code:?}, but we sent {:?}",
-            op_name(op),
+            op.name(),
             order.biller_id
         )));
     }
@@ -550,18 +488,6 @@ fn remote_status(found: StatusAnswer) -> Result<RemoteStatus, ConnectorError> {
     }
 }
 
-/// An error with its sources, for logs and reasons.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 #[async_trait]
 impl Connector for HubConnector {
     fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
@@ -577,52 +503,22 @@ impl Connector for HubConnector {
     }
 
     async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError> {
-        let span = self.span("bills", "-", &query.biller_id, &query.account_number);
-        let result = self.do_bills(query).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_bills(query).await
     }
 
     async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
-        let span = self.span(
-            "pay",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_pay(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_pay(order).await
     }
 
     async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError> {
-        let span = self.span(
-            "status",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_status(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_status(order).await
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
-        let span = tracing::info_span!("hub", op = "health", connector = %self.id);
-        let result = self.do_health().instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_health().await
     }
 }
 
-fn log_outcome<T>(span: &tracing::Span, result: &Result<T, ConnectorError>) {
-    if let Err(e) = result {
-        span.in_scope(|| match e.next_step() {
-            NextStep::Unknown => tracing::warn!(next = ?e.next_step(), "{e}"),
-            _ => tracing::info!(next = ?e.next_step(), "{e}"),
-        });
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -630,53 +526,52 @@ mod tests {
 
     fn settings(base_url: &str) -> ConnectorSettings {
         ConnectorSettings {
-            kind: "hub-json".into(),
+            kind: crate::ConnectorKind::HubJson,
             base_url: base_url.into(),
             key_id: "billclear".into(),
             secret: "s3cret".into(),
             timeout_ms: 500,
+            allow_plaintext: true,
+            ..Default::default()
         }
+    }
+
+    fn new(s: &ConnectorSettings) -> Result<HubConnector, String> {
+        HubConnector::new("hub", s, &crate::PlainKeyFiles)
     }
 
     #[test]
     fn settings_are_validated() {
-        for bad in [
-            "https://127.0.0.1:9305",
-            "127.0.0.1:9305",
-            "http://127.0.0.1",
-            "http://:9305",
-            "http://host:0",
-            "http://host:1/a?b",
-        ] {
-            assert!(HubConnector::new("hub", &settings(bad)).is_err(), "{bad}");
+        for bad in ["127.0.0.1:9305", "http://127.0.0.1", "http://host:1/a&b"] {
+            assert!(new(&settings(bad)).is_err(), "{bad}");
         }
-        let c = HubConnector::new("hub", &settings("http://127.0.0.1:9305/gw/")).unwrap();
-        assert_eq!(c.base.authority, "127.0.0.1:9305");
-        assert_eq!(c.base.prefix, "/gw");
+        let c = new(&settings("http://127.0.0.1:9305/gw/")).unwrap();
+        assert_eq!(c.http.base().authority, "127.0.0.1:9305");
+        assert_eq!(c.http.base().prefix, "/gw");
         let mut s = settings("http://127.0.0.1:9305");
         s.timeout_ms = 0;
-        assert!(HubConnector::new("hub", &s).is_err());
+        assert!(new(&s).is_err());
         let mut s = settings("http://127.0.0.1:9305");
         s.secret.clear();
-        assert!(HubConnector::new("hub", &s).is_err());
+        assert!(new(&s).is_err());
         let mut s = settings("http://127.0.0.1:9305");
         s.key_id = "bill clear".into();
-        assert!(HubConnector::new("hub", &s).is_err());
+        assert!(new(&s).is_err());
     }
 
     #[test]
     fn build_knows_the_hub_kind() {
-        let c = crate::build("hub", &settings("http://127.0.0.1:9305")).unwrap();
+        let c = crate::build("hub", &settings("http://127.0.0.1:9305"), &crate::PlainKeyFiles).unwrap();
         assert_eq!(c.id(), "hub");
         let mut s = settings("http://127.0.0.1:9305");
-        s.kind = "hub-xml".into();
-        let e = crate::build("hub", &s).err().unwrap().to_string();
-        assert!(e.contains("\"hub-json\""), "{e}");
+        s.kind = crate::ConnectorKind::CoopFile;
+        let e = crate::build("hub", &s, &crate::PlainKeyFiles).err().unwrap().to_string();
+        assert!(e.contains("not an online connector"), "{e}");
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let c = HubConnector::new("hub", &settings("http://127.0.0.1:9305")).unwrap();
+        let c = new(&settings("http://127.0.0.1:9305")).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cret") && shown.contains("redacted"),
@@ -740,7 +635,7 @@ mod tests {
 
     #[test]
     fn only_a_401_4010_is_trusted_unsigned() {
-        let c = HubConnector::new("hub", &settings("http://127.0.0.1:9305")).unwrap();
+        let c = HubConnector::new("hub", &settings("http://127.0.0.1:9305"), &crate::transport::tls::PlainKeyFiles).unwrap();
         let e = c.unverified(
             Operation::Pay,
             StatusCode::UNAUTHORIZED,

@@ -22,7 +22,7 @@ use quick_xml::{Reader, Writer, XmlVersion};
 use rust_decimal::Decimal;
 
 pub use crate::water::codec::{body_digest, parse_amount};
-use crate::water::codec::{sign, verify};
+use crate::Signer;
 
 /// The one endpoint (POST); the message type says what is asked.
 pub const PATH_GATEWAY: &str = "/power/gateway";
@@ -133,9 +133,10 @@ pub fn string_to_mac(
     )
 }
 
-/// Lowercase hex HMAC-SHA256 of `string_to_mac` under `secret`.
-pub fn mac(secret: &[u8], string_to_mac: &str) -> String {
-    sign(secret, string_to_mac)
+/// The lowercase hex signature of `string_to_mac` under the connector's
+/// scheme (HMAC-SHA256 by default; RSA or SM2 as configured).
+pub fn mac(signer: &Signer, string_to_mac: &str) -> String {
+    signer.sign_hex(string_to_mac.as_bytes())
 }
 
 /// A fresh message id: 16 random bytes in lowercase hex.
@@ -229,10 +230,10 @@ pub fn encode_body(nodes: &[Node]) -> Vec<u8> {
 
 /// A whole message: declaration, root, header with its MAC, body. No
 /// whitespace between elements.
-pub fn encode_message(header: &OutHeader<'_>, nodes: &[Node], secret: &[u8]) -> Vec<u8> {
+pub fn encode_message(header: &OutHeader<'_>, nodes: &[Node], signer: &Signer) -> Vec<u8> {
     let body = encode_body(nodes);
     let mac = mac(
-        secret,
+        signer,
         &string_to_mac(
             header.msg_type,
             header.sender,
@@ -633,9 +634,10 @@ impl Message {
         )
     }
 
-    /// Whether the MAC verifies under `secret` (constant time).
-    pub fn mac_verifies(&self, secret: &[u8]) -> bool {
-        verify(secret, &self.string_to_mac(), &self.header.mac)
+    /// Whether the MAC (signature) verifies under the counterpart's key
+    /// (an HMAC in constant time).
+    pub fn mac_verifies(&self, signer: &Signer) -> bool {
+        signer.verify_hex(self.string_to_mac().as_bytes(), &self.header.mac)
     }
 }
 
@@ -1167,6 +1169,10 @@ mod tests {
     use std::str::FromStr;
 
     const SECRET: &[u8] = b"s3cret";
+
+    fn hm(secret: &[u8]) -> Signer {
+        Signer::hmac(secret).unwrap()
+    }
     const MSG_ID: &str = "00112233445566778899aabbccddeeff";
     const TS: &str = "2026-11-29T02:03:04.005Z";
 
@@ -1201,7 +1207,7 @@ mod tests {
             String::from_utf8(encode_body(&nodes)).unwrap(),
             PAY_REQ_BODY
         );
-        let xml = encode_message(&request_header(), &nodes, SECRET);
+        let xml = encode_message(&request_header(), &nodes, &hm(SECRET));
         assert_eq!(
             String::from_utf8(xml).unwrap(),
             format!(
@@ -1246,7 +1252,7 @@ mod tests {
             "1938dceb476fef39259793b64050824d748f702813f5301d21da24861e1b9e6a"
         );
         assert_eq!(
-            mac(SECRET, &s),
+            mac(&hm(SECRET), &s),
             "ad8e170b026d6e6c036f8c91f91ae4a6acc364a137c3af27a4ba30b457091096"
         );
         let answer = string_to_mac(
@@ -1261,7 +1267,7 @@ mod tests {
             "PAY_RSP|sh-power-gateway|b1|2026-11-29T10:03:04.120+08:00|{MSG_ID}|"
         )));
         assert_eq!(
-            mac(SECRET, &answer),
+            mac(&hm(SECRET), &answer),
             "c89563f032b0ea5b883fbfc2d24c56a98579c8b296f914196b07431e5e0eebcf"
         );
     }
@@ -1300,8 +1306,8 @@ mod tests {
         assert_eq!(m.header.in_reply_to.as_deref(), Some(MSG_ID));
         assert!(m.body_bytes.starts_with(b"<Body>\n    <RetCode>"));
         assert!(m.body_bytes.ends_with(b"</Extra>\n  </Body>"));
-        assert!(m.mac_verifies(SECRET));
-        assert!(!m.mac_verifies(b"other"));
+        assert!(m.mac_verifies(&hm(SECRET)));
+        assert!(!m.mac_verifies(&hm(b"other")));
         let ret = RetStatus::decode(&m.body).unwrap();
         assert_eq!(ret.ret_code, "00");
         assert_eq!(ret.ret_msg, "success & thanks");
@@ -1317,11 +1323,11 @@ mod tests {
         let tampered = GOLDEN_PAY_RSP.replace("88.50", "88.51");
         assert!(!decode_message(tampered.as_bytes())
             .unwrap()
-            .mac_verifies(SECRET));
+            .mac_verifies(&hm(SECRET)));
         let tampered = GOLDEN_PAY_RSP.replace("<MsgId>b1<", "<MsgId>b2<");
         assert!(!decode_message(tampered.as_bytes())
             .unwrap()
-            .mac_verifies(SECRET));
+            .mac_verifies(&hm(SECRET)));
     }
 
     #[test]
@@ -1348,7 +1354,7 @@ mod tests {
         let xml = encode_message(
             &header,
             &RetStatus::with("00", "ok", answer.to_nodes()),
-            SECRET,
+            &hm(SECRET),
         );
         let text = String::from_utf8(xml.clone()).unwrap();
         assert!(
@@ -1358,7 +1364,7 @@ mod tests {
             "{text}"
         );
         let m = decode_message(&xml).unwrap();
-        assert!(m.mac_verifies(SECRET));
+        assert!(m.mac_verifies(&hm(SECRET)));
         assert_eq!(QueryAnswer::decode(&m.body).unwrap(), answer);
 
         let bills = BillsAnswer {
@@ -1372,7 +1378,7 @@ mod tests {
             }],
         };
         let body = RetStatus::with("00", "ok", bills.to_nodes());
-        let xml = encode_message(&request_header(), &body, SECRET);
+        let xml = encode_message(&request_header(), &body, &hm(SECRET));
         let m = decode_message(&xml).unwrap();
         assert_eq!(BillsAnswer::decode(&m.body).unwrap(), bills);
         let empty = BillsAnswer {
@@ -1382,17 +1388,17 @@ mod tests {
         let xml = encode_message(
             &request_header(),
             &RetStatus::with("00", "ok", empty.to_nodes()),
-            SECRET,
+            &hm(SECRET),
         );
         assert!(String::from_utf8_lossy(&xml).contains("<Bills></Bills>"));
         assert_eq!(
             BillsAnswer::decode(&decode_message(&xml).unwrap().body).unwrap(),
             empty
         );
-        let echo = encode_message(&request_header(), &[], SECRET);
+        let echo = encode_message(&request_header(), &[], &hm(SECRET));
         let m = decode_message(&echo).unwrap();
         assert_eq!(m.body_bytes, b"<Body></Body>");
-        assert!(m.mac_verifies(SECRET));
+        assert!(m.mac_verifies(&hm(SECRET)));
     }
 
     fn error_of(xml: &str) -> String {

@@ -77,26 +77,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{Offset, Utc};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tracing::Instrument;
 
-use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
+use crate::transport::http::HttpTransport;
+pub use crate::transport::{classify_trouble, Operation, Trouble};
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
-    PayOrder, Refusal, RemoteStatus,
+    PayOrder, PrivateKeys, Refusal, RemoteStatus, Signer,
 };
 use codec::{
     BillsAnswer, BillsRequest, DecodeError, Message, MsgType, Node, OutHeader, PayAnswer,
     PayRequest, PaymentState, QueryAnswer, QueryRequest, RetStatus,
 };
 
-pub use crate::water::mask_account;
+pub use crate::transport::mask_account;
 
 /// The electricity company's result codes. Read only through
 /// [`codes::classify`]; a code not listed here is outcome unknown.
@@ -135,74 +132,13 @@ const fn rule(code: &'static str, disposition: Disposition, meaning: &'static st
 /// The largest answer body read from the biller.
 const MAX_ANSWER_BYTES: usize = codec::MAX_MESSAGE_BYTES;
 
-/// The operations of the protocol. Only `Pay` moves money, so only its
-/// uncertain failures are outcome unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Bills,
-    Pay,
-    Status,
-    Health,
-}
-
-impl Operation {
-    /// Whether a lost answer may mean money moved.
-    pub fn moves_money(self) -> bool {
-        matches!(self, Operation::Pay)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Bills => "bill inquiry",
-            Operation::Pay => "payment",
-            Operation::Status => "status inquiry",
-            Operation::Health => "health check",
-        }
-    }
-
-    fn msg_type(self) -> MsgType {
-        match self {
-            Operation::Bills => MsgType::BillReq,
-            Operation::Pay => MsgType::PayReq,
-            Operation::Status => MsgType::QryReq,
-            Operation::Health => MsgType::EchoReq,
-        }
-    }
-}
-
-/// What went wrong on the way to or from the biller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trouble {
-    /// No connection could be made: nothing was sent.
-    NotConnected(String),
-    /// The request may have been sent, but no answer came: timeout, or the
-    /// connection was lost after the request was written.
-    NoAnswer(String),
-    /// An answer came but cannot be trusted or read: malformed XML, a
-    /// missing element, a non-decimal amount, a bad MAC, not bound to our
-    /// MsgId.
-    Unreadable(String),
-}
-
-/// The one place transport trouble becomes a next step.
-///
-/// * `NotConnected` → `Retry` for every operation: nothing was sent.
-/// * `NoAnswer` and `Unreadable` → for `Pay`, `Unknown` (the biller may
-///   have credited the payment: ask, never re-send); for bill inquiry,
-///   status inquiry and health, `Retry` (they move no money).
-pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
-    match trouble {
-        Trouble::NotConnected(why) => {
-            ConnectorError::retry(format!("{}: could not connect: {why}", op.name()))
-        }
-        Trouble::NoAnswer(why) | Trouble::Unreadable(why) => {
-            let reason = format!("{}: {why}", op.name());
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
+/// The message type of a request of `op`.
+fn msg_type(op: Operation) -> MsgType {
+    match op {
+        Operation::Bills => MsgType::BillReq,
+        Operation::Pay => MsgType::PayReq,
+        Operation::Status => MsgType::QryReq,
+        Operation::Health => MsgType::EchoReq,
     }
 }
 
@@ -222,20 +158,19 @@ fn failure(op: Operation, ret: &RetStatus) -> ConnectorError {
 /// The electricity company connector (`kind = "power-xml"`).
 pub struct PowerConnector {
     id: String,
-    base: BaseUrl,
+    http: HttpTransport,
     key_id: String,
-    secret: Vec<u8>,
+    signer: Signer,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl fmt::Debug for PowerConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PowerConnector")
             .field("id", &self.id)
-            .field("base", &self.base)
+            .field("http", &self.http)
             .field("key_id", &self.key_id)
-            .field("secret", &"<redacted>")
+            .field("signer", &self.signer)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -249,19 +184,18 @@ struct Answer {
 }
 
 impl PowerConnector {
-    /// Builds the connector. `base_url` must be `http://host:port[/prefix]`,
-    /// `timeout_ms` positive (it bounds each whole exchange; connecting
-    /// gets half of it, so a biller that cannot be reached is `Retry`
-    /// before the exchange times out), the secret non-empty, and the key id
-    /// a valid header value (it is our `Sender`).
-    pub fn new(id: &str, settings: &ConnectorSettings) -> Result<PowerConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url, &[])?;
-        if settings.timeout_ms == 0 {
-            return Err("timeout_ms must be positive".into());
-        }
-        if settings.secret.is_empty() {
-            return Err("secret must not be empty".into());
-        }
+    /// Builds the connector. `base_url` must be `https://host:port[/prefix]`
+    /// (`http://` only with `allow_plaintext`), `timeout_ms` positive (it
+    /// bounds each whole exchange; connecting gets half of it, so a biller
+    /// that cannot be reached is `Retry` before the exchange times out),
+    /// the signature settings complete, and the key id a valid header value
+    /// (it is our `Sender`).
+    pub fn new(
+        id: &str,
+        settings: &ConnectorSettings,
+        keys: &dyn PrivateKeys,
+    ) -> Result<PowerConnector, String> {
+        let http = HttpTransport::new(settings, keys, &[])?;
         if !codec::valid_header_value(&settings.key_id) {
             return Err(format!(
                 "key_id {:?} must be 1..={} printable ASCII characters without `|`",
@@ -269,21 +203,13 @@ impl PowerConnector {
                 codec::MAX_HEADER_VALUE
             ));
         }
-        let timeout = Duration::from_millis(settings.timeout_ms);
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout / 2));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .build(http);
+        let signer = settings.signer(keys)?;
         Ok(PowerConnector {
             id: id.to_string(),
-            base,
+            http,
             key_id: settings.key_id.clone(),
-            secret: settings.secret.as_bytes().to_vec(),
-            timeout,
-            client,
+            signer,
+            timeout: Duration::from_millis(settings.timeout_ms),
         })
     }
 
@@ -292,26 +218,25 @@ impl PowerConnector {
         let msg_id = codec::new_msg_id();
         let timestamp = codec::format_time(&Utc::now(), Utc.fix());
         let header = OutHeader {
-            msg_type: op.msg_type(),
+            msg_type: msg_type(op),
             sender: &self.key_id,
             msg_id: &msg_id,
             timestamp: &timestamp,
             in_reply_to: None,
         };
-        let xml = codec::encode_message(&header, body, &self.secret);
+        let xml = codec::encode_message(&header, body, &self.signer);
         let request = Request::builder()
             .method(Method::POST)
-            .uri(format!(
-                "http://{}{}{}",
-                self.base.authority,
-                self.base.prefix,
+            .uri(self.http.uri(&format!(
+                "{}{}",
+                self.http.base().prefix,
                 codec::PATH_GATEWAY
-            ))
+            )))
             .header(hyper::header::CONTENT_TYPE, codec::CONTENT_TYPE)
             .body(Full::new(Bytes::from(xml)))
             .map_err(|e| ConnectorError::retry(format!("cannot build request: {e}")))?;
-        let (status, bytes) = match tokio::time::timeout(self.timeout, self.exchange(request)).await
-        {
+        let exchange = self.http.exchange(request, MAX_ANSWER_BYTES);
+        let (status, _, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result.map_err(|t| classify_trouble(op, t))?,
             Err(_) => {
                 return Err(classify_trouble(
@@ -323,7 +248,7 @@ impl PowerConnector {
         let message = codec::decode_message(&bytes).map_err(|e| {
             classify_trouble(op, Trouble::Unreadable(format!("{e} (HTTP {status})")))
         })?;
-        if !message.mac_verifies(&self.secret) {
+        if !message.mac_verifies(&self.signer) {
             return Err(self.unverified(op, status, &message));
         }
         check_binding(op, &msg_id, &message.header)
@@ -360,45 +285,6 @@ impl PowerConnector {
             }
         }
         classify_trouble(op, Trouble::Unreadable(why))
-    }
-
-    /// The HTTP exchange itself, body read to the end (bounded).
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, Bytes), Trouble> {
-        let response = self.client.request(request).await.map_err(|e| {
-            let why = error_chain(&e);
-            if e.is_connect() {
-                Trouble::NotConnected(why)
-            } else {
-                Trouble::NoAnswer(format!("connection lost: {why}"))
-            }
-        })?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Trouble::NoAnswer(format!("answer body lost: {e}")))?
-            .to_bytes();
-        Ok((parts.status, bytes))
-    }
-
-    fn span(
-        &self,
-        op: &'static str,
-        reference: &str,
-        biller: &str,
-        account: &str,
-    ) -> tracing::Span {
-        tracing::info_span!(
-            "power",
-            op,
-            connector = %self.id,
-            biller = %biller,
-            reference = %reference,
-            account = %mask_account(account),
-        )
     }
 
     async fn do_pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
@@ -507,7 +393,7 @@ fn check_binding(op: Operation, msg_id: &str, header: &codec::Header) -> Result<
             header.in_reply_to.as_deref().unwrap_or("")
         ));
     }
-    let expected = op.msg_type().answer();
+    let expected = msg_type(op).answer();
     if Some(header.msg_type) != expected {
         return Err(format!(
             "answer is {}, expected {}",
@@ -548,18 +434,6 @@ fn remote_status(found: QueryAnswer) -> Result<RemoteStatus, ConnectorError> {
     }
 }
 
-/// An error with its sources, for logs and reasons.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 #[async_trait]
 impl Connector for PowerConnector {
     fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
@@ -575,52 +449,22 @@ impl Connector for PowerConnector {
     }
 
     async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError> {
-        let span = self.span("bills", "-", &query.biller_id, &query.account_number);
-        let result = self.do_bills(query).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_bills(query).await
     }
 
     async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
-        let span = self.span(
-            "pay",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_pay(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_pay(order).await
     }
 
     async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError> {
-        let span = self.span(
-            "status",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_status(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_status(order).await
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
-        let span = tracing::info_span!("power", op = "health", connector = %self.id);
-        let result = self.do_health().instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_health().await
     }
 }
 
-fn log_outcome<T>(span: &tracing::Span, result: &Result<T, ConnectorError>) {
-    if let Err(e) = result {
-        span.in_scope(|| match e.next_step() {
-            NextStep::Unknown => tracing::warn!(next = ?e.next_step(), "{e}"),
-            _ => tracing::info!(next = ?e.next_step(), "{e}"),
-        });
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -628,82 +472,49 @@ mod tests {
 
     fn settings(base_url: &str) -> ConnectorSettings {
         ConnectorSettings {
-            kind: "power-xml".into(),
+            kind: crate::ConnectorKind::PowerXml,
             base_url: base_url.into(),
             key_id: "billclear".into(),
             secret: "s3cret".into(),
             timeout_ms: 500,
+            allow_plaintext: true,
+            ..Default::default()
         }
+    }
+
+    fn new(s: &ConnectorSettings) -> Result<PowerConnector, String> {
+        PowerConnector::new("p", s, &crate::PlainKeyFiles)
     }
 
     #[test]
     fn settings_are_validated() {
-        for bad in [
-            "https://127.0.0.1:9302",
-            "127.0.0.1:9302",
-            "http://127.0.0.1",
-            "http://:9302",
-            "http://host:0",
-            "http://host:1/a?b",
-        ] {
-            assert!(PowerConnector::new("p", &settings(bad)).is_err(), "{bad}");
+        for bad in ["127.0.0.1:9302", "http://127.0.0.1", "http://host:1/a?b"] {
+            assert!(new(&settings(bad)).is_err(), "{bad}");
         }
-        let c = PowerConnector::new("p", &settings("http://127.0.0.1:9302/")).unwrap();
-        assert_eq!(c.base.authority, "127.0.0.1:9302");
-        assert_eq!(c.base.prefix, "");
+        let c = new(&settings("http://127.0.0.1:9302/")).unwrap();
+        assert_eq!(c.http.base().authority, "127.0.0.1:9302");
+        assert_eq!(c.http.base().prefix, "");
         let mut s = settings("http://127.0.0.1:9302");
         s.timeout_ms = 0;
-        assert!(PowerConnector::new("p", &s).is_err());
+        assert!(new(&s).is_err());
         let mut s = settings("http://127.0.0.1:9302");
         s.secret.clear();
-        assert!(PowerConnector::new("p", &s).is_err());
+        assert!(new(&s).is_err());
         for bad_key in ["", "bill|clear", "bill clear"] {
             let mut s = settings("http://127.0.0.1:9302");
             s.key_id = bad_key.into();
-            assert!(PowerConnector::new("p", &s).is_err(), "{bad_key:?}");
+            assert!(new(&s).is_err(), "{bad_key:?}");
         }
-    }
-
-    #[test]
-    fn build_knows_the_kind() {
-        let c = crate::build("power-direct", &settings("http://127.0.0.1:9302")).unwrap();
-        assert_eq!(c.id(), "power-direct");
-        let mut s = settings("http://127.0.0.1:9302");
-        s.kind = "power-json".into();
-        let e = crate::build("x", &s).err().unwrap();
-        assert!(e.reason.contains("\"power-xml\""), "{e}");
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let c = PowerConnector::new("p", &settings("http://127.0.0.1:9302")).unwrap();
+        let c = new(&settings("http://127.0.0.1:9302")).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cret") && shown.contains("redacted"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn trouble_maps_by_operation() {
-        for op in [
-            Operation::Bills,
-            Operation::Status,
-            Operation::Health,
-            Operation::Pay,
-        ] {
-            let e = classify_trouble(op, Trouble::NotConnected("refused".into()));
-            assert_eq!(e.next_step(), NextStep::Retry);
-            let expected = if op == Operation::Pay {
-                NextStep::Unknown
-            } else {
-                NextStep::Retry
-            };
-            let e = classify_trouble(op, Trouble::NoAnswer("timeout".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-            let e = classify_trouble(op, Trouble::Unreadable("bad MAC".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-        }
     }
 
     fn ret(code: &str) -> RetStatus {
@@ -766,9 +577,9 @@ mod tests {
 
     #[test]
     fn operations_send_their_request_types() {
-        assert_eq!(Operation::Pay.msg_type(), MsgType::PayReq);
-        assert_eq!(Operation::Status.msg_type(), MsgType::QryReq);
-        assert_eq!(Operation::Bills.msg_type(), MsgType::BillReq);
-        assert_eq!(Operation::Health.msg_type(), MsgType::EchoReq);
+        assert_eq!(msg_type(Operation::Pay), MsgType::PayReq);
+        assert_eq!(msg_type(Operation::Status), MsgType::QryReq);
+        assert_eq!(msg_type(Operation::Bills), MsgType::BillReq);
+        assert_eq!(msg_type(Operation::Health), MsgType::EchoReq);
     }
 }

@@ -34,8 +34,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
 use rust_decimal::Decimal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -65,6 +64,9 @@ pub struct GasSimConfig {
     pub key_id: String,
     /// The shared MAC secret.
     pub secret: String,
+    /// Serve the link over TLS with this configuration (see
+    /// [`super::http::server_tls`]); plaintext TCP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
     /// The offset whose calendar day is the confirmation file's business
@@ -80,6 +82,7 @@ impl GasSimConfig {
         GasSimConfig {
             key_id: key_id.to_string(),
             secret: secret.to_string(),
+            tls: None,
             currency: "CNY".to_string(),
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             book: Vec::new(),
@@ -113,6 +116,7 @@ struct Books {
 struct Shared {
     key_id: String,
     secret: Vec<u8>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     currency: String,
     utc_offset: FixedOffset,
     books: Arc<Books>,
@@ -178,6 +182,7 @@ impl GasSim {
         let config = GasSimConfig {
             key_id: self.shared.key_id.clone(),
             secret: String::from_utf8_lossy(&self.shared.secret).into_owned(),
+            tls: self.shared.tls.clone(),
             currency: self.shared.currency.clone(),
             utc_offset: self.shared.utc_offset,
             book: Vec::new(),
@@ -223,6 +228,7 @@ impl GasSim {
         let shared = Arc::new(Shared {
             key_id: config.key_id,
             secret: config.secret.into_bytes(),
+            tls: config.tls,
             currency: config.currency,
             utc_offset: config.utc_offset,
             books,
@@ -250,9 +256,11 @@ impl GasSim {
         })
     }
 
-    /// Where the link listens: `tcp://127.0.0.1:PORT` (a `base_url`).
+    /// Where the link listens: `tcp://127.0.0.1:PORT`, or `tls://…` when
+    /// the link is secured (a `base_url`).
     pub fn address(&self) -> String {
-        format!("tcp://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() { "tls" } else { "tcp" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The link's socket address.
@@ -357,6 +365,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 async fn accept_loop(listener: TcpListener, sim: Arc<Shared>) {
     let stop = sim.stop.clone();
+    let acceptor = sim.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             _ = stopped(stop.clone()) => break,
@@ -366,7 +375,7 @@ async fn accept_loop(listener: TcpListener, sim: Arc<Shared>) {
             Ok((stream, peer)) => {
                 sim.books.links.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(%peer, "gas link accepted");
-                tokio::spawn(serve_link(sim.clone(), stream));
+                tokio::spawn(open_link(sim.clone(), stream, acceptor.clone()));
             }
             Err(e) if *stop.borrow() => {
                 tracing::debug!("accept stopped: {e}");
@@ -381,10 +390,27 @@ async fn accept_loop(listener: TcpListener, sim: Arc<Shared>) {
     tracing::info!("gas simulator stopped");
 }
 
-/// One link: reads requests, hands answers to its writer task.
-async fn serve_link(sim: Arc<Shared>, stream: TcpStream) {
+/// Opens one link: the TLS handshake first when the link is secured.
+async fn open_link(sim: Arc<Shared>, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
-    let (mut read, write) = stream.into_split();
+    match tls {
+        None => serve_link(sim, stream).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_link(sim, tls).await,
+                Ok(Err(e)) => tracing::info!("gas link TLS handshake refused: {e}"),
+                Err(_) => tracing::info!("gas link TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// One link: reads requests, hands answers to its writer task.
+async fn serve_link<S>(sim: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut read, write) = tokio::io::split(stream);
     let (answers, queue) = mpsc::channel(ANSWER_QUEUE);
     let writer = tokio::spawn(write_answers(sim.clone(), write, queue));
     loop {
@@ -406,7 +432,7 @@ async fn serve_link(sim: Arc<Shared>, stream: TcpStream) {
     }
 }
 
-async fn read_frame(read: &mut OwnedReadHalf) -> Result<Vec<u8>, String> {
+async fn read_frame<R: AsyncRead + Unpin>(read: &mut R) -> Result<Vec<u8>, String> {
     let mut prefix = [0u8; codec::PREFIX_WIDTH];
     read.read_exact(&mut prefix)
         .await
@@ -420,9 +446,9 @@ async fn read_frame(read: &mut OwnedReadHalf) -> Result<Vec<u8>, String> {
 }
 
 /// Writes answers in order, or held and reversed (`out_of_order`).
-async fn write_answers(
+async fn write_answers<W: AsyncWrite + Unpin>(
     sim: Arc<Shared>,
-    mut write: OwnedWriteHalf,
+    mut write: W,
     mut queue: mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
@@ -455,6 +481,10 @@ async fn write_answers(
                 tracing::info!("gas link write failed: {e}");
                 return;
             }
+        }
+        if let Err(e) = write.flush().await {
+            tracing::info!("gas link flush failed: {e}");
+            return;
         }
     }
 }

@@ -44,13 +44,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, SubsecRound, Utc};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::http::{accept_loop, stopped, SimSecurity};
 use super::{csv_field, money2, Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use crate::hub::codec::{
     self, BillsAnswer, BillsInquiry, HubBill, PaymentAnswer, PaymentRequest, PaymentStatus, Reply,
@@ -93,6 +92,9 @@ pub struct HubSimConfig {
     pub key_id: String,
     /// The shared HMAC secret (requests and answers).
     pub secret: String,
+    /// TLS and a signature scheme other than the HMAC secret (default:
+    /// plaintext, HMAC).
+    pub security: SimSecurity,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
     /// The hub's offset: its times, its business day and its `hubTxnId`
@@ -113,6 +115,7 @@ impl HubSimConfig {
         HubSimConfig {
             key_id: key_id.to_string(),
             secret: secret.to_string(),
+            security: SimSecurity::default(),
             currency: "CNY".to_string(),
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             hub_id: "SIMHUB".to_string(),
@@ -252,6 +255,7 @@ pub fn statement_csv(
 pub struct HubSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     /// A second handle on the listening socket, so that `shutdown` closes
     /// it at once (connecting is refused as soon as it returns).
@@ -262,7 +266,7 @@ pub struct HubSim {
 /// What the handlers share.
 struct Shared {
     key_id: String,
-    secret: Vec<u8>,
+    signer: Arc<crate::Signer>,
     currency: String,
     utc_offset: FixedOffset,
     hub_id: String,
@@ -299,6 +303,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl HubSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: HubSimConfig) -> std::io::Result<HubSim> {
+        let config_tls = config.security.tls.clone();
+        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || config.key_id.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -323,7 +329,7 @@ impl HubSim {
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
-            secret: config.secret.into_bytes(),
+            signer: config.security.signer_or_hmac(&config.secret)?,
             currency: config.currency,
             utc_offset: config.utc_offset,
             hub_id: config.hub_id,
@@ -333,11 +339,19 @@ impl HubSim {
             pay_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        tokio::spawn(accept_loop(listener, router(shared.clone()), stop_rx));
+        let scheme = config_scheme;
+        tokio::spawn(accept_loop(
+            "hub",
+            listener,
+            router(shared.clone()),
+            stop_rx,
+            config_tls,
+        ));
         tracing::info!(%addr, "hub simulator listening");
         Ok(HubSim {
             shared,
             addr,
+            scheme,
             stop,
             #[cfg(unix)]
             listen_handle,
@@ -346,7 +360,7 @@ impl HubSim {
 
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).
@@ -473,48 +487,8 @@ impl Ledger {
     }
 }
 
-/// Resolves once the simulator is stopping.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
 
-async fn accept_loop(listener: TcpListener, app: Router, stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stopped(stop.clone()) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), stop.clone()));
-            }
-            Err(e) if *stop.borrow() => {
-                tracing::debug!("accept stopped: {e}");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    tracing::info!("hub simulator stopped");
-}
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-    tokio::select! {
-        result = conn => if let Err(e) = result {
-            tracing::debug!("connection ended: {e}");
-        },
-        _ = stopped(stop) => {}
-    }
-}
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -774,7 +748,7 @@ impl Shared {
         let signature = header_str(headers, codec::HEADER_SIGNATURE).unwrap_or_default();
         let to_sign =
             codec::request_string_to_sign(method.as_str(), path_and_query, timestamp, nonce, body);
-        if !codec::verify(&self.secret, &to_sign, signature) {
+        if !codec::verify(&self.signer, &to_sign, signature) {
             return Err(("signature rejected", true));
         }
         Ok(())
@@ -793,7 +767,7 @@ impl Shared {
             let timestamp = Utc::now().timestamp_millis();
             let to_sign =
                 codec::response_string_to_sign(p.status.as_u16(), timestamp, nonce, &p.body);
-            let signature = codec::sign(&self.secret, &to_sign);
+            let signature = codec::sign(&self.signer, &to_sign);
             let headers = response.headers_mut();
             if let (Ok(t), Ok(s)) = (timestamp.to_string().parse(), signature.parse()) {
                 headers.insert(codec::HEADER_TIMESTAMP, t);

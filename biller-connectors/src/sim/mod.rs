@@ -7,6 +7,7 @@
 
 pub mod coop;
 pub mod gas;
+pub mod http;
 pub mod hub;
 pub mod power;
 pub mod water;
@@ -16,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use coop::{CoopSim, CoopSimConfig};
+pub use http::{server_tls, SimSecurity};
 pub use gas::{GasSim, GasSimConfig};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};

@@ -22,12 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rust_decimal::Decimal;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::http::{accept_loop, stopped, SimSecurity};
 use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use crate::power::codec::{
     self, BillsAnswer, BillsRequest, Confirmation, ConfirmedCredit, Element, Message, MsgType,
@@ -55,6 +54,9 @@ pub struct PowerSimConfig {
     pub key_id: String,
     /// The shared MAC secret (requests and answers).
     pub secret: String,
+    /// TLS and a signature scheme other than the HMAC secret (default:
+    /// plaintext, HMAC).
+    pub security: SimSecurity,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
     /// The offset of the simulator's clock in messages, and whose calendar
@@ -70,6 +72,7 @@ impl PowerSimConfig {
         PowerSimConfig {
             key_id: key_id.to_string(),
             secret: secret.to_string(),
+            security: SimSecurity::default(),
             currency: "CNY".to_string(),
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             book: Vec::new(),
@@ -81,6 +84,7 @@ impl PowerSimConfig {
 pub struct PowerSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     /// A second handle on the listening socket, so that `shutdown` closes
     /// it at once (connecting is refused as soon as it returns).
@@ -91,7 +95,7 @@ pub struct PowerSim {
 /// What the handlers share.
 struct Shared {
     key_id: String,
-    secret: Vec<u8>,
+    signer: Arc<crate::Signer>,
     currency: String,
     utc_offset: FixedOffset,
     faults: Mutex<Faults>,
@@ -135,6 +139,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PowerSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: PowerSimConfig) -> std::io::Result<PowerSim> {
+        let config_tls = config.security.tls.clone();
+        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || !codec::valid_header_value(&config.key_id) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -160,7 +166,7 @@ impl PowerSim {
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
-            secret: config.secret.into_bytes(),
+            signer: config.security.signer_or_hmac(&config.secret)?,
             currency: config.currency,
             utc_offset: config.utc_offset,
             faults: Mutex::new(Faults::default()),
@@ -168,11 +174,19 @@ impl PowerSim {
             pay_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        tokio::spawn(accept_loop(listener, router(shared.clone()), stop_rx));
+        let scheme = config_scheme;
+        tokio::spawn(accept_loop(
+            "power",
+            listener,
+            router(shared.clone()),
+            stop_rx,
+            config_tls,
+        ));
         tracing::info!(%addr, "power simulator listening");
         Ok(PowerSim {
             shared,
             addr,
+            scheme,
             stop,
             #[cfg(unix)]
             listen_handle,
@@ -181,7 +195,7 @@ impl PowerSim {
 
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).
@@ -259,48 +273,8 @@ impl Ledger {
     }
 }
 
-/// Resolves once the simulator is stopping.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
 
-async fn accept_loop(listener: TcpListener, app: Router, stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stopped(stop.clone()) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), stop.clone()));
-            }
-            Err(e) if *stop.borrow() => {
-                tracing::debug!("accept stopped: {e}");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    tracing::info!("power simulator stopped");
-}
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-    tokio::select! {
-        result = conn => if let Err(e) = result {
-            tracing::debug!("connection ended: {e}");
-        },
-        _ = stopped(stop) => {}
-    }
-}
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -457,7 +431,7 @@ impl Shared {
         if (Utc::now().timestamp() - timestamp.timestamp()).abs() > TIMESTAMP_WINDOW_SECS {
             return Err(("E402", "timestamp outside window"));
         }
-        if !message.mac_verifies(&self.secret) {
+        if !message.mac_verifies(&self.signer) {
             return Err(("E401", "MAC rejected"));
         }
         Ok(())
@@ -475,7 +449,7 @@ impl Shared {
             timestamp: &timestamp,
             in_reply_to: to.msg_id.as_deref(),
         };
-        let xml = codec::encode_message(&header, &p.nodes, &self.secret);
+        let xml = codec::encode_message(&header, &p.nodes, &self.signer);
         (p.status, [(header::CONTENT_TYPE, codec::CONTENT_TYPE)], xml).into_response()
     }
 
@@ -928,7 +902,7 @@ mod tests {
         let (stop, stop_rx) = watch::channel(false);
         let shared = Shared {
             key_id: "k".into(),
-            secret: b"s".to_vec(),
+            signer: Arc::new(crate::Signer::hmac(b"s").unwrap()),
             currency: "CNY".into(),
             utc_offset: offset,
             faults: Mutex::new(Faults::default()),

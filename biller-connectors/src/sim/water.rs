@@ -14,13 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::http::{accept_loop, stopped, SimSecurity};
 use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use crate::water::codec::{
     self, BillsAnswer, BillsRequest, PayAnswer, PayRequest, PaymentQueryAnswer,
@@ -45,6 +44,9 @@ pub struct WaterSimConfig {
     pub key_id: String,
     /// The shared HMAC secret (requests and answers).
     pub secret: String,
+    /// TLS and a signature scheme other than the HMAC secret (default:
+    /// plaintext, HMAC).
+    pub security: SimSecurity,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
     /// The offset whose calendar day is the confirmation file's business
@@ -60,6 +62,7 @@ impl WaterSimConfig {
         WaterSimConfig {
             key_id: key_id.to_string(),
             secret: secret.to_string(),
+            security: SimSecurity::default(),
             currency: "CNY".to_string(),
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             book: Vec::new(),
@@ -71,6 +74,7 @@ impl WaterSimConfig {
 pub struct WaterSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     /// A second handle on the listening socket, so that `shutdown` closes
     /// it at once (connecting is refused as soon as it returns).
@@ -81,7 +85,7 @@ pub struct WaterSim {
 /// What the handlers share.
 struct Shared {
     key_id: String,
-    secret: Vec<u8>,
+    signer: Arc<crate::Signer>,
     currency: String,
     utc_offset: FixedOffset,
     faults: Mutex<Faults>,
@@ -126,6 +130,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl WaterSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: WaterSimConfig) -> std::io::Result<WaterSim> {
+        let config_tls = config.security.tls.clone();
+        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || config.key_id.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -150,7 +156,7 @@ impl WaterSim {
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
-            secret: config.secret.into_bytes(),
+            signer: config.security.signer_or_hmac(&config.secret)?,
             currency: config.currency,
             utc_offset: config.utc_offset,
             faults: Mutex::new(Faults::default()),
@@ -159,11 +165,19 @@ impl WaterSim {
             bill_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        tokio::spawn(accept_loop(listener, router(shared.clone()), stop_rx));
+        let scheme = config_scheme;
+        tokio::spawn(accept_loop(
+            "water",
+            listener,
+            router(shared.clone()),
+            stop_rx,
+            config_tls,
+        ));
         tracing::info!(%addr, "water simulator listening");
         Ok(WaterSim {
             shared,
             addr,
+            scheme,
             stop,
             #[cfg(unix)]
             listen_handle,
@@ -172,7 +186,7 @@ impl WaterSim {
 
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).
@@ -253,48 +267,8 @@ impl Ledger {
     }
 }
 
-/// Resolves once the simulator is stopping.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
 
-async fn accept_loop(listener: TcpListener, app: Router, stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stopped(stop.clone()) => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), stop.clone()));
-            }
-            Err(e) if *stop.borrow() => {
-                tracing::debug!("accept stopped: {e}");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    tracing::info!("water simulator stopped");
-}
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-    tokio::select! {
-        result = conn => if let Err(e) = result {
-            tracing::debug!("connection ended: {e}");
-        },
-        _ = stopped(stop) => {}
-    }
-}
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -528,7 +502,7 @@ impl Shared {
         }
         let signature = header_str(headers, codec::HEADER_SIGNATURE).unwrap_or_default();
         let to_sign = codec::request_string_to_sign(method.as_str(), path, timestamp, nonce, body);
-        if !codec::verify(&self.secret, &to_sign, signature) {
+        if !codec::verify(&self.signer, &to_sign, signature) {
             return Err(("4001", "signature rejected", true));
         }
         Ok(())
@@ -547,7 +521,7 @@ impl Shared {
             let timestamp = Utc::now().timestamp();
             let to_sign =
                 codec::response_string_to_sign(p.status.as_u16(), timestamp, nonce, &p.body);
-            let signature = codec::sign(&self.secret, &to_sign);
+            let signature = codec::sign(&self.signer, &to_sign);
             let headers = response.headers_mut();
             if let (Ok(t), Ok(s)) = (timestamp.to_string().parse(), signature.parse()) {
                 headers.insert(codec::HEADER_TIMESTAMP, t);

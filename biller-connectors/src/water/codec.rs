@@ -8,7 +8,6 @@
 //! strings holding a decimal; a JSON number for an amount is malformed.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,7 +31,6 @@ pub const PATH_PAY_QUERY: &str = "/api/v1/payments/query";
 /// Health endpoint (GET).
 pub const PATH_HEALTH: &str = "/api/v1/health";
 
-type HmacSha256 = Hmac<Sha256>;
 
 /// Lowercase hex SHA-256 of a body.
 pub fn body_digest(body: &[u8]) -> String {
@@ -70,30 +68,16 @@ pub fn response_string_to_sign(
     )
 }
 
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-    }
+/// The signature of `string_to_sign` under the connector's scheme, as
+/// lowercase hex (HMAC-SHA256 by default; RSA or SM2 as configured).
+pub fn sign(signer: &crate::Signer, string_to_sign: &str) -> String {
+    signer.sign_hex(string_to_sign.as_bytes())
 }
 
-/// Lowercase hex HMAC-SHA256 of `string_to_sign` under `secret`.
-pub fn sign(secret: &[u8], string_to_sign: &str) -> String {
-    let mut m = mac(secret);
-    m.update(string_to_sign.as_bytes());
-    hex::encode(m.finalize().into_bytes())
-}
-
-/// Checks a hex signature in constant time. A signature that is not hex is
-/// simply wrong.
-pub fn verify(secret: &[u8], string_to_sign: &str, signature_hex: &str) -> bool {
-    let Ok(given) = hex::decode(signature_hex.trim()) else {
-        return false;
-    };
-    let mut m = mac(secret);
-    m.update(string_to_sign.as_bytes());
-    m.verify_slice(&given).is_ok()
+/// Checks a lowercase hex signature (an HMAC in constant time). A signature
+/// that does not decode is simply wrong.
+pub fn verify(signer: &crate::Signer, string_to_sign: &str, signature: &str) -> bool {
+    signer.verify_hex(string_to_sign.as_bytes(), signature)
 }
 
 /// A random nonce: 16 random bytes in lowercase hex.
@@ -465,6 +449,10 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hm(secret: &[u8]) -> crate::Signer {
+        crate::Signer::hmac(secret).unwrap()
+    }
     use crate::PayOrder;
     use std::str::FromStr;
 
@@ -510,7 +498,7 @@ mod tests {
              14d380f3795d91e68fc2363b0fb10f519634a32f464339af18e5feef114dda6f"
         );
         assert_eq!(
-            sign(b"s3cret", &s),
+            sign(&hm(b"s3cret"), &s),
             "0418275dd204d144059f8153d4b882354fe401091fd394951e9b2f586a62d63b"
         );
         let r = response_string_to_sign(200, 1_790_000_001, "abcd", b"");
@@ -519,25 +507,25 @@ mod tests {
             "200\n1790000001\nabcd\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(
-            sign(b"s3cret", &r),
+            sign(&hm(b"s3cret"), &r),
             "3cecd3b37cb8e7a6597316b6bf3167b49288d98840f0b9c941683aeac9bb3fea"
         );
         // RFC 4231 test case 2 pins the HMAC itself.
         assert_eq!(
-            sign(b"Jefe", "what do ya want for nothing?"),
+            sign(&hm(b"Jefe"), "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 
     #[test]
     fn verify_refuses_bad_signatures() {
-        let sig = sign(b"k", "x");
-        assert!(verify(b"k", "x", &sig));
-        assert!(!verify(b"k", "y", &sig));
-        assert!(!verify(b"other", "x", &sig));
-        assert!(!verify(b"k", "x", "not-hex"));
-        assert!(!verify(b"k", "x", ""));
-        assert!(!verify(b"k", "x", &sig[..62]));
+        let sig = sign(&hm(b"k"), "x");
+        assert!(verify(&hm(b"k"), "x", &sig));
+        assert!(!verify(&hm(b"k"), "y", &sig));
+        assert!(!verify(&hm(b"other"), "x", &sig));
+        assert!(!verify(&hm(b"k"), "x", "not-hex"));
+        assert!(!verify(&hm(b"k"), "x", ""));
+        assert!(!verify(&hm(b"k"), "x", &sig[..62]));
     }
 
     #[test]

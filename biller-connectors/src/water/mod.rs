@@ -14,20 +14,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use tracing::Instrument;
 
-use crate::base_url::BaseUrl;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
+pub use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
+use crate::transport::http::HttpTransport;
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
-    PayOrder, Refusal, RemoteStatus,
+    PayOrder, PrivateKeys, Refusal, RemoteStatus, Signer,
 };
 use codec::{
     BillsAnswer, BillsRequest, DecodeError, Envelope, PayAnswer, PayRequest, PaymentQueryAnswer,
@@ -67,67 +64,6 @@ const fn rule(code: &'static str, disposition: Disposition, meaning: &'static st
 /// The largest answer body read from the biller.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
-/// The operations of the protocol. Only `Pay` moves money, so only its
-/// uncertain failures are outcome unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Bills,
-    Pay,
-    Status,
-    Health,
-}
-
-impl Operation {
-    /// Whether a lost answer may mean money moved.
-    pub fn moves_money(self) -> bool {
-        matches!(self, Operation::Pay)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Bills => "bill inquiry",
-            Operation::Pay => "payment",
-            Operation::Status => "status inquiry",
-            Operation::Health => "health check",
-        }
-    }
-}
-
-/// What went wrong on the way to or from the biller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trouble {
-    /// No connection could be made: nothing was sent.
-    NotConnected(String),
-    /// The request may have been sent, but no answer came: timeout, or the
-    /// connection was lost after the request was written.
-    NoAnswer(String),
-    /// An answer came but cannot be trusted or read: unsigned, bad
-    /// signature, malformed JSON, missing or ill-typed field.
-    Unreadable(String),
-}
-
-/// The one place transport trouble becomes a next step.
-///
-/// * `NotConnected` → `Retry` for every operation: nothing was sent.
-/// * `NoAnswer` and `Unreadable` → for `Pay`, `Unknown` (the biller may
-///   have credited the payment: ask, never re-send); for bill inquiry,
-///   status inquiry and health, `Retry` (they move no money).
-pub fn classify_trouble(op: Operation, trouble: Trouble) -> ConnectorError {
-    match trouble {
-        Trouble::NotConnected(why) => {
-            ConnectorError::retry(format!("{}: could not connect: {why}", op.name()))
-        }
-        Trouble::NoAnswer(why) | Trouble::Unreadable(why) => {
-            let reason = format!("{}: {why}", op.name());
-            if op.moves_money() {
-                ConnectorError::unknown(reason)
-            } else {
-                ConnectorError::retry(reason)
-            }
-        }
-    }
-}
-
 /// The error for a result code that is not success (nor, for a status
 /// inquiry, not found). A code whose outcome is unknown is `Unknown` for a
 /// payment and `Retry` for operations that move no money.
@@ -144,33 +80,22 @@ fn failure(op: Operation, env: &Envelope) -> ConnectorError {
 /// The water company connector (`kind = "water-json"`).
 pub struct WaterConnector {
     id: String,
-    base: BaseUrl,
+    http: HttpTransport,
     key_id: String,
-    secret: Vec<u8>,
+    signer: Signer,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl fmt::Debug for WaterConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WaterConnector")
             .field("id", &self.id)
-            .field("base", &self.base)
+            .field("http", &self.http)
             .field("key_id", &self.key_id)
-            .field("secret", &"<redacted>")
+            .field("signer", &self.signer)
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-/// Masks an account number for logs: all but the last 4 characters.
-pub fn mask_account(account: &str) -> String {
-    let n = account.chars().count();
-    account
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + 4 < n { '*' } else { c })
-        .collect()
 }
 
 /// An answer whose signature checked out.
@@ -180,36 +105,27 @@ struct Answer {
 }
 
 impl WaterConnector {
-    /// Builds the connector. `base_url` must be `http://host:port[/prefix]`,
-    /// `timeout_ms` positive (it bounds each whole exchange; connecting
-    /// gets half of it, so a biller that cannot be reached is `Retry`
-    /// before the exchange times out), and the secret non-empty.
-    pub fn new(id: &str, settings: &ConnectorSettings) -> Result<WaterConnector, String> {
-        let base = BaseUrl::parse(&settings.base_url, &[])?;
-        if settings.timeout_ms == 0 {
-            return Err("timeout_ms must be positive".into());
-        }
-        if settings.secret.is_empty() {
-            return Err("secret must not be empty".into());
-        }
+    /// Builds the connector. `base_url` must be `https://host:port[/prefix]`
+    /// (`http://` only with `allow_plaintext`), `timeout_ms` positive (it
+    /// bounds each whole exchange; connecting gets half of it, so a biller
+    /// that cannot be reached is `Retry` before the exchange times out),
+    /// the key id non-empty, and the signature settings complete.
+    pub fn new(
+        id: &str,
+        settings: &ConnectorSettings,
+        keys: &dyn PrivateKeys,
+    ) -> Result<WaterConnector, String> {
+        let http = HttpTransport::new(settings, keys, &[])?;
         if settings.key_id.is_empty() {
             return Err("key_id must not be empty".into());
         }
-        let timeout = Duration::from_millis(settings.timeout_ms);
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout / 2));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .build(http);
+        let signer = settings.signer(keys)?;
         Ok(WaterConnector {
             id: id.to_string(),
-            base,
+            http,
             key_id: settings.key_id.clone(),
-            secret: settings.secret.as_bytes().to_vec(),
-            timeout,
-            client,
+            signer,
+            timeout: Duration::from_millis(settings.timeout_ms),
         })
     }
 
@@ -226,11 +142,11 @@ impl WaterConnector {
                 .map_err(|e| ConnectorError::retry(format!("cannot encode request: {e}")))?,
             None => Vec::new(),
         };
-        let path = format!("{}{endpoint}", self.base.prefix);
+        let path = format!("{}{endpoint}", self.http.base().prefix);
         let nonce = codec::new_nonce();
         let request = self.signed_request(&method, &path, &nonce, body)?;
         let (status, headers, bytes) =
-            match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES)).await {
                 Ok(result) => result.map_err(|t| classify_trouble(op, t))?,
                 Err(_) => {
                     return Err(classify_trouble(
@@ -286,10 +202,10 @@ impl WaterConnector {
     ) -> Result<Request<Full<Bytes>>, ConnectorError> {
         let timestamp = chrono::Utc::now().timestamp();
         let to_sign = codec::request_string_to_sign(method.as_str(), path, timestamp, nonce, &body);
-        let signature = codec::sign(&self.secret, &to_sign);
+        let signature = codec::sign(&self.signer, &to_sign);
         Request::builder()
             .method(method.clone())
-            .uri(format!("http://{}{path}", self.base.authority))
+            .uri(self.http.uri(path))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(codec::HEADER_KEY, &self.key_id)
             .header(codec::HEADER_TIMESTAMP, timestamp.to_string())
@@ -297,28 +213,6 @@ impl WaterConnector {
             .header(codec::HEADER_SIGNATURE, signature)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ConnectorError::retry(format!("cannot build request: {e}")))
-    }
-
-    /// The HTTP exchange itself, body read to the end (bounded).
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), Trouble> {
-        let response = self.client.request(request).await.map_err(|e| {
-            let why = error_chain(&e);
-            if e.is_connect() {
-                Trouble::NotConnected(why)
-            } else {
-                Trouble::NoAnswer(format!("connection lost: {why}"))
-            }
-        })?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Trouble::NoAnswer(format!("answer body lost: {e}")))?
-            .to_bytes();
-        Ok((parts.status, parts.headers, bytes))
     }
 
     fn check_signature(
@@ -340,28 +234,11 @@ impl WaterConnector {
             .parse()
             .map_err(|_| format!("answer header {} is not a number", codec::HEADER_TIMESTAMP))?;
         let to_sign = codec::response_string_to_sign(status.as_u16(), timestamp, nonce, body);
-        if codec::verify(&self.secret, &to_sign, signature) {
+        if codec::verify(&self.signer, &to_sign, signature) {
             Ok(())
         } else {
             Err(format!("answer signature does not verify (HTTP {status})"))
         }
-    }
-
-    fn span(
-        &self,
-        op: &'static str,
-        reference: &str,
-        biller: &str,
-        account: &str,
-    ) -> tracing::Span {
-        tracing::info_span!(
-            "water",
-            op,
-            connector = %self.id,
-            biller = %biller,
-            reference = %reference,
-            account = %mask_account(account),
-        )
     }
 
     async fn do_pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
@@ -508,18 +385,6 @@ fn remote_status(found: PaymentQueryAnswer) -> Result<RemoteStatus, ConnectorErr
     }
 }
 
-/// An error with its sources, for logs and reasons.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 #[async_trait]
 impl Connector for WaterConnector {
     fn refusal_kind(&self, refusal: &crate::Refusal) -> crate::RefusalKind {
@@ -535,52 +400,22 @@ impl Connector for WaterConnector {
     }
 
     async fn bills(&self, query: &BillQuery) -> Result<BillStatement, ConnectorError> {
-        let span = self.span("bills", "-", &query.biller_id, &query.account_number);
-        let result = self.do_bills(query).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_bills(query).await
     }
 
     async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
-        let span = self.span(
-            "pay",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_pay(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_pay(order).await
     }
 
     async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError> {
-        let span = self.span(
-            "status",
-            &order.our_reference,
-            &order.biller_id,
-            &order.account_number,
-        );
-        let result = self.do_status(order).instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_status(order).await
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
-        let span = tracing::info_span!("water", op = "health", connector = %self.id);
-        let result = self.do_health().instrument(span.clone()).await;
-        log_outcome(&span, &result);
-        result
+        self.do_health().await
     }
 }
 
-fn log_outcome<T>(span: &tracing::Span, result: &Result<T, ConnectorError>) {
-    if let Err(e) = result {
-        span.in_scope(|| match e.next_step() {
-            NextStep::Unknown => tracing::warn!(next = ?e.next_step(), "{e}"),
-            _ => tracing::info!(next = ?e.next_step(), "{e}"),
-        });
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -588,81 +423,43 @@ mod tests {
 
     fn settings(base_url: &str) -> ConnectorSettings {
         ConnectorSettings {
-            kind: "water-json".into(),
+            kind: crate::ConnectorKind::WaterJson,
             base_url: base_url.into(),
             key_id: "billclear".into(),
             secret: "s3cret".into(),
             timeout_ms: 500,
+            allow_plaintext: true,
+            ..Default::default()
         }
     }
 
-    #[test]
-    fn base_url_is_validated() {
-        for bad in [
-            "https://127.0.0.1:9101",
-            "127.0.0.1:9101",
-            "http://127.0.0.1",
-            "http://:9101",
-            "http://host:0",
-            "http://host:99999",
-            "http://host:1/a?b",
-        ] {
-            assert!(WaterConnector::new("w", &settings(bad)).is_err(), "{bad}");
-        }
-        let c = WaterConnector::new("w", &settings("http://127.0.0.1:9101/water/")).unwrap();
-        assert_eq!(c.base.authority, "127.0.0.1:9101");
-        assert_eq!(c.base.prefix, "/water");
-        let c = WaterConnector::new("w", &settings("http://localhost:9101")).unwrap();
-        assert_eq!(c.base.prefix, "");
+    fn new(s: &ConnectorSettings) -> Result<WaterConnector, String> {
+        WaterConnector::new("w", s, &crate::PlainKeyFiles)
     }
 
     #[test]
-    fn timeout_and_secret_are_validated() {
+    fn base_url_timeout_and_secret_are_validated() {
+        let c = new(&settings("http://127.0.0.1:9101/water/")).unwrap();
+        assert_eq!(c.http.base().prefix, "/water");
+        let mut s = settings("http://127.0.0.1:9101");
+        s.allow_plaintext = false;
+        assert!(new(&s).unwrap_err().contains("allow_plaintext"));
         let mut s = settings("http://127.0.0.1:9101");
         s.timeout_ms = 0;
-        assert!(WaterConnector::new("w", &s).is_err());
+        assert!(new(&s).is_err());
         let mut s = settings("http://127.0.0.1:9101");
         s.secret.clear();
-        assert!(WaterConnector::new("w", &s).is_err());
+        assert!(new(&s).is_err());
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let c = WaterConnector::new("w", &settings("http://127.0.0.1:9101")).unwrap();
+        let c = new(&settings("http://127.0.0.1:9101")).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cret") && shown.contains("redacted"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn accounts_are_masked_but_the_last_four() {
-        assert_eq!(mask_account("3100000011"), "******0011");
-        assert_eq!(mask_account("0011"), "0011");
-        assert_eq!(mask_account(""), "");
-    }
-
-    #[test]
-    fn trouble_maps_by_operation() {
-        for op in [
-            Operation::Bills,
-            Operation::Status,
-            Operation::Health,
-            Operation::Pay,
-        ] {
-            let e = classify_trouble(op, Trouble::NotConnected("refused".into()));
-            assert_eq!(e.next_step(), NextStep::Retry);
-            let expected = if op == Operation::Pay {
-                NextStep::Unknown
-            } else {
-                NextStep::Retry
-            };
-            let e = classify_trouble(op, Trouble::NoAnswer("timeout".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-            let e = classify_trouble(op, Trouble::Unreadable("bad signature".into()));
-            assert_eq!(e.next_step(), expected, "{op:?}");
-        }
     }
 
     fn env(code: &str) -> Envelope {
