@@ -97,11 +97,13 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 echo "== serve =="
 # The connectors, pointed at the simulators (environment overrides of
 # [connectors.<id>]; see ops/billclear.example.toml). Every biller tries the
-# hub first and its direct route second.
+# hub first and its direct route second. The local simulators speak plain
+# HTTP and TCP, so each route says allow_plaintext (serve warns about it;
+# ops/demo.sh runs them over TLS, mutual TLS, RSA and SM2 signatures).
 connector() { # id kind base_url secret
     local v="BILLCLEAR_CONNECTORS__$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')"
     printf '%s\n' "${v}__KIND=$2" "${v}__BASE_URL=$3" "${v}__KEY_ID=billclear" \
-        "${v}__SECRET=$4" "${v}__TIMEOUT_MS=10000"
+        "${v}__SECRET=$4" "${v}__TIMEOUT_MS=10000" "${v}__ALLOW_PLAINTEXT=true"
 }
 mapfile -t connectors < <(
     connector water-direct water-json http://127.0.0.1:9301 "$water_secret"

@@ -283,7 +283,13 @@ impl Signer {
             }
             VerifyKey::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
                 .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            // GM/T 0009 encodes the signature in DER; some billers send
+            // the 64 bytes r || s as they are.
             VerifyKey::Sm2(key) => sm2::dsa::Signature::from_der(signature)
+                .or_else(|e| match signature.len() {
+                    64 => sm2::dsa::Signature::from_slice(signature),
+                    _ => Err(e),
+                })
                 .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
         })
     }
@@ -376,3 +382,227 @@ fn sm2_public(pem: &str) -> Result<sm2::PublicKey, String> {
     sm2::PublicKey::from_public_key_pem(pem.trim())
         .map_err(|e| format!("not an SM2 public key or certificate (PEM): {e}"))
 }
+
+/// A new signing key pair, PEM: the private key (PKCS#8) and its public key
+/// (SubjectPublicKeyInfo).
+#[derive(Debug, Clone)]
+pub struct KeyPairPem {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// A new RSA key pair of `bits` bits (2048 or more for rsa-sha256).
+pub fn rsa_key_pair(bits: usize) -> Result<KeyPairPem, String> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = rsa::PrivateKey::new(&mut getrandom_04::SysRng, bits)
+        .map_err(|e| format!("RSA key generation: {e}"))?;
+    let private_pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| format!("RSA private key PEM: {e}"))?
+        .to_string();
+    let public_pem = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("RSA public key PEM: {e}"))?;
+    Ok(KeyPairPem {
+        private_pem,
+        public_pem,
+    })
+}
+
+/// A new SM2 key pair.
+pub fn sm2_key_pair() -> Result<KeyPairPem, String> {
+    use sm2::elliptic_curve::Generate;
+    use sm2::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = sm2::SecretKey::try_generate_from_rng(&mut getrandom_04::SysRng)
+        .map_err(|e| format!("SM2 key generation: {e}"))?;
+    let private_pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| format!("SM2 private key PEM: {e}"))?
+        .to_string();
+    let public_pem = key
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("SM2 public key PEM: {e}"))?;
+    Ok(KeyPairPem {
+        private_pem,
+        public_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use sm2::pkcs8::{EncodePublicKey, LineEnding};
+    use sm3::Digest as _;
+
+    fn sm2_public_pem(x: &str, y: &str) -> Vec<u8> {
+        let sec1 = hex::decode(format!("04{x}{y}")).unwrap();
+        sm2::PublicKey::from_sec1_bytes(&sec1)
+            .unwrap()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+            .into_bytes()
+    }
+
+    #[test]
+    fn sm3_standard_vectors() {
+        // GM/T 0004-2012 appendix A: "abc" and "abcd" x 16.
+        assert_eq!(
+            hex::encode(sm3::Sm3::digest(b"abc")),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(
+            hex::encode(sm3::Sm3::digest("abcd".repeat(16).as_bytes())),
+            "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+        );
+    }
+
+    /// GM/T 0003.5-2012 appendix A.2 (the recommended curve): the published
+    /// signature of "message digest" by ID 1234567812345678 verifies
+    /// through our verifier, in DER and as r || s; any change does not.
+    #[test]
+    fn sm2_standard_signature_verifies() {
+        let private = "3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8";
+        let x = "09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020";
+        let y = "CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13";
+        let r = "F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3";
+        let s = "B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA";
+        // The private key of the appendix is the key of that public key.
+        let secret = sm2::SecretKey::from_slice(&hex::decode(private).unwrap()).unwrap();
+        let public = secret.public_key().to_sec1_bytes();
+        assert_eq!(hex::encode_upper(&public[1..33]), x);
+        assert_eq!(hex::encode_upper(&public[33..]), y);
+        let private_pem = {
+            use sm2::pkcs8::EncodePrivateKey;
+            secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+        };
+        let signer = Signer::sm2(
+            private_pem.as_bytes(),
+            &[sm2_public_pem(x, y)],
+            DEFAULT_SM2_SIGNER_ID,
+            DEFAULT_SM2_SIGNER_ID,
+        )
+        .unwrap();
+        let raw = hex::decode(format!("{r}{s}")).unwrap();
+        let der = sm2::dsa::Signature::from_slice(&raw).unwrap().to_der().to_vec();
+        assert!(signer.verify(b"message digest", &der));
+        assert!(signer.verify(b"message digest", &raw));
+        assert!(!signer.verify(b"message digesT", &der));
+        let mut flipped = raw.clone();
+        flipped[63] ^= 1;
+        assert!(!signer.verify(b"message digest", &flipped));
+        // Another signer id is another Z: the same signature is wrong.
+        let other_id = Signer::sm2(
+            private_pem.as_bytes(),
+            &[sm2_public_pem(x, y)],
+            DEFAULT_SM2_SIGNER_ID,
+            "ALICE123@YAHOO.COM",
+        )
+        .unwrap();
+        assert!(!other_id.verify(b"message digest", &der));
+        // Our own signatures (random k) verify under the same key.
+        let ours = signer.sign(b"message digest");
+        assert!(signer.verify(b"message digest", &ours));
+    }
+
+    /// RFC 7515 appendix A.2: the RS256 (RSASSA-PKCS1-v1_5 with SHA-256)
+    /// signature of the JWS signing input verifies under its public key.
+    #[test]
+    fn rsa_sha256_rfc7515_signature_verifies() {
+        let n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+        let input = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+        let public = rsa::PublicKey::new(
+            rsa::BoxedUint::from_be_slice_vartime(&B64URL.decode(n).unwrap()),
+            rsa::BoxedUint::from_be_slice_vartime(&[1, 0, 1]),
+        )
+        .unwrap();
+        let pem = {
+            use rsa::pkcs8::EncodePublicKey;
+            public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap()
+        };
+        // Our key signs; the RFC's key verifies answers.
+        let ours = rsa_fixture();
+        let signer = Signer::rsa(ours.as_bytes(), &[pem.into_bytes()]).unwrap();
+        let sig = B64URL.decode(sig).unwrap();
+        assert!(signer.verify(input.as_bytes(), &sig));
+        assert!(!signer.verify(format!("{input}.").as_bytes(), &sig));
+        let mut bad = sig.clone();
+        bad[0] ^= 0x80;
+        assert!(!signer.verify(input.as_bytes(), &bad));
+        assert!(!signer.verify(input.as_bytes(), &sig[1..]));
+        assert!(!signer.verify_base64(input.as_bytes(), "not base64!"));
+    }
+
+    fn rsa_fixture() -> String {
+        include_str!("../tests/fixtures/keys/billclear-rsa.pem").to_string()
+    }
+
+    #[test]
+    fn rsa_keys_below_2048_bits_are_refused() {
+        let small = include_str!("../tests/fixtures/keys/small-rsa-1024.pem");
+        let err = Signer::rsa(small.as_bytes(), &[]).unwrap_err();
+        assert!(err.contains("2048"), "{err}");
+        let public = include_str!("../tests/fixtures/keys/billclear-rsa.pub.pem");
+        let err = Signer::rsa(rsa_fixture().as_bytes(), &[small.as_bytes().to_vec()])
+            .unwrap_err();
+        assert!(!err.is_empty());
+        assert!(Signer::rsa(rsa_fixture().as_bytes(), &[public.as_bytes().to_vec()]).is_ok());
+    }
+
+    /// During a rotation the biller's old and new keys both verify; a key
+    /// we were never given does not.
+    #[test]
+    fn two_biller_keys_verify_during_a_rotation() {
+        let old = sm2_key_pair().unwrap();
+        let new = sm2_key_pair().unwrap();
+        let stranger = sm2_key_pair().unwrap();
+        let ours = sm2_key_pair().unwrap();
+        let id = DEFAULT_SM2_SIGNER_ID;
+        let us = Signer::sm2(
+            ours.private_pem.as_bytes(),
+            &[old.public_pem.clone().into_bytes(), new.public_pem.clone().into_bytes()],
+            id,
+            id,
+        )
+        .unwrap();
+        let biller = |k: &KeyPairPem| {
+            Signer::sm2(k.private_pem.as_bytes(), &[ours.public_pem.clone().into_bytes()], id, id)
+                .unwrap()
+        };
+        let m = b"200\n1764000000\nnonce\ndigest";
+        assert!(us.verify(m, &biller(&old).sign(m)));
+        assert!(us.verify(m, &biller(&new).sign(m)));
+        assert!(!us.verify(m, &biller(&stranger).sign(m)));
+        // And the biller verifies us.
+        assert!(biller(&new).verify(m, &us.sign(m)));
+    }
+
+    #[test]
+    fn schemes_do_not_mix() {
+        let hmac = Signer::hmac(b"secret").unwrap();
+        let ours = sm2_key_pair().unwrap();
+        let sm2 = Signer::sm2(
+            ours.private_pem.as_bytes(),
+            &[ours.public_pem.clone().into_bytes()],
+            DEFAULT_SM2_SIGNER_ID,
+            DEFAULT_SM2_SIGNER_ID,
+        )
+        .unwrap();
+        let m = b"message";
+        assert!(!sm2.verify(m, &hmac.sign(m)));
+        assert!(!hmac.verify(m, &sm2.sign(m)));
+        assert!(!sm2.verify(m, &[]));
+        assert!(!hmac.verify_hex(m, "zz"));
+        // An RSA key is not an SM2 key.
+        assert!(Signer::sm2(rsa_fixture().as_bytes(), &[], "1", "1").is_err());
+        assert_eq!(
+            SignatureScheme::parse("sm2-sm3").unwrap(),
+            SignatureScheme::Sm2Sm3
+        );
+        assert!(SignatureScheme::parse("md5").is_err());
+    }
+}
+

@@ -1,6 +1,7 @@
 //! Authentication: the channel request signature scheme, secrets at rest,
 //! and finance staff bearer tokens.
 
+pub mod sealed_keys;
 pub mod secrets;
 pub mod signing;
 pub mod staff_token;

@@ -26,6 +26,9 @@ impl Secret {
     pub fn from_text(s: &str) -> Secret {
         Secret(s.as_bytes().to_vec())
     }
+    pub fn from_bytes(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
     /// The bytes the HMAC is keyed with (the secret's text as printed).
     pub fn expose(&self) -> &[u8] {
         &self.0
@@ -137,7 +140,7 @@ impl MasterKey {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -1,6 +1,7 @@
 //! The `billclear` command line.
 
 pub mod billers_file;
+pub mod keys;
 pub mod recon;
 pub mod settle;
 pub mod staff;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Routes to billers: their health and planned switches.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Connectors' private keys: seal a PEM key with the master key, or
+    /// generate an RSA or SM2 signing key pair.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Read the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -216,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(config, args).await,
         Command::Billers(cmd) => billers(config, cmd).await,
         Command::Routes(cmd) => routes(config, cmd).await,
+        Command::Keys(cmd) => keys::run(&config, cmd),
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
         Command::Staff(cmd) => staff::run(&connect(&config).await?, cmd).await,
@@ -303,6 +309,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let key = master_key(&config)?;
     let store: Arc<dyn Store> = Arc::new(store);
     spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s);
+    keys::warn_at_start(&config);
     let state = crate::api::AppState::start(store, key, config).await?;
     let connectors: Vec<&str> = state.routes.connectors().ids().collect();
     if connectors.is_empty() {
@@ -423,6 +430,20 @@ async fn routes(config: Config, cmd: RoutesCommand) -> anyhow::Result<()> {
                     };
                     println!("{:<16} {:<4} {:<16} {:<10} {state}", b.id, i + 1, r, mark);
                 }
+            }
+            let security = keys::connector_security(&config);
+            if !security.is_empty() {
+                println!("\nCONNECTOR        KIND       SECURITY (this config)");
+                for line in security {
+                    println!("{line}");
+                }
+            }
+            let warnings = crate::dispatch::connectors::security_warnings(
+                &config.connectors,
+                chrono::Utc::now(),
+            );
+            for w in warnings {
+                println!("warning: {w}");
             }
         }
     }

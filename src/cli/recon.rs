@@ -544,7 +544,10 @@ pub async fn breaks(
     cmd: BreaksCommand,
 ) -> anyhow::Result<()> {
     // A re-send calls the routes named in the configuration.
-    let connectors = crate::dispatch::Connectors::from_settings(&config.connectors)?;
+    let connectors = crate::dispatch::Connectors::from_settings(
+        &config.connectors,
+        &crate::cli::master_key(config)?,
+    )?;
     let need_actor = || {
         actor.clone().context(
             "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",

@@ -10,6 +10,7 @@
 
 pub mod bank;
 pub mod books;
+mod security;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::api::AppState;
 use crate::auth::secrets::{MasterKey, Secret};
 use crate::client::SignedClient;
 use crate::config::{Config, ConnectorSettings};
+use biller_connectors::ConnectorKind;
 use crate::dispatch::Workers;
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::ids::ChannelId;
@@ -110,6 +112,13 @@ pub struct DemoReport {
     pub bank_balance_matches_ledger: bool,
     /// The day reconciled against the counterparts' files.
     pub recon: DemoRecon,
+    /// The routes that reach their counterpart over TLS (the water
+    /// company's with mutual TLS).
+    pub tls_routes: Vec<String>,
+    /// The TLS routes that present billclear's client certificate.
+    pub mutual_tls_routes: Vec<String>,
+    /// How each route signs: hmac-sha256, rsa-sha256 or sm2-sm3.
+    pub signature_schemes: BTreeMap<String, String>,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -132,6 +141,7 @@ struct Stack {
     receiver: CallbackReceiver,
     workers: Workers,
     clients: Vec<(String, SignedClient)>,
+    connectors: BTreeMap<String, ConnectorSettings>,
     server_url: String,
     db_name: String,
 }
@@ -172,26 +182,40 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     let today = chrono::Utc::now().date_naive();
     let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
     let secrets: Vec<Secret> = (0..4).map(|_| Secret::generate()).collect();
+    let master_key = MasterKey::from_base64(&MasterKey::generate_base64())?;
+    let demo_dir = std::path::PathBuf::from(".billclear/demo").join(&db_name);
+    let secured = security::secure(&demo_dir.join("keys"), &master_key).await?;
     let mut water_cfg = WaterSimConfig::new("billclear", secrets[0].expose_text());
     water_cfg.book = book_for(&["sh-water", "pudong-water"], today);
+    water_cfg.security = secured.water.sim.clone();
     let sim = WaterSim::start(bind().await?, water_cfg).await?;
     let mut power_cfg = PowerSimConfig::new("billclear", secrets[1].expose_text());
     power_cfg.book = book_for(&["sh-power"], today);
+    power_cfg.security = secured.power.sim.clone();
     let power = PowerSim::start(bind().await?, power_cfg).await?;
     let mut gas_cfg = GasSimConfig::new("billclear", secrets[2].expose_text());
     gas_cfg.book = book_for(&["sh-gas", "minhang-gas"], today);
+    gas_cfg.tls = secured.gas.sim.tls.clone();
     let gas = GasSim::start(bind().await?, bind().await?, gas_cfg).await?;
     let mut hub_cfg = HubSimConfig::new("billclear", secrets[3].expose_text());
     hub_cfg.book = biller_connectors::sim::hub::default_hub_book(today);
+    hub_cfg.security = secured.hub.sim.clone();
     let hub = HubSim::start(bind().await?, hub_cfg).await?;
     say(
         json,
         format!(
-            "• simulators   water company (JSON/HTTP, HMAC) {}, electricity (XML/HTTP) {}, gas (fixed-length/TCP) {}, hub (JSON/HTTP) {}",
+            "• simulators   water company (JSON, mutual TLS, SM2/SM3) {}, electricity (XML, TLS, RSA-SHA256) {}, gas (fixed-length over TLS, HMAC) {}, hub (JSON, TLS with a pinned key, HMAC) {}",
             sim.base_url(),
             power.base_url(),
             gas.address(),
             hub.base_url()
+        ),
+    );
+    say(
+        json,
+        format!(
+            "• keys         a CA of the demo's own; billclear's private keys sealed with the master key in {}",
+            demo_dir.join("keys").display()
         ),
     );
 
@@ -199,7 +223,6 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     // The apps' endpoints fail the first delivery of every event: callbacks
     // are retried until acknowledged.
     receiver.fail_first_deliveries(1);
-    let master_key = MasterKey::from_base64(&MasterKey::generate_base64())?;
     let mut clients = Vec::new();
     for (id, name) in [("alipay", "Alipay"), ("wechatpay", "WeChat Pay")] {
         let channel = Channel {
@@ -228,23 +251,30 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         .join(&db_name)
         .join("recon");
     // Every biller's first route is the hub, its second the biller direct.
-    for (i, (id, kind, base_url)) in [
-        ("water-direct", "water-json", sim.base_url()),
-        ("power-direct", "power-xml", power.base_url()),
-        ("gas-direct", "gas-tcp", gas.address()),
-        ("hub", "hub-json", hub.base_url()),
+    for (i, (id, kind, base_url, side)) in [
+        ("water-direct", ConnectorKind::WaterJson, sim.base_url(), &secured.water),
+        ("power-direct", ConnectorKind::PowerXml, power.base_url(), &secured.power),
+        ("gas-direct", ConnectorKind::GasTcp, gas.address(), &secured.gas),
+        ("hub", ConnectorKind::HubJson, hub.base_url(), &secured.hub),
     ]
     .into_iter()
     .enumerate()
     {
+        let secret = match side.signature.scheme {
+            biller_connectors::SignatureScheme::HmacSha256 => secrets[i].expose_text().to_string(),
+            _ => String::new(),
+        };
         cfg.connectors.insert(
             id.into(),
             ConnectorSettings {
-                kind: kind.into(),
+                kind,
                 base_url,
                 key_id: "billclear".into(),
-                secret: secrets[i].expose_text().to_string(),
+                secret,
                 timeout_ms: 1_000,
+                allow_plaintext: false,
+                tls: side.tls.clone(),
+                signature: side.signature.clone(),
             },
         );
     }
@@ -263,6 +293,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     cfg.callbacks.retry.base_ms = 200;
     cfg.callbacks.retry.max_ms = 2_000;
     cfg.check()?;
+    let connectors = cfg.connectors.clone();
     let dyn_store: Arc<dyn Store> = store.clone();
     let state = AppState::start(dyn_store, master_key, cfg).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -294,6 +325,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
             .into_iter()
             .map(|(id, k, s)| (id, SignedClient::new(&base, &k, &s)))
             .collect(),
+        connectors,
         server_url,
         db_name,
     })
@@ -771,6 +803,23 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         bank_statement_balances_proven: recon.bank_statement_balances_proven,
         bank_balance_matches_ledger: recon.bank_balance_matches_ledger,
         recon,
+        tls_routes: stack
+            .connectors
+            .iter()
+            .filter(|(_, c)| c.kind.is_online() && !c.is_plaintext())
+            .map(|(id, _)| id.clone())
+            .collect(),
+        mutual_tls_routes: stack
+            .connectors
+            .iter()
+            .filter(|(_, c)| !c.is_plaintext() && c.tls.client_cert_file.is_some())
+            .map(|(id, _)| id.clone())
+            .collect(),
+        signature_schemes: stack
+            .connectors
+            .iter()
+            .map(|(id, c)| (id.clone(), c.signature.scheme.to_string()))
+            .collect(),
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -801,6 +850,19 @@ fn print_summary(r: &DemoReport) {
     println!(
         "  pay requests the biller saw   {} (one per payment sent: nothing sent twice)",
         r.pay_requests_at_biller
+    );
+    println!(
+        "  routes over TLS               {} (mutual TLS: {})",
+        r.tls_routes.join(", "),
+        r.mutual_tls_routes.join(", ")
+    );
+    println!(
+        "  signature schemes             {}",
+        r.signature_schemes
+            .iter()
+            .map(|(id, s)| format!("{id} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("  ledger balanced               {}", yes(r.ledger_balanced));
     println!(

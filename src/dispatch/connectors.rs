@@ -5,7 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use biller_connectors::coop::CoopSettings;
-use biller_connectors::{Connector, ConnectorSettings};
+use biller_connectors::{Connector, ConnectorKind, ConnectorSettings};
+use chrono::{DateTime, Utc};
+
+use crate::auth::sealed_keys::SealedKeyFiles;
+use crate::auth::secrets::MasterKey;
+
+/// A certificate this close to its end is warned about.
+pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
 
 /// A configured connector and how long one of its calls may take.
 type Entry = (Arc<dyn Connector>, Duration);
@@ -37,18 +44,22 @@ fn file_route(id: &str, s: &ConnectorSettings) -> anyhow::Result<CoopSettings> {
 }
 
 impl Connectors {
+    /// The connectors of `settings`; private keys are read sealed with
+    /// `master` (plain PEM only where `allow_plaintext`).
     pub fn from_settings(
         settings: &BTreeMap<String, ConnectorSettings>,
+        master: &MasterKey,
     ) -> anyhow::Result<Connectors> {
         let mut by_id = BTreeMap::new();
         let mut files = BTreeMap::new();
         for (id, s) in settings {
-            if s.kind == "coop-file" {
+            if s.kind == ConnectorKind::CoopFile {
                 files.insert(id.clone(), file_route(id, s)?);
                 continue;
             }
             let timeout = Duration::from_millis(s.timeout_ms);
-            by_id.insert(id.clone(), (biller_connectors::build(id, s)?, timeout));
+            let keys = SealedKeyFiles::new(master, s.allow_plaintext);
+            by_id.insert(id.clone(), (biller_connectors::build(id, s, &keys)?, timeout));
         }
         Ok(Connectors {
             by_id: Arc::new(by_id),
@@ -80,4 +91,48 @@ impl Connectors {
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)
     }
+}
+
+/// What an operator should know about how the connectors are secured:
+/// plaintext routes, and certificates that expire within
+/// [`CERTIFICATE_WARNING_DAYS`] (or have expired, or cannot be read).
+pub fn security_warnings(
+    settings: &BTreeMap<String, ConnectorSettings>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (id, s) in settings {
+        if s.kind.is_online() && s.is_plaintext() {
+            warnings.push(format!(
+                "connector {id}: plaintext {} (allow_plaintext = true): for simulators and local tests only",
+                s.base_url
+            ));
+        }
+        for file in s.certificate_files() {
+            match biller_connectors::transport::tls::certificate_expiries(file) {
+                Err(e) => warnings.push(format!("connector {id}: {e}")),
+                Ok(certs) => {
+                    for c in certs {
+                        let days = c.days_left(now);
+                        if days < 0 {
+                            warnings.push(format!(
+                                "connector {id}: certificate {} in {} expired on {}",
+                                c.subject,
+                                c.file.display(),
+                                c.not_after.format("%Y-%m-%d")
+                            ));
+                        } else if days < CERTIFICATE_WARNING_DAYS {
+                            warnings.push(format!(
+                                "connector {id}: certificate {} in {} expires on {} ({days} days left)",
+                                c.subject,
+                                c.file.display(),
+                                c.not_after.format("%Y-%m-%d")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    warnings
 }

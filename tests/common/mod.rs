@@ -104,11 +104,13 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
     config.connectors.insert(
         "water-direct".into(),
         ConnectorSettings {
-            kind: "water-json".into(),
+            kind: biller_connectors::ConnectorKind::WaterJson,
+            allow_plaintext: true,
             base_url: sim.base_url(),
             key_id: SIM_KEY_ID.into(),
             secret: SIM_SECRET.into(),
             timeout_ms: opts.connector_timeout_ms,
+            ..Default::default()
         },
     );
     let d = &mut config.dispatch;
@@ -263,11 +265,13 @@ impl TestApp {
                 config.connectors.insert(
                     "hub".into(),
                     ConnectorSettings {
-                        kind: "hub-json".into(),
+                        kind: biller_connectors::ConnectorKind::HubJson,
+                        allow_plaintext: true,
                         base_url: hub.base_url(),
                         key_id: SIM_KEY_ID.into(),
                         secret: SIM_SECRET.into(),
                         timeout_ms: opts.connector_timeout_ms,
+                        ..Default::default()
                     },
                 );
             }
@@ -275,11 +279,13 @@ impl TestApp {
                 config.connectors.insert(
                     "coop-file".into(),
                     ConnectorSettings {
-                        kind: "coop-file".into(),
+                        kind: biller_connectors::ConnectorKind::CoopFile,
+                        allow_plaintext: true,
                         base_url: format!("file://{}", dir.display()),
                         key_id: "chongming-coop".into(),
                         secret: "-".into(),
                         timeout_ms: opts.connector_timeout_ms,
+                        ..Default::default()
                     },
                 );
             }
@@ -295,11 +301,13 @@ impl TestApp {
                     config.connectors.insert(
                         id.into(),
                         ConnectorSettings {
-                            kind: kind.into(),
+                            kind: kind.parse().expect("a connector kind"),
+                            allow_plaintext: true,
                             base_url,
                             key_id: SIM_KEY_ID.into(),
                             secret: SIM_SECRET.into(),
                             timeout_ms: opts.connector_timeout_ms,
+                            ..Default::default()
                         },
                     );
                 }

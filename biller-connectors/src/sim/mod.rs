@@ -8,6 +8,7 @@
 pub mod coop;
 pub mod gas;
 pub mod http;
+pub mod pki;
 pub mod hub;
 pub mod power;
 pub mod water;
