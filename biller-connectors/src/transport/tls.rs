@@ -176,7 +176,7 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier { webpki, pins }))
     };
-    let mut config = match (&settings.client_cert_file, &settings.client_key_file) {
+    let config = match (&settings.client_cert_file, &settings.client_key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain = read_certificates(cert)?;
@@ -193,7 +193,6 @@ pub fn client_config(
             )
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
