@@ -42,6 +42,23 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         "the hub's circuit was open: {r:#?}"
     );
     assert!(r.by_route.get("hub").copied().unwrap_or(0) >= 46, "{r:#?}");
+    // Every route over TLS; the water company's with our client
+    // certificate, signing with SM2/SM3; the electricity company's with
+    // RSA-SHA256. The outage sent payments through them.
+    assert_eq!(
+        r.tls_routes,
+        ["gas-direct", "hub", "power-direct", "water-direct"],
+        "{r:#?}"
+    );
+    assert_eq!(r.mutual_tls_routes, ["water-direct"]);
+    assert_eq!(r.signature_schemes["water-direct"], "sm2-sm3");
+    assert_eq!(r.signature_schemes["power-direct"], "rsa-sha256");
+    assert_eq!(r.signature_schemes["hub"], "hmac-sha256");
+    let direct = |id: &str| r.by_route.get(id).copied().unwrap_or(0);
+    assert!(
+        direct("water-direct") + direct("power-direct") + direct("gas-direct") >= 10,
+        "{r:#?}"
+    );
     assert_eq!(
         r.by_biller
             .values()

@@ -216,16 +216,28 @@ type Build = fn(&str, &ConnectorSettings, &dyn PrivateKeys) -> Result<Arc<dyn Co
 /// how to build it. A new family is one more line here.
 const REGISTRY: &[(ConnectorKind, Build)] = &[
     (ConnectorKind::WaterJson, |id, s, k| {
-        Ok(Arc::new(transport::Logged::new("water", water::WaterConnector::new(id, s, k)?)))
+        Ok(Arc::new(transport::Logged::new(
+            "water",
+            water::WaterConnector::new(id, s, k)?,
+        )))
     }),
     (ConnectorKind::PowerXml, |id, s, k| {
-        Ok(Arc::new(transport::Logged::new("power", power::PowerConnector::new(id, s, k)?)))
+        Ok(Arc::new(transport::Logged::new(
+            "power",
+            power::PowerConnector::new(id, s, k)?,
+        )))
     }),
     (ConnectorKind::GasTcp, |id, s, k| {
-        Ok(Arc::new(transport::Logged::new("gas", gas::GasConnector::new(id, s, k)?)))
+        Ok(Arc::new(transport::Logged::new(
+            "gas",
+            gas::GasConnector::new(id, s, k)?,
+        )))
     }),
     (ConnectorKind::HubJson, |id, s, k| {
-        Ok(Arc::new(transport::Logged::new("hub", hub::HubConnector::new(id, s, k)?)))
+        Ok(Arc::new(transport::Logged::new(
+            "hub",
+            hub::HubConnector::new(id, s, k)?,
+        )))
     }),
 ];
 

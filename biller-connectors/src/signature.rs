@@ -161,7 +161,9 @@ impl Signer {
         let verify = counterpart_keys(counterpart_pems, |pem| {
             let public = rsa_public(pem)?;
             check_rsa_bits(public.size() * 8)?;
-            Ok(VerifyKey::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(public))))
+            Ok(VerifyKey::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(
+                public,
+            ))))
         })?;
         Ok(Signer {
             scheme: SignatureScheme::RsaSha256,
@@ -205,7 +207,10 @@ impl Signer {
     ) -> Result<Signer, String> {
         let files = || -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
             let private = settings.private_key_file.as_ref().ok_or_else(|| {
-                format!("signature scheme {} needs signature.private_key_file", settings.scheme)
+                format!(
+                    "signature scheme {} needs signature.private_key_file",
+                    settings.scheme
+                )
             })?;
             if settings.biller_keys.is_empty() {
                 return Err(format!(
@@ -217,7 +222,8 @@ impl Signer {
                 .biller_keys
                 .iter()
                 .map(|p| {
-                    std::fs::read(p).map_err(|e| format!("cannot read biller key {}: {e}", p.display()))
+                    std::fs::read(p)
+                        .map_err(|e| format!("cannot read biller key {}: {e}", p.display()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let ours = keys.read(private)?;
@@ -245,7 +251,10 @@ impl Signer {
             }
             SignatureScheme::Sm2Sm3 => {
                 let (ours, theirs) = files()?;
-                let our_id = settings.signer_id.as_deref().unwrap_or(DEFAULT_SM2_SIGNER_ID);
+                let our_id = settings
+                    .signer_id
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SM2_SIGNER_ID);
                 let their_id = settings
                     .biller_signer_id
                     .as_deref()
@@ -311,7 +320,8 @@ impl Signer {
 
     /// `verify` of a base64 signature (anything not base64 does not verify).
     pub fn verify_base64(&self, message: &[u8], signature_b64: &str) -> bool {
-        B64.decode(signature_b64.trim()).is_ok_and(|raw| self.verify(message, &raw))
+        B64.decode(signature_b64.trim())
+            .is_ok_and(|raw| self.verify(message, &raw))
     }
 }
 
@@ -330,7 +340,9 @@ fn pem_text(pem: &[u8]) -> Result<&str, String> {
 
 fn check_rsa_bits(bits: usize) -> Result<(), String> {
     if bits < MIN_RSA_BITS {
-        return Err(format!("RSA key of {bits} bits: at least {MIN_RSA_BITS} are required"));
+        return Err(format!(
+            "RSA key of {bits} bits: at least {MIN_RSA_BITS} are required"
+        ));
     }
     Ok(())
 }
@@ -344,7 +356,9 @@ fn counterpart_keys(
     }
     pems.iter()
         .enumerate()
-        .map(|(i, pem)| parse(pem_text(pem)?).map_err(|e| format!("counterpart key #{}: {e}", i + 1)))
+        .map(|(i, pem)| {
+            parse(pem_text(pem)?).map_err(|e| format!("counterpart key #{}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -486,7 +500,10 @@ mod tests {
         )
         .unwrap();
         let raw = hex::decode(format!("{r}{s}")).unwrap();
-        let der = sm2::dsa::Signature::from_slice(&raw).unwrap().to_der().to_vec();
+        let der = sm2::dsa::Signature::from_slice(&raw)
+            .unwrap()
+            .to_der()
+            .to_vec();
         assert!(signer.verify(b"message digest", &der));
         assert!(signer.verify(b"message digest", &raw));
         assert!(!signer.verify(b"message digesT", &der));
@@ -521,7 +538,9 @@ mod tests {
         .unwrap();
         let pem = {
             use rsa::pkcs8::EncodePublicKey;
-            public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap()
+            public
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap()
         };
         // Our key signs; the RFC's key verifies answers.
         let ours = rsa_fixture();
@@ -546,8 +565,7 @@ mod tests {
         let err = Signer::rsa(small.as_bytes(), &[]).unwrap_err();
         assert!(err.contains("2048"), "{err}");
         let public = include_str!("../tests/fixtures/keys/billclear-rsa.pub.pem");
-        let err = Signer::rsa(rsa_fixture().as_bytes(), &[small.as_bytes().to_vec()])
-            .unwrap_err();
+        let err = Signer::rsa(rsa_fixture().as_bytes(), &[small.as_bytes().to_vec()]).unwrap_err();
         assert!(!err.is_empty());
         assert!(Signer::rsa(rsa_fixture().as_bytes(), &[public.as_bytes().to_vec()]).is_ok());
     }
@@ -563,14 +581,22 @@ mod tests {
         let id = DEFAULT_SM2_SIGNER_ID;
         let us = Signer::sm2(
             ours.private_pem.as_bytes(),
-            &[old.public_pem.clone().into_bytes(), new.public_pem.clone().into_bytes()],
+            &[
+                old.public_pem.clone().into_bytes(),
+                new.public_pem.clone().into_bytes(),
+            ],
             id,
             id,
         )
         .unwrap();
         let biller = |k: &KeyPairPem| {
-            Signer::sm2(k.private_pem.as_bytes(), &[ours.public_pem.clone().into_bytes()], id, id)
-                .unwrap()
+            Signer::sm2(
+                k.private_pem.as_bytes(),
+                &[ours.public_pem.clone().into_bytes()],
+                id,
+                id,
+            )
+            .unwrap()
         };
         let m = b"200\n1764000000\nnonce\ndigest";
         assert!(us.verify(m, &biller(&old).sign(m)));
@@ -605,4 +631,3 @@ mod tests {
         assert!(SignatureScheme::parse("md5").is_err());
     }
 }
-

@@ -5,11 +5,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use biller_connectors::PlainKeyFiles;
-use biller_connectors::ConnectorKind;
 use biller_connectors::gas::codec::{self, PayAnswer, PayRequest, Reader};
 use biller_connectors::gas::GasConnector;
 use biller_connectors::sim::{self, Account, Faults, GasSim, GasSimConfig, SimBill};
+use biller_connectors::ConnectorKind;
+use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };
@@ -760,7 +760,12 @@ async fn pay_against(
     answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
 ) -> Result<biller_connectors::Credit, ConnectorError> {
     let (url, task) = rogue(answer).await;
-    let c = GasConnector::new("gas", &settings(&url, "billclear", SECRET, TIMEOUT_MS), &PlainKeyFiles).unwrap();
+    let c = GasConnector::new(
+        "gas",
+        &settings(&url, "billclear", SECRET, TIMEOUT_MS),
+        &PlainKeyFiles,
+    )
+    .unwrap();
     let r = c.pay(&order()).await;
     task.abort();
     r

@@ -4,14 +4,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use biller_connectors::PlainKeyFiles;
-use biller_connectors::ConnectorKind;
 use biller_connectors::hub::HubConnector;
 use biller_connectors::sim::hub::default_hub_book;
 use biller_connectors::sim::{
     default_accounts, Account, Faults, HubSim, HubSimConfig, SimBill, WaterSim, WaterSimConfig,
 };
 use biller_connectors::water::WaterConnector;
+use biller_connectors::ConnectorKind;
+use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };
@@ -50,7 +50,12 @@ fn settings(url: &str, secret: &str, timeout_ms: u64) -> ConnectorSettings {
 }
 
 fn connector_with(sim: &HubSim, secret: &str, timeout_ms: u64) -> HubConnector {
-    HubConnector::new("hub", &settings(&sim.base_url(), secret, timeout_ms), &PlainKeyFiles).unwrap()
+    HubConnector::new(
+        "hub",
+        &settings(&sim.base_url(), secret, timeout_ms),
+        &PlainKeyFiles,
+    )
+    .unwrap()
 }
 
 fn connector(sim: &HubSim) -> HubConnector {

@@ -5,11 +5,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use biller_connectors::PlainKeyFiles;
-use biller_connectors::ConnectorKind;
 use biller_connectors::power::codec::{self, Confirmation, MsgType};
 use biller_connectors::power::PowerConnector;
 use biller_connectors::sim::{self, Account, Faults, PowerSim, PowerSimConfig, SimBill};
+use biller_connectors::ConnectorKind;
+use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };

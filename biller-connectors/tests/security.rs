@@ -9,21 +9,21 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use biller_connectors::signature::DEFAULT_SM2_SIGNER_ID;
 use biller_connectors::sim::http::{server_tls, SimSecurity};
 use biller_connectors::sim::pki::{sm2_key_pair, KeyPairPem, Pki, Validity};
 use biller_connectors::sim::{
     book_for, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig, WaterSim,
     WaterSimConfig,
 };
-use biller_connectors::signature::DEFAULT_SM2_SIGNER_ID;
 use biller_connectors::transport::tls::spki_sha256;
 use biller_connectors::{
     build, Connector, ConnectorError, ConnectorKind, ConnectorSettings, NextStep, PayOrder,
     PlainKeyFiles, SignatureScheme, SignatureSettings, Signer, TlsSettings,
 };
+use rust_decimal::Decimal;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rust_decimal::Decimal;
 
 const SECRET: &str = "security-test-secret";
 
@@ -186,7 +186,9 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
     let ca = dir.write("ca.pem", &pki.ca_pem());
     let other_ca = dir.write("other-ca.pem", &stranger.ca_pem());
     let good = pki.server(&["127.0.0.1"]).unwrap();
-    let expired = pki.server_valid(&["127.0.0.1"], Validity::expired()).unwrap();
+    let expired = pki
+        .server_valid(&["127.0.0.1"], Validity::expired())
+        .unwrap();
     let misnamed = pki.server(&["billing.example.com"]).unwrap();
     let trust = |ca: &PathBuf| TlsSettings {
         ca_file: Some(ca.clone()),
@@ -197,7 +199,9 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
         let sim = family.start(tls_sim(&good, None)).await;
         assert!(sim.base_url().starts_with("https://"), "{}", sim.base_url());
         let c = connector("ok", &settings(family, sim.base_url(), trust(&ca)));
-        c.health().await.unwrap_or_else(|e| panic!("{family:?}: {e}"));
+        c.health()
+            .await
+            .unwrap_or_else(|e| panic!("{family:?}: {e}"));
         let credit = c.pay(&order(family.biller())).await;
         assert!(credit.is_ok(), "{family:?}: {credit:?}");
         assert_eq!(sim.credits(), 1);
@@ -207,7 +211,10 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
             let c = connector("untrusted", &settings(family, sim.base_url(), tls));
             let why = assert_next(&c.pay(&order(family.biller())).await, NextStep::Retry);
             assert!(why.contains("not sent"), "{family:?}: {why}");
-            assert!(why.contains("UnknownIssuer") || why.contains("certificate"), "{why}");
+            assert!(
+                why.contains("UnknownIssuer") || why.contains("certificate"),
+                "{why}"
+            );
         }
         // Pinned to another key: refused although the chain verifies.
         let pinned = TlsSettings {
@@ -225,7 +232,11 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
         };
         let c = connector("pinned-right", &settings(family, sim.base_url(), right_pin));
         assert!(c.pay(&order(family.biller())).await.is_ok(), "{family:?}");
-        assert_eq!(sim.pay_requests(), 2, "{family:?}: no refused call reached the biller");
+        assert_eq!(
+            sim.pay_requests(),
+            2,
+            "{family:?}: no refused call reached the biller"
+        );
         assert_eq!(sim.credits(), 2);
 
         // Expired, and issued for another name.
@@ -234,7 +245,11 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
             let c = connector(what, &settings(family, sim.base_url(), trust(&ca)));
             let why = assert_next(&c.pay(&order(family.biller())).await, NextStep::Retry);
             assert!(why.contains("not sent"), "{family:?} {what}: {why}");
-            let expected = if what == "expired" { "expired" } else { "not valid for name" };
+            let expected = if what == "expired" {
+                "expired"
+            } else {
+                "not valid for name"
+            };
             assert!(why.contains(expected), "{family:?} {what}: {why}");
             assert_eq!(sim.pay_requests(), 0, "{family:?} {what}");
             assert_eq!(sim.credits(), 0);
@@ -242,14 +257,22 @@ async fn https_works_and_every_tls_failure_is_not_applied() {
 
         // Plain http:// is refused unless the connector allows it.
         let plain = family.start(SimSecurity::default()).await;
-        let err = build("plain", &settings(family, plain.base_url(), trust(&ca)), &PlainKeyFiles)
-            .err()
-            .expect("plaintext refused");
+        let err = build(
+            "plain",
+            &settings(family, plain.base_url(), trust(&ca)),
+            &PlainKeyFiles,
+        )
+        .err()
+        .expect("plaintext refused");
         assert!(err.to_string().contains("allow_plaintext"), "{err}");
         // And https:// to a plaintext server: the handshake fails, nothing sent.
         let c = connector(
             "https-to-plain",
-            &settings(family, plain.base_url().replace("http://", "https://"), trust(&ca)),
+            &settings(
+                family,
+                plain.base_url().replace("http://", "https://"),
+                trust(&ca),
+            ),
         );
         assert_next(&c.pay(&order(family.biller())).await, NextStep::Retry);
         assert_eq!(plain.pay_requests(), 0);
@@ -290,14 +313,21 @@ async fn mutual_tls_needs_our_client_certificate() {
         }
         assert_eq!(sim.pay_requests(), 0, "{family:?}");
         // Ours: credited.
-        let c = connector("mtls", &settings(family, sim.base_url(), with(Some(&cert), Some(&key))));
+        let c = connector(
+            "mtls",
+            &settings(family, sim.base_url(), with(Some(&cert), Some(&key))),
+        );
         let r = c.pay(&order(family.biller())).await;
         assert!(r.is_ok(), "{family:?}: {r:?}");
         assert_eq!(sim.credits(), 1);
         // A certificate without its key is a configuration error.
-        let err = build("half", &settings(family, sim.base_url(), with(Some(&cert), None)), &PlainKeyFiles)
-            .err()
-            .expect("refused");
+        let err = build(
+            "half",
+            &settings(family, sim.base_url(), with(Some(&cert), None)),
+            &PlainKeyFiles,
+        )
+        .err()
+        .expect("refused");
         assert!(err.to_string().contains("client_key_file"), "{err}");
     }
 }
@@ -330,7 +360,9 @@ async fn tls_12_only_billers_are_reached() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keys")
+        .join(name)
 }
 
 fn read(p: &PathBuf) -> Vec<u8> {
@@ -418,7 +450,11 @@ async fn rsa_and_sm2_signed_payments_are_credited_and_bad_signatures_are_unknown
             };
             // Signed both ways: credited.
             let sim = family
-                .start(signed(sim_signer(scheme, &k.biller_private, &k.ours_public)))
+                .start(signed(sim_signer(
+                    scheme,
+                    &k.biller_private,
+                    &k.ours_public,
+                )))
                 .await;
             let c = connector("signed", &plain_settings(sim.base_url()));
             let r = c.pay(&order(family.biller())).await;
@@ -428,11 +464,18 @@ async fn rsa_and_sm2_signed_payments_are_credited_and_bad_signatures_are_unknown
             // The biller answers with a key we were never given: the payment
             // was applied, but the answer cannot be trusted: UNKNOWN.
             let rogue = family
-                .start(signed(sim_signer(scheme, &k.stranger_private, &k.ours_public)))
+                .start(signed(sim_signer(
+                    scheme,
+                    &k.stranger_private,
+                    &k.ours_public,
+                )))
                 .await;
             let c = connector("rogue", &plain_settings(rogue.base_url()));
             let why = assert_next(&c.pay(&order(family.biller())).await, NextStep::Unknown);
-            assert!(why.contains("signature") || why.contains("MAC"), "{scheme} {family:?}: {why}");
+            assert!(
+                why.contains("signature") || why.contains("MAC"),
+                "{scheme} {family:?}: {why}"
+            );
             assert_eq!(rogue.credits(), 1, "applied, but not trusted");
 
             // The biller does not know the key we sign with: refused, not
@@ -445,12 +488,20 @@ async fn rsa_and_sm2_signed_payments_are_credited_and_bad_signatures_are_unknown
                 }
             };
             let picky = family
-                .start(signed(sim_signer(scheme, &k.biller_private, &stranger_public)))
+                .start(signed(sim_signer(
+                    scheme,
+                    &k.biller_private,
+                    &stranger_public,
+                )))
                 .await;
             let c = connector("unknown-to-biller", &plain_settings(picky.base_url()));
             let r = c.pay(&order(family.biller())).await;
             assert!(r.is_err(), "{scheme} {family:?}");
-            assert_ne!(r.as_ref().unwrap_err().next_step(), NextStep::Unknown, "{r:?}");
+            assert_ne!(
+                r.as_ref().unwrap_err().next_step(),
+                NextStep::Unknown,
+                "{r:?}"
+            );
             assert_eq!(picky.credits(), 0);
         }
     }
@@ -484,7 +535,10 @@ async fn two_biller_keys_are_valid_during_a_rotation() {
             signature: signature.clone(),
             ..settings(Family::Water, sim.base_url(), TlsSettings::default())
         };
-        assert!(connector("rotating", &s).pay(&order("sh-water")).await.is_ok());
+        assert!(connector("rotating", &s)
+            .pay(&order("sh-water"))
+            .await
+            .is_ok());
     }
 }
 

@@ -4,10 +4,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use biller_connectors::PlainKeyFiles;
-use biller_connectors::ConnectorKind;
 use biller_connectors::sim::{Account, Faults, SimBill, WaterSim, WaterSimConfig};
 use biller_connectors::water::WaterConnector;
+use biller_connectors::ConnectorKind;
+use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };

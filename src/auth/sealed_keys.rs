@@ -106,7 +106,8 @@ impl PrivateKeys for SealedKeyFiles {
 mod tests {
     use super::*;
 
-    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+    const PEM: &str =
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
 
     fn master() -> MasterKey {
         MasterKey::from_base64(&MasterKey::generate_base64()).unwrap()

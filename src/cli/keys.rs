@@ -108,8 +108,14 @@ pub fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             std::fs::write(&public, &pair.public_pem)
                 .with_context(|| format!("writing {}", public.display()))?;
             println!("{scheme} key pair:");
-            println!("  private (sealed)  {}   → signature.private_key_file", private.display());
-            println!("  public            {}   → give it to the biller", public.display());
+            println!(
+                "  private (sealed)  {}   → signature.private_key_file",
+                private.display()
+            );
+            println!(
+                "  public            {}   → give it to the biller",
+                public.display()
+            );
         }
     }
     Ok(())

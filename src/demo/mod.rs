@@ -30,13 +30,13 @@ use crate::api::AppState;
 use crate::auth::secrets::{MasterKey, Secret};
 use crate::client::SignedClient;
 use crate::config::{Config, ConnectorSettings};
-use biller_connectors::ConnectorKind;
 use crate::dispatch::Workers;
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::ids::ChannelId;
 use crate::receiver::CallbackReceiver;
 use crate::store::postgres::{self, PgStore};
 use crate::store::{BillerStore, LedgerStore, Store};
+use biller_connectors::ConnectorKind;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -252,9 +252,24 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         .join("recon");
     // Every biller's first route is the hub, its second the biller direct.
     for (i, (id, kind, base_url, side)) in [
-        ("water-direct", ConnectorKind::WaterJson, sim.base_url(), &secured.water),
-        ("power-direct", ConnectorKind::PowerXml, power.base_url(), &secured.power),
-        ("gas-direct", ConnectorKind::GasTcp, gas.address(), &secured.gas),
+        (
+            "water-direct",
+            ConnectorKind::WaterJson,
+            sim.base_url(),
+            &secured.water,
+        ),
+        (
+            "power-direct",
+            ConnectorKind::PowerXml,
+            power.base_url(),
+            &secured.power,
+        ),
+        (
+            "gas-direct",
+            ConnectorKind::GasTcp,
+            gas.address(),
+            &secured.gas,
+        ),
         ("hub", ConnectorKind::HubJson, hub.base_url(), &secured.hub),
     ]
     .into_iter()

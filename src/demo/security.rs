@@ -185,10 +185,9 @@ fn signature(
 ) -> anyhow::Result<SignatureSettings> {
     Ok(SignatureSettings {
         scheme,
-        private_key_file: Some(files.sealed(
-            &format!("billclear-{tag}.key.sealed"),
-            &ours.private_pem,
-        )?),
+        private_key_file: Some(
+            files.sealed(&format!("billclear-{tag}.key.sealed"), &ours.private_pem)?,
+        ),
         biller_keys: vec![files.public(&format!("{biller}-{tag}.pub.pem"), &theirs.public_pem)?],
         signer_id: None,
         biller_signer_id: None,

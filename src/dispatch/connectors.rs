@@ -59,7 +59,10 @@ impl Connectors {
             }
             let timeout = Duration::from_millis(s.timeout_ms);
             let keys = SealedKeyFiles::new(master, s.allow_plaintext);
-            by_id.insert(id.clone(), (biller_connectors::build(id, s, &keys)?, timeout));
+            by_id.insert(
+                id.clone(),
+                (biller_connectors::build(id, s, &keys)?, timeout),
+            );
         }
         Ok(Connectors {
             by_id: Arc::new(by_id),
@@ -135,4 +138,141 @@ pub fn security_warnings(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use biller_connectors::sim::pki::{Pki, Validity};
+    use biller_connectors::{SignatureScheme, SignatureSettings, TlsSettings};
+
+    fn master() -> MasterKey {
+        MasterKey::from_base64(&MasterKey::generate_base64()).unwrap()
+    }
+
+    fn water(base_url: &str) -> ConnectorSettings {
+        ConnectorSettings {
+            kind: ConnectorKind::WaterJson,
+            base_url: base_url.into(),
+            key_id: "billclear".into(),
+            secret: "s".into(),
+            timeout_ms: 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plaintext_and_plain_keys_need_allow_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sm2.pem");
+        let pair = biller_connectors::signature::sm2_key_pair().unwrap();
+        std::fs::write(&key, &pair.private_pem).unwrap();
+        let public = dir.path().join("biller.pub");
+        std::fs::write(&public, &pair.public_pem).unwrap();
+        let signed = |base_url: &str, allow: bool, key: &std::path::Path| ConnectorSettings {
+            allow_plaintext: allow,
+            secret: String::new(),
+            signature: SignatureSettings {
+                scheme: SignatureScheme::Sm2Sm3,
+                private_key_file: Some(key.to_path_buf()),
+                biller_keys: vec![public.clone()],
+                ..Default::default()
+            },
+            ..water(base_url)
+        };
+        let build = |s: ConnectorSettings| {
+            Connectors::from_settings(&BTreeMap::from([("w".to_string(), s)]), &master())
+        };
+        // http:// without allow_plaintext.
+        let err = build(water("http://127.0.0.1:1")).err().unwrap();
+        assert!(err.to_string().contains("allow_plaintext"), "{err}");
+        // A plain PEM key where plaintext is not allowed.
+        let err = build(signed("https://127.0.0.1:1", false, &key))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("must be sealed"), "{err}");
+        // Sealed with the master key: accepted without allow_plaintext.
+        let mk = master();
+        let sealed = dir.path().join("sm2.sealed");
+        std::fs::write(
+            &sealed,
+            crate::auth::sealed_keys::seal(&mk, pair.private_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let settings = BTreeMap::from([(
+            "w".to_string(),
+            signed("https://127.0.0.1:1", false, &sealed),
+        )]);
+        assert!(Connectors::from_settings(&settings, &mk).is_ok());
+        // ... and not with another master key.
+        assert!(Connectors::from_settings(&settings, &master()).is_err());
+        // With allow_plaintext the plain key is read (simulators, tests).
+        assert!(build(signed("http://127.0.0.1:1", true, &key)).is_ok());
+    }
+
+    #[test]
+    fn warnings_name_plaintext_routes_and_certificates_about_to_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new("CA").unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let soon = write(
+            "soon.pem",
+            &pki.server_valid(&["a.example"], Validity::days(10))
+                .unwrap()
+                .cert_pem,
+        );
+        let later = write("later.pem", &pki.server(&["b.example"]).unwrap().cert_pem);
+        let expired = write(
+            "expired.pem",
+            &pki.server_valid(&["c.example"], Validity::expired())
+                .unwrap()
+                .cert_pem,
+        );
+        let with_ca = |ca: &std::path::Path| ConnectorSettings {
+            tls: TlsSettings {
+                ca_file: Some(ca.to_path_buf()),
+                ..Default::default()
+            },
+            ..water("https://a.example:443")
+        };
+        let settings = BTreeMap::from([
+            (
+                "plain".to_string(),
+                ConnectorSettings {
+                    allow_plaintext: true,
+                    ..water("http://127.0.0.1:9101")
+                },
+            ),
+            ("soon".to_string(), with_ca(&soon)),
+            ("later".to_string(), with_ca(&later)),
+            ("expired".to_string(), with_ca(&expired)),
+            ("missing".to_string(), with_ca(&dir.path().join("nope.pem"))),
+        ]);
+        let w = security_warnings(&settings, Utc::now());
+        assert_eq!(w.len(), 4, "{w:#?}");
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("connector plain: plaintext http://")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("connector soon:") && l.contains("days left")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("connector expired:") && l.contains("expired on")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter().any(|l| l.starts_with("connector missing:")),
+            "{w:#?}"
+        );
+        assert!(!w.iter().any(|l| l.contains("connector later")), "{w:#?}");
+    }
 }

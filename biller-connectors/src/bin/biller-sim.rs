@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use biller_connectors::sim::http::{server_tls, SimSecurity};
 use biller_connectors::sim::{
     self, Account, BookEntry, CoopSim, CoopSimConfig, GasSim, GasSimConfig, HubSim, HubSimConfig,
     PowerSim, PowerSimConfig, WaterSim, WaterSimConfig,
 };
-use biller_connectors::sim::http::{server_tls, SimSecurity};
 use biller_connectors::{PlainKeyFiles, SignatureScheme, SignatureSettings, Signer};
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
@@ -530,7 +530,8 @@ impl SecurityArgs {
     /// The security these options describe (the HMAC `secret` is the
     /// simulator's own config).
     fn security(&self) -> Result<SimSecurity, String> {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 let ca = self.tls_client_ca.as_ref().map(read).transpose()?;
@@ -547,7 +548,11 @@ impl SecurityArgs {
                     biller_keys: self.peer_keys.clone(),
                     ..Default::default()
                 };
-                Some(std::sync::Arc::new(Signer::from_settings(&settings, "", &PlainKeyFiles)?))
+                Some(std::sync::Arc::new(Signer::from_settings(
+                    &settings,
+                    "",
+                    &PlainKeyFiles,
+                )?))
             }
         };
         Ok(SimSecurity { tls, signer })

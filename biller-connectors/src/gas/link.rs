@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use super::codec::{self, Reader};
 use super::Trouble;
@@ -372,7 +372,12 @@ async fn connect(inner: &Inner) -> std::io::Result<Stream> {
                 .connector
                 .connect(tls.server_name.clone(), tcp)
                 .await
-                .map_err(|e| std::io::Error::other(format!("TLS handshake failed: {}", crate::transport::error_chain(&e))))?;
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "TLS handshake failed: {}",
+                        crate::transport::error_chain(&e)
+                    ))
+                })?;
             Ok(Stream::Tls(Box::new(stream)))
         }
     }

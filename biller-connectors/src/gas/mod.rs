@@ -126,7 +126,9 @@ fn parse_base_url(url: &str, allow_plaintext: bool) -> Result<(String, bool), St
         }
         (rest, false)
     } else {
-        return Err(format!("base_url {url:?} must start with tls:// (or tcp://)"));
+        return Err(format!(
+            "base_url {url:?} must start with tls:// (or tcp://)"
+        ));
     };
     let (host, port) = rest
         .rsplit_once(':')
@@ -517,7 +519,6 @@ impl Connector for GasConnector {
         self.do_health().await
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,6 @@ pub const PATH_PING: &str = "/hub/v2/ping";
 /// The query parameter of a status inquiry: OUR reference.
 pub const QUERY_PARTNER_REF: &str = "partnerRef";
 
-
 /// Lowercase hex SHA-256 of a body.
 pub fn body_digest(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))

@@ -202,7 +202,9 @@ impl HubConnector {
         let nonce = codec::new_nonce();
         let request = self.signed_request(&method, &path_and_query, &nonce, body)?;
         let (status, headers, bytes) =
-            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES)).await {
+            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES))
+                .await
+            {
                 Ok(result) => result.map_err(|t| classify_trouble(op, t))?,
                 Err(_) => {
                     return Err(classify_trouble(
@@ -519,7 +521,6 @@ impl Connector for HubConnector {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,11 +562,19 @@ mod tests {
 
     #[test]
     fn build_knows_the_hub_kind() {
-        let c = crate::build("hub", &settings("http://127.0.0.1:9305"), &crate::PlainKeyFiles).unwrap();
+        let c = crate::build(
+            "hub",
+            &settings("http://127.0.0.1:9305"),
+            &crate::PlainKeyFiles,
+        )
+        .unwrap();
         assert_eq!(c.id(), "hub");
         let mut s = settings("http://127.0.0.1:9305");
         s.kind = crate::ConnectorKind::CoopFile;
-        let e = crate::build("hub", &s, &crate::PlainKeyFiles).err().unwrap().to_string();
+        let e = crate::build("hub", &s, &crate::PlainKeyFiles)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("not an online connector"), "{e}");
     }
 
@@ -635,7 +644,12 @@ mod tests {
 
     #[test]
     fn only_a_401_4010_is_trusted_unsigned() {
-        let c = HubConnector::new("hub", &settings("http://127.0.0.1:9305"), &crate::transport::tls::PlainKeyFiles).unwrap();
+        let c = HubConnector::new(
+            "hub",
+            &settings("http://127.0.0.1:9305"),
+            &crate::transport::tls::PlainKeyFiles,
+        )
+        .unwrap();
         let e = c.unverified(
             Operation::Pay,
             StatusCode::UNAUTHORIZED,

@@ -465,7 +465,6 @@ impl Connector for PowerConnector {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

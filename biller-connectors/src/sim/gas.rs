@@ -259,7 +259,11 @@ impl GasSim {
     /// Where the link listens: `tcp://127.0.0.1:PORT`, or `tls://…` when
     /// the link is secured (a `base_url`).
     pub fn address(&self) -> String {
-        let scheme = if self.shared.tls.is_some() { "tls" } else { "tcp" };
+        let scheme = if self.shared.tls.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        };
         format!("{scheme}://{}", self.addr)
     }
 

@@ -74,8 +74,7 @@ pub fn server_tls(
     let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("server certificate PEM: {e}"))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server key PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("server key PEM: {e}"))?;
     let versions = if versions.is_empty() {
         rustls::ALL_VERSIONS
     } else {
@@ -127,7 +126,12 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), stop.clone(), acceptor.clone()));
+                tokio::spawn(serve_connection(
+                    stream,
+                    app.clone(),
+                    stop.clone(),
+                    acceptor.clone(),
+                ));
             }
             Err(e) if *stop.borrow() => {
                 tracing::debug!("accept stopped: {e}");

@@ -8,8 +8,8 @@
 pub mod coop;
 pub mod gas;
 pub mod http;
-pub mod pki;
 pub mod hub;
+pub mod pki;
 pub mod power;
 pub mod water;
 
@@ -18,8 +18,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use coop::{CoopSim, CoopSimConfig};
-pub use http::{server_tls, SimSecurity};
 pub use gas::{GasSim, GasSimConfig};
+pub use http::{server_tls, SimSecurity};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};

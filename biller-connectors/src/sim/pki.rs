@@ -53,8 +53,8 @@ impl Pki {
     /// A new CA named `name`.
     pub fn new(name: &str) -> Result<Pki, String> {
         let key = KeyPair::generate().map_err(|e| format!("CA key: {e}"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new())
-            .map_err(|e| format!("CA params: {e}"))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("CA params: {e}"))?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -90,12 +90,7 @@ impl Pki {
     pub fn server_valid(&self, names: &[&str], validity: Validity) -> Result<Issued, String> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let first = names.first().cloned().unwrap_or_default();
-        self.issue(
-            names,
-            &first,
-            ExtendedKeyUsagePurpose::ServerAuth,
-            validity,
-        )
+        self.issue(names, &first, ExtendedKeyUsagePurpose::ServerAuth, validity)
     }
 
     /// A client certificate whose subject is `name`, valid for a year.
@@ -118,7 +113,9 @@ impl Pki {
         let key = KeyPair::generate().map_err(|e| format!("key: {e}"))?;
         let mut params =
             CertificateParams::new(names).map_err(|e| format!("certificate params: {e}"))?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
         params.not_before = validity.not_before;

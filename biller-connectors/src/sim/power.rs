@@ -273,9 +273,6 @@ impl Ledger {
     }
 }
 
-
-
-
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(codec::PATH_GATEWAY, post(gateway))

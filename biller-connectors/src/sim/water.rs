@@ -267,9 +267,6 @@ impl Ledger {
     }
 }
 
-
-
-
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(codec::PATH_BILLS, post(bills))

@@ -83,7 +83,9 @@ pub struct HttpTransport {
 
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpTransport").field("base", &self.base).finish()
+        f.debug_struct("HttpTransport")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -126,7 +128,10 @@ impl HttpTransport {
 
     /// The full URI of `path_and_query` (which starts with the prefix).
     pub fn uri(&self, path_and_query: &str) -> String {
-        format!("{}://{}{path_and_query}", self.base.scheme, self.base.authority)
+        format!(
+            "{}://{}{path_and_query}",
+            self.base.scheme, self.base.authority
+        )
     }
 
     /// The HTTP exchange itself, body read to the end (at most
@@ -150,7 +155,9 @@ impl HttpTransport {
             let why = error_chain(&e);
             let to = &self.base.authority;
             if let Some(refusal) = tls::is_handshake_refusal(&e) {
-                Trouble::NotConnected(format!("TLS handshake with {to} refused: {refusal} ({why})"))
+                Trouble::NotConnected(format!(
+                    "TLS handshake with {to} refused: {refusal} ({why})"
+                ))
             } else if e.is_connect() {
                 Trouble::NotConnected(format!("could not connect to {to}: {why}"))
             } else {
@@ -187,7 +194,10 @@ mod tests {
         let err = BaseUrl::parse("http://127.0.0.1:9101", false, &[]).unwrap_err();
         assert!(err.contains("allow_plaintext"), "{err}");
         let b = BaseUrl::parse("http://127.0.0.1:9101/water/", true, &[]).unwrap();
-        assert_eq!((b.scheme, b.authority.as_str(), b.prefix.as_str()), ("http", "127.0.0.1:9101", "/water"));
+        assert_eq!(
+            (b.scheme, b.authority.as_str(), b.prefix.as_str()),
+            ("http", "127.0.0.1:9101", "/water")
+        );
         let b = BaseUrl::parse("https://biller.example:443", false, &[]).unwrap();
         assert_eq!((b.scheme, b.prefix.as_str()), ("https", ""));
         assert!(BaseUrl::parse("https://h:1/a&b", false, &['&']).is_err());

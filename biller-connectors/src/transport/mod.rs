@@ -126,7 +126,13 @@ impl<C: Connector> Logged<C> {
         &self.inner
     }
 
-    fn span(&self, op: &'static str, reference: &str, biller: &str, account: &str) -> tracing::Span {
+    fn span(
+        &self,
+        op: &'static str,
+        reference: &str,
+        biller: &str,
+        account: &str,
+    ) -> tracing::Span {
         tracing::info_span!(
             "connector",
             family = self.family,
@@ -169,12 +175,22 @@ impl<C: Connector> Connector for Logged<C> {
     }
 
     async fn pay(&self, order: &PayOrder) -> Result<Credit, ConnectorError> {
-        let span = self.span("pay", &order.our_reference, &order.biller_id, &order.account_number);
+        let span = self.span(
+            "pay",
+            &order.our_reference,
+            &order.biller_id,
+            &order.account_number,
+        );
         Self::logged(span, self.inner.pay(order)).await
     }
 
     async fn status(&self, order: &PayOrder) -> Result<RemoteStatus, ConnectorError> {
-        let span = self.span("status", &order.our_reference, &order.biller_id, &order.account_number);
+        let span = self.span(
+            "status",
+            &order.our_reference,
+            &order.biller_id,
+            &order.account_number,
+        );
         Self::logged(span, self.inner.status(order)).await
     }
 
@@ -197,7 +213,12 @@ mod tests {
 
     #[test]
     fn trouble_maps_by_operation() {
-        for op in [Operation::Bills, Operation::Status, Operation::Health, Operation::Pay] {
+        for op in [
+            Operation::Bills,
+            Operation::Status,
+            Operation::Health,
+            Operation::Pay,
+        ] {
             let e = classify_trouble(op, Trouble::NotConnected("refused".into()));
             assert_eq!(e.next_step(), NextStep::Retry);
             let expected = if op == Operation::Pay {
@@ -214,8 +235,8 @@ mod tests {
 
     #[test]
     fn error_chain_names_every_source_once() {
-        let inner = std::io::Error::new(std::io::ErrorKind::Other, "deep");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, inner);
+        let inner = std::io::Error::other("deep");
+        let outer = std::io::Error::other(inner);
         assert_eq!(error_chain(&outer), "deep");
     }
 }

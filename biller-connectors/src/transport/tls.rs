@@ -152,9 +152,10 @@ pub fn client_config(
     keys: &dyn PrivateKeys,
 ) -> Result<Arc<ClientConfig>, String> {
     let provider = provider();
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(settings)?), provider.clone())
-        .build()
-        .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(settings)?), provider.clone())
+            .build()
+            .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
     let pins = settings
         .pin_sha256
         .iter()
@@ -205,7 +206,9 @@ struct PinnedVerifier {
 
 impl fmt::Debug for PinnedVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinnedVerifier").field("pins", &self.pins.len()).finish()
+        f.debug_struct("PinnedVerifier")
+            .field("pins", &self.pins.len())
+            .finish()
     }
 }
 
@@ -290,7 +293,9 @@ pub fn is_handshake_refusal(e: &(dyn std::error::Error + 'static)) -> Option<Str
                     | A::ProtocolVersion
                     | A::InsufficientSecurity
             ) {
-                return Some(format!("the biller refused the TLS handshake: alert {alert:?}"));
+                return Some(format!(
+                    "the biller refused the TLS handshake: alert {alert:?}"
+                ));
             }
         }
         current = err.source();

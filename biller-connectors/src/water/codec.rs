@@ -31,7 +31,6 @@ pub const PATH_PAY_QUERY: &str = "/api/v1/payments/query";
 /// Health endpoint (GET).
 pub const PATH_HEALTH: &str = "/api/v1/health";
 
-
 /// Lowercase hex SHA-256 of a body.
 pub fn body_digest(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))

@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
-pub use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
 use crate::transport::http::HttpTransport;
+pub use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
     PayOrder, PrivateKeys, Refusal, RemoteStatus, Signer,
@@ -146,7 +146,9 @@ impl WaterConnector {
         let nonce = codec::new_nonce();
         let request = self.signed_request(&method, &path, &nonce, body)?;
         let (status, headers, bytes) =
-            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES)).await {
+            match tokio::time::timeout(self.timeout, self.http.exchange(request, MAX_ANSWER_BYTES))
+                .await
+            {
                 Ok(result) => result.map_err(|t| classify_trouble(op, t))?,
                 Err(_) => {
                     return Err(classify_trouble(
@@ -415,7 +417,6 @@ impl Connector for WaterConnector {
         self.do_health().await
     }
 }
-
 
 #[cfg(test)]
 mod tests {
