@@ -148,11 +148,10 @@ pub fn connector_security(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// Logs (and prints to stderr) what an operator must know at start.
+/// Logs what an operator must know at start.
 pub fn warn_at_start(config: &Config) {
     for w in crate::dispatch::connectors::security_warnings(&config.connectors, chrono::Utc::now())
     {
         tracing::warn!("{w}");
-        eprintln!("warning: {w}");
     }
 }
