@@ -81,6 +81,11 @@ pub struct ReconConfig {
     /// one currency). Statements of any other account are refused.
     #[serde(default)]
     pub bank_accounts: Vec<OurBankAccount>,
+    /// Which connector's deliveries each counterparty file kind reports
+    /// on: `water-csv`, `power-xml`, `gas-fixed`, `hub-statement`,
+    /// `coop-ack` → a connector id.
+    #[serde(default)]
+    pub file_routes: crate::domain::recon::FileRoutes,
 }
 
 fn default_settlement_currency() -> String {
@@ -385,6 +390,7 @@ impl Default for Config {
                 sort_buffer_records: 200_000,
                 settlement_currency: default_settlement_currency(),
                 bank_accounts: Vec::new(),
+                file_routes: Default::default(),
             },
             settlement: SettlementConfig {
                 outbox_dir: ".billclear/settlement".into(),
@@ -594,6 +600,33 @@ mod tests {
             let cfg = Config::load(Some(Path::new("c.toml"))).expect("loads");
             assert_eq!(cfg.database.url, "postgres://a/b");
             assert_eq!(cfg.database.max_connections, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn a_file_kind_is_pointed_at_another_connector_by_configuration() {
+        use crate::domain::recon::FileKind;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[recon.file_routes]\nwater-csv = \"qingpu-water\"\n",
+            )?;
+            let cfg = Config::load(Some(Path::new("c.toml"))).expect("loads");
+            let routes = &cfg.recon.file_routes;
+            assert_eq!(routes.connector(FileKind::WaterCsv), Some("qingpu-water"));
+            // The others keep their defaults; bank files report on none.
+            assert_eq!(routes.connector(FileKind::HubStatement), Some("hub"));
+            assert_eq!(routes.connector(FileKind::Camt053), None);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[recon.file_routes]\nwater-xls = \"x\"\n")?;
+            assert!(
+                Config::load(Some(Path::new("c.toml"))).is_err(),
+                "unknown kind"
+            );
             Ok(())
         });
     }

@@ -175,6 +175,7 @@ async fn a_day_of_water_payments_reconciles_into_every_break_category() {
         grace: std::time::Duration::ZERO,
         sort_buffer: 2, // forces spilling even on a tiny day
         run_by: "test".into(),
+        file_routes: Default::default(),
     };
     let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
     let summary = run_biller(store.clone(), water, date, &opts, 0, Utc::now(), None)
@@ -702,6 +703,7 @@ async fn one_run_of_a_date_and_biller_at_a_time_and_a_failed_run_is_recorded() {
         grace: std::time::Duration::ZERO,
         sort_buffer: 1_000,
         run_by: "test".into(),
+        file_routes: Default::default(),
     };
     let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
     // Someone else's run of the date is in progress.
@@ -790,6 +792,7 @@ async fn the_hub_statement_covers_a_biller_only_where_it_concerns_it() {
         grace: std::time::Duration::ZERO,
         sort_buffer: 1_000,
         run_by: "test".into(),
+        file_routes: Default::default(),
     };
     let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
     let run = |id: &'static str| {

@@ -229,6 +229,7 @@ impl Bank {
             grace: std::time::Duration::ZERO,
             sort_buffer: 1_000,
             run_by: "test".into(),
+            file_routes: Default::default(),
         };
         Bank { app, dir, opts }
     }

@@ -91,6 +91,7 @@ async fn reconcile(app: &TestApp, dir: &std::path::Path, date: NaiveDate) -> Run
         grace: Duration::from_secs(24 * 3600),
         sort_buffer: 1_000,
         run_by: "test".into(),
+        file_routes: Default::default(),
     };
     let store: Arc<dyn ReconStore> = app.store.clone();
     run_biller(store, biller, date, &opts, 0, Utc::now(), None)

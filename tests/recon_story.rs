@@ -187,6 +187,7 @@ async fn reconcile(
         grace,
         sort_buffer: 1_000,
         run_by: "story".into(),
+        file_routes: Default::default(),
     };
     let store: std::sync::Arc<dyn ReconStore> = app.store.clone();
     let mut out = BTreeMap::new();

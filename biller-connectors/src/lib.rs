@@ -29,6 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub mod codes;
+pub mod confirmation;
 pub mod coop;
 pub mod echo;
 pub mod gas;

@@ -64,7 +64,7 @@ impl AppState {
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
         let routes = Arc::new(Routes::new(
-            Connectors::from_settings(&config.connectors, &master_key)?,
+            Connectors::from_settings(&config.connectors, &config.recon.file_routes, &master_key)?,
             config.routing.policy(),
         ));
         let config_inquiry = config.inquiry.clone();

@@ -837,6 +837,7 @@ pub async fn step(args: StepArgs) -> anyhow::Result<()> {
                 grace: Duration::ZERO,
                 sort_buffer: args.sort_buffer,
                 run_by: "bench".into(),
+                file_routes: Default::default(),
             };
             let recon_store: Arc<dyn ReconStore> = store.clone();
             figures.rss_before = super::proc_status_bytes("VmRSS:");

@@ -178,6 +178,7 @@ pub fn run_options(config: &Config, by: &str) -> RunOptions {
         grace: Duration::from_secs(u64::from(config.recon.unknown_grace_hours) * 3600),
         sort_buffer: config.recon.sort_buffer_records,
         run_by: by.to_string(),
+        file_routes: config.recon.file_routes.clone(),
     }
 }
 
@@ -546,6 +547,7 @@ pub async fn breaks(
     // A re-send calls the routes named in the configuration.
     let connectors = crate::dispatch::Connectors::from_settings(
         &config.connectors,
+        &config.recon.file_routes,
         &crate::cli::master_key(config)?,
     )?;
     let need_actor = || {

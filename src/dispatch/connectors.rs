@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::sealed_keys::SealedKeyFiles;
 use crate::auth::secrets::MasterKey;
+use crate::domain::recon::FileRoutes;
 
 /// A certificate this close to its end is warned about.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
@@ -22,6 +23,8 @@ pub struct Connectors {
     by_id: Arc<BTreeMap<String, Entry>>,
     /// File routes (kind "coop-file"): billers with no online interface.
     files: Arc<BTreeMap<String, CoopSettings>>,
+    /// Which connector each counterparty file kind reports on.
+    file_routes: Arc<FileRoutes>,
 }
 
 /// A file route from its settings: `base_url` = `file:///dir` (batch files
@@ -48,6 +51,7 @@ impl Connectors {
     /// `master` (plain PEM only where `allow_plaintext`).
     pub fn from_settings(
         settings: &BTreeMap<String, ConnectorSettings>,
+        file_routes: &FileRoutes,
         master: &MasterKey,
     ) -> anyhow::Result<Connectors> {
         let mut by_id = BTreeMap::new();
@@ -67,6 +71,7 @@ impl Connectors {
         Ok(Connectors {
             by_id: Arc::new(by_id),
             files: Arc::new(files),
+            file_routes: Arc::new(file_routes.clone()),
         })
     }
 
@@ -89,6 +94,12 @@ impl Connectors {
 
     pub fn file_routes(&self) -> impl Iterator<Item = (&str, &CoopSettings)> {
         self.files.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Which connector each counterparty file kind reports on
+    /// (`recon.file_routes`).
+    pub fn file_kind_routes(&self) -> &FileRoutes {
+        &self.file_routes
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
@@ -181,7 +192,11 @@ mod tests {
             ..water(base_url)
         };
         let build = |s: ConnectorSettings| {
-            Connectors::from_settings(&BTreeMap::from([("w".to_string(), s)]), &master())
+            Connectors::from_settings(
+                &BTreeMap::from([("w".to_string(), s)]),
+                &FileRoutes::default(),
+                &master(),
+            )
         };
         // http:// without allow_plaintext.
         let err = build(water("http://127.0.0.1:1")).err().unwrap();
@@ -203,9 +218,9 @@ mod tests {
             "w".to_string(),
             signed("https://127.0.0.1:1", false, &sealed),
         )]);
-        assert!(Connectors::from_settings(&settings, &mk).is_ok());
+        assert!(Connectors::from_settings(&settings, &FileRoutes::default(), &mk).is_ok());
         // ... and not with another master key.
-        assert!(Connectors::from_settings(&settings, &master()).is_err());
+        assert!(Connectors::from_settings(&settings, &FileRoutes::default(), &master()).is_err());
         // With allow_plaintext the plain key is read (simulators, tests).
         assert!(build(signed("http://127.0.0.1:1", true, &key)).is_ok());
     }

@@ -132,7 +132,7 @@ async fn case(
         .await?
         .into_iter()
         .filter(|f| {
-            f.kind.connector() == original.as_deref()
+            connectors.file_kind_routes().connector(f.kind) == original.as_deref()
                 && (f.biller_id.is_none() || f.biller_id.as_deref() == Some(b.scope.as_str()))
         })
         .collect();

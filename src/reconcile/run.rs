@@ -27,7 +27,7 @@ use crate::domain::recon::matching::{
     judge, merge, Category, Decision, Earlier, Found, MatchRules, OrderError, OurPayment, Pending,
     Sourced, Verdict,
 };
-use crate::domain::recon::FileKind;
+use crate::domain::recon::{FileKind, FileRoutes};
 use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
 use crate::store::StoreError;
 
@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub grace: Duration,
     pub sort_buffer: usize,
     pub run_by: String,
+    /// Which connector each file kind reports on (`recon.file_routes`).
+    pub file_routes: FileRoutes,
 }
 
 /// Counts and totals per outcome (a `BTreeMap` so it prints in one order).
@@ -171,7 +173,7 @@ pub async fn run_biller(
     let covered: BTreeSet<String> = files
         .iter()
         .filter(|f| f.business_date == date)
-        .filter_map(|f| f.kind.connector().map(str::to_string))
+        .filter_map(|f| opts.file_routes.connector(f.kind).map(str::to_string))
         .collect();
     let file_ids: Vec<i64> = files.iter().map(|f| f.id).collect();
     let run_id = store
@@ -184,6 +186,7 @@ pub async fn run_biller(
             grace_elapsed: now
                 >= day_end + chrono::Duration::from_std(opts.grace).unwrap_or_default(),
             covered: covered.clone(),
+            file_routes: opts.file_routes.clone(),
         };
 
         // Their side, sorted by our reference in bounded memory.
@@ -195,11 +198,12 @@ pub async fn run_biller(
         let (sorted, spoke_of_biller) = {
             let files = files.clone();
             let biller_id = biller_id.clone();
+            let routes = opts.file_routes.clone();
             tokio::task::spawn_blocking(move || -> Result<_, RunError> {
                 let mut sorter: ExternalSorter<Sourced> =
                     ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
                 // Connectors whose file of the date holds a record of the biller.
-                let mut spoke: BTreeSet<&'static str> = BTreeSet::new();
+                let mut spoke: BTreeSet<String> = BTreeSet::new();
                 for f in &files {
                     let mut reader =
                         BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
@@ -235,7 +239,7 @@ pub async fn run_biller(
                         });
                     }
                     if core && records > 0 {
-                        spoke.extend(f.kind.connector());
+                        spoke.extend(routes.connector(f.kind).map(str::to_string));
                     }
                 }
                 Ok((sorter.finish()?, spoke))
@@ -402,7 +406,7 @@ pub async fn run_biller(
         let own: BTreeSet<&str> = files
             .iter()
             .filter(|f| f.business_date == date && f.biller_id.as_deref() == Some(&biller_id))
-            .filter_map(|f| f.kind.connector())
+            .filter_map(|f| opts.file_routes.connector(f.kind))
             .collect();
         s.covered = covered
             .into_iter()

@@ -28,6 +28,7 @@
 //! `16` currency, `30` other fields) and a message starting "not sent".
 
 pub mod codec;
+pub mod confirmation;
 pub mod link;
 
 use std::fmt;

@@ -52,6 +52,7 @@
 //! down and use the billers' direct connections.
 
 pub mod codec;
+pub mod statement;
 
 use std::fmt;
 use std::time::Duration;

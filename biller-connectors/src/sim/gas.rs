@@ -41,9 +41,10 @@ use tokio::time::Instant;
 
 use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use crate::gas::codec::{
-    self, BillsAnswer, BillsRequest, ConfirmationLine, EchoAnswer, EchoRequest, Header, PayAnswer,
-    PayRequest, PaymentState, Reader, StatusAnswer, StatusRequest, WireBill,
+    self, BillsAnswer, BillsRequest, EchoAnswer, EchoRequest, Header, PayAnswer, PayRequest,
+    PaymentState, Reader, StatusAnswer, StatusRequest, WireBill,
 };
+pub use crate::gas::confirmation::write as confirmation_file;
 use crate::water::mask_account;
 
 /// How long answers are held to be reordered (`out_of_order`).
@@ -979,53 +980,6 @@ impl Ledger {
     }
 }
 
-/// The gas company's daily confirmation file of `biller_id` for business
-/// day `date` in `offset`: a header record, one detail record per credit
-/// of that day in credit order, a trailer record with the count and the
-/// total in minor units; fixed-width lines (see [`crate::gas::codec`]).
-pub fn confirmation_file(
-    credits: &[CreditRecord],
-    biller_id: &str,
-    date: NaiveDate,
-    offset: FixedOffset,
-    currency: &str,
-) -> String {
-    let rows: Vec<&CreditRecord> = credits
-        .iter()
-        .filter(|c| c.biller_id == biller_id)
-        .filter(|c| c.credited_at.with_timezone(&offset).date_naive() == date)
-        .collect();
-    let mut lines = vec![ConfirmationLine::Header {
-        biller_id: biller_id.to_string(),
-        business_date: date,
-        currency: currency.to_string(),
-    }];
-    lines.extend(rows.iter().map(|c| ConfirmationLine::Detail {
-        reference: c.our_reference.clone(),
-        receipt_no: c.biller_reference.clone(),
-        account: c.account_number.clone(),
-        amount: c.amount,
-        currency: c.currency.clone(),
-        credited_at: c.credited_at,
-    }));
-    lines.push(ConfirmationLine::Trailer {
-        count: rows.len() as u64,
-        total: rows.iter().map(|c| c.amount).sum(),
-    });
-    let mut out = String::new();
-    for line in lines {
-        match line.encode() {
-            Ok(bytes) => out.push_str(&String::from_utf8_lossy(&bytes)),
-            Err(e) => {
-                tracing::error!("confirmation file: record cannot be written: {e}");
-                out.push_str(&format!("{:width$}", "", width = codec::CONFIRMATION_WIDTH));
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
 // --------------------------------------------------------- admin endpoints
 
 fn admin_router(shared: Arc<Shared>) -> Router {
@@ -1094,6 +1048,7 @@ async fn get_confirmations(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gas::codec::ConfirmationLine;
     use std::str::FromStr;
 
     fn credit(reference: &str, amount: &str, at: &str) -> CreditRecord {

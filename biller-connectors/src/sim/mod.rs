@@ -13,7 +13,7 @@ pub mod pki;
 pub mod power;
 pub mod water;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub use http::{server_tls, SimSecurity};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};
+
+pub use crate::confirmation::{money2, CreditRecord};
+pub use crate::water::confirmation::{write as confirmation_csv, HEADER as CONFIRMATION_HEADER};
 
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
 /// They apply in this order: outage, blackhole, error rate, latency, then
@@ -94,19 +97,6 @@ pub struct SimBill {
     pub due_date: NaiveDate,
 }
 
-/// A payment the simulated biller credited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreditRecord {
-    pub our_reference: String,
-    pub biller_reference: String,
-    pub biller_id: String,
-    pub account_number: String,
-    pub amount: Decimal,
-    pub currency: String,
-    pub bill_reference: Option<String>,
-    pub credited_at: DateTime<Utc>,
-}
-
 /// A payment the simulated biller refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectRecord {
@@ -126,65 +116,6 @@ pub struct RejectRecord {
 pub struct BookEntry {
     pub biller_id: String,
     pub account: Account,
-}
-
-/// The header line of the daily confirmation file.
-pub const CONFIRMATION_HEADER: &str =
-    "our_reference,biller_reference,biller_id,account_number,amount,currency,credited_at";
-
-/// The daily confirmation file of `biller_id` for business day `date` in
-/// `offset`: a header, one row per credit of that day in credit order,
-/// then `TRAILER,<count>,<total>`. Amounts carry 2 decimals; times are
-/// RFC 3339 in the business day's offset.
-pub fn confirmation_csv(
-    credits: &[CreditRecord],
-    biller_id: &str,
-    date: NaiveDate,
-    offset: FixedOffset,
-) -> String {
-    let rows: Vec<&CreditRecord> = credits
-        .iter()
-        .filter(|c| c.biller_id == biller_id)
-        .filter(|c| c.credited_at.with_timezone(&offset).date_naive() == date)
-        .collect();
-    let mut out = String::new();
-    out.push_str(CONFIRMATION_HEADER);
-    out.push('\n');
-    for c in &rows {
-        let fields = [
-            csv_field(&c.our_reference),
-            csv_field(&c.biller_reference),
-            csv_field(&c.biller_id),
-            csv_field(&c.account_number),
-            money2(c.amount),
-            csv_field(&c.currency),
-            c.credited_at
-                .with_timezone(&offset)
-                .to_rfc3339_opts(SecondsFormat::Millis, false),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    let total: Decimal = rows.iter().map(|c| c.amount).sum();
-    out.push_str(&format!("TRAILER,{},{}\n", rows.len(), money2(total)));
-    out
-}
-
-/// An amount with exactly 2 decimals (banker's rounding never applies to
-/// the simulator's amounts, which never carry more).
-pub fn money2(amount: Decimal) -> String {
-    let mut a = amount.round_dp(2);
-    a.rescale(2);
-    a.to_string()
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// The Luhn check digit for a string of decimal digits.
@@ -358,6 +289,7 @@ fn account(number: &str, seed: u32, open: bool, today: NaiveDate) -> Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::confirmation::csv_field;
 
     #[test]
     fn default_accounts_carry_valid_check_digits() {

@@ -8,6 +8,7 @@
 //! [`codes::classify`]) for the biller's result codes.
 
 pub mod codec;
+pub mod confirmation;
 
 use std::fmt;
 use std::time::Duration;

@@ -194,6 +194,8 @@ pub struct MatchRules {
     pub grace_elapsed: bool,
     /// Connectors whose file for the date is among the inputs.
     pub covered: BTreeSet<String>,
+    /// Which connector each file kind reports on.
+    pub file_routes: super::FileRoutes,
 }
 
 /// A break found by matching.
@@ -358,7 +360,7 @@ fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) 
     if let (1, Some(o)) = (credited.len(), ours) {
         let first_route = o.resent_from.as_deref();
         let t = credited[0];
-        if first_route.is_some() && t.kind.connector() == first_route {
+        if first_route.is_some() && rules.file_routes.connector(t.kind) == first_route {
             out.push(Verdict::Break(Found {
                 category: Category::DuplicateAtBiller,
                 our_reference: reference,

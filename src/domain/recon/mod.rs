@@ -66,20 +66,6 @@ impl FileKind {
         FileKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The connector whose deliveries this file reports on (`None` for the
-    /// bank statement). A payment's absence from a file proves something
-    /// only when the payment went through this connector.
-    pub fn connector(&self) -> Option<&'static str> {
-        match self {
-            FileKind::WaterCsv => Some("water-direct"),
-            FileKind::PowerXml => Some("power-direct"),
-            FileKind::GasFixed => Some("gas-direct"),
-            FileKind::HubStatement => Some("hub"),
-            FileKind::CoopAck => Some("coop-file"),
-            FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940 => None,
-        }
-    }
-
     /// Whether this is a bank's file (a statement or notification of one
     /// of our accounts), read by `crate::reconcile::bankfile`.
     pub fn is_bank(&self) -> bool {
@@ -87,6 +73,48 @@ impl FileKind {
             self,
             FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940
         )
+    }
+}
+
+/// Which connector's deliveries each counterparty file kind reports on
+/// (`[recon.file_routes]` in the configuration: `water-csv =
+/// "water-direct"`, …). A payment's absence from a file proves something
+/// only when the payment went through that file's connector. Bank files
+/// report on no connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FileRoutes(std::collections::BTreeMap<FileKind, String>);
+
+impl Default for FileRoutes {
+    /// The connectors of `ops/billclear.example.toml` and the demo.
+    fn default() -> FileRoutes {
+        FileRoutes(
+            [
+                (FileKind::WaterCsv, "water-direct"),
+                (FileKind::PowerXml, "power-direct"),
+                (FileKind::GasFixed, "gas-direct"),
+                (FileKind::HubStatement, "hub"),
+                (FileKind::CoopAck, "coop-file"),
+            ]
+            .into_iter()
+            .map(|(k, c)| (k, c.to_string()))
+            .collect(),
+        )
+    }
+}
+
+impl FileRoutes {
+    /// The connector whose deliveries files of `kind` report on.
+    pub fn connector(&self, kind: FileKind) -> Option<&str> {
+        if kind.is_bank() {
+            return None;
+        }
+        self.0.get(&kind).map(String::as_str)
+    }
+
+    /// `kind`'s files report on `connector` from now on.
+    pub fn set(&mut self, kind: FileKind, connector: &str) {
+        self.0.insert(kind, connector.to_string());
     }
 }
 

@@ -1,5 +1,5 @@
 //! The gas companies' daily fixed-width confirmation
-//! (`biller_connectors::sim::gas::confirmation_file`, records read by
+//! (`biller_connectors::gas::confirmation`, records read by
 //! `biller_connectors::gas::codec::ConfirmationLine::decode`): lines of
 //! 106 bytes, one `H` header (biller, business date, currency), one `D`
 //! detail per credit, one `T` trailer (count, total in minor units), and

@@ -1,4 +1,4 @@
-//! The hub's daily statement CSV (`biller_connectors::sim::hub::statement_csv`):
+//! The hub's daily statement CSV (`biller_connectors::hub::statement`):
 //!
 //! ```text
 //! HUBSTATEMENT,<hub id>,<date YYYY-MM-DD>,<generated at>
@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate};
 
 use super::{amount_minor, check_trailer_total_and_end, count, currency, Csv, FileSummary, Tally};
 use crate::domain::recon::{FileKind, FileRefusal, RecordStatus, TheirRecord};
-use biller_connectors::sim::hub::{STATEMENT_COLUMNS, STATEMENT_MARK};
+use biller_connectors::hub::statement::{COLUMNS as STATEMENT_COLUMNS, MARK as STATEMENT_MARK};
 
 const COLUMNS: [&str; 8] = [
     "hubTxnId",

@@ -4,10 +4,10 @@
 //!
 //! | kind | writer (source of truth) | reader |
 //! |---|---|---|
-//! | [`FileKind::WaterCsv`] | `biller_connectors::sim::confirmation_csv` | [`water`] |
+//! | [`FileKind::WaterCsv`] | `biller_connectors::water::confirmation` | [`water`] |
 //! | [`FileKind::PowerXml`] | `biller_connectors::power::codec::Confirmation` | [`power`] |
-//! | [`FileKind::GasFixed`] | `biller_connectors::sim::gas::confirmation_file` | [`gas`] |
-//! | [`FileKind::HubStatement`] | `biller_connectors::sim::hub::statement_csv` | [`hub`] |
+//! | [`FileKind::GasFixed`] | `biller_connectors::gas::confirmation` | [`gas`] |
+//! | [`FileKind::HubStatement`] | `biller_connectors::hub::statement` | [`hub`] |
 //! | [`FileKind::CoopAck`] | `biller_connectors::coop::format::render_ack` | [`coop`] |
 //!
 //! Bank files ([`FileKind::Camt053`], [`FileKind::Camt054`],
@@ -173,7 +173,7 @@ pub fn sniff(first_bytes: &[u8]) -> Option<FileKind> {
     let b = first_bytes
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(first_bytes);
-    let header = biller_connectors::sim::CONFIRMATION_HEADER.as_bytes();
+    let header = biller_connectors::water::confirmation::HEADER.as_bytes();
     let water = if b.len() >= header.len() {
         b.starts_with(header) && matches!(b.get(header.len()), None | Some(b'\r' | b'\n'))
     } else {

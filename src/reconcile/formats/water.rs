@@ -1,5 +1,5 @@
 //! The water companies' daily confirmation CSV
-//! (`biller_connectors::sim::confirmation_csv`):
+//! (`biller_connectors::water::confirmation`):
 //!
 //! ```text
 //! our_reference,biller_reference,biller_id,account_number,amount,currency,credited_at
@@ -42,12 +42,12 @@ pub(super) fn read(
             "the file is empty: not even its header line",
         ));
     }
-    if csv.text() != biller_connectors::sim::CONFIRMATION_HEADER {
+    if csv.text() != biller_connectors::water::confirmation::HEADER {
         return Err(FileRefusal::line(
             1,
             format!(
                 "the first line must be the header {:?}; this is not a water confirmation file",
-                biller_connectors::sim::CONFIRMATION_HEADER
+                biller_connectors::water::confirmation::HEADER
             ),
         ));
     }

@@ -45,6 +45,7 @@ fn rules() -> MatchRules {
         tolerance_minor: 0,
         grace_elapsed: true,
         covered: ["water-direct".to_string()].into(),
+        file_routes: Default::default(),
     }
 }
 
