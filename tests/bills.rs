@@ -2,7 +2,7 @@
 
 mod common;
 
-use biller_connectors::sim::Faults;
+use biller_sim::Faults;
 use common::{Options, TestApp};
 
 async fn app() -> TestApp {
@@ -88,7 +88,7 @@ async fn a_bill_inquiry_answers_with_a_masked_name() {
     );
     assert_eq!(
         bills[0]["amount_due"],
-        biller_connectors::sim::money2(book.bills[0].amount_due).as_str()
+        biller_sim::money2(book.bills[0].amount_due).as_str()
     );
     assert_eq!(bills[0]["currency"], "CNY");
     // A well-formed account the biller does not have.
@@ -124,13 +124,13 @@ async fn a_query_storm_never_exceeds_the_billers_budget() {
         .iter()
         .map(|c| c.account_number.clone())
         .chain(
-            biller_connectors::sim::default_accounts("sh-water", chrono::Utc::now().date_naive())
+            biller_sim::default_accounts("sh-water", chrono::Utc::now().date_naive())
                 .into_iter()
                 .map(|a| a.account_number),
         )
         .chain((0..1979u32).map(|i| {
             let payload = format!("42{i:07}");
-            let d = biller_connectors::sim::luhn_check_digit(&payload).unwrap();
+            let d = biller_sim::luhn_check_digit(&payload).unwrap();
             format!("{payload}{d}")
         }))
         .collect();

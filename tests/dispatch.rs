@@ -8,7 +8,7 @@ use std::time::Duration;
 use billclear::dispatch::Workers;
 use billclear::domain::payment::PaymentStatus::{self, *};
 use billclear::store::{DispatchStore, PaymentStore, Topic, WorkStore};
-use biller_connectors::sim::Faults;
+use biller_sim::Faults;
 use common::{Options, TestApp};
 
 const ACCOUNT: &str = "3100000011";

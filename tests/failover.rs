@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use billclear::domain::payment::PaymentStatus::*;
 use billclear::store::BillerStore;
-use biller_connectors::sim::Faults;
+use biller_sim::Faults;
 use common::{Options, TestApp};
 
 const ACCOUNT: &str = "3100000011";

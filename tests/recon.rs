@@ -16,7 +16,7 @@ use billclear::reconcile::import::{import_file, ImportError};
 use billclear::reconcile::run::{run_biller, RunOptions};
 use billclear::store::recon::{BreakFilter, ReconStore};
 use billclear::store::PaymentStore;
-use biller_connectors::sim::{confirmation_csv, CreditRecord};
+use biller_sim::{confirmation_csv, CreditRecord};
 use chrono::{Days, FixedOffset, TimeZone, Utc};
 use common::TestApp;
 use rust_decimal::Decimal;

@@ -24,7 +24,7 @@ use billclear::domain::staff::StaffRole;
 use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
 use billclear::store::recon::{BreakFilter, ReconStore, ResendStart, ResendStore};
 use billclear::store::DispatchStore;
-use biller_connectors::sim::Faults;
+use biller_sim::Faults;
 use chrono::{Days, NaiveDate, Utc};
 use common::{midnight, shanghai, Options, TestApp};
 use hyper::Method;

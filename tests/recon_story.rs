@@ -16,7 +16,7 @@ use billclear::domain::payment::PaymentStatus::*;
 use billclear::reconcile::run::{run_biller, RunOptions, RunSummary};
 use billclear::store::recon::{BreakFilter, ReconStore};
 use billclear::store::PaymentStore;
-use biller_connectors::sim::{confirmation_csv, Faults};
+use biller_sim::{confirmation_csv, Faults};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use common::{midnight, shanghai, Options, TestApp};
 

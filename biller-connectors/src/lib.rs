@@ -36,7 +36,6 @@ pub mod gas;
 pub mod hub;
 pub mod power;
 pub mod signature;
-pub mod sim;
 pub mod transport;
 pub mod water;
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use biller_connectors::sim::{confirmation_csv, CreditRecord};
+use biller_sim::{confirmation_csv, CreditRecord};
 use chrono::{DateTime, Days, NaiveDate, Offset, TimeZone, Utc};
 use clap::{Args, ValueEnum};
 use futures_util::TryStreamExt;
@@ -602,7 +602,7 @@ async fn generate(
                 payments_csv,
                 "{reference},{},{account},{},CNY,{status}",
                 ours_ref.as_deref().unwrap_or(""),
-                biller_connectors::sim::money2(amount)
+                biller_sim::money2(amount)
             )?;
             let their_ref = format!("W{g}");
             let at = created + chrono::Duration::milliseconds(rng.gen_range(0..120_000));

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use biller_connectors::sim::CreditRecord;
+use biller_sim::CreditRecord;
 use rust_decimal::Decimal;
 use serde::Serialize;
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use biller_connectors::sim::{
+use biller_sim::{
     book_for, Account, CreditRecord, Faults, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim,
     PowerSimConfig, WaterSim, WaterSimConfig,
 };
@@ -198,7 +198,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     gas_cfg.tls = secured.gas.sim.tls.clone();
     let gas = GasSim::start(bind().await?, bind().await?, gas_cfg).await?;
     let mut hub_cfg = HubSimConfig::new("billclear", secrets[3].expose_text());
-    hub_cfg.book = biller_connectors::sim::hub::default_hub_book(today);
+    hub_cfg.book = biller_sim::hub::default_hub_book(today);
     hub_cfg.security = secured.hub.sim.clone();
     let hub = HubSim::start(bind().await?, hub_cfg).await?;
     say(
@@ -575,7 +575,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     let json_out = args.json;
     let mut rng = rand::thread_rng();
     // Customers of every biller (the hub's book is the union).
-    let book = biller_connectors::sim::hub::default_hub_book(chrono::Utc::now().date_naive());
+    let book = biller_sim::hub::default_hub_book(chrono::Utc::now().date_naive());
     let open: Vec<(String, Account)> = book.iter().filter(|(_, a)| a.open).cloned().collect();
     let closed: Vec<(String, Account)> = book.iter().filter(|(_, a)| !a.open).cloned().collect();
     let mut tally = Tally::default();

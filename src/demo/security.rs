@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use biller_connectors::sim::http::{server_tls, SimSecurity};
-use biller_connectors::sim::pki::{rsa_key_pair, sm2_key_pair, KeyPairPem, Pki};
 use biller_connectors::transport::tls::spki_sha256;
 use biller_connectors::{SignatureScheme, SignatureSettings, Signer, TlsSettings};
+use biller_sim::http::{server_tls, SimSecurity};
+use biller_sim::pki::{rsa_key_pair, sm2_key_pair, KeyPairPem, Pki};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 

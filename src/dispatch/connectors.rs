@@ -154,8 +154,8 @@ pub fn security_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use biller_connectors::sim::pki::{Pki, Validity};
     use biller_connectors::{SignatureScheme, SignatureSettings, TlsSettings};
+    use biller_sim::pki::{Pki, Validity};
 
     fn master() -> MasterKey {
         MasterKey::from_base64(&MasterKey::generate_base64()).unwrap()

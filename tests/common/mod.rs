@@ -17,7 +17,7 @@ use billclear::domain::payment::PaymentStatus;
 use billclear::receiver::CallbackReceiver;
 use billclear::store::postgres::{self, PgStore};
 use billclear::store::{BillerStore, LedgerStore, PaymentStore, Store};
-use biller_connectors::sim::{
+use biller_sim::{
     book_for, default_book, CreditRecord, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim,
     PowerSimConfig, WaterSim, WaterSimConfig,
 };
@@ -46,7 +46,7 @@ pub struct TestApp {
     pub power: Option<PowerSim>,
     pub gas: Option<GasSim>,
     /// With `Options::coop`: the co-op, reached by files (route `coop-file`).
-    pub coop: Option<biller_connectors::sim::CoopSim>,
+    pub coop: Option<biller_sim::CoopSim>,
     pub coop_dir: Option<std::path::PathBuf>,
     pub receiver: Option<CallbackReceiver>,
     pub workers: Option<Workers>,
@@ -186,8 +186,7 @@ impl TestApp {
         };
         let hub = if opts.hub {
             let mut cfg = HubSimConfig::new(SIM_KEY_ID, SIM_SECRET);
-            cfg.book =
-                biller_connectors::sim::hub::default_hub_book(chrono::Utc::now().date_naive());
+            cfg.book = biller_sim::hub::default_hub_book(chrono::Utc::now().date_naive());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             Some(HubSim::start(listener, cfg).await.expect("hub simulator"))
         } else {
@@ -221,11 +220,10 @@ impl TestApp {
             .then(|| std::env::temp_dir().join(format!("{db_name}-coop")));
         let coop = match &coop_dir {
             Some(dir) => {
-                let mut cc =
-                    biller_connectors::sim::CoopSimConfig::new(dir.join("drop"), dir.join("ack"));
+                let mut cc = biller_sim::CoopSimConfig::new(dir.join("drop"), dir.join("ack"));
                 cc.poll_ms = 50;
                 cc.book = book_for(&["chongming-coop"], chrono::Utc::now().date_naive());
-                Some(biller_connectors::sim::CoopSim::start(cc).expect("co-op simulator"))
+                Some(biller_sim::CoopSim::start(cc).expect("co-op simulator"))
             }
             None => None,
         };

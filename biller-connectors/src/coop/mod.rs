@@ -389,7 +389,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A file's bytes, or `None` if larger than [`MAX_FILE_BYTES`].
-pub(crate) fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
+pub fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let file = File::open(path)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
@@ -398,7 +398,7 @@ pub(crate) fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// The regular files of `dir` (not recursive, dot-files skipped) whose
 /// name passes `keep`, in name order.
-pub(crate) fn list_files(dir: &Path, keep: impl Fn(&str) -> bool) -> io::Result<Vec<PathBuf>> {
+pub fn list_files(dir: &Path, keep: impl Fn(&str) -> bool) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

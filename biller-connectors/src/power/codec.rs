@@ -1093,7 +1093,7 @@ impl Confirmation {
                 self.business_date.format("%Y-%m-%d").to_string(),
             ),
             leaf("Count", self.credits.len().to_string()),
-            leaf("Total", crate::sim::money2(total)),
+            leaf("Total", crate::confirmation::money2(total)),
         ];
         write_nodes(&mut w, &[Node::Group("Control", control)]);
         w.get_mut().push(b'\n');
@@ -1102,7 +1102,7 @@ impl Confirmation {
                 leaf("TxnRef", &c.txn_ref),
                 leaf("ReceiptNo", &c.receipt_no),
                 leaf("AccountNo", &c.account_no),
-                leaf("Amount", crate::sim::money2(c.amount)),
+                leaf("Amount", crate::confirmation::money2(c.amount)),
                 leaf("Currency", &c.currency),
                 leaf("CreditedAt", rfc3339(&c.credited_at)),
             ];

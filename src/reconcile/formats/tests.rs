@@ -14,8 +14,8 @@ use crate::domain::recon::{FileKind, FileRefusal, ParsedFile, RecordStatus, Thei
 use biller_connectors::coop::format::{render_ack, Ack, AckLine, AckStatus};
 use biller_connectors::hub::codec::TxnState;
 use biller_connectors::power::codec::{Confirmation, ConfirmedCredit};
-use biller_connectors::sim::hub::{statement_csv, HubTxn};
-use biller_connectors::sim::{confirmation_csv, CreditRecord};
+use biller_sim::hub::{statement_csv, HubTxn};
+use biller_sim::{confirmation_csv, CreditRecord};
 
 // ------------------------------------------------------------- helpers
 
@@ -327,7 +327,7 @@ fn gas_file() -> String {
             "2026-11-29T15:59:59Z",
         ),
     ];
-    biller_connectors::sim::gas::confirmation_file(&credits, "sh-gas", day(), plus8(), "CNY")
+    biller_sim::gas::confirmation_file(&credits, "sh-gas", day(), plus8(), "CNY")
 }
 
 fn gas_expected() -> ParsedFile {
@@ -1003,7 +1003,7 @@ fn water_csv_quoted_line_breaks_and_empty_days() {
 fn water_csv_streams_200k_rows_to_the_sink() {
     const N: usize = 200_000;
     let mut file = String::with_capacity(N * 80);
-    file.push_str(biller_connectors::sim::CONFIRMATION_HEADER);
+    file.push_str(biller_sim::CONFIRMATION_HEADER);
     file.push('\n');
     for i in 0..N {
         file.push_str(&format!(

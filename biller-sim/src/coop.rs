@@ -12,7 +12,7 @@
 //!   its original receipt number), never applied twice; the same reference
 //!   with other details (account, amount, currency, bill) is rejected
 //!   `R05` and the original credit stands.
-//! * A file that cannot be read (see [`crate::coop::parse_batch`]), of
+//! * A file that cannot be read (see [`biller_connectors::coop::parse_batch`]), of
 //!   another co-op, or whose file id is not its name is refused whole by a
 //!   `REJ_` file; nothing of it is applied.
 //! * The answer is written `ack_delay_ms` after the file was applied
@@ -36,9 +36,9 @@ use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use tokio::sync::watch;
 
-use super::{Account, CreditRecord, Faults, RejectRecord};
-use crate::coop::format::{sanitize_reason, valid_coop_id};
-use crate::coop::{
+use crate::{Account, CreditRecord, Faults, RejectRecord};
+use biller_connectors::coop::format::{sanitize_reason, valid_coop_id};
+use biller_connectors::coop::{
     self, is_batch_file_name, list_files, parse_batch, read_bounded, render_ack, render_refusal,
     write_file_atomic, Ack, AckLine, AckStatus, Batch, BatchLine, FileRefusal, PROCESSED_DIR,
 };

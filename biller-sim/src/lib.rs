@@ -24,8 +24,10 @@ pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};
 
-pub use crate::confirmation::{money2, CreditRecord};
-pub use crate::water::confirmation::{write as confirmation_csv, HEADER as CONFIRMATION_HEADER};
+pub use biller_connectors::confirmation::{money2, CreditRecord};
+pub use biller_connectors::water::confirmation::{
+    write as confirmation_csv, HEADER as CONFIRMATION_HEADER,
+};
 
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
 /// They apply in this order: outage, blackhole, error rate, latency, then
@@ -289,7 +291,7 @@ fn account(number: &str, seed: u32, open: bool, today: NaiveDate) -> Account {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::confirmation::csv_field;
+    use biller_connectors::confirmation::csv_field;
 
     #[test]
     fn default_accounts_carry_valid_check_digits() {

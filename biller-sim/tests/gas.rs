@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use biller_connectors::gas::codec::{self, PayAnswer, PayRequest, Reader};
 use biller_connectors::gas::GasConnector;
-use biller_connectors::sim::{self, Account, Faults, GasSim, GasSimConfig, SimBill};
 use biller_connectors::ConnectorKind;
 use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };
+use biller_sim::{Account, Faults, GasSim, GasSimConfig, SimBill};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -429,7 +429,7 @@ async fn success_echoes_and_a_second_send_is_a_duplicate() {
 async fn the_default_book_serves_both_gas_billers() {
     let today = chrono::Utc::now().date_naive();
     let mut config = GasSimConfig::new("billclear", SECRET);
-    config.book = sim::book_for(&["sh-gas", "minhang-gas"], today);
+    config.book = biller_sim::book_for(&["sh-gas", "minhang-gas"], today);
     let sim = GasSim::start(listener().await, listener().await, config)
         .await
         .unwrap();

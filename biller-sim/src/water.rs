@@ -1,13 +1,5 @@
-//! The electricity company simulator: a real HTTP server speaking the XML
-//! protocol of [`crate::power::codec`] at `POST /power/gateway` (one
-//! endpoint, dispatched on `MsgType`), with the admin endpoints under
-//! `/_sim/` (the same as the water simulator's, except that the daily
-//! confirmation file is XML).
-//!
-//! Every answer carries a MAC under the simulator's secret and, when the
-//! request could be read that far, `InReplyTo` = the request's MsgId. A
-//! request that cannot be read as an envelope is answered `ECHO_RSP` with
-//! code E100 and no `InReplyTo` (its type and id are unknown).
+//! The water company simulator: a real HTTP server speaking the protocol of
+//! [`biller_connectors::water::codec`], with the admin endpoints under `/_sim/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,23 +9,23 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
 use rust_decimal::Decimal;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::http::{accept_loop, stopped, SimSecurity};
-use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
-use crate::power::codec::{
-    self, BillsAnswer, BillsRequest, Confirmation, ConfirmedCredit, Element, Message, MsgType,
-    Node, OutHeader, PayAnswer, PayRequest, PaymentState, QueryAnswer, QueryRequest, RetStatus,
-    WireBill,
+use crate::http::{accept_loop, stopped, SimSecurity};
+use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use biller_connectors::water::codec::{
+    self, BillsAnswer, BillsRequest, PayAnswer, PayRequest, PaymentQueryAnswer,
+    PaymentQueryRequest, PaymentState, Reply, WireBill,
 };
-use crate::power::mask_account;
+use biller_connectors::water::mask_account;
 
 /// The largest request body the simulator reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,32 +36,30 @@ const HOLD: Duration = Duration::from_secs(600);
 const TIMESTAMP_WINDOW_SECS: i64 = 300;
 /// The largest payment accepted.
 const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
-/// The `Sender` of the simulator's answers.
-pub const SIM_SENDER: &str = "sh-power-gateway";
 
-/// How the electricity simulator is set up.
+/// How the water simulator is set up.
 #[derive(Debug, Clone)]
-pub struct PowerSimConfig {
-    /// The key id billclear sends as `Sender`.
+pub struct WaterSimConfig {
+    /// The key id billclear signs with.
     pub key_id: String,
-    /// The shared MAC secret (requests and answers).
+    /// The shared HMAC secret (requests and answers).
     pub secret: String,
     /// TLS and a signature scheme other than the HMAC secret (default:
     /// plaintext, HMAC).
     pub security: SimSecurity,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
-    /// The offset of the simulator's clock in messages, and whose calendar
-    /// day is the confirmation file's business day (+08:00 by default).
+    /// The offset whose calendar day is the confirmation file's business
+    /// day (+08:00 by default).
     pub utc_offset: FixedOffset,
     /// The initial book: (biller id, account).
     pub book: Vec<(String, Account)>,
 }
 
-impl PowerSimConfig {
+impl WaterSimConfig {
     /// A config with currency CNY, offset +08:00 and an empty book.
-    pub fn new(key_id: &str, secret: &str) -> PowerSimConfig {
-        PowerSimConfig {
+    pub fn new(key_id: &str, secret: &str) -> WaterSimConfig {
+        WaterSimConfig {
             key_id: key_id.to_string(),
             secret: secret.to_string(),
             security: SimSecurity::default(),
@@ -80,8 +70,8 @@ impl PowerSimConfig {
     }
 }
 
-/// A running electricity company simulator. Dropping it shuts it down.
-pub struct PowerSim {
+/// A running water company simulator. Dropping it shuts it down.
+pub struct WaterSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
     scheme: &'static str,
@@ -95,12 +85,13 @@ pub struct PowerSim {
 /// What the handlers share.
 struct Shared {
     key_id: String,
-    signer: Arc<crate::Signer>,
+    signer: Arc<biller_connectors::Signer>,
     currency: String,
     utc_offset: FixedOffset,
     faults: Mutex<Faults>,
     ledger: Mutex<Ledger>,
     pay_requests: AtomicU64,
+    bill_requests: AtomicU64,
     stop: watch::Receiver<bool>,
 }
 
@@ -114,7 +105,7 @@ struct Ledger {
     receipts: u64,
 }
 
-/// A payment request the biller decided on, kept under its TxnRef.
+/// A payment request the biller decided on, kept under its txn_ref.
 struct Payment {
     request: PayRequest,
     amount: Decimal,
@@ -136,16 +127,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl PowerSim {
+impl WaterSim {
     /// Starts serving on `listener` (spawned on the current runtime).
-    pub async fn start(listener: TcpListener, config: PowerSimConfig) -> std::io::Result<PowerSim> {
+    pub async fn start(listener: TcpListener, config: WaterSimConfig) -> std::io::Result<WaterSim> {
         let config_tls = config.security.tls.clone();
         let config_scheme = config.security.http_scheme();
-        if config.secret.is_empty() || !codec::valid_header_value(&config.key_id) {
+        if config.secret.is_empty() || config.key_id.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "power simulator: the secret must not be empty and the key id must be \
-                 1..=128 printable ASCII characters without `|`",
+                "water simulator: key id and secret must not be empty",
             ));
         }
         let mut addr = listener.local_addr()?;
@@ -172,18 +162,19 @@ impl PowerSim {
             faults: Mutex::new(Faults::default()),
             ledger: Mutex::new(ledger),
             pay_requests: AtomicU64::new(0),
+            bill_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
         let scheme = config_scheme;
         tokio::spawn(accept_loop(
-            "power",
+            "water",
             listener,
             router(shared.clone()),
             stop_rx,
             config_tls,
         ));
-        tracing::info!(%addr, "power simulator listening");
-        Ok(PowerSim {
+        tracing::info!(%addr, "water simulator listening");
+        Ok(WaterSim {
             shared,
             addr,
             scheme,
@@ -218,10 +209,14 @@ impl PowerSim {
         lock(&self.shared.ledger).rejections.clone()
     }
 
-    /// `PAY_REQ` messages received (readable envelopes), duplicates,
-    /// unauthenticated and faulted ones included.
+    /// Pay requests received, duplicates and faulted ones included.
     pub fn pay_requests(&self) -> u64 {
         self.shared.pay_requests.load(Ordering::SeqCst)
+    }
+
+    /// Bill inquiries received, faulted ones included.
+    pub fn bill_requests(&self) -> u64 {
+        self.shared.bill_requests.load(Ordering::SeqCst)
     }
 
     /// Adds (or replaces) an account in the book of `biller_id`.
@@ -238,11 +233,10 @@ impl PowerSim {
             .cloned()
     }
 
-    /// The biller's daily confirmation file for `date` (XML, see
-    /// [`Confirmation::encode`]): the credits of `biller_id` whose credit
-    /// time falls on `date` in the simulator's offset, in credit order.
-    pub fn confirmation_xml(&self, biller_id: &str, date: NaiveDate) -> String {
-        self.shared.confirmation(biller_id, date).encode()
+    /// The biller's daily confirmation file for `date` (see
+    /// [`super::confirmation_csv`]).
+    pub fn confirmation_csv(&self, biller_id: &str, date: NaiveDate) -> String {
+        self.shared.confirmation_csv(biller_id, date)
     }
 
     /// Stops accepting, closes the listening socket at once (connecting is
@@ -258,7 +252,7 @@ impl PowerSim {
     }
 }
 
-impl Drop for PowerSim {
+impl Drop for WaterSim {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -275,7 +269,10 @@ impl Ledger {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(codec::PATH_GATEWAY, post(gateway))
+        .route(codec::PATH_BILLS, post(bills))
+        .route(codec::PATH_PAY, post(pay))
+        .route(codec::PATH_PAY_QUERY, post(pay_query))
+        .route(codec::PATH_HEALTH, get(health))
         .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/credits", get(get_credits))
         .route("/_sim/rejections", get(get_rejections))
@@ -288,104 +285,148 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-// ---------------------------------------------------------------- gateway
+// ------------------------------------------------------- signed endpoints
 
-/// What processing a request produced: the HTTP status and the answer
-/// body's elements (`RetCode`, `RetMsg`, fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Bills,
+    Pay,
+    PayQuery,
+    Health,
+}
+
+/// What processing a request produced.
 struct Processed {
     status: StatusCode,
-    nodes: Vec<Node>,
+    body: Vec<u8>,
     /// Applied, but the answer is withheld (drop-response fault).
     withhold: bool,
 }
 
 impl Processed {
-    fn reply(status: StatusCode, code: &str, msg: &str, fields: Vec<Node>) -> Processed {
+    fn reply<T: Serialize>(
+        status: StatusCode,
+        code: &str,
+        msg: &str,
+        body: Option<T>,
+    ) -> Processed {
+        let reply = Reply {
+            result_code: code.to_string(),
+            result_msg: msg.to_string(),
+            body,
+        };
         Processed {
             status,
-            nodes: RetStatus::with(code, msg, fields),
+            body: serde_json::to_vec(&reply).unwrap_or_default(),
             withhold: false,
         }
     }
 
     fn code(status: StatusCode, code: &str, msg: &str) -> Processed {
-        Processed::reply(status, code, msg, Vec::new())
+        Processed::reply::<()>(status, code, msg, None)
     }
 }
 
-/// A request that is not what the protocol says. Never applied.
-fn malformed(what: impl std::fmt::Display) -> Processed {
-    Processed::code(
-        StatusCode::BAD_REQUEST,
-        "E100",
-        &format!("malformed request: {what}"),
-    )
+async fn bills(
+    State(sim): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sim.bill_requests.fetch_add(1, Ordering::SeqCst);
+    signed(sim, Endpoint::Bills, Method::POST, uri, headers, body).await
 }
 
-/// Whom an answer goes to: its type and the MsgId it answers.
-#[derive(Clone)]
-struct ReplyTo {
-    msg_type: MsgType,
-    msg_id: Option<String>,
+async fn pay(
+    State(sim): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sim.pay_requests.fetch_add(1, Ordering::SeqCst);
+    signed(sim, Endpoint::Pay, Method::POST, uri, headers, body).await
 }
 
-/// Decoding, authentication, then faults in order (outage, blackhole,
-/// error rate, latency), then processing, detached from the connection.
-async fn gateway(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    let message = match codec::decode_message(&body) {
-        Ok(m) => m,
-        Err(e) => {
-            let to = ReplyTo {
-                msg_type: MsgType::EchoRsp,
-                msg_id: None,
-            };
-            return sim.respond(malformed(e.0), &to);
-        }
-    };
-    let request_type = message.header.msg_type;
-    if request_type == MsgType::PayReq {
-        sim.pay_requests.fetch_add(1, Ordering::SeqCst);
-    }
-    let to = ReplyTo {
-        msg_type: request_type.answer().unwrap_or(MsgType::EchoRsp),
-        msg_id: Some(message.header.msg_id.clone()),
-    };
-    if let Err((code, msg)) = sim.authenticate(&message) {
+async fn pay_query(
+    State(sim): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    signed(sim, Endpoint::PayQuery, Method::POST, uri, headers, body).await
+}
+
+async fn health(
+    State(sim): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    signed(sim, Endpoint::Health, Method::GET, uri, headers, body).await
+}
+
+/// Authentication, then faults in order (outage, blackhole, error rate,
+/// latency), then processing, detached from the connection.
+async fn signed(
+    sim: Arc<Shared>,
+    endpoint: Endpoint,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let nonce = header_str(&headers, codec::HEADER_NONCE)
+        .unwrap_or_default()
+        .to_string();
+    if let Err((code, msg, signable)) = sim.authenticate(&method, uri.path(), &headers, &body) {
         tracing::info!(code, "refused authentication: {msg}");
-        return sim.respond(Processed::code(StatusCode::UNAUTHORIZED, code, msg), &to);
-    }
-    if request_type.answer().is_none() {
-        return sim.respond(malformed(format!("{request_type} is not a request")), &to);
+        let p = Processed::code(StatusCode::UNAUTHORIZED, code, msg);
+        return sim.respond(p, &nonce, signable);
     }
     let faults = sim.faults();
     if faults.outage {
-        let p = Processed::code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "S902",
-            "down for maintenance",
+        return sim.respond(
+            Processed::code(StatusCode::SERVICE_UNAVAILABLE, "9002", "service down"),
+            &nonce,
+            true,
         );
-        return sim.respond(p, &to);
     }
     if faults.blackhole {
-        return sim.hold(&to).await;
+        return sim.hold(&nonce).await;
+    }
+    if endpoint == Endpoint::Pay && faults.silent_pay_next > 0 {
+        let silent = {
+            let mut f = lock(&sim.faults);
+            let silent = f.silent_pay_next > 0;
+            f.silent_pay_next = f.silent_pay_next.saturating_sub(1);
+            silent
+        };
+        if silent {
+            return sim.hold(&nonce).await;
+        }
     }
     if faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate {
-        let p = Processed::code(StatusCode::SERVICE_UNAVAILABLE, "S901", "system busy");
-        return sim.respond(p, &to);
+        return sim.respond(
+            Processed::code(StatusCode::SERVICE_UNAVAILABLE, "9001", "system busy"),
+            &nonce,
+            true,
+        );
     }
-    let task = tokio::spawn(process(sim.clone(), message, faults.latency_ms));
+    let task = tokio::spawn(process(sim.clone(), endpoint, body, faults.latency_ms));
     match task.await {
-        Ok(Some(p)) if p.withhold => sim.hold(&to).await,
-        Ok(Some(p)) => sim.respond(p, &to),
+        Ok(Some(p)) if p.withhold => sim.hold(&nonce).await,
+        Ok(Some(p)) => sim.respond(p, &nonce, true),
         Ok(None) => sim.respond(
-            Processed::code(StatusCode::SERVICE_UNAVAILABLE, "S902", "shutting down"),
-            &to,
+            Processed::code(StatusCode::SERVICE_UNAVAILABLE, "9002", "shutting down"),
+            &nonce,
+            true,
         ),
         Err(e) => {
             tracing::error!("processing failed: {e}");
             sim.respond(
-                Processed::code(StatusCode::INTERNAL_SERVER_ERROR, "S999", "internal error"),
-                &to,
+                Processed::code(StatusCode::INTERNAL_SERVER_ERROR, "9999", "internal error"),
+                &nonce,
+                true,
             )
         }
     }
@@ -393,7 +434,12 @@ async fn gateway(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 
 /// Waits out the latency fault, then processes; `None` if the simulator
 /// stopped first (nothing applied).
-async fn process(sim: Arc<Shared>, message: Message, latency_ms: u64) -> Option<Processed> {
+async fn process(
+    sim: Arc<Shared>,
+    endpoint: Endpoint,
+    body: Bytes,
+    latency_ms: u64,
+) -> Option<Processed> {
     if latency_ms > 0 {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(latency_ms)) => {}
@@ -403,13 +449,25 @@ async fn process(sim: Arc<Shared>, message: Message, latency_ms: u64) -> Option<
     if *sim.stop.borrow() {
         return None;
     }
-    let body = &message.body;
-    Some(match message.header.msg_type {
-        MsgType::PayReq => sim.apply_pay(body),
-        MsgType::QryReq => sim.query_payment(body),
-        MsgType::BillReq => sim.query_bills(body),
-        _ => Processed::code(StatusCode::OK, "00", "success"),
+    Some(match endpoint {
+        Endpoint::Pay => sim.apply_pay(&body),
+        Endpoint::PayQuery => sim.query_payment(&body),
+        Endpoint::Bills => sim.query_bills(&body),
+        Endpoint::Health => Processed::code(StatusCode::OK, "0000", "ok"),
     })
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A request body that is not what the protocol says. Never applied.
+fn malformed(what: impl std::fmt::Display) -> Processed {
+    Processed::code(
+        StatusCode::BAD_REQUEST,
+        "1000",
+        &format!("malformed request: {what}"),
+    )
 }
 
 impl Shared {
@@ -417,62 +475,85 @@ impl Shared {
         lock(&self.faults).clone()
     }
 
-    /// Checks sender, timestamp and MAC. On refusal: the code and message.
-    fn authenticate(&self, message: &Message) -> Result<(), (&'static str, &'static str)> {
-        let h = &message.header;
-        if h.sender != self.key_id {
-            return Err(("E401", "unknown sender"));
+    /// Checks key, timestamp, nonce and signature. On refusal: the code,
+    /// the message, and whether the answer can be signed (the key is ours).
+    fn authenticate(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), (&'static str, &'static str, bool)> {
+        if header_str(headers, codec::HEADER_KEY) != Some(self.key_id.as_str()) {
+            return Err(("4003", "unknown key", false));
         }
-        let timestamp = DateTime::parse_from_rfc3339(&h.timestamp)
-            .map_err(|_| ("E402", "unreadable timestamp"))?;
-        if (Utc::now().timestamp() - timestamp.timestamp()).abs() > TIMESTAMP_WINDOW_SECS {
-            return Err(("E402", "timestamp outside window"));
+        let nonce = header_str(headers, codec::HEADER_NONCE).unwrap_or_default();
+        if nonce.is_empty() || nonce.len() > 128 {
+            return Err(("4001", "missing or oversized nonce", true));
         }
-        if !message.mac_verifies(&self.signer) {
-            return Err(("E401", "MAC rejected"));
+        let timestamp = header_str(headers, codec::HEADER_TIMESTAMP)
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or(("4002", "missing or unreadable timestamp", true))?;
+        if (Utc::now().timestamp() - timestamp).abs() > TIMESTAMP_WINDOW_SECS {
+            return Err(("4002", "timestamp outside window", true));
+        }
+        let signature = header_str(headers, codec::HEADER_SIGNATURE).unwrap_or_default();
+        let to_sign = codec::request_string_to_sign(method.as_str(), path, timestamp, nonce, body);
+        if !codec::verify(&self.signer, &to_sign, signature) {
+            return Err(("4001", "signature rejected", true));
         }
         Ok(())
     }
 
-    /// The HTTP answer: an envelope MAC'd under our secret, answering
-    /// `to`'s MsgId.
-    fn respond(&self, p: Processed, to: &ReplyTo) -> Response {
-        let msg_id = codec::new_msg_id();
-        let timestamp = codec::format_time(&Utc::now(), self.utc_offset);
-        let header = OutHeader {
-            msg_type: to.msg_type,
-            sender: SIM_SENDER,
-            msg_id: &msg_id,
-            timestamp: &timestamp,
-            in_reply_to: to.msg_id.as_deref(),
-        };
-        let xml = codec::encode_message(&header, &p.nodes, &self.signer);
-        (p.status, [(header::CONTENT_TYPE, codec::CONTENT_TYPE)], xml).into_response()
+    /// The HTTP answer, signed over status, time, the request's nonce and
+    /// the body when `signable`.
+    fn respond(&self, p: Processed, nonce: &str, signable: bool) -> Response {
+        let mut response = (
+            p.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            p.body.clone(),
+        )
+            .into_response();
+        if signable {
+            let timestamp = Utc::now().timestamp();
+            let to_sign =
+                codec::response_string_to_sign(p.status.as_u16(), timestamp, nonce, &p.body);
+            let signature = codec::sign(&self.signer, &to_sign);
+            let headers = response.headers_mut();
+            if let (Ok(t), Ok(s)) = (timestamp.to_string().parse(), signature.parse()) {
+                headers.insert(codec::HEADER_TIMESTAMP, t);
+                headers.insert(codec::HEADER_SIGNATURE, s);
+            }
+        }
+        response
     }
 
     /// Holds a request unanswered (bounded), then answers 504.
-    async fn hold(&self, to: &ReplyTo) -> Response {
+    async fn hold(&self, nonce: &str) -> Response {
         tokio::select! {
             _ = tokio::time::sleep(HOLD) => {}
             _ = stopped(self.stop.clone()) => {}
         }
-        // Held requests may have been applied (drop-response): never
-        // answer them with a "not applied" code.
-        let p = Processed::code(StatusCode::GATEWAY_TIMEOUT, "S999", "request held too long");
-        self.respond(p, to)
+        self.respond(
+            // Held requests may have been applied (drop-response): never
+            // answer them with a "not applied" code.
+            Processed::code(StatusCode::GATEWAY_TIMEOUT, "9999", "request held too long"),
+            nonce,
+            true,
+        )
     }
 
-    fn apply_pay(&self, body: &Element) -> Processed {
-        let request = match PayRequest::decode(body) {
+    fn apply_pay(&self, body: &[u8]) -> Processed {
+        let request: PayRequest = match parse_pay_request(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e.0),
+            Err(p) => return p,
         };
         let mut ledger = lock(&self.ledger);
         let processed = match ledger.payments.get(&request.txn_ref) {
             Some(previous) if same_details(&previous.request, &request) => self.repeat(previous),
             Some(_) => Processed::code(
                 StatusCode::OK,
-                "E109",
+                "1009",
                 "reference reused with other details",
             ),
             None => self.decide(&mut ledger, request),
@@ -512,31 +593,29 @@ impl Shared {
             amount,
             currency: request.currency.clone(),
             receipt_no: receipt_no.to_string(),
-            credited_at: credited_at.with_timezone(&self.utc_offset),
+            credited_at,
             duplicate,
         };
-        Processed::reply(StatusCode::OK, "00", "success", answer.to_nodes())
+        Processed::reply(StatusCode::OK, "0000", "success", Some(answer))
     }
 
-    /// Decides a new payment: refuses (recorded) or credits it. An amount
-    /// that is not a decimal string is refused (E103) without a record:
-    /// there is no amount to record.
+    /// Decides a new payment: refuses (recorded) or credits it.
     fn decide(&self, ledger: &mut Ledger, request: PayRequest) -> Processed {
         let Some(amount) = codec::parse_amount(&request.amount) else {
-            return Processed::code(StatusCode::OK, "E103", "amount is not a decimal string");
+            return Processed::code(StatusCode::OK, "1003", "amount is not a decimal string");
         };
         let refusal = match ledger
             .accounts
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
         {
-            None => Some(("E101", "account not found".to_string())),
-            Some(a) if !a.open => Some(("E102", "account closed".to_string())),
+            None => Some(("1001", "account not found".to_string())),
+            Some(a) if !a.open => Some(("1002", "account closed".to_string())),
             Some(_) if request.currency != self.currency => {
-                Some(("E104", format!("only {} accepted", self.currency)))
+                Some(("1004", format!("only {} accepted", self.currency)))
             }
             Some(_) if !acceptable_amount(amount) => Some((
-                "E103",
+                "1003",
                 "amount must be positive, at most 2 decimals and at most 1000000".to_string(),
             )),
             Some(_) => None,
@@ -566,7 +645,7 @@ impl Shared {
             return p;
         }
         ledger.receipts += 1;
-        let receipt_no = format!("PWR{:010}", ledger.receipts);
+        let receipt_no = format!("W{:012}", ledger.receipts);
         ledger.reduce_bill(&request, amount);
         ledger.credits.push(CreditRecord {
             our_reference: request.txn_ref.clone(),
@@ -606,16 +685,19 @@ impl Shared {
         {
             p.withhold = true;
         }
-        if faults.misecho_next > 0 && p.status == StatusCode::OK && misecho(&mut p.nodes) {
-            faults.misecho_next -= 1;
+        if faults.misecho_next > 0 && p.status == StatusCode::OK {
+            if let Some(body) = misecho(&p.body) {
+                faults.misecho_next -= 1;
+                p.body = body;
+            }
         }
         p
     }
 
-    fn query_payment(&self, body: &Element) -> Processed {
-        let request = match QueryRequest::decode(body) {
+    fn query_payment(&self, body: &[u8]) -> Processed {
+        let request: PaymentQueryRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e.0),
+            Err(e) => return malformed(e),
         };
         let ledger = lock(&self.ledger);
         let Some(payment) = ledger
@@ -623,9 +705,9 @@ impl Shared {
             .get(&request.txn_ref)
             .filter(|p| p.request.biller_code == request.biller_code)
         else {
-            return Processed::code(StatusCode::OK, "E404", "payment not found");
+            return Processed::code(StatusCode::OK, "1404", "payment not found");
         };
-        let mut answer = QueryAnswer {
+        let mut answer = PaymentQueryAnswer {
             txn_ref: payment.request.txn_ref.clone(),
             state: PaymentState::Pending,
             account_no: payment.request.account_no.clone(),
@@ -643,7 +725,7 @@ impl Shared {
             } => {
                 answer.state = PaymentState::Credited;
                 answer.receipt_no = Some(receipt_no.clone());
-                answer.credited_at = Some(credited_at.with_timezone(&self.utc_offset));
+                answer.credited_at = Some(*credited_at);
             }
             Outcome::Rejected { code, message } => {
                 answer.state = PaymentState::Rejected;
@@ -651,13 +733,13 @@ impl Shared {
                 answer.reject_msg = Some(message.clone());
             }
         }
-        Processed::reply(StatusCode::OK, "00", "success", answer.to_nodes())
+        Processed::reply(StatusCode::OK, "0000", "success", Some(answer))
     }
 
-    fn query_bills(&self, body: &Element) -> Processed {
-        let request = match BillsRequest::decode(body) {
+    fn query_bills(&self, body: &[u8]) -> Processed {
+        let request: BillsRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => return malformed(e.0),
+            Err(e) => return malformed(e),
         };
         let ledger = lock(&self.ledger);
         let Some(account) = ledger
@@ -665,10 +747,10 @@ impl Shared {
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
         else {
-            return Processed::code(StatusCode::OK, "E101", "account not found");
+            return Processed::code(StatusCode::OK, "1001", "account not found");
         };
         if !account.open {
-            return Processed::code(StatusCode::OK, "E102", "account closed");
+            return Processed::code(StatusCode::OK, "1002", "account closed");
         }
         let answer = BillsAnswer {
             account_no: account.account_number.clone(),
@@ -685,32 +767,12 @@ impl Shared {
                 })
                 .collect(),
         };
-        Processed::reply(StatusCode::OK, "00", "success", answer.to_nodes())
+        Processed::reply(StatusCode::OK, "0000", "success", Some(answer))
     }
 
-    fn confirmation(&self, biller_id: &str, date: NaiveDate) -> Confirmation {
+    fn confirmation_csv(&self, biller_id: &str, date: NaiveDate) -> String {
         let ledger = lock(&self.ledger);
-        let offset = self.utc_offset;
-        let credits = ledger
-            .credits
-            .iter()
-            .filter(|c| c.biller_id == biller_id)
-            .map(|c| (c, c.credited_at.with_timezone(&offset)))
-            .filter(|(_, at)| at.date_naive() == date)
-            .map(|(c, at)| ConfirmedCredit {
-                txn_ref: c.our_reference.clone(),
-                receipt_no: c.biller_reference.clone(),
-                account_no: c.account_number.clone(),
-                amount: c.amount,
-                currency: c.currency.clone(),
-                credited_at: at,
-            })
-            .collect();
-        Confirmation {
-            biller_code: biller_id.to_string(),
-            business_date: date,
-            credits,
-        }
+        super::confirmation_csv(&ledger.credits, biller_id, date, self.utc_offset)
     }
 }
 
@@ -744,6 +806,20 @@ impl Ledger {
     }
 }
 
+/// Parses a pay request; an amount that is not a JSON string is "amount
+/// not accepted" (1003), anything else malformed.
+fn parse_pay_request(body: &[u8]) -> Result<PayRequest, Processed> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(malformed)?;
+    if value.get("amount").is_some_and(|a| !a.is_string()) {
+        return Err(Processed::code(
+            StatusCode::OK,
+            "1003",
+            "amount must be a decimal string",
+        ));
+    }
+    serde_json::from_value(value).map_err(malformed)
+}
+
 /// Positive, at most 2 decimals, at most 1,000,000.
 fn acceptable_amount(amount: Decimal) -> bool {
     amount > Decimal::ZERO && amount.normalize().scale() <= 2 && amount <= MAX_AMOUNT
@@ -765,23 +841,15 @@ fn same_details(a: &PayRequest, b: &PayRequest) -> bool {
         && a.bill_no == b.bill_no
 }
 
-/// Raises the `Amount` of a successful pay answer by 0.01; whether it did.
-fn misecho(nodes: &mut [Node]) -> bool {
-    let success = nodes
-        .iter()
-        .any(|n| matches!(n, Node::Leaf("RetCode", code) if code == "00"));
-    if !success {
-        return false;
+/// A successful pay answer with its amount 0.01 higher, if `body` is one.
+fn misecho(body: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if value.get("result_code")?.as_str()? != "0000" {
+        return None;
     }
-    for node in nodes.iter_mut() {
-        if let Node::Leaf("Amount", value) = node {
-            if let Some(amount) = codec::parse_amount(value) {
-                *value = (amount + Decimal::new(1, 2)).to_string();
-                return true;
-            }
-        }
-    }
-    false
+    let amount = codec::parse_amount(value.get("amount")?.as_str()?)?;
+    value["amount"] = serde_json::Value::String((amount + Decimal::new(1, 2)).to_string());
+    serde_json::to_vec(&value).ok()
 }
 
 // --------------------------------------------------------- admin endpoints
@@ -827,8 +895,8 @@ async fn get_confirmations(
 ) -> Response {
     match NaiveDate::parse_from_str(&date, "%Y-%m-%d") {
         Ok(date) => (
-            [(header::CONTENT_TYPE, codec::CONTENT_TYPE)],
-            sim.confirmation(&biller_id, date).encode(),
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            sim.confirmation_csv(&biller_id, date),
         )
             .into_response(),
         Err(_) => (StatusCode::BAD_REQUEST, "date must be YYYY-MM-DD\n").into_response(),
@@ -842,9 +910,9 @@ mod tests {
 
     fn request(amount: &str) -> PayRequest {
         PayRequest {
-            biller_code: "sh-power".into(),
+            biller_code: "sh-water".into(),
             txn_ref: "p1".into(),
-            account_no: "0306406159".into(),
+            account_no: "3100000011".into(),
             amount: amount.into(),
             currency: "CNY".into(),
             bill_no: None,
@@ -873,55 +941,22 @@ mod tests {
     }
 
     #[test]
-    fn misecho_raises_the_amount_by_a_cent_of_successes_only() {
-        let mut nodes =
-            RetStatus::with("00", "success", vec![Node::Leaf("Amount", "88.50".into())]);
-        assert!(misecho(&mut nodes));
-        assert_eq!(nodes[2], Node::Leaf("Amount", "88.51".into()));
-        let mut refused = RetStatus::with("E101", "x", vec![Node::Leaf("Amount", "1".into())]);
-        assert!(!misecho(&mut refused));
+    fn pay_request_amount_must_be_a_string() {
+        let p = parse_pay_request(br#"{"biller_code":"b","txn_ref":"t","account_no":"a","amount":1.5,"currency":"CNY","bill_no":null}"#)
+            .err()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&p.body).contains("1003"));
+        let p = parse_pay_request(br#"{"txn_ref":"t"}"#).err().unwrap();
+        assert_eq!(p.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]
-    fn the_confirmation_file_lists_the_day_in_the_offset() {
-        let offset = FixedOffset::east_opt(8 * 3600).unwrap();
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let credit = |r: &str, t: &str| CreditRecord {
-            our_reference: r.into(),
-            biller_reference: format!("R-{r}"),
-            biller_id: "sh-power".into(),
-            account_number: "0306406159".into(),
-            amount: Decimal::new(8850, 2),
-            currency: "CNY".into(),
-            bill_reference: None,
-            credited_at: at(t),
-        };
-        let (stop, stop_rx) = watch::channel(false);
-        let shared = Shared {
-            key_id: "k".into(),
-            signer: Arc::new(crate::Signer::hmac(b"s").unwrap()),
-            currency: "CNY".into(),
-            utc_offset: offset,
-            faults: Mutex::new(Faults::default()),
-            ledger: Mutex::new(Ledger {
-                credits: vec![
-                    credit("late", "2026-11-28T16:00:00Z"),  // 00:00 on the 29th
-                    credit("early", "2026-11-28T15:59:59Z"), // still the 28th
-                    credit("other", "2026-11-29T01:00:00Z"),
-                ],
-                ..Ledger::default()
-            }),
-            pay_requests: AtomicU64::new(0),
-            stop: stop_rx,
-        };
-        let day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-        let file = shared.confirmation("sh-power", day);
-        let refs: Vec<_> = file.credits.iter().map(|c| c.txn_ref.as_str()).collect();
-        assert_eq!(refs, ["late", "other"]);
-        assert_eq!(
-            codec::format_time(&file.credits[0].credited_at.with_timezone(&Utc), offset),
-            "2026-11-29T00:00:00.000+08:00"
-        );
-        drop(stop);
+    fn misecho_raises_the_amount_by_a_cent() {
+        let body = br#"{"result_code":"0000","amount":"88.50"}"#;
+        let changed = misecho(body).unwrap();
+        assert!(String::from_utf8(changed)
+            .unwrap()
+            .contains(r#""amount":"88.51""#));
+        assert!(misecho(br#"{"result_code":"1001"}"#).is_none());
     }
 }

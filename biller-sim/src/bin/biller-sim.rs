@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use biller_connectors::sim::http::{server_tls, SimSecurity};
-use biller_connectors::sim::{
-    self, Account, BookEntry, CoopSim, CoopSimConfig, GasSim, GasSimConfig, HubSim, HubSimConfig,
+use biller_connectors::{PlainKeyFiles, SignatureScheme, SignatureSettings, Signer};
+use biller_sim::http::{server_tls, SimSecurity};
+use biller_sim::{
+    Account, BookEntry, CoopSim, CoopSimConfig, GasSim, GasSimConfig, HubSim, HubSimConfig,
     PowerSim, PowerSimConfig, WaterSim, WaterSimConfig,
 };
-use biller_connectors::{PlainKeyFiles, SignatureScheme, SignatureSettings, Signer};
 use chrono::FixedOffset;
 use clap::{Parser, Subcommand};
 
@@ -124,7 +124,7 @@ struct CoopArgs {
 async fn run_coop(args: CoopArgs) -> Result<(), String> {
     let book = match args.book.as_ref() {
         Some(path) => load_book(Some(path))?,
-        None => sim::book_for(&[args.coop_id.as_str()], chrono::Utc::now().date_naive()),
+        None => biller_sim::book_for(&[args.coop_id.as_str()], chrono::Utc::now().date_naive()),
     };
     let mut config = CoopSimConfig::new(&args.drop_dir, &args.ack_dir);
     config.coop_id = args.coop_id;
@@ -218,7 +218,7 @@ async fn run_gas(args: GasArgs) -> Result<(), String> {
     }
     let book = match args.book.as_ref() {
         Some(path) => load_book(Some(path))?,
-        None => sim::book_for(&["sh-gas", "minhang-gas"], chrono::Utc::now().date_naive()),
+        None => biller_sim::book_for(&["sh-gas", "minhang-gas"], chrono::Utc::now().date_naive()),
     };
     let config = GasSimConfig {
         key_id: args.key_id,
@@ -319,7 +319,7 @@ async fn run_hub(args: HubArgs) -> Result<(), String> {
     }
     let book = match args.book.as_ref() {
         Some(_) => load_book(args.book.as_ref())?,
-        None => sim::hub::default_hub_book(chrono::Utc::now().date_naive()),
+        None => biller_sim::hub::default_hub_book(chrono::Utc::now().date_naive()),
     };
     let config = HubSimConfig {
         key_id: args.key_id,
@@ -377,7 +377,7 @@ struct WaterArgs {
 
 fn load_book(path: Option<&PathBuf>) -> Result<Vec<(String, Account)>, String> {
     let Some(path) = path else {
-        return Ok(sim::default_book());
+        return Ok(biller_sim::default_book());
     };
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let entries: Vec<BookEntry> =
@@ -449,7 +449,7 @@ async fn run_power(args: PowerArgs) -> Result<(), String> {
     }
     let book = match args.book.as_ref() {
         Some(path) => load_book(Some(path))?,
-        None => sim::book_for(&["sh-power"], chrono::Utc::now().date_naive()),
+        None => biller_sim::book_for(&["sh-power"], chrono::Utc::now().date_naive()),
     };
     let config = PowerSimConfig {
         key_id: args.key_id,

@@ -1,5 +1,5 @@
 //! The gas company simulator: a TCP server speaking the fixed-length
-//! messages of [`crate::gas::codec`] on persistent links, and a second,
+//! messages of [`biller_connectors::gas::codec`] on persistent links, and a second,
 //! HTTP listener for the admin endpoints under `/_sim/`.
 //!
 //! Faults ([`Faults`]) as the gas company's link expresses them:
@@ -39,13 +39,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
-use crate::gas::codec::{
+use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use biller_connectors::gas::codec::{
     self, BillsAnswer, BillsRequest, EchoAnswer, EchoRequest, Header, PayAnswer, PayRequest,
     PaymentState, Reader, StatusAnswer, StatusRequest, WireBill,
 };
-pub use crate::gas::confirmation::write as confirmation_file;
-use crate::water::mask_account;
+pub use biller_connectors::gas::confirmation::write as confirmation_file;
+use biller_connectors::water::mask_account;
 
 /// How long answers are held to be reordered (`out_of_order`).
 pub const REORDER_WINDOW: Duration = Duration::from_millis(40);
@@ -66,7 +66,7 @@ pub struct GasSimConfig {
     /// The shared MAC secret.
     pub secret: String,
     /// Serve the link over TLS with this configuration (see
-    /// [`super::http::server_tls`]); plaintext TCP when `None`.
+    /// [`crate::http::server_tls`]); plaintext TCP when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The only currency accepted, e.g. "CNY".
     pub currency: String,
@@ -329,7 +329,7 @@ impl GasSim {
     }
 
     /// The biller's daily confirmation file for `date` (fixed-width, see
-    /// [`crate::gas::codec`]).
+    /// [`biller_connectors::gas::codec`]).
     pub fn confirmation_file(&self, biller_id: &str, date: NaiveDate) -> String {
         self.shared.confirmation_file(biller_id, date)
     }
@@ -1048,7 +1048,7 @@ async fn get_confirmations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gas::codec::ConfirmationLine;
+    use biller_connectors::gas::codec::ConfirmationLine;
     use std::str::FromStr;
 
     fn credit(reference: &str, amount: &str, at: &str) -> CreditRecord {

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use biller_connectors::power::codec::{self, Confirmation, MsgType};
 use biller_connectors::power::PowerConnector;
-use biller_connectors::sim::{self, Account, Faults, PowerSim, PowerSimConfig, SimBill};
 use biller_connectors::ConnectorKind;
 use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };
+use biller_sim::{Account, Faults, PowerSim, PowerSimConfig, SimBill};
 use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 
@@ -95,7 +95,7 @@ fn the_test_accounts_carry_valid_check_digits() {
     for n in [OPEN, CLOSED] {
         let (payload, check) = n.split_at(9);
         assert_eq!(
-            sim::mod11_check_digit(payload).map(|d| d.to_string()),
+            biller_sim::mod11_check_digit(payload).map(|d| d.to_string()),
             Some(check.to_string()),
             "{n}"
         );
@@ -442,7 +442,7 @@ async fn success_echoes_and_a_second_send_is_a_duplicate() {
 async fn the_default_book_serves_sh_power() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = PowerSimConfig::new("billclear", SECRET);
-    config.book = sim::book_for(&["sh-power"], Utc::now().date_naive());
+    config.book = biller_sim::book_for(&["sh-power"], Utc::now().date_naive());
     let sim = PowerSim::start(listener, config).await.unwrap();
     let c = connector(&sim);
     let statement = c

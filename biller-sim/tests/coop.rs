@@ -9,7 +9,7 @@ use biller_connectors::coop::{
     self, parse_ack, parse_batch, parse_refusal, read_acks, read_refusals, reconcile_ack,
     write_batch, Ack, AckLine, AckStatus, Batch, BatchLine, ErrorKind, LineOutcome,
 };
-use biller_connectors::sim::{self, CoopSim, CoopSimConfig, Faults};
+use biller_sim::{CoopSim, CoopSimConfig, Faults};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
@@ -309,7 +309,7 @@ fn reconcile_catches_missing_extra_and_mismatched_lines() {
 
 #[test]
 fn default_coop_accounts() {
-    let accounts = sim::default_accounts(COOP, day());
+    let accounts = biller_sim::default_accounts(COOP, day());
     assert_eq!(accounts[0].account_number, "CM-000123");
     assert_eq!(accounts.len(), 16);
     assert!(accounts.iter().all(|a| {
@@ -337,7 +337,7 @@ fn rig_with(ack_delay_ms: u64) -> Rig {
     let mut config = CoopSimConfig::new(&drop_dir, &ack_dir);
     config.poll_ms = 20;
     config.ack_delay_ms = ack_delay_ms;
-    config.book = sim::book_for(&[COOP], Utc::now().date_naive());
+    config.book = biller_sim::book_for(&[COOP], Utc::now().date_naive());
     let sim = CoopSim::start(config).unwrap();
     Rig {
         _tmp: tmp,

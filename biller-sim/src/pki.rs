@@ -130,4 +130,4 @@ impl Pki {
     }
 }
 
-pub use crate::signature::{rsa_key_pair, sm2_key_pair, KeyPairPem};
+pub use biller_connectors::signature::{rsa_key_pair, sm2_key_pair, KeyPairPem};

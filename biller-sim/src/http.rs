@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::Signer;
+use biller_connectors::Signer;
 
 /// How a simulator secures its interface. The default is plaintext and the
 /// shared HMAC secret of its config.

@@ -10,16 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use biller_connectors::signature::DEFAULT_SM2_SIGNER_ID;
-use biller_connectors::sim::http::{server_tls, SimSecurity};
-use biller_connectors::sim::pki::{sm2_key_pair, KeyPairPem, Pki, Validity};
-use biller_connectors::sim::{
-    book_for, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig, WaterSim,
-    WaterSimConfig,
-};
 use biller_connectors::transport::tls::spki_sha256;
 use biller_connectors::{
     build, Connector, ConnectorError, ConnectorKind, ConnectorSettings, NextStep, PayOrder,
     PlainKeyFiles, SignatureScheme, SignatureSettings, Signer, TlsSettings,
+};
+use biller_sim::http::{server_tls, SimSecurity};
+use biller_sim::pki::{sm2_key_pair, KeyPairPem, Pki, Validity};
+use biller_sim::{
+    book_for, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig, WaterSim,
+    WaterSimConfig,
 };
 use rust_decimal::Decimal;
 use rustls::pki_types::pem::PemObject;
@@ -98,7 +98,7 @@ impl Family {
             }
             Family::Hub => {
                 let mut c = HubSimConfig::new("billclear", SECRET);
-                c.book = biller_connectors::sim::hub::default_hub_book(today);
+                c.book = biller_sim::hub::default_hub_book(today);
                 c.security = security;
                 Running::Hub(HubSim::start(listener, c).await.unwrap())
             }
@@ -146,7 +146,7 @@ impl Dir {
     }
 }
 
-fn tls_sim(cert: &biller_connectors::sim::pki::Issued, client_ca: Option<&str>) -> SimSecurity {
+fn tls_sim(cert: &biller_sim::pki::Issued, client_ca: Option<&str>) -> SimSecurity {
     SimSecurity {
         tls: Some(
             server_tls(
@@ -361,7 +361,7 @@ async fn tls_12_only_billers_are_reached() {
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keys")
+        .join("../biller-connectors/tests/fixtures/keys")
         .join(name)
 }
 

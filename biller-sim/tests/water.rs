@@ -4,13 +4,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use biller_connectors::sim::{Account, Faults, SimBill, WaterSim, WaterSimConfig};
 use biller_connectors::water::WaterConnector;
 use biller_connectors::ConnectorKind;
 use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
 };
+use biller_sim::{Account, Faults, SimBill, WaterSim, WaterSimConfig};
 use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 

@@ -5,15 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use biller_connectors::hub::HubConnector;
-use biller_connectors::sim::hub::default_hub_book;
-use biller_connectors::sim::{
-    default_accounts, Account, Faults, HubSim, HubSimConfig, SimBill, WaterSim, WaterSimConfig,
-};
 use biller_connectors::water::WaterConnector;
 use biller_connectors::ConnectorKind;
 use biller_connectors::PlainKeyFiles;
 use biller_connectors::{
     BillQuery, Connector, ConnectorError, ConnectorSettings, NextStep, PayOrder, RemoteStatus,
+};
+use biller_sim::hub::default_hub_book;
+use biller_sim::{
+    default_accounts, Account, Faults, HubSim, HubSimConfig, SimBill, WaterSim, WaterSimConfig,
 };
 use chrono::{FixedOffset, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -532,7 +532,7 @@ async fn exactly_once_across_the_hub_and_the_direct_biller() {
     let hub = sim().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = WaterSimConfig::new("billclear", SECRET);
-    config.book = biller_connectors::sim::book_for(&["sh-water"], today());
+    config.book = biller_sim::book_for(&["sh-water"], today());
     let water = WaterSim::start(listener, config).await.unwrap();
     let direct = WaterConnector::new(
         "sh-water-direct",

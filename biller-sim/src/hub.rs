@@ -1,5 +1,5 @@
 //! The intermediary hub simulator: a real HTTP server speaking the hub API
-//! of [`crate::hub::codec`] in front of several billers, with its own book,
+//! of [`biller_connectors::hub::codec`] in front of several billers, with its own book,
 //! its own transaction references (`hubTxnId`), its daily statement file,
 //! and the admin endpoints under `/_sim/`.
 //!
@@ -49,16 +49,16 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::http::{accept_loop, stopped, SimSecurity};
-use super::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
-use crate::hub::codec::{
+use crate::http::{accept_loop, stopped, SimSecurity};
+use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use biller_connectors::hub::codec::{
     self, BillsAnswer, BillsInquiry, HubBill, PaymentAnswer, PaymentRequest, PaymentStatus, Reply,
     StatusAnswer, TxnState,
 };
-pub use crate::hub::statement::{
+pub use biller_connectors::hub::statement::{
     write as statement_csv, HubTxn, COLUMNS as STATEMENT_COLUMNS, MARK as STATEMENT_MARK,
 };
-use crate::water::mask_account;
+use biller_connectors::water::mask_account;
 
 /// The billers the `biller-sim hub` binary fronts by default.
 pub const HUB_BILLERS: &[&str] = &[
@@ -69,10 +69,10 @@ pub const HUB_BILLERS: &[&str] = &[
     "minhang-gas",
 ];
 
-/// The default book of the hub: [`super::book_for`] of [`HUB_BILLERS`],
+/// The default book of the hub: [`crate::book_for`] of [`HUB_BILLERS`],
 /// the same customers as the direct simulators know.
 pub fn default_hub_book(today: NaiveDate) -> Vec<(String, Account)> {
-    super::book_for(HUB_BILLERS, today)
+    crate::book_for(HUB_BILLERS, today)
 }
 
 /// The largest request body the simulator reads.
@@ -174,7 +174,7 @@ pub struct HubSim {
 /// What the handlers share.
 struct Shared {
     key_id: String,
-    signer: Arc<crate::Signer>,
+    signer: Arc<biller_connectors::Signer>,
     currency: String,
     utc_offset: FixedOffset,
     hub_id: String,
