@@ -26,7 +26,7 @@
 //! `drop_response_rate`, `misecho_next`, `duplicate_answer_next` and
 //! `out_of_order` are ignored (use `ack_delay_ms` for a slow co-op).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +36,7 @@ use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use tokio::sync::watch;
 
+use crate::book::Book;
 use crate::{Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::coop::format::{sanitize_reason, valid_coop_id};
 use biller_connectors::coop::{
@@ -108,11 +109,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    accounts: BTreeMap<String, Account>,
+    book: Book,
     payments: HashMap<String, Payment>,
-    credits: Vec<CreditRecord>,
-    rejections: Vec<RejectRecord>,
-    receipts: u64,
     /// Batch file names processed (or found answered) this run.
     seen: HashSet<String>,
     /// Batch file names processed this run, in order.
@@ -164,9 +162,7 @@ impl CoopSim {
         let mut state = State::default();
         for (biller, account) in config.book {
             if biller == config.coop_id {
-                state
-                    .accounts
-                    .insert(account.account_number.clone(), account);
+                state.book.add_account(&biller, account);
             }
         }
         let (stop, stop_rx) = watch::channel(false);
@@ -213,13 +209,13 @@ impl CoopSim {
     /// Every line credited, in order (a reference answered again is not
     /// credited again).
     pub fn credits(&self) -> Vec<CreditRecord> {
-        lock(&self.shared.state).credits.clone()
+        lock(&self.shared.state).book.credits.clone()
     }
 
     /// Every line rejected when decided (`R01`..`R05`), in order; a
     /// refused FILE is not a line rejection.
     pub fn rejections(&self) -> Vec<RejectRecord> {
-        lock(&self.shared.state).rejections.clone()
+        lock(&self.shared.state).book.rejections.clone()
     }
 
     /// The batch file names processed so far (applied, or refused whole),
@@ -236,15 +232,15 @@ impl CoopSim {
     /// Adds (or replaces) an account of the co-op's book.
     pub fn add_account(&self, account: Account) {
         lock(&self.shared.state)
-            .accounts
-            .insert(account.account_number.clone(), account);
+            .book
+            .add_account(&self.shared.coop_id, account);
     }
 
     /// An account as it stands (bills reduced by payments).
     pub fn account(&self, account_number: &str) -> Option<Account> {
         lock(&self.shared.state)
-            .accounts
-            .get(account_number)
+            .book
+            .account(&self.shared.coop_id, account_number)
             .cloned()
     }
 
@@ -482,7 +478,7 @@ impl Shared {
                 reason,
             };
         }
-        let refusal = match state.accounts.get(&line.account_number) {
+        let refusal = match state.book.account(&self.coop_id, &line.account_number) {
             None => Some(("R01", "account not found".to_string())),
             Some(a) if !a.open => Some(("R02", "account closed".to_string())),
             Some(_) if line.currency != self.currency => {
@@ -502,10 +498,15 @@ impl Shared {
                 }
             }
             None => {
-                state.receipts += 1;
-                let receipt = format!("CM{:010}", state.receipts);
-                reduce_bill(state, line);
-                state.credits.push(CreditRecord {
+                state.book.receipts += 1;
+                let receipt = format!("CM{:010}", state.book.receipts);
+                state.book.reduce_bill(
+                    &self.coop_id,
+                    &line.account_number,
+                    line.bill_reference.as_deref(),
+                    line.amount,
+                );
+                state.book.credits.push(CreditRecord {
                     our_reference: line.our_reference.clone(),
                     biller_reference: receipt.clone(),
                     biller_id: self.coop_id.clone(),
@@ -538,7 +539,7 @@ impl Shared {
         now: DateTime<Utc>,
     ) {
         tracing::info!(reference = %line.our_reference, code, "line rejected: {reason}");
-        state.rejections.push(RejectRecord {
+        state.book.rejections.push(RejectRecord {
             our_reference: line.our_reference.clone(),
             biller_id: self.coop_id.clone(),
             account_number: line.account_number.clone(),
@@ -559,29 +560,5 @@ fn rendered(name: String, text: Result<String, coop::FileError>) -> Option<(Stri
             tracing::error!(file = %name, "answer cannot be rendered: {e}");
             None
         }
-    }
-}
-
-/// Reduces the named bill, or the oldest outstanding one; an overpayment
-/// stays on the bill as a credit (negative amount due).
-fn reduce_bill(state: &mut State, line: &BatchLine) {
-    let Some(account) = state.accounts.get_mut(&line.account_number) else {
-        return;
-    };
-    let named = line
-        .bill_reference
-        .as_ref()
-        .and_then(|n| account.bills.iter().position(|b| &b.bill_reference == n));
-    let oldest = || {
-        account
-            .bills
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.amount_due > Decimal::ZERO)
-            .min_by_key(|(_, b)| b.due_date)
-            .map(|(i, _)| i)
-    };
-    if let Some(i) = named.or_else(oldest) {
-        account.bills[i].amount_due -= line.amount;
     }
 }

@@ -20,7 +20,7 @@
 //! A request with an unknown terminal id or a bad MAC is answered `63`
 //! (MAC'd with the simulator's secret) and never applied.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::book::Book;
 use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use biller_connectors::gas::codec::{
     self, BillsAnswer, BillsRequest, EchoAnswer, EchoRequest, Header, PayAnswer, PayRequest,
@@ -126,11 +127,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Ledger {
-    accounts: HashMap<String, BTreeMap<String, Account>>,
     payments: HashMap<String, Payment>,
-    credits: Vec<CreditRecord>,
-    rejections: Vec<RejectRecord>,
-    receipts: u64,
+    book: Book,
 }
 
 /// A payment request the biller decided on, kept under our reference.
@@ -165,7 +163,7 @@ impl GasSim {
         {
             let mut ledger = lock(&books.ledger);
             for (biller, account) in config.book.clone() {
-                ledger.add_account(&biller, account);
+                ledger.book.add_account(&biller, account);
             }
         }
         GasSim::run(link_listener, admin_listener, config, books).await
@@ -290,12 +288,12 @@ impl GasSim {
 
     /// Every payment credited, in order.
     pub fn credits(&self) -> Vec<CreditRecord> {
-        lock(&self.shared.books.ledger).credits.clone()
+        lock(&self.shared.books.ledger).book.credits.clone()
     }
 
     /// Every payment refused (and recorded), in order.
     pub fn rejections(&self) -> Vec<RejectRecord> {
-        lock(&self.shared.books.ledger).rejections.clone()
+        lock(&self.shared.books.ledger).book.rejections.clone()
     }
 
     /// Pay requests received, duplicates and faulted ones included.
@@ -316,12 +314,15 @@ impl GasSim {
 
     /// Adds (or replaces) an account in the book of `biller_id`.
     pub fn add_account(&self, biller_id: &str, account: Account) {
-        lock(&self.shared.books.ledger).add_account(biller_id, account);
+        lock(&self.shared.books.ledger)
+            .book
+            .add_account(biller_id, account);
     }
 
     /// An account as it stands (bills reduced by payments).
     pub fn account(&self, biller_id: &str, account_number: &str) -> Option<Account> {
         lock(&self.shared.books.ledger)
+            .book
             .accounts
             .get(biller_id)
             .and_then(|a| a.get(account_number))
@@ -351,15 +352,6 @@ impl GasSim {
 impl Drop for GasSim {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Ledger {
-    fn add_account(&mut self, biller: &str, account: Account) {
-        self.accounts
-            .entry(biller.to_string())
-            .or_default()
-            .insert(account.account_number.clone(), account);
     }
 }
 
@@ -740,6 +732,7 @@ impl Shared {
     /// Decides a new payment: refuses (recorded) or credits it.
     fn decide(&self, ledger: &mut Ledger, request: &PayRequest) -> Processed {
         let refusal = match ledger
+            .book
             .accounts
             .get(&request.biller_id)
             .and_then(|a| a.get(&request.account))
@@ -759,7 +752,7 @@ impl Shared {
         let reference = request.header.reference.clone();
         if let Some((code, message)) = refusal {
             tracing::info!(%reference, account = %mask_account(&request.account), code, "payment refused");
-            ledger.rejections.push(RejectRecord {
+            ledger.book.rejections.push(RejectRecord {
                 our_reference: reference.clone(),
                 biller_id: request.biller_id.clone(),
                 account_number: request.account.clone(),
@@ -778,10 +771,15 @@ impl Shared {
             );
             return self.pay_answer(request, code, None, false);
         }
-        ledger.receipts += 1;
-        let receipt_no = format!("G{:012}", ledger.receipts);
-        ledger.reduce_bill(request);
-        ledger.credits.push(CreditRecord {
+        ledger.book.receipts += 1;
+        let receipt_no = format!("G{:012}", ledger.book.receipts);
+        ledger.book.reduce_bill(
+            &request.biller_id,
+            &request.account,
+            request.bill_no.as_deref(),
+            request.amount,
+        );
+        ledger.book.credits.push(CreditRecord {
             our_reference: reference.clone(),
             biller_reference: receipt_no.clone(),
             biller_id: request.biller_id.clone(),
@@ -881,6 +879,7 @@ impl Shared {
     fn query_bills(&self, request: &BillsRequest) -> Processed {
         let ledger = lock(&self.books.ledger);
         let Some(account) = ledger
+            .book
             .accounts
             .get(&request.biller_id)
             .and_then(|a| a.get(&request.account))
@@ -923,7 +922,7 @@ impl Shared {
     fn confirmation_file(&self, biller_id: &str, date: NaiveDate) -> String {
         let ledger = lock(&self.books.ledger);
         confirmation_file(
-            &ledger.credits,
+            &ledger.book.credits,
             biller_id,
             date,
             self.utc_offset,
@@ -950,35 +949,7 @@ fn same_details(a: &PayRequest, b: &PayRequest) -> bool {
         && a.bill_no == b.bill_no
 }
 
-impl Ledger {
-    /// Reduces the named bill, or the oldest outstanding one; an
-    /// overpayment stays on the bill as a credit (negative amount due).
-    fn reduce_bill(&mut self, request: &PayRequest) {
-        let Some(account) = self
-            .accounts
-            .get_mut(&request.biller_id)
-            .and_then(|a| a.get_mut(&request.account))
-        else {
-            return;
-        };
-        let named = request
-            .bill_no
-            .as_ref()
-            .and_then(|n| account.bills.iter().position(|b| &b.bill_reference == n));
-        let oldest = || {
-            account
-                .bills
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.amount_due > Decimal::ZERO)
-                .min_by_key(|(_, b)| b.due_date)
-                .map(|(i, _)| i)
-        };
-        if let Some(i) = named.or_else(oldest) {
-            account.bills[i].amount_due -= request.amount;
-        }
-    }
-}
+impl Ledger {}
 
 // --------------------------------------------------------- admin endpoints
 
@@ -1014,17 +985,19 @@ async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.books.ledger).credits.clone())
+    Json(lock(&sim.books.ledger).book.credits.clone())
 }
 
 async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.books.ledger).rejections.clone())
+    Json(lock(&sim.books.ledger).book.rejections.clone())
 }
 
 async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<BookEntry>(&body) {
         Ok(entry) => {
-            lock(&sim.books.ledger).add_account(&entry.biller_id, entry.account);
+            lock(&sim.books.ledger)
+                .book
+                .add_account(&entry.biller_id, entry.account);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),

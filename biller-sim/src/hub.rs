@@ -31,7 +31,7 @@
 //!   answered 503 / `5030`, not applied (a repeated payment already decided
 //!   is still answered from the hub's records; status inquiries work).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::book::Book;
 use crate::http::{accept_loop, stopped, SimSecurity};
 use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use biller_connectors::hub::codec::{
@@ -188,14 +189,11 @@ struct Shared {
 /// The hub's books.
 #[derive(Default)]
 struct Ledger {
-    accounts: HashMap<String, BTreeMap<String, Account>>,
     /// Decided payments by partnerRef: the request and its transaction.
     payments: HashMap<String, Payment>,
     txns: Vec<HubTxn>,
-    credits: Vec<CreditRecord>,
-    rejections: Vec<RejectRecord>,
     txn_seq: u64,
-    receipts: u64,
+    book: Book,
 }
 
 struct Payment {
@@ -233,7 +231,7 @@ impl HubSim {
         let (stop, stop_rx) = watch::channel(false);
         let mut ledger = Ledger::default();
         for (biller, account) in config.book {
-            ledger.add_account(&biller, account);
+            ledger.book.add_account(&biller, account);
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
@@ -309,12 +307,12 @@ impl HubSim {
     /// Every payment credited, in order (`biller_reference` = hubTxnId,
     /// `our_reference` = partnerRef).
     pub fn credits(&self) -> Vec<CreditRecord> {
-        lock(&self.shared.ledger).credits.clone()
+        lock(&self.shared.ledger).book.credits.clone()
     }
 
     /// Every payment refused (and recorded), in order.
     pub fn rejections(&self) -> Vec<RejectRecord> {
-        lock(&self.shared.ledger).rejections.clone()
+        lock(&self.shared.ledger).book.rejections.clone()
     }
 
     /// Every transaction of the hub (credited and refused), in order.
@@ -337,7 +335,10 @@ impl HubSim {
                 p.txn -= 1;
             }
         }
-        ledger.credits.retain(|c| c.our_reference != partner_ref);
+        ledger
+            .book
+            .credits
+            .retain(|c| c.our_reference != partner_ref);
         true
     }
 
@@ -349,12 +350,15 @@ impl HubSim {
     /// Adds (or replaces) an account in the book of `biller_id` (the hub
     /// serves that biller from then on).
     pub fn add_account(&self, biller_id: &str, account: Account) {
-        lock(&self.shared.ledger).add_account(biller_id, account);
+        lock(&self.shared.ledger)
+            .book
+            .add_account(biller_id, account);
     }
 
     /// An account as it stands (bills reduced by payments).
     pub fn account(&self, biller_id: &str, account_number: &str) -> Option<Account> {
         lock(&self.shared.ledger)
+            .book
             .accounts
             .get(biller_id)
             .and_then(|a| a.get(account_number))
@@ -383,15 +387,6 @@ impl HubSim {
 impl Drop for HubSim {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Ledger {
-    fn add_account(&mut self, biller: &str, account: Account) {
-        self.accounts
-            .entry(biller.to_string())
-            .or_default()
-            .insert(account.account_number.clone(), account);
     }
 }
 
@@ -754,7 +749,7 @@ impl Shared {
         let Some(amount) = codec::parse_amount(&request.amount) else {
             return Processed::code(StatusCode::OK, "2003", "amount is not a decimal string");
         };
-        let refusal = match ledger.accounts.get(&request.biller_code) {
+        let refusal = match ledger.book.accounts.get(&request.biller_code) {
             None => Some((
                 "1001",
                 format!("biller {:?} not served by this hub", request.biller_code),
@@ -795,7 +790,7 @@ impl Shared {
         };
         if let Some((code, message)) = refusal {
             tracing::info!(reference = %request.partner_ref, biller = %request.biller_code, account = %mask_account(&request.account_no), code, "payment refused");
-            ledger.rejections.push(RejectRecord {
+            ledger.book.rejections.push(RejectRecord {
                 our_reference: request.partner_ref.clone(),
                 biller_id: request.biller_code.clone(),
                 account_number: request.account_no.clone(),
@@ -809,14 +804,19 @@ impl Shared {
             txn.fail_code = Some(code.to_string());
             txn.fail_message = Some(message);
         } else {
-            ledger.receipts += 1;
+            ledger.book.receipts += 1;
             let receipt = format!(
                 "{}{:010}",
                 receipt_prefix(&request.biller_code),
-                ledger.receipts
+                ledger.book.receipts
             );
-            ledger.reduce_bill(&request, amount);
-            ledger.credits.push(CreditRecord {
+            ledger.book.reduce_bill(
+                &request.biller_code,
+                &request.account_no,
+                request.bill_no.as_deref(),
+                amount,
+            );
+            ledger.book.credits.push(CreditRecord {
                 our_reference: request.partner_ref.clone(),
                 biller_reference: hub_txn_id.clone(),
                 biller_id: request.biller_code.clone(),
@@ -904,7 +904,7 @@ impl Shared {
             return biller_down();
         }
         let ledger = lock(&self.ledger);
-        let Some(book) = ledger.accounts.get(&request.biller_code) else {
+        let Some(book) = ledger.book.accounts.get(&request.biller_code) else {
             return Processed::code(
                 StatusCode::OK,
                 "1001",
@@ -942,35 +942,7 @@ impl Shared {
     }
 }
 
-impl Ledger {
-    /// Reduces the named bill, or the oldest outstanding one; an
-    /// overpayment stays on the bill as a credit (negative amount due).
-    fn reduce_bill(&mut self, request: &PaymentRequest, amount: Decimal) {
-        let Some(account) = self
-            .accounts
-            .get_mut(&request.biller_code)
-            .and_then(|a| a.get_mut(&request.account_no))
-        else {
-            return;
-        };
-        let named = request
-            .bill_no
-            .as_ref()
-            .and_then(|n| account.bills.iter().position(|b| &b.bill_reference == n));
-        let oldest = || {
-            account
-                .bills
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.amount_due > Decimal::ZERO)
-                .min_by_key(|(_, b)| b.due_date)
-                .map(|(i, _)| i)
-        };
-        if let Some(i) = named.or_else(oldest) {
-            account.bills[i].amount_due -= amount;
-        }
-    }
-}
+impl Ledger {}
 
 /// The first letter of the receipts of the biller behind the hub.
 fn receipt_prefix(biller: &str) -> char {
@@ -1071,11 +1043,11 @@ async fn put_switches(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.ledger).credits.clone())
+    Json(lock(&sim.ledger).book.credits.clone())
 }
 
 async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.ledger).rejections.clone())
+    Json(lock(&sim.ledger).book.rejections.clone())
 }
 
 async fn get_transactions(State(sim): State<Arc<Shared>>) -> Json<Vec<HubTxn>> {
@@ -1085,7 +1057,9 @@ async fn get_transactions(State(sim): State<Arc<Shared>>) -> Json<Vec<HubTxn>> {
 async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<BookEntry>(&body) {
         Ok(entry) => {
-            lock(&sim.ledger).add_account(&entry.biller_id, entry.account);
+            lock(&sim.ledger)
+                .book
+                .add_account(&entry.biller_id, entry.account);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),

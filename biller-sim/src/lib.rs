@@ -5,6 +5,7 @@
 //! payments idempotently on OUR reference, records every credit and
 //! rejection, and writes the biller's daily confirmation file.
 
+mod book;
 pub mod coop;
 pub mod gas;
 pub mod http;

@@ -9,7 +9,7 @@
 //! request that cannot be read as an envelope is answered `ECHO_RSP` with
 //! code E100 and no `InReplyTo` (its type and id are unknown).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::book::Book;
 use crate::http::{accept_loop, stopped, SimSecurity};
 use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use biller_connectors::power::codec::{
@@ -107,11 +108,8 @@ struct Shared {
 /// The simulated biller's books.
 #[derive(Default)]
 struct Ledger {
-    accounts: HashMap<String, BTreeMap<String, Account>>,
     payments: HashMap<String, Payment>,
-    credits: Vec<CreditRecord>,
-    rejections: Vec<RejectRecord>,
-    receipts: u64,
+    book: Book,
 }
 
 /// A payment request the biller decided on, kept under its TxnRef.
@@ -162,7 +160,7 @@ impl PowerSim {
         let (stop, stop_rx) = watch::channel(false);
         let mut ledger = Ledger::default();
         for (biller, account) in config.book {
-            ledger.add_account(&biller, account);
+            ledger.book.add_account(&biller, account);
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
@@ -210,12 +208,12 @@ impl PowerSim {
 
     /// Every payment credited, in order.
     pub fn credits(&self) -> Vec<CreditRecord> {
-        lock(&self.shared.ledger).credits.clone()
+        lock(&self.shared.ledger).book.credits.clone()
     }
 
     /// Every payment refused (and recorded), in order.
     pub fn rejections(&self) -> Vec<RejectRecord> {
-        lock(&self.shared.ledger).rejections.clone()
+        lock(&self.shared.ledger).book.rejections.clone()
     }
 
     /// `PAY_REQ` messages received (readable envelopes), duplicates,
@@ -226,12 +224,15 @@ impl PowerSim {
 
     /// Adds (or replaces) an account in the book of `biller_id`.
     pub fn add_account(&self, biller_id: &str, account: Account) {
-        lock(&self.shared.ledger).add_account(biller_id, account);
+        lock(&self.shared.ledger)
+            .book
+            .add_account(biller_id, account);
     }
 
     /// An account as it stands (bills reduced by payments).
     pub fn account(&self, biller_id: &str, account_number: &str) -> Option<Account> {
         lock(&self.shared.ledger)
+            .book
             .accounts
             .get(biller_id)
             .and_then(|a| a.get(account_number))
@@ -261,15 +262,6 @@ impl PowerSim {
 impl Drop for PowerSim {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Ledger {
-    fn add_account(&mut self, biller: &str, account: Account) {
-        self.accounts
-            .entry(biller.to_string())
-            .or_default()
-            .insert(account.account_number.clone(), account);
     }
 }
 
@@ -526,6 +518,7 @@ impl Shared {
             return Processed::code(StatusCode::OK, "E103", "amount is not a decimal string");
         };
         let refusal = match ledger
+            .book
             .accounts
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
@@ -544,7 +537,7 @@ impl Shared {
         let now = Utc::now().trunc_subsecs(3);
         if let Some((code, message)) = refusal {
             tracing::info!(reference = %request.txn_ref, account = %mask_account(&request.account_no), code, "payment refused");
-            ledger.rejections.push(RejectRecord {
+            ledger.book.rejections.push(RejectRecord {
                 our_reference: request.txn_ref.clone(),
                 biller_id: request.biller_code.clone(),
                 account_number: request.account_no.clone(),
@@ -565,10 +558,15 @@ impl Shared {
             );
             return p;
         }
-        ledger.receipts += 1;
-        let receipt_no = format!("PWR{:010}", ledger.receipts);
-        ledger.reduce_bill(&request, amount);
-        ledger.credits.push(CreditRecord {
+        ledger.book.receipts += 1;
+        let receipt_no = format!("PWR{:010}", ledger.book.receipts);
+        ledger.book.reduce_bill(
+            &request.biller_code,
+            &request.account_no,
+            request.bill_no.as_deref(),
+            amount,
+        );
+        ledger.book.credits.push(CreditRecord {
             our_reference: request.txn_ref.clone(),
             biller_reference: receipt_no.clone(),
             biller_id: request.biller_code.clone(),
@@ -661,6 +659,7 @@ impl Shared {
         };
         let ledger = lock(&self.ledger);
         let Some(account) = ledger
+            .book
             .accounts
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
@@ -692,6 +691,7 @@ impl Shared {
         let ledger = lock(&self.ledger);
         let offset = self.utc_offset;
         let credits = ledger
+            .book
             .credits
             .iter()
             .filter(|c| c.biller_id == biller_id)
@@ -714,35 +714,7 @@ impl Shared {
     }
 }
 
-impl Ledger {
-    /// Reduces the named bill, or the oldest outstanding one; an
-    /// overpayment stays on the bill as a credit (negative amount due).
-    fn reduce_bill(&mut self, request: &PayRequest, amount: Decimal) {
-        let Some(account) = self
-            .accounts
-            .get_mut(&request.biller_code)
-            .and_then(|a| a.get_mut(&request.account_no))
-        else {
-            return;
-        };
-        let named = request
-            .bill_no
-            .as_ref()
-            .and_then(|n| account.bills.iter().position(|b| &b.bill_reference == n));
-        let oldest = || {
-            account
-                .bills
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.amount_due > Decimal::ZERO)
-                .min_by_key(|(_, b)| b.due_date)
-                .map(|(i, _)| i)
-        };
-        if let Some(i) = named.or_else(oldest) {
-            account.bills[i].amount_due -= amount;
-        }
-    }
-}
+impl Ledger {}
 
 /// Positive, at most 2 decimals, at most 1,000,000.
 fn acceptable_amount(amount: Decimal) -> bool {
@@ -804,17 +776,19 @@ async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.ledger).credits.clone())
+    Json(lock(&sim.ledger).book.credits.clone())
 }
 
 async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.ledger).rejections.clone())
+    Json(lock(&sim.ledger).book.rejections.clone())
 }
 
 async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<BookEntry>(&body) {
         Ok(entry) => {
-            lock(&sim.ledger).add_account(&entry.biller_id, entry.account);
+            lock(&sim.ledger)
+                .book
+                .add_account(&entry.biller_id, entry.account);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
@@ -904,11 +878,14 @@ mod tests {
             utc_offset: offset,
             faults: Mutex::new(Faults::default()),
             ledger: Mutex::new(Ledger {
-                credits: vec![
-                    credit("late", "2026-11-28T16:00:00Z"),  // 00:00 on the 29th
-                    credit("early", "2026-11-28T15:59:59Z"), // still the 28th
-                    credit("other", "2026-11-29T01:00:00Z"),
-                ],
+                book: Book {
+                    credits: vec![
+                        credit("late", "2026-11-28T16:00:00Z"),  // 00:00 on the 29th
+                        credit("early", "2026-11-28T15:59:59Z"), // still the 28th
+                        credit("other", "2026-11-29T01:00:00Z"),
+                    ],
+                    ..Book::default()
+                },
                 ..Ledger::default()
             }),
             pay_requests: AtomicU64::new(0),

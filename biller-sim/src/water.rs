@@ -1,7 +1,7 @@
 //! The water company simulator: a real HTTP server speaking the protocol of
 //! [`biller_connectors::water::codec`], with the admin endpoints under `/_sim/`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::book::Book;
 use crate::http::{accept_loop, stopped, SimSecurity};
 use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
 use biller_connectors::water::codec::{
@@ -98,11 +99,8 @@ struct Shared {
 /// The simulated biller's books.
 #[derive(Default)]
 struct Ledger {
-    accounts: HashMap<String, BTreeMap<String, Account>>,
     payments: HashMap<String, Payment>,
-    credits: Vec<CreditRecord>,
-    rejections: Vec<RejectRecord>,
-    receipts: u64,
+    book: Book,
 }
 
 /// A payment request the biller decided on, kept under its txn_ref.
@@ -152,7 +150,7 @@ impl WaterSim {
         let (stop, stop_rx) = watch::channel(false);
         let mut ledger = Ledger::default();
         for (biller, account) in config.book {
-            ledger.add_account(&biller, account);
+            ledger.book.add_account(&biller, account);
         }
         let shared = Arc::new(Shared {
             key_id: config.key_id,
@@ -201,12 +199,12 @@ impl WaterSim {
 
     /// Every payment credited, in order.
     pub fn credits(&self) -> Vec<CreditRecord> {
-        lock(&self.shared.ledger).credits.clone()
+        lock(&self.shared.ledger).book.credits.clone()
     }
 
     /// Every payment refused (and recorded), in order.
     pub fn rejections(&self) -> Vec<RejectRecord> {
-        lock(&self.shared.ledger).rejections.clone()
+        lock(&self.shared.ledger).book.rejections.clone()
     }
 
     /// Pay requests received, duplicates and faulted ones included.
@@ -221,12 +219,15 @@ impl WaterSim {
 
     /// Adds (or replaces) an account in the book of `biller_id`.
     pub fn add_account(&self, biller_id: &str, account: Account) {
-        lock(&self.shared.ledger).add_account(biller_id, account);
+        lock(&self.shared.ledger)
+            .book
+            .add_account(biller_id, account);
     }
 
     /// An account as it stands (bills reduced by payments).
     pub fn account(&self, biller_id: &str, account_number: &str) -> Option<Account> {
         lock(&self.shared.ledger)
+            .book
             .accounts
             .get(biller_id)
             .and_then(|a| a.get(account_number))
@@ -255,15 +256,6 @@ impl WaterSim {
 impl Drop for WaterSim {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Ledger {
-    fn add_account(&mut self, biller: &str, account: Account) {
-        self.accounts
-            .entry(biller.to_string())
-            .or_default()
-            .insert(account.account_number.clone(), account);
     }
 }
 
@@ -605,6 +597,7 @@ impl Shared {
             return Processed::code(StatusCode::OK, "1003", "amount is not a decimal string");
         };
         let refusal = match ledger
+            .book
             .accounts
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
@@ -623,7 +616,7 @@ impl Shared {
         let now = Utc::now().trunc_subsecs(3);
         if let Some((code, message)) = refusal {
             tracing::info!(reference = %request.txn_ref, account = %mask_account(&request.account_no), code, "payment refused");
-            ledger.rejections.push(RejectRecord {
+            ledger.book.rejections.push(RejectRecord {
                 our_reference: request.txn_ref.clone(),
                 biller_id: request.biller_code.clone(),
                 account_number: request.account_no.clone(),
@@ -644,10 +637,15 @@ impl Shared {
             );
             return p;
         }
-        ledger.receipts += 1;
-        let receipt_no = format!("W{:012}", ledger.receipts);
-        ledger.reduce_bill(&request, amount);
-        ledger.credits.push(CreditRecord {
+        ledger.book.receipts += 1;
+        let receipt_no = format!("W{:012}", ledger.book.receipts);
+        ledger.book.reduce_bill(
+            &request.biller_code,
+            &request.account_no,
+            request.bill_no.as_deref(),
+            amount,
+        );
+        ledger.book.credits.push(CreditRecord {
             our_reference: request.txn_ref.clone(),
             biller_reference: receipt_no.clone(),
             biller_id: request.biller_code.clone(),
@@ -743,6 +741,7 @@ impl Shared {
         };
         let ledger = lock(&self.ledger);
         let Some(account) = ledger
+            .book
             .accounts
             .get(&request.biller_code)
             .and_then(|a| a.get(&request.account_no))
@@ -772,39 +771,11 @@ impl Shared {
 
     fn confirmation_csv(&self, biller_id: &str, date: NaiveDate) -> String {
         let ledger = lock(&self.ledger);
-        super::confirmation_csv(&ledger.credits, biller_id, date, self.utc_offset)
+        super::confirmation_csv(&ledger.book.credits, biller_id, date, self.utc_offset)
     }
 }
 
-impl Ledger {
-    /// Reduces the named bill, or the oldest outstanding one; an
-    /// overpayment stays on the bill as a credit (negative amount due).
-    fn reduce_bill(&mut self, request: &PayRequest, amount: Decimal) {
-        let Some(account) = self
-            .accounts
-            .get_mut(&request.biller_code)
-            .and_then(|a| a.get_mut(&request.account_no))
-        else {
-            return;
-        };
-        let named = request
-            .bill_no
-            .as_ref()
-            .and_then(|n| account.bills.iter().position(|b| &b.bill_reference == n));
-        let oldest = || {
-            account
-                .bills
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.amount_due > Decimal::ZERO)
-                .min_by_key(|(_, b)| b.due_date)
-                .map(|(i, _)| i)
-        };
-        if let Some(i) = named.or_else(oldest) {
-            account.bills[i].amount_due -= amount;
-        }
-    }
-}
+impl Ledger {}
 
 /// Parses a pay request; an amount that is not a JSON string is "amount
 /// not accepted" (1003), anything else malformed.
@@ -872,17 +843,19 @@ async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.ledger).credits.clone())
+    Json(lock(&sim.ledger).book.credits.clone())
 }
 
 async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.ledger).rejections.clone())
+    Json(lock(&sim.ledger).book.rejections.clone())
 }
 
 async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<BookEntry>(&body) {
         Ok(entry) => {
-            lock(&sim.ledger).add_account(&entry.biller_id, entry.account);
+            lock(&sim.ledger)
+                .book
+                .add_account(&entry.biller_id, entry.account);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
