@@ -26,12 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -40,7 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::book::Book;
-use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use crate::http::{admin_routes, Admin};
+use crate::{Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::gas::codec::{
     self, BillsAnswer, BillsRequest, EchoAnswer, EchoRequest, Header, PayAnswer, PayRequest,
     PaymentState, Reader, StatusAnswer, StatusRequest, WireBill,
@@ -949,59 +949,29 @@ fn same_details(a: &PayRequest, b: &PayRequest) -> bool {
         && a.bill_no == b.bill_no
 }
 
-impl Ledger {}
-
 // --------------------------------------------------------- admin endpoints
+
+impl Admin for Shared {
+    fn faults_now(&self) -> Faults {
+        lock(&self.books.faults).clone()
+    }
+    fn replace_faults(&self, faults: Faults) {
+        *lock(&self.books.faults) = faults;
+    }
+    fn with_book<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
+        f(&mut lock(&self.books.ledger).book)
+    }
+}
 
 fn admin_router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/_sim/faults", get(get_faults).put(put_faults))
-        .route("/_sim/credits", get(get_credits))
-        .route("/_sim/rejections", get(get_rejections))
-        .route("/_sim/accounts", post(post_account))
+        .merge(admin_routes::<Shared>())
         .route(
             "/_sim/confirmations/{biller_id}/{date}",
             get(get_confirmations),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(shared)
-}
-
-async fn get_faults(State(sim): State<Arc<Shared>>) -> Json<Faults> {
-    Json(sim.faults())
-}
-
-async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    let faults: Faults = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response(),
-    };
-    if let Err(e) = faults.validate() {
-        return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response();
-    }
-    tracing::info!(?faults, "faults set");
-    *lock(&sim.books.faults) = faults.clone();
-    Json(faults).into_response()
-}
-
-async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.books.ledger).book.credits.clone())
-}
-
-async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.books.ledger).book.rejections.clone())
-}
-
-async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<BookEntry>(&body) {
-        Ok(entry) => {
-            lock(&sim.books.ledger)
-                .book
-                .add_account(&entry.biller_id, entry.account);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
-    }
 }
 
 async fn get_confirmations(

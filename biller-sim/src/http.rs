@@ -6,7 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
@@ -18,6 +23,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use biller_connectors::Signer;
+
+use crate::book::Book;
+use crate::{BookEntry, CreditRecord, Faults, RejectRecord};
 
 /// How a simulator secures its interface. The default is plaintext and the
 /// shared HMAC secret of its config.
@@ -180,5 +188,60 @@ where
             tracing::debug!("connection ended: {e}");
         },
         _ = stopped(stop) => {}
+    }
+}
+
+/// What the admin endpoints every simulator serves reach in it.
+pub(crate) trait Admin: Send + Sync + 'static {
+    /// The faults in force.
+    fn faults_now(&self) -> Faults;
+    /// Replaces the faults.
+    fn replace_faults(&self, faults: Faults);
+    /// Runs `f` on the simulator's account book.
+    fn with_book<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R;
+}
+
+/// The admin endpoints under `/_sim/` every simulator serves: faults,
+/// credits, rejections, accounts. (Each adds its own file endpoints.)
+pub(crate) fn admin_routes<S: Admin>() -> Router<Arc<S>> {
+    Router::new()
+        .route("/_sim/faults", get(get_faults::<S>).put(put_faults::<S>))
+        .route("/_sim/credits", get(get_credits::<S>))
+        .route("/_sim/rejections", get(get_rejections::<S>))
+        .route("/_sim/accounts", post(post_account::<S>))
+}
+
+async fn get_faults<S: Admin>(State(sim): State<Arc<S>>) -> Json<Faults> {
+    Json(sim.faults_now())
+}
+
+async fn put_faults<S: Admin>(State(sim): State<Arc<S>>, body: Bytes) -> Response {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response(),
+    };
+    if let Err(e) = faults.validate() {
+        return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response();
+    }
+    tracing::info!(?faults, "faults set");
+    sim.replace_faults(faults.clone());
+    Json(faults).into_response()
+}
+
+async fn get_credits<S: Admin>(State(sim): State<Arc<S>>) -> Json<Vec<CreditRecord>> {
+    Json(sim.with_book(|b| b.credits.clone()))
+}
+
+async fn get_rejections<S: Admin>(State(sim): State<Arc<S>>) -> Json<Vec<RejectRecord>> {
+    Json(sim.with_book(|b| b.rejections.clone()))
+}
+
+async fn post_account<S: Admin>(State(sim): State<Arc<S>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<BookEntry>(&body) {
+        Ok(entry) => {
+            sim.with_book(|b| b.add_account(&entry.biller_id, entry.account));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
     }
 }

@@ -50,8 +50,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::book::Book;
-use crate::http::{accept_loop, stopped, SimSecurity};
-use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use crate::http::{accept_loop, admin_routes, stopped, Admin, SimSecurity};
+use crate::{Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::hub::codec::{
     self, BillsAnswer, BillsInquiry, HubBill, PaymentAnswer, PaymentRequest, PaymentStatus, Reply,
     StatusAnswer, TxnState,
@@ -390,17 +390,26 @@ impl Drop for HubSim {
     }
 }
 
+impl Admin for Shared {
+    fn faults_now(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+    fn replace_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+    fn with_book<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
+        f(&mut lock(&self.ledger).book)
+    }
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(codec::PATH_BILLS, post(bills))
         .route(codec::PATH_PAYMENTS, post(pay).get(payment_status))
         .route(codec::PATH_PING, get(ping))
-        .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/hub", get(get_switches).put(put_switches))
-        .route("/_sim/credits", get(get_credits))
-        .route("/_sim/rejections", get(get_rejections))
         .route("/_sim/transactions", get(get_transactions))
-        .route("/_sim/accounts", post(post_account))
+        .merge(admin_routes::<Shared>())
         .route("/_sim/statement/{date}", get(get_statement))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -942,8 +951,6 @@ impl Shared {
     }
 }
 
-impl Ledger {}
-
 /// The first letter of the receipts of the biller behind the hub.
 fn receipt_prefix(biller: &str) -> char {
     if biller.contains("water") {
@@ -1006,23 +1013,6 @@ fn misecho(body: &[u8]) -> Option<Vec<u8>> {
 
 // --------------------------------------------------------- admin endpoints
 
-async fn get_faults(State(sim): State<Arc<Shared>>) -> Json<Faults> {
-    Json(sim.faults())
-}
-
-async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    let faults: Faults = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response(),
-    };
-    if let Err(e) = faults.validate() {
-        return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response();
-    }
-    tracing::info!(?faults, "faults set");
-    *lock(&sim.faults) = faults.clone();
-    Json(faults).into_response()
-}
-
 async fn get_switches(State(sim): State<Arc<Shared>>) -> Json<HubSwitches> {
     Json(lock(&sim.switches).clone())
 }
@@ -1042,28 +1032,8 @@ async fn put_switches(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     Json(switches).into_response()
 }
 
-async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.ledger).book.credits.clone())
-}
-
-async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.ledger).book.rejections.clone())
-}
-
 async fn get_transactions(State(sim): State<Arc<Shared>>) -> Json<Vec<HubTxn>> {
     Json(lock(&sim.ledger).txns.clone())
-}
-
-async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<BookEntry>(&body) {
-        Ok(entry) => {
-            lock(&sim.ledger)
-                .book
-                .add_account(&entry.biller_id, entry.account);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
-    }
 }
 
 async fn get_statement(State(sim): State<Arc<Shared>>, Path(date): Path<String>) -> Response {

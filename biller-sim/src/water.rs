@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::book::Book;
-use crate::http::{accept_loop, stopped, SimSecurity};
-use crate::{Account, BookEntry, CreditRecord, Faults, RejectRecord};
+use crate::http::{accept_loop, admin_routes, stopped, Admin, SimSecurity};
+use crate::{Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::water::codec::{
     self, BillsAnswer, BillsRequest, PayAnswer, PayRequest, PaymentQueryAnswer,
     PaymentQueryRequest, PaymentState, Reply, WireBill,
@@ -259,16 +259,25 @@ impl Drop for WaterSim {
     }
 }
 
+impl Admin for Shared {
+    fn faults_now(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+    fn replace_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+    fn with_book<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
+        f(&mut lock(&self.ledger).book)
+    }
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(codec::PATH_BILLS, post(bills))
         .route(codec::PATH_PAY, post(pay))
         .route(codec::PATH_PAY_QUERY, post(pay_query))
         .route(codec::PATH_HEALTH, get(health))
-        .route("/_sim/faults", get(get_faults).put(put_faults))
-        .route("/_sim/credits", get(get_credits))
-        .route("/_sim/rejections", get(get_rejections))
-        .route("/_sim/accounts", post(post_account))
+        .merge(admin_routes::<Shared>())
         .route(
             "/_sim/confirmations/{biller_id}/{date}",
             get(get_confirmations),
@@ -775,8 +784,6 @@ impl Shared {
     }
 }
 
-impl Ledger {}
-
 /// Parses a pay request; an amount that is not a JSON string is "amount
 /// not accepted" (1003), anything else malformed.
 fn parse_pay_request(body: &[u8]) -> Result<PayRequest, Processed> {
@@ -824,43 +831,6 @@ fn misecho(body: &[u8]) -> Option<Vec<u8>> {
 }
 
 // --------------------------------------------------------- admin endpoints
-
-async fn get_faults(State(sim): State<Arc<Shared>>) -> Json<Faults> {
-    Json(sim.faults())
-}
-
-async fn put_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    let faults: Faults = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response(),
-    };
-    if let Err(e) = faults.validate() {
-        return (StatusCode::BAD_REQUEST, format!("bad faults: {e}\n")).into_response();
-    }
-    tracing::info!(?faults, "faults set");
-    *lock(&sim.faults) = faults.clone();
-    Json(faults).into_response()
-}
-
-async fn get_credits(State(sim): State<Arc<Shared>>) -> Json<Vec<CreditRecord>> {
-    Json(lock(&sim.ledger).book.credits.clone())
-}
-
-async fn get_rejections(State(sim): State<Arc<Shared>>) -> Json<Vec<RejectRecord>> {
-    Json(lock(&sim.ledger).book.rejections.clone())
-}
-
-async fn post_account(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<BookEntry>(&body) {
-        Ok(entry) => {
-            lock(&sim.ledger)
-                .book
-                .add_account(&entry.biller_id, entry.account);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("bad account: {e}\n")).into_response(),
-    }
-}
 
 async fn get_confirmations(
     State(sim): State<Arc<Shared>>,
