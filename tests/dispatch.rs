@@ -325,7 +325,7 @@ async fn a_worker_killed_mid_call_leaves_work_that_resumes_after_its_lease() {
     // Another process takes over once the lease (1.6 s) has run out: it
     // must not send again, only ask.
     let started = std::time::Instant::now();
-    let _second = Workers::start(&app.state, "test-worker-2").unwrap();
+    let _second = Workers::start(&app.state.dispatch_deps(), "test-worker-2").unwrap();
     assert_eq!(
         app.wait_for(id, &[Confirmed, Rejected], 15).await,
         Confirmed
@@ -412,7 +412,7 @@ async fn two_processes_deliver_each_payment_once() {
     let mut cfg = (*state.config).clone();
     cfg.dispatch.claim_batch = 2;
     state.config = std::sync::Arc::new(cfg);
-    let _second = Workers::start(&state, "test-worker-2").unwrap();
+    let _second = Workers::start(&state.dispatch_deps(), "test-worker-2").unwrap();
     let mut ids = Vec::new();
     for i in 0..30 {
         ids.push(app.pay(ACCOUNT, &format!("{}.00", 1 + i)).await);

@@ -28,7 +28,7 @@ async fn a_batch_file_and_its_acknowledgement_settle_the_coops_payments() {
         "the co-op's cut-off has not come"
     );
     // An operator delivers before the cut-off.
-    let router = FileRouter::new(&app.state);
+    let router = FileRouter::new(&app.state.dispatch_deps());
     router.flush("coop-file", chrono::Utc::now()).await.unwrap();
     assert_eq!(app.count("file_batches").await, 1);
     assert_eq!(

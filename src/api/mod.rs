@@ -52,6 +52,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What the dispatch and callback workers need of this state.
+    pub fn dispatch_deps(&self) -> crate::dispatch::Deps {
+        crate::dispatch::Deps {
+            store: self.store.clone(),
+            billers: self.billers.clone(),
+            routes: self.routes.clone(),
+            config: self.config.clone(),
+            master_key: self.master_key.clone(),
+        }
+    }
+
     /// Builds the state and starts the intake writer and the biller refresh.
     pub async fn start(
         store: Arc<dyn Store>,

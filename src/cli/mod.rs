@@ -318,7 +318,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(connectors = ?connectors, "dispatch workers starting");
     }
     let worker = crate::dispatch::worker_name();
-    let _workers = crate::dispatch::Workers::start(&state, &worker)?;
+    let _workers = crate::dispatch::Workers::start(&state.dispatch_deps(), &worker)?;
     let _settlement = crate::settlement::service::SettlementService::start(
         state.store.clone(),
         &state.config,

@@ -318,7 +318,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         state.clone(),
         std::future::pending(),
     ));
-    let workers = Workers::start(&state, &crate::dispatch::worker_name())?;
+    let workers = Workers::start(&state.dispatch_deps(), &crate::dispatch::worker_name())?;
     say(
         json,
         format!("• billclear    API at {base}, dispatch and callback workers running"),

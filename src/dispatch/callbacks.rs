@@ -19,7 +19,6 @@ use tracing::Instrument;
 use super::http::HttpClient;
 
 use super::pool::Job;
-use crate::api::AppState;
 use crate::auth::secrets::MasterKey;
 use crate::auth::signing;
 use crate::config::CallbackConfig;
@@ -46,7 +45,7 @@ enum DeliveryError {
 }
 
 impl CallbackSender {
-    pub fn new(state: &AppState) -> anyhow::Result<CallbackSender> {
+    pub fn new(state: &super::Deps) -> anyhow::Result<CallbackSender> {
         let cfg = &state.config.callbacks;
         Ok(CallbackSender {
             store: state.store.clone(),

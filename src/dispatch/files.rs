@@ -14,7 +14,6 @@ use biller_connectors::coop::{self, Batch, BatchLine, CoopSettings, LineOutcome}
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::connectors::Connectors;
-use crate::api::AppState;
 use crate::domain::dispatch::CallbackEvent;
 use crate::domain::payment::{transition, PaymentStatus};
 use crate::intake::BillerDirectory;
@@ -47,7 +46,7 @@ fn batch_of(settings: &CoopSettings, b: &FileBatch) -> Batch {
 }
 
 impl FileRouter {
-    pub fn new(state: &AppState) -> FileRouter {
+    pub fn new(state: &super::Deps) -> FileRouter {
         FileRouter {
             store: state.store.clone(),
             connectors: state.routes.connectors().clone(),

@@ -22,10 +22,25 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::AppState;
-use crate::store::Topic;
+use crate::auth::secrets::MasterKey;
+use crate::config::Config;
+use crate::intake::BillerDirectory;
+use crate::store::{Store, Topic};
 
 pub use connectors::Connectors;
+
+/// What dispatch needs from the process, given explicitly: the store, the
+/// biller directory, the routes (connectors behind their breakers), the
+/// configuration, and the master key that opens channels' secrets (signed
+/// callbacks).
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub billers: BillerDirectory,
+    pub routes: Arc<routes::Routes>,
+    pub config: Arc<Config>,
+    pub master_key: MasterKey,
+}
 
 /// The dispatch and callback workers of one process.
 pub struct Workers {
@@ -35,7 +50,7 @@ pub struct Workers {
 impl Workers {
     /// Starts both worker pools on the state's store, billers and connectors.
     /// `name` identifies this process in claims and attempts.
-    pub fn start(state: &AppState, name: &str) -> anyhow::Result<Workers> {
+    pub fn start(state: &Deps, name: &str) -> anyhow::Result<Workers> {
         let cfg = &state.config;
         let dispatcher = Arc::new(worker::Dispatcher::new(state, name));
         let sender = Arc::new(callbacks::CallbackSender::new(state)?);

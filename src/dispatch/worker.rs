@@ -9,7 +9,6 @@ use tracing::Instrument;
 
 use super::pool::Job;
 use super::routes::{NoRoute, Routes};
-use crate::api::AppState;
 use crate::config::Config;
 use crate::domain::dispatch::{
     not_found_is_final, plan, AttemptKind, AttemptOutcome, Backoff, CallbackEvent, DeliveryHistory,
@@ -77,7 +76,7 @@ fn later(b: &Backoff, attempt: u32, error: impl Into<String>) -> OutboxNext {
 }
 
 impl Dispatcher {
-    pub fn new(state: &AppState, worker: &str) -> Dispatcher {
+    pub fn new(state: &super::Deps, worker: &str) -> Dispatcher {
         Dispatcher {
             store: state.store.clone(),
             billers: state.billers.clone(),

@@ -1,8 +1,7 @@
 //! Billers: who can be paid, which account numbers and amounts they take,
 //! and when they are available. Pure: no SQL, no HTTP.
 
-use chrono::{DateTime, NaiveTime, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde::Serialize;
 
@@ -199,12 +198,7 @@ pub enum Availability {
     Maintenance { until: DateTime<Utc> },
 }
 
-/// The daily cut-off that closes a business date, in the biller's zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cutoff {
-    pub time: NaiveTime,
-    pub zone: Tz,
-}
+pub use super::cutoff::Cutoff;
 
 #[derive(Debug, Clone)]
 pub struct Biller {
@@ -343,7 +337,7 @@ mod tests {
             status: BillerStatus::Active,
             maintenance: Some(MaintenanceWindow { start, end }),
             cutoff: Cutoff {
-                time: NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
+                time: chrono::NaiveTime::from_hms_opt(23, 0, 0).unwrap(),
                 zone: chrono_tz::Asia::Shanghai,
             },
             routes: vec![],

@@ -4,6 +4,7 @@
 pub mod biller;
 pub mod channel;
 pub mod check_digit;
+pub mod cutoff;
 pub mod dispatch;
 pub mod ids;
 pub mod ledger;

@@ -324,7 +324,7 @@ impl TestApp {
             .expect("state");
         let workers = opts
             .dispatch
-            .then(|| Workers::start(&state, "test-worker-1").expect("workers"));
+            .then(|| Workers::start(&state.dispatch_deps(), "test-worker-1").expect("workers"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(billclear::api::serve(
