@@ -26,7 +26,6 @@ use rsa::signature::{SignatureEncoding, Signer as _, Verifier as _};
 use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Serialize};
 use sha2_011::Sha256;
-use x509_cert::der::{Decode, Encode};
 
 use crate::PrivateKeys;
 
@@ -48,6 +47,12 @@ pub enum SignatureScheme {
 }
 
 impl SignatureScheme {
+    pub const ALL: [SignatureScheme; 3] = [
+        SignatureScheme::HmacSha256,
+        SignatureScheme::RsaSha256,
+        SignatureScheme::Sm2Sm3,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SignatureScheme::HmacSha256 => "hmac-sha256",
@@ -57,14 +62,12 @@ impl SignatureScheme {
     }
 
     pub fn parse(s: &str) -> Result<SignatureScheme, String> {
-        match s {
-            "hmac-sha256" => Ok(SignatureScheme::HmacSha256),
-            "rsa-sha256" => Ok(SignatureScheme::RsaSha256),
-            "sm2-sm3" => Ok(SignatureScheme::Sm2Sm3),
-            other => Err(format!(
-                "unknown signature scheme {other:?} (known: hmac-sha256, rsa-sha256, sm2-sm3)"
-            )),
-        }
+        SignatureScheme::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown signature scheme {s:?} (known: hmac-sha256, rsa-sha256, sm2-sm3)")
+            })
     }
 }
 
@@ -369,13 +372,7 @@ fn certificate_spki(pem: &str) -> Result<Option<Vec<u8>>, String> {
     }
     let (_, der) = x509_cert::der::pem::decode_vec(pem.trim().as_bytes())
         .map_err(|e| format!("certificate PEM cannot be read: {e}"))?;
-    let cert = x509_cert::Certificate::from_der(&der)
-        .map_err(|e| format!("certificate cannot be read: {e}"))?;
-    cert.tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map(Some)
-        .map_err(|e| format!("certificate key cannot be encoded: {e}"))
+    crate::transport::tls::spki_der(&der).map(Some)
 }
 
 fn rsa_public(pem: &str) -> Result<rsa::PublicKey, String> {

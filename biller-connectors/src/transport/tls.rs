@@ -99,16 +99,25 @@ fn roots(settings: &TlsSettings) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo.
-pub fn spki_sha256(cert_der: &[u8]) -> Result<String, String> {
+/// The SubjectPublicKeyInfo (DER) of a certificate (DER).
+pub fn spki_der(cert_der: &[u8]) -> Result<Vec<u8>, String> {
     let cert = x509_cert::Certificate::from_der(cert_der)
         .map_err(|e| format!("certificate cannot be read: {e}"))?;
-    let spki = cert
-        .tbs_certificate()
+    cert.tbs_certificate()
         .subject_public_key_info()
         .to_der()
-        .map_err(|e| format!("certificate key cannot be encoded: {e}"))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki)))
+        .map_err(|e| format!("certificate key cannot be encoded: {e}"))
+}
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo.
+fn spki_digest(cert_der: &[u8]) -> Result<[u8; 32], String> {
+    Ok(Sha256::digest(spki_der(cert_der)?).into())
+}
+
+/// Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo (the
+/// form of `tls.pin_sha256`).
+pub fn spki_sha256(cert_der: &[u8]) -> Result<String, String> {
+    Ok(base64::engine::general_purpose::STANDARD.encode(spki_digest(cert_der)?))
 }
 
 /// A certificate of a file and when it expires.
@@ -228,15 +237,13 @@ impl ServerCertVerifier for PinnedVerifier {
             ocsp_response,
             now,
         )?;
-        let got = spki_sha256(end_entity).map_err(rustls::Error::General)?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&got)
-            .expect("we just encoded it");
-        if self.pins.iter().any(|p| p[..] == raw[..]) {
+        let got = spki_digest(end_entity).map_err(rustls::Error::General)?;
+        if self.pins.contains(&got) {
             Ok(verified)
         } else {
             Err(rustls::Error::General(format!(
-                "server key pin mismatch: the server's key is sha256/{got}, not a pinned key"
+                "server key pin mismatch: the server's key is sha256/{}, not a pinned key",
+                base64::engine::general_purpose::STANDARD.encode(got)
             )))
         }
     }
