@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
@@ -37,7 +37,7 @@ use rust_decimal::Decimal;
 use tokio::sync::watch;
 
 use crate::book::Book;
-use crate::{Account, CreditRecord, Faults, RejectRecord};
+use crate::{lock, Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::coop::format::{sanitize_reason, valid_coop_id};
 use biller_connectors::coop::{
     self, is_batch_file_name, list_files, parse_batch, read_bounded, render_ack, render_refusal,
@@ -129,10 +129,6 @@ struct Pending {
 struct Payment {
     line: BatchLine,
     outcome: AckStatus,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn invalid(msg: String) -> io::Error {

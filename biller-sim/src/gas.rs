@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -40,13 +40,13 @@ use tokio::time::Instant;
 
 use crate::book::Book;
 use crate::http::{admin_routes, Admin};
-use crate::{Account, CreditRecord, Faults, RejectRecord};
+use crate::{lock, Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::gas::codec::{
     self, BillsAnswer, BillsRequest, EchoAnswer, EchoRequest, Header, PayAnswer, PayRequest,
     PaymentState, Reader, StatusAnswer, StatusRequest, WireBill,
 };
 pub use biller_connectors::gas::confirmation::write as confirmation_file;
-use biller_connectors::water::mask_account;
+use biller_connectors::transport::mask_account;
 
 /// How long answers are held to be reordered (`out_of_order`).
 pub const REORDER_WINDOW: Duration = Duration::from_millis(40);
@@ -145,10 +145,6 @@ enum Outcome {
     Rejected {
         code: &'static str,
     },
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl GasSim {

@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -51,7 +51,7 @@ use tokio::sync::watch;
 
 use crate::book::Book;
 use crate::http::{accept_loop, admin_routes, stopped, Admin, SimSecurity};
-use crate::{Account, CreditRecord, Faults, RejectRecord};
+use crate::{lock, Account, CreditRecord, Faults, RejectRecord};
 use biller_connectors::hub::codec::{
     self, BillsAnswer, BillsInquiry, HubBill, PaymentAnswer, PaymentRequest, PaymentStatus, Reply,
     StatusAnswer, TxnState,
@@ -59,7 +59,7 @@ use biller_connectors::hub::codec::{
 pub use biller_connectors::hub::statement::{
     write as statement_csv, HubTxn, COLUMNS as STATEMENT_COLUMNS, MARK as STATEMENT_MARK,
 };
-use biller_connectors::water::mask_account;
+use biller_connectors::transport::mask_account;
 
 /// The billers the `biller-sim hub` binary fronts by default.
 pub const HUB_BILLERS: &[&str] = &[
@@ -200,10 +200,6 @@ struct Payment {
     request: PaymentRequest,
     /// Index into `Ledger::txns`.
     txn: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl HubSim {

@@ -30,6 +30,12 @@ pub use biller_connectors::water::confirmation::{
     write as confirmation_csv, HEADER as CONFIRMATION_HEADER,
 };
 
+/// Locks a simulator's state; a panic elsewhere never takes the simulator
+/// down with it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
 /// They apply in this order: outage, blackhole, error rate, latency, then
 /// processing; the response faults (drop, misecho) only to payments.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -21,12 +21,12 @@ use tokio::sync::watch;
 
 use crate::book::Book;
 use crate::http::{accept_loop, admin_routes, stopped, Admin, SimSecurity};
-use crate::{Account, CreditRecord, Faults, RejectRecord};
+use crate::{lock, Account, CreditRecord, Faults, RejectRecord};
+use biller_connectors::transport::mask_account;
 use biller_connectors::water::codec::{
     self, BillsAnswer, BillsRequest, PayAnswer, PayRequest, PaymentQueryAnswer,
     PaymentQueryRequest, PaymentState, Reply, WireBill,
 };
-use biller_connectors::water::mask_account;
 
 /// The largest request body the simulator reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -119,10 +119,6 @@ enum Outcome {
         code: &'static str,
         message: String,
     },
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl WaterSim {

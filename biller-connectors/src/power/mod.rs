@@ -93,7 +93,7 @@ use codec::{
     PayRequest, PaymentState, QueryAnswer, QueryRequest, RetStatus,
 };
 
-pub use crate::transport::mask_account;
+use crate::transport::mask_account;
 
 /// The electricity company's result codes. Read only through
 /// [`codes::classify`]; a code not listed here is outcome unknown.

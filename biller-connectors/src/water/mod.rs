@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::codes::{self, CodeRule, Disposition};
 use crate::echo::{self, Echo};
 use crate::transport::http::HttpTransport;
-pub use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
+use crate::transport::{classify_trouble, mask_account, Operation, Trouble};
 use crate::{
     Bill, BillQuery, BillStatement, Connector, ConnectorError, ConnectorSettings, Credit, NextStep,
     PayOrder, PrivateKeys, Refusal, RemoteStatus, Signer,
