@@ -2,7 +2,8 @@
 //! against its simulator over TLS: credited, refused, busy, down, timeout,
 //! applied-then-answer-lost, echo mismatch, duplicate answer, a
 //! counterpart that does not know our key, and a server we do not trust.
-//! A new connector gets the suite by adding its line to [`FAMILIES`].
+//! A new connector gets the suite by joining `Family` in tests/support (its
+//! kind, biller and simulator) and `Family::ALL`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,121 +14,14 @@ use biller_connectors::{
 };
 use biller_sim::http::server_tls;
 use biller_sim::pki::Pki;
-use biller_sim::{
-    book_for, Faults, GasSim, GasSimConfig, HubSim, HubSimConfig, PowerSim, PowerSimConfig,
-    SimSecurity, WaterSim, WaterSimConfig,
-};
-use rust_decimal::Decimal;
+use biller_sim::{Faults, SimSecurity};
+
+mod support;
+
+use support::{order, Family, Running};
 
 const SECRET: &str = "contract-secret";
 const TIMEOUT_MS: u64 = 400;
-
-/// Every online connector family: its kind and the biller it pays.
-const FAMILIES: [(ConnectorKind, &str); 4] = [
-    (ConnectorKind::WaterJson, "sh-water"),
-    (ConnectorKind::PowerXml, "sh-power"),
-    (ConnectorKind::HubJson, "sh-water"),
-    (ConnectorKind::GasTcp, "sh-gas"),
-];
-
-enum Sim {
-    Water(WaterSim),
-    Power(PowerSim),
-    Hub(HubSim),
-    Gas(GasSim),
-}
-
-impl Sim {
-    async fn start(kind: ConnectorKind, tls: rustls::ServerConfig, secret: &str) -> Sim {
-        let tls = std::sync::Arc::new(tls);
-        let security = SimSecurity {
-            tls: Some(tls.clone()),
-            signer: None,
-        };
-        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-        let today = chrono::Utc::now().date_naive();
-        match kind {
-            ConnectorKind::WaterJson => {
-                let mut c = WaterSimConfig::new("billclear", secret);
-                c.book = book_for(&["sh-water"], today);
-                c.security = security;
-                Sim::Water(WaterSim::start(bind().await.unwrap(), c).await.unwrap())
-            }
-            ConnectorKind::PowerXml => {
-                let mut c = PowerSimConfig::new("billclear", secret);
-                c.book = book_for(&["sh-power"], today);
-                c.security = security;
-                Sim::Power(PowerSim::start(bind().await.unwrap(), c).await.unwrap())
-            }
-            ConnectorKind::HubJson => {
-                let mut c = HubSimConfig::new("billclear", secret);
-                c.book = biller_sim::hub::default_hub_book(today);
-                c.security = security;
-                Sim::Hub(HubSim::start(bind().await.unwrap(), c).await.unwrap())
-            }
-            ConnectorKind::GasTcp => {
-                let mut c = GasSimConfig::new("billclear", secret);
-                c.book = book_for(&["sh-gas"], today);
-                c.tls = Some(tls);
-                let (link, admin) = (bind().await.unwrap(), bind().await.unwrap());
-                Sim::Gas(GasSim::start(link, admin, c).await.unwrap())
-            }
-            ConnectorKind::CoopFile => unreachable!("not an online connector"),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Sim::Water(s) => s.base_url(),
-            Sim::Power(s) => s.base_url(),
-            Sim::Hub(s) => s.base_url(),
-            Sim::Gas(s) => s.address(),
-        }
-    }
-
-    fn set_faults(&self, f: Faults) {
-        match self {
-            Sim::Water(s) => s.set_faults(f),
-            Sim::Power(s) => s.set_faults(f),
-            Sim::Hub(s) => s.set_faults(f),
-            Sim::Gas(s) => s.set_faults(f),
-        }
-    }
-
-    fn credited(&self, reference: &str) -> usize {
-        let count = |refs: Vec<String>| refs.iter().filter(|r| *r == reference).count();
-        match self {
-            Sim::Water(s) => count(s.credits().into_iter().map(|c| c.our_reference).collect()),
-            Sim::Power(s) => count(s.credits().into_iter().map(|c| c.our_reference).collect()),
-            Sim::Hub(s) => count(s.credits().into_iter().map(|c| c.our_reference).collect()),
-            Sim::Gas(s) => count(s.credits().into_iter().map(|c| c.our_reference).collect()),
-        }
-    }
-
-    fn pay_requests(&self) -> u64 {
-        match self {
-            Sim::Water(s) => s.pay_requests(),
-            Sim::Power(s) => s.pay_requests(),
-            Sim::Hub(s) => s.pay_requests(),
-            Sim::Gas(s) => s.pay_requests(),
-        }
-    }
-}
-
-fn order(biller: &str, open: bool) -> PayOrder {
-    let (_, account) = book_for(&[biller], chrono::Utc::now().date_naive())
-        .into_iter()
-        .find(|(_, a)| a.open == open)
-        .expect("the default book has open and closed accounts");
-    PayOrder {
-        our_reference: uuid::Uuid::new_v4().to_string(),
-        biller_id: biller.into(),
-        account_number: account.account_number,
-        amount: Decimal::new(4210, 2),
-        currency: "CNY".into(),
-        bill_reference: None,
-    }
-}
 
 fn next<T: std::fmt::Debug>(r: &Result<T, ConnectorError>) -> Option<NextStep> {
     r.as_ref().err().map(ConnectorError::next_step)
@@ -136,7 +30,7 @@ fn next<T: std::fmt::Debug>(r: &Result<T, ConnectorError>) -> Option<NextStep> {
 struct Case<'a> {
     kind: ConnectorKind,
     biller: &'static str,
-    sim: &'a Sim,
+    sim: &'a Running,
     ca: &'a PathBuf,
 }
 
@@ -144,7 +38,7 @@ impl Case<'_> {
     fn connector(&self, secret: &str, ca: &Path) -> std::sync::Arc<dyn Connector> {
         let settings = ConnectorSettings {
             kind: self.kind,
-            base_url: self.sim.url(),
+            base_url: self.sim.base_url(),
             key_id: "billclear".into(),
             secret: secret.into(),
             timeout_ms: TIMEOUT_MS,
@@ -193,11 +87,16 @@ async fn every_connector_keeps_the_contract() {
     let other_ca = dir.path().join("other.pem");
     std::fs::write(&other_ca, stranger.ca_pem()).unwrap();
     let cert = pki.server(&["127.0.0.1"]).unwrap();
-    let tls = || {
-        (*server_tls(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes(), None, &[]).unwrap()).clone()
+    let tls = SimSecurity {
+        tls: Some(
+            server_tls(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes(), None, &[]).unwrap(),
+        ),
+        signer: None,
     };
-    for (kind, biller) in FAMILIES {
-        let sim = Sim::start(kind, tls(), SECRET).await;
+    // A new online connector joins `Family` (tests/support) and this list.
+    for family in Family::ALL {
+        let (kind, biller) = (family.kind(), family.biller());
+        let sim = family.start(SECRET, tls.clone()).await;
         let c = Case {
             kind,
             biller,
