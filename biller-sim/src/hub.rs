@@ -205,8 +205,6 @@ struct Payment {
 impl HubSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: HubSimConfig) -> std::io::Result<HubSim> {
-        let config_tls = config.security.tls.clone();
-        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || config.key_id.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -241,13 +239,13 @@ impl HubSim {
             pay_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        let scheme = config_scheme;
+        let scheme = config.security.http_scheme();
         tokio::spawn(accept_loop(
             "hub",
             listener,
             router(shared.clone()),
             stop_rx,
-            config_tls,
+            config.security.tls.clone(),
         ));
         tracing::info!(%addr, "hub simulator listening");
         Ok(HubSim {

@@ -133,8 +133,6 @@ enum Outcome {
 impl PowerSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: PowerSimConfig) -> std::io::Result<PowerSim> {
-        let config_tls = config.security.tls.clone();
-        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || !codec::valid_header_value(&config.key_id) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -168,13 +166,13 @@ impl PowerSim {
             pay_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        let scheme = config_scheme;
+        let scheme = config.security.http_scheme();
         tokio::spawn(accept_loop(
             "power",
             listener,
             router(shared.clone()),
             stop_rx,
-            config_tls,
+            config.security.tls.clone(),
         ));
         tracing::info!(%addr, "power simulator listening");
         Ok(PowerSim {

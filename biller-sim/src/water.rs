@@ -124,8 +124,6 @@ enum Outcome {
 impl WaterSim {
     /// Starts serving on `listener` (spawned on the current runtime).
     pub async fn start(listener: TcpListener, config: WaterSimConfig) -> std::io::Result<WaterSim> {
-        let config_tls = config.security.tls.clone();
-        let config_scheme = config.security.http_scheme();
         if config.secret.is_empty() || config.key_id.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -159,13 +157,13 @@ impl WaterSim {
             bill_requests: AtomicU64::new(0),
             stop: stop_rx.clone(),
         });
-        let scheme = config_scheme;
+        let scheme = config.security.http_scheme();
         tokio::spawn(accept_loop(
             "water",
             listener,
             router(shared.clone()),
             stop_rx,
-            config_tls,
+            config.security.tls.clone(),
         ));
         tracing::info!(%addr, "water simulator listening");
         Ok(WaterSim {

@@ -122,10 +122,6 @@ impl<C: Connector> Logged<C> {
         Logged { family, inner }
     }
 
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
     fn span(
         &self,
         op: &'static str,
