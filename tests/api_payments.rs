@@ -513,16 +513,13 @@ async fn an_accepted_payment_survives_a_restart_of_the_service() {
             .await
             .unwrap(),
     );
-    let state = billclear::api::AppState::start(store.clone(), app.master_key.clone(), config)
-        .await
-        .unwrap();
+    let parts = billclear::startup::Parts::api_only();
+    let restarted =
+        billclear::startup::Service::start(store.clone(), app.master_key.clone(), config, parts)
+            .await
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(billclear::api::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let base = restarted.spawn_api(listener).unwrap();
     let mut client = app.alipay.clone();
     client.set_base(&base);
     let got = client.get(&format!("/v1/payments/{id}")).await.unwrap();

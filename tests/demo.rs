@@ -110,7 +110,7 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
     );
     assert_eq!(bank.fundings_booked, bank.fundings_matched["CNY"].count);
     assert!(bank.breaks.is_empty(), "{:?}", bank.breaks);
-    let billers = billclear::cli::billers_file::load(
+    let billers = billclear::config::billers_file::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml"),
     )
     .unwrap();

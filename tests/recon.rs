@@ -357,7 +357,7 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     .unwrap();
     let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
     let (summaries, _, reports) =
-        billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+        billclear::reconcile::day::run_date(store, &config, date, Some("sh-water"), "test", false)
             .await
             .unwrap();
     assert_eq!(summaries[0].break_count(), 1);
@@ -371,7 +371,7 @@ async fn staff_work_breaks_and_fetch_reports_over_the_api_with_maker_checker() {
     // reports, byte for byte.
     let before: Vec<Vec<u8>> = reports.iter().map(|p| std::fs::read(p).unwrap()).collect();
     let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
-    billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+    billclear::reconcile::day::run_date(store, &config, date, Some("sh-water"), "test", false)
         .await
         .unwrap();
     for (p, b) in reports.iter().zip(&before) {
@@ -603,7 +603,7 @@ async fn a_biller_tolerance_matches_small_differences_and_reports_them_apart() {
     app.store.set_recon_tolerance("sh-water", 5).await.unwrap();
     let store: std::sync::Arc<dyn billclear::store::Store> = app.store.clone();
     let (summaries, _, _) =
-        billclear::cli::recon::run_date(store, &config, date, Some("sh-water"), "test", false)
+        billclear::reconcile::day::run_date(store, &config, date, Some("sh-water"), "test", false)
             .await
             .unwrap();
     let s = &summaries[0];
@@ -630,7 +630,7 @@ async fn a_billers_file_sets_the_tolerance_and_one_without_it_leaves_it() {
     let import = |text: String| {
         let app = &app;
         async move {
-            let billers = billclear::cli::billers_file::parse(&text).unwrap();
+            let billers = billclear::config::billers_file::parse(&text).unwrap();
             app.store.upsert_billers(&billers).await.unwrap();
         }
     };
@@ -675,7 +675,7 @@ async fn a_billers_file_sets_the_tolerance_and_one_without_it_leaves_it() {
     assert_eq!(tolerance("sh-gas-2").await, 10);
     assert_eq!(tolerance("minhang-gas-2").await, 0);
     // A bad one is refused before anything is stored, naming the biller.
-    let err = billclear::cli::billers_file::parse(&example.replace(
+    let err = billclear::config::billers_file::parse(&example.replace(
         "id = \"sh-power\"\n",
         "id = \"sh-power\"\nrecon_tolerance = \"0.005\"\n",
     ))

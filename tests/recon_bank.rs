@@ -1039,7 +1039,7 @@ async fn the_days_report_shows_bank_breaks_and_balances_with_their_currency() {
     bank.import("s3.xml", &camt053(&[s3])).await;
     let store: std::sync::Arc<dyn billclear::store::Store> = bank.app.store.clone();
     let (_, summary, reports) =
-        billclear::cli::recon::run_date(store, &config, day(23), None, "test", false)
+        billclear::reconcile::day::run_date(store, &config, day(23), None, "test", false)
             .await
             .unwrap();
     let summary = summary.expect("the bank is reconciled with all billers");

@@ -64,7 +64,7 @@ async fn settled_batch(app: &TestApp, amounts: &[&str]) -> BatchRecord {
 }
 
 async fn publish_and_render(app: &TestApp, batches: &[uuid::Uuid]) {
-    billclear::cli::settle::publish_and_render(
+    billclear::settlement::service::publish_and_render(
         app.state.store.clone(),
         &app.state.config,
         batches,

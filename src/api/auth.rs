@@ -2,22 +2,17 @@
 //! BC1-HMAC-SHA256 signature over method, path and query, timestamp, nonce
 //! and body hash. Failures are 401 and change nothing.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::problem::ApiError;
-use super::AppState;
-use crate::auth::secrets::{MasterKey, Secret};
+use crate::auth::channel_keys::KeyLookupError;
+use crate::auth::rate_limits::RateLimited;
+use crate::auth::secrets::Secret;
 use crate::auth::signing::{self, HeaderError};
 use crate::domain::channel::{Channel, ChannelStatus};
-use crate::store::Store;
+use crate::state::AppState;
 
 /// A request whose signature checked out.
 pub struct Signed {
@@ -25,108 +20,6 @@ pub struct Signed {
     pub key_id: String,
     pub nonce: String,
     pub body: Bytes,
-}
-
-#[derive(Clone)]
-struct CachedKey {
-    channel: Channel,
-    secret: Secret,
-    active: bool,
-}
-
-/// Keys looked up in the store, trusted for `ttl`; unknown keys are cached
-/// as unknown for the same time. Bounded in size.
-pub struct KeyCache {
-    ttl: Duration,
-    map: Mutex<HashMap<String, (Instant, Option<CachedKey>)>>,
-}
-
-const KEY_CACHE_MAX: usize = 10_000;
-
-impl KeyCache {
-    pub fn new(ttl: Duration) -> KeyCache {
-        KeyCache {
-            ttl,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn get(
-        &self,
-        store: &dyn Store,
-        master: &MasterKey,
-        key_id: &str,
-    ) -> Result<Option<CachedKey>, ApiError> {
-        if !self.ttl.is_zero() {
-            if let Some((at, v)) = self.map.lock().expect("key cache").get(key_id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(v.clone());
-                }
-            }
-        }
-        let found = match store.find_key(key_id).await? {
-            None => None,
-            Some(k) => {
-                let secret = master.open(&k.key_id, &k.sealed_secret).map_err(|e| {
-                    tracing::error!(key_id, error = %e, "channel secret does not open with the master key");
-                    ApiError::internal("credentials cannot be checked; the operator has been alerted")
-                })?;
-                Some(CachedKey {
-                    channel: k.channel,
-                    secret,
-                    active: k.active,
-                })
-            }
-        };
-        if !self.ttl.is_zero() {
-            let mut map = self.map.lock().expect("key cache");
-            if map.len() >= KEY_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(key_id.to_string(), (Instant::now(), found.clone()));
-        }
-        Ok(found)
-    }
-}
-
-/// Per-channel token buckets (per process), sized from each channel's
-/// `rate_limit_rps`.
-#[derive(Default)]
-pub struct RateLimits {
-    map: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
-}
-
-impl RateLimits {
-    fn check(&self, channel: &Channel) -> Result<(), ApiError> {
-        let rps = channel.rate_limit_rps.max(1);
-        let limiter = {
-            let mut map = self.map.lock().expect("rate limits");
-            let entry = map
-                .entry(channel.id.to_string())
-                .or_insert_with(|| (0, Arc::new(limiter(rps))));
-            if entry.0 != rps {
-                *entry = (rps, Arc::new(limiter(rps)));
-            }
-            entry.1.clone()
-        };
-        limiter.check().map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-                format!(
-                    "channel {} is limited to {rps} requests per second",
-                    channel.id
-                ),
-            )
-            .retry_after(1)
-        })
-    }
-}
-
-fn limiter(rps: u32) -> DefaultDirectRateLimiter {
-    let n = NonZeroU32::new(rps).expect("rps >= 1");
-    RateLimiter::direct(Quota::per_second(n).allow_burst(n))
 }
 
 /// The parts of a signed request every extractor checks the same way.
@@ -229,6 +122,25 @@ impl SignedParts {
     }
 }
 
+fn key_lookup(e: KeyLookupError) -> ApiError {
+    match e {
+        KeyLookupError::Store(e) => e.into(),
+        KeyLookupError::Unsealable { .. } => {
+            ApiError::internal("credentials cannot be checked; the operator has been alerted")
+        }
+    }
+}
+
+fn rate_limited(e: RateLimited) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        e.to_string(),
+    )
+    .retry_after(1)
+}
+
 fn unknown_key(key_id: &str) -> ApiError {
     ApiError::unauthorized("unknown_key", format!("key {key_id} is not known"))
 }
@@ -241,7 +153,8 @@ impl FromRequest<AppState> for Signed {
         let key = state
             .keys
             .get(&*state.store, &state.master_key, &parts.header.key_id)
-            .await?
+            .await
+            .map_err(key_lookup)?
             .ok_or_else(|| unknown_key(&parts.header.key_id))?;
         parts.verify_signature(&key.secret)?;
         parts.key_active(key.active)?;
@@ -252,7 +165,10 @@ impl FromRequest<AppState> for Signed {
             ));
         }
         parts.fresh(state)?;
-        state.rate_limits.check(&key.channel)?;
+        state
+            .rate_limits
+            .check(&key.channel)
+            .map_err(rate_limited)?;
         Ok(Signed {
             channel: key.channel,
             key_id: parts.header.key_id,

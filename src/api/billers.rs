@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 
 use super::auth::Signed;
 use super::problem::ApiError;
-use super::AppState;
 use crate::dispatch::routes::Routes;
 use crate::domain::biller::{Availability, Biller, BillerStatus};
 use crate::domain::dispatch::mask_name;
 use crate::domain::routing::route_order;
 use crate::inquiry::InquiryError;
+use crate::state::AppState;
 use biller_connectors::{BillQuery, ConnectorError, RefusalKind};
 
 pub fn biller_json(b: &Biller, now: chrono::DateTime<Utc>, routes: &Routes) -> Value {

@@ -5,7 +5,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::problem::ApiError;
-use super::AppState;
+use crate::state::AppState;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))

@@ -18,8 +18,8 @@ use sha2::Sha256;
 
 use super::billers::biller_json;
 use super::problem::ApiError;
-use super::AppState;
 use crate::domain::ids::ConnectorId;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// Checks `Authorization: Bearer <token>` against the configured token, in

@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use super::auth::{nonce_reused, Signed};
 use super::problem::ApiError;
-use super::AppState;
 use crate::domain::ids::PaymentId;
 use crate::domain::ledger::Journal;
 use crate::domain::payment::{
@@ -20,6 +19,7 @@ use crate::domain::payment::{
     PaymentStatus, RequestError,
 };
 use crate::intake::IntakeError;
+use crate::state::AppState;
 use crate::store::{AcceptItem, AcceptOutcome};
 
 /// The public view of a payment.

@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 
 use super::problem::ApiError;
 use super::staff_auth::StaffAuth;
-use super::AppState;
 use crate::domain::recon::breaks::{Action, Actor, Proposal, ResolutionKind, WorkflowError};
 use crate::domain::staff::StaffRole;
 use crate::reconcile::resend::ActError;
 use crate::reconcile::run::{is_report_name, report_dir};
+use crate::state::AppState;
 use crate::store::recon::BreakFilter;
 
 fn bad_date(s: &str) -> ApiError {

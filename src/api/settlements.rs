@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::auth::{BillerSigned, Signed};
 use super::problem::ApiError;
-use super::AppState;
+use crate::state::AppState;
 use crate::store::{BatchFile, BatchRecord};
 
 #[derive(Deserialize)]

@@ -18,10 +18,10 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::problem::ApiError;
-use super::AppState;
 use crate::auth::signing;
 use crate::auth::staff_token::{self, STAFF_TOKEN_PREFIX};
 use crate::domain::staff::{StaffRefusal, StaffRole, StaffUser};
+use crate::state::AppState;
 
 /// A request from an enabled staff user (any role; see [`StaffAuth::require`]).
 #[derive(Debug, Clone)]

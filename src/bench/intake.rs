@@ -56,7 +56,7 @@ const SEED_BILLERS: &str = include_str!("../../ops/billers.example.toml");
 
 struct Setup {
     client: SignedClient,
-    state: Option<crate::api::AppState>,
+    service: Option<crate::startup::Service>,
     billers: Vec<Biller>,
     store: Arc<PgStore>,
     fresh_db: Option<(String, String)>,
@@ -75,8 +75,8 @@ pub async fn run(config: Config, args: IntakeBenchArgs) -> anyhow::Result<()> {
         Ok(run) => verify(&setup, run).await,
         Err(_) => Ok(()),
     };
-    if let Some(state) = &setup.state {
-        state.stop_background();
+    if let Some(service) = &setup.service {
+        service.abort();
     }
     if let Some((server, name)) = &setup.fresh_db {
         setup.store.pool().close().await;
@@ -91,13 +91,13 @@ pub async fn run(config: Config, args: IntakeBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn self_contained(config: &Config) -> anyhow::Result<Setup> {
-    let (server, _) = crate::cli::split_db_url(&config.database.url)?;
+    let (server, _) = crate::store::postgres::split_url(&config.database.url)?;
     let name = format!("billclear_bench_{}", uuid::Uuid::new_v4().simple());
     let url = postgres::create_database(&server, &name).await?;
     println!("setup: fresh database {name}");
     let store = PgStore::connect(&url, config.database.max_connections).await?;
     store.migrate().await?;
-    let billers = crate::cli::billers_file::parse(SEED_BILLERS)?;
+    let billers = crate::config::billers_file::parse(SEED_BILLERS)?;
     store.upsert_billers(&billers).await?;
     let key = crate::auth::secrets::MasterKey::from_base64(
         &crate::auth::secrets::MasterKey::generate_base64(),
@@ -109,26 +109,23 @@ async fn self_contained(config: &Config) -> anyhow::Result<Setup> {
         status: ChannelStatus::Active,
         rate_limit_rps: 10_000_000,
     };
-    let (key_id, secret) = crate::cli::add_channel(&store, &key, &channel).await?;
+    let (key_id, secret) =
+        crate::auth::channel_keys::create_channel(&store, &key, &channel).await?;
     let store = Arc::new(store);
     let dyn_store: Arc<dyn Store> = store.clone();
     let mut cfg = config.clone();
     cfg.database.url = url;
-    let state = crate::api::AppState::start(dyn_store, key, cfg).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(crate::api::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let service =
+        crate::startup::Service::start(dyn_store, key, cfg, crate::startup::Parts::api_only())
+            .await?;
+    let base = service.spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
     println!(
-        "setup: billclear API on http://{addr}, {} billers, channel bench-app",
+        "setup: billclear API on {base}, {} billers, channel bench-app",
         billers.len()
     );
     Ok(Setup {
-        state: Some(state),
-        client: SignedClient::new(&format!("http://{addr}"), &key_id, secret.expose_text()),
+        service: Some(service),
+        client: SignedClient::new(&base, &key_id, secret.expose_text()),
         billers,
         store,
         fresh_db: Some((server, name)),
@@ -146,7 +143,7 @@ async fn targeted(config: &Config, url: &str, args: &IntakeBenchArgs) -> anyhow:
     );
     let billers = store.load_billers().await?;
     Ok(Setup {
-        state: None,
+        service: None,
         client: SignedClient::new(url, key_id, secret),
         billers,
         store,

@@ -31,7 +31,7 @@ pub struct BenchDb {
 impl BenchDb {
     /// `billclear_bench_<kind>_<8 hex>`.
     pub async fn create(config: &Config, kind: &str) -> anyhow::Result<BenchDb> {
-        let (server_url, _) = crate::cli::split_db_url(&config.database.url)?;
+        let (server_url, _) = crate::store::postgres::split_url(&config.database.url)?;
         let name = format!(
             "billclear_bench_{kind}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -48,7 +48,7 @@ impl BenchDb {
         .execute(store.pool())
         .await?;
         let billers =
-            crate::cli::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
+            crate::config::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
         store.upsert_billers(&billers).await?;
         Ok(BenchDb {
             server_url,

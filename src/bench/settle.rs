@@ -95,7 +95,7 @@ pub async fn run(config: Config, args: SettleBenchArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("the date did not close: {other:?}"),
     };
     let t_files = Instant::now();
-    crate::cli::settle::publish_and_render(
+    crate::settlement::service::publish_and_render(
         store_dyn.clone(),
         &cfg,
         &[batch.id],

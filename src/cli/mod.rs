@@ -1,6 +1,5 @@
 //! The `billclear` command line.
 
-pub mod billers_file;
 pub mod keys;
 pub mod recon;
 pub mod settle;
@@ -14,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::secrets::{generate_key_id, MasterKey, Secret};
 use crate::config::Config;
-use crate::domain::channel::{check_callback_url, Channel, ChannelStatus};
+use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::ids::ChannelId;
 use crate::store::postgres::{self, PgStore};
 use crate::store::{BillerStore, ChannelStore, LedgerStore, Store};
@@ -207,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(filter, &config.log.format);
     match cli.command {
         Command::Db(DbCommand::Create) => {
-            let (server, name) = split_db_url(&config.database.url)?;
+            let (server, name) = postgres::split_url(&config.database.url)?;
             postgres::create_database(&server, &name).await?;
             println!("database {name} is ready");
             Ok(())
@@ -258,41 +257,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Splits a postgres URL into (URL of the server's `postgres` database, database name).
-pub fn split_db_url(url: &str) -> anyhow::Result<(String, String)> {
-    let without_query = url.split('?').next().unwrap_or(url);
-    let name = without_query
-        .rsplit_once('/')
-        .map(|(head, name)| (head.contains("://") && !head.ends_with('/'), name))
-        .filter(|(ok, name)| *ok && !name.is_empty())
-        .map(|(_, name)| name.to_string())
-        .with_context(|| format!("database URL {url:?} names no database"))?;
-    Ok((postgres::with_database(url, "postgres"), name))
-}
-
 async fn connect(config: &Config) -> anyhow::Result<PgStore> {
     PgStore::connect(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| {
             format!(
                 "connecting to {} (run `billclear db create` and `billclear migrate` first?)",
-                redact(&config.database.url)
+                crate::config::redact_url(&config.database.url)
             )
         })
-}
-
-/// Hides a password in a database URL.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
@@ -307,45 +280,15 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let listen = args.listen.unwrap_or(config.http.listen);
     let key = master_key(&config)?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s);
     keys::warn_at_start(&config);
-    let state = crate::api::AppState::start(store, key, config).await?;
-    let connectors: Vec<&str> = state.routes.connectors().ids().collect();
-    if connectors.is_empty() {
-        tracing::warn!("no connectors configured ([connectors] in the config): payments are accepted but cannot be delivered");
-    } else {
-        tracing::info!(connectors = ?connectors, "dispatch workers starting");
-    }
-    let worker = crate::dispatch::worker_name();
-    let _workers = crate::dispatch::Workers::start(&state.dispatch_deps(), &worker)?;
-    let _settlement = crate::settlement::service::SettlementService::start(
-        state.store.clone(),
-        &state.config,
-        &worker,
-    );
+    let parts = crate::startup::Parts::all(crate::dispatch::worker_name());
+    let service = crate::startup::Service::start(Arc::new(store), key, config, parts).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, "billclear API listening");
     println!("billclear API listening on http://{listen}  (OpenAPI: http://{listen}/openapi.json)");
-    crate::api::serve(listener, state, shutdown_signal()).await
-}
-
-/// Deletes nonces older than the retention once a minute.
-pub fn spawn_nonce_pruner(store: Arc<dyn Store>, retention_s: i64) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let before = chrono::Utc::now() - chrono::Duration::seconds(retention_s);
-            match store.prune_nonces(before).await {
-                Ok(n) if n > 0 => tracing::debug!(pruned = n, "old nonces pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "nonce pruning failed"),
-            }
-        }
-    });
+    service.serve(listener, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -454,7 +397,7 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
     let store = connect(&config).await?;
     match cmd {
         BillersCommand::Import { file } => {
-            let list = billers_file::load(&file)?;
+            let list = crate::config::billers_file::load(&file)?;
             store.upsert_billers(&list).await?;
             println!("imported {} billers from {}", list.len(), file.display());
             for b in &list {
@@ -528,21 +471,6 @@ async fn billers(config: Config, cmd: BillersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a channel and its first key; returns (key id, secret).
-pub async fn add_channel(
-    store: &dyn Store,
-    key: &MasterKey,
-    channel: &Channel,
-) -> anyhow::Result<(String, Secret)> {
-    check_callback_url(&channel.callback_url)?;
-    let key_id = generate_key_id();
-    let secret = Secret::generate();
-    store
-        .create_channel(channel, &key_id, &key.seal(&key_id, &secret))
-        .await?;
-    Ok((key_id, secret))
-}
-
 async fn channels(config: Config, cmd: ChannelsCommand) -> anyhow::Result<()> {
     let store = connect(&config).await?;
     match cmd {
@@ -560,7 +488,9 @@ async fn channels(config: Config, cmd: ChannelsCommand) -> anyhow::Result<()> {
                 status: ChannelStatus::Active,
                 rate_limit_rps,
             };
-            let (key_id, secret) = add_channel(&store, &master_key(&config)?, &channel).await?;
+            let (key_id, secret) =
+                crate::auth::channel_keys::create_channel(&store, &master_key(&config)?, &channel)
+                    .await?;
             print_secret(&channel.id, &key_id, &secret);
         }
         ChannelsCommand::List { quiet_ids } => {
@@ -666,23 +596,4 @@ async fn ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn db_url_split_and_redact() {
-        assert_eq!(
-            split_db_url("postgres://u@h:5432/billclear").unwrap(),
-            (
-                "postgres://u@h:5432/postgres".to_string(),
-                "billclear".to_string()
-            )
-        );
-        assert!(split_db_url("postgres://u@h:5432").is_err());
-        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    }
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{NaiveDate, Utc};
@@ -11,10 +10,9 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::domain::recon::breaks::{Action, Actor, BreakStatus, Proposal, ResolutionKind};
-use crate::domain::recon::matching::{minor_to_string, Category};
+use crate::domain::recon::matching::minor_to_string;
 use crate::domain::recon::FileKind;
 use crate::reconcile::import::{import_file, Imported};
-use crate::reconcile::run::{build_report, run_biller, write_report, RunOptions, RunSummary};
 use crate::store::recon::BreakFilter;
 use crate::store::Store;
 
@@ -172,16 +170,6 @@ fn parse_resolution(s: &str) -> Result<ResolutionKind, String> {
         })
 }
 
-pub fn run_options(config: &Config, by: &str) -> RunOptions {
-    RunOptions {
-        dir: config.recon.dir.clone(),
-        grace: Duration::from_secs(u64::from(config.recon.unknown_grace_hours) * 3600),
-        sort_buffer: config.recon.sort_buffer_records,
-        run_by: by.to_string(),
-        file_routes: config.recon.file_routes.clone(),
-    }
-}
-
 pub async fn recon(
     store: Arc<dyn Store>,
     config: &Config,
@@ -190,7 +178,7 @@ pub async fn recon(
     match cmd {
         ReconCommand::Import(args) => import(store, config, args).await,
         ReconCommand::Run(args) => {
-            let (summaries, bank, reports) = run_date(
+            let (summaries, bank, reports) = crate::reconcile::day::run_date(
                 store,
                 config,
                 args.date,
@@ -207,9 +195,9 @@ pub async fn recon(
                     )?
                 );
             } else {
-                print_summaries(&summaries);
+                print!("{}", crate::reconcile::console::summaries(&summaries));
                 match &bank {
-                    Some(b) => print_bank(b),
+                    Some(b) => print!("{}", crate::reconcile::console::bank(b)),
                     None if args.biller.is_none() => {
                         println!(
                             "\nbank: no bank statement or notification imported for {}",
@@ -399,142 +387,6 @@ fn print_import(path: &std::path::Path, i: &Imported) {
                 .map(|r| format!("; replaces file #{r}"))
                 .unwrap_or_default()
         );
-    }
-}
-
-/// Reconciles every biller (or one) for a date.
-pub async fn run_date(
-    store: Arc<dyn Store>,
-    config: &Config,
-    date: NaiveDate,
-    only: Option<&str>,
-    by: &str,
-    progress: bool,
-) -> anyhow::Result<(
-    Vec<RunSummary>,
-    Option<crate::reconcile::run::BankSummary>,
-    Vec<PathBuf>,
-)> {
-    let billers = store.load_billers().await?;
-    let chosen: Vec<_> = billers
-        .iter()
-        .filter(|b| only.is_none_or(|o| b.id.as_str() == o))
-        .collect();
-    if chosen.is_empty() {
-        anyhow::bail!(
-            "no biller {}",
-            only.unwrap_or("at all: import billers first")
-        );
-    }
-    let opts = run_options(config, by);
-    let recon_store: Arc<dyn crate::store::recon::ReconStore> = store.clone();
-    let mut out = Vec::new();
-    for b in chosen {
-        let tolerance = recon_store.recon_tolerance(b.id.as_str()).await?;
-        let started = std::time::Instant::now();
-        let id = b.id.to_string();
-        let tick: Option<Arc<dyn Fn(u64) + Send + Sync>> = progress.then(|| {
-            let id = id.clone();
-            Arc::new(move |n: u64| eprint!("\r{id:<16} {n:>10} references matched…")) as _
-        });
-        let s = run_biller(
-            recon_store.clone(),
-            b,
-            date,
-            &opts,
-            tolerance,
-            Utc::now(),
-            tick,
-        )
-        .await
-        .with_context(|| format!("reconciling {id} for {date}"))?;
-        if progress && s.ours + s.theirs >= 100_000 {
-            eprintln!(
-                "\r{id:<16} done in {:.1} s{:30}",
-                started.elapsed().as_secs_f64(),
-                ""
-            );
-        }
-        out.push(s);
-    }
-    let stem = match only {
-        Some(b) => format!("recon-{date}-{b}"),
-        None => format!("recon-{date}"),
-    };
-    let label = match only {
-        Some(b) => format!("{date} {b}"),
-        None => format!("{date} all billers"),
-    };
-    // The bank's accounts are reconciled with all the billers (not for one).
-    let bank = match only {
-        Some(_) => None,
-        None => crate::reconcile::run::run_bank(store.clone(), date, &opts, Utc::now())
-            .await
-            .with_context(|| format!("reconciling the bank statements of {date}"))?,
-    };
-    let report = build_report(recon_store.as_ref(), date, &label, &out, bank.as_ref()).await?;
-    let runs: Vec<i64> = out.iter().map(|s| s.run_id).collect();
-    let paths = write_report(
-        recon_store.as_ref(),
-        &config.recon.dir,
-        &report,
-        &stem,
-        &runs,
-    )
-    .await?;
-    Ok((out, bank, paths))
-}
-
-pub fn print_summaries(summaries: &[RunSummary]) {
-    println!(
-        "{:<16} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}  files",
-        "biller", "run", "ours", "theirs", "matched", "auto-ok", "auto-rej", "pending", "breaks"
-    );
-    for s in summaries {
-        println!(
-            "{:<16} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}  {}",
-            s.biller_id,
-            s.run_id,
-            s.ours,
-            s.theirs,
-            s.matched.count + s.matched_within_tolerance.count,
-            s.auto_confirmed.count,
-            s.auto_rejected.count,
-            s.pending.values().map(|t| t.count).sum::<u64>(),
-            s.break_count(),
-            if s.covered.is_empty() {
-                "none of the date (absences prove nothing)".to_string()
-            } else {
-                s.covered.join(",")
-            }
-        );
-    }
-    let mut any = false;
-    for c in Category::ALL {
-        // Totals per currency: amounts of different currencies are never added.
-        let mut per: std::collections::BTreeMap<&str, (u64, i64)> = Default::default();
-        for s in summaries {
-            if let Some(t) = s.breaks.get(c.as_str()) {
-                let e = per.entry(s.currency.as_str()).or_default();
-                e.0 += t.count;
-                e.1 += t.amount_minor;
-            }
-        }
-        for (currency, (n, amount)) in per.into_iter().filter(|(_, (n, _))| *n > 0) {
-            if !any {
-                println!("\nbreaks by category:");
-                any = true;
-            }
-            println!(
-                "  {:<22} {:>7}  {:>14} {currency}",
-                c.as_str(),
-                n,
-                money(amount, currency)
-            );
-        }
-    }
-    if !any {
-        println!("\nno breaks");
     }
 }
 
@@ -730,73 +582,6 @@ pub async fn staff_actor(store: &dyn Store) -> anyhow::Result<Option<Actor>> {
         user: user.id,
         role: user.role,
     }))
-}
-
-pub fn print_bank(b: &crate::reconcile::run::BankSummary) {
-    let per = |t: &crate::reconcile::run::PerCurrency| -> String {
-        if t.is_empty() {
-            return "0".into();
-        }
-        t.iter()
-            .map(|(c, t)| format!("{} ({} {c})", t.count, money(t.amount_minor, c)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "\nbank {} (run {}): {} statement(s), balances proven on {}; {} booked entries, {} not booked; batch payouts matched {}; fundings matched {}, {} booked now",
-        b.business_date,
-        b.run_id,
-        b.statements,
-        b.balances_proven,
-        b.lines,
-        b.not_booked,
-        per(&b.batches_matched),
-        per(&b.fundings_matched),
-        b.fundings_booked
-    );
-    println!(
-        "  payouts due from {} through {}: {} batch(es), not paid by the bank: {}",
-        b.payouts_due_from,
-        b.business_date,
-        b.batches_due,
-        per(&b.batches_unpaid)
-    );
-    for p in &b.balances {
-        let c = &p.currency;
-        for a in &p.accounts {
-            println!(
-                "  account {}: bank closing balance {} {c} ({})",
-                a.account,
-                money(a.closing_minor, c),
-                a.closing_date.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        println!(
-            "  {c}: bank {} beside bank:settlement:{c} {}; explained {} (brought forward {}, payouts in transit {} ({}), payout differences {}, unattributed entries {} ({}), later funding -{}, resolved breaks -{}); unexplained {}",
-            money(p.bank_minor(), c),
-            money(p.ledger_minor, c),
-            money(p.explained_minor(), c),
-            money(p.brought_forward_minor(), c),
-            money(p.in_transit_minor, c),
-            p.in_transit_count,
-            money(p.payout_difference_minor, c),
-            money(p.unattributed_minor, c),
-            p.unattributed_count,
-            money(p.later_funding_minor, c),
-            money(p.resolutions_minor, c),
-            money(p.unexplained_minor(), c),
-        );
-    }
-    for (category, per_currency) in &b.breaks {
-        for (c, t) in per_currency {
-            println!(
-                "  {:<22} {:>7}  {:>14} {c}",
-                category,
-                t.count,
-                money(t.amount_minor, c)
-            );
-        }
-    }
 }
 
 /// An amount in minor units of `currency`, at its scale.

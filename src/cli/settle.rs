@@ -11,10 +11,7 @@ use clap::{Args, Subcommand};
 use crate::auth::secrets::{generate_key_id, Secret};
 use crate::config::Config;
 use crate::domain::ids::{BillerId, PaymentId};
-use crate::settlement::broker::{Consumer, Relay};
 use crate::settlement::close::{close_date, Closing, When};
-use crate::settlement::render::BatchRenderer;
-use crate::settlement::service::wait_for_files;
 use crate::store::{BatchRecord, CloseOutcome, Store};
 
 #[derive(Args)]
@@ -92,43 +89,6 @@ fn print_batch(b: &BatchRecord, status: &str) {
     );
 }
 
-/// Publishes ready settlement messages and consumes them in this process
-/// until every batch in `ids` has its files.
-pub async fn publish_and_render(
-    store: Arc<dyn Store>,
-    config: &Config,
-    ids: &[uuid::Uuid],
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let mut relay = Relay::new(store.clone(), config.amqp.clone(), "billclear-settle");
-    let published = relay.relay_ready().await.with_context(|| {
-        format!(
-            "publishing to RabbitMQ at {} (is it running? ops/ensure-rabbitmq.sh starts it)",
-            crate::cli::redact(&config.amqp.url)
-        )
-    })?;
-    tracing::info!(published, "settlement messages published");
-    let renderer = Arc::new(BatchRenderer::new(
-        store.clone(),
-        config.settlement.outbox_dir.clone(),
-    ));
-    let consumer = Consumer::new(config.amqp.clone(), renderer.clone()).spawn();
-    let waited = wait_for_files(&*store, ids, timeout).await;
-    consumer.stop().await;
-    if let Err(e) = waited {
-        // A message published before (by an earlier run) may have been
-        // dead-lettered: the files never depend on the broker alone.
-        tracing::warn!(error = %e, "rendering the batches still without files here");
-        for id in ids {
-            renderer
-                .render(*id)
-                .await
-                .map_err(|e| anyhow::anyhow!("batch {id}: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
 pub async fn settle(
     store: Arc<dyn Store>,
     config: &Config,
@@ -186,7 +146,7 @@ pub async fn settle(
                 "publishing {} batches to RabbitMQ and writing their files ...",
                 pending.len()
             );
-            publish_and_render(
+            crate::settlement::service::publish_and_render(
                 store.clone(),
                 config,
                 &pending,

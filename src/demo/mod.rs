@@ -26,14 +26,13 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::api::AppState;
 use crate::auth::secrets::{MasterKey, Secret};
 use crate::client::SignedClient;
 use crate::config::{Config, ConnectorSettings};
-use crate::dispatch::Workers;
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::domain::ids::ChannelId;
 use crate::receiver::CallbackReceiver;
+use crate::startup::{Parts, Service};
 use crate::store::postgres::{self, PgStore};
 use crate::store::{BillerStore, LedgerStore, Store};
 use biller_connectors::ConnectorKind;
@@ -137,9 +136,8 @@ struct Stack {
     hub: HubSim,
     power: PowerSim,
     gas: GasSim,
-    state: AppState,
+    service: Service,
     receiver: CallbackReceiver,
-    workers: Workers,
     clients: Vec<(String, SignedClient)>,
     connectors: BTreeMap<String, ConnectorSettings>,
     server_url: String,
@@ -147,7 +145,7 @@ struct Stack {
 }
 
 async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
-    let (server_url, _) = crate::cli::split_db_url(&config.database.url)?;
+    let (server_url, _) = crate::store::postgres::split_url(&config.database.url)?;
     let db_name = format!(
         "billclear_demo_{}_{}",
         chrono::Utc::now().format("%Y%m%d_%H%M%S"),
@@ -158,7 +156,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         .with_context(|| {
             format!(
                 "creating the demo database on {}",
-                crate::cli::redact(&server_url)
+                crate::config::redact_url(&server_url)
             )
         })?;
     say(
@@ -167,7 +165,8 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     );
     let store = Arc::new(PgStore::connect(&url, 12).await?);
     store.migrate().await?;
-    let billers = crate::cli::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
+    let billers =
+        crate::config::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
     store.upsert_billers(&billers).await?;
     say(
         json,
@@ -232,7 +231,8 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
             status: ChannelStatus::Active,
             rate_limit_rps: 10_000,
         };
-        let (key_id, secret) = crate::cli::add_channel(&*store, &master_key, &channel).await?;
+        let (key_id, secret) =
+            crate::auth::channel_keys::create_channel(&*store, &master_key, &channel).await?;
         receiver.add_key(&key_id, secret.expose_text());
         clients.push((id.to_string(), key_id, secret.expose_text().to_string()));
     }
@@ -310,15 +310,12 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     cfg.check()?;
     let connectors = cfg.connectors.clone();
     let dyn_store: Arc<dyn Store> = store.clone();
-    let state = AppState::start(dyn_store, master_key, cfg).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(crate::api::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    let workers = Workers::start(&state.dispatch_deps(), &crate::dispatch::worker_name())?;
+    let parts = Parts {
+        dispatch: true,
+        ..Parts::api_only()
+    };
+    let service = Service::start(dyn_store, master_key, cfg, parts).await?;
+    let base = service.spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
     say(
         json,
         format!("• billclear    API at {base}, dispatch and callback workers running"),
@@ -333,9 +330,8 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         hub,
         power,
         gas,
-        state,
+        service,
         receiver,
-        workers,
         clients: clients
             .into_iter()
             .map(|(id, k, s)| (id, SignedClient::new(&base, &k, &s)))
@@ -552,7 +548,7 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
     );
     let stack = start(config, json_out).await?;
     let result = play(&stack, args, began).await;
-    stack.workers.abort();
+    stack.service.abort();
     stack.sim.shutdown();
     stack.hub.shutdown();
     stack.power.shutdown();
@@ -680,7 +676,8 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         ..Faults::default()
     });
     let opened = Instant::now();
-    while stack.state.routes.state("hub") == Some(crate::domain::routing::RouteState::Closed)
+    while stack.service.state.routes.state("hub")
+        == Some(crate::domain::routing::RouteState::Closed)
         && opened.elapsed() < Duration::from_secs(15)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -954,9 +951,9 @@ fn print_summary(r: &DemoReport) {
         println!("      {f}");
     }
     println!();
-    crate::cli::recon::print_summaries(&r.recon.runs);
+    print!("{}", crate::reconcile::console::summaries(&r.recon.runs));
     if let Some(b) = &r.recon.bank {
-        crate::cli::recon::print_bank(b);
+        print!("{}", crate::reconcile::console::bank(b));
     }
     println!(
         "  bank statement: {} entries booked; re-sent with a new message id: {} already known, {} booked again; balances proven: {}; bank balance matches the ledger: {}",
@@ -1003,8 +1000,8 @@ async fn settle_day(
 ) -> anyhow::Result<(Vec<SettledBiller>, Vec<String>, bool)> {
     use crate::settlement::close::{close_date, Closing, When};
     use crate::store::{CloseOutcome, SettlementStore};
-    let store = stack.state.store.clone();
-    let config = &stack.state.config;
+    let store = stack.service.state.store.clone();
+    let config = &stack.service.state.config;
     let now = chrono::Utc::now();
     let billers = stack.store.load_billers().await?;
     let mut batches = Vec::new();
@@ -1033,8 +1030,13 @@ async fn settle_day(
     }
     let ids: Vec<uuid::Uuid> = batches.iter().map(|b| b.id).collect();
     say(json, format!("• settlement   {} business dates closed; publishing to RabbitMQ and writing the files ...", ids.len()));
-    crate::cli::settle::publish_and_render(store.clone(), config, &ids, Duration::from_secs(120))
-        .await?;
+    crate::settlement::service::publish_and_render(
+        store.clone(),
+        config,
+        &ids,
+        Duration::from_secs(120),
+    )
+    .await?;
     let _ = crate::settlement::service::delete_topology(&config.amqp).await;
     let mut out = Vec::new();
     let mut totals_match = true;
@@ -1128,7 +1130,7 @@ pub struct DemoRecon {
 async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
     use crate::domain::recon::matching::minor_to_string;
     use crate::store::recon::{BreakFilter, ReconStore};
-    let config = &stack.state.config;
+    let config = &stack.service.state.config;
     let billers = stack.store.load_billers().await?;
     let zone = billers
         .iter()
@@ -1256,9 +1258,9 @@ async fn reconcile_day(stack: &Stack, json: bool) -> anyhow::Result<DemoRecon> {
         ));
         bank_imports.push(counts);
     }
-    let store: Arc<dyn Store> = stack.state.store.clone();
+    let store: Arc<dyn Store> = stack.service.state.store.clone();
     let (runs, bank_run, _reports) =
-        crate::cli::recon::run_date(store, config, date, None, "demo", false).await?;
+        crate::reconcile::day::run_date(store, config, date, None, "demo", false).await?;
     let open = stack
         .store
         .breaks(&BreakFilter {

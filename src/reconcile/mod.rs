@@ -13,8 +13,12 @@
 //! - `run`: one biller and date: stored files against our payments by a
 //!   sorted merge; breaks, automatic decisions, summary.
 //! - `report`: a run's reports, CSV and XLSX, byte-for-byte deterministic.
+//! - `day`: one business date, every biller and the bank, and its report.
+//! - `console`: a run as plain-text tables for a terminal.
 
 pub mod bankfile;
+pub mod console;
+pub mod day;
 pub mod formats;
 pub mod import;
 pub mod report;

@@ -142,7 +142,7 @@ pub fn due_dates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::billers_file;
+    use crate::config::billers_file;
     use std::collections::BTreeSet;
 
     fn water() -> Biller {

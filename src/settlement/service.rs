@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -75,6 +76,43 @@ async fn schedule(store: Arc<dyn Store>, config: Config) {
             tracing::warn!(error = %e, "settlement schedule: will try again");
         }
     }
+}
+
+/// Publishes ready settlement messages and consumes them in this process
+/// until every batch in `ids` has its files.
+pub async fn publish_and_render(
+    store: Arc<dyn Store>,
+    config: &Config,
+    ids: &[Uuid],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut relay = Relay::new(store.clone(), config.amqp.clone(), "billclear-settle");
+    let published = relay.relay_ready().await.with_context(|| {
+        format!(
+            "publishing to RabbitMQ at {} (is it running? ops/ensure-rabbitmq.sh starts it)",
+            crate::config::redact_url(&config.amqp.url)
+        )
+    })?;
+    tracing::info!(published, "settlement messages published");
+    let renderer = Arc::new(BatchRenderer::new(
+        store.clone(),
+        config.settlement.outbox_dir.clone(),
+    ));
+    let consumer = Consumer::new(config.amqp.clone(), renderer.clone()).spawn();
+    let waited = wait_for_files(&*store, ids, timeout).await;
+    consumer.stop().await;
+    if let Err(e) = waited {
+        // A message published before (by an earlier run) may have been
+        // dead-lettered: the files never depend on the broker alone.
+        tracing::warn!(error = %e, "rendering the batches still without files here");
+        for id in ids {
+            renderer
+                .render(*id)
+                .await
+                .map_err(|e| anyhow::anyhow!("batch {id}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Batches whose files are still missing this long after the close are

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use billclear::api::AppState;
 use billclear::auth::secrets::MasterKey;
 use billclear::client::SignedClient;
 use billclear::config::Config;
@@ -15,6 +14,8 @@ use billclear::domain::ids::ChannelId;
 use billclear::domain::ids::PaymentId;
 use billclear::domain::payment::PaymentStatus;
 use billclear::receiver::CallbackReceiver;
+use billclear::startup::{Parts, Service};
+use billclear::state::AppState;
 use billclear::store::postgres::{self, PgStore};
 use billclear::store::{BillerStore, LedgerStore, PaymentStore, Store};
 use biller_sim::{
@@ -156,7 +157,7 @@ impl TestApp {
             .expect("create test database");
         let store = PgStore::connect(&url, 8).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let billers = billclear::cli::billers_file::load(
+        let billers = billclear::config::billers_file::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/billers.example.toml"),
         )
         .expect("seed billers");
@@ -239,9 +240,10 @@ impl TestApp {
                 status: ChannelStatus::Active,
                 rate_limit_rps: opts.rate_limit_rps,
             };
-            let (key_id, secret) = billclear::cli::add_channel(&store, &master_key, &channel)
-                .await
-                .expect("add channel");
+            let (key_id, secret) =
+                billclear::auth::channel_keys::create_channel(&store, &master_key, &channel)
+                    .await
+                    .expect("add channel");
             if let Some(r) = &receiver {
                 r.add_key(&key_id, secret.expose_text());
             }
@@ -319,19 +321,17 @@ impl TestApp {
         }
         let store = Arc::new(store);
         let dyn_store: Arc<dyn Store> = store.clone();
-        let state = AppState::start(dyn_store, master_key.clone(), config)
+        let parts = Parts {
+            worker: "test-worker-1".into(),
+            dispatch: opts.dispatch,
+            ..Parts::api_only()
+        };
+        let service = Service::start(dyn_store, master_key.clone(), config, parts)
             .await
-            .expect("state");
-        let workers = opts
-            .dispatch
-            .then(|| Workers::start(&state.dispatch_deps(), "test-worker-1").expect("workers"));
+            .expect("the service starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(billclear::api::serve(
-            listener,
-            state.clone(),
-            std::future::pending(),
-        ));
+        let base = service.spawn_api(listener).unwrap();
+        let Service { state, workers, .. } = service;
         TestApp {
             alipay: SignedClient::new(&base, &clients[0].0, &clients[0].1),
             wechat: SignedClient::new(&base, &clients[1].0, &clients[1].1),

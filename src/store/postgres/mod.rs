@@ -117,6 +117,18 @@ pub async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Splits a postgres URL into (URL of the server's `postgres` database, database name).
+pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let without_query = url.split('?').next().unwrap_or(url);
+    let name = without_query
+        .rsplit_once('/')
+        .map(|(head, name)| (head.contains("://") && !head.ends_with('/'), name))
+        .filter(|(ok, name)| *ok && !name.is_empty())
+        .map(|(_, name)| name.to_string())
+        .ok_or_else(|| anyhow::anyhow!("database URL {url:?} names no database"))?;
+    Ok((with_database(url, "postgres"), name))
+}
+
 /// Replaces the database name in a postgres URL.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -137,6 +149,18 @@ pub fn with_database(url: &str, name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_url_splits_into_the_server_and_the_database() {
+        assert_eq!(
+            super::split_url("postgres://u@h:5432/billclear").unwrap(),
+            (
+                "postgres://u@h:5432/postgres".to_string(),
+                "billclear".to_string()
+            )
+        );
+        assert!(super::split_url("postgres://u@h:5432").is_err());
+    }
+
     #[test]
     fn replaces_database_in_url() {
         assert_eq!(

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use biller_connectors::ConnectorSettings;
 
+pub mod billers_file;
+
 use crate::domain::dispatch::Backoff;
 use crate::domain::settlement::BankAccount;
 
@@ -567,8 +569,35 @@ impl Config {
     }
 }
 
+/// Hides a password in a database or broker URL (`postgres://user:***@…`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_password_in_a_url_is_hidden() {
+        assert_eq!(
+            super::redact_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+    }
+
     use super::*;
 
     #[test]
