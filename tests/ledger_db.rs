@@ -267,3 +267,35 @@ async fn the_database_transition_table_is_the_domain_table() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_file_kind_is_a_name_the_code_knows_and_the_database_checks_its_form() {
+    use billclear::domain::recon::FileKind;
+    let app = TestApp::spawn().await;
+    let insert = |kind: &str, n: usize| {
+        format!(
+            "BEGIN; INSERT INTO recon_files (sha256, kind, source, business_date, identity, file_name, \
+             byte_size, records, credited, credited_total_minor, imported_at, imported_by) \
+             VALUES ('{:064x}', '{kind}', 'test', '2026-12-01', 'kind-{n}', 'f', 0, 0, 0, 0, now(), 'test'); \
+             ROLLBACK;",
+            n
+        )
+    };
+    // Every kind the readers know is accepted without a migration of its own.
+    for (n, kind) in FileKind::ALL.iter().enumerate() {
+        exec(&app, &insert(kind.as_str(), n))
+            .await
+            .unwrap_or_else(|e| panic!("{} refused: {e}", kind.as_str()));
+    }
+    // A malformed name is refused by the database itself.
+    for (n, bad) in ["Water CSV", "water_csv", "-water", "water--csv", ""]
+        .iter()
+        .enumerate()
+    {
+        let err = exec(&app, &insert(bad, 100 + n))
+            .await
+            .expect_err("a malformed kind is refused");
+        assert!(err.contains("recon_files_kind_check"), "{bad:?}: {err}");
+    }
+    app.finish().await;
+}
