@@ -170,40 +170,8 @@ pub async fn create(
     headers: HeaderMap,
     signed: Signed,
 ) -> Result<Response, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_idempotency_key",
-                "the Idempotency-Key header is required",
-            )
-        })?
-        .to_str()
-        .ok()
-        .filter(|k| valid_idempotency_key(k))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1-128 visible ASCII characters",
-            )
-        })?
-        .to_string();
-    let json_ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json_ct {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "send the body as Content-Type: application/json",
-        ));
-    }
+    let key = idempotency_key(&headers)?;
+    require_json(&headers)?;
     let now = Utc::now()
         .duration_trunc(TimeDelta::microseconds(1))
         .expect("truncating to microseconds");
@@ -220,102 +188,193 @@ pub async fn create(
             return Err(e);
         }
     };
-    let payment_id = PaymentId::new();
-    let span = tracing::info_span!("payment", payment_id = %payment_id, channel = %request.channel_id, biller = %request.biller_id, account = %mask_account(&request.account_number));
-    let _enter = span.enter();
-    let payment = Payment {
-        id: payment_id,
-        channel_id: request.channel_id.clone(),
-        channel_reference: request.channel_reference.clone(),
-        biller_id: request.biller_id.clone(),
-        account_number: request.account_number.clone(),
-        bill_reference: request.bill_reference.clone(),
-        amount: request.amount,
-        status: PaymentStatus::Received,
-        created_at: now,
-        updated_at: now,
-        connector_id: None,
-        biller_reference: None,
-        confirmed_at: None,
-    };
-    let body = payment_json(&payment).to_string();
-    let journal = Journal::payment_accepted(
-        payment_id,
-        &request.channel_id,
-        &request.biller_id,
-        request.amount,
-    );
-    let fingerprint = request.fingerprint();
-    drop(_enter);
+    let accepted = Accepted::new(request, now);
     // The first attempt records the request's nonce; a retry (after the key's
     // holder released it) must not record it again.
-    let item = |nonce: Option<String>| AcceptItem {
-        payment_id,
-        journal: journal.clone(),
-        fingerprint,
-        request: request.clone(),
-        idempotency_key: key.clone(),
-        response_status: StatusCode::CREATED.as_u16(),
-        response_body: body.clone(),
-        key_id: signed.key_id.clone(),
-        nonce,
-        received_at: now,
-    };
-    let channel_reference = &request.channel_reference;
     let mut nonce = Some(signed.nonce.clone());
     for _ in 0..KEY_TAKEN_ROUNDS {
         let outcome = state
             .intake
-            .accept(item(nonce.take()))
+            .accept(accepted.item(&key, &signed.key_id, nonce.take()))
             .await
-            .map_err(|e| match e {
-                IntakeError::Overloaded => ApiError::unavailable(
-                    "overloaded",
-                    "too many payments in flight; retry with the same Idempotency-Key",
-                ),
-                IntakeError::Closed => ApiError::unavailable(
-                    "shutting_down",
-                    "the service is shutting down; retry with the same Idempotency-Key",
-                ),
-                IntakeError::Store(e) => e.into(),
-            })?;
-        match outcome {
-            AcceptOutcome::Accepted => {
-                tracing::info!(payment_id = %payment_id, "payment accepted");
-                return Ok(replayed(StatusCode::CREATED.as_u16(), body.clone(), false));
-            }
-            AcceptOutcome::NonceReused => return Err(nonce_reused()),
-            AcceptOutcome::DuplicateChannelReference => {
-                let existing = state.store.payment_by_reference(&signed.channel.id, channel_reference).await?;
-                return Err(ApiError::conflict(
-                    "duplicate_channel_reference",
-                    match existing {
-                        Some(p) => format!("channel_reference {channel_reference:?} is already used by payment {}", p.id),
-                        None => format!("channel_reference {channel_reference:?} is already used"),
-                    },
-                )
-                .field("channel_reference"));
-            }
-            AcceptOutcome::KeyTaken => match state.store.idempotency_record(&signed.channel.id, &key).await? {
-                Some(rec) if rec.request_hash == fingerprint => {
-                    return Ok(replayed(rec.response_status, rec.response_body, true));
-                }
-                Some(rec) => {
-                    return Err(ApiError::conflict(
-                        "idempotency_key_reused",
-                        format!("Idempotency-Key {key:?} was used for another request (payment {}); use a new key for a new payment", rec.payment_id),
-                    ))
-                }
-                // Released by a request that lost on its channel reference:
-                // try again (the nonce was recorded by the first attempt).
-                None => continue,
-            },
+            .map_err(intake_error)?;
+        match answer(&state, &signed, &key, &accepted, outcome).await? {
+            Some(response) => return Ok(response),
+            // Released by a request that lost on its channel reference:
+            // try again (the nonce was recorded by the first attempt).
+            None => continue,
         }
     }
     Err(ApiError::unavailable(
         "contention",
         "the Idempotency-Key is contended; retry with the same key",
     ))
+}
+
+/// The `Idempotency-Key` header: required, 1-128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(headers
+        .get("idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_idempotency_key",
+                "the Idempotency-Key header is required",
+            )
+        })?
+        .to_str()
+        .ok()
+        .filter(|k| valid_idempotency_key(k))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-128 visible ASCII characters",
+            )
+        })?
+        .to_string())
+}
+
+/// Refuses a body that is not declared `application/json`.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if json_ct {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as Content-Type: application/json",
+        ))
+    }
+}
+
+/// A valid request made into a payment: its id, its 201 answer and its
+/// acceptance journal, the same on every attempt.
+struct Accepted {
+    payment_id: PaymentId,
+    request: PaymentRequest,
+    fingerprint: [u8; 32],
+    journal: Journal,
+    body: String,
+    received_at: chrono::DateTime<Utc>,
+}
+
+impl Accepted {
+    fn new(request: PaymentRequest, now: chrono::DateTime<Utc>) -> Accepted {
+        let payment_id = PaymentId::new();
+        let span = tracing::info_span!("payment", payment_id = %payment_id, channel = %request.channel_id, biller = %request.biller_id, account = %mask_account(&request.account_number));
+        let _enter = span.enter();
+        let payment = Payment {
+            id: payment_id,
+            channel_id: request.channel_id.clone(),
+            channel_reference: request.channel_reference.clone(),
+            biller_id: request.biller_id.clone(),
+            account_number: request.account_number.clone(),
+            bill_reference: request.bill_reference.clone(),
+            amount: request.amount,
+            status: PaymentStatus::Received,
+            created_at: now,
+            updated_at: now,
+            connector_id: None,
+            biller_reference: None,
+            confirmed_at: None,
+        };
+        let journal = Journal::payment_accepted(
+            payment_id,
+            &request.channel_id,
+            &request.biller_id,
+            request.amount,
+        );
+        Accepted {
+            payment_id,
+            fingerprint: request.fingerprint(),
+            body: payment_json(&payment).to_string(),
+            request,
+            journal,
+            received_at: now,
+        }
+    }
+
+    /// What intake writes for one attempt.
+    fn item(&self, key: &str, key_id: &str, nonce: Option<String>) -> AcceptItem {
+        AcceptItem {
+            payment_id: self.payment_id,
+            journal: self.journal.clone(),
+            fingerprint: self.fingerprint,
+            request: self.request.clone(),
+            idempotency_key: key.to_string(),
+            response_status: StatusCode::CREATED.as_u16(),
+            response_body: self.body.clone(),
+            key_id: key_id.to_string(),
+            nonce,
+            received_at: self.received_at,
+        }
+    }
+}
+
+fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::Overloaded => ApiError::unavailable(
+            "overloaded",
+            "too many payments in flight; retry with the same Idempotency-Key",
+        ),
+        IntakeError::Closed => ApiError::unavailable(
+            "shutting_down",
+            "the service is shutting down; retry with the same Idempotency-Key",
+        ),
+        IntakeError::Store(e) => e.into(),
+    }
+}
+
+/// The answer to one attempt at accepting: `None` when the key was
+/// released meanwhile and the attempt is to be made again.
+async fn answer(
+    state: &AppState,
+    signed: &Signed,
+    key: &str,
+    accepted: &Accepted,
+    outcome: AcceptOutcome,
+) -> Result<Option<Response>, ApiError> {
+    let channel_reference = &accepted.request.channel_reference;
+    match outcome {
+        AcceptOutcome::Accepted => {
+            tracing::info!(payment_id = %accepted.payment_id, "payment accepted");
+            Ok(Some(replayed(
+                StatusCode::CREATED.as_u16(),
+                accepted.body.clone(),
+                false,
+            )))
+        }
+        AcceptOutcome::NonceReused => Err(nonce_reused()),
+        AcceptOutcome::DuplicateChannelReference => {
+            let existing = state.store.payment_by_reference(&signed.channel.id, channel_reference).await?;
+            Err(ApiError::conflict(
+                "duplicate_channel_reference",
+                match existing {
+                    Some(p) => format!("channel_reference {channel_reference:?} is already used by payment {}", p.id),
+                    None => format!("channel_reference {channel_reference:?} is already used"),
+                },
+            )
+            .field("channel_reference"))
+        }
+        AcceptOutcome::KeyTaken => match state.store.idempotency_record(&signed.channel.id, key).await? {
+            Some(rec) if rec.request_hash == accepted.fingerprint => {
+                Ok(Some(replayed(rec.response_status, rec.response_body, true)))
+            }
+            Some(rec) => Err(ApiError::conflict(
+                "idempotency_key_reused",
+                format!("Idempotency-Key {key:?} was used for another request (payment {}); use a new key for a new payment", rec.payment_id),
+            )),
+            None => Ok(None),
+        },
+    }
 }
 
 pub async fn get_one(

@@ -396,42 +396,8 @@ pub async fn breaks(
     actor: Option<Actor>,
     cmd: BreaksCommand,
 ) -> anyhow::Result<()> {
-    // A re-send calls the routes named in the configuration.
-    let connectors = crate::dispatch::Connectors::from_settings(
-        &config.connectors,
-        &config.recon.file_routes,
-        &crate::cli::master_key(config)?,
-    )?;
-    let need_actor = || {
-        actor.clone().context(
-            "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",
-        )
-    };
-    let act = |id: i64, action: Action| {
-        let store = store.clone();
-        let connectors = connectors.clone();
-        async move {
-            let a = need_actor()?;
-            let b = crate::reconcile::resend::act(&store, &connectors, id, &a, &action, Utc::now())
-                .await?;
-            println!(
-                "break {id}: {} ({}){}",
-                b.status.as_str(),
-                b.category.as_str(),
-                b.proposal
-                    .as_ref()
-                    .map(|p| format!(
-                        " — {} proposed by {}, waiting for an approver other than {}",
-                        p.kind.as_str(),
-                        p.maker,
-                        p.maker
-                    ))
-                    .or_else(|| b.resolution.as_ref().map(|r| format!(" — {r}")))
-                    .unwrap_or_default()
-            );
-            anyhow::Ok(())
-        }
-    };
+    let act =
+        |id: i64, action: Action| act_on_break(store.clone(), config, actor.clone(), id, action);
     match cmd {
         BreaksCommand::List {
             date,
@@ -439,109 +405,21 @@ pub async fn breaks(
             status,
             open,
         } => {
-            let rows = store
-                .breaks(&BreakFilter {
-                    date,
-                    scope: biller,
-                    status,
-                    open_only: open,
-                    limit: 10_000,
-                })
-                .await?;
-            println!(
-                "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} reference",
-                "id", "date", "biller", "category", "status", "ours", "theirs", "ccy", "owner"
-            );
-            for b in &rows {
-                let amt = |m: Option<i64>| {
-                    m.map(|m| money(m, &b.currency))
-                        .unwrap_or_else(|| "-".into())
-                };
-                println!(
-                    "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} {}",
-                    b.id,
-                    b.business_date,
-                    b.scope,
-                    b.category.as_str(),
-                    b.status.as_str(),
-                    amt(b.our_amount_minor),
-                    amt(b.their_amount_minor),
-                    b.currency,
-                    b.owner.as_deref().unwrap_or("-"),
-                    b.subject
-                );
-            }
-            println!("{} break(s)", rows.len());
-            Ok(())
+            let filter = BreakFilter {
+                date,
+                scope: biller,
+                status,
+                open_only: open,
+                limit: 10_000,
+            };
+            list_breaks(store.as_ref(), &filter).await
         }
-        BreaksCommand::Show { id } => {
-            let (b, events) = store
-                .break_detail(id)
-                .await?
-                .with_context(|| format!("no break {id}"))?;
-            println!(
-                "break {}: {} {} {} — {}",
-                b.id,
-                b.business_date,
-                b.scope,
-                b.category.as_str(),
-                b.status.as_str()
-            );
-            println!("  our reference   {}", b.our_reference);
-            println!(
-                "  their reference {}",
-                if b.their_reference.is_empty() {
-                    "-"
-                } else {
-                    &b.their_reference
-                }
-            );
-            println!(
-                "  amounts         ours {} / theirs {} {}",
-                b.our_amount_minor
-                    .map(|m| money(m, &b.currency))
-                    .unwrap_or_else(|| "-".into()),
-                b.their_amount_minor
-                    .map(|m| money(m, &b.currency))
-                    .unwrap_or_else(|| "-".into()),
-                b.currency
-            );
-            println!("  detail          {}", b.detail);
-            println!("  evidence        {}", b.evidence);
-            println!("  owner           {}", b.owner.as_deref().unwrap_or("-"));
-            if let Some(p) = &b.proposal {
-                println!(
-                    "  proposal        {} by {}: {}",
-                    p.kind.as_str(),
-                    p.maker,
-                    p.note
-                );
-            }
-            if let Some(r) = &b.resolution {
-                println!("  resolution      {r}");
-            }
-            println!("  trail:");
-            for e in events {
-                println!(
-                    "    {} {:<14} {:<12} {} → {}{}{}",
-                    e.at.format("%Y-%m-%d %H:%M:%S"),
-                    e.actor,
-                    e.action,
-                    e.from_status.as_deref().unwrap_or("-"),
-                    e.to_status,
-                    if e.note.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  \"{}\"", e.note)
-                    },
-                    e.detail.map(|d| format!("  {d}")).unwrap_or_default()
-                );
-            }
-            Ok(())
-        }
+        BreaksCommand::Show { id } => show_break(store.as_ref(), id).await,
         BreaksCommand::Assign { id, to } => {
-            let a = need_actor()?;
-            let owner = to.unwrap_or_else(|| a.user.clone());
+            let owner = match to {
+                Some(owner) => owner,
+                None => need_actor(actor.clone())?.user,
+            };
             act(id, Action::Assign { owner }).await
         }
         BreaksCommand::Comment { id, text } => act(id, Action::Comment { text }).await,
@@ -565,6 +443,144 @@ pub async fn breaks(
         BreaksCommand::Approve { id } => act(id, Action::Approve).await,
         BreaksCommand::Decline { id, reason } => act(id, Action::Decline { reason }).await,
     }
+}
+
+fn need_actor(actor: Option<Actor>) -> anyhow::Result<Actor> {
+    actor.context(
+        "acting on a break needs a staff token: set BILLCLEAR_STAFF_TOKEN (see `billclear staff add`)",
+    )
+}
+
+/// One action on a break by the staff user `actor`; prints where the break
+/// stands after it.
+async fn act_on_break(
+    store: Arc<dyn Store>,
+    config: &Config,
+    actor: Option<Actor>,
+    id: i64,
+    action: Action,
+) -> anyhow::Result<()> {
+    let a = need_actor(actor)?;
+    // A re-send calls the routes named in the configuration.
+    let connectors = crate::dispatch::Connectors::from_settings(
+        &config.connectors,
+        &config.recon.file_routes,
+        &crate::cli::master_key(config)?,
+    )?;
+    let b = crate::reconcile::resend::act(&store, &connectors, id, &a, &action, Utc::now()).await?;
+    println!(
+        "break {id}: {} ({}){}",
+        b.status.as_str(),
+        b.category.as_str(),
+        b.proposal
+            .as_ref()
+            .map(|p| format!(
+                " — {} proposed by {}, waiting for an approver other than {}",
+                p.kind.as_str(),
+                p.maker,
+                p.maker
+            ))
+            .or_else(|| b.resolution.as_ref().map(|r| format!(" — {r}")))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `billclear breaks list`: the breaks the filter selects, one per line.
+async fn list_breaks(store: &dyn Store, filter: &BreakFilter) -> anyhow::Result<()> {
+    let rows = store.breaks(filter).await?;
+    println!(
+        "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} reference",
+        "id", "date", "biller", "category", "status", "ours", "theirs", "ccy", "owner"
+    );
+    for b in &rows {
+        let amt = |m: Option<i64>| {
+            m.map(|m| money(m, &b.currency))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:>6} {:<10} {:<16} {:<20} {:<17} {:>14} {:>14} {:<4} {:<10} {}",
+            b.id,
+            b.business_date,
+            b.scope,
+            b.category.as_str(),
+            b.status.as_str(),
+            amt(b.our_amount_minor),
+            amt(b.their_amount_minor),
+            b.currency,
+            b.owner.as_deref().unwrap_or("-"),
+            b.subject
+        );
+    }
+    println!("{} break(s)", rows.len());
+    Ok(())
+}
+
+/// `billclear breaks show`: one break, its evidence and its trail.
+async fn show_break(store: &dyn Store, id: i64) -> anyhow::Result<()> {
+    let (b, events) = store
+        .break_detail(id)
+        .await?
+        .with_context(|| format!("no break {id}"))?;
+    println!(
+        "break {}: {} {} {} — {}",
+        b.id,
+        b.business_date,
+        b.scope,
+        b.category.as_str(),
+        b.status.as_str()
+    );
+    println!("  our reference   {}", b.our_reference);
+    println!(
+        "  their reference {}",
+        if b.their_reference.is_empty() {
+            "-"
+        } else {
+            &b.their_reference
+        }
+    );
+    println!(
+        "  amounts         ours {} / theirs {} {}",
+        b.our_amount_minor
+            .map(|m| money(m, &b.currency))
+            .unwrap_or_else(|| "-".into()),
+        b.their_amount_minor
+            .map(|m| money(m, &b.currency))
+            .unwrap_or_else(|| "-".into()),
+        b.currency
+    );
+    println!("  detail          {}", b.detail);
+    println!("  evidence        {}", b.evidence);
+    println!("  owner           {}", b.owner.as_deref().unwrap_or("-"));
+    if let Some(p) = &b.proposal {
+        println!(
+            "  proposal        {} by {}: {}",
+            p.kind.as_str(),
+            p.maker,
+            p.note
+        );
+    }
+    if let Some(r) = &b.resolution {
+        println!("  resolution      {r}");
+    }
+    println!("  trail:");
+    for e in events {
+        println!(
+            "    {} {:<14} {:<12} {} → {}{}{}",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            e.from_status.as_deref().unwrap_or("-"),
+            e.to_status,
+            if e.note.is_empty() {
+                String::new()
+            } else {
+                format!("  \"{}\"", e.note)
+            },
+            e.detail.map(|d| format!("  {d}")).unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// The staff user whose token is in `BILLCLEAR_STAFF_TOKEN` (None if unset).
