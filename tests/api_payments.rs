@@ -564,3 +564,42 @@ async fn when_the_database_is_gone_nothing_is_acknowledged() {
     fresh.pool().close().await;
     let _ = billclear::store::postgres::drop_database(&common::server_url(), &app.db_name).await;
 }
+
+#[tokio::test]
+async fn control_characters_from_outside_are_refused_before_the_store() {
+    let app = TestApp::spawn().await;
+    // The fuzzer's finding: a NUL in the query reached PostgreSQL (500).
+    let r = app
+        .alipay
+        .get("/v1/payments?channel_reference=%00")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.json()["code"], "invalid_characters");
+    assert_eq!(r.json()["field"], "channel_reference");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    // In the path.
+    let r = app.alipay.get("/v1/payments/%00").await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.json()["field"], "path");
+    // In a JSON string: refused, naming the field, and nothing is accepted.
+    let mut body = payment_body("ctl-1");
+    body["account_number"] = serde_json::json!("1234\u{0}5678");
+    let r = app.alipay.post_payment("k-ctl-1", &body).await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.json()["code"], "invalid_characters");
+    assert_eq!(r.json()["field"], "account_number");
+    let mut body = payment_body("ctl-2");
+    body["channel_reference"] = serde_json::json!("ctl-2\u{1b}[31m");
+    let r = app.alipay.post_payment("k-ctl-2", &body).await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.json()["field"], "channel_reference");
+    let found = app
+        .alipay
+        .get("/v1/payments?channel_reference=ctl-1")
+        .await
+        .unwrap();
+    assert_eq!(found.status, 200);
+    assert_eq!(found.json()["data"], serde_json::json!([]));
+    app.finish().await;
+}

@@ -12,6 +12,7 @@ mod recon;
 mod settlements;
 mod staff;
 mod staff_auth;
+mod text;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
+                .layer(axum::middleware::from_fn(text::refuse_control_characters))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )

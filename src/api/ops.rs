@@ -87,6 +87,10 @@ pub async fn switch_route(
 ) -> Result<Json<Value>, ApiError> {
     operator(&state, &headers)?;
     let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    if let Some(route) = &body.route {
+        super::text::check_json(&Value::String(route.clone()), &[])
+            .map_err(|e| e.field("route"))?;
+    }
     let snapshot = state.billers.snapshot();
     let biller = snapshot.get(&biller_id).ok_or_else(|| {
         ApiError::not_found(

@@ -55,6 +55,7 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("malformed_json", format!("body is not valid JSON: {e}"))
     })?;
+    super::text::check_json(&value, &[])?;
     let Value::Object(obj) = value else {
         return Err(ApiError::bad_request(
             "malformed_json",
@@ -78,7 +79,7 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
                     "missing_field",
                     format!("{field} is required"),
                 )
-                .field(field))
+                .field(*field))
             }
             None | Some(Value::Null) | Some(Value::String(_)) => {}
             Some(Value::Number(_)) if *field == "amount" => {
@@ -93,7 +94,7 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
                     "invalid_field",
                     format!("{field} must be a string"),
                 )
-                .field(field))
+                .field(*field))
             }
         }
     }

@@ -10,7 +10,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub title: &'static str,
     pub detail: String,
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
     pub retry_after_s: Option<u64>,
 }
 
@@ -30,8 +30,8 @@ impl ApiError {
             retry_after_s: None,
         }
     }
-    pub fn field(mut self, field: &'static str) -> ApiError {
-        self.field = Some(field);
+    pub fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
         self
     }
     pub fn retry_after(mut self, seconds: u64) -> ApiError {

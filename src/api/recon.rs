@@ -162,12 +162,16 @@ pub async fn act(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let user = staff.require(StaffRole::Operator)?;
-    let body: ActionBody = serde_json::from_slice(&body).map_err(|e| {
+    let not_understood = |e: serde_json::Error| {
         ApiError::unprocessable(
             "invalid_action",
             format!("the action is not understood: {e} (actions: assign, investigate, comment, propose, approve, decline)"),
         )
-    })?;
+    };
+    let body: Value = serde_json::from_slice(&body).map_err(not_understood)?;
+    // Notes, comments and reasons are free text: they may break lines.
+    super::text::check_json(&body, &["text", "note", "reason"])?;
+    let body: ActionBody = serde_json::from_value(body).map_err(not_understood)?;
     let action = match body {
         ActionBody::Assign { owner } => Action::Assign { owner },
         ActionBody::Investigate => Action::Investigate,

@@ -14,3 +14,4 @@ pub mod recon;
 pub mod routing;
 pub mod settlement;
 pub mod staff;
+pub mod text;
