@@ -196,3 +196,32 @@ async fn a_query_storm_never_exceeds_the_billers_budget() {
     assert!(by.get("cache").copied().unwrap_or(0) > 0, "{by:?}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_biller_reached_only_by_files_offers_no_inquiry_and_says_so_once() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        coop: true,
+        ..Options::default()
+    })
+    .await;
+    let r = app
+        .alipay
+        .get("/v1/billers/chongming-coop/bills?account=CM-000123")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{:?}", r.json());
+    assert_eq!(r.code(), "inquiry_not_supported");
+    assert!(
+        !r.headers.contains_key("retry-after"),
+        "a refusal that will never change invites no retry: {:?}",
+        r.headers
+    );
+    // Paying the co-op needs no inquiry.
+    let mut body = common::payment_body("coop-no-inquiry");
+    body["biller_id"] = serde_json::json!("chongming-coop");
+    body["account_number"] = serde_json::json!("CM-000123");
+    let paid = app.alipay.post_payment("k-coop-1", &body).await.unwrap();
+    assert_eq!(paid.status, 201, "{:?}", paid.json());
+    app.close().await;
+}

@@ -126,6 +126,22 @@ pub async fn bills(
     biller.account_rule.check(&account).map_err(|e| {
         ApiError::unprocessable("invalid_account_number", e.to_string()).field("account")
     })?;
+    let connectors = state.routes.connectors();
+    if !biller.routes.is_empty()
+        && biller
+            .routes
+            .iter()
+            .all(|r| connectors.file_route(r.as_str()).is_some())
+    {
+        // Batch files only: asking again will never help.
+        return Err(ApiError::unprocessable(
+            "inquiry_not_supported",
+            format!(
+                "biller {} is reached only by batch files and offers no bill inquiry; pay without one (the amount due comes from the customer's bill)",
+                biller.id
+            ),
+        ));
+    }
     let (route, connector) = state.routes.choose(biller, false).map_err(|no_route| {
         let retry = no_route.retry_in.map_or(60, |w| w.as_secs().max(1));
         ApiError::unavailable(
