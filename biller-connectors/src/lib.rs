@@ -1,6 +1,6 @@
 //! Biller connectors: one trait over every way billclear reaches a biller,
-//! one module per counterpart protocol, and the biller simulators that tests
-//! and the demo run over real sockets.
+//! and one module per counterpart protocol holding its codec, connector,
+//! result codes, and its daily confirmation file's writer and reader.
 //!
 //! This crate knows nothing of billclear's database or ledger: a connector
 //! takes an order, speaks the counterpart's protocol, and says what happened
@@ -16,10 +16,21 @@
 //! * [`water`]: the first direct connector (JSON over HTTP, HMAC-signed).
 //! * [`gas`]: fixed-length messages over one persistent TCP link.
 //! * [`power`]: the electricity company (XML over HTTP, MAC in the envelope).
+//! * [`hub`]: the intermediary hub in front of many billers (JSON over HTTP).
 //! * [`coop`]: the water co-op, reached by batch files and acknowledgement
 //!   files in shared directories (not a [`Connector`]: paying is not
 //!   synchronous).
-//! * [`sim`]: the simulators (`biller-sim` binary).
+//! * [`confirmation`]: what the families' daily confirmation files share.
+//!   Each family folder holds its file's writer AND its reader (for
+//!   billclear's reconciliation): [`water::confirmation`],
+//!   [`gas::confirmation`], [`hub::statement`], [`power::confirmation`]
+//!   (written by [`power::codec::Confirmation`]) and [`coop::ack`]
+//!   (written by [`coop::format::render_ack`]). A reader yields
+//!   [`confirmation::Record`]s and a [`confirmation::Summary`] or a
+//!   [`confirmation::Refusal`]; the money rules (currencies, scales, the
+//!   words an amount is refused in) are the caller's
+//!   [`confirmation::Amounts`].
+//! * The simulators (`biller-sim` binary) are the `biller-sim` crate.
 
 use std::sync::Arc;
 

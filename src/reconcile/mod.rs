@@ -5,7 +5,9 @@
 //!   camt.054, MT940) read into one model, refused whole when malformed.
 //! - `formats`: the counterparties' daily files (water CSV, power XML, gas
 //!   fixed-width, hub statement, co-op acknowledgement) read into
-//!   [`crate::domain::recon::TheirRecord`]s, refused whole when malformed.
+//!   [`crate::domain::recon::TheirRecord`]s, refused whole when malformed
+//!   (the readers are the connectors crate's, beside each family's
+//!   writer; `formats` gives them billclear's money rules).
 //! - `import`: a file read whole and checked, then kept verbatim under its
 //!   SHA-256 and recorded once.
 //! - `spill`: bounded-memory external sort (records sorted by our

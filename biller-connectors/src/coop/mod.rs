@@ -57,7 +57,7 @@
 //! details. A reference the co-op credited in an earlier file is
 //! acknowledged `A` again with its ORIGINAL receipt number (never credited
 //! twice). The ack files are also the co-op's daily confirmation: there is
-//! no other.
+//! no other; reconciliation reads them with [`ack::read`].
 //!
 //! ## Refusal file `REJ_<batch file name>` (co-op → billclear)
 //!
@@ -82,6 +82,7 @@
 //! overwritten. Readers skip dot-files. Acks and refusals once handled are
 //! moved into the `processed/` subdirectory of the ack directory.
 
+pub mod ack;
 pub mod format;
 
 use std::collections::HashMap;

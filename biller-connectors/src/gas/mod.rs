@@ -9,6 +9,8 @@
 //!   matched by message type, OUR reference and our trace number in
 //!   whatever order they come, duplicates and late answers dropped,
 //!   automatic reconnection with a bounded backoff.
+//! * [`confirmation`]: the daily confirmation file (fixed-width H/D/T
+//!   records), its writer and its reader.
 //!
 //! How failures map into [`NextStep`] is decided in two places only:
 //! [`classify_trouble`] for what went wrong on the way (link down, link

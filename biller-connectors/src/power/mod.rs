@@ -70,6 +70,7 @@
 //! nothing, and cannot MAC an answer we verify when OUR secret is wrong.
 
 pub mod codec;
+pub mod confirmation;
 
 use std::fmt;
 use std::time::Duration;

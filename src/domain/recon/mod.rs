@@ -2,8 +2,9 @@
 //! payments and their records are compared, the break categories, the
 //! automatic decisions, and the life of a break as a work item.
 //!
-//! Nothing here reads files or the database. The readers in
-//! `crate::reconcile::formats` turn each counterparty's file into
+//! Nothing here reads files or the database. The readers (each family's
+//! beside its writer in `biller_connectors`, called through
+//! `crate::reconcile::formats`) turn each counterparty's file into
 //! [`TheirRecord`]s; `crate::reconcile` streams our payments and those
 //! records, both sorted by our reference, through [`matching::Matcher`].
 

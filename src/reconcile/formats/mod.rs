@@ -1,14 +1,25 @@
-//! Readers for the counterparties' daily files: each turns one file into
-//! [`TheirRecord`]s for reconciliation, checking the whole file (first
-//! line, every line, trailer) before anything read from it may be used.
+//! The counterparties' daily files as reconciliation reads them: each
+//! file turns into [`TheirRecord`]s, checking the whole file (first line,
+//! every line, trailer) before anything read from it may be used.
+//!
+//! Each family's reader lives beside its writer in the connectors crate
+//! (`biller_connectors`, in the family's folder); this module is
+//! billclear's edge to them: it picks the reader by [`FileKind`], gives it
+//! billclear's money rules ([`Money::parse`] at the record's currency,
+//! [`Currency::from_code`], and the words an amount is refused in), and
+//! turns what it yields into [`TheirRecord`]s, [`FileSummary`] and
+//! [`FileRefusal`].
 //!
 //! | kind | writer (source of truth) | reader |
 //! |---|---|---|
-//! | [`FileKind::WaterCsv`] | `biller_connectors::water::confirmation` | [`water`] |
-//! | [`FileKind::PowerXml`] | `biller_connectors::power::codec::Confirmation` | [`power`] |
-//! | [`FileKind::GasFixed`] | `biller_connectors::gas::confirmation` | [`gas`] |
-//! | [`FileKind::HubStatement`] | `biller_connectors::hub::statement` | [`hub`] |
-//! | [`FileKind::CoopAck`] | `biller_connectors::coop::format::render_ack` | [`coop`] |
+//! | [`FileKind::WaterCsv`] | [`biller_connectors::water::confirmation::write`] | [`biller_connectors::water::confirmation::read`] |
+//! | [`FileKind::PowerXml`] | [`biller_connectors::power::codec::Confirmation`] | [`biller_connectors::power::confirmation::read`] |
+//! | [`FileKind::GasFixed`] | [`biller_connectors::gas::confirmation::write`] | [`biller_connectors::gas::confirmation::read`] |
+//! | [`FileKind::HubStatement`] | [`biller_connectors::hub::statement::write`] | [`biller_connectors::hub::statement::read`] |
+//! | [`FileKind::CoopAck`] | [`biller_connectors::coop::format::render_ack`] | [`biller_connectors::coop::ack::read`] |
+//!
+//! The plumbing the readers share (lines, CSV records, counts, trailer
+//! totals) is in `biller_connectors::confirmation`.
 //!
 //! Bank files ([`FileKind::Camt053`], [`FileKind::Camt054`],
 //! [`FileKind::Mt940`]) are not read here but by
@@ -83,18 +94,13 @@
 //!   `ops/billers.example.toml`, and `CoopConfig::coop_id` is that same
 //!   id), so the two are the same string.
 
-mod coop;
-mod gas;
-mod hub;
-mod power;
-mod water;
-
 #[cfg(test)]
 mod tests;
 
-use std::io::{BufRead, Read};
-use std::ops::Range;
+use std::io::BufRead;
 
+use biller_connectors::confirmation::{self as theirs, Amounts, CurrencyUnit};
+use biller_connectors::{coop, gas, hub, power, water};
 use chrono::NaiveDate;
 
 use crate::domain::money::{Currency, Money, MoneyError};
@@ -102,10 +108,10 @@ use crate::domain::recon::{FileKind, FileRefusal, ParsedFile, RecordStatus, Thei
 
 /// The `business_date` of a file that does not say which day it reports
 /// (an empty water CSV): the caller supplies the date.
-pub const UNKNOWN_DATE: NaiveDate = NaiveDate::MIN;
+pub use biller_connectors::confirmation::UNKNOWN_DATE;
 
 /// The longest line (or CSV record spanning lines) read, in bytes.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub use biller_connectors::confirmation::MAX_LINE_BYTES;
 
 /// What a file says about itself, read whole and checked (trailer counts
 /// and totals).
@@ -132,6 +138,22 @@ pub struct FileSummary {
     pub currency: Option<String>,
 }
 
+impl FileSummary {
+    /// A reader's summary of a file of `kind`.
+    fn of(kind: FileKind, s: theirs::Summary) -> FileSummary {
+        FileSummary {
+            kind,
+            biller_id: s.biller_id,
+            business_date: s.business_date,
+            identity: s.identity,
+            records: s.records,
+            credited: s.credited,
+            credited_total_minor: s.credited_total_minor,
+            currency: s.currency,
+        }
+    }
+}
+
 /// Streams the records of a file of `kind` to `sink` in file order,
 /// checking the whole file (header, every line, trailer). On `Err` the
 /// caller must discard everything the sink received.
@@ -140,18 +162,23 @@ pub fn read(
     input: impl BufRead,
     sink: &mut dyn FnMut(TheirRecord),
 ) -> Result<FileSummary, FileRefusal> {
-    match kind {
-        FileKind::WaterCsv => water::read(input, sink),
-        FileKind::PowerXml => power::read(input, sink),
-        FileKind::GasFixed => gas::read(input, sink),
-        FileKind::HubStatement => hub::read(input, sink),
-        FileKind::CoopAck => coop::read(input, sink),
-        FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940 => Err(FileRefusal::at(
-            "file",
-            "a bank statement or notification is read by the bank file reader \
-             (reconcile::bankfile), not by the counterparty file readers",
-        )),
-    }
+    let rules = &MoneyRules;
+    let sink = &mut |record: theirs::Record| sink(record.into());
+    let summary = match kind {
+        FileKind::WaterCsv => water::confirmation::read(input, rules, sink),
+        FileKind::PowerXml => power::confirmation::read(input, rules, sink),
+        FileKind::GasFixed => gas::confirmation::read(input, rules, sink),
+        FileKind::HubStatement => hub::statement::read(input, rules, sink),
+        FileKind::CoopAck => coop::ack::read(input, rules, sink),
+        FileKind::Camt053 | FileKind::Camt054 | FileKind::Mt940 => {
+            return Err(FileRefusal::at(
+                "file",
+                "a bank statement or notification is read by the bank file reader \
+                 (reconcile::bankfile), not by the counterparty file readers",
+            ))
+        }
+    }?;
+    Ok(FileSummary::of(kind, summary))
 }
 
 /// Reads a whole file of `kind` into a [`ParsedFile`].
@@ -167,322 +194,128 @@ pub fn parse(kind: FileKind, bytes: &[u8]) -> Result<ParsedFile, FileRefusal> {
     })
 }
 
+/// A family's recogniser of its files' first bytes.
+type LooksLike = fn(&[u8]) -> bool;
+
+/// The counterparty families' recognisers, in the order they are asked.
+const RECOGNISERS: [(LooksLike, FileKind); 5] = [
+    (water::confirmation::looks_like, FileKind::WaterCsv),
+    (hub::statement::looks_like, FileKind::HubStatement),
+    (coop::ack::looks_like, FileKind::CoopAck),
+    (gas::confirmation::looks_like, FileKind::GasFixed),
+    (power::confirmation::looks_like, FileKind::PowerXml),
+];
+
 /// Recognises a file's kind from its first bytes (a few hundred are
 /// plenty); `None` if unknown.
 pub fn sniff(first_bytes: &[u8]) -> Option<FileKind> {
+    if let Some((_, kind)) = RECOGNISERS
+        .iter()
+        .find(|(looks_like, _)| looks_like(first_bytes))
+    {
+        return Some(*kind);
+    }
+    // Bank statements and notifications (camt.053, camt.054, MT940).
     let b = first_bytes
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(first_bytes);
-    let header = biller_connectors::water::confirmation::HEADER.as_bytes();
-    let water = if b.len() >= header.len() {
-        b.starts_with(header) && matches!(b.get(header.len()), None | Some(b'\r' | b'\n'))
-    } else {
-        b.len() >= 32 && header.starts_with(b)
-    };
-    if water {
-        return Some(FileKind::WaterCsv);
-    }
-    if b.starts_with(b"HUBSTATEMENT,") {
-        return Some(FileKind::HubStatement);
-    }
-    if b.starts_with(b"H|ACK|") {
-        return Some(FileKind::CoopAck);
-    }
-    if looks_like_gas_header(b) {
-        return Some(FileKind::GasFixed);
-    }
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    if b[start..].starts_with(b"<") {
-        let contains = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
-        if contains(b"<PowerConfirmation") {
-            return Some(FileKind::PowerXml);
-        }
-    }
-    // Bank statements and notifications (camt.053, camt.054, MT940).
     super::bankfile::sniff(b)
 }
 
-/// `H` + biller (16 printable ASCII) + `YYYYMMDD` + currency (3 capitals),
-/// the line 106 bytes wide when its end is in view.
-fn looks_like_gas_header(b: &[u8]) -> bool {
-    use biller_connectors::gas::codec::CONFIRMATION_WIDTH;
-    b.len() >= 28
-        && b[0] == b'H'
-        && b[1..17].iter().all(|c| (0x20..=0x7e).contains(c))
-        && b[17..25].iter().all(u8::is_ascii_digit)
-        && b[25..28].iter().all(u8::is_ascii_uppercase)
-        && match b.iter().position(|c| *c == b'\n') {
-            Some(end) => {
-                end == CONFIRMATION_WIDTH || (end == CONFIRMATION_WIDTH + 1 && b[end - 1] == b'\r')
-            }
-            None => b.len() <= CONFIRMATION_WIDTH + 1,
-        }
-}
+// ------------------------------------------------------------ conversions
 
-// ------------------------------------------------------------------ lines
-
-/// The physical lines of an input, one reused buffer, numbered from 1.
-pub(crate) struct Lines<R> {
-    input: R,
-    buf: Vec<u8>,
-    line: u64,
-}
-
-impl<R: BufRead> Lines<R> {
-    pub(crate) fn new(input: R) -> Lines<R> {
-        Lines {
-            input,
-            buf: Vec::with_capacity(256),
-            line: 0,
-        }
-    }
-
-    /// The number of the last line returned (0 before the first).
-    pub(crate) fn number(&self) -> u64 {
-        self.line
-    }
-
-    /// The next line without its LF (nor a CR before it), with its
-    /// number; `None` at the end of the input. Refuses a line over
-    /// [`MAX_LINE_BYTES`], a last line without its LF, and bytes that are
-    /// not UTF-8.
-    pub(crate) fn next_line(&mut self) -> Result<Option<(u64, &str)>, FileRefusal> {
-        self.buf.clear();
-        let n = (&mut self.input)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| {
-                FileRefusal::line(self.line + 1, format!("the file could not be read: {e}"))
-            })?;
-        if n == 0 {
-            return Ok(None);
-        }
-        self.line += 1;
-        let line = self.line;
-        if self.buf.last() != Some(&b'\n') {
-            if self.buf.len() > MAX_LINE_BYTES {
-                return Err(FileRefusal::line(
-                    line,
-                    format!(
-                        "the line is longer than {MAX_LINE_BYTES} bytes; this is not such a file"
-                    ),
-                ));
-            }
-            return Err(FileRefusal::line(
-                line,
-                "the file ends in the middle of this line, without its line break (truncated?)",
-            ));
-        }
-        self.buf.pop();
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
-        }
-        let mut bytes = self.buf.as_slice();
-        if line == 1 {
-            bytes = bytes
-                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-                .unwrap_or(bytes);
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(Some((line, text))),
-            Err(e) => Err(FileRefusal::line(
-                line,
-                format!(
-                    "not UTF-8 (byte {} of the line); the file must be UTF-8 text",
-                    e.valid_up_to() + 1
-                ),
-            )),
+impl From<theirs::RecordStatus> for RecordStatus {
+    fn from(status: theirs::RecordStatus) -> RecordStatus {
+        match status {
+            theirs::RecordStatus::Credited => RecordStatus::Credited,
+            theirs::RecordStatus::Failed => RecordStatus::Failed,
         }
     }
 }
 
-// -------------------------------------------------------------------- CSV
-
-/// The records of a CSV file (RFC 4180 quoting: a field holding a comma,
-/// quote or line break is quoted, quotes inside doubled), read line by
-/// line with reused buffers.
-pub(crate) struct Csv<R> {
-    lines: Lines<R>,
-    /// The record's text (physical lines joined by LF).
-    text: String,
-    /// The fields, unquoted, one after the other.
-    fields: String,
-    ranges: Vec<Range<usize>>,
-    /// The first line of the current record.
-    line: u64,
-}
-
-impl<R: BufRead> Csv<R> {
-    pub(crate) fn new(input: R) -> Csv<R> {
-        Csv {
-            lines: Lines::new(input),
-            text: String::with_capacity(256),
-            fields: String::with_capacity(256),
-            ranges: Vec::with_capacity(8),
-            line: 0,
-        }
-    }
-
-    /// The first line of the current record.
-    pub(crate) fn line(&self) -> u64 {
-        self.line
-    }
-
-    /// The last physical line read.
-    pub(crate) fn last_line(&self) -> u64 {
-        self.lines.number()
-    }
-
-    /// The current record's text as it stands in the file.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ranges.len()
-    }
-
-    /// Field `i` of the current record (unquoted), "" past the end.
-    pub(crate) fn field(&self, i: usize) -> &str {
-        self.ranges.get(i).map_or("", |r| &self.fields[r.clone()])
-    }
-
-    /// Reads the next record; `false` at the end of the input. Refuses an
-    /// empty line and a field badly quoted.
-    pub(crate) fn next_record(&mut self) -> Result<bool, FileRefusal> {
-        self.text.clear();
-        let Some((line, first)) = self.lines.next_line()? else {
-            return Ok(false);
-        };
-        self.line = line;
-        if first.is_empty() {
-            return Err(FileRefusal::line(line, "empty line"));
-        }
-        self.text.push_str(first);
-        // A quoted field still open at the end of the line goes on in the
-        // next one.
-        while ends_inside_quotes(&self.text) {
-            let Some((_, more)) = self.lines.next_line()? else {
-                return Err(FileRefusal::line(
-                    line,
-                    "a quoted field opened on this line is never closed: the file ends inside it (truncated?)",
-                ));
-            };
-            if self.text.len() + 1 + more.len() > MAX_LINE_BYTES {
-                return Err(FileRefusal::line(
-                    line,
-                    format!("a quoted field opened on this line runs past {MAX_LINE_BYTES} bytes; is a closing quote missing?"),
-                ));
-            }
-            self.text.push('\n');
-            self.text.push_str(more);
-        }
-        split_csv(&self.text, &mut self.fields, &mut self.ranges)
-            .map_err(|why| FileRefusal::line(line, why))?;
-        Ok(true)
-    }
-}
-
-/// Whether a CSV record's text ends inside a quoted field (only a quote
-/// at the start of a field opens one; other faults are left to
-/// [`split_csv`]).
-fn ends_inside_quotes(text: &str) -> bool {
-    #[derive(PartialEq)]
-    enum State {
-        FieldStart,
-        Unquoted,
-        Quoted,
-        /// Just after a quote that closes a quoted field (or starts `""`).
-        Closed,
-    }
-    let mut state = State::FieldStart;
-    for b in text.bytes() {
-        state = match (state, b) {
-            (State::Quoted, b'"') => State::Closed,
-            (State::Quoted, _) => State::Quoted,
-            (State::Closed, b'"') | (State::FieldStart, b'"') => State::Quoted,
-            (_, b',') => State::FieldStart,
-            _ => State::Unquoted,
-        };
-    }
-    state == State::Quoted
-}
-
-/// Splits one CSV record into `fields` (unquoted, concatenated) and their
-/// `ranges`.
-fn split_csv(
-    text: &str,
-    fields: &mut String,
-    ranges: &mut Vec<Range<usize>>,
-) -> Result<(), String> {
-    fields.clear();
-    ranges.clear();
-    let b = text.as_bytes();
-    let mut i = 0;
-    loop {
-        let start = fields.len();
-        if b.get(i) == Some(&b'"') {
-            i += 1;
-            loop {
-                let Some(j) = text[i..].find('"') else {
-                    return Err(format!(
-                        "field {} opens a quote it never closes",
-                        ranges.len() + 1
-                    ));
-                };
-                fields.push_str(&text[i..i + j]);
-                i += j + 1;
-                if b.get(i) == Some(&b'"') {
-                    fields.push('"');
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            ranges.push(start..fields.len());
-            match b.get(i) {
-                None => return Ok(()),
-                Some(b',') => i += 1,
-                Some(_) => {
-                    return Err(format!(
-                        "field {} has text after its closing quote",
-                        ranges.len()
-                    ))
-                }
-            }
-        } else {
-            let end = text[i..].find(',').map_or(b.len(), |j| i + j);
-            let field = &text[i..end];
-            if field.contains('"') {
-                return Err(format!(
-                    "field {} holds a quote but is not quoted",
-                    ranges.len() + 1
-                ));
-            }
-            fields.push_str(field);
-            ranges.push(start..fields.len());
-            if end == b.len() {
-                return Ok(());
-            }
-            i = end + 1;
+impl From<theirs::Record> for TheirRecord {
+    fn from(r: theirs::Record) -> TheirRecord {
+        TheirRecord {
+            our_reference: r.our_reference,
+            their_reference: r.their_reference,
+            biller_id: r.biller_id,
+            account: r.account,
+            amount_minor: r.amount_minor,
+            currency: r.currency,
+            status: r.status.into(),
+            at: r.at,
+            line: r.line,
         }
     }
 }
 
-// ----------------------------------------------------------------- values
+impl From<theirs::Refusal> for FileRefusal {
+    fn from(r: theirs::Refusal) -> FileRefusal {
+        FileRefusal::at(r.location, r.reason)
+    }
+}
 
-/// A currency billclear knows, by its ISO 4217 code.
-pub(crate) fn currency(code: &str) -> Result<Currency, String> {
-    Currency::from_code(code).map_err(|_| {
-        format!("currency {code:?} is not one billclear carries (an ISO 4217 code such as CNY)")
-    })
+// ------------------------------------------------------------ money rules
+
+impl CurrencyUnit for Currency {
+    fn code(&self) -> &str {
+        Currency::code(self)
+    }
+
+    fn scale(&self) -> u32 {
+        Currency::scale(self)
+    }
+}
+
+/// billclear's money rules, as the readers apply them: the currencies it
+/// carries ([`Currency::from_code`]), amounts exact at their currency's
+/// scale ([`Money::parse`], [`Money::new`]), refusals in a finance
+/// person's words.
+struct MoneyRules;
+
+impl Amounts for MoneyRules {
+    type Currency = Currency;
+
+    /// A currency billclear knows, by its ISO 4217 code.
+    fn currency(&self, code: &str) -> Result<Currency, String> {
+        Currency::from_code(code).map_err(|_| {
+            format!("currency {code:?} is not one billclear carries (an ISO 4217 code such as CNY)")
+        })
+    }
+
+    /// A record's amount written as a decimal string, in minor units of
+    /// `currency`.
+    fn minor(&self, text: &str, currency: Currency) -> Result<i64, String> {
+        let money = Money::parse(text, currency).map_err(|e| amount_reason(text, currency, e))?;
+        minor(&money, text)
+    }
+
+    /// A decimal amount (from a codec) in minor units of `currency`.
+    fn decimal_minor(
+        &self,
+        amount: rust_decimal::Decimal,
+        currency: Currency,
+    ) -> Result<i64, String> {
+        let text = amount.to_string();
+        let money = Money::new(amount, currency).map_err(|e| amount_reason(&text, currency, e))?;
+        minor(&money, &text)
+    }
+
+    /// A trailer total (from a codec; zero allowed) in minor units of
+    /// `currency`.
+    fn decimal_total(
+        &self,
+        amount: rust_decimal::Decimal,
+        currency: Currency,
+    ) -> Result<i128, String> {
+        Money::new_or_zero(amount, currency)
+            .map(|m| m.minor_units())
+            .map_err(|e| amount_reason(&amount.to_string(), currency, e))
+    }
 }
 
 /// Why an amount was refused, in a finance person's words.
-pub(crate) fn amount_reason(text: &str, currency: Currency, e: MoneyError) -> String {
+fn amount_reason(text: &str, currency: Currency, e: MoneyError) -> String {
     match e {
         MoneyError::TooManyDecimals { scale, .. } => {
             format!("amount {text} has more decimals than {currency} allows ({scale})")
@@ -500,149 +333,7 @@ pub(crate) fn amount_reason(text: &str, currency: Currency, e: MoneyError) -> St
     }
 }
 
-/// A record's amount written as a decimal string, in minor units of
-/// `currency`.
-pub(crate) fn amount_minor(text: &str, currency: Currency) -> Result<i64, String> {
-    let money = Money::parse(text, currency).map_err(|e| amount_reason(text, currency, e))?;
-    minor(&money, text)
-}
-
-/// A decimal amount (from a codec) in minor units of `currency`.
-pub(crate) fn decimal_minor(
-    amount: rust_decimal::Decimal,
-    currency: Currency,
-) -> Result<i64, String> {
-    let text = amount.to_string();
-    let money = Money::new(amount, currency).map_err(|e| amount_reason(&text, currency, e))?;
-    minor(&money, &text)
-}
-
 fn minor(money: &Money, text: &str) -> Result<i64, String> {
     i64::try_from(money.minor_units())
         .map_err(|_| format!("amount {text} is larger than any payment billclear carries"))
-}
-
-/// A trailer total written as a decimal string: zero allowed; with no
-/// currency known (no credits), it must be zero.
-pub(crate) fn total_minor(text: &str, currency: Option<Currency>) -> Result<i64, String> {
-    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let zero = match text.split_once('.') {
-        Some((i, f)) => plain(i) && plain(f) && text.bytes().all(|b| b == b'0' || b == b'.'),
-        None => plain(text) && text.bytes().all(|b| b == b'0'),
-    };
-    if zero {
-        return Ok(0);
-    }
-    let Some(currency) = currency else {
-        return Err(format!(
-            "trailer total {text:?} but the file has no credit (it should be 0.00)"
-        ));
-    };
-    amount_minor(text, currency).map_err(|why| format!("trailer total: {why}"))
-}
-
-/// A count written as decimal digits.
-pub(crate) fn count(text: &str, what: &str) -> Result<u64, String> {
-    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{what} {text:?} is not a number"));
-    }
-    text.parse()
-        .map_err(|_| format!("{what} {text:?} is not a number"))
-}
-
-/// Minor units back to a decimal string, for messages.
-pub(crate) fn show_minor(minor: i128, currency: Option<Currency>) -> String {
-    let scale = currency.map_or(2, |c| c.scale());
-    rust_decimal::Decimal::from_i128_with_scale(minor, scale).to_string()
-}
-
-/// The end of a CSV file: the trailer's total (field `total_field` of the
-/// trailer on `line`) must equal the credits read (`counted`: what they
-/// are called in the message), and nothing may follow the trailer.
-pub(crate) fn check_trailer_total_and_end<R: BufRead>(
-    csv: &mut Csv<R>,
-    line: u64,
-    total_field: usize,
-    tally: &Tally,
-    counted: &str,
-) -> Result<(), FileRefusal> {
-    let text = csv.field(total_field);
-    let total =
-        total_minor(text, tally.currency).map_err(|why| FileRefusal::field(line, "total", why))?;
-    if i128::from(total) != tally.credited_minor {
-        return Err(FileRefusal::field(
-            line,
-            "total",
-            format!(
-                "trailer total {text} but the {counted} add up to {}",
-                show_minor(tally.credited_minor, tally.currency)
-            ),
-        ));
-    }
-    if csv.next_record()? {
-        return Err(FileRefusal::line(
-            csv.line(),
-            "nothing may follow the TRAILER line",
-        ));
-    }
-    Ok(())
-}
-
-// ----------------------------------------------------------------- totals
-
-/// Counts and sums the records passed to the sink; holds the credits to
-/// one currency.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    pub records: u64,
-    pub credited: u64,
-    pub credited_minor: i128,
-    pub currency: Option<Currency>,
-}
-
-impl Tally {
-    /// Counts `record` (whose currency is `currency`), refusing a credit
-    /// in another currency than the earlier credits'.
-    pub(crate) fn add(&mut self, record: &TheirRecord, currency: Currency) -> Result<(), String> {
-        self.records += 1;
-        if record.status == RecordStatus::Credited {
-            match self.currency {
-                Some(c) if c != currency => {
-                    return Err(format!(
-                        "this credit is in {currency}, the file's earlier credits are in {c}: one file, one currency"
-                    ))
-                }
-                _ => self.currency = Some(currency),
-            }
-            self.credited += 1;
-            self.credited_minor += i128::from(record.amount_minor);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn total_i64(&self, line: u64) -> Result<i64, FileRefusal> {
-        i64::try_from(self.credited_minor).map_err(|_| {
-            FileRefusal::line(line, "the credits add up to more than billclear can count")
-        })
-    }
-
-    pub(crate) fn summary(
-        &self,
-        kind: FileKind,
-        biller_id: Option<String>,
-        business_date: NaiveDate,
-        identity: Option<String>,
-        trailer_line: u64,
-    ) -> Result<FileSummary, FileRefusal> {
-        Ok(FileSummary {
-            kind,
-            biller_id,
-            business_date,
-            identity,
-            records: self.records,
-            credited: self.credited,
-            credited_total_minor: self.total_i64(trailer_line)?,
-            currency: self.currency.map(|c| c.code().to_string()),
-        })
-    }
 }
