@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::auth::channel_keys::KeyLookupError;
 use crate::auth::rate_limits::RateLimited;
 use crate::auth::secrets::Secret;
@@ -43,7 +43,10 @@ async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiE
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| {
-            ApiError::unauthorized("malformed_signature", "Authorization header is not ASCII")
+            ApiError::unauthorized(
+                ProblemCode::MalformedSignature,
+                "Authorization header is not ASCII",
+            )
         })?;
     // Before any signature check: a staff token is the wrong credential here.
     super::staff_auth::refuse_staff_token(auth_header.as_deref())?;
@@ -51,7 +54,7 @@ async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiE
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 e.status(),
-                "body_too_large",
+                ProblemCode::BodyTooLarge,
                 "Request body too large",
                 format!(
                     "request bodies are limited to {} bytes",
@@ -59,15 +62,15 @@ async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiE
                 ),
             )
         } else {
-            ApiError::bad_request("unreadable_body", e.body_text())
+            ApiError::bad_request(ProblemCode::UnreadableBody, e.body_text())
         }
     })?;
     let header = signing::parse_header(auth_header.as_deref()).map_err(|e| match e {
         HeaderError::Missing => ApiError::unauthorized(
-            "missing_signature",
+            ProblemCode::MissingSignature,
             "sign the request: Authorization: BC1-HMAC-SHA256 key=...,ts=...,nonce=...,sig=...",
         ),
-        other => ApiError::unauthorized("malformed_signature", other.to_string()),
+        other => ApiError::unauthorized(ProblemCode::MalformedSignature, other.to_string()),
     })?;
     Ok(SignedParts {
         header,
@@ -89,7 +92,7 @@ impl SignedParts {
             Ok(())
         } else {
             Err(ApiError::unauthorized(
-                "bad_signature",
+                ProblemCode::BadSignature,
                 "signature does not match; sign METHOD, PATH_AND_QUERY, ts, nonce and hex(SHA-256(body)), each followed by a newline",
             ))
         }
@@ -100,7 +103,7 @@ impl SignedParts {
             Ok(())
         } else {
             Err(ApiError::unauthorized(
-                "key_disabled",
+                ProblemCode::KeyDisabled,
                 format!("key {} is disabled", self.header.key_id),
             ))
         }
@@ -111,7 +114,7 @@ impl SignedParts {
         let now = chrono::Utc::now().timestamp();
         if (now - self.header.ts).abs() > skew {
             return Err(ApiError::unauthorized(
-                "stale_timestamp",
+                ProblemCode::StaleTimestamp,
                 format!(
                     "ts {} is more than {skew} s from the server time {now}",
                     self.header.ts
@@ -134,7 +137,7 @@ fn key_lookup(e: KeyLookupError) -> ApiError {
 fn rate_limited(e: RateLimited) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ProblemCode::RateLimited,
         "Too many requests",
         e.to_string(),
     )
@@ -142,7 +145,10 @@ fn rate_limited(e: RateLimited) -> ApiError {
 }
 
 fn unknown_key(key_id: &str) -> ApiError {
-    ApiError::unauthorized("unknown_key", format!("key {key_id} is not known"))
+    ApiError::unauthorized(
+        ProblemCode::UnknownKey,
+        format!("key {key_id} is not known"),
+    )
 }
 
 impl FromRequest<AppState> for Signed {
@@ -160,7 +166,7 @@ impl FromRequest<AppState> for Signed {
         parts.key_active(key.active)?;
         if key.channel.status != ChannelStatus::Active {
             return Err(ApiError::unauthorized(
-                "channel_disabled",
+                ProblemCode::ChannelDisabled,
                 format!("channel {} is disabled", key.channel.id),
             ));
         }
@@ -245,7 +251,7 @@ impl Signed {
 
 pub fn nonce_reused() -> ApiError {
     ApiError::unauthorized(
-        "nonce_reused",
+        ProblemCode::NonceReused,
         "this nonce was used before; every request needs a new nonce",
     )
 }

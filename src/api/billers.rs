@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::auth::Signed;
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::dispatch::routes::Routes;
 use crate::domain::biller::{Availability, Biller, BillerStatus};
 use crate::domain::dispatch::mask_name;
@@ -88,7 +88,7 @@ pub async fn bills(
     let snapshot = state.billers.snapshot();
     let biller = snapshot.get(&biller_id).ok_or_else(|| {
         ApiError::not_found(
-            "unknown_biller",
+            ProblemCode::UnknownBiller,
             format!(
                 "biller {:?} is not known",
                 biller_id.chars().take(64).collect::<String>()
@@ -98,7 +98,7 @@ pub async fn bills(
     let account = params.account.unwrap_or_default();
     if account.is_empty() {
         return Err(ApiError::bad_request(
-            "missing_account",
+            ProblemCode::MissingAccount,
             "give the customer's account number as ?account=",
         )
         .field("account"));
@@ -107,14 +107,14 @@ pub async fn bills(
         Availability::Available => {}
         Availability::Suspended => {
             return Err(ApiError::unprocessable(
-                "biller_suspended",
+                ProblemCode::BillerSuspended,
                 format!("biller {} is suspended", biller.id),
             ))
         }
         Availability::Maintenance { until } => {
             let secs = (until - Utc::now()).num_seconds().max(1) as u64;
             return Err(ApiError::unavailable(
-                "biller_in_maintenance",
+                ProblemCode::BillerInMaintenance,
                 format!(
                     "biller {} is in a maintenance window until {until}",
                     biller.id
@@ -124,7 +124,7 @@ pub async fn bills(
         }
     }
     biller.account_rule.check(&account).map_err(|e| {
-        ApiError::unprocessable("invalid_account_number", e.to_string()).field("account")
+        ApiError::unprocessable(ProblemCode::InvalidAccountNumber, e.to_string()).field("account")
     })?;
     let connectors = state.routes.connectors();
     if !biller.routes.is_empty()
@@ -135,7 +135,7 @@ pub async fn bills(
     {
         // Batch files only: asking again will never help.
         return Err(ApiError::unprocessable(
-            "inquiry_not_supported",
+            ProblemCode::InquiryNotSupported,
             format!(
                 "biller {} is reached only by batch files and offers no bill inquiry; pay without one (the amount due comes from the customer's bill)",
                 biller.id
@@ -145,7 +145,7 @@ pub async fn bills(
     let (route, connector) = state.routes.choose(biller, false).map_err(|no_route| {
         let retry = no_route.retry_in.map_or(60, |w| w.as_secs().max(1));
         ApiError::unavailable(
-            "biller_unreachable",
+            ProblemCode::BillerUnreachable,
             format!("biller {} cannot be reached now: {no_route}", biller.id),
         )
         .retry_after(retry)
@@ -167,7 +167,7 @@ pub async fn bills(
         .map_err(|e| match e {
             InquiryError::OverBudget { retry_after_s, .. } => ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "inquiry_budget_exceeded",
+                ProblemCode::InquiryBudgetExceeded,
                 "Too many bill inquiries for this biller",
                 e.to_string(),
             )
@@ -204,11 +204,11 @@ fn statement_json(
     };
     let statement = answer.map_err(|e| match e {
         ConnectorError::Fail(r) if kind(&r) == RefusalKind::UnknownAccount => ApiError::not_found(
-            "account_not_found",
+            ProblemCode::AccountNotFound,
             format!("biller {} has no account {account}", biller.id),
         ),
         ConnectorError::Fail(r) => ApiError::unprocessable(
-            "biller_refused",
+            ProblemCode::BillerRefused,
             format!(
                 "biller {} refused the inquiry (code {}): {}",
                 biller.id,
@@ -217,7 +217,7 @@ fn statement_json(
             ),
         ),
         other => ApiError::unavailable(
-            "biller_unavailable",
+            ProblemCode::BillerUnavailable,
             format!(
                 "biller {} did not answer through {route}: {}",
                 biller.id,
@@ -230,7 +230,7 @@ fn statement_json(
     let bad_answer = |why: String| {
         ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
-            "biller_bad_answer",
+            ProblemCode::BillerBadAnswer,
             "Biller answer refused",
             format!("biller {} answered a bill inquiry with {why}", biller.id),
         )

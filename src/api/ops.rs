@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::billers::biller_json;
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::domain::ids::ConnectorId;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -27,7 +27,7 @@ use crate::store::StoreError;
 fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.config.security.ops_token.as_deref() else {
         return Err(ApiError::not_found(
-            "ops_api_disabled",
+            ProblemCode::OpsApiDisabled,
             "the operators' API is off: set security.ops_token to use it",
         ));
     };
@@ -37,7 +37,7 @@ fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "missing_operator_token",
+                ProblemCode::MissingOperatorToken,
                 "send Authorization: Bearer <ops token>",
             )
         })?;
@@ -49,7 +49,10 @@ fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     };
     let want = mac(expected).finalize().into_bytes();
     mac(given).verify_slice(&want).map_err(|_| {
-        ApiError::unauthorized("bad_operator_token", "the operator token is not valid")
+        ApiError::unauthorized(
+            ProblemCode::BadOperatorToken,
+            "the operator token is not valid",
+        )
     })
 }
 
@@ -86,7 +89,8 @@ pub async fn switch_route(
     body: Result<Json<SwitchBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&state, &headers)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::bad_request(ProblemCode::InvalidJson, e.body_text()))?;
     if let Some(route) = &body.route {
         super::text::check_json(&Value::String(route.clone()), &[])
             .map_err(|e| e.field("route"))?;
@@ -94,7 +98,7 @@ pub async fn switch_route(
     let snapshot = state.billers.snapshot();
     let biller = snapshot.get(&biller_id).ok_or_else(|| {
         ApiError::not_found(
-            "unknown_biller",
+            ProblemCode::UnknownBiller,
             format!(
                 "biller {:?} is not known",
                 biller_id.chars().take(64).collect::<String>()
@@ -106,11 +110,13 @@ pub async fn switch_route(
         .as_deref()
         .map(ConnectorId::parse)
         .transpose()
-        .map_err(|e| ApiError::unprocessable("unknown_route", e.to_string()).field("route"))?;
+        .map_err(|e| {
+            ApiError::unprocessable(ProblemCode::UnknownRoute, e.to_string()).field("route")
+        })?;
     if let Some(r) = &route {
         if !biller.routes.contains(r) {
             return Err(ApiError::unprocessable(
-                "unknown_route",
+                ProblemCode::UnknownRoute,
                 format!("{r} is not one of biller {}'s routes", biller.id),
             )
             .field("route"));
@@ -121,7 +127,7 @@ pub async fn switch_route(
         .set_preferred_route(&biller.id, route.as_ref())
         .await
         .map_err(|e| match e {
-            StoreError::NotFound(w) => ApiError::not_found("unknown_biller", w),
+            StoreError::NotFound(w) => ApiError::not_found(ProblemCode::UnknownBiller, w),
             other => ApiError::internal(other.to_string()),
         })?;
     state

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::auth::{nonce_reused, Signed};
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::domain::ids::PaymentId;
 use crate::domain::ledger::Journal;
 use crate::domain::payment::{
@@ -53,19 +53,22 @@ const FIELDS: &[(&str, bool)] = &[
 /// decimal strings, never JSON numbers), with no unknown fields.
 fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {e}"))
+        ApiError::bad_request(
+            ProblemCode::MalformedJson,
+            format!("body is not valid JSON: {e}"),
+        )
     })?;
     super::text::check_json(&value, &[])?;
     let Value::Object(obj) = value else {
         return Err(ApiError::bad_request(
-            "malformed_json",
+            ProblemCode::MalformedJson,
             "body must be a JSON object",
         ));
     };
     let mut obj: Map<String, Value> = obj;
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
         return Err(ApiError::unprocessable(
-            "unknown_field",
+            ProblemCode::UnknownField,
             format!(
                 "unknown field {:?}",
                 unknown.chars().take(64).collect::<String>()
@@ -76,7 +79,7 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
         match obj.get(*field) {
             None | Some(Value::Null) if *required => {
                 return Err(ApiError::unprocessable(
-                    "missing_field",
+                    ProblemCode::MissingField,
                     format!("{field} is required"),
                 )
                 .field(*field))
@@ -84,14 +87,14 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
             Some(Value::Number(_)) if *field == "amount" => {
                 return Err(ApiError::unprocessable(
-                    "invalid_amount",
+                    ProblemCode::InvalidAmount,
                     "amount must be a decimal string such as \"123.45\", not a JSON number",
                 )
                 .field("amount"))
             }
             Some(_) => {
                 return Err(ApiError::unprocessable(
-                    "invalid_field",
+                    ProblemCode::InvalidField,
                     format!("{field} must be a string"),
                 )
                 .field(*field))
@@ -117,33 +120,37 @@ fn request_error(e: RequestError) -> ApiError {
     use crate::domain::money::MoneyError;
     match e {
         RequestError::FieldLength { field, .. } => {
-            ApiError::unprocessable("invalid_field", e.to_string()).field(field)
+            ApiError::unprocessable(ProblemCode::InvalidField, e.to_string()).field(field)
         }
         RequestError::UnknownBiller(_) => {
-            ApiError::unprocessable("unknown_biller", e.to_string()).field("biller_id")
+            ApiError::unprocessable(ProblemCode::UnknownBiller, e.to_string()).field("biller_id")
         }
         RequestError::BillerSuspended(_) => {
-            ApiError::unprocessable("biller_suspended", e.to_string()).field("biller_id")
+            ApiError::unprocessable(ProblemCode::BillerSuspended, e.to_string()).field("biller_id")
         }
         RequestError::BillerMaintenance { until, .. } => {
             let secs = (until - Utc::now()).num_seconds().max(1) as u64;
-            ApiError::unavailable("biller_in_maintenance", e.to_string()).retry_after(secs)
+            ApiError::unavailable(ProblemCode::BillerInMaintenance, e.to_string()).retry_after(secs)
         }
         RequestError::CurrencyMismatch { .. } => {
-            ApiError::unprocessable("currency_mismatch", e.to_string()).field("currency")
+            ApiError::unprocessable(ProblemCode::CurrencyMismatch, e.to_string()).field("currency")
         }
         RequestError::Account(_) => {
-            ApiError::unprocessable("invalid_account_number", e.to_string()).field("account_number")
+            ApiError::unprocessable(ProblemCode::InvalidAccountNumber, e.to_string())
+                .field("account_number")
         }
         RequestError::Amount(PaymentAmountError::Rule(_)) => {
-            ApiError::unprocessable("amount_out_of_range", e.to_string()).field("amount")
+            ApiError::unprocessable(ProblemCode::AmountOutOfRange, e.to_string()).field("amount")
         }
         RequestError::Amount(PaymentAmountError::Money(MoneyError::NotPositive)) => {
-            ApiError::unprocessable("invalid_amount", "amount must be greater than zero")
-                .field("amount")
+            ApiError::unprocessable(
+                ProblemCode::InvalidAmount,
+                "amount must be greater than zero",
+            )
+            .field("amount")
         }
         RequestError::Amount(_) => {
-            ApiError::unprocessable("invalid_amount", e.to_string()).field("amount")
+            ApiError::unprocessable(ProblemCode::InvalidAmount, e.to_string()).field("amount")
         }
     }
 }
@@ -207,7 +214,7 @@ pub async fn create(
         }
     }
     Err(ApiError::unavailable(
-        "contention",
+        ProblemCode::Contention,
         "the Idempotency-Key is contended; retry with the same key",
     ))
 }
@@ -218,7 +225,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         .get("idempotency-key")
         .ok_or_else(|| {
             ApiError::bad_request(
-                "missing_idempotency_key",
+                ProblemCode::MissingIdempotencyKey,
                 "the Idempotency-Key header is required",
             )
         })?
@@ -227,7 +234,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         .filter(|k| valid_idempotency_key(k))
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_idempotency_key",
+                ProblemCode::InvalidIdempotencyKey,
                 "Idempotency-Key must be 1-128 visible ASCII characters",
             )
         })?
@@ -249,7 +256,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ProblemCode::UnsupportedMediaType,
             "Unsupported media type",
             "send the body as Content-Type: application/json",
         ))
@@ -323,11 +330,11 @@ impl Accepted {
 fn intake_error(e: IntakeError) -> ApiError {
     match e {
         IntakeError::Overloaded => ApiError::unavailable(
-            "overloaded",
+            ProblemCode::Overloaded,
             "too many payments in flight; retry with the same Idempotency-Key",
         ),
         IntakeError::Closed => ApiError::unavailable(
-            "shutting_down",
+            ProblemCode::ShuttingDown,
             "the service is shutting down; retry with the same Idempotency-Key",
         ),
         IntakeError::Store(e) => e.into(),
@@ -357,7 +364,7 @@ async fn answer(
         AcceptOutcome::DuplicateChannelReference => {
             let existing = state.store.payment_by_reference(&signed.channel.id, channel_reference).await?;
             Err(ApiError::conflict(
-                "duplicate_channel_reference",
+                ProblemCode::DuplicateChannelReference,
                 match existing {
                     Some(p) => format!("channel_reference {channel_reference:?} is already used by payment {}", p.id),
                     None => format!("channel_reference {channel_reference:?} is already used"),
@@ -370,7 +377,7 @@ async fn answer(
                 Ok(Some(replayed(rec.response_status, rec.response_body, true)))
             }
             Some(rec) => Err(ApiError::conflict(
-                "idempotency_key_reused",
+                ProblemCode::IdempotencyKeyReused,
                 format!("Idempotency-Key {key:?} was used for another request (payment {}); use a new key for a new payment", rec.payment_id),
             )),
             None => Ok(None),
@@ -386,7 +393,7 @@ pub async fn get_one(
     signed.consume_nonce(&state).await?;
     let not_found = || {
         ApiError::not_found(
-            "payment_not_found",
+            ProblemCode::PaymentNotFound,
             format!("no payment {id} for this channel"),
         )
     };
@@ -415,7 +422,7 @@ pub async fn find(
         .filter(|r| !r.is_empty() && r.chars().count() <= 64)
         .ok_or_else(|| {
             ApiError::bad_request(
-                "missing_query",
+                ProblemCode::MissingQuery,
                 "give ?channel_reference= (1-64 characters)",
             )
         })?;

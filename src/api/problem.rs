@@ -2,12 +2,132 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+
+/// Every problem code the API can answer with: one list, so that a code
+/// cannot be returned without being documented. Serialised (and shown in
+/// the OpenAPI document's enum) as the snake_case strings below, which are
+/// stable: clients match on them.
+macro_rules! problem_codes {
+    ($($variant:ident = $code:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum ProblemCode {
+            $(#[serde(rename = $code)] $variant,)*
+        }
+
+        impl ProblemCode {
+            /// Every code, in the order of the list.
+            pub const ALL: &'static [ProblemCode] = &[$(ProblemCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProblemCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+problem_codes! {
+    // Authentication of a channel's signed request (401).
+    MissingSignature = "missing_signature",
+    MalformedSignature = "malformed_signature",
+    UnknownKey = "unknown_key",
+    BadSignature = "bad_signature",
+    KeyDisabled = "key_disabled",
+    ChannelDisabled = "channel_disabled",
+    StaleTimestamp = "stale_timestamp",
+    NonceReused = "nonce_reused",
+    // Finance staff and operator credentials (401, 403).
+    StaffTokenNotAccepted = "staff_token_not_accepted",
+    StaffTokenMissing = "staff_token_missing",
+    StaffTokenInvalid = "staff_token_invalid",
+    StaffUserDisabled = "staff_user_disabled",
+    ChannelCredentialsNotAccepted = "channel_credentials_not_accepted",
+    StaffRoleInsufficient = "staff_role_insufficient",
+    MakerChecker = "maker_checker",
+    MissingOperatorToken = "missing_operator_token",
+    BadOperatorToken = "bad_operator_token",
+    OpsApiDisabled = "ops_api_disabled",
+    // The request itself (400, 413, 415, 422).
+    BodyTooLarge = "body_too_large",
+    UnreadableBody = "unreadable_body",
+    MalformedJson = "malformed_json",
+    InvalidJson = "invalid_json",
+    UnsupportedMediaType = "unsupported_media_type",
+    InvalidCharacters = "invalid_characters",
+    MissingIdempotencyKey = "missing_idempotency_key",
+    InvalidIdempotencyKey = "invalid_idempotency_key",
+    UnknownField = "unknown_field",
+    MissingField = "missing_field",
+    InvalidField = "invalid_field",
+    MissingQuery = "missing_query",
+    MissingAccount = "missing_account",
+    MissingDate = "missing_date",
+    InvalidDate = "invalid_date",
+    InvalidStatus = "invalid_status",
+    InvalidAction = "invalid_action",
+    InvalidResolution = "invalid_resolution",
+    // Payments and billers (404, 409, 422).
+    UnknownBiller = "unknown_biller",
+    BillerSuspended = "biller_suspended",
+    BillerInMaintenance = "biller_in_maintenance",
+    CurrencyMismatch = "currency_mismatch",
+    InvalidAccountNumber = "invalid_account_number",
+    InvalidAmount = "invalid_amount",
+    AmountOutOfRange = "amount_out_of_range",
+    IdempotencyKeyReused = "idempotency_key_reused",
+    DuplicateChannelReference = "duplicate_channel_reference",
+    PaymentNotFound = "payment_not_found",
+    AccountNotFound = "account_not_found",
+    BillerRefused = "biller_refused",
+    InquiryNotSupported = "inquiry_not_supported",
+    UnknownRoute = "unknown_route",
+    // Settlement files, statements and reconciliation (404, 409, 422).
+    NoSuchFile = "no_such_file",
+    FileUnavailable = "file_unavailable",
+    StatementIncomplete = "statement_incomplete",
+    NoStatement = "no_statement",
+    ReportNotFound = "report_not_found",
+    BreakNotFound = "break_not_found",
+    BreakState = "break_state",
+    ResendRefused = "resend_refused",
+    // Limits and availability (429, 502, 503).
+    RateLimited = "rate_limited",
+    InquiryBudgetExceeded = "inquiry_budget_exceeded",
+    Overloaded = "overloaded",
+    ShuttingDown = "shutting_down",
+    Contention = "contention",
+    StoreUnavailable = "store_unavailable",
+    NotReady = "not_ready",
+    BillerUnavailable = "biller_unavailable",
+    BillerUnreachable = "biller_unreachable",
+    BillerBadAnswer = "biller_bad_answer",
+    // Routing and the rest (404, 405, 409, 500).
+    NoSuchRoute = "no_such_route",
+    MethodNotAllowed = "method_not_allowed",
+    NotFound = "not_found",
+    Conflict = "conflict",
+    Internal = "internal",
+}
+
+impl std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ProblemCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub title: &'static str,
     pub detail: String,
     pub field: Option<String>,
@@ -17,7 +137,7 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(
         status: StatusCode,
-        code: &'static str,
+        code: ProblemCode,
         title: &'static str,
         detail: impl Into<String>,
     ) -> ApiError {
@@ -39,7 +159,7 @@ impl ApiError {
         self
     }
 
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn unauthorized(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             code,
@@ -47,10 +167,10 @@ impl ApiError {
             detail,
         )
     }
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, "Malformed request", detail)
     }
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn unprocessable(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             code,
@@ -58,13 +178,13 @@ impl ApiError {
             detail,
         )
     }
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn conflict(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn not_found(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, "Not found", detail)
     }
-    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn unavailable(code: ProblemCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             code,
@@ -76,7 +196,7 @@ impl ApiError {
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemCode::Internal,
             "Internal error",
             detail,
         )
@@ -90,7 +210,7 @@ impl IntoResponse for ApiError {
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
-            "code": self.code,
+            "code": self.code.as_str(),
         });
         if let Some(f) = self.field {
             body["field"] = json!(f);
@@ -113,15 +233,36 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError::*;
         match e {
             Unavailable(_) => ApiError::unavailable(
-                "store_unavailable",
+                ProblemCode::StoreUnavailable,
                 "the system of record is unavailable; retry with the same Idempotency-Key",
             ),
-            NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
-            Conflict(what) => ApiError::conflict("conflict", what),
+            NotFound(what) => {
+                ApiError::not_found(ProblemCode::NotFound, format!("{what} not found"))
+            }
+            Conflict(what) => ApiError::conflict(ProblemCode::Conflict, what),
             Rejected(reason) => {
                 tracing::error!(%reason, "store refused data the API had validated");
                 ApiError::internal("the request could not be recorded; nothing was changed")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemCode;
+
+    #[test]
+    fn every_code_is_snake_case_once_and_serialises_as_itself() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ProblemCode::ALL {
+            let s = code.as_str();
+            assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{s}"
+            );
+            assert!(seen.insert(s), "{s} twice");
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
         }
     }
 }

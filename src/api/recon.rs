@@ -10,7 +10,7 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use super::staff_auth::StaffAuth;
 use crate::domain::recon::breaks::{Action, Actor, Proposal, ResolutionKind, WorkflowError};
 use crate::domain::staff::StaffRole;
@@ -20,7 +20,11 @@ use crate::state::AppState;
 use crate::store::recon::BreakFilter;
 
 fn bad_date(s: &str) -> ApiError {
-    ApiError::bad_request("invalid_date", format!("{s:?} is not a date (YYYY-MM-DD)")).field("date")
+    ApiError::bad_request(
+        ProblemCode::InvalidDate,
+        format!("{s:?} is not a date (YYYY-MM-DD)"),
+    )
+    .field("date")
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
@@ -53,8 +57,12 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     staff.require(StaffRole::Viewer)?;
     let date = parse_date(&date)?;
-    let not_found =
-        || ApiError::not_found("report_not_found", format!("no report {name} for {date}"));
+    let not_found = || {
+        ApiError::not_found(
+            ProblemCode::ReportNotFound,
+            format!("no report {name} for {date}"),
+        )
+    };
     if !is_report_name(&name) {
         return Err(not_found());
     }
@@ -97,8 +105,11 @@ pub async fn list(
         None => None,
         Some(s) => Some(
             crate::domain::recon::breaks::BreakStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request("invalid_status", format!("unknown break status {s:?}"))
-                    .field("status")
+                ApiError::bad_request(
+                    ProblemCode::InvalidStatus,
+                    format!("unknown break status {s:?}"),
+                )
+                .field("status")
             })?,
         ),
     };
@@ -122,11 +133,10 @@ pub async fn show(
     staff: StaffAuth,
 ) -> Result<Json<Value>, ApiError> {
     staff.require(StaffRole::Viewer)?;
-    let (b, trail) = state
-        .store
-        .break_detail(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("break_not_found", format!("no break {id}")))?;
+    let (b, trail) =
+        state.store.break_detail(id).await?.ok_or_else(|| {
+            ApiError::not_found(ProblemCode::BreakNotFound, format!("no break {id}"))
+        })?;
     Ok(Json(json!({ "break": b, "trail": trail })))
 }
 
@@ -164,7 +174,7 @@ pub async fn act(
     let user = staff.require(StaffRole::Operator)?;
     let not_understood = |e: serde_json::Error| {
         ApiError::unprocessable(
-            "invalid_action",
+            ProblemCode::InvalidAction,
             format!("the action is not understood: {e} (actions: assign, investigate, comment, propose, approve, decline)"),
         )
     };
@@ -185,7 +195,7 @@ pub async fn act(
                 .filter(|k| *k != ResolutionKind::Cleared)
                 .ok_or_else(|| {
                     ApiError::unprocessable(
-                        "invalid_resolution",
+                        ProblemCode::InvalidResolution,
                         format!(
                             "unknown resolution {resolution:?}; one of {}",
                             ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
@@ -220,8 +230,10 @@ pub async fn act(
     .await
     .map_err(|e| match e {
         ActError::Workflow(e) => workflow_error(e),
-        ActError::Resend(r) => ApiError::conflict("resend_refused", r.to_string()),
-        ActError::NoBreak(id) => ApiError::not_found("break_not_found", format!("no break {id}")),
+        ActError::Resend(r) => ApiError::conflict(ProblemCode::ResendRefused, r.to_string()),
+        ActError::NoBreak(id) => {
+            ApiError::not_found(ProblemCode::BreakNotFound, format!("no break {id}"))
+        }
         ActError::Store(e) => e.into(),
     })?;
     Ok(Json(json!({ "break": after })))
@@ -232,19 +244,19 @@ fn workflow_error(e: WorkflowError) -> ApiError {
     match e {
         WorkflowError::Role { .. } => ApiError::new(
             StatusCode::FORBIDDEN,
-            "staff_role_insufficient",
+            ProblemCode::StaffRoleInsufficient,
             "Role insufficient",
             detail,
         ),
         WorkflowError::SameUser { .. } => ApiError::new(
             StatusCode::FORBIDDEN,
-            "maker_checker",
+            ProblemCode::MakerChecker,
             "Second person required",
             detail,
         ),
-        WorkflowError::State { .. } => ApiError::conflict("break_state", detail),
+        WorkflowError::State { .. } => ApiError::conflict(ProblemCode::BreakState, detail),
         WorkflowError::NotApplicable(_) | WorkflowError::Invalid(_) => {
-            ApiError::unprocessable("invalid_action", detail)
+            ApiError::unprocessable(ProblemCode::InvalidAction, detail)
         }
     }
 }

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{BillerSigned, Signed};
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::state::AppState;
 use crate::store::{BatchFile, BatchRecord};
 
@@ -36,12 +36,15 @@ pub struct DateQuery {
 
 fn business_date(q: &DateQuery) -> Result<NaiveDate, ApiError> {
     let text = q.date.as_deref().ok_or_else(|| {
-        ApiError::bad_request("missing_date", "give the business date: ?date=YYYY-MM-DD")
-            .field("date")
+        ApiError::bad_request(
+            ProblemCode::MissingDate,
+            "give the business date: ?date=YYYY-MM-DD",
+        )
+        .field("date")
     })?;
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
         ApiError::bad_request(
-            "invalid_date",
+            ProblemCode::InvalidDate,
             format!("date {text:?} is not a calendar date YYYY-MM-DD"),
         )
         .field("date")
@@ -105,7 +108,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let missing = || {
         ApiError::not_found(
-            "no_such_file",
+            ProblemCode::NoSuchFile,
             format!("no file {name:?} in batch {batch_id}"),
         )
     };
@@ -168,7 +171,7 @@ async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Respons
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "settlement file unreadable");
             return Err(ApiError::unavailable(
-                "file_unavailable",
+                ProblemCode::FileUnavailable,
                 "the file cannot be read right now; the operator has been alerted",
             ));
         }
@@ -259,7 +262,7 @@ pub async fn statement_file(
     if !open.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
-            "statement_incomplete",
+            ProblemCode::StatementIncomplete,
             "Statement not complete",
             format!("{date} is not closed for {} yet", open.join(", ")),
         ));
@@ -269,7 +272,7 @@ pub async fn statement_file(
         crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id);
     let manifest = crate::settlement::statement::read_digest(&dir, &name).map_err(|_| {
         ApiError::not_found(
-            "no_statement",
+            ProblemCode::NoStatement,
             format!("no statement file for {date} yet: it is written once every biller has closed the date"),
         )
     })?;

@@ -17,7 +17,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::auth::signing;
 use crate::auth::staff_token::{self, STAFF_TOKEN_PREFIX};
 use crate::domain::staff::{StaffRefusal, StaffRole, StaffUser};
@@ -37,7 +37,7 @@ impl StaffAuth {
             Ok(()) => Ok(self.user),
             Err(StaffRefusal::Role(e)) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "staff_role_insufficient",
+                ProblemCode::StaffRoleInsufficient,
                 "Role insufficient",
                 e.to_string(),
             )),
@@ -48,14 +48,14 @@ impl StaffAuth {
 
 fn user_disabled(id: &str) -> ApiError {
     ApiError::unauthorized(
-        "staff_user_disabled",
+        ProblemCode::StaffUserDisabled,
         format!("staff user {id} is disabled"),
     )
 }
 
 fn channel_credentials() -> ApiError {
     ApiError::unauthorized(
-        "channel_credentials_not_accepted",
+        ProblemCode::ChannelCredentialsNotAccepted,
         "staff endpoints take a staff bearer token (Authorization: Bearer bcstaff_...), not channel or biller credentials",
     )
 }
@@ -75,7 +75,7 @@ impl FromRequestParts<AppState> for StaffAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let missing = || {
             ApiError::unauthorized(
-                "staff_token_missing",
+                ProblemCode::StaffTokenMissing,
                 "send Authorization: Bearer <staff token> (issued by `billclear staff add`)",
             )
         };
@@ -85,7 +85,10 @@ impl FromRequestParts<AppState> for StaffAuth {
             .ok_or_else(missing)?
             .to_str()
             .map_err(|_| {
-                ApiError::unauthorized("staff_token_invalid", "Authorization header is not ASCII")
+                ApiError::unauthorized(
+                    ProblemCode::StaffTokenInvalid,
+                    "Authorization header is not ASCII",
+                )
             })?
             .trim();
         if value.is_empty() {
@@ -105,13 +108,13 @@ impl FromRequestParts<AppState> for StaffAuth {
                 return Err(channel_credentials());
             }
             return Err(ApiError::unauthorized(
-                "staff_token_invalid",
+                ProblemCode::StaffTokenInvalid,
                 format!("not a staff token (staff tokens start with {STAFF_TOKEN_PREFIX})"),
             ));
         }
         let invalid = || {
             ApiError::unauthorized(
-                "staff_token_invalid",
+                ProblemCode::StaffTokenInvalid,
                 "the staff token is not valid (rotated, or never issued)",
             )
         };
@@ -136,7 +139,7 @@ impl FromRequestParts<AppState> for StaffAuth {
 pub(super) fn refuse_staff_token(authorization: Option<&str>) -> Result<(), ApiError> {
     match authorization.and_then(bearer) {
         Some(token) if staff_token::looks_like_staff_token(token) => Err(ApiError::unauthorized(
-            "staff_token_not_accepted",
+            ProblemCode::StaffTokenNotAccepted,
             "channel endpoints take a signed request, not a staff token",
         )),
         _ => Ok(()),
@@ -161,7 +164,7 @@ mod tests {
         let t = crate::auth::staff_token::StaffToken::generate();
         let e = refuse_staff_token(Some(&format!("Bearer {}", t.expose_text()))).unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.code),
+            (e.status.as_u16(), e.code.as_str()),
             (401, "staff_token_not_accepted")
         );
         assert!(refuse_staff_token(Some("Bearer abc")).is_ok());
@@ -177,7 +180,7 @@ mod tests {
         assert_eq!(staff.clone().require(StaffRole::Viewer).unwrap().id, "v");
         let e = staff.require(StaffRole::Operator).unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.code),
+            (e.status.as_u16(), e.code.as_str()),
             (403, "staff_role_insufficient")
         );
         assert!(e.detail.contains("operator"), "{}", e.detail);

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::problem::ApiError;
+use super::problem::{ApiError, ProblemCode};
 use crate::domain::text::{describe, first_control};
 
 /// The longest field name echoed back in a refusal.
@@ -17,7 +17,7 @@ const NAME_MAX: usize = 64;
 fn refused(field: &str, at: usize, c: char) -> ApiError {
     let field: String = field.chars().take(NAME_MAX).collect();
     ApiError::bad_request(
-        "invalid_characters",
+        ProblemCode::InvalidCharacters,
         format!(
             "{field} holds the control character {} at position {}; remove it (control characters are never valid here)",
             describe(c),
