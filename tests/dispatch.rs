@@ -569,3 +569,44 @@ async fn an_https_endpoint_with_an_untrusted_certificate_gets_nothing() {
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_that_keeps_failing_is_backed_off_as_a_whole_and_loses_nothing() {
+    let app = app().await;
+    // Every delivery refused until the channel is fixed.
+    app.receiver().fail_first_deliveries(u32::MAX);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(app.pay(ACCOUNT, &format!("{}.00", 10 + i)).await);
+    }
+    for id in &ids {
+        app.wait_for(*id, &[Confirmed], 20).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tried = app.receiver().received().len();
+    // Each callback on its own schedule would have tried about 7 times in
+    // these 2 s (50, 100, 200, 400 ms…): about 140 deliveries, and given
+    // up after 8. Backed off together: the first burst, then one probe at
+    // a time.
+    assert!(tried < 50, "{tried} deliveries to a failing endpoint");
+    let (counted, abandoned): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(attempts), 0)::bigint, count(*) FILTER (WHERE abandoned)
+           FROM outbox WHERE topic = 'callback'",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        abandoned, 0,
+        "no callback given up while its endpoint was backed off"
+    );
+    assert!(
+        counted as usize <= tried + 16,
+        "only deliveries made count as attempts: {counted} counted, {tried} made"
+    );
+    // Fixed: every event arrives, once acknowledged each.
+    app.receiver().fail_first_deliveries(0);
+    app.wait_callbacks(ids.len(), 20).await;
+    assert_eq!(app.receiver().acknowledged().len(), ids.len());
+    app.finish().await;
+}

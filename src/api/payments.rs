@@ -353,7 +353,7 @@ async fn answer(
     let channel_reference = &accepted.request.channel_reference;
     match outcome {
         AcceptOutcome::Accepted => {
-            tracing::info!(payment_id = %accepted.payment_id, "payment accepted");
+            tracing::debug!(payment_id = %accepted.payment_id, "payment accepted");
             Ok(Some(replayed(
                 StatusCode::CREATED.as_u16(),
                 accepted.body.clone(),

@@ -241,6 +241,12 @@ pub struct CallbackConfig {
     /// A callback not answered 2xx within this time is retried.
     pub timeout_ms: u64,
     pub retry: RetryConfig,
+    /// An endpoint that fails is backed off as a whole, for a time doubling
+    /// from `retry.base_ms` up to this.
+    pub endpoint_backoff_max_ms: u64,
+    /// A failure that goes on is logged once when it starts, then as a
+    /// count at most this often, then once when it ends.
+    pub log_every_s: u64,
     /// PEM file of CA certificates trusted for https callbacks besides the
     /// public web roots (a channel behind a private CA).
     pub ca_file: Option<PathBuf>,
@@ -372,6 +378,8 @@ impl Default for Config {
                     max_ms: 600_000,
                     max_attempts: 15,
                 },
+                endpoint_backoff_max_ms: 60_000,
+                log_every_s: 60,
                 ca_file: None,
             },
             inquiry: InquiryConfig {

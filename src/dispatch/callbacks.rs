@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Uri};
 use tracing::Instrument;
 
+use super::endpoints::{endpoint_of, EndpointPolicy, Endpoints, FailureNote};
 use super::http::HttpClient;
 
 use super::pool::Job;
@@ -32,6 +33,8 @@ pub struct CallbackSender {
     master_key: MasterKey,
     config: CallbackConfig,
     http: HttpClient,
+    /// Endpoints that keep failing: backed off as a whole, told about once.
+    endpoints: Endpoints,
 }
 
 /// Why a delivery did not count.
@@ -42,6 +45,16 @@ enum DeliveryError {
     Permanent(String),
     #[error("{0}")]
     Transient(String),
+    /// The channel's endpoint did not take it (no connection, no answer in
+    /// time, not 2xx): retried, and counted against the endpoint.
+    #[error("{why}")]
+    Unreachable { endpoint: String, why: String },
+    /// The endpoint is backed off: not tried, not counted as a delivery.
+    #[error("endpoint {endpoint} is backed off after failures")]
+    Deferred {
+        endpoint: String,
+        until: std::time::Instant,
+    },
 }
 
 impl CallbackSender {
@@ -55,6 +68,12 @@ impl CallbackSender {
                 cfg.ca_file.as_deref(),
                 Duration::from_millis(cfg.timeout_ms),
             )?,
+            endpoints: Endpoints::new(EndpointPolicy {
+                base: Duration::from_millis(cfg.retry.base_ms.max(1)),
+                max: Duration::from_millis(cfg.endpoint_backoff_max_ms.max(1)),
+                log_every: Duration::from_secs(cfg.log_every_s.max(1)),
+                probe: Duration::from_millis(cfg.timeout_ms.saturating_mul(2).max(1)),
+            }),
         })
     }
 
@@ -87,6 +106,17 @@ impl CallbackSender {
                 target.url
             )));
         }
+        let endpoint = endpoint_of(&uri);
+        if let Err(until) = self
+            .endpoints
+            .may_call(&endpoint, std::time::Instant::now())
+        {
+            return Err(Deferred { endpoint, until });
+        }
+        let unreachable = |why: String| Unreachable {
+            endpoint: endpoint.clone(),
+            why,
+        };
         let secret = self
             .master_key
             .open(&target.key_id, &target.sealed_secret)
@@ -124,7 +154,7 @@ impl CallbackSender {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| Transient(error_chain(&e)))?;
+                .map_err(|e| unreachable(error_chain(&e)))?;
             let status = resp.status();
             // Read (a bounded part of) the answer so the connection can be reused.
             let _ = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
@@ -134,41 +164,100 @@ impl CallbackSender {
         };
         let status = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), call)
             .await
-            .map_err(|_| Transient(format!("no answer within {} ms", self.config.timeout_ms)))??;
+            .map_err(|_| {
+                unreachable(format!("no answer within {} ms", self.config.timeout_ms))
+            })??;
         if status.is_success() {
+            if let Some(r) = self
+                .endpoints
+                .succeeded(&endpoint, std::time::Instant::now())
+            {
+                tracing::info!(
+                    %endpoint,
+                    failures = r.failures,
+                    for_s = r.for_s,
+                    "callback endpoint answers again"
+                );
+            }
             Ok(status.as_u16())
         } else {
-            Err(Transient(format!(
+            Err(unreachable(format!(
                 "channel answered HTTP {}",
                 status.as_u16()
             )))
         }
     }
 
+    /// Counts a failure against its endpoint and logs it only when the
+    /// failing starts and then once per interval.
+    fn note_unreachable(&self, endpoint: &str, why: &str, tries: u32) {
+        match self.endpoints.failed(endpoint, std::time::Instant::now()) {
+            FailureNote::Started => tracing::warn!(
+                %endpoint,
+                %why,
+                tries,
+                "callback endpoint not answering; its callbacks back off together and are retried"
+            ),
+            FailureNote::StillFailing {
+                failures_since_last,
+                failures,
+                for_s,
+            } => tracing::warn!(
+                %endpoint,
+                %why,
+                failures_since_last,
+                failures,
+                for_s,
+                "callback endpoint still not answering"
+            ),
+            FailureNote::Quiet => {
+                tracing::debug!(%endpoint, %why, tries, "callback not acknowledged; will retry")
+            }
+        }
+    }
+
     async fn handle_one(&self, claim: &Claim) -> StoreResult<()> {
         let backoff = self.config.retry.backoff();
         let tries = claim.attempts.max(1) as u32;
+        let retry_at = |wait: Duration| {
+            Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero())
+        };
         let next = match self.deliver(claim).await {
             Ok(status) => {
-                tracing::info!(status, tries, "callback acknowledged");
+                tracing::debug!(status, tries, "callback acknowledged");
                 OutboxNext::Done
             }
             Err(DeliveryError::Permanent(why)) => {
                 tracing::error!(%why, "callback cannot be delivered");
                 OutboxNext::Abandon { error: why }
             }
-            Err(DeliveryError::Transient(why)) if backoff.exhausted(tries) => {
+            Err(DeliveryError::Deferred { endpoint, until }) => {
+                // Not tried: this claim does not count as a delivery.
+                let wait = until.saturating_duration_since(std::time::Instant::now());
+                let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+                OutboxNext::Defer {
+                    at: retry_at(wait + jitter),
+                    error: format!("endpoint {endpoint} backed off after failures"),
+                }
+            }
+            Err(e) if backoff.exhausted(tries) => {
+                let why = e.to_string();
                 tracing::error!(%why, tries, "callback given up after its retries");
                 OutboxNext::Abandon {
                     error: format!("gave up after {tries} deliveries; last: {why}"),
                 }
             }
-            Err(DeliveryError::Transient(why)) => {
-                tracing::warn!(%why, tries, "callback not acknowledged; will retry");
+            Err(e) => {
+                let why = e.to_string();
+                match &e {
+                    DeliveryError::Unreachable { endpoint, .. } => {
+                        self.note_unreachable(endpoint, &why, tries)
+                    }
+                    _ => tracing::warn!(%why, tries, "callback not delivered; will retry"),
+                }
                 let wait = backoff.delay(tries, rand::random::<f64>());
                 OutboxNext::RetryAt {
-                    at: Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                    at: retry_at(wait),
                     error: why,
                 }
             }

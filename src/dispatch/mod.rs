@@ -13,6 +13,7 @@
 
 pub mod callbacks;
 pub mod connectors;
+pub mod endpoints;
 pub mod files;
 pub mod http;
 pub mod pool;

@@ -1,12 +1,14 @@
 //! The dispatch worker: one claimed payment at a time, one step each claim.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use biller_connectors::{Connector, ConnectorError, Credit, PayOrder, RemoteStatus};
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::endpoints::{EndpointPolicy, Endpoints, FailureNote};
 use super::pool::Job;
 use super::routes::{NoRoute, Routes};
 use crate::config::Config;
@@ -27,6 +29,9 @@ pub struct Dispatcher {
     routes: Arc<Routes>,
     config: Arc<Config>,
     worker: String,
+    /// The same trouble repeated for many payments (a route not
+    /// configured, a circuit open) is logged once, then as a count.
+    told: Endpoints,
 }
 
 /// What one call to the biller concluded, ready to be recorded.
@@ -83,6 +88,27 @@ impl Dispatcher {
             routes: state.routes.clone(),
             config: state.config.clone(),
             worker: worker.to_string(),
+            told: Endpoints::new(EndpointPolicy {
+                base: Duration::ZERO,
+                max: Duration::ZERO,
+                log_every: Duration::from_secs(state.config.callbacks.log_every_s.max(1)),
+                probe: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// Logs a trouble that many payments share (keyed by `key`) when it is
+    /// first seen, then as a count per interval; each payment's own line
+    /// is at debug.
+    fn tell(&self, key: &str, why: &str) {
+        match self.told.failed(key, std::time::Instant::now()) {
+            FailureNote::Started => tracing::warn!(%why, "{key}"),
+            FailureNote::StillFailing {
+                failures_since_last,
+                for_s,
+                ..
+            } => tracing::warn!(%why, payments = failures_since_last, for_s, "{key} (still)"),
+            FailureNote::Quiet => tracing::debug!("{why}"),
         }
     }
 
@@ -150,7 +176,7 @@ impl Dispatcher {
             )
         });
         if let Some(t) = &t {
-            tracing::info!(from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "payment moved");
+            tracing::debug!(from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "payment moved");
         }
         let update = DispatchUpdate {
             attempt,
@@ -251,7 +277,7 @@ impl Dispatcher {
         why: String,
         backoff: &Backoff,
     ) -> StoreResult<()> {
-        tracing::warn!("{why}");
+        self.tell("payments without a route they can take", &why);
         if backoff.exhausted(claim.attempts as u32) {
             if payment.status == PaymentStatus::Submitted {
                 // Sent before (answered "not applied"): ask, then void.
@@ -476,7 +502,10 @@ impl Dispatcher {
                         "the payment's route {connector_id} is not configured in this process"
                     ),
                 };
-                tracing::warn!("{why}");
+                self.tell(
+                    &format!("status inquiries waiting for route {connector_id}"),
+                    &why,
+                );
                 let next = match wait {
                     Some(w) => OutboxNext::RetryAt {
                         at: Utc::now()

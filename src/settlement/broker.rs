@@ -516,7 +516,7 @@ impl Relay {
         let done = next == OutboxNext::Done;
         match &next {
             OutboxNext::Done => {}
-            OutboxNext::RetryAt { at, error } => {
+            OutboxNext::RetryAt { at, error } | OutboxNext::Defer { at, error } => {
                 tracing::warn!(outbox_id = claim.outbox_id, attempts = claim.attempts, retry_at = %at, %error, "settlement message not published; will retry")
             }
             OutboxNext::Abandon { error } => {

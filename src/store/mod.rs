@@ -268,6 +268,12 @@ pub enum OutboxNext {
         at: DateTime<Utc>,
         error: String,
     },
+    /// Put back until `at` without having been tried: the claim does not
+    /// count as an attempt (an endpoint backed off as a whole).
+    Defer {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Given up after bounded retries (kept, flagged, for operators).
     Abandon {
         error: String,

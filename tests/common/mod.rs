@@ -137,6 +137,7 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
     config.callbacks.retry.base_ms = 50;
     config.callbacks.retry.max_ms = 400;
     config.callbacks.retry.max_attempts = 8;
+    config.callbacks.endpoint_backoff_max_ms = 400;
 }
 
 impl TestApp {

@@ -111,6 +111,14 @@ async fn finish_tx(
         .bind(id)
         .bind(*at)
         .bind(error),
+        OutboxNext::Defer { at, error } => sqlx::query(
+            "UPDATE outbox SET available_at = $2, last_error = $3, claim_token = NULL,
+                    attempts = GREATEST(attempts - 1, 0)
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(*at)
+        .bind(error),
         OutboxNext::Abandon { error } => sqlx::query(
             "UPDATE outbox SET done_at = now(), abandoned = true, last_error = $2, claim_token = NULL
               WHERE id = $1",
