@@ -1,5 +1,5 @@
-//! Settlement rules: business dates and cut-offs, commission, and the totals
-//! of a batch. Pure: no SQL, no AMQP, no files.
+//! Settlement rules: business dates and cut-offs, commission, what a batch
+//! holds and its totals. Pure: no SQL, no AMQP, no files.
 //!
 //! A biller's business date D closes at its cut-off on D in its own time
 //! zone. The batch of (biller, D) holds every CONFIRMED payment not settled
@@ -9,11 +9,16 @@
 //! the next date. Stragglers (an UNKNOWN payment resolved after D closed)
 //! join the next batch that closes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
+use uuid::Uuid;
 
-use super::money::{Currency, Money};
+use super::ids::BillerId;
+use super::ledger::{Journal, LedgerError};
+use super::money::{Currency, Money, MoneyError};
 
 /// How a computed commission is brought to the currency's scale. Named in
 /// each biller's terms and printed on every batch.
@@ -337,6 +342,168 @@ impl Default for BatchTotals {
     }
 }
 
+/// One item of a planned batch: which payment (or return), through which
+/// channel (an index into [`BatchPlan::channels`]), its amount and the
+/// commission on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedItem {
+    pub payment_id: Uuid,
+    pub is_return: bool,
+    pub channel: u16,
+    pub amount: Decimal,
+    pub commission: Decimal,
+}
+
+/// Why a batch cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("payment amount {amount} in {currency}: {reason}")]
+    Amount {
+        amount: Decimal,
+        currency: Currency,
+        reason: MoneyError,
+    },
+    #[error("more than 65535 channels in one batch")]
+    Channels,
+    #[error("batch total {total} in {currency}: {reason}")]
+    Total {
+        total: Decimal,
+        currency: Currency,
+        reason: MoneyError,
+    },
+    #[error("{0}")]
+    Journal(#[from] LedgerError),
+}
+
+/// What closing a batch settles, decided item by item as the store reads
+/// them: every CONFIRMED payment offered (with its commission by the
+/// biller's rule), then the returns recovered (oldest first, as long as the
+/// net stays at zero or more), each channel named once; and the totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// In the order written (sequence numbers from 1).
+    pub items: Vec<PlannedItem>,
+    /// The channels the items name, by index.
+    pub channels: Vec<String>,
+    channel_index: HashMap<String, u16>,
+    pub totals: BatchTotals,
+}
+
+impl BatchPlan {
+    pub fn new() -> BatchPlan {
+        BatchPlan::default()
+    }
+
+    /// Adds a CONFIRMED payment of `amount` through `channel`, its
+    /// commission by `rule`.
+    pub fn add_payment(
+        &mut self,
+        rule: &CommissionRule,
+        currency: Currency,
+        payment_id: Uuid,
+        channel: &str,
+        amount: Decimal,
+    ) -> Result<(), PlanError> {
+        let money = Money::new(amount, currency).map_err(|reason| PlanError::Amount {
+            amount,
+            currency,
+            reason,
+        })?;
+        let commission = rule.commission(money).amount();
+        self.totals.add_payment(amount, commission);
+        let channel = self.channel(channel)?;
+        self.items.push(PlannedItem {
+            payment_id,
+            is_return: false,
+            channel,
+            amount,
+            commission,
+        });
+        Ok(())
+    }
+
+    /// Offers a return of `amount` to recover: taken (true) when the net
+    /// stays at zero or more, else left for a later batch (false).
+    pub fn offer_return(
+        &mut self,
+        payment_id: Uuid,
+        channel: &str,
+        amount: Decimal,
+    ) -> Result<bool, PlanError> {
+        if !self.totals.can_recover(amount) {
+            return Ok(false);
+        }
+        self.totals.add_return(amount);
+        let channel = self.channel(channel)?;
+        self.items.push(PlannedItem {
+            payment_id,
+            is_return: true,
+            channel,
+            amount,
+            commission: Decimal::ZERO,
+        });
+        Ok(true)
+    }
+
+    /// The index of `channel` among the plan's channels, added when new.
+    fn channel(&mut self, channel: &str) -> Result<u16, PlanError> {
+        if let Some(i) = self.channel_index.get(channel) {
+            return Ok(*i);
+        }
+        let i = u16::try_from(self.channels.len()).map_err(|_| PlanError::Channels)?;
+        self.channels.push(channel.to_string());
+        self.channel_index.insert(channel.to_string(), i);
+        Ok(i)
+    }
+
+    /// The channel an item names.
+    pub fn channel_of(&self, item: &PlannedItem) -> &str {
+        &self.channels[item.channel as usize]
+    }
+
+    /// Whether closing moves payments CONFIRMED -> SETTLED (a batch of
+    /// returns only, or of nothing, moves none).
+    pub fn settles_payments(&self) -> bool {
+        self.totals.count > 0
+    }
+
+    /// The batch's journal: the biller's payable (gross less returns)
+    /// debited, our commission and the net to pay out credited. None when
+    /// every amount is zero.
+    pub fn journal(
+        &self,
+        batch_id: Uuid,
+        biller: &BillerId,
+        business_date: NaiveDate,
+        currency: Currency,
+    ) -> Result<Option<Journal>, PlanError> {
+        let t = &self.totals;
+        let money = |total: Decimal| {
+            Money::new_or_zero(total, currency).map_err(|reason| PlanError::Total {
+                total,
+                currency,
+                reason,
+            })
+        };
+        Ok(Journal::settlement(
+            batch_id,
+            biller,
+            money(t.gross - t.returns)?,
+            money(t.commission)?,
+            money(t.net())?,
+            format!(
+                "settlement {biller} {business_date} batch {batch_id}: {} payments, {} returns",
+                t.count, t.returns_count
+            ),
+        )?)
+    }
+}
+
+/// The reason on each payment's CONFIRMED -> SETTLED event.
+pub fn settled_reason(batch_id: Uuid, biller: &BillerId, business_date: NaiveDate) -> String {
+    format!("settled in batch {batch_id} ({biller} {business_date})")
+}
+
 /// Whether a batch's net is paid out: only a net greater than zero gets a
 /// pain.001 credit transfer (a batch of nothing, or whose returns took
 /// all of it, asks the bank for nothing).
@@ -593,6 +760,168 @@ mod tests {
         assert_eq!((t.count, t.returns_count), (2, 1));
         assert_eq!(t.net(), d("100.00"));
         assert_eq!(t.gross - t.commission - t.returns, t.net());
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_plan_takes_every_payment_with_its_commission_and_names_each_channel_once() {
+        let rule = pct("1", Some("0.50"), None, Rounding::HalfUp);
+        let mut plan = BatchPlan::new();
+        plan.add_payment(&rule, Currency::CNY, id(1), "ch-a", d("100.00"))
+            .unwrap();
+        plan.add_payment(&rule, Currency::CNY, id(2), "ch-b", d("20.00"))
+            .unwrap();
+        plan.add_payment(&rule, Currency::CNY, id(3), "ch-a", d("12.50"))
+            .unwrap();
+        assert_eq!(plan.channels, vec!["ch-a".to_string(), "ch-b".to_string()]);
+        let got: Vec<_> = plan
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.payment_id,
+                    i.is_return,
+                    plan.channel_of(i),
+                    i.amount,
+                    i.commission,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (id(1), false, "ch-a", d("100.00"), d("1.00")),
+                (id(2), false, "ch-b", d("20.00"), d("0.50")),
+                (id(3), false, "ch-a", d("12.50"), d("0.50")),
+            ]
+        );
+        assert_eq!(plan.totals.count, 3);
+        assert_eq!(plan.totals.gross, d("132.50"));
+        assert_eq!(plan.totals.commission, d("2.00"));
+        assert_eq!(plan.totals.net(), d("130.50"));
+        assert!(plan.settles_payments());
+    }
+
+    #[test]
+    fn a_plan_recovers_returns_in_the_order_offered_while_the_net_stays_positive() {
+        let rule = CommissionRule::Fixed {
+            per_item: d("1.00"),
+        };
+        let mut plan = BatchPlan::new();
+        plan.add_payment(&rule, Currency::CNY, id(1), "ch-a", d("51.00"))
+            .unwrap();
+        // net 50.00: 30.00 fits, 25.00 then does not (it waits), 20.00 does.
+        assert_eq!(plan.offer_return(id(7), "ch-r", d("30.00")), Ok(true));
+        assert_eq!(plan.offer_return(id(8), "ch-a", d("25.00")), Ok(false));
+        assert_eq!(plan.offer_return(id(9), "ch-a", d("20.00")), Ok(true));
+        // exactly zero left: nothing more, not even a cent
+        assert_eq!(plan.offer_return(id(10), "ch-a", d("0.01")), Ok(false));
+        assert_eq!(plan.totals.net(), Decimal::ZERO);
+        assert_eq!(
+            (plan.totals.returns_count, plan.totals.returns),
+            (2, d("50.00"))
+        );
+        let got: Vec<_> = plan
+            .items
+            .iter()
+            .map(|i| (i.payment_id, i.is_return, plan.channel_of(i), i.commission))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (id(1), false, "ch-a", d("1.00")),
+                (id(7), true, "ch-r", Decimal::ZERO),
+                (id(9), true, "ch-a", Decimal::ZERO),
+            ]
+        );
+        // A batch of returns only moves no payment.
+        let mut only = BatchPlan::new();
+        assert_eq!(only.offer_return(id(1), "ch-a", d("0.01")), Ok(false));
+        assert!(!only.settles_payments());
+        assert!(only.items.is_empty() && only.totals.is_empty());
+    }
+
+    #[test]
+    fn a_plan_refuses_an_amount_its_currency_cannot_carry_and_a_65537th_channel() {
+        let rule = CommissionRule::Fixed {
+            per_item: d("0.10"),
+        };
+        let mut plan = BatchPlan::new();
+        let e = plan
+            .add_payment(&rule, Currency::CNY, id(1), "ch-a", d("1.005"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "payment amount 1.005 in CNY: amount 1.005 has more decimals than CNY allows (2)"
+        );
+        assert!(plan.items.is_empty() && plan.totals.is_empty());
+
+        let mut plan = BatchPlan::new();
+        for n in 0..=u16::MAX as u128 {
+            plan.add_payment(&rule, Currency::CNY, id(n), &format!("ch-{n}"), d("1.00"))
+                .unwrap();
+        }
+        assert_eq!(plan.channels.len(), 65_536);
+        assert_eq!(
+            plan.add_payment(&rule, Currency::CNY, id(70_000), "ch-new", d("1.00")),
+            Err(PlanError::Channels)
+        );
+        assert_eq!(
+            plan.offer_return(id(70_001), "ch-new-too", d("0.01"))
+                .unwrap_err()
+                .to_string(),
+            "more than 65535 channels in one batch"
+        );
+        // A known channel is still fine.
+        assert_eq!(plan.offer_return(id(70_002), "ch-7", d("0.01")), Ok(true));
+    }
+
+    #[test]
+    fn a_plans_journal_debits_the_payable_and_credits_commission_and_net() {
+        let biller = BillerId::parse("sh-water").unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let batch = id(42);
+        let rule = CommissionRule::Fixed {
+            per_item: d("0.80"),
+        };
+        let mut plan = BatchPlan::new();
+        plan.add_payment(&rule, Currency::CNY, id(1), "ch-a", d("100.00"))
+            .unwrap();
+        plan.offer_return(id(2), "ch-a", d("10.00")).unwrap();
+        let j = plan
+            .journal(batch, &biller, date, Currency::CNY)
+            .unwrap()
+            .expect("a journal");
+        assert_eq!(j.id, batch);
+        assert_eq!(
+            j.description,
+            format!("settlement sh-water 2026-11-20 batch {batch}: 1 payments, 1 returns")
+        );
+        let legs: Vec<_> = j
+            .entries()
+            .iter()
+            .map(|e| (e.account.as_str(), e.amount.amount()))
+            .collect();
+        assert_eq!(
+            legs,
+            vec![
+                ("biller:sh-water:payable:CNY", d("90.00")),
+                ("revenue:commission:CNY", d("0.80")),
+                ("bank:settlement:CNY", d("89.20")),
+            ]
+        );
+        // Nothing to settle: no journal.
+        assert_eq!(
+            BatchPlan::new().journal(batch, &biller, date, Currency::CNY),
+            Ok(None)
+        );
+        assert_eq!(
+            settled_reason(batch, &biller, date),
+            format!("settled in batch {batch} (sh-water 2026-11-20)")
+        );
     }
 
     #[test]

@@ -75,22 +75,9 @@ pub async fn import_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let refused = |refusal: FileRefusal| ImportError::Refused {
-        file: name.clone(),
-        refusal,
-    };
     let kind = match kind {
         Some(k) => k,
-        None => {
-            let mut head = vec![0u8; 512];
-            let n = File::open(path)?.read(&mut head)?;
-            formats::sniff(&head[..n]).ok_or_else(|| {
-                refused(FileRefusal::at(
-                    "line 1",
-                    "not a file kind billclear reads (water CSV, power XML, gas fixed-width, hub statement, co-op ack, camt.053, camt.054, MT940); name it with --kind",
-                ))
-            })?
-        }
+        None => sniff_kind(path, &name)?,
     };
     if kind.is_bank() {
         if source != "bank" {
@@ -102,54 +89,11 @@ pub async fn import_file(
         return import_bank(store, dir, accounts, path, name, kind, by, now).await;
     }
     // Pass 1: read whole and check; nothing is kept yet.
-    let (summary_biller, business_date, identity, records, credited, total, currency) = {
-        let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-        let s = formats::read(kind, reader, &mut |_| {}).map_err(refused)?;
-        let d = if s.business_date == formats::UNKNOWN_DATE {
-            date.ok_or_else(|| {
-                ImportError::Mismatch(format!(
-                    "{name}: the file has no records to date it; give --date"
-                ))
-            })?
-        } else {
-            if let Some(asked) = date.filter(|d| *d != s.business_date) {
-                return Err(ImportError::Mismatch(format!(
-                    "{name}: the file reports {}, not {asked}",
-                    s.business_date
-                )));
-            }
-            s.business_date
-        };
-        (
-            s.biller_id,
-            d,
-            s.identity,
-            s.records,
-            s.credited,
-            s.credited_total_minor,
-            s.currency,
-        )
-    };
-    let biller_id = match kind {
-        FileKind::HubStatement => {
-            if source != "hub" {
-                return Err(ImportError::Mismatch(format!(
-                    "{name} is a hub statement: import it with --source hub"
-                )));
-            }
-            None
-        }
-        _ => {
-            if let Some(b) = summary_biller.as_deref().filter(|b| *b != source) {
-                return Err(ImportError::Mismatch(format!(
-                    "{name} is biller {b}'s file, not {source}'s"
-                )));
-            }
-            Some(source.to_string())
-        }
-    };
+    let summary = read_checked(path, &name, kind)?;
+    let business_date = file_date(&name, &summary, date)?;
+    let biller_id = file_biller(&name, kind, source, summary.biller_id.as_deref())?;
     let (sha256, size, _created) = keep_file(dir, path)?;
-    let identity = identity.unwrap_or_else(|| {
+    let identity = summary.identity.unwrap_or_else(|| {
         format!(
             "{}:{}:{}",
             kind.as_str(),
@@ -157,6 +101,12 @@ pub async fn import_file(
             business_date
         )
     });
+    let (records, credited, total) = (
+        summary.records,
+        summary.credited,
+        summary.credited_total_minor,
+    );
+    let currency = summary.currency;
     let outcome = store
         .record_file(&NewReconFile {
             sha256,
@@ -191,6 +141,87 @@ pub async fn import_file(
         currency,
         bank: None,
     })
+}
+
+/// A file refused whole.
+fn refused(name: &str, refusal: FileRefusal) -> ImportError {
+    ImportError::Refused {
+        file: name.to_string(),
+        refusal,
+    }
+}
+
+/// The kind of file `path` is, recognised from its first bytes.
+fn sniff_kind(path: &Path, name: &str) -> Result<FileKind, ImportError> {
+    let mut head = vec![0u8; 512];
+    let n = File::open(path)?.read(&mut head)?;
+    formats::sniff(&head[..n]).ok_or_else(|| {
+        refused(
+            name,
+            FileRefusal::at(
+                "line 1",
+                "not a file kind billclear reads (water CSV, power XML, gas fixed-width, hub statement, co-op ack, camt.053, camt.054, MT940); name it with --kind",
+            ),
+        )
+    })
+}
+
+/// Reads a counterparty file whole as `kind` and checks it (trailer counts
+/// and totals); keeps none of its records.
+fn read_checked(
+    path: &Path,
+    name: &str,
+    kind: FileKind,
+) -> Result<formats::FileSummary, ImportError> {
+    let reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+    formats::read(kind, reader, &mut |_| {}).map_err(|r| refused(name, r))
+}
+
+/// The business date of a file: the one it reports, which must be `asked`
+/// when given; `asked` for a file with no records to date it.
+fn file_date(
+    name: &str,
+    s: &formats::FileSummary,
+    asked: Option<NaiveDate>,
+) -> Result<NaiveDate, ImportError> {
+    if s.business_date == formats::UNKNOWN_DATE {
+        return asked.ok_or_else(|| {
+            ImportError::Mismatch(format!(
+                "{name}: the file has no records to date it; give --date"
+            ))
+        });
+    }
+    if let Some(asked) = asked.filter(|d| *d != s.business_date) {
+        return Err(ImportError::Mismatch(format!(
+            "{name}: the file reports {}, not {asked}",
+            s.business_date
+        )));
+    }
+    Ok(s.business_date)
+}
+
+/// The biller a file is recorded for: none for a hub statement (which only
+/// `hub` imports), else `source`, which must be the biller the file names.
+fn file_biller(
+    name: &str,
+    kind: FileKind,
+    source: &str,
+    named: Option<&str>,
+) -> Result<Option<String>, ImportError> {
+    if kind == FileKind::HubStatement {
+        if source != "hub" {
+            return Err(ImportError::Mismatch(format!(
+                "{name} is a hub statement: import it with --source hub"
+            )));
+        }
+        return Ok(None);
+    }
+    if let Some(b) = named.filter(|b| *b != source) {
+        return Err(ImportError::Mismatch(format!(
+            "{name} is biller {b}'s file, not {source}'s"
+        )));
+    }
+    Ok(Some(source.to_string()))
 }
 
 /// Pass 2: keeps the bytes under their digest (atomic: temp, fsync,

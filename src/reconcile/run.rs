@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::formats;
 use super::import::StoredReader;
 use super::report::{ReportBalanceRow, ReportBreakRow, ReportSummaryRow, RunReport};
-use super::spill::ExternalSorter;
+use super::spill::{ExternalSorter, SortedIter};
 use crate::domain::biller::Biller;
 use crate::domain::recon::matching::{
-    judge, merge, Category, Decision, Earlier, Found, MatchRules, OrderError, OurPayment, Pending,
-    Sourced, Verdict,
+    judge, merge, Category, Decision, Earlier, Found, Group, MatchRules, OrderError, OurPayment,
+    Pending, Sourced, Verdict,
 };
 use crate::domain::recon::{FileKind, FileRoutes};
 use crate::store::recon::{BreakFilter, BreaksRecorded, ReconFile, ReconStore};
@@ -166,230 +166,80 @@ pub async fn run_biller(
         .into_iter()
         .cloned()
         .collect();
-    // What an absence is judged against. The hub's statement is in for
-    // every biller: an absence proves something only for a payment that
-    // went through the hub (whatever the biller's routes are today), and
-    // then it must.
-    let covered: BTreeSet<String> = files
-        .iter()
-        .filter(|f| f.business_date == date)
-        .filter_map(|f| opts.file_routes.connector(f.kind).map(str::to_string))
-        .collect();
+    let covered = covered_on(&files, date, &opts.file_routes);
     let file_ids: Vec<i64> = files.iter().map(|f| f.id).collect();
     let run_id = store
         .start_run(date, biller.id.as_str(), &opts.run_by, &file_ids, now)
         .await?;
-    let result: Result<RunSummary, RunError> = async {
-        let day_end = day_start(biller, next);
-        let rules = MatchRules {
-            tolerance_minor,
-            grace_elapsed: now
-                >= day_end + chrono::Duration::from_std(opts.grace).unwrap_or_default(),
-            covered: covered.clone(),
-            file_routes: opts.file_routes.clone(),
-        };
+    let run = BillerRun {
+        store: store.clone(),
+        biller,
+        date,
+        next,
+        prev,
+        opts,
+        tolerance_minor,
+        now,
+        run_id,
+    };
+    let result = run.pass(files, covered, file_ids, progress).await;
+    if let Err(e) = &result {
+        let _ = store.fail_run(run_id, &e.to_string(), Utc::now()).await;
+    }
+    result
+}
 
-        // Their side, sorted by our reference in bounded memory.
-        let dir = opts.dir.clone();
-        let spill_dir = dir.join("tmp");
-        std::fs::create_dir_all(&spill_dir)?;
-        let biller_id = biller.id.to_string();
-        let buffer = opts.sort_buffer.max(1_000);
-        let (sorted, spoke_of_biller) = {
-            let files = files.clone();
-            let biller_id = biller_id.clone();
-            let routes = opts.file_routes.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, RunError> {
-                let mut sorter: ExternalSorter<Sourced> =
-                    ExternalSorter::new(&spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
-                // Connectors whose file of the date holds a record of the biller.
-                let mut spoke: BTreeSet<String> = BTreeSet::new();
-                for f in &files {
-                    let mut reader =
-                        BufReader::with_capacity(1 << 20, StoredReader::open(&dir, &f.sha256)?);
-                    let core = f.business_date == date;
-                    let mut failed: Option<std::io::Error> = None;
-                    let mut records = 0u64;
-                    formats::read(f.kind, &mut reader, &mut |record| {
-                        if failed.is_some() || record.biller_id != biller_id {
-                            return;
-                        }
-                        records += 1;
-                        if let Err(e) = sorter.push(Sourced {
-                            record,
-                            file_id: f.id,
-                            kind: f.kind,
-                            core,
-                        }) {
-                            failed = Some(e);
-                        }
-                    })
-                    .map_err(|r| RunError::Unreadable {
-                        id: f.id,
-                        name: f.file_name.clone(),
-                        reason: r.to_string(),
-                    })?;
-                    if let Some(e) = failed {
-                        return Err(e.into());
-                    }
-                    if !reader.into_inner().verified() {
-                        return Err(RunError::Tampered {
-                            id: f.id,
-                            name: f.file_name.clone(),
-                        });
-                    }
-                    if core && records > 0 {
-                        spoke.extend(routes.connector(f.kind).map(str::to_string));
-                    }
-                }
-                Ok((sorter.finish()?, spoke))
-            })
-            .await
-            .map_err(|e| RunError::Other(format!("sorting task: {e}")))??
-        };
+/// What an absence is judged against: the connectors whose file of `date`
+/// is among `files`.
+fn covered_on(files: &[ReconFile], date: NaiveDate, routes: &FileRoutes) -> BTreeSet<String> {
+    // The hub's statement is in for every biller: an absence proves
+    // something only for a payment that went through the hub (whatever
+    // the biller's routes are today), and then it must.
+    files
+        .iter()
+        .filter(|f| f.business_date == date)
+        .filter_map(|f| routes.connector(f.kind).map(str::to_string))
+        .collect()
+}
+
+/// A progress callback: called with the count of references merged so far.
+type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// One biller's run once started: what its steps share.
+struct BillerRun<'a> {
+    store: Arc<dyn ReconStore>,
+    biller: &'a Biller,
+    date: NaiveDate,
+    next: NaiveDate,
+    prev: NaiveDate,
+    opts: &'a RunOptions,
+    tolerance_minor: i64,
+    now: DateTime<Utc>,
+    run_id: i64,
+}
+
+impl BillerRun<'_> {
+    /// Sorts their side, streams ours, merges and judges them while writing
+    /// what is found, then finishes the run with its summary.
+    async fn pass(
+        &self,
+        files: Vec<ReconFile>,
+        covered: BTreeSet<String>,
+        file_ids: Vec<i64>,
+        progress: Option<Progress>,
+    ) -> Result<RunSummary, RunError> {
+        let day_end = day_start(self.biller, self.next);
+        let rules = self.rules(day_end, &covered);
+        let biller_id = self.biller.id.to_string();
+        let (sorted, spoke_of_biller) = self.sort_theirs(&files, &biller_id).await?;
         let spilled_runs = sorted.spilled_runs();
-
-        // Our side, streamed in reference order.
-        let (our_tx, mut our_rx) = tokio::sync::mpsc::channel::<OurPayment>(8_192);
-        let feeder = {
-            let store = store.clone();
-            let biller_id = biller_id.clone();
-            let from = day_start(biller, prev);
-            let core_from = day_start(biller, date);
-            tokio::spawn(async move {
-                store
-                    .stream_payments(&biller_id, from, core_from, day_end, our_tx)
-                    .await
-            })
-        };
+        let (our_rx, feeder) = self.feed_ours(&biller_id, day_end);
 
         // The merge, on a blocking thread; its output written in chunks here.
-        enum Out {
-            Breaks(Vec<Found>),
-            Decisions(Vec<Decision>),
-        }
-        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Out>(4);
-        let merger = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
-            let mut s = RunSummary::default();
-            // Connectors our payments went through.
-            let mut went_through: BTreeSet<String> = BTreeSet::new();
-            let mut breaks = Vec::new();
-            let mut decisions = Vec::new();
-            let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
-            let theirs = sorted.map(|r| r.map_err(RunError::from));
-            let mut seen = 0u64;
-            merge(ours, theirs, |g| {
-                seen += 1;
-                if seen.is_multiple_of(100_000) {
-                    if let Some(p) = &progress {
-                        p(seen);
-                    }
-                }
-                if let Some(o) = &g.ours {
-                    if o.core {
-                        s.ours += 1;
-                    }
-                    if let Some(c) = &o.connector_id {
-                        if !went_through.contains(c) {
-                            went_through.insert(c.clone());
-                        }
-                    }
-                }
-                s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
-                let amount = g
-                    .ours
-                    .as_ref()
-                    .map(|o| o.amount_minor)
-                    .or_else(|| g.theirs.first().map(|t| t.record.amount_minor))
-                    .unwrap_or(0);
-                if s.currency.is_empty() {
-                    if let Some(c) = g
-                        .ours
-                        .as_ref()
-                        .map(|o| o.currency.clone())
-                        .or_else(|| g.theirs.first().map(|t| t.record.currency.clone()))
-                    {
-                        s.currency = c;
-                    }
-                }
-                for v in judge(g.ours.as_ref(), &g.theirs, &rules) {
-                    match v {
-                        Verdict::Matched { within_tolerance } => {
-                            if within_tolerance {
-                                s.matched_within_tolerance.add(amount)
-                            } else {
-                                s.matched.add(amount)
-                            }
-                        }
-                        Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
-                        Verdict::DecidedBefore(Earlier::Confirm) => s.auto_confirmed.add(amount),
-                        Verdict::DecidedBefore(Earlier::Reject) => s.auto_rejected.add(amount),
-                        Verdict::Pending(p) => {
-                            s.pending.entry(p.as_str().into()).or_default().add(amount)
-                        }
-                        Verdict::Decide(d) => {
-                            match &d {
-                                Decision::Confirm { .. } => s.auto_confirmed.add(amount),
-                                Decision::Reject { .. } => s.auto_rejected.add(amount),
-                            }
-                            decisions.push(d);
-                            if decisions.len() >= DECISION_CHUNK {
-                                let chunk = std::mem::take(&mut decisions);
-                                out_tx
-                                    .blocking_send(Out::Decisions(chunk))
-                                    .map_err(|_| RunError::Other("writer stopped".into()))?;
-                            }
-                        }
-                        Verdict::Break(f) => {
-                            let minor = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
-                            s.breaks
-                                .entry(f.category.as_str().into())
-                                .or_default()
-                                .add(minor);
-                            breaks.push(f);
-                            if breaks.len() >= CHUNK {
-                                let chunk = std::mem::take(&mut breaks);
-                                out_tx
-                                    .blocking_send(Out::Breaks(chunk))
-                                    .map_err(|_| RunError::Other("writer stopped".into()))?;
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-            if !breaks.is_empty() {
-                let _ = out_tx.blocking_send(Out::Breaks(breaks));
-            }
-            if !decisions.is_empty() {
-                let _ = out_tx.blocking_send(Out::Decisions(decisions));
-            }
-            Ok((s, went_through))
-        });
-        let mut recorded = BreaksRecorded::default();
-        let mut write_error: Option<RunError> = None;
-        while let Some(out) = out_rx.recv().await {
-            if write_error.is_some() {
-                continue; // drain so the merge can end
-            }
-            let r = match out {
-                Out::Breaks(chunk) => store
-                    .record_breaks(run_id, date, &biller_id, &chunk, now)
-                    .await
-                    .map(|r| {
-                        recorded.opened += r.opened;
-                        recorded.reopened += r.reopened;
-                        recorded.still_open += r.still_open;
-                    }),
-                Out::Decisions(chunk) => store
-                    .apply_decisions(run_id, date, &biller_id, &chunk, now)
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(e) = r {
-                write_error = Some(e.into());
-            }
-        }
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Out>(4);
+        let judging = Judging::new(rules, progress, out_tx);
+        let merger = tokio::task::spawn_blocking(move || judging.judge_all(our_rx, sorted));
+        let (recorded, write_error) = self.write_found(&biller_id, out_rx).await;
         let merged = merger
             .await
             .map_err(|e| RunError::Other(format!("merge task: {e}")))?;
@@ -401,38 +251,371 @@ pub async fn run_biller(
             return Err(e);
         }
         let (mut s, went_through) = merged?;
-        // A statement of every biller (the hub's) is shown as covering this
-        // one only where it concerns it.
-        let own: BTreeSet<&str> = files
-            .iter()
-            .filter(|f| f.business_date == date && f.biller_id.as_deref() == Some(&biller_id))
-            .filter_map(|f| opts.file_routes.connector(f.kind))
-            .collect();
-        s.covered = covered
-            .into_iter()
-            .filter(|c| {
-                own.contains(c.as_str())
-                    || biller.routes.iter().any(|r| r.as_str() == c)
-                    || spoke_of_biller.contains(c.as_str())
-                    || went_through.contains(c)
-            })
-            .collect();
-        s.run_id = run_id;
+        s.covered = self.concerned(&files, &biller_id, covered, &spoke_of_biller, &went_through);
+        s.run_id = self.run_id;
         s.biller_id = biller_id;
-        s.business_date = date;
+        s.business_date = self.date;
         s.files = file_ids;
-        s.tolerance_minor = tolerance_minor;
+        s.tolerance_minor = self.tolerance_minor;
         s.spilled_runs = spilled_runs;
         s.recorded = recorded;
         let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
-        s.cleared = store.finish_run(run_id, &summary, now).await?;
+        s.cleared = self
+            .store
+            .finish_run(self.run_id, &summary, self.now)
+            .await?;
         Ok(s)
     }
-    .await;
-    if let Err(e) = &result {
-        let _ = store.fail_run(run_id, &e.to_string(), Utc::now()).await;
+
+    /// The matching rules of this run: the biller's tolerance, whether the
+    /// grace period after the date's end has passed, the covered connectors.
+    fn rules(&self, day_end: DateTime<Utc>, covered: &BTreeSet<String>) -> MatchRules {
+        MatchRules {
+            tolerance_minor: self.tolerance_minor,
+            grace_elapsed: self.now
+                >= day_end + chrono::Duration::from_std(self.opts.grace).unwrap_or_default(),
+            covered: covered.clone(),
+            file_routes: self.opts.file_routes.clone(),
+        }
     }
-    result
+
+    /// Their side, sorted by our reference in bounded memory (on a blocking
+    /// thread), and the connectors whose file of the date holds a record of
+    /// the biller.
+    async fn sort_theirs(
+        &self,
+        files: &[ReconFile],
+        biller_id: &str,
+    ) -> Result<(SortedIter<Sourced>, BTreeSet<String>), RunError> {
+        let dir = self.opts.dir.clone();
+        let spill_dir = dir.join("tmp");
+        std::fs::create_dir_all(&spill_dir)?;
+        let buffer = self.opts.sort_buffer.max(1_000);
+        let files = files.to_vec();
+        let biller_id = biller_id.to_string();
+        let routes = self.opts.file_routes.clone();
+        let date = self.date;
+        tokio::task::spawn_blocking(move || {
+            sort_their_side(&dir, &spill_dir, buffer, &files, &biller_id, date, &routes)
+        })
+        .await
+        .map_err(|e| RunError::Other(format!("sorting task: {e}")))?
+    }
+
+    /// Our side, streamed in reference order by a task of its own: the
+    /// biller's payments from the start of the day before to `day_end`.
+    fn feed_ours(
+        &self,
+        biller_id: &str,
+        day_end: DateTime<Utc>,
+    ) -> (
+        tokio::sync::mpsc::Receiver<OurPayment>,
+        tokio::task::JoinHandle<Result<u64, StoreError>>,
+    ) {
+        let (our_tx, our_rx) = tokio::sync::mpsc::channel::<OurPayment>(8_192);
+        let store = self.store.clone();
+        let biller_id = biller_id.to_string();
+        let from = day_start(self.biller, self.prev);
+        let core_from = day_start(self.biller, self.date);
+        let feeder = tokio::spawn(async move {
+            store
+                .stream_payments(&biller_id, from, core_from, day_end, our_tx)
+                .await
+        });
+        (our_rx, feeder)
+    }
+
+    /// Writes the merge's chunks as they come (breaks recorded, decisions
+    /// applied); after a failed write drains the rest so the merge can end,
+    /// and returns that error beside what was recorded.
+    async fn write_found(
+        &self,
+        biller_id: &str,
+        mut out_rx: tokio::sync::mpsc::Receiver<Out>,
+    ) -> (BreaksRecorded, Option<RunError>) {
+        let (run_id, date, now) = (self.run_id, self.date, self.now);
+        let mut recorded = BreaksRecorded::default();
+        let mut write_error: Option<RunError> = None;
+        while let Some(out) = out_rx.recv().await {
+            if write_error.is_some() {
+                continue; // drain so the merge can end
+            }
+            let r = match out {
+                Out::Breaks(chunk) => self
+                    .store
+                    .record_breaks(run_id, date, biller_id, &chunk, now)
+                    .await
+                    .map(|r| {
+                        recorded.opened += r.opened;
+                        recorded.reopened += r.reopened;
+                        recorded.still_open += r.still_open;
+                    }),
+                Out::Decisions(chunk) => self
+                    .store
+                    .apply_decisions(run_id, date, biller_id, &chunk, now)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = r {
+                write_error = Some(e.into());
+            }
+        }
+        (recorded, write_error)
+    }
+
+    /// The covered connectors shown for this biller: a statement of every
+    /// biller (the hub's) is shown as covering this one only where it
+    /// concerns it.
+    fn concerned(
+        &self,
+        files: &[ReconFile],
+        biller_id: &str,
+        covered: BTreeSet<String>,
+        spoke_of_biller: &BTreeSet<String>,
+        went_through: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let own: BTreeSet<&str> = files
+            .iter()
+            .filter(|f| f.business_date == self.date && f.biller_id.as_deref() == Some(biller_id))
+            .filter_map(|f| self.opts.file_routes.connector(f.kind))
+            .collect();
+        covered
+            .into_iter()
+            .filter(|c| {
+                own.contains(c.as_str())
+                    || self.biller.routes.iter().any(|r| r.as_str() == c)
+                    || spoke_of_biller.contains(c.as_str())
+                    || went_through.contains(c)
+            })
+            .collect()
+    }
+}
+
+/// Reads the biller's records of every file into one external sorter
+/// (spilling under `spill_dir`); returns them sorted, and the connectors
+/// whose file of `date` held any.
+fn sort_their_side(
+    dir: &Path,
+    spill_dir: &Path,
+    buffer: usize,
+    files: &[ReconFile],
+    biller_id: &str,
+    date: NaiveDate,
+    routes: &FileRoutes,
+) -> Result<(SortedIter<Sourced>, BTreeSet<String>), RunError> {
+    let mut sorter: ExternalSorter<Sourced> =
+        ExternalSorter::new(spill_dir, buffer, |s: &Sourced| &s.record.our_reference)?;
+    // Connectors whose file of the date holds a record of the biller.
+    let mut spoke: BTreeSet<String> = BTreeSet::new();
+    for f in files {
+        let core = f.business_date == date;
+        let records = sort_file(&mut sorter, dir, f, biller_id, core)?;
+        if core && records > 0 {
+            spoke.extend(routes.connector(f.kind).map(str::to_string));
+        }
+    }
+    Ok((sorter.finish()?, spoke))
+}
+
+/// Pushes the biller's records of one stored file into `sorter`, then
+/// checks the bytes read are those imported; returns how many it pushed.
+fn sort_file(
+    sorter: &mut ExternalSorter<Sourced>,
+    dir: &Path,
+    f: &ReconFile,
+    biller_id: &str,
+    core: bool,
+) -> Result<u64, RunError> {
+    let mut reader = BufReader::with_capacity(1 << 20, StoredReader::open(dir, &f.sha256)?);
+    let mut failed: Option<std::io::Error> = None;
+    let mut records = 0u64;
+    formats::read(f.kind, &mut reader, &mut |record| {
+        if failed.is_some() || record.biller_id != biller_id {
+            return;
+        }
+        records += 1;
+        if let Err(e) = sorter.push(Sourced {
+            record,
+            file_id: f.id,
+            kind: f.kind,
+            core,
+        }) {
+            failed = Some(e);
+        }
+    })
+    .map_err(|r| RunError::Unreadable {
+        id: f.id,
+        name: f.file_name.clone(),
+        reason: r.to_string(),
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if !reader.into_inner().verified() {
+        return Err(RunError::Tampered {
+            id: f.id,
+            name: f.file_name.clone(),
+        });
+    }
+    Ok(records)
+}
+
+/// A chunk of what the merge found, for the writer.
+enum Out {
+    Breaks(Vec<Found>),
+    Decisions(Vec<Decision>),
+}
+
+/// The merge's state: the summary's counts so far, the connectors our
+/// payments went through, and the breaks and decisions not yet handed to
+/// the writer.
+struct Judging {
+    rules: MatchRules,
+    progress: Option<Progress>,
+    out: tokio::sync::mpsc::Sender<Out>,
+    s: RunSummary,
+    went_through: BTreeSet<String>,
+    breaks: Vec<Found>,
+    decisions: Vec<Decision>,
+    seen: u64,
+}
+
+impl Judging {
+    fn new(
+        rules: MatchRules,
+        progress: Option<Progress>,
+        out: tokio::sync::mpsc::Sender<Out>,
+    ) -> Judging {
+        Judging {
+            rules,
+            progress,
+            out,
+            s: RunSummary::default(),
+            went_through: BTreeSet::new(),
+            breaks: Vec::new(),
+            decisions: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    /// Merges both sides and judges each reference; sends the last chunks
+    /// and returns the counts and the connectors our payments went through.
+    fn judge_all(
+        mut self,
+        mut our_rx: tokio::sync::mpsc::Receiver<OurPayment>,
+        sorted: SortedIter<Sourced>,
+    ) -> Result<(RunSummary, BTreeSet<String>), RunError> {
+        let ours = std::iter::from_fn(|| our_rx.blocking_recv()).map(Ok::<_, RunError>);
+        let theirs = sorted.map(|r| r.map_err(RunError::from));
+        merge(ours, theirs, |g| self.group(g))?;
+        if !self.breaks.is_empty() {
+            let breaks = std::mem::take(&mut self.breaks);
+            let _ = self.out.blocking_send(Out::Breaks(breaks));
+        }
+        if !self.decisions.is_empty() {
+            let decisions = std::mem::take(&mut self.decisions);
+            let _ = self.out.blocking_send(Out::Decisions(decisions));
+        }
+        Ok((self.s, self.went_through))
+    }
+
+    /// Counts one reference's group and acts on each verdict on it.
+    fn group(&mut self, g: Group) -> Result<(), RunError> {
+        self.seen += 1;
+        if self.seen.is_multiple_of(100_000) {
+            if let Some(p) = &self.progress {
+                p(self.seen);
+            }
+        }
+        self.count_sides(&g);
+        let amount = g
+            .ours
+            .as_ref()
+            .map(|o| o.amount_minor)
+            .or_else(|| g.theirs.first().map(|t| t.record.amount_minor))
+            .unwrap_or(0);
+        for v in judge(g.ours.as_ref(), &g.theirs, &self.rules) {
+            self.verdict(v, amount)?;
+        }
+        Ok(())
+    }
+
+    /// Counts each side's items of the date, notes the connector our payment
+    /// went through, and takes the run's currency from the first group.
+    fn count_sides(&mut self, g: &Group) {
+        let s = &mut self.s;
+        if let Some(o) = &g.ours {
+            if o.core {
+                s.ours += 1;
+            }
+            if let Some(c) = &o.connector_id {
+                if !self.went_through.contains(c) {
+                    self.went_through.insert(c.clone());
+                }
+            }
+        }
+        s.theirs += g.theirs.iter().filter(|t| t.core).count() as u64;
+        if s.currency.is_empty() {
+            if let Some(c) = g
+                .ours
+                .as_ref()
+                .map(|o| o.currency.clone())
+                .or_else(|| g.theirs.first().map(|t| t.record.currency.clone()))
+            {
+                s.currency = c;
+            }
+        }
+    }
+
+    /// Tallies one verdict; queues a decision or a break, handing a full
+    /// chunk to the writer.
+    fn verdict(&mut self, v: Verdict, amount: i64) -> Result<(), RunError> {
+        let s = &mut self.s;
+        match v {
+            Verdict::Matched { within_tolerance } => {
+                if within_tolerance {
+                    s.matched_within_tolerance.add(amount)
+                } else {
+                    s.matched.add(amount)
+                }
+            }
+            Verdict::AgreedNotApplied => s.agreed_not_applied += 1,
+            Verdict::DecidedBefore(Earlier::Confirm) => s.auto_confirmed.add(amount),
+            Verdict::DecidedBefore(Earlier::Reject) => s.auto_rejected.add(amount),
+            Verdict::Pending(p) => s.pending.entry(p.as_str().into()).or_default().add(amount),
+            Verdict::Decide(d) => {
+                match &d {
+                    Decision::Confirm { .. } => s.auto_confirmed.add(amount),
+                    Decision::Reject { .. } => s.auto_rejected.add(amount),
+                }
+                self.decisions.push(d);
+                if self.decisions.len() >= DECISION_CHUNK {
+                    let chunk = std::mem::take(&mut self.decisions);
+                    self.send(Out::Decisions(chunk))?;
+                }
+            }
+            Verdict::Break(f) => {
+                let minor = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
+                s.breaks
+                    .entry(f.category.as_str().into())
+                    .or_default()
+                    .add(minor);
+                self.breaks.push(f);
+                if self.breaks.len() >= CHUNK {
+                    let chunk = std::mem::take(&mut self.breaks);
+                    self.send(Out::Breaks(chunk))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a chunk to the writer (an error once the writer has stopped).
+    fn send(&self, out: Out) -> Result<(), RunError> {
+        self.out
+            .blocking_send(out)
+            .map_err(|_| RunError::Other("writer stopped".into()))
+    }
 }
 
 /// The categories in report order, for tables.
@@ -551,6 +734,29 @@ async fn bank_report(
     breaks: &mut Vec<ReportBreakRow>,
     balances: &mut Vec<ReportBalanceRow>,
 ) -> Result<(), RunError> {
+    bank_summary_rows(b, summary);
+    let found = store
+        .breaks(&BreakFilter {
+            date: Some(date),
+            scope: Some(BANK_SCOPE.to_string()),
+            ..Default::default()
+        })
+        .await?;
+    breaks.extend(
+        found
+            .into_iter()
+            .filter(|x| x.found_by_run == Some(b.run_id))
+            .map(report_row),
+    );
+    for p in &b.balances {
+        balance_rows(p, balances);
+    }
+    Ok(())
+}
+
+/// The bank's summary rows: per currency, payouts and fundings matched,
+/// payouts unpaid, and each bank break category.
+fn bank_summary_rows(b: &BankSummary, summary: &mut Vec<ReportSummaryRow>) {
     let mut row = |category: &str, currency: &str, t: &Tally| {
         summary.push(ReportSummaryRow {
             biller_id: BANK_SCOPE.to_string(),
@@ -577,92 +783,85 @@ async fn bank_report(
             row(cat.as_str(), c, &t);
         }
     }
-    let found = store
-        .breaks(&BreakFilter {
-            date: Some(date),
-            scope: Some(BANK_SCOPE.to_string()),
-            ..Default::default()
+}
+
+/// One currency's balance rows: each account's closing balance and what it
+/// brought forward, the ledger's balance, the difference and each item
+/// that explains it.
+fn balance_rows(
+    p: &crate::domain::recon::bank::BankPosition,
+    balances: &mut Vec<ReportBalanceRow>,
+) {
+    let c = &p.currency;
+    let ledger = format!("bank:settlement:{c}");
+    let mut line = |account: &str, item: &str, amount_minor: i64| {
+        balances.push(ReportBalanceRow {
+            account: account.to_string(),
+            item: item.to_string(),
+            amount_minor,
+            currency: c.clone(),
         })
-        .await?;
-    breaks.extend(
-        found
-            .into_iter()
-            .filter(|x| x.found_by_run == Some(b.run_id))
-            .map(report_row),
-    );
-    for p in &b.balances {
-        let c = &p.currency;
-        let ledger = format!("bank:settlement:{c}");
-        let mut line = |account: &str, item: &str, amount_minor: i64| {
-            balances.push(ReportBalanceRow {
-                account: account.to_string(),
-                item: item.to_string(),
-                amount_minor,
-                currency: c.clone(),
-            })
-        };
-        for a in &p.accounts {
-            let on = a
-                .closing_date
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            line(
-                &a.account,
-                &format!("bank-closing-balance{on}"),
-                a.closing_minor,
-            );
-            line(
-                &a.account,
-                "brought-forward (before its first statement)",
-                a.brought_forward_minor,
-            );
-        }
-        line(&ledger, "ledger-balance", p.ledger_minor);
+    };
+    for a in &p.accounts {
+        let on = a
+            .closing_date
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
         line(
-            &ledger,
-            "difference (bank - ledger)",
-            p.bank_minor() - p.ledger_minor,
+            &a.account,
+            &format!("bank-closing-balance{on}"),
+            a.closing_minor,
         );
         line(
-            &ledger,
-            "explained: brought-forward",
-            p.brought_forward_minor(),
-        );
-        line(
-            &ledger,
-            &format!("explained: payouts in transit ({})", p.in_transit_count),
-            p.in_transit_minor,
-        );
-        line(
-            &ledger,
-            "explained: payout differences (breaks)",
-            p.payout_difference_minor,
-        );
-        line(
-            &ledger,
-            &format!(
-                "explained: unattributed entries ({}, breaks)",
-                p.unattributed_count
-            ),
-            p.unattributed_minor,
-        );
-        line(
-            &ledger,
-            "explained: funding booked from later entries",
-            -p.later_funding_minor,
-        );
-        line(
-            &ledger,
-            "explained: posted by resolved breaks",
-            -p.resolutions_minor,
-        );
-        line(
-            &ledger,
-            "unexplained (a break when not zero)",
-            p.unexplained_minor(),
+            &a.account,
+            "brought-forward (before its first statement)",
+            a.brought_forward_minor,
         );
     }
-    Ok(())
+    line(&ledger, "ledger-balance", p.ledger_minor);
+    line(
+        &ledger,
+        "difference (bank - ledger)",
+        p.bank_minor() - p.ledger_minor,
+    );
+    line(
+        &ledger,
+        "explained: brought-forward",
+        p.brought_forward_minor(),
+    );
+    line(
+        &ledger,
+        &format!("explained: payouts in transit ({})", p.in_transit_count),
+        p.in_transit_minor,
+    );
+    line(
+        &ledger,
+        "explained: payout differences (breaks)",
+        p.payout_difference_minor,
+    );
+    line(
+        &ledger,
+        &format!(
+            "explained: unattributed entries ({}, breaks)",
+            p.unattributed_count
+        ),
+        p.unattributed_minor,
+    );
+    line(
+        &ledger,
+        "explained: funding booked from later entries",
+        -p.later_funding_minor,
+    );
+    line(
+        &ledger,
+        "explained: posted by resolved breaks",
+        -p.resolutions_minor,
+    );
+    line(
+        &ledger,
+        "unexplained (a break when not zero)",
+        p.unexplained_minor(),
+    );
 }
 
 /// Writes the report as `<stem>-summary.csv`, `<stem>-breaks.csv` and
@@ -968,10 +1167,6 @@ async fn bank_pass(
     entries: &[crate::store::bank::BankEntryRow],
     now: DateTime<Utc>,
 ) -> Result<BankSummary, RunError> {
-    use crate::domain::recon::bank::{
-        judge_funding, judge_line, paid_batch, BankVerdict, Expected,
-    };
-    use crate::domain::recon::statement::{chain_gap, mask_account};
     let mut s = BankSummary {
         run_id,
         business_date: date,
@@ -981,8 +1176,32 @@ async fn bank_pass(
         not_booked: statements.iter().map(|st| st.pending.max(0) as u64).sum(),
         ..Default::default()
     };
+    let mut found = statement_gaps(store, statements).await?;
+    let mut paid = BTreeSet::new();
+    let funded_dates = book_lines(store, entries, now, &mut s, &mut paid, &mut found).await?;
+    check_fundings(store, date, &funded_dates, &mut found).await?;
+    // Only a statement of the date answers for payouts due by it and for
+    // the bank's balance (a notification or a back-dated entry alone does not).
+    if !statements.is_empty() {
+        payouts_and_balances(store, date, &mut s, &mut paid, &mut found).await?;
+    }
+    tally_breaks(&mut s, &found);
+    s.recorded = store
+        .record_breaks(run_id, date, BANK_SCOPE, &found, now)
+        .await?;
+    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
+    s.cleared = store.finish_run(run_id, &summary, now).await?;
+    Ok(s)
+}
+
+/// Each account's chain: every statement of the date against the one
+/// before it, a `statement-gap` break where they do not join.
+async fn statement_gaps(
+    store: &dyn crate::store::Store,
+    statements: &[crate::store::bank::BankStatementRow],
+) -> Result<Vec<Found>, RunError> {
+    use crate::domain::recon::statement::chain_gap;
     let mut found: Vec<Found> = Vec::new();
-    // Each account's chain: this statement against the one before it.
     for st in statements {
         let Some(link) = &st.link else { continue };
         let Some(prev) = store.previous_statement(st).await? else {
@@ -993,38 +1212,63 @@ async fn bank_pass(
         };
         let scale = crate::domain::recon::matching::scale_of(&st.currency);
         if let Some(detail) = chain_gap(prev_link, link, scale) {
-            let at = link
-                .sequence
-                .map(|n| {
-                    format!(
-                        "{n}{}",
-                        link.page
-                            .as_deref()
-                            .map(|p| format!("/{p}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .unwrap_or_else(|| link.business_date.to_string());
-            found.push(Found {
-                category: Category::StatementGap,
-                our_reference: format!("statement:{}:{at}", mask_account(&st.account)),
-                their_reference: link.statement_id.clone(),
-                our_amount_minor: Some(prev_link.closing_minor),
-                their_amount_minor: Some(link.opening_minor),
-                currency: st.currency.clone(),
-                detail: format!(
-                    "account {}, statement {} of {}: {detail}",
-                    mask_account(&st.account),
-                    link.statement_id,
-                    link.business_date
-                ),
-                evidence: Vec::new(),
-            });
+            found.push(gap_break(st, prev_link, link, &detail));
         }
     }
-    // Every booked entry of the date, once.
+    Ok(found)
+}
+
+/// The `statement-gap` break of a statement that does not join the one
+/// before it.
+fn gap_break(
+    st: &crate::store::bank::BankStatementRow,
+    prev_link: &crate::domain::recon::statement::ChainLink,
+    link: &crate::domain::recon::statement::ChainLink,
+    detail: &str,
+) -> Found {
+    use crate::domain::recon::statement::mask_account;
+    let at = link
+        .sequence
+        .map(|n| {
+            format!(
+                "{n}{}",
+                link.page
+                    .as_deref()
+                    .map(|p| format!("/{p}"))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| link.business_date.to_string());
+    Found {
+        category: Category::StatementGap,
+        our_reference: format!("statement:{}:{at}", mask_account(&st.account)),
+        their_reference: link.statement_id.clone(),
+        our_amount_minor: Some(prev_link.closing_minor),
+        their_amount_minor: Some(link.opening_minor),
+        currency: st.currency.clone(),
+        detail: format!(
+            "account {}, statement {} of {}: {detail}",
+            mask_account(&st.account),
+            link.statement_id,
+            link.business_date
+        ),
+        evidence: Vec::new(),
+    }
+}
+
+/// Every booked entry of the date, once: the batch it pays recorded as
+/// paid, the channel funding it brings booked, or a break. Returns the
+/// (channel, statement date) pairs it funded.
+async fn book_lines(
+    store: &dyn crate::store::Store,
+    entries: &[crate::store::bank::BankEntryRow],
+    now: DateTime<Utc>,
+    s: &mut BankSummary,
+    paid: &mut BTreeSet<uuid::Uuid>,
+    found: &mut Vec<Found>,
+) -> Result<BTreeSet<(String, NaiveDate)>, RunError> {
+    use crate::domain::recon::bank::{judge_line, paid_batch, BankVerdict, Expected};
     let mut funded_dates: BTreeSet<(String, NaiveDate)> = BTreeSet::new();
-    let mut paid = BTreeSet::new();
     for e in entries.iter().filter(|e| e.booked()) {
         s.lines += 1;
         let line = bank_line(e);
@@ -1073,9 +1317,19 @@ async fn bank_pass(
             BankVerdict::Break(b) => found.push(b),
         }
     }
-    // What each channel paid for a statement date, in all its transfers
-    // booked on or before this date.
-    for (channel, day) in &funded_dates {
+    Ok(funded_dates)
+}
+
+/// What each channel paid for a statement date, in all its transfers
+/// booked on or before `date`, against what its statement owes.
+async fn check_fundings(
+    store: &dyn crate::store::Store,
+    date: NaiveDate,
+    funded_dates: &BTreeSet<(String, NaiveDate)>,
+    found: &mut Vec<Found>,
+) -> Result<(), RunError> {
+    use crate::domain::recon::bank::{judge_funding, Expected};
+    for (channel, day) in funded_dates {
         if let Some(Expected::Funding {
             owed_minor,
             currency,
@@ -1088,12 +1342,12 @@ async fn bank_pass(
             ));
         }
     }
-    // Only a statement of the date answers for payouts due by it and for
-    // the bank's balance (a notification or a back-dated entry alone does not).
-    if !statements.is_empty() {
-        payouts_and_balances(store, date, &mut s, &mut paid, &mut found).await?;
-    }
-    for f in &found {
+    Ok(())
+}
+
+/// The breaks found, by category then currency.
+fn tally_breaks(s: &mut BankSummary, found: &[Found]) {
+    for f in found {
         let amount = f.their_amount_minor.or(f.our_amount_minor).unwrap_or(0);
         add_in(
             s.breaks.entry(f.category.as_str().into()).or_default(),
@@ -1101,10 +1355,4 @@ async fn bank_pass(
             amount,
         );
     }
-    s.recorded = store
-        .record_breaks(run_id, date, BANK_SCOPE, &found, now)
-        .await?;
-    let summary = serde_json::to_value(&s).map_err(|e| RunError::Other(e.to_string()))?;
-    s.cleared = store.finish_run(run_id, &summary, now).await?;
-    Ok(s)
 }

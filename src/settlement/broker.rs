@@ -418,6 +418,45 @@ enum Outcome {
     Failed(String),
 }
 
+/// A batch on its way: the messages sent and awaiting confirmation, the
+/// outcomes known so far, and whether the channel failed or timed out.
+#[derive(Default)]
+struct Sending {
+    sent: Vec<(Claim, String, PublisherConfirm)>,
+    outcomes: Vec<(Claim, Outcome)>,
+    broken: Option<lapin::Error>,
+    timed_out: bool,
+}
+
+/// What a batch's confirmations said beyond each message's own outcome:
+/// whether all arrived, which messages were returned, each one's key.
+struct Confirmed {
+    every_confirm_arrived: bool,
+    returned: HashSet<i64>,
+    unidentified_return: bool,
+    keys: std::collections::HashMap<i64, String>,
+}
+
+impl Confirmed {
+    /// The outcome a confirmation gives its message, noting a return.
+    fn outcome_of(&mut self, c: Confirmation) -> Outcome {
+        let outcome = match &c {
+            Confirmation::Ack(_) => Outcome::Acked,
+            Confirmation::Nack(_) => Outcome::Nacked,
+            Confirmation::NotRequested => Outcome::NotRequested,
+        };
+        if let Some(m) = c.take_message() {
+            match outbox_id_of(&m.delivery.properties) {
+                Some(id) => {
+                    self.returned.insert(id);
+                }
+                None => self.unidentified_return = true,
+            }
+        }
+        outcome
+    }
+}
+
 /// Publishes `settlement` outbox rows to RabbitMQ (see the module docs).
 pub struct Relay {
     store: Arc<dyn WorkStore>,
@@ -556,20 +595,45 @@ impl Relay {
             .as_ref()
             .map(|l| l.channel.clone())
             .ok_or_else(|| RelayError::Setup("no channel".into()))?;
-        let timeout_ms = self.cfg.confirm_timeout_ms;
 
         // Publish every row (pipelined), then await the confirmations. Both
         // phases are bounded by the confirm timeout (a broker that blocks
         // publishers, a resource alarm, stops the sending itself), so the
         // whole batch ends well within the lease.
+        let mut sending = self.publish_all(&channel, claims).await;
+        if let Some(hook) = &self.published_hook {
+            hook(sending.sent.iter().map(|(c, _, _)| c.outbox_id).collect()).await;
+        }
+        let confirmed = self.await_confirms(&mut sending).await;
+        let outcomes = std::mem::take(&mut sending.outcomes);
+        let done = self.record_outcomes(outcomes, &confirmed).await;
+
+        if let Some(e) = sending.broken {
+            return Err(RelayError::Broker(e));
+        }
+        if sending.timed_out {
+            // Late confirmations and returns of this channel must not be
+            // taken for those of a later batch: start a fresh channel.
+            self.drop_link().await;
+            return Err(RelayError::Setup(format!(
+                "publishing or its confirmations timed out after {} ms",
+                self.cfg.confirm_timeout_ms
+            )));
+        }
+        Ok((claimed, done))
+    }
+
+    /// Publishes each claim in turn (mandatory, with its routing key) until
+    /// the channel fails or the confirm timeout passes; the claims after
+    /// that fail unpublished, and a payload without a routing key is
+    /// abandoned at once.
+    async fn publish_all(&self, channel: &Channel, claims: Vec<Claim>) -> Sending {
+        let timeout_ms = self.cfg.confirm_timeout_ms;
         let publish_deadline = tokio::time::Instant::now() + self.confirm_timeout();
-        let mut sent: Vec<(Claim, String, PublisherConfirm)> = Vec::new();
-        let mut outcomes: Vec<(Claim, Outcome)> = Vec::new();
-        let mut broken: Option<lapin::Error> = None;
-        let mut timed_out = false;
+        let mut s = Sending::default();
         for claim in claims {
-            if broken.is_some() || timed_out {
-                outcomes.push((
+            if s.broken.is_some() || s.timed_out {
+                s.outcomes.push((
                     claim,
                     Outcome::Failed("not published: the channel failed before its turn".into()),
                 ));
@@ -600,117 +664,101 @@ impl Relay {
                 properties(&claim),
             );
             match tokio::time::timeout_at(publish_deadline, publish).await {
-                Ok(Ok(confirm)) => sent.push((claim, key, confirm)),
+                Ok(Ok(confirm)) => s.sent.push((claim, key, confirm)),
                 Ok(Err(e)) => {
-                    outcomes.push((claim, Outcome::Failed(format!("publish failed: {e}"))));
-                    broken = Some(e);
+                    s.outcomes
+                        .push((claim, Outcome::Failed(format!("publish failed: {e}"))));
+                    s.broken = Some(e);
                 }
                 Err(_) => {
-                    outcomes.push((
+                    s.outcomes.push((
                         claim,
                         Outcome::Failed(format!(
                             "could not be sent within {timeout_ms} ms (is the broker blocking publishers?)"
                         )),
                     ));
-                    timed_out = true;
+                    s.timed_out = true;
                 }
             }
         }
+        s
+    }
 
-        if let Some(hook) = &self.published_hook {
-            hook(sent.iter().map(|(c, _, _)| c.outbox_id).collect()).await;
-        }
-
+    /// Awaits the confirmation of every message sent (within the confirm
+    /// timeout), adding each one's outcome; notes the messages the broker
+    /// returned and whether every confirmation arrived.
+    async fn await_confirms(&self, s: &mut Sending) -> Confirmed {
+        let timeout_ms = self.cfg.confirm_timeout_ms;
         let deadline = tokio::time::Instant::now() + self.confirm_timeout();
-        let mut every_confirm_arrived = broken.is_none() && !timed_out;
-        let mut returned: HashSet<i64> = HashSet::new();
-        let mut unidentified_return = false;
-        let mut keys = std::collections::HashMap::new();
-        for (claim, key, confirm) in sent {
-            keys.insert(claim.outbox_id, key);
+        let mut c = Confirmed {
+            every_confirm_arrived: s.broken.is_none() && !s.timed_out,
+            returned: HashSet::new(),
+            unidentified_return: false,
+            keys: std::collections::HashMap::new(),
+        };
+        for (claim, key, confirm) in std::mem::take(&mut s.sent) {
+            c.keys.insert(claim.outbox_id, key);
             let outcome = match tokio::time::timeout_at(deadline, confirm).await {
-                Ok(Ok(c)) => {
-                    let outcome = match &c {
-                        Confirmation::Ack(_) => Outcome::Acked,
-                        Confirmation::Nack(_) => Outcome::Nacked,
-                        Confirmation::NotRequested => Outcome::NotRequested,
-                    };
-                    if let Some(m) = c.take_message() {
-                        match outbox_id_of(&m.delivery.properties) {
-                            Some(id) => {
-                                returned.insert(id);
-                            }
-                            None => unidentified_return = true,
-                        }
-                    }
-                    outcome
-                }
+                Ok(Ok(confirmation)) => c.outcome_of(confirmation),
                 Ok(Err(e)) => {
-                    every_confirm_arrived = false;
-                    if broken.is_none() {
-                        broken = Some(e.clone());
+                    c.every_confirm_arrived = false;
+                    if s.broken.is_none() {
+                        s.broken = Some(e.clone());
                     }
                     Outcome::Failed(format!("confirmation lost: {e}"))
                 }
                 Err(_) => {
-                    every_confirm_arrived = false;
-                    timed_out = true;
+                    c.every_confirm_arrived = false;
+                    s.timed_out = true;
                     Outcome::Failed(format!(
                         "not confirmed by the broker within {timeout_ms} ms"
                     ))
                 }
             };
-            outcomes.push((claim, outcome));
+            s.outcomes.push((claim, outcome));
         }
+        c
+    }
 
+    /// Records each claim's next step; returns how many are done.
+    async fn record_outcomes(&self, outcomes: Vec<(Claim, Outcome)>, c: &Confirmed) -> usize {
         let mut done = 0;
         for (claim, outcome) in outcomes {
-            let next = match outcome {
-                Outcome::Failed(error) => self.retry(&claim, error),
-                Outcome::Acked if returned.contains(&claim.outbox_id) => {
-                    let key = keys.get(&claim.outbox_id).cloned().unwrap_or_default();
-                    self.retry(
-                        &claim,
-                        format!(
-                            "returned by the broker as unroutable (NO_ROUTE): no queue is bound to exchange {:?} for routing key {key:?}",
-                            self.cfg.exchange
-                        ),
-                    )
-                }
-                Outcome::Acked
-                    if !every_confirm_arrived || unidentified_return =>
-                {
-                    self.retry(
-                        &claim,
-                        "acked, but confirmations of other messages of its batch were lost, so a return of it cannot be ruled out; publishing again".into(),
-                    )
-                }
-                Outcome::Acked => OutboxNext::Done,
-                Outcome::Nacked => {
-                    self.retry(&claim, "nacked by the broker (not stored)".into())
-                }
-                Outcome::NotRequested => self.retry(
-                    &claim,
-                    "the channel was not in confirm mode; publishing again".into(),
-                ),
-            };
+            let next = self.next_step(&claim, outcome, c);
             if self.finish(&claim, next).await {
                 done += 1;
             }
         }
+        done
+    }
 
-        if let Some(e) = broken {
-            return Err(RelayError::Broker(e));
+    /// What happens to a claim after its outcome: done only when acked, not
+    /// returned, and no lost confirmation or unidentified return in its
+    /// batch leaves a return of it possible; published again otherwise.
+    fn next_step(&self, claim: &Claim, outcome: Outcome, c: &Confirmed) -> OutboxNext {
+        match outcome {
+            Outcome::Failed(error) => self.retry(claim, error),
+            Outcome::Acked if c.returned.contains(&claim.outbox_id) => {
+                let key = c.keys.get(&claim.outbox_id).cloned().unwrap_or_default();
+                self.retry(
+                    claim,
+                    format!(
+                        "returned by the broker as unroutable (NO_ROUTE): no queue is bound to exchange {:?} for routing key {key:?}",
+                        self.cfg.exchange
+                    ),
+                )
+            }
+            Outcome::Acked if !c.every_confirm_arrived || c.unidentified_return => self.retry(
+                claim,
+                "acked, but confirmations of other messages of its batch were lost, so a return of it cannot be ruled out; publishing again".into(),
+            ),
+            Outcome::Acked => OutboxNext::Done,
+            Outcome::Nacked => self.retry(claim, "nacked by the broker (not stored)".into()),
+            Outcome::NotRequested => self.retry(
+                claim,
+                "the channel was not in confirm mode; publishing again".into(),
+            ),
         }
-        if timed_out {
-            // Late confirmations and returns of this channel must not be
-            // taken for those of a later batch: start a fresh channel.
-            self.drop_link().await;
-            return Err(RelayError::Setup(format!(
-                "publishing or its confirmations timed out after {timeout_ms} ms"
-            )));
-        }
-        Ok((claimed, done))
     }
 
     /// Publishes every settlement row ready now (batch after batch, until a

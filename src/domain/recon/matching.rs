@@ -306,42 +306,66 @@ fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) 
     if !core {
         return Vec::new();
     }
-    let credited: Vec<&Sourced> = theirs
-        .iter()
-        .filter(|t| t.record.status == RecordStatus::Credited)
-        .collect();
-    let failed: Vec<&Sourced> = theirs
-        .iter()
-        .filter(|t| t.record.status == RecordStatus::Failed)
-        .collect();
-    let reference = ours
-        .map(|o| o.our_reference.clone())
-        .or_else(|| theirs.first().map(|t| t.record.our_reference.clone()))
-        .unwrap_or_default();
-    let their_refs = |rs: &[&Sourced]| -> String {
-        rs.iter()
-            .map(|t| t.record.their_reference.as_str())
-            .filter(|r| !r.is_empty())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let evidence = |rs: &[&Sourced]| rs.iter().map(|t| Evidence::of(t)).collect::<Vec<_>>();
-    let first_currency = || {
-        ours.map(|o| o.currency.clone())
-            .or_else(|| theirs.first().map(|t| t.record.currency.clone()))
-            .unwrap_or_default()
-    };
+    let g = Judged::new(ours, theirs, rules);
     let mut out = Vec::new();
+    out.extend(g.duplicate());
+    out.extend(match ours {
+        Some(o) => g.delivered_twice(o).or_else(|| g.by_status(o)),
+        None => Some(g.without_ours()),
+    });
+    out
+}
 
-    if credited.len() >= 2 {
+/// One reference's group as the rules read it: the records split by status,
+/// and the reference every verdict on it names.
+struct Judged<'a> {
+    ours: Option<&'a OurPayment>,
+    theirs: &'a [Sourced],
+    rules: &'a MatchRules,
+    credited: Vec<&'a Sourced>,
+    failed: Vec<&'a Sourced>,
+    reference: String,
+}
+
+impl<'a> Judged<'a> {
+    fn new(ours: Option<&'a OurPayment>, theirs: &'a [Sourced], rules: &'a MatchRules) -> Self {
+        let with = |status| {
+            theirs
+                .iter()
+                .filter(|t| t.record.status == status)
+                .collect()
+        };
+        Judged {
+            ours,
+            theirs,
+            rules,
+            credited: with(RecordStatus::Credited),
+            failed: with(RecordStatus::Failed),
+            reference: ours
+                .map(|o| o.our_reference.clone())
+                .or_else(|| theirs.first().map(|t| t.record.our_reference.clone()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Credited more than once: a `duplicate-at-biller` break.
+    fn duplicate(&self) -> Option<Verdict> {
+        let credited = &self.credited;
+        if credited.len() < 2 {
+            return None;
+        }
         let total: i64 = credited.iter().map(|t| t.record.amount_minor).sum();
-        out.push(Verdict::Break(Found {
+        Some(Verdict::Break(Found {
             category: Category::DuplicateAtBiller,
-            our_reference: reference.clone(),
-            their_reference: their_refs(&credited),
-            our_amount_minor: ours.map(|o| o.amount_minor),
+            our_reference: self.reference.clone(),
+            their_reference: their_refs(credited),
+            our_amount_minor: self.ours.map(|o| o.amount_minor),
             their_amount_minor: Some(total),
-            currency: first_currency(),
+            currency: self
+                .ours
+                .map(|o| o.currency.clone())
+                .or_else(|| self.theirs.first().map(|t| t.record.currency.clone()))
+                .unwrap_or_default(),
             detail: format!(
                 "credited {} times ({})",
                 credited.len(),
@@ -351,208 +375,263 @@ fn judge_now(ours: Option<&OurPayment>, theirs: &[Sourced], rules: &MatchRules) 
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
-            evidence: evidence(&credited),
-        }));
+            evidence: evidence_of(credited),
+        }))
     }
 
-    // Re-sent because the first route had no record of it: a credit
-    // through that route now means it arrived twice.
-    if let (1, Some(o)) = (credited.len(), ours) {
+    /// Re-sent because the first route had no record of it: a credit
+    /// through that route now means it arrived twice.
+    fn delivered_twice(&self, o: &OurPayment) -> Option<Verdict> {
+        let [t] = self.credited[..] else {
+            return None;
+        };
         let first_route = o.resent_from.as_deref();
-        let t = credited[0];
-        if first_route.is_some() && rules.file_routes.connector(t.kind) == first_route {
-            out.push(Verdict::Break(Found {
-                category: Category::DuplicateAtBiller,
-                our_reference: reference,
-                their_reference: t.record.their_reference.clone(),
-                our_amount_minor: Some(o.amount_minor),
-                their_amount_minor: Some(t.record.amount_minor),
-                currency: o.currency.clone(),
-                detail: format!(
-                    "credited through {} ({}) although it was re-sent through {} because {} had no record of it: delivered twice",
-                    first_route.unwrap_or_default(),
-                    Evidence::of(t).describe(),
-                    o.connector_id.as_deref().unwrap_or("?"),
-                    first_route.unwrap_or_default(),
-                ),
-                evidence: vec![Evidence::of(t)],
-            }));
-            return out;
+        if first_route.is_none() || self.rules.file_routes.connector(t.kind) != first_route {
+            return None;
         }
-    }
-
-    let Some(o) = ours else {
-        if credited.is_empty() {
-            out.push(Verdict::AgreedNotApplied);
-        } else {
-            out.push(Verdict::Break(Found {
-                category: Category::MissingAtUs,
-                our_reference: reference,
-                their_reference: their_refs(&credited),
-                our_amount_minor: None,
-                their_amount_minor: Some(credited[0].record.amount_minor),
-                currency: credited[0].record.currency.clone(),
-                detail: "credited by them; we have no payment with this reference".into(),
-                evidence: evidence(&credited),
-            }));
-        }
-        return out;
-    };
-
-    let absence_proven = o
-        .connector_id
-        .as_ref()
-        .is_some_and(|c| rules.covered.contains(c));
-    let amount_differs = |t: &Sourced| -> Option<i64> {
-        if t.record.currency != o.currency {
-            return Some(i64::MAX);
-        }
-        let diff = (t.record.amount_minor - o.amount_minor).abs();
-        (diff != 0).then_some(diff)
-    };
-    let amount_break = |t: &Sourced, detail: String| {
-        Verdict::Break(Found {
-            category: Category::AmountMismatch,
-            our_reference: o.our_reference.clone(),
+        Some(Verdict::Break(Found {
+            category: Category::DuplicateAtBiller,
+            our_reference: self.reference.clone(),
             their_reference: t.record.their_reference.clone(),
             our_amount_minor: Some(o.amount_minor),
             their_amount_minor: Some(t.record.amount_minor),
             currency: o.currency.clone(),
-            detail,
+            detail: format!(
+                "credited through {} ({}) although it was re-sent through {} because {} had no record of it: delivered twice",
+                first_route.unwrap_or_default(),
+                Evidence::of(t).describe(),
+                o.connector_id.as_deref().unwrap_or("?"),
+                first_route.unwrap_or_default(),
+            ),
             evidence: vec![Evidence::of(t)],
-        })
-    };
-    let ours_says = |what: &str| format!("we hold it {}; {what}", o.status.as_str());
+        }))
+    }
 
-    match o.status {
-        PaymentStatus::Confirmed | PaymentStatus::Settled | PaymentStatus::Returned => {
-            if let Some(t) = credited.first() {
-                if credited.len() > 1 {
-                    return out; // the duplicate says it all
-                }
-                match amount_differs(t) {
-                    Some(diff) if diff > rules.tolerance_minor => out.push(amount_break(
-                        t,
-                        format!(
-                            "we hold {} {}, they credited {} {}",
-                            minor_to_string(o.amount_minor, 2),
-                            o.currency,
-                            minor_to_string(t.record.amount_minor, 2),
-                            t.record.currency
-                        ),
-                    )),
-                    within => {
-                        let theirs_ref = &t.record.their_reference;
-                        match &o.biller_reference {
-                            Some(ours_ref)
-                                if !theirs_ref.is_empty() && ours_ref != theirs_ref =>
-                            {
-                                out.push(Verdict::Break(Found {
-                                    category: Category::ReferenceMismatch,
-                                    our_reference: o.our_reference.clone(),
-                                    their_reference: theirs_ref.clone(),
-                                    our_amount_minor: Some(o.amount_minor),
-                                    their_amount_minor: Some(t.record.amount_minor),
-                                    currency: o.currency.clone(),
-                                    detail: format!(
-                                        "their live answer gave reference {ours_ref}, their file says {theirs_ref}"
-                                    ),
-                                    evidence: vec![Evidence::of(t)],
-                                }))
-                            }
-                            _ => out.push(Verdict::Matched {
-                                within_tolerance: within.is_some(),
-                            }),
-                        }
-                    }
-                }
-            } else if !failed.is_empty() {
-                out.push(Verdict::Break(Found {
-                    category: Category::StatusMismatch,
-                    our_reference: o.our_reference.clone(),
-                    their_reference: their_refs(&failed),
-                    our_amount_minor: Some(o.amount_minor),
-                    their_amount_minor: None,
-                    currency: o.currency.clone(),
-                    detail: ours_says("their record says it failed"),
-                    evidence: evidence(&failed),
-                }));
-            } else if o.resent_later {
-                out.push(Verdict::Pending(Pending::Resent));
-            } else if absence_proven {
-                out.push(Verdict::Break(Found {
-                    category: Category::MissingAtBiller,
-                    our_reference: o.our_reference.clone(),
-                    their_reference: o.biller_reference.clone().unwrap_or_default(),
-                    our_amount_minor: Some(o.amount_minor),
-                    their_amount_minor: None,
-                    currency: o.currency.clone(),
-                    detail: ours_says(&format!(
+    /// No payment of ours: agreed nothing moved, or `missing-at-us`.
+    fn without_ours(&self) -> Verdict {
+        let credited = &self.credited;
+        if credited.is_empty() {
+            return Verdict::AgreedNotApplied;
+        }
+        Verdict::Break(Found {
+            category: Category::MissingAtUs,
+            our_reference: self.reference.clone(),
+            their_reference: their_refs(credited),
+            our_amount_minor: None,
+            their_amount_minor: Some(credited[0].record.amount_minor),
+            currency: credited[0].record.currency.clone(),
+            detail: "credited by them; we have no payment with this reference".into(),
+            evidence: evidence_of(credited),
+        })
+    }
+
+    /// Our payment judged by the status we hold it in (nothing more when a
+    /// duplicate already says it all).
+    fn by_status(&self, o: &OurPayment) -> Option<Verdict> {
+        match o.status {
+            PaymentStatus::Confirmed | PaymentStatus::Settled | PaymentStatus::Returned => {
+                self.held(o)
+            }
+            PaymentStatus::Unknown => self.unknown(o),
+            PaymentStatus::Rejected => self.rejected(o),
+            PaymentStatus::Received | PaymentStatus::Submitted => {
+                Some(Verdict::Pending(Pending::InFlight))
+            }
+        }
+    }
+
+    /// Ours CONFIRMED (or SETTLED, RETURNED): matched, a break, or pending
+    /// where their absence proves nothing yet.
+    fn held(&self, o: &OurPayment) -> Option<Verdict> {
+        if let Some(t) = self.credited.first() {
+            if self.credited.len() > 1 {
+                return None; // the duplicate says it all
+            }
+            return Some(held_credited(o, t, self.rules));
+        }
+        Some(if !self.failed.is_empty() {
+            Verdict::Break(Found {
+                category: Category::StatusMismatch,
+                our_reference: o.our_reference.clone(),
+                their_reference: their_refs(&self.failed),
+                our_amount_minor: Some(o.amount_minor),
+                their_amount_minor: None,
+                currency: o.currency.clone(),
+                detail: ours_says(o, "their record says it failed"),
+                evidence: evidence_of(&self.failed),
+            })
+        } else if o.resent_later {
+            Verdict::Pending(Pending::Resent)
+        } else if absence_proven(o, self.rules) {
+            Verdict::Break(Found {
+                category: Category::MissingAtBiller,
+                our_reference: o.our_reference.clone(),
+                their_reference: o.biller_reference.clone().unwrap_or_default(),
+                our_amount_minor: Some(o.amount_minor),
+                their_amount_minor: None,
+                currency: o.currency.clone(),
+                detail: ours_says(
+                    o,
+                    &format!(
                         "absent from the {} file(s) of the date and the day after",
                         o.connector_id.as_deref().unwrap_or("?")
-                    )),
-                    evidence: Vec::new(),
-                }));
-            } else {
-                out.push(Verdict::Pending(Pending::SourceMissing));
-            }
+                    ),
+                ),
+                evidence: Vec::new(),
+            })
+        } else {
+            Verdict::Pending(Pending::SourceMissing)
+        })
+    }
+
+    /// Ours UNKNOWN: confirmed when credited for the amount, rejected when
+    /// absent where it went after the grace period, else pending (nothing
+    /// when credited more than once: a duplicate is for a person).
+    fn unknown(&self, o: &OurPayment) -> Option<Verdict> {
+        if self.credited.len() > 1 {
+            return None; // a duplicate is for a person to work out
         }
-        PaymentStatus::Unknown => {
-            if credited.len() > 1 {
-                return out; // a duplicate is for a person to work out
-            }
-            if let Some(t) = credited.first() {
-                match amount_differs(t) {
-                    Some(diff) if diff > rules.tolerance_minor => out.push(amount_break(
-                        t,
-                        format!(
-                            "UNKNOWN for {} {}, they credited {} {}: not confirmed automatically",
-                            minor_to_string(o.amount_minor, 2),
-                            o.currency,
-                            minor_to_string(t.record.amount_minor, 2),
-                            t.record.currency
-                        ),
-                    )),
-                    _ => out.push(Verdict::Decide(Decision::Confirm {
-                        our_reference: o.our_reference.clone(),
-                        evidence: Evidence::of(t),
-                    })),
-                }
-            } else if !absence_proven {
-                out.push(Verdict::Pending(Pending::SourceMissing));
-            } else if !rules.grace_elapsed {
-                out.push(Verdict::Pending(Pending::WithinGrace));
-            } else {
-                out.push(Verdict::Decide(Decision::Reject {
+        Some(if let Some(t) = self.credited.first() {
+            match amount_differs(o, t) {
+                Some(diff) if diff > self.rules.tolerance_minor => amount_break(
+                    o,
+                    t,
+                    format!(
+                        "UNKNOWN for {} {}, they credited {} {}: not confirmed automatically",
+                        minor_to_string(o.amount_minor, 2),
+                        o.currency,
+                        minor_to_string(t.record.amount_minor, 2),
+                        t.record.currency
+                    ),
+                ),
+                _ => Verdict::Decide(Decision::Confirm {
                     our_reference: o.our_reference.clone(),
-                    connector: o.connector_id.clone().unwrap_or_default(),
-                    evidence: evidence(&failed),
-                }));
+                    evidence: Evidence::of(t),
+                }),
             }
-        }
-        PaymentStatus::Rejected => {
-            if let Some(t) = credited.first() {
-                if credited.len() == 1 {
-                    out.push(Verdict::Break(Found {
-                        category: Category::MissingAtUs,
+        } else if !absence_proven(o, self.rules) {
+            Verdict::Pending(Pending::SourceMissing)
+        } else if !self.rules.grace_elapsed {
+            Verdict::Pending(Pending::WithinGrace)
+        } else {
+            Verdict::Decide(Decision::Reject {
+                our_reference: o.our_reference.clone(),
+                connector: o.connector_id.clone().unwrap_or_default(),
+                evidence: evidence_of(&self.failed),
+            })
+        })
+    }
+
+    /// Ours REJECTED: agreed nothing moved, or `missing-at-us` when they
+    /// credited it once (nothing more when more than once).
+    fn rejected(&self, o: &OurPayment) -> Option<Verdict> {
+        let Some(t) = self.credited.first() else {
+            return Some(Verdict::AgreedNotApplied);
+        };
+        (self.credited.len() == 1).then(|| {
+            Verdict::Break(Found {
+                category: Category::MissingAtUs,
+                our_reference: o.our_reference.clone(),
+                their_reference: t.record.their_reference.clone(),
+                our_amount_minor: Some(o.amount_minor),
+                their_amount_minor: Some(t.record.amount_minor),
+                currency: o.currency.clone(),
+                detail: ours_says(o, "they credited it"),
+                evidence: vec![Evidence::of(t)],
+            })
+        })
+    }
+}
+
+/// A payment we hold confirmed, credited once: an amount break beyond
+/// tolerance, a reference break when the references differ, else matched.
+fn held_credited(o: &OurPayment, t: &Sourced, rules: &MatchRules) -> Verdict {
+    match amount_differs(o, t) {
+        Some(diff) if diff > rules.tolerance_minor => amount_break(
+            o,
+            t,
+            format!(
+                "we hold {} {}, they credited {} {}",
+                minor_to_string(o.amount_minor, 2),
+                o.currency,
+                minor_to_string(t.record.amount_minor, 2),
+                t.record.currency
+            ),
+        ),
+        within => {
+            let theirs_ref = &t.record.their_reference;
+            match &o.biller_reference {
+                Some(ours_ref) if !theirs_ref.is_empty() && ours_ref != theirs_ref => {
+                    Verdict::Break(Found {
+                        category: Category::ReferenceMismatch,
                         our_reference: o.our_reference.clone(),
-                        their_reference: t.record.their_reference.clone(),
+                        their_reference: theirs_ref.clone(),
                         our_amount_minor: Some(o.amount_minor),
                         their_amount_minor: Some(t.record.amount_minor),
                         currency: o.currency.clone(),
-                        detail: ours_says("they credited it"),
+                        detail: format!(
+                            "their live answer gave reference {ours_ref}, their file says {theirs_ref}"
+                        ),
                         evidence: vec![Evidence::of(t)],
-                    }));
+                    })
                 }
-            } else {
-                out.push(Verdict::AgreedNotApplied);
+                _ => Verdict::Matched {
+                    within_tolerance: within.is_some(),
+                },
             }
         }
-        PaymentStatus::Received | PaymentStatus::Submitted => {
-            out.push(Verdict::Pending(Pending::InFlight));
-        }
     }
-    out
+}
+
+/// Their references of `rs`, comma-separated (empty ones left out).
+fn their_refs(rs: &[&Sourced]) -> String {
+    rs.iter()
+        .map(|t| t.record.their_reference.as_str())
+        .filter(|r| !r.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Each of `rs` as evidence.
+fn evidence_of(rs: &[&Sourced]) -> Vec<Evidence> {
+    rs.iter().map(|t| Evidence::of(t)).collect()
+}
+
+/// Whether the file of the connector our payment went through is among the
+/// inputs (its absence there then proves something).
+fn absence_proven(o: &OurPayment, rules: &MatchRules) -> bool {
+    o.connector_id
+        .as_ref()
+        .is_some_and(|c| rules.covered.contains(c))
+}
+
+/// How far their record's amount is from ours (None: equal; `i64::MAX`:
+/// another currency).
+fn amount_differs(o: &OurPayment, t: &Sourced) -> Option<i64> {
+    if t.record.currency != o.currency {
+        return Some(i64::MAX);
+    }
+    let diff = (t.record.amount_minor - o.amount_minor).abs();
+    (diff != 0).then_some(diff)
+}
+
+/// An `amount-mismatch` break between our payment and their record.
+fn amount_break(o: &OurPayment, t: &Sourced, detail: String) -> Verdict {
+    Verdict::Break(Found {
+        category: Category::AmountMismatch,
+        our_reference: o.our_reference.clone(),
+        their_reference: t.record.their_reference.clone(),
+        our_amount_minor: Some(o.amount_minor),
+        their_amount_minor: Some(t.record.amount_minor),
+        currency: o.currency.clone(),
+        detail,
+        evidence: vec![Evidence::of(t)],
+    })
+}
+
+/// A break's detail starting with the status we hold the payment in.
+fn ours_says(o: &OurPayment, what: &str) -> String {
+    format!("we hold it {}; {what}", o.status.as_str())
 }
 
 /// One reference's group.

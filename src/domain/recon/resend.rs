@@ -27,6 +27,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::breaks::{BreakStatus, ResolutionKind};
 use super::matching::Category;
 use crate::domain::payment::PaymentStatus;
 
@@ -214,6 +215,46 @@ impl ResendOutcome {
         )
     }
 
+    /// The refusal's code (the attempt's `result_code`), if refused.
+    pub fn result_code(&self) -> Option<&str> {
+        match self {
+            ResendOutcome::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The new route's receipt (the biller's reference), if it credited the
+    /// payment and gave one.
+    pub fn receipt(&self) -> Option<&str> {
+        match self {
+            ResendOutcome::Credited { receipt } => Some(receipt.as_str()),
+            _ => None,
+        }
+        .filter(|r| !r.is_empty())
+    }
+
+    /// Where the `resending` break goes on this answer: resolved by the
+    /// re-send when credited, else back to the staff.
+    pub fn break_after(&self) -> AfterResend {
+        match self {
+            ResendOutcome::Credited { .. } => AfterResend {
+                to: ResolutionKind::Resend.closes_as(),
+                resolution: Some(ResolutionKind::Resend.as_str()),
+                action: "approve",
+            },
+            ResendOutcome::Unknown { .. } => AfterResend {
+                to: BreakStatus::Investigating,
+                resolution: None,
+                action: "resend-unknown",
+            },
+            _ => AfterResend {
+                to: BreakStatus::Investigating,
+                resolution: None,
+                action: "resend-failed",
+            },
+        }
+    }
+
     /// What the staff are told, in the break's trail.
     pub fn describe(&self, target: &str) -> String {
         match self {
@@ -231,6 +272,15 @@ impl ResendOutcome {
             ),
         }
     }
+}
+
+/// A `resending` break after the re-send's answer: its new status, the
+/// resolution recorded, and the action on its trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterResend {
+    pub to: BreakStatus,
+    pub resolution: Option<&'static str>,
+    pub action: &'static str,
 }
 
 #[cfg(test)]
@@ -380,5 +430,58 @@ mod tests {
         assert!(unknown
             .describe("water-direct")
             .contains("never sent again"));
+    }
+
+    #[test]
+    fn the_answer_decides_where_the_break_goes() {
+        let credited = ResendOutcome::Credited {
+            receipt: "R-1".into(),
+        };
+        assert_eq!(
+            credited.break_after(),
+            AfterResend {
+                to: BreakStatus::Resolved,
+                resolution: Some("resend"),
+                action: "approve"
+            }
+        );
+        assert_eq!(
+            (credited.receipt(), credited.result_code()),
+            (Some("R-1"), None)
+        );
+        let no_receipt = ResendOutcome::Credited {
+            receipt: String::new(),
+        };
+        assert_eq!(no_receipt.receipt(), None);
+        let refused = ResendOutcome::Refused {
+            code: "E42".into(),
+            message: "closed".into(),
+        };
+        let not_applied = ResendOutcome::NotApplied {
+            reason: "busy".into(),
+        };
+        let unknown = ResendOutcome::Unknown {
+            reason: "timeout".into(),
+        };
+        assert_eq!(
+            (refused.receipt(), refused.result_code()),
+            (None, Some("E42"))
+        );
+        for (o, action) in [
+            (&refused, "resend-failed"),
+            (&not_applied, "resend-failed"),
+            (&unknown, "resend-unknown"),
+        ] {
+            assert_eq!(
+                o.break_after(),
+                AfterResend {
+                    to: BreakStatus::Investigating,
+                    resolution: None,
+                    action
+                },
+                "{o:?}"
+            );
+        }
+        assert_eq!((unknown.receipt(), unknown.result_code()), (None, None));
     }
 }

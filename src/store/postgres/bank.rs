@@ -99,6 +99,10 @@ fn show(minor: i64, currency: &str, credit: bool) -> String {
     )
 }
 
+/// A known entry as [`find_entry`] finds it: (id, amount, credit, currency,
+/// file it was first seen in, booking date).
+type FoundEntry = (i64, i64, bool, String, i64, NaiveDate);
+
 /// The entry a key (or, across kinds of message, its content) names:
 /// (id, amount, credit, currency, file it was first seen in, booking date).
 async fn find_entry(
@@ -106,7 +110,7 @@ async fn find_entry(
     account: &str,
     kind: MessageKind,
     e: &NewBankEntry,
-) -> StoreResult<Option<(i64, i64, bool, String, i64, NaiveDate)>> {
+) -> StoreResult<Option<FoundEntry>> {
     let by_key = sqlx::query(
         "SELECT e.id, e.amount_minor, e.credit, e.currency::text AS currency, s.file_id, e.booking_date
            FROM bank_entry_keys k JOIN bank_entries e ON e.id = k.entry_id
@@ -184,131 +188,13 @@ async fn record_statement(
             .map_err(db_err)?;
     let (statement_row, new) = match &existing {
         Some(r) => (r.get::<i64, _>("id"), false),
-        None => {
-            let p = st.proof;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO bank_statements (account, identity, kind, format, statement_id, sequence, page,
-                        currency, business_date, from_date, opening_minor, opening_date, credits_minor,
-                        debits_minor, closing_minor, closing_date, entries, file_id, recorded_at, pending)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) RETURNING id",
-            )
-            .bind(&st.account)
-            .bind(&st.identity)
-            .bind(st.kind.as_str())
-            .bind(&st.format)
-            .bind(&st.statement_id)
-            .bind(st.sequence)
-            .bind(&st.page)
-            .bind(&st.currency)
-            .bind(st.business_date)
-            .bind(st.from_date)
-            .bind(p.map(|p| p.opening_minor))
-            .bind(p.map(|p| p.opening_date))
-            .bind(p.map(|p| p.credits_minor))
-            .bind(p.map(|p| p.debits_minor))
-            .bind(p.map(|p| p.closing_minor))
-            .bind(p.map(|p| p.closing_date))
-            .bind(st.entries.len() as i32)
-            .bind(file_id)
-            .bind(now)
-            .bind(st.pending as i32)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db_err)?;
-            (id, true)
-        }
+        None => (insert_statement(tx, file_id, st, now).await?, true),
     };
-    let (mut booked, mut known) = (0u64, 0u64);
-    for e in &st.entries {
-        match find_entry(tx, &st.account, st.kind, e).await? {
-            Some((id, amount, credit, currency, first_file, booked_on)) => {
-                // Another amount, direction, currency or booking date under
-                // the same identity: a changed entry, or a bank reference
-                // used again for another entry. Refused, never merged.
-                if amount != e.amount_minor
-                    || credit != e.credit
-                    || currency.trim() != e.currency
-                    || booked_on != e.booking_date
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "{}: this entry was booked before as a {} on {booked_on} (bank entry #{id}, file #{first_file}); this file says {} on {}: a statement that changes a booked entry is refused",
-                        e.location,
-                        show(amount, &currency, credit),
-                        show(e.amount_minor, &e.currency, e.credit),
-                        e.booking_date,
-                    )));
-                }
-                known += 1;
-            }
-            None => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO bank_entries (account, rule, identity, content_key, currency, amount_minor,
-                            credit, status, booking_date, value_date, bank_reference, end_to_end_id,
-                            remittance, statement_id, position, recorded_at)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id",
-                )
-                .bind(&st.account)
-                .bind(e.keys.rule.as_str())
-                .bind(&e.keys.primary)
-                .bind(&e.keys.content)
-                .bind(&e.currency)
-                .bind(e.amount_minor)
-                .bind(e.credit)
-                .bind(&e.status)
-                .bind(e.booking_date)
-                .bind(e.value_date)
-                .bind(&e.bank_reference)
-                .bind(&e.end_to_end_id)
-                .bind(&e.remittance)
-                .bind(statement_row)
-                .bind(e.position as i32)
-                .bind(now)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(db_err)?;
-                sqlx::query(
-                    "INSERT INTO bank_entry_keys (account, key, entry_id, kind) VALUES ($1,$2,$3,$4)",
-                )
-                .bind(&st.account)
-                .bind(&e.keys.primary)
-                .bind(id)
-                .bind(st.kind.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(db_err)?;
-                booked += 1;
-            }
-        }
-    }
+    let (booked, known) = record_entries(tx, st, statement_row, now).await?;
     if let Some(r) = &existing {
         // The same statement again: its balances must be the ones received.
-        let was = (
-            r.get::<Option<i64>, _>("opening_minor"),
-            r.get::<Option<i64>, _>("closing_minor"),
-        );
-        let now_says = (
-            st.proof.map(|p| p.opening_minor),
-            st.proof.map(|p| p.closing_minor),
-        );
-        if was != now_says {
-            let scale = scale_of(&st.currency);
-            let fmt = |(o, c): (Option<i64>, Option<i64>)| {
-                format!(
-                    "opening {} closing {}",
-                    o.map(|m| minor_to_string(m, scale)).unwrap_or("-".into()),
-                    c.map(|m| minor_to_string(m, scale)).unwrap_or("-".into())
-                )
-            };
-            return Err(StoreError::Conflict(format!(
-                "{}: statement {} of account {} was received before (file #{}) with {} {}; this file says {}: refused",
-                st.location,
-                st.statement_id,
-                mask_account(&st.account),
-                r.get::<i64, _>("file_id"),
-                fmt(was),
-                st.currency,
-                fmt(now_says)
-            )));
+        if let Some(refusal) = changed_balances(st, r) {
+            return Err(StoreError::Conflict(refusal));
         }
     }
     sqlx::query(
@@ -323,6 +209,170 @@ async fn record_statement(
     .await
     .map_err(db_err)?;
     Ok((new, booked, known))
+}
+
+/// Writes a statement not received before; returns its row id.
+async fn insert_statement(
+    tx: &mut Transaction<'_, Postgres>,
+    file_id: i64,
+    st: &NewBankStatement,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let p = st.proof;
+    sqlx::query_scalar(
+        "INSERT INTO bank_statements (account, identity, kind, format, statement_id, sequence, page,
+                currency, business_date, from_date, opening_minor, opening_date, credits_minor,
+                debits_minor, closing_minor, closing_date, entries, file_id, recorded_at, pending)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) RETURNING id",
+    )
+    .bind(&st.account)
+    .bind(&st.identity)
+    .bind(st.kind.as_str())
+    .bind(&st.format)
+    .bind(&st.statement_id)
+    .bind(st.sequence)
+    .bind(&st.page)
+    .bind(&st.currency)
+    .bind(st.business_date)
+    .bind(st.from_date)
+    .bind(p.map(|p| p.opening_minor))
+    .bind(p.map(|p| p.opening_date))
+    .bind(p.map(|p| p.credits_minor))
+    .bind(p.map(|p| p.debits_minor))
+    .bind(p.map(|p| p.closing_minor))
+    .bind(p.map(|p| p.closing_date))
+    .bind(st.entries.len() as i32)
+    .bind(file_id)
+    .bind(now)
+    .bind(st.pending as i32)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)
+}
+
+/// Books each entry of a statement that is not known yet (by any of its
+/// keys) and refuses one known with other figures; returns (booked, known).
+async fn record_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    st: &NewBankStatement,
+    statement_row: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<(u64, u64)> {
+    let (mut booked, mut known) = (0u64, 0u64);
+    for e in &st.entries {
+        match find_entry(tx, &st.account, st.kind, e).await? {
+            Some(found) => {
+                if let Some(refusal) = changed_entry(e, &found) {
+                    return Err(StoreError::Conflict(refusal));
+                }
+                known += 1;
+            }
+            None => {
+                insert_entry(tx, st, statement_row, e, now).await?;
+                booked += 1;
+            }
+        }
+    }
+    Ok((booked, known))
+}
+
+/// Why an entry known before cannot be this one: another amount,
+/// direction, currency or booking date under the same identity (a changed
+/// entry, or a bank reference used again for another entry). Refused,
+/// never merged.
+fn changed_entry(e: &NewBankEntry, found: &FoundEntry) -> Option<String> {
+    let (id, amount, credit, currency, first_file, booked_on) = found;
+    let same = *amount == e.amount_minor
+        && *credit == e.credit
+        && currency.trim() == e.currency
+        && *booked_on == e.booking_date;
+    (!same).then(|| {
+        format!(
+            "{}: this entry was booked before as a {} on {booked_on} (bank entry #{id}, file #{first_file}); this file says {} on {}: a statement that changes a booked entry is refused",
+            e.location,
+            show(*amount, currency, *credit),
+            show(e.amount_minor, &e.currency, e.credit),
+            e.booking_date,
+        )
+    })
+}
+
+/// Why a statement received before cannot be received again with these
+/// balances (its opening or closing balance differs).
+fn changed_balances(st: &NewBankStatement, before: &PgRow) -> Option<String> {
+    let was = (
+        before.get::<Option<i64>, _>("opening_minor"),
+        before.get::<Option<i64>, _>("closing_minor"),
+    );
+    let now_says = (
+        st.proof.map(|p| p.opening_minor),
+        st.proof.map(|p| p.closing_minor),
+    );
+    if was == now_says {
+        return None;
+    }
+    let scale = scale_of(&st.currency);
+    let fmt = |(o, c): (Option<i64>, Option<i64>)| {
+        format!(
+            "opening {} closing {}",
+            o.map(|m| minor_to_string(m, scale)).unwrap_or("-".into()),
+            c.map(|m| minor_to_string(m, scale)).unwrap_or("-".into())
+        )
+    };
+    Some(format!(
+        "{}: statement {} of account {} was received before (file #{}) with {} {}; this file says {}: refused",
+        st.location,
+        st.statement_id,
+        mask_account(&st.account),
+        before.get::<i64, _>("file_id"),
+        fmt(was),
+        st.currency,
+        fmt(now_says)
+    ))
+}
+
+/// Books a new entry of a statement and its key.
+async fn insert_entry(
+    tx: &mut Transaction<'_, Postgres>,
+    st: &NewBankStatement,
+    statement_row: i64,
+    e: &NewBankEntry,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO bank_entries (account, rule, identity, content_key, currency, amount_minor,
+                credit, status, booking_date, value_date, bank_reference, end_to_end_id,
+                remittance, statement_id, position, recorded_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id",
+    )
+    .bind(&st.account)
+    .bind(e.keys.rule.as_str())
+    .bind(&e.keys.primary)
+    .bind(&e.keys.content)
+    .bind(&e.currency)
+    .bind(e.amount_minor)
+    .bind(e.credit)
+    .bind(&e.status)
+    .bind(e.booking_date)
+    .bind(e.value_date)
+    .bind(&e.bank_reference)
+    .bind(&e.end_to_end_id)
+    .bind(&e.remittance)
+    .bind(statement_row)
+    .bind(e.position as i32)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("INSERT INTO bank_entry_keys (account, key, entry_id, kind) VALUES ($1,$2,$3,$4)")
+        .bind(&st.account)
+        .bind(&e.keys.primary)
+        .bind(id)
+        .bind(st.kind.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 const ENTRY_COLUMNS: &str =

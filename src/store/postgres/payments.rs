@@ -26,130 +26,156 @@ fn first_occurrences<K: std::hash::Hash + Eq>(
     idx.iter().partition(|&&i| seen.insert(key(i)))
 }
 
+/// In-batch duplicates never reach the database: a second use of a nonce
+/// is a replay, a second use of a key waits for the first's record. Returns
+/// each item's outcome where already decided, and the items left to accept.
+fn screen_in_batch(items: &[AcceptItem]) -> (Vec<Option<AcceptOutcome>>, Vec<usize>) {
+    let mut outcome: Vec<Option<AcceptOutcome>> = vec![None; items.len()];
+    let all: Vec<usize> = (0..items.len()).collect();
+    let (with_nonce, recorded): (Vec<usize>, Vec<usize>) =
+        all.iter().partition(|&&i| items[i].nonce.is_some());
+    let (mut live, dup) = first_occurrences(&with_nonce, |i| (&items[i].key_id, &items[i].nonce));
+    dup.iter()
+        .for_each(|&i| outcome[i] = Some(AcceptOutcome::NonceReused));
+    live.extend(recorded);
+    let (live, dup) = first_occurrences(&live, |i| {
+        (&items[i].request.channel_id, &items[i].idempotency_key)
+    });
+    dup.iter()
+        .for_each(|&i| outcome[i] = Some(AcceptOutcome::KeyTaken));
+    (outcome, live)
+}
+
+/// The journal entries of the items, as the array columns
+/// `billclear_accept_payments` takes them.
+#[derive(Default)]
+struct EntryColumns<'a> {
+    journal: Vec<Uuid>,
+    code: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    layer: Vec<&'a str>,
+    side: Vec<&'a str>,
+    amount: Vec<Decimal>,
+}
+
+impl<'a> EntryColumns<'a> {
+    fn of(items: &'a [AcceptItem], live: &[usize]) -> Self {
+        let mut c = EntryColumns::default();
+        for &i in live {
+            let j = &items[i].journal;
+            for e in j.entries() {
+                c.journal.push(j.id);
+                c.code.push(e.account.as_str());
+                c.currency.push(e.amount.currency().code());
+                c.layer.push(e.layer.as_str());
+                c.side.push(e.side.as_str());
+                c.amount.push(e.amount.amount());
+            }
+        }
+        c
+    }
+}
+
+/// Accepts the `live` items with one statement in autocommit (one
+/// transaction, one round trip); returns what it said of each payment id.
+async fn accept_live(
+    pool: &sqlx::PgPool,
+    items: &[AcceptItem],
+    live: &[usize],
+) -> StoreResult<HashMap<Uuid, String>> {
+    // Columns borrow from the items: nothing is copied to bind them.
+    type Opt = for<'a> fn(&'a AcceptItem) -> Option<&'a str>;
+    type Str = for<'a> fn(&'a AcceptItem) -> &'a str;
+    let it = |f: Opt| {
+        live.iter()
+            .map(|&i| f(&items[i]))
+            .collect::<Vec<Option<&str>>>()
+    };
+    let s = |f: Str| live.iter().map(|&i| f(&items[i])).collect::<Vec<&str>>();
+    let e = EntryColumns::of(items, live);
+    let rows = sqlx::query(
+        "SELECT payment_id, outcome FROM billclear_accept_payments(
+            $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18, $19, $20, $21, $22, $23)",
+    )
+    .bind(
+        live.iter()
+            .map(|&i| items[i].payment_id.0)
+            .collect::<Vec<Uuid>>(),
+    )
+    .bind(s(|x| x.request.channel_id.as_str()))
+    .bind(s(|x| &x.key_id))
+    .bind(it(|x| x.nonce.as_deref()))
+    .bind(s(|x| &x.idempotency_key))
+    .bind(
+        live.iter()
+            .map(|&i| items[i].fingerprint.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        live.iter()
+            .map(|&i| items[i].response_status as i16)
+            .collect::<Vec<_>>(),
+    )
+    .bind(s(|x| &x.response_body))
+    .bind(s(|x| &x.request.channel_reference))
+    .bind(s(|x| x.request.biller_id.as_str()))
+    .bind(s(|x| &x.request.account_number))
+    .bind(it(|x| x.request.bill_reference.as_deref()))
+    .bind(
+        live.iter()
+            .map(|&i| items[i].request.amount.amount())
+            .collect::<Vec<Decimal>>(),
+    )
+    .bind(
+        live.iter()
+            .map(|&i| items[i].request.amount.currency().code())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        live.iter()
+            .map(|&i| items[i].journal.id)
+            .collect::<Vec<Uuid>>(),
+    )
+    .bind(s(|x| &x.journal.description))
+    .bind(
+        live.iter()
+            .map(|&i| items[i].received_at)
+            .collect::<Vec<DateTime<Utc>>>(),
+    )
+    .bind(&e.journal)
+    .bind(&e.code)
+    .bind(&e.currency)
+    .bind(&e.layer)
+    .bind(&e.side)
+    .bind(&e.amount)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The outcome `billclear_accept_payments` gave a payment.
+fn accept_outcome(said: Option<&str>, payment: PaymentId) -> StoreResult<AcceptOutcome> {
+    match said {
+        Some("accepted") => Ok(AcceptOutcome::Accepted),
+        Some("nonce_reused") => Ok(AcceptOutcome::NonceReused),
+        Some("key_taken") => Ok(AcceptOutcome::KeyTaken),
+        Some("duplicate_reference") => Ok(AcceptOutcome::DuplicateChannelReference),
+        other => Err(StoreError::Rejected(format!(
+            "accept_payments returned {other:?} for payment {payment}"
+        ))),
+    }
+}
+
 #[async_trait]
 impl PaymentStore for PgStore {
     async fn accept_payments(&self, items: &[AcceptItem]) -> StoreResult<Vec<AcceptOutcome>> {
-        let mut outcome: Vec<Option<AcceptOutcome>> = vec![None; items.len()];
-        // In-batch duplicates never reach the database: a second use of a
-        // nonce is a replay, a second use of a key waits for the first's record.
-        let all: Vec<usize> = (0..items.len()).collect();
-        let (with_nonce, recorded): (Vec<usize>, Vec<usize>) =
-            all.iter().partition(|&&i| items[i].nonce.is_some());
-        let (mut live, dup) =
-            first_occurrences(&with_nonce, |i| (&items[i].key_id, &items[i].nonce));
-        dup.iter()
-            .for_each(|&i| outcome[i] = Some(AcceptOutcome::NonceReused));
-        live.extend(recorded);
-        let (live, dup) = first_occurrences(&live, |i| {
-            (&items[i].request.channel_id, &items[i].idempotency_key)
-        });
-        dup.iter()
-            .for_each(|&i| outcome[i] = Some(AcceptOutcome::KeyTaken));
-
-        // Columns borrow from the items: nothing is copied to bind them.
-        type Opt = for<'a> fn(&'a AcceptItem) -> Option<&'a str>;
-        type Str = for<'a> fn(&'a AcceptItem) -> &'a str;
-        let it = |f: Opt| {
-            live.iter()
-                .map(|&i| f(&items[i]))
-                .collect::<Vec<Option<&str>>>()
-        };
-        let s = |f: Str| live.iter().map(|&i| f(&items[i])).collect::<Vec<&str>>();
-        let (mut e_journal, mut e_code, mut e_currency, mut e_layer, mut e_side, mut e_amount) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
+        let (mut outcome, live) = screen_in_batch(items);
+        let by_id = accept_live(&self.pool, items, &live).await?;
         for &i in &live {
-            let j = &items[i].journal;
-            for e in j.entries() {
-                e_journal.push(j.id);
-                e_code.push(e.account.as_str());
-                e_currency.push(e.amount.currency().code());
-                e_layer.push(e.layer.as_str());
-                e_side.push(e.side.as_str());
-                e_amount.push(e.amount.amount());
-            }
-        }
-        // One statement in autocommit: one transaction, one round trip.
-        let rows = sqlx::query(
-            "SELECT payment_id, outcome FROM billclear_accept_payments(
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22, $23)",
-        )
-        .bind(
-            live.iter()
-                .map(|&i| items[i].payment_id.0)
-                .collect::<Vec<Uuid>>(),
-        )
-        .bind(s(|x| x.request.channel_id.as_str()))
-        .bind(s(|x| &x.key_id))
-        .bind(it(|x| x.nonce.as_deref()))
-        .bind(s(|x| &x.idempotency_key))
-        .bind(
-            live.iter()
-                .map(|&i| items[i].fingerprint.to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            live.iter()
-                .map(|&i| items[i].response_status as i16)
-                .collect::<Vec<_>>(),
-        )
-        .bind(s(|x| &x.response_body))
-        .bind(s(|x| &x.request.channel_reference))
-        .bind(s(|x| x.request.biller_id.as_str()))
-        .bind(s(|x| &x.request.account_number))
-        .bind(it(|x| x.request.bill_reference.as_deref()))
-        .bind(
-            live.iter()
-                .map(|&i| items[i].request.amount.amount())
-                .collect::<Vec<Decimal>>(),
-        )
-        .bind(
-            live.iter()
-                .map(|&i| items[i].request.amount.currency().code())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            live.iter()
-                .map(|&i| items[i].journal.id)
-                .collect::<Vec<Uuid>>(),
-        )
-        .bind(s(|x| &x.journal.description))
-        .bind(
-            live.iter()
-                .map(|&i| items[i].received_at)
-                .collect::<Vec<DateTime<Utc>>>(),
-        )
-        .bind(&e_journal)
-        .bind(&e_code)
-        .bind(&e_currency)
-        .bind(&e_layer)
-        .bind(&e_side)
-        .bind(&e_amount)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let by_id: HashMap<Uuid, String> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        for &i in &live {
-            outcome[i] = Some(
-                match by_id.get(&items[i].payment_id.0).map(String::as_str) {
-                    Some("accepted") => AcceptOutcome::Accepted,
-                    Some("nonce_reused") => AcceptOutcome::NonceReused,
-                    Some("key_taken") => AcceptOutcome::KeyTaken,
-                    Some("duplicate_reference") => AcceptOutcome::DuplicateChannelReference,
-                    other => {
-                        return Err(StoreError::Rejected(format!(
-                            "accept_payments returned {other:?} for payment {}",
-                            items[i].payment_id
-                        )))
-                    }
-                },
-            );
+            let said = by_id.get(&items[i].payment_id.0).map(String::as_str);
+            outcome[i] = Some(accept_outcome(said, items[i].payment_id)?);
         }
         Ok(outcome
             .into_iter()

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::recon::{commit_with_break, event, lock_break};
 use super::{db_err, PgStore};
@@ -17,6 +17,140 @@ use crate::store::{StoreError, StoreResult};
 
 /// The worker name of a re-send's attempt.
 const WORKER: &str = "recon-resend";
+
+/// A re-send being finished, as its row holds it.
+struct ResendRow {
+    break_id: i64,
+    payment: uuid::Uuid,
+    connector: String,
+    maker: String,
+    approver: String,
+}
+
+/// Locks a re-send's row; NotFound, or a conflict when it is finished already.
+async fn lock_unfinished_resend(
+    tx: &mut Transaction<'_, Postgres>,
+    resend_id: i64,
+) -> StoreResult<ResendRow> {
+    let r = sqlx::query(
+        "SELECT break_id, payment_id, connector_id, maker, approver, finished_at
+           FROM recon_resends WHERE id = $1 FOR UPDATE",
+    )
+    .bind(resend_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .ok_or_else(|| StoreError::NotFound(format!("re-send {resend_id}")))?;
+    if r.get::<Option<DateTime<Utc>>, _>("finished_at").is_some() {
+        return Err(StoreError::Conflict(format!(
+            "re-send {resend_id} is finished already"
+        )));
+    }
+    Ok(ResendRow {
+        break_id: r.get("break_id"),
+        payment: r.get("payment_id"),
+        connector: r.get("connector_id"),
+        maker: r.get("maker"),
+        approver: r.get("approver"),
+    })
+}
+
+/// Records the answer on the attempt and the re-send; when the payment may
+/// have arrived, moves it to the new route (reconciliation looks for it
+/// there from now on).
+async fn record_answer(
+    tx: &mut Transaction<'_, Postgres>,
+    started: ResendStarted,
+    r: &ResendRow,
+    outcome: &ResendOutcome,
+    describe: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let receipt = outcome.receipt();
+    sqlx::query(
+        "UPDATE dispatch_attempts SET finished_at = $2, outcome = $3, result_code = $4, detail = $5
+          WHERE id = $1 AND finished_at IS NULL",
+    )
+    .bind(started.attempt_id)
+    .bind(at)
+    .bind(outcome.as_str())
+    .bind(outcome.result_code())
+    .bind(describe)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query(
+        "UPDATE recon_resends SET finished_at = $2, outcome = $3, biller_reference = $4, detail = $5
+          WHERE id = $1",
+    )
+    .bind(started.resend_id)
+    .bind(at)
+    .bind(outcome.as_str())
+    .bind(receipt)
+    .bind(describe)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if outcome.may_have_arrived() {
+        // Reconciliation looks for it on the new route from now on.
+        sqlx::query(
+            "UPDATE payments SET connector_id = $2, biller_reference = coalesce($3, biller_reference)
+              WHERE id = $1",
+        )
+        .bind(r.payment)
+        .bind(&r.connector)
+        .bind(receipt)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Moves the `resending` break where the domain says the answer takes it,
+/// with the event on its trail.
+async fn move_break_after(
+    tx: &mut Transaction<'_, Postgres>,
+    r: &ResendRow,
+    from: BreakStatus,
+    outcome: &ResendOutcome,
+    describe: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let after = outcome.break_after();
+    sqlx::query(
+        "UPDATE recon_breaks SET status = $2, resolution = $3, proposal = NULL, updated_at = $4
+          WHERE id = $1",
+    )
+    .bind(r.break_id)
+    .bind(after.to.as_str())
+    .bind(after.resolution)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    event(
+        tx,
+        r.break_id,
+        at,
+        &r.approver,
+        after.action,
+        Some(from.as_str()),
+        after.to.as_str(),
+        describe,
+        Some(serde_json::json!({
+            "resolution": ResolutionKind::Resend.as_str(),
+            "maker": r.maker,
+            "approver": r.approver,
+            "moved": {
+                "resent_payment": r.payment.to_string(),
+                "through": r.connector,
+                "outcome": outcome,
+            },
+        })),
+    )
+    .await
+}
 
 #[async_trait]
 impl ResendStore for PgStore {
@@ -169,123 +303,23 @@ impl ResendStore for PgStore {
         at: DateTime<Utc>,
     ) -> StoreResult<BreakRow> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let r = sqlx::query(
-            "SELECT break_id, payment_id, connector_id, maker, approver, finished_at
-               FROM recon_resends WHERE id = $1 FOR UPDATE",
-        )
-        .bind(started.resend_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| StoreError::NotFound(format!("re-send {}", started.resend_id)))?;
-        if r.get::<Option<DateTime<Utc>>, _>("finished_at").is_some() {
-            return Err(StoreError::Conflict(format!(
-                "re-send {} is finished already",
-                started.resend_id
-            )));
-        }
-        let break_id: i64 = r.get("break_id");
-        let payment: uuid::Uuid = r.get("payment_id");
-        let connector: String = r.get("connector_id");
-        let maker: String = r.get("maker");
-        let approver: String = r.get("approver");
-        let describe = outcome.describe(&connector);
-        let (code, receipt) = match outcome {
-            ResendOutcome::Credited { receipt } => (None, Some(receipt.clone())),
-            ResendOutcome::Refused { code, .. } => (Some(code.clone()), None),
-            _ => (None, None),
-        };
-        let receipt = receipt.filter(|r| !r.is_empty());
-        sqlx::query(
-            "UPDATE dispatch_attempts SET finished_at = $2, outcome = $3, result_code = $4, detail = $5
-              WHERE id = $1 AND finished_at IS NULL",
-        )
-        .bind(started.attempt_id)
-        .bind(at)
-        .bind(outcome.as_str())
-        .bind(&code)
-        .bind(&describe)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query(
-            "UPDATE recon_resends SET finished_at = $2, outcome = $3, biller_reference = $4, detail = $5
-              WHERE id = $1",
-        )
-        .bind(started.resend_id)
-        .bind(at)
-        .bind(outcome.as_str())
-        .bind(&receipt)
-        .bind(&describe)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if outcome.may_have_arrived() {
-            // Reconciliation looks for it on the new route from now on.
-            sqlx::query(
-                "UPDATE payments SET connector_id = $2, biller_reference = coalesce($3, biller_reference)
-                  WHERE id = $1",
-            )
-            .bind(payment)
-            .bind(&connector)
-            .bind(&receipt)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        let b = lock_break(&mut tx, break_id).await?;
+        let r = lock_unfinished_resend(&mut tx, started.resend_id).await?;
+        let describe = outcome.describe(&r.connector);
+        record_answer(&mut tx, started, &r, outcome, &describe, at).await?;
+        let b = lock_break(&mut tx, r.break_id).await?;
         if b.status != BreakStatus::Resending {
             // Cannot happen (nothing but a comment moves a resending
             // break); the re-send's answer is kept, the break left as is.
             tx.commit().await.map_err(db_err)?;
             return Err(StoreError::Conflict(format!(
-                "break {break_id} is {}, not resending: the re-send's answer ({}) is recorded, the break left as it is",
+                "break {} is {}, not resending: the re-send's answer ({}) is recorded, the break left as it is",
+                r.break_id,
                 b.status.as_str(),
                 outcome.as_str()
             )));
         }
-        let (to, resolution, action) = match outcome {
-            ResendOutcome::Credited { .. } => (
-                ResolutionKind::Resend.closes_as(),
-                Some(ResolutionKind::Resend.as_str()),
-                "approve",
-            ),
-            ResendOutcome::Unknown { .. } => (BreakStatus::Investigating, None, "resend-unknown"),
-            _ => (BreakStatus::Investigating, None, "resend-failed"),
-        };
-        sqlx::query(
-            "UPDATE recon_breaks SET status = $2, resolution = $3, proposal = NULL, updated_at = $4
-              WHERE id = $1",
-        )
-        .bind(break_id)
-        .bind(to.as_str())
-        .bind(resolution)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        event(
-            &mut tx,
-            break_id,
-            at,
-            &approver,
-            action,
-            Some(b.status.as_str()),
-            to.as_str(),
-            &describe,
-            Some(serde_json::json!({
-                "resolution": ResolutionKind::Resend.as_str(),
-                "maker": maker,
-                "approver": approver,
-                "moved": {
-                    "resent_payment": payment.to_string(),
-                    "through": connector,
-                    "outcome": outcome,
-                },
-            })),
-        )
-        .await?;
-        commit_with_break(tx, break_id).await
+        move_break_after(&mut tx, &r, b.status, outcome, &describe, at).await?;
+        commit_with_break(tx, r.break_id).await
     }
 
     async fn note_resend_refused(

@@ -1,14 +1,13 @@
 //! Settlement in PostgreSQL. Closing a date is one transaction however big
-//! the batch: its payments are read once, their commission computed by the
-//! domain rule, the items written with one COPY, and the payments, their
+//! the batch: its payments and returns are read once and offered to the
+//! domain's plan (which takes them, computes their commission and the
+//! totals), the items written with one COPY, and the payments, their
 //! events, the journal and the outbox message written set-based.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -18,9 +17,12 @@ use super::payments::load_payment_tx;
 use super::{db_err, PgStore};
 use crate::domain::ids::{BillerId, ChannelId, PaymentId};
 use crate::domain::ledger::Journal;
-use crate::domain::money::{Currency, Money};
+use crate::domain::money::Currency;
 use crate::domain::payment::PaymentStatus;
-use crate::domain::settlement::{BankAccount, BatchTotals, FileFormat};
+use crate::domain::settlement::{
+    settled_reason, BankAccount, BatchPlan, BatchTotals, CommissionRule, FileFormat, PlanError,
+    SettlementTerms,
+};
 use crate::store::{
     BatchFile, BatchRecord, CloseOutcome, CloseRequest, ReturnRecord, SettledItem, SettlementStore,
     StatementLine, StoreError, StoreResult, StoredBillerKey,
@@ -76,15 +78,6 @@ async fn find_batch(
         .transpose()
 }
 
-/// An item before it is written: which payment, whose, how much.
-struct Pending {
-    payment_id: Uuid,
-    is_return: bool,
-    channel: u16,
-    amount: Decimal,
-    commission: Decimal,
-}
-
 fn row_to_item(r: &PgRow) -> SettledItem {
     SettledItem {
         seq: r.get("seq"),
@@ -104,6 +97,215 @@ const ITEM_COLUMNS: &str = "i.seq, i.payment_id, i.kind, i.channel_id, i.amount,
      p.channel_reference, p.biller_reference, p.account_number,
      coalesce(p.confirmed_at, p.created_at) AS confirmed_at";
 
+/// A batch the domain refused to plan.
+fn plan_err(e: PlanError) -> StoreError {
+    StoreError::Rejected(e.to_string())
+}
+
+/// Offers the plan every CONFIRMED payment not settled yet, confirmed (by
+/// our clock: when the CONFIRMED transition committed, updated_at) at or
+/// before the cut-off, streamed. A biller's clock never decides the date.
+/// Nothing moves a payment out of CONFIRMED but settlement, which the
+/// closing's lock serializes per biller.
+async fn plan_payments(
+    tx: &mut sqlx::PgConnection,
+    req: &CloseRequest,
+    rule: &CommissionRule,
+    plan: &mut BatchPlan,
+) -> StoreResult<()> {
+    use futures_util::TryStreamExt;
+    use sqlx::Executor;
+    let currency = req.biller.currency;
+    let mut rows = tx.fetch(
+        sqlx::query(
+            "SELECT id, channel_id, amount FROM payments
+              WHERE biller_id = $1 AND status = 'CONFIRMED' AND updated_at <= $2
+              ORDER BY updated_at, id",
+        )
+        .bind(req.biller.id.as_str())
+        .bind(req.cutoff_at),
+    );
+    while let Some(r) = rows.try_next().await.map_err(db_err)? {
+        plan.add_payment(rule, currency, r.get(0), r.get(1), r.get(2))
+            .map_err(plan_err)?;
+    }
+    Ok(())
+}
+
+/// Offers the plan the returns not recovered yet, oldest first; it takes
+/// them as long as the net stays >= 0, the rest wait for a later batch.
+async fn plan_returns(
+    tx: &mut sqlx::PgConnection,
+    req: &CloseRequest,
+    plan: &mut BatchPlan,
+) -> StoreResult<()> {
+    let returns = sqlx::query(
+        "SELECT r.payment_id, r.channel_id, r.amount FROM payment_returns r
+          WHERE r.biller_id = $1 AND r.returned_at <= $2
+            AND NOT EXISTS (SELECT 1 FROM settlement_items i
+                             WHERE i.payment_id = r.payment_id AND i.kind = 'return')
+          ORDER BY r.returned_at, r.payment_id",
+    )
+    .bind(req.biller.id.as_str())
+    .bind(req.cutoff_at)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for r in &returns {
+        plan.offer_return(r.get("payment_id"), r.get("channel_id"), r.get("amount"))
+            .map_err(plan_err)?;
+    }
+    Ok(())
+}
+
+/// Writes the batch row: its totals, the biller's terms and both accounts.
+async fn insert_batch(
+    tx: &mut sqlx::PgConnection,
+    req: &CloseRequest,
+    terms: &SettlementTerms,
+    batch_id: Uuid,
+    totals: &BatchTotals,
+    journal: Option<&Journal>,
+) -> StoreResult<()> {
+    let biller = &req.biller;
+    sqlx::query(
+        "INSERT INTO settlement_batches (id, biller_id, biller_name, business_date, currency, cutoff_at,
+            created_at, payments_count, gross, commission, returns_count, returns, net,
+            commission_rule, file_format, creditor_name, creditor_account, creditor_bic,
+            debtor_name, debtor_account, debtor_bic, journal_id)
+         VALUES ($1,$2,$22,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+    )
+    .bind(batch_id)
+    .bind(biller.id.as_str())
+    .bind(req.business_date)
+    .bind(biller.currency.code())
+    .bind(req.cutoff_at)
+    .bind(req.now)
+    .bind(totals.count as i64)
+    .bind(totals.gross)
+    .bind(totals.commission)
+    .bind(totals.returns_count as i64)
+    .bind(totals.returns)
+    .bind(totals.net())
+    .bind(terms.commission.describe())
+    .bind(terms.format.as_str())
+    .bind(&terms.bank.name)
+    .bind(&terms.bank.account)
+    .bind(&terms.bank.bic)
+    .bind(&req.debtor.name)
+    .bind(&req.debtor.account)
+    .bind(&req.debtor.bic)
+    .bind(journal.map(|j| j.id))
+    .bind(&biller.name)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Writes the plan's items in one COPY (text format; every value is plain
+/// ASCII with no tab, newline or backslash: uuids, ids, decimals), numbered
+/// from 1 in the plan's order.
+async fn copy_items(
+    tx: &mut sqlx::PgConnection,
+    batch_id: Uuid,
+    plan: BatchPlan,
+) -> StoreResult<()> {
+    if plan.items.is_empty() {
+        return Ok(());
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY settlement_items (batch_id, seq, payment_id, kind, channel_id, amount, commission)
+             FROM STDIN",
+        )
+        .await
+        .map_err(db_err)?;
+    let mut buf = String::with_capacity(COPY_CHUNK_BYTES + 512);
+    for (i, it) in plan.items.iter().enumerate() {
+        let _ = writeln!(
+            buf,
+            "{batch_id}\t{}\t{}\t{}\t{}\t{}\t{}",
+            i + 1,
+            it.payment_id,
+            if it.is_return { "return" } else { "payment" },
+            plan.channel_of(it),
+            it.amount,
+            it.commission
+        );
+        if buf.len() >= COPY_CHUNK_BYTES {
+            copy.send(buf.as_bytes()).await.map_err(db_err)?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.as_bytes()).await.map_err(db_err)?;
+    }
+    copy.finish().await.map_err(db_err)?;
+    Ok(())
+}
+
+/// One statement: every payment item of the batch CONFIRMED -> SETTLED, and
+/// its event from the rows actually moved; a conflict (nothing closed)
+/// unless all `count` of them moved.
+async fn settle_payments(
+    tx: &mut sqlx::PgConnection,
+    req: &CloseRequest,
+    batch_id: Uuid,
+    count: u64,
+) -> StoreResult<()> {
+    let biller = &req.biller;
+    let reason = settled_reason(batch_id, &biller.id, req.business_date);
+    let moved = sqlx::query(
+        "WITH moved AS (
+             UPDATE payments p SET status = 'SETTLED', updated_at = $2
+               FROM settlement_items i
+              WHERE i.batch_id = $1 AND i.kind = 'payment' AND p.id = i.payment_id
+                AND p.status = 'CONFIRMED'
+             RETURNING p.id)
+         INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
+         SELECT id, 'CONFIRMED', 'SETTLED', $3, $2 FROM moved",
+    )
+    .bind(batch_id)
+    .bind(req.now)
+    .bind(&reason)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if moved != count {
+        return Err(StoreError::Conflict(format!(
+            "closing {} {}: {moved} of {count} payments were still CONFIRMED; nothing was closed, try again",
+            biller.id, req.business_date
+        )));
+    }
+    Ok(())
+}
+
+/// The outbox message that announces the closed batch.
+async fn enqueue_batch(
+    tx: &mut sqlx::PgConnection,
+    req: &CloseRequest,
+    batch_id: Uuid,
+) -> StoreResult<()> {
+    let payload = serde_json::json!({
+        "kind": "settlement_batch",
+        "batch_id": batch_id,
+        "biller_id": req.biller.id.as_str(),
+        "business_date": req.business_date,
+    });
+    sqlx::query(
+        "INSERT INTO outbox (topic, aggregate_id, payload, available_at) VALUES ('settlement', $1, $2, $3)",
+    )
+    .bind(batch_id)
+    .bind(payload)
+    .bind(req.now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SettlementStore for PgStore {
     async fn close_batch(&self, req: &CloseRequest) -> StoreResult<CloseOutcome> {
@@ -115,7 +317,6 @@ impl SettlementStore for PgStore {
             ))
         })?;
         let currency: Currency = biller.currency;
-        let cutoff_at = req.cutoff_at;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // One closing per biller at a time, in every process.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('settlement:' || $1))")
@@ -126,231 +327,24 @@ impl SettlementStore for PgStore {
         if let Some(b) = find_batch(&mut tx, biller.id.as_str(), req.business_date).await? {
             return Ok(CloseOutcome::AlreadyClosed(b));
         }
-
-        // The payments: every CONFIRMED one not settled yet, confirmed (by
-        // our clock: when the CONFIRMED transition committed, updated_at)
-        // at or before the cut-off. A biller's clock never decides the date.
-        // Nothing moves a payment out of CONFIRMED but settlement, which
-        // this lock serializes per biller.
-        let mut channels: Vec<String> = Vec::new();
-        let mut channel_index: HashMap<String, u16> = HashMap::new();
-        let mut items: Vec<Pending> = Vec::new();
-        let mut totals = BatchTotals::new();
-        {
-            use sqlx::Executor;
-            let mut rows = (&mut *tx).fetch(
-                sqlx::query(
-                    "SELECT id, channel_id, amount FROM payments
-                      WHERE biller_id = $1 AND status = 'CONFIRMED' AND updated_at <= $2
-                      ORDER BY updated_at, id",
-                )
-                .bind(biller.id.as_str())
-                .bind(cutoff_at),
-            );
-            use futures_util::TryStreamExt;
-            while let Some(r) = rows.try_next().await.map_err(db_err)? {
-                let amount: Decimal = r.get(2);
-                let money = Money::new(amount, currency).map_err(|e| {
-                    StoreError::Rejected(format!("payment amount {amount} in {currency}: {e}"))
-                })?;
-                let commission = terms.commission.commission(money).amount();
-                totals.add_payment(amount, commission);
-                let channel: &str = r.get(1);
-                let idx = match channel_index.get(channel) {
-                    Some(i) => *i,
-                    None => {
-                        let i = u16::try_from(channels.len()).map_err(|_| {
-                            StoreError::Rejected("more than 65535 channels in one batch".into())
-                        })?;
-                        channels.push(channel.to_string());
-                        channel_index.insert(channel.to_string(), i);
-                        i
-                    }
-                };
-                items.push(Pending {
-                    payment_id: r.get(0),
-                    is_return: false,
-                    channel: idx,
-                    amount,
-                    commission,
-                });
-            }
-        }
-        // Returns to recover, oldest first, as long as the net stays >= 0;
-        // the rest wait for a later batch.
-        let returns = sqlx::query(
-            "SELECT r.payment_id, r.channel_id, r.amount FROM payment_returns r
-              WHERE r.biller_id = $1 AND r.returned_at <= $2
-                AND NOT EXISTS (SELECT 1 FROM settlement_items i
-                                 WHERE i.payment_id = r.payment_id AND i.kind = 'return')
-              ORDER BY r.returned_at, r.payment_id",
-        )
-        .bind(biller.id.as_str())
-        .bind(cutoff_at)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        for r in &returns {
-            let amount: Decimal = r.get("amount");
-            if !totals.can_recover(amount) {
-                continue;
-            }
-            totals.add_return(amount);
-            let channel: String = r.get("channel_id");
-            let idx = match channel_index.get(&channel) {
-                Some(i) => *i,
-                None => {
-                    channels.push(channel.clone());
-                    let i = u16::try_from(channels.len() - 1).map_err(|_| {
-                        StoreError::Rejected("more than 65535 channels in one batch".into())
-                    })?;
-                    channel_index.insert(channel, i);
-                    i
-                }
-            };
-            items.push(Pending {
-                payment_id: r.get("payment_id"),
-                is_return: true,
-                channel: idx,
-                amount,
-                commission: Decimal::ZERO,
-            });
-        }
+        let mut plan = BatchPlan::new();
+        plan_payments(&mut tx, req, &terms.commission, &mut plan).await?;
+        plan_returns(&mut tx, req, &mut plan).await?;
 
         let batch_id = Uuid::now_v7();
-        let money = |d: Decimal| {
-            Money::new_or_zero(d, currency)
-                .map_err(|e| StoreError::Rejected(format!("batch total {d} in {currency}: {e}")))
-        };
-        let journal = Journal::settlement(
-            batch_id,
-            &biller.id,
-            money(totals.gross - totals.returns)?,
-            money(totals.commission)?,
-            money(totals.net())?,
-            format!(
-                "settlement {} {} batch {batch_id}: {} payments, {} returns",
-                biller.id, req.business_date, totals.count, totals.returns_count
-            ),
-        )
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        let format = terms.format;
-        sqlx::query(
-            "INSERT INTO settlement_batches (id, biller_id, biller_name, business_date, currency, cutoff_at,
-                created_at, payments_count, gross, commission, returns_count, returns, net,
-                commission_rule, file_format, creditor_name, creditor_account, creditor_bic,
-                debtor_name, debtor_account, debtor_bic, journal_id)
-             VALUES ($1,$2,$22,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
-        )
-        .bind(batch_id)
-        .bind(biller.id.as_str())
-        .bind(req.business_date)
-        .bind(currency.code())
-        .bind(cutoff_at)
-        .bind(req.now)
-        .bind(totals.count as i64)
-        .bind(totals.gross)
-        .bind(totals.commission)
-        .bind(totals.returns_count as i64)
-        .bind(totals.returns)
-        .bind(totals.net())
-        .bind(terms.commission.describe())
-        .bind(format.as_str())
-        .bind(&terms.bank.name)
-        .bind(&terms.bank.account)
-        .bind(&terms.bank.bic)
-        .bind(&req.debtor.name)
-        .bind(&req.debtor.account)
-        .bind(&req.debtor.bic)
-        .bind(journal.as_ref().map(|j| j.id))
-        .bind(&biller.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-
-        // The items, in one COPY (text format; every value is plain ASCII
-        // with no tab, newline or backslash: uuids, ids, decimals).
-        if !items.is_empty() {
-            let mut copy = tx
-                .copy_in_raw(
-                    "COPY settlement_items (batch_id, seq, payment_id, kind, channel_id, amount, commission)
-                     FROM STDIN",
-                )
-                .await
-                .map_err(db_err)?;
-            let mut buf = String::with_capacity(COPY_CHUNK_BYTES + 512);
-            for (i, it) in items.iter().enumerate() {
-                let _ = writeln!(
-                    buf,
-                    "{batch_id}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    i + 1,
-                    it.payment_id,
-                    if it.is_return { "return" } else { "payment" },
-                    channels[it.channel as usize],
-                    it.amount,
-                    it.commission
-                );
-                if buf.len() >= COPY_CHUNK_BYTES {
-                    copy.send(buf.as_bytes()).await.map_err(db_err)?;
-                    buf.clear();
-                }
-            }
-            if !buf.is_empty() {
-                copy.send(buf.as_bytes()).await.map_err(db_err)?;
-            }
-            copy.finish().await.map_err(db_err)?;
-        }
-        drop(items);
-
-        let reason = format!(
-            "settled in batch {batch_id} ({} {})",
-            biller.id, req.business_date
-        );
+        let journal = plan
+            .journal(batch_id, &biller.id, req.business_date, currency)
+            .map_err(plan_err)?;
+        let totals = plan.totals;
+        insert_batch(&mut tx, req, terms, batch_id, &totals, journal.as_ref()).await?;
+        copy_items(&mut tx, batch_id, plan).await?;
         if totals.count > 0 {
-            // One statement: every item's payment CONFIRMED -> SETTLED, and
-            // its event from the rows actually moved.
-            let moved = sqlx::query(
-                "WITH moved AS (
-                     UPDATE payments p SET status = 'SETTLED', updated_at = $2
-                       FROM settlement_items i
-                      WHERE i.batch_id = $1 AND i.kind = 'payment' AND p.id = i.payment_id
-                        AND p.status = 'CONFIRMED'
-                     RETURNING p.id)
-                 INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
-                 SELECT id, 'CONFIRMED', 'SETTLED', $3, $2 FROM moved",
-            )
-            .bind(batch_id)
-            .bind(req.now)
-            .bind(&reason)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            if moved != totals.count {
-                return Err(StoreError::Conflict(format!(
-                    "closing {} {}: {moved} of {} payments were still CONFIRMED; nothing was closed, try again",
-                    biller.id, req.business_date, totals.count
-                )));
-            }
+            settle_payments(&mut tx, req, batch_id, totals.count).await?;
         }
         if let Some(j) = &journal {
             insert_journals(&mut tx, &[j]).await?;
         }
-        let payload = serde_json::json!({
-            "kind": "settlement_batch",
-            "batch_id": batch_id,
-            "biller_id": biller.id.as_str(),
-            "business_date": req.business_date,
-        });
-        sqlx::query(
-            "INSERT INTO outbox (topic, aggregate_id, payload, available_at) VALUES ('settlement', $1, $2, $3)",
-        )
-        .bind(batch_id)
-        .bind(payload)
-        .bind(req.now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        enqueue_batch(&mut tx, req, batch_id).await?;
         let batch = find_batch(&mut tx, biller.id.as_str(), req.business_date)
             .await?
             .ok_or_else(|| StoreError::Rejected("batch vanished inside its transaction".into()))?;
