@@ -582,17 +582,22 @@ async fn control_characters_from_outside_are_refused_before_the_store() {
     let r = app.alipay.get("/v1/payments/%00").await.unwrap();
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(r.json()["field"], "path");
-    // In a JSON string: refused, naming the field, and nothing is accepted.
+    // In a JSON string: refused as any invalid field, naming it, and
+    // nothing is accepted.
     let mut body = payment_body("ctl-1");
     body["account_number"] = serde_json::json!("1234\u{0}5678");
     let r = app.alipay.post_payment("k-ctl-1", &body).await.unwrap();
-    assert_eq!(r.status, 400, "{:?}", r.body);
-    assert_eq!(r.json()["code"], "invalid_characters");
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(r.json()["code"], "invalid_field");
     assert_eq!(r.json()["field"], "account_number");
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("U+0000 (NUL)"));
     let mut body = payment_body("ctl-2");
     body["channel_reference"] = serde_json::json!("ctl-2\u{1b}[31m");
     let r = app.alipay.post_payment("k-ctl-2", &body).await.unwrap();
-    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.status, 422, "{:?}", r.body);
     assert_eq!(r.json()["field"], "channel_reference");
     let found = app
         .alipay

@@ -1,7 +1,9 @@
 //! Control characters are refused at the edge, before anything reaches
 //! the store: in the path and the query (a middleware over every route)
 //! and in JSON bodies ([`check_json`], called where a body is parsed).
-//! The answer is a 400 `invalid_characters` problem naming the field.
+//! The answer names the field: a 400 `invalid_characters` problem for the
+//! path and the query, and for a JSON body the 422 `invalid_field` that
+//! every other invalid field of a body gets (as before this guard).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -64,10 +66,16 @@ pub fn check_json(value: &Value, free_text: &[&str]) -> Result<(), ApiError> {
     walk(value, "body", false, free_text)
 }
 
+/// A JSON field holding a control character: as any other invalid field.
+fn refused_field(field: &str, at: usize, c: char) -> ApiError {
+    let e = refused(field, at, c);
+    ApiError::unprocessable(ProblemCode::InvalidField, e.detail).field(e.field.unwrap_or_default())
+}
+
 fn walk(value: &Value, at: &str, free: bool, free_text: &[&str]) -> Result<(), ApiError> {
     match value {
         Value::String(s) => match first_control(s, free) {
-            Some((i, c)) => Err(refused(at, i, c)),
+            Some((i, c)) => Err(refused_field(at, i, c)),
             None => Ok(()),
         },
         Value::Array(items) => items
@@ -76,7 +84,7 @@ fn walk(value: &Value, at: &str, free: bool, free_text: &[&str]) -> Result<(), A
             .try_for_each(|(i, v)| walk(v, &format!("{at}[{i}]"), free, free_text)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if let Some((i, c)) = first_control(k, false) {
-                return Err(refused("a field name", i, c));
+                return Err(refused_field("a field name", i, c));
             }
             let path = if at == "body" {
                 k.clone()
