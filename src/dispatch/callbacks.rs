@@ -33,8 +33,11 @@ pub struct CallbackSender {
     master_key: MasterKey,
     config: CallbackConfig,
     http: HttpClient,
-    /// Endpoints that keep failing: backed off as a whole, told about once.
+    /// Endpoints that cannot be reached: backed off as a whole, told
+    /// about once.
     endpoints: Endpoints,
+    /// Endpoints that answer but refuse: told about once per interval.
+    refusing: Endpoints,
 }
 
 /// Why a delivery did not count.
@@ -45,10 +48,15 @@ enum DeliveryError {
     Permanent(String),
     #[error("{0}")]
     Transient(String),
-    /// The channel's endpoint did not take it (no connection, no answer in
-    /// time, not 2xx): retried, and counted against the endpoint.
+    /// The channel's endpoint could not be reached (no connection, no
+    /// answer in time): retried, and counted against the endpoint, which is
+    /// backed off as a whole.
     #[error("{why}")]
     Unreachable { endpoint: String, why: String },
+    /// The endpoint answered, but not 2xx: retried on the event's own
+    /// schedule (the endpoint is up); told about once per interval.
+    #[error("{why}")]
+    Refused { endpoint: String, why: String },
     /// The endpoint is backed off: not tried, not counted as a delivery.
     #[error("endpoint {endpoint} is backed off after failures")]
     Deferred {
@@ -73,6 +81,12 @@ impl CallbackSender {
                 max: Duration::from_millis(cfg.endpoint_backoff_max_ms.max(1)),
                 log_every: Duration::from_secs(cfg.log_every_s.max(1)),
                 probe: Duration::from_millis(cfg.timeout_ms.saturating_mul(2).max(1)),
+            }),
+            refusing: Endpoints::new(EndpointPolicy {
+                base: Duration::ZERO,
+                max: Duration::ZERO,
+                log_every: Duration::from_secs(cfg.log_every_s.max(1)),
+                probe: Duration::ZERO,
             }),
         })
     }
@@ -168,10 +182,9 @@ impl CallbackSender {
                 unreachable(format!("no answer within {} ms", self.config.timeout_ms))
             })??;
         if status.is_success() {
-            if let Some(r) = self
-                .endpoints
-                .succeeded(&endpoint, std::time::Instant::now())
-            {
+            let now = std::time::Instant::now();
+            let refused = self.refusing.succeeded(&endpoint, now);
+            if let Some(r) = self.endpoints.succeeded(&endpoint, now).or(refused) {
                 tracing::info!(
                     %endpoint,
                     failures = r.failures,
@@ -181,22 +194,22 @@ impl CallbackSender {
             }
             Ok(status.as_u16())
         } else {
-            Err(unreachable(format!(
-                "channel answered HTTP {}",
-                status.as_u16()
-            )))
+            Err(Refused {
+                endpoint,
+                why: format!("channel answered HTTP {}", status.as_u16()),
+            })
         }
     }
 
     /// Counts a failure against its endpoint and logs it only when the
     /// failing starts and then once per interval.
-    fn note_unreachable(&self, endpoint: &str, why: &str, tries: u32) {
-        match self.endpoints.failed(endpoint, std::time::Instant::now()) {
+    fn note_failure(&self, endpoints: &Endpoints, endpoint: &str, why: &str, tries: u32) {
+        match endpoints.failed(endpoint, std::time::Instant::now()) {
             FailureNote::Started => tracing::warn!(
                 %endpoint,
                 %why,
                 tries,
-                "callback endpoint not answering; its callbacks back off together and are retried"
+                "callback endpoint failing; its callbacks are retried (all together while it cannot be reached)"
             ),
             FailureNote::StillFailing {
                 failures_since_last,
@@ -208,7 +221,7 @@ impl CallbackSender {
                 failures_since_last,
                 failures,
                 for_s,
-                "callback endpoint still not answering"
+                "callback endpoint still failing"
             ),
             FailureNote::Quiet => {
                 tracing::debug!(%endpoint, %why, tries, "callback not acknowledged; will retry")
@@ -251,7 +264,10 @@ impl CallbackSender {
                 let why = e.to_string();
                 match &e {
                     DeliveryError::Unreachable { endpoint, .. } => {
-                        self.note_unreachable(endpoint, &why, tries)
+                        self.note_failure(&self.endpoints, endpoint, &why, tries)
+                    }
+                    DeliveryError::Refused { endpoint, .. } => {
+                        self.note_failure(&self.refusing, endpoint, &why, tries)
                     }
                     _ => tracing::warn!(%why, tries, "callback not delivered; will retry"),
                 }
