@@ -5,6 +5,9 @@
 #   ops/test.sh ledger               # only tests whose name contains "ledger"
 #   ops/test.sh -- --nocapture       # show test output
 #
+# A full run (no extra args) ends with the parsers' fuzz run: 10,000 cases
+# per parser of outside bytes, one summary line each (docs/testing.md).
+#
 # Starts (or installs) PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
 # 127.0.0.1:5672 (and xmllint), drops test databases
 # left behind by earlier runs, then runs every test target and the doc tests.
@@ -70,6 +73,33 @@ if [ "$status" -eq 0 ]; then
     echo "== cargo test --workspace --doc =="
     cargo test --workspace --doc 2>&1 | tee -a "$log"
     status=${PIPESTATUS[0]}
+fi
+
+# Every parser of outside bytes (bank files, confirmation, ack, return and
+# batch files, gas frames, billers' answers, the signed header), 10,000
+# mutated and random inputs each (the run above did 300): one line per
+# parser with its cases, panics, refusals and reads. A panic, a refusal
+# that does not say where and why, or an input that must be refused and
+# was not fails the run. Skipped when the run is filtered (extra args).
+# Its 16 tests count in the closing tally.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+    echo "== parsers fuzz: BILLCLEAR_FUZZ_CASES=10000 cargo test --workspace --test parsers_fuzz =="
+    fuzz_summary=$(mktemp)
+    fuzz_started=$SECONDS
+    BILLCLEAR_FUZZ_CASES=10000 BILLCLEAR_FUZZ_SUMMARY="$fuzz_summary" \
+        cargo test --workspace --test parsers_fuzz -- --test-threads=2 2>&1 | tee -a "$log"
+    status=${PIPESTATUS[0]}
+    # The parsers in name order, each line with what follows it.
+    awk '/^fuzz /{key=$2} {print key "\t" NR "\t" $0}' "$fuzz_summary" | sort -k1,1 -k2,2n | cut -f3-
+    parsers=$(grep -c '^fuzz ' "$fuzz_summary" || true)
+    panics=$(grep -oE '^fuzz [a-z0-9_]+: [0-9]+ cases, [0-9]+ panics' "$fuzz_summary" | awk '{s+=$5} END {print s+0}')
+    echo "fuzz: $parsers parsers, $panics panics, $((SECONDS - fuzz_started)) s"
+    rm -f "$fuzz_summary"
+    if [ "$status" -eq 0 ] && { [ "$parsers" -eq 0 ] || [ "$panics" -ne 0 ]; }; then
+        status=1
+    fi
+elif [ "$#" -ne 0 ]; then
+    echo "== parsers fuzz skipped (filtered run: $*) =="
 fi
 set -e
 

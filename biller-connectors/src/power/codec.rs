@@ -482,6 +482,9 @@ fn parse_document(bytes: &[u8], span_of: &str) -> Result<Document, DecodeError> 
                     return Err(at(&format!("elements nested deeper than {MAX_DEPTH}")));
                 }
                 let name = start.name().as_ref().to_string();
+                if name.is_empty() {
+                    return Err(at("an element without a name (`<>`)"));
+                }
                 let path = match stack.last() {
                     Some((parent, _)) => format!("{}/{name}", parent.path),
                     None => name.clone(),
@@ -1150,7 +1153,18 @@ impl Confirmation {
             )));
         }
         let total = control.amount("Total")?;
-        let sum: Decimal = credits.iter().map(|c| c.amount).sum();
+        // Amounts as large as a decimal holds are well-formed, but their
+        // sum may not fit one: that is a refusal, never an overflow.
+        let mut sum = Decimal::ZERO;
+        for (i, c) in credits.iter().enumerate() {
+            sum = sum.checked_add(c.amount).ok_or_else(|| {
+                DecodeError(format!(
+                    "Credit[{i}]: element `{CONFIRMATION_ROOT}/Credit/Amount`: {} is too large \
+                     to add up with the other credits: Total cannot be checked",
+                    c.amount
+                ))
+            })?;
+        }
         if total != sum {
             return Err(control.err(format!("Total {total} but the credits sum to {sum}")));
         }

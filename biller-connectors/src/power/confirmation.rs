@@ -112,7 +112,7 @@ fn refusal(bytes: &[u8], DecodeError(why): DecodeError) -> Refusal {
         ""
     };
     if let Some((_, rest)) = why.split_once("element `") {
-        if let Some((path, _)) = rest.split_once('`') {
+        if let Some((path, _)) = rest.split_once('`').filter(|(path, _)| !path.is_empty()) {
             let path = match credit {
                 Some(i) => path.replacen(CREDIT_PATH, &format!("{CREDIT_PATH}[{}]", i + 1), 1),
                 None => path.to_string(),
@@ -252,5 +252,41 @@ mod tests {
         assert_eq!(refusal.location, "PowerConfirmation/Credit[2]/Currency");
         assert_eq!(refusal.reason, "unknown currency \"XYZ\"");
         assert_eq!(passed, 0);
+    }
+
+    /// Issue 20: a credit as large as a decimal holds after another one
+    /// used to overflow the sum checked against `Total` (a panic in
+    /// `Confirmation::decode`); it is refused.
+    #[test]
+    fn credits_whose_sum_overflows_are_refused_not_a_panic() {
+        let max = "79228162514264337593543950335";
+        let file = file("CNY").replacen(
+            "<Amount>11.50</Amount>",
+            &format!("<Amount>{max}</Amount>"),
+            1,
+        );
+        let mut passed = 0;
+        let refusal = read(file.as_bytes(), &TestAmounts, &mut |_| passed += 1).unwrap_err();
+        assert_eq!(refusal.location, "PowerConfirmation/Credit[2]/Amount");
+        assert!(
+            refusal.reason.contains(&format!(
+                "{max} is too large to add up with the other credits: Total cannot be checked"
+            )),
+            "{refusal:?}"
+        );
+        assert_eq!(passed, 0);
+    }
+
+    /// Issue 20: an element without a name (`<>`) is not XML; its refusal
+    /// says where, not an empty location.
+    #[test]
+    fn an_element_without_a_name_is_refused_with_its_line() {
+        let file = file("CNY").replacen("<Credit>", "<><Credit>", 1);
+        let refusal = read(file.as_bytes(), &TestAmounts, &mut |_| ()).unwrap_err();
+        assert_eq!(refusal.location, "line 4");
+        assert!(
+            refusal.reason.starts_with("an element without a name"),
+            "{refusal:?}"
+        );
     }
 }

@@ -149,8 +149,26 @@ struct Walk {
 const STATEMENT_DEPTH: usize = 2;
 
 impl Walk {
+    /// Where the reader is: the open elements' path, or `file` outside
+    /// the root element.
     fn at(&self) -> String {
-        self.shown.join("/")
+        if self.shown.is_empty() {
+            "file".to_string()
+        } else {
+            self.shown.join("/")
+        }
+    }
+
+    /// The message and version the root element named. Elements below the
+    /// root are read only after it, so this is a refusal only if that
+    /// order is broken.
+    fn format(&self) -> Result<BankFormat, FileRefusal> {
+        self.format.ok_or_else(|| {
+            self.refuse(format!(
+                "an element outside the Document root: not an ISO 20022 bank statement or \
+                 notification ({READ} are read)"
+            ))
+        })
     }
 
     fn refuse(&self, reason: impl Into<String>) -> FileRefusal {
@@ -159,6 +177,12 @@ impl Walk {
 
     fn open(&mut self, e: &BytesStart<'_>) -> Result<(), FileRefusal> {
         let name = e.local_name().into_inner().to_string();
+        if name.is_empty() {
+            return Err(self.refuse(format!(
+                "an element without a name (<{}>): not well-formed XML",
+                e.name().as_ref()
+            )));
+        }
         let depth = self.names.len();
         let mut label = name.clone();
         match depth {
@@ -193,7 +217,7 @@ impl Walk {
                 self.format = Some(format);
             }
             1 => {
-                let format = self.format.expect("the root was read");
+                let format = self.format()?;
                 let (message, _, _) = layout(format);
                 if name != message {
                     return Err(FileRefusal::at(
@@ -203,7 +227,7 @@ impl Walk {
                 }
             }
             2 => {
-                let (_, statement, _) = layout(self.format.expect("the root was read"));
+                let (_, statement, _) = layout(self.format()?);
                 if name == statement {
                     let n = self.statements.len() + 1;
                     label = format!("{name}[{n}]");
@@ -237,12 +261,17 @@ impl Walk {
     }
 
     fn close(&mut self) -> Result<(), FileRefusal> {
+        let Some(name) = self.names.last().cloned() else {
+            return Err(FileRefusal::at(
+                "file",
+                "an end tag without its start tag: not well-formed XML",
+            ));
+        };
         let value = std::mem::take(&mut self.text).trim().to_string();
         if !value.is_empty() {
             self.file(value);
         }
         let depth = self.names.len() - 1;
-        let name = self.names[depth].clone();
         if depth == STATEMENT_DEPTH + 1 && self.stmt.is_some() {
             match name.as_str() {
                 "Ntry" => {
@@ -268,13 +297,14 @@ impl Walk {
                 }
                 _ => {}
             }
-        } else if depth == STATEMENT_DEPTH && self.stmt.is_some() {
-            let draft = self.stmt.take().expect("in a statement");
-            let format = self.format.expect("the root was read");
-            let (_, _, kind) = layout(format);
-            let index = self.statements.len() as u32 + 1;
-            let statement = finish_statement(draft, kind, index, self.at(), &self.header_created)?;
-            self.statements.push(statement);
+        } else if depth == STATEMENT_DEPTH {
+            if let Some(draft) = self.stmt.take() {
+                let (_, _, kind) = layout(self.format()?);
+                let index = self.statements.len() as u32 + 1;
+                let statement =
+                    finish_statement(draft, kind, index, self.at(), &self.header_created)?;
+                self.statements.push(statement);
+            }
         }
         self.names.pop();
         self.shown.pop();

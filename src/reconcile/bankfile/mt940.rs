@@ -410,7 +410,11 @@ pub fn read(bytes: &[u8]) -> Result<BankMessage, FileRefusal> {
                 d.after_entry = true;
             }
             "86" if was_entry => {
-                let e = d.entries.last_mut().expect("an entry before");
+                // `was_entry`: the field before was this statement's last
+                // `:61:`, so there is an entry to inform.
+                let Some(e) = d.entries.last_mut() else {
+                    continue;
+                };
                 let info = f
                     .lines
                     .iter()

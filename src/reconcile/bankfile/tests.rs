@@ -1107,3 +1107,61 @@ fn bank_files_are_recognised_from_their_first_bytes() {
         assert_eq!(sniff(other), None, "{}", String::from_utf8_lossy(other));
     }
 }
+
+/// Issue 20: damaged tags found by mutating the fixtures are refused with
+/// where and why, never a panic (a camt.053 whose `<Stmt>` start tag is
+/// missing used to reach an `expect`).
+#[test]
+fn damaged_tags_are_refused_whole_with_where_and_why() {
+    let good = text("camt053_v08.xml");
+    let cases: Vec<(String, &str, &str)> = vec![
+        // The statement's start tag missing: its end tag closes nothing.
+        (
+            good.replacen("<Stmt>", "", 1),
+            "Document/BkToCstmrStmt",
+            "not well-formed XML",
+        ),
+        // Its end tag missing: the message ends inside it.
+        (
+            good.replacen("</Stmt>", "", 1),
+            STMT1,
+            "not well-formed XML",
+        ),
+        // Both missing: the statement's elements sit in the message,
+        // which holds no statement then.
+        (
+            good.replacen("<Stmt>", "", 1).replacen("</Stmt>", "", 1),
+            "Document/BkToCstmrStmt",
+            "no Stmt",
+        ),
+        // An entry's start tag missing.
+        (good.replacen("<Ntry>", "", 1), STMT1, "not well-formed XML"),
+        // A reference to an unknown entity before the root element.
+        (
+            good.replacen("<Document", "&nosuch;<Document", 1),
+            "file",
+            "unknown entity &nosuch;",
+        ),
+        (
+            good.replacen("<Document", "&#0;<Document", 1),
+            "file",
+            "bad character reference",
+        ),
+        // Elements without a name.
+        (
+            good.replacen("<Document", "<><Document", 1),
+            "file",
+            "an element without a name",
+        ),
+        (
+            good.replacen("<Stmt>", "<Stmt><p:>x</p:>", 1),
+            STMT1,
+            "an element without a name (<p:>)",
+        ),
+    ];
+    for (xml, at, why) in cases {
+        let e = refused(FileKind::Camt053, &xml);
+        assert_eq!(e.location, at, "{why}: {e}");
+        assert!(e.reason.contains(why), "{why}: {e}");
+    }
+}
