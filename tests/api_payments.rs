@@ -282,11 +282,12 @@ async fn every_invalid_input_class_is_refused_with_a_stable_code() {
         "invalid_field",
     )
     .await;
+    // Control characters are refused before the fields are read.
     refused(
         &app,
         with("bill_reference", json!("b\u{0}")),
-        422,
-        "invalid_field",
+        400,
+        "invalid_characters",
     )
     .await;
     refused(
