@@ -320,6 +320,9 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     let b = &body["batches"][0];
     assert_eq!(b["batch_id"], batch.id.to_string());
     assert_eq!(b["net"], batch.totals.net().to_string());
+    // No returns: the zero total is at the currency's scale like the others.
+    assert_eq!(b["returns"], 0);
+    assert_eq!(b["returned"], "0.00");
     assert_eq!(b["files"].as_array().unwrap().len(), 3);
     let href = b["files"][0]["href"].as_str().unwrap().to_string();
     let sha = b["files"][0]["sha256"].as_str().unwrap().to_string();
@@ -373,6 +376,8 @@ async fn billers_download_only_their_own_files_and_channels_get_their_statement(
     assert_eq!(s["billers"][0]["biller_id"], "sh-water");
     assert_eq!(s["billers"][0]["payments"], 2);
     assert_eq!(s["billers"][0]["owed"], "200.00");
+    assert_eq!(s["billers"][0]["returned"], "0.00");
+    assert_eq!(s["owed"][0]["amount"], "200.00");
     assert_eq!(s["complete"], false);
     let r = app
         .wechat

@@ -14,6 +14,54 @@ use crate::auth::signing::{self, HeaderError};
 use crate::domain::channel::{Channel, ChannelStatus};
 use crate::state::AppState;
 
+/// What [`Signed`] answers: the signature, the key (looked up in the
+/// store), the channel, the clock and the channel's rate limit.
+pub(super) const SIGNED: super::openapi::Problems = &[
+    (400, &[ProblemCode::UnreadableBody]),
+    (
+        401,
+        &[
+            ProblemCode::StaffTokenNotAccepted,
+            ProblemCode::MissingSignature,
+            ProblemCode::MalformedSignature,
+            ProblemCode::UnknownKey,
+            ProblemCode::BadSignature,
+            ProblemCode::KeyDisabled,
+            ProblemCode::ChannelDisabled,
+            ProblemCode::StaleTimestamp,
+        ],
+    ),
+    (413, &[ProblemCode::BodyTooLarge]),
+    (429, &[ProblemCode::RateLimited]),
+    (500, &[ProblemCode::Internal]),
+    (503, &[ProblemCode::StoreUnavailable]),
+];
+
+/// What [`Signed::consume_nonce`] adds: a nonce is used once.
+pub(super) const NONCE: super::openapi::Problems = &[(401, &[ProblemCode::NonceReused])];
+
+/// What [`BillerSigned`] answers (it records the nonce itself; billers
+/// have no rate limit).
+pub(super) const BILLER_SIGNED: super::openapi::Problems = &[
+    (400, &[ProblemCode::UnreadableBody]),
+    (
+        401,
+        &[
+            ProblemCode::StaffTokenNotAccepted,
+            ProblemCode::MissingSignature,
+            ProblemCode::MalformedSignature,
+            ProblemCode::UnknownKey,
+            ProblemCode::BadSignature,
+            ProblemCode::KeyDisabled,
+            ProblemCode::StaleTimestamp,
+            ProblemCode::NonceReused,
+        ],
+    ),
+    (413, &[ProblemCode::BodyTooLarge]),
+    (500, &[ProblemCode::Internal]),
+    (503, &[ProblemCode::StoreUnavailable]),
+];
+
 /// A request whose signature checked out.
 pub struct Signed {
     pub channel: Channel,

@@ -1,10 +1,13 @@
 //! The HTTP API (axum, JSON, `/v1`): channels, billers and finance staff.
 //! Thin: it parses and authenticates, hands work to `intake` and the store,
-//! and maps results to responses.
+//! and maps results to typed responses. The OpenAPI document served at
+//! `/openapi.json` is generated from the handlers and those types
+//! ([`openapi`]).
 
 mod auth;
 mod billers;
 mod health;
+mod openapi;
 mod ops;
 mod payments;
 pub mod problem;
@@ -22,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
+pub use openapi::document as openapi_document;
 pub use staff_auth::StaffAuth;
 
 pub fn router(state: AppState) -> Router {

@@ -13,11 +13,14 @@ use axum::Json;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
+use utoipa::ToSchema;
 
-use super::billers::biller_json;
+use super::billers::{BillerList, BillerView};
+use super::openapi::Operation;
 use super::problem::{ApiError, ProblemCode};
+use super::text;
 use crate::domain::ids::ConnectorId;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -56,38 +59,98 @@ fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     })
 }
 
+/// What the operator token check answers.
+const OPERATOR: super::openapi::Problems = &[
+    (
+        401,
+        &[
+            ProblemCode::MissingOperatorToken,
+            ProblemCode::BadOperatorToken,
+        ],
+    ),
+    (404, &[ProblemCode::OpsApiDisabled]),
+];
+
+pub(super) const BILLERS: Operation = Operation {
+    id: "listOpsBillers",
+    problems: &[text::PROBLEMS, OPERATOR],
+    plain: &[],
+};
+
 /// `GET /ops/v1/billers`: every biller (active or not) with its routes in
 /// the order they are tried and their circuit states in this process.
+#[utoipa::path(
+    get,
+    path = "/ops/v1/billers",
+    operation_id = "listOpsBillers",
+    tag = "operators",
+    summary = "Operators: every biller with its routes in the order they are tried and their circuit states in this process",
+    security(("opsBearer" = [])),
+    responses((status = 200, description = "Every biller, active or not, by id", body = BillerList)),
+)]
 pub async fn billers(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BillerList>, ApiError> {
     operator(&state, &headers)?;
     let now = Utc::now();
     let snapshot = state.billers.snapshot();
     let mut billers: Vec<_> = snapshot.values().collect();
     billers.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(json!({
-        "data": billers.iter().map(|b| biller_json(b, now, &state.routes)).collect::<Vec<_>>()
-    })))
+    Ok(Json(BillerList {
+        data: billers
+            .iter()
+            .map(|b| BillerView::new(b, now, &state.routes))
+            .collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A planned route switch.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RouteSwitch)]
 pub struct SwitchBody {
     /// A route of the biller, or null for its priority order.
+    #[schema(required = true, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     route: Option<String>,
 }
+
+pub(super) const SWITCH_ROUTE: Operation = Operation {
+    id: "switchRoute",
+    problems: &[
+        text::PROBLEMS,
+        OPERATOR,
+        &[
+            (400, &[ProblemCode::InvalidJson]),
+            (404, &[ProblemCode::UnknownBiller]),
+            (422, &[ProblemCode::UnknownRoute]),
+            (500, &[ProblemCode::Internal]),
+        ],
+    ],
+    plain: &[(400, super::openapi::PLAIN_PATH)],
+};
 
 /// `PUT /ops/v1/billers/{id}/route`: planned switch of a biller's new
 /// payments to one of its routes (`{"route": null}`: back to its order).
 /// This process applies it at once, others within intake.biller_refresh_ms.
+#[utoipa::path(
+    put,
+    path = "/ops/v1/billers/{biller_id}/route",
+    operation_id = "switchRoute",
+    tag = "operators",
+    summary = "Operators: planned switch of a biller's new payments to one of its routes ({\"route\": null}: back to its priority order)",
+    security(("opsBearer" = [])),
+    params(("biller_id" = String, Path, description = "a biller (active or not)",
+        min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
+    request_body(content = SwitchBody, content_type = "application/json"),
+    responses((status = 200, description = "The biller with its routes", body = BillerView)),
+)]
 pub async fn switch_route(
     State(state): State<AppState>,
     Path(biller_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<SwitchBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BillerView>, ApiError> {
     operator(&state, &headers)?;
     let Json(body) =
         body.map_err(|e| ApiError::bad_request(ProblemCode::InvalidJson, e.body_text()))?;
@@ -141,5 +204,5 @@ pub async fn switch_route(
     let b = reloaded
         .get(&biller_id)
         .ok_or_else(|| ApiError::internal("biller vanished"))?;
-    Ok(Json(biller_json(b, now, &state.routes)))
+    Ok(Json(BillerView::new(b, now, &state.routes)))
 }

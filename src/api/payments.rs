@@ -5,13 +5,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DurationRound, TimeDelta, Utc};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{nonce_reused, Signed};
+use super::auth::{self, nonce_reused, Signed};
+use super::openapi::Operation;
 use super::problem::{ApiError, ProblemCode};
+use super::text;
 use crate::domain::ids::PaymentId;
 use crate::domain::ledger::Journal;
 use crate::domain::payment::{
@@ -22,22 +25,58 @@ use crate::intake::IntakeError;
 use crate::state::AppState;
 use crate::store::{AcceptItem, AcceptOutcome};
 
-/// The public view of a payment.
-pub fn payment_json(p: &Payment) -> Value {
-    json!({
-        "id": p.id,
-        "status": p.status,
-        "biller_id": p.biller_id,
-        "account_number": p.account_number,
-        "amount": p.amount.amount().to_string(),
-        "currency": p.amount.currency().code(),
-        "bill_reference": p.bill_reference,
-        "channel_reference": p.channel_reference,
-        "biller_reference": p.biller_reference,
-        "confirmed_at": p.confirmed_at,
-        "created_at": p.created_at,
-        "updated_at": p.updated_at,
-    })
+/// A payment as its channel sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Payment)]
+pub struct PaymentView {
+    #[schema(value_type = uuid::Uuid)]
+    pub id: PaymentId,
+    pub status: PaymentStatus,
+    #[schema(value_type = String, example = "sh-water")]
+    pub biller_id: crate::domain::ids::BillerId,
+    pub account_number: String,
+    /// Decimal string at exactly the currency's scale.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "100.00")]
+    pub amount: String,
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
+    pub currency: &'static str,
+    #[schema(required = true)]
+    pub bill_reference: Option<String>,
+    /// The channel's own reference, unique per channel.
+    pub channel_reference: String,
+    /// The biller's receipt, once CONFIRMED.
+    #[schema(required = true)]
+    pub biller_reference: Option<String>,
+    /// When the biller credited it (its clock), once CONFIRMED.
+    #[schema(required = true)]
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Payment> for PaymentView {
+    fn from(p: &Payment) -> PaymentView {
+        PaymentView {
+            id: p.id,
+            status: p.status,
+            biller_id: p.biller_id.clone(),
+            account_number: p.account_number.clone(),
+            amount: p.amount.amount().to_string(),
+            currency: p.amount.currency().code(),
+            bill_reference: p.bill_reference.clone(),
+            channel_reference: p.channel_reference.clone(),
+            biller_reference: p.biller_reference.clone(),
+            confirmed_at: p.confirmed_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// Zero or one payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentList {
+    pub data: Vec<PaymentView>,
 }
 
 const FIELDS: &[(&str, bool)] = &[
@@ -173,6 +212,83 @@ fn replayed(status: u16, body: String, replay: bool) -> Response {
 /// of the key may have released it in the meantime).
 const KEY_TAKEN_ROUNDS: usize = 3;
 
+/// The problems `POST /v1/payments` answers with (the middleware's, the
+/// signed-request extractor's and its own), for the document.
+pub(super) const CREATE: Operation = Operation {
+    id: "createPayment",
+    problems: &[
+        text::PROBLEMS,
+        auth::SIGNED,
+        &[
+            (
+                400,
+                &[
+                    ProblemCode::MissingIdempotencyKey,
+                    ProblemCode::InvalidIdempotencyKey,
+                    ProblemCode::MalformedJson,
+                ],
+            ),
+            (401, &[ProblemCode::NonceReused]),
+            (
+                409,
+                &[
+                    ProblemCode::DuplicateChannelReference,
+                    ProblemCode::IdempotencyKeyReused,
+                ],
+            ),
+            (415, &[ProblemCode::UnsupportedMediaType]),
+            (
+                422,
+                &[
+                    ProblemCode::UnknownField,
+                    ProblemCode::MissingField,
+                    ProblemCode::InvalidField,
+                    ProblemCode::InvalidAmount,
+                    ProblemCode::UnknownBiller,
+                    ProblemCode::BillerSuspended,
+                    ProblemCode::CurrencyMismatch,
+                    ProblemCode::InvalidAccountNumber,
+                    ProblemCode::AmountOutOfRange,
+                ],
+            ),
+            (
+                503,
+                &[
+                    ProblemCode::BillerInMaintenance,
+                    ProblemCode::Overloaded,
+                    ProblemCode::ShuttingDown,
+                    ProblemCode::Contention,
+                ],
+            ),
+        ],
+    ],
+    plain: &[],
+};
+
+/// Submit a bill payment (idempotent).
+///
+/// Recorded durably with its pending ledger transfer before the answer.
+/// The same `Idempotency-Key` with the same body replays the first answer
+/// (with `Idempotent-Replayed: true`); with another body it is a 409.
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    operation_id = "createPayment",
+    tag = "payments",
+    security(("bc1" = [])),
+    params(
+        ("Idempotency-Key" = String, Header,
+            description = "1-128 visible ASCII characters, scoped to the channel; the same key and body replay the first answer with Idempotent-Replayed: true",
+            min_length = 1, max_length = 128, pattern = "^[\\x21-\\x7E]{1,128}$"),
+    ),
+    request_body(content = PaymentRequestBody, content_type = "application/json",
+        description = "Every field is a string: amounts are decimal strings, never JSON numbers. No other field is accepted."),
+    responses(
+        (status = 201, description = "Accepted: recorded durably with its pending ledger transfer (or the first answer to this Idempotency-Key, replayed)",
+            body = PaymentView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the replayed first answer to the same Idempotency-Key and body"))),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -303,7 +419,8 @@ impl Accepted {
         Accepted {
             payment_id,
             fingerprint: request.fingerprint(),
-            body: payment_json(&payment).to_string(),
+            body: serde_json::to_string(&PaymentView::from(&payment))
+                .expect("a payment serialises"),
             request,
             journal,
             received_at: now,
@@ -385,11 +502,32 @@ async fn answer(
     }
 }
 
+pub(super) const GET_ONE: Operation = Operation {
+    id: "getPayment",
+    problems: &[
+        text::PROBLEMS,
+        auth::SIGNED,
+        auth::NONCE,
+        &[(404, &[ProblemCode::PaymentNotFound])],
+    ],
+    plain: &[(400, super::openapi::PLAIN_PATH)],
+};
+
+/// One of this channel's payments (another channel's payment is a 404).
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    operation_id = "getPayment",
+    tag = "payments",
+    security(("bc1" = [])),
+    params(("id" = uuid::Uuid, Path, description = "the payment's id (anything else is a 404)")),
+    responses((status = 200, description = "The payment", body = PaymentView)),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
     signed: Signed,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentView>, ApiError> {
     signed.consume_nonce(&state).await?;
     let not_found = || {
         ApiError::not_found(
@@ -403,7 +541,7 @@ pub async fn get_one(
         .payment(&signed.channel.id, PaymentId(uuid))
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(payment_json(&p)))
+    Ok(Json(PaymentView::from(&p)))
 }
 
 #[derive(Deserialize)]
@@ -411,11 +549,34 @@ pub struct FindQuery {
     channel_reference: Option<String>,
 }
 
+pub(super) const FIND: Operation = Operation {
+    id: "listPayments",
+    problems: &[
+        text::PROBLEMS,
+        auth::SIGNED,
+        auth::NONCE,
+        &[(400, &[ProblemCode::MissingQuery])],
+    ],
+    plain: &[(400, super::openapi::PLAIN_QUERY)],
+};
+
+/// Find this channel's payment by its channel reference.
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    operation_id = "listPayments",
+    tag = "payments",
+    security(("bc1" = [])),
+    params(("channel_reference" = String, Query,
+        description = "the channel's own reference of the payment: 1-64 characters, no control characters",
+        min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,64}$")),
+    responses((status = 200, description = "Zero or one payment", body = PaymentList)),
+)]
 pub async fn find(
     State(state): State<AppState>,
     Query(q): Query<FindQuery>,
     signed: Signed,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentList>, ApiError> {
     signed.consume_nonce(&state).await?;
     let reference = q
         .channel_reference
@@ -430,7 +591,7 @@ pub async fn find(
         .store
         .payment_by_reference(&signed.channel.id, &reference)
         .await?;
-    Ok(Json(
-        json!({ "data": found.iter().map(payment_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(PaymentList {
+        data: found.iter().map(PaymentView::from).collect(),
+    }))
 }

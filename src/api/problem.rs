@@ -3,15 +3,18 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 /// Every problem code the API can answer with: one list, so that a code
 /// cannot be returned without being documented. Serialised (and shown in
 /// the OpenAPI document's enum) as the snake_case strings below, which are
 /// stable: clients match on them.
+/// (`$code:tt`, not `literal`: the `ToSchema` derive must see the
+/// string itself in the serde rename to put it in the document's enum.)
 macro_rules! problem_codes {
-    ($($variant:ident = $code:literal,)*) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    ($($variant:ident = $code:tt,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+        #[schema(description = "The stable code of a problem: clients match on it.")]
         pub enum ProblemCode {
             $(#[serde(rename = $code)] $variant,)*
         }
@@ -124,6 +127,32 @@ impl PartialEq<&str> for ProblemCode {
     }
 }
 
+/// The body of every error answer (`application/problem+json`, RFC 9457).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(description = "An error (RFC 9457 problem details), with a stable code.")]
+pub struct Problem {
+    /// `urn:billclear:problem:<code>`.
+    #[serde(rename = "type")]
+    #[schema(
+        pattern = "^urn:billclear:problem:[a-z_]+$",
+        example = "urn:billclear:problem:invalid_amount"
+    )]
+    pub problem_type: String,
+    /// A short, human-readable summary of the kind of problem.
+    pub title: &'static str,
+    /// The HTTP status code of the answer.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What went wrong in this request, for a person.
+    pub detail: String,
+    #[schema(inline)]
+    pub code: ProblemCode,
+    /// The request field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -205,17 +234,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:billclear:problem:{}", self.code),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code.as_str(),
-        });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            problem_type: format!("urn:billclear:problem:{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+            field: self.field,
+        };
+        let body = serde_json::to_string(&body).expect("a problem serialises");
+        let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,

@@ -18,16 +18,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{BillerSigned, Signed};
+use super::auth::{self, BillerSigned, Signed};
+use super::openapi::Operation;
 use super::problem::{ApiError, ProblemCode};
+use super::text;
+use crate::domain::money::at_currency_scale;
+use crate::domain::settlement::FileFormat;
 use crate::state::AppState;
-use crate::store::{BatchFile, BatchRecord};
+use crate::store::{BatchFile, BatchRecord, StatementLine};
 
 #[derive(Deserialize)]
 pub struct DateQuery {
@@ -51,40 +55,138 @@ fn business_date(q: &DateQuery) -> Result<NaiveDate, ApiError> {
     })
 }
 
-fn batch_json(b: &BatchRecord, files: &[BatchFile]) -> Value {
-    json!({
-        "batch_id": b.id,
-        "biller_id": b.biller_id,
-        "business_date": b.business_date,
-        "currency": b.currency,
-        "cutoff_at": b.cutoff_at,
-        "closed_at": b.created_at,
-        "payments": b.totals.count,
-        "gross": b.totals.gross.to_string(),
-        "commission": b.totals.commission.to_string(),
-        "commission_rule": b.commission_rule,
-        "returns": b.totals.returns_count,
-        "returned": b.totals.returns.to_string(),
-        "net": b.totals.net().to_string(),
-        "format": b.format,
-        "files_ready": b.files_written_at.is_some(),
-        "files": files.iter().map(|f| json!({
-            "name": f.name,
-            "kind": f.kind,
-            "sha256": f.sha256,
-            "bytes": f.bytes,
-            "lines": f.count,
-            "total": f.total.to_string(),
-            "href": format!("/v1/settlements/{}/files/{}", b.id, f.name),
-        })).collect::<Vec<_>>(),
-    })
+/// A settlement batch: one biller's business date, closed, with its totals
+/// and files. Amounts are decimal strings at exactly the currency's scale.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SettlementBatch)]
+pub struct SettlementBatchView {
+    pub batch_id: Uuid,
+    pub biller_id: String,
+    pub business_date: NaiveDate,
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
+    pub currency: String,
+    /// The cut-off that closed the date.
+    pub cutoff_at: DateTime<Utc>,
+    /// When the batch was closed.
+    pub closed_at: DateTime<Utc>,
+    /// Payments settled.
+    pub payments: u64,
+    /// What the payments add up to.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "200.00")]
+    pub gross: String,
+    /// Our commission, by the biller's terms.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "0.60")]
+    pub commission: String,
+    /// The commission terms, as a person reads them.
+    pub commission_rule: String,
+    /// Returns (payments given back after settlement) recovered from this batch.
+    pub returns: u64,
+    /// What the returns add up to.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "0.00")]
+    pub returned: String,
+    /// What the biller is paid: gross - commission - returned.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "199.40")]
+    pub net: String,
+    pub format: FileFormat,
+    /// The files are written (until then `files` may be empty).
+    pub files_ready: bool,
+    pub files: Vec<SettlementFileView>,
 }
 
+/// One file of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SettlementFile)]
+pub struct SettlementFileView {
+    pub name: String,
+    // As recorded: the store holds only the names of `FileKind`.
+    #[schema(value_type = crate::settlement::files::FileKind)]
+    pub kind: String,
+    /// Hex SHA-256 of the file.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub sha256: String,
+    pub bytes: u64,
+    /// Lines (items) the file carries.
+    pub lines: u64,
+    /// The file's control total, at exactly the currency's scale.
+    #[schema(pattern = "^-?[0-9]+(\\.[0-9]{2,3})?$", example = "199.40")]
+    pub total: String,
+    /// Where to download it.
+    #[schema(
+        example = "/v1/settlements/0190d6c2-1f6e-7cc0-a8a4-0b8d4b2f3c11/files/sh-water_20261201_settlement.csv"
+    )]
+    pub href: String,
+}
+
+impl SettlementBatchView {
+    pub fn new(b: &BatchRecord, files: &[BatchFile]) -> SettlementBatchView {
+        let money = |d: Decimal| at_currency_scale(d, &b.currency);
+        SettlementBatchView {
+            batch_id: b.id,
+            biller_id: b.biller_id.clone(),
+            business_date: b.business_date,
+            currency: b.currency.clone(),
+            cutoff_at: b.cutoff_at,
+            closed_at: b.created_at,
+            payments: b.totals.count,
+            gross: money(b.totals.gross),
+            commission: money(b.totals.commission),
+            commission_rule: b.commission_rule.clone(),
+            returns: b.totals.returns_count,
+            returned: money(b.totals.returns),
+            net: money(b.totals.net()),
+            format: b.format,
+            files_ready: b.files_written_at.is_some(),
+            files: files
+                .iter()
+                .map(|f| SettlementFileView {
+                    name: f.name.clone(),
+                    kind: f.kind.clone(),
+                    sha256: f.sha256.clone(),
+                    bytes: f.bytes,
+                    lines: f.count,
+                    total: money(f.total),
+                    href: format!("/v1/settlements/{}/files/{}", b.id, f.name),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A biller's settlement batches of a business date.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SettlementList)]
+pub struct SettlementListView {
+    pub biller_id: String,
+    pub business_date: NaiveDate,
+    pub batches: Vec<SettlementBatchView>,
+}
+
+/// The date query of settlements and statements.
+const DATE_PROBLEMS: super::openapi::Problems =
+    &[(400, &[ProblemCode::MissingDate, ProblemCode::InvalidDate])];
+
+pub(super) const LIST: Operation = Operation {
+    id: "listSettlements",
+    problems: &[text::PROBLEMS, auth::BILLER_SIGNED, DATE_PROBLEMS],
+    plain: &[(400, super::openapi::PLAIN_QUERY)],
+};
+
+/// A biller's settlement batches of a business date, with their files
+/// (signed with a BILLER key: `billclear billers new-key`).
+#[utoipa::path(
+    get,
+    path = "/v1/settlements",
+    operation_id = "listSettlements",
+    tag = "settlement",
+    security(("bc1" = [])),
+    params(("date" = String, Query, format = Date, description = "the business date, YYYY-MM-DD")),
+    responses((status = 200, description = "The biller's batches of the date", body = SettlementListView)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<DateQuery>,
     signed: BillerSigned,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettlementListView>, ApiError> {
     let date = business_date(&q)?;
     let batches = state
         .store
@@ -92,15 +194,61 @@ pub async fn list(
         .await?;
     let mut out = Vec::with_capacity(batches.len());
     for b in &batches {
-        out.push(batch_json(b, &state.store.batch_files(b.id).await?));
+        out.push(SettlementBatchView::new(
+            b,
+            &state.store.batch_files(b.id).await?,
+        ));
     }
-    Ok(Json(json!({
-        "biller_id": signed.biller_id,
-        "business_date": date,
-        "batches": out,
-    })))
+    Ok(Json(SettlementListView {
+        biller_id: signed.biller_id,
+        business_date: date,
+        batches: out,
+    }))
 }
 
+pub(super) const DOWNLOAD: Operation = Operation {
+    id: "downloadSettlementFile",
+    problems: &[
+        text::PROBLEMS,
+        auth::BILLER_SIGNED,
+        &[
+            (404, &[ProblemCode::NoSuchFile]),
+            (500, &[ProblemCode::Internal]),
+            (503, &[ProblemCode::FileUnavailable]),
+        ],
+    ],
+    plain: &[(400, super::openapi::PLAIN_PATH)],
+};
+
+/// One settlement file of a batch (signed with a BILLER key).
+///
+/// The settlement file (CSV or fixed-width), the pain.001 XML or the
+/// manifest JSON, checked against its SHA-256 before it is sent (a file
+/// changed on disk is a 500). Another biller's batch is a 404.
+#[utoipa::path(
+    get,
+    path = "/v1/settlements/{batch_id}/files/{name}",
+    operation_id = "downloadSettlementFile",
+    tag = "settlement",
+    security(("bc1" = [])),
+    params(
+        ("batch_id" = uuid::Uuid, Path, description = "the batch (anything else is a 404)"),
+        ("name" = String, Path, description = "a file name of the batch (`files[].name`)",
+            min_length = 1, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
+    ),
+    responses((status = 200, description = "The file, as recorded",
+        content(
+            (String = "text/csv"),
+            (String = "text/plain"),
+            (String = "application/xml"),
+            (String = "application/json"),
+        ),
+        headers(
+            ("ETag" = String, description = "the file's hex SHA-256, quoted"),
+            ("Billclear-Sha256" = String, description = "the file's hex SHA-256"),
+            ("Content-Disposition" = String, description = "attachment; filename=\"<name>\""),
+        ))),
+)]
 pub async fn download(
     State(state): State<AppState>,
     Path((batch_id, name)): Path<(String, String)>,
@@ -198,11 +346,107 @@ async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Respons
     Ok(resp)
 }
 
+/// A channel's statement of a business date: what it owes per biller whose
+/// date is closed. Amounts are decimal strings at exactly the currency's
+/// scale.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Statement)]
+pub struct StatementView {
+    pub channel_id: String,
+    pub business_date: NaiveDate,
+    /// Every biller with settlement terms has closed the date.
+    pub complete: bool,
+    /// Billers with settlement terms that have not closed the date yet.
+    pub billers_not_closed: Vec<String>,
+    pub billers: Vec<StatementBillerView>,
+    /// What the channel owes, per currency.
+    pub owed: Vec<OwedView>,
+    /// The statement file, once written.
+    #[schema(required = true)]
+    pub file: Option<StatementFileView>,
+}
+
+/// One biller's part of a channel's statement.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StatementBiller)]
+pub struct StatementBillerView {
+    pub biller_id: String,
+    pub batch_id: Uuid,
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
+    pub currency: String,
+    /// The channel's payments in the biller's batch.
+    pub payments: u64,
+    /// What those payments add up to.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "200.00")]
+    pub amount: String,
+    /// The channel's payments returned (given back) in the batch.
+    pub returns: u64,
+    /// What the returns add up to (the channel is owed them back).
+    #[schema(pattern = "^[0-9]+(\\.[0-9]{2,3})?$", example = "0.00")]
+    pub returned: String,
+    /// amount - returned (negative: the channel is owed).
+    #[schema(pattern = "^-?[0-9]+(\\.[0-9]{2,3})?$", example = "200.00")]
+    pub owed: String,
+}
+
+impl From<&StatementLine> for StatementBillerView {
+    fn from(l: &StatementLine) -> StatementBillerView {
+        let money = |d: Decimal| at_currency_scale(d, &l.currency);
+        StatementBillerView {
+            biller_id: l.biller_id.clone(),
+            batch_id: l.batch_id,
+            currency: l.currency.clone(),
+            payments: l.payments,
+            amount: money(l.amount),
+            returns: l.returns,
+            returned: money(l.returned),
+            owed: money(l.amount - l.returned),
+        }
+    }
+}
+
+/// What a channel owes in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Owed)]
+pub struct OwedView {
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
+    pub currency: String,
+    /// Negative: the channel is owed.
+    #[schema(pattern = "^-?[0-9]+(\\.[0-9]{2,3})?$", example = "200.00")]
+    pub amount: String,
+}
+
+/// Where the statement file is.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StatementFile)]
+pub struct StatementFileView {
+    pub name: String,
+    #[schema(example = "/v1/statements/2026-12-01/file")]
+    pub href: String,
+}
+
+pub(super) const STATEMENT: Operation = Operation {
+    id: "getStatement",
+    problems: &[text::PROBLEMS, auth::SIGNED, auth::NONCE, DATE_PROBLEMS],
+    plain: &[(400, super::openapi::PLAIN_QUERY)],
+};
+
+/// The channel's statement of a business date: what it owes per biller
+/// whose date is closed (signed with a CHANNEL key).
+#[utoipa::path(
+    get,
+    path = "/v1/statements",
+    operation_id = "getStatement",
+    tag = "settlement",
+    security(("bc1" = [])),
+    params(("date" = String, Query, format = Date, description = "the business date, YYYY-MM-DD")),
+    responses((status = 200, description = "The statement", body = StatementView)),
+)]
 pub async fn statement(
     State(state): State<AppState>,
     Query(q): Query<DateQuery>,
     signed: Signed,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatementView>, ApiError> {
     signed.consume_nonce(&state).await?;
     let date = business_date(&q)?;
     let lines = state
@@ -218,27 +462,24 @@ pub async fn statement(
     let file_path =
         crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id)
             .join(&file);
-    Ok(Json(json!({
-        "channel_id": signed.channel.id,
-        "business_date": date,
-        "complete": open.is_empty(),
-        "billers_not_closed": open,
-        "billers": lines.iter().map(|l| json!({
-            "biller_id": l.biller_id,
-            "batch_id": l.batch_id,
-            "currency": l.currency,
-            "payments": l.payments,
-            "amount": l.amount.to_string(),
-            "returns": l.returns,
-            "returned": l.returned.to_string(),
-            "owed": (l.amount - l.returned).to_string(),
-        })).collect::<Vec<_>>(),
-        "owed": owed.iter().map(|(c, a)| json!({"currency": c, "amount": a.to_string()})).collect::<Vec<_>>(),
-        "file": file_path.exists().then(|| json!({
-            "name": file,
-            "href": format!("/v1/statements/{date}/file"),
-        })),
-    })))
+    Ok(Json(StatementView {
+        channel_id: signed.channel.id.to_string(),
+        business_date: date,
+        complete: open.is_empty(),
+        billers_not_closed: open,
+        billers: lines.iter().map(StatementBillerView::from).collect(),
+        owed: owed
+            .iter()
+            .map(|(c, a)| OwedView {
+                currency: c.to_string(),
+                amount: at_currency_scale(*a, c),
+            })
+            .collect(),
+        file: file_path.exists().then(|| StatementFileView {
+            name: file,
+            href: format!("/v1/statements/{date}/file"),
+        }),
+    }))
 }
 
 /// Billers with settlement terms that have not closed `date` (a statement
@@ -251,6 +492,40 @@ async fn open_billers(state: &AppState, date: NaiveDate) -> Result<Vec<String>, 
     ))
 }
 
+pub(super) const STATEMENT_FILE: Operation = Operation {
+    id: "downloadStatementFile",
+    problems: &[
+        text::PROBLEMS,
+        auth::SIGNED,
+        auth::NONCE,
+        &[
+            (400, &[ProblemCode::InvalidDate]),
+            (404, &[ProblemCode::NoStatement]),
+            (409, &[ProblemCode::StatementIncomplete]),
+            (500, &[ProblemCode::Internal]),
+            (503, &[ProblemCode::FileUnavailable]),
+        ],
+    ],
+    plain: &[(400, super::openapi::PLAIN_PATH)],
+};
+
+/// The channel's statement file (CSV), written once every biller has
+/// closed the date; checked against its SHA-256 before it is sent.
+#[utoipa::path(
+    get,
+    path = "/v1/statements/{date}/file",
+    operation_id = "downloadStatementFile",
+    tag = "settlement",
+    security(("bc1" = [])),
+    params(("date" = String, Path, format = Date, description = "the business date, YYYY-MM-DD")),
+    responses((status = 200, description = "The statement CSV",
+        content((String = "text/csv")),
+        headers(
+            ("ETag" = String, description = "the file's hex SHA-256, quoted"),
+            ("Billclear-Sha256" = String, description = "the file's hex SHA-256"),
+            ("Content-Disposition" = String, description = "attachment; filename=\"<name>\""),
+        ))),
+)]
 pub async fn statement_file(
     State(state): State<AppState>,
     Path(date): Path<String>,
@@ -277,4 +552,98 @@ pub async fn statement_file(
         )
     })?;
     send_checked(dir.join(&name), &name, &manifest).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::settlement::{BankAccount, BatchTotals};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn account() -> BankAccount {
+        BankAccount {
+            name: "x".into(),
+            account: "1".into(),
+            bic: "ABCDCNSH".into(),
+        }
+    }
+
+    fn batch(currency: &str, totals: BatchTotals) -> BatchRecord {
+        BatchRecord {
+            id: Uuid::nil(),
+            biller_id: "sh-water".into(),
+            biller_name: "Shanghai Water".into(),
+            business_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            currency: currency.into(),
+            cutoff_at: DateTime::UNIX_EPOCH,
+            created_at: DateTime::UNIX_EPOCH,
+            totals,
+            commission_rule: "none".into(),
+            format: FileFormat::Csv,
+            creditor: account(),
+            debtor: account(),
+            journal_id: None,
+            files_written_at: None,
+        }
+    }
+
+    /// Totals read back from the store are `0` where nothing was added
+    /// (no returns, no commission): answers show them at the currency's
+    /// scale like every other amount.
+    #[test]
+    fn zero_totals_are_at_the_currency_scale() {
+        let mut totals = BatchTotals::new();
+        totals.add_payment(d("120.00"), Decimal::ZERO);
+        totals.add_payment(d("80.00"), Decimal::ZERO);
+        let file = BatchFile {
+            name: "f.csv".into(),
+            kind: "settlement".into(),
+            sha256: "0".repeat(64),
+            bytes: 10,
+            count: 0,
+            total: Decimal::ZERO,
+        };
+        let v =
+            serde_json::to_value(SettlementBatchView::new(&batch("CNY", totals), &[file])).unwrap();
+        assert_eq!(v["gross"], "200.00");
+        assert_eq!(v["commission"], "0.00");
+        assert_eq!(v["returned"], "0.00");
+        assert_eq!(v["net"], "200.00");
+        assert_eq!(v["files"][0]["total"], "0.00");
+        assert_eq!(v["files"][0]["kind"], "settlement");
+
+        let v = serde_json::to_value(SettlementBatchView::new(
+            &batch("JPY", BatchTotals::new()),
+            &[],
+        ))
+        .unwrap();
+        assert_eq!((&v["gross"], &v["net"]), (&"0".into(), &"0".into()));
+        let v = serde_json::to_value(SettlementBatchView::new(
+            &batch("KWD", BatchTotals::new()),
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(v["returned"], "0.000");
+    }
+
+    #[test]
+    fn statement_lines_without_returns_show_zero_at_scale() {
+        let line = StatementLine {
+            biller_id: "sh-water".into(),
+            currency: "CNY".into(),
+            batch_id: Uuid::nil(),
+            payments: 0,
+            amount: Decimal::ZERO,
+            returns: 1,
+            returned: d("12.5"),
+        };
+        let v = serde_json::to_value(StatementBillerView::from(&line)).unwrap();
+        assert_eq!(v["amount"], "0.00");
+        assert_eq!(v["returned"], "12.50");
+        assert_eq!(v["owed"], "-12.50");
+    }
 }

@@ -46,6 +46,21 @@ impl StaffAuth {
     }
 }
 
+/// What the extractor answers (a token is looked up in the store).
+pub(super) const STAFF: super::openapi::Problems = &[
+    (
+        401,
+        &[
+            ProblemCode::StaffTokenMissing,
+            ProblemCode::StaffTokenInvalid,
+            ProblemCode::StaffUserDisabled,
+            ProblemCode::ChannelCredentialsNotAccepted,
+        ],
+    ),
+    (500, &[ProblemCode::Internal]),
+    (503, &[ProblemCode::StoreUnavailable]),
+];
+
 fn user_disabled(id: &str) -> ApiError {
     ApiError::unauthorized(
         ProblemCode::StaffUserDisabled,

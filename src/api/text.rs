@@ -13,6 +13,9 @@ use serde_json::Value;
 use super::problem::{ApiError, ProblemCode};
 use crate::domain::text::{describe, first_control};
 
+/// What the middleware answers, on every route.
+pub(super) const PROBLEMS: super::openapi::Problems = &[(400, &[ProblemCode::InvalidCharacters])];
+
 /// The longest field name echoed back in a refusal.
 const NAME_MAX: usize = 64;
 

@@ -88,6 +88,9 @@ pub enum Command {
     /// Benchmarks that measure and print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print the API's OpenAPI 3.1 document (what /openapi.json serves):
+    /// `billclear openapi > docs/openapi.json` refreshes the checked-in copy.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +197,11 @@ pub enum BenchCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The document needs no configuration, database or logs.
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::api::openapi_document());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     // A benchmark prints figures; per-request logs would only slow it down.
     let filter = match cli.command {
@@ -254,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
         Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
         Command::Bench(BenchCommand::ReconStep(args)) => crate::bench::recon::step(args).await,
+        Command::Openapi => unreachable!("answered before the configuration is loaded"),
     }
 }
 

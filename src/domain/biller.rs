@@ -9,7 +9,8 @@ use super::check_digit::CheckDigit;
 use super::ids::{BillerId, ConnectorId};
 use super::money::{Currency, Money, MoneyError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a biller bills for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BillerKind {
     Water,
@@ -189,8 +190,8 @@ pub struct MaintenanceWindow {
     pub end: DateTime<Utc>,
 }
 
-/// Whether a biller takes payments right now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Whether a biller takes payments right now (`maintenance`: until when).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Availability {
     Available,

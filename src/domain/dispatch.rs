@@ -171,29 +171,43 @@ impl Backoff {
 }
 
 /// What the channel is told when its payment reaches a final state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// POSTed to the channel's callback URL (not an endpoint of this API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CallbackEvent {
     /// Unique per event; the same on every retry of it (deduplicate on it).
     pub event_id: uuid::Uuid,
     /// "payment.confirmed", "payment.rejected", or "payment.returned"
     /// (given back by the biller after settlement).
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^payment\\.(confirmed|rejected|returned)$",
+        example = "payment.confirmed"
+    )]
     pub kind: String,
     pub occurred_at: DateTime<Utc>,
     pub payment: CallbackPayment,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The payment a callback is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CallbackPayment {
+    #[schema(format = Uuid)]
     pub id: String,
     pub channel_reference: String,
     pub biller_id: String,
     pub status: PaymentStatus,
+    /// Decimal string at exactly the currency's scale.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]+)?$", example = "100.00")]
     pub amount: String,
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
     pub currency: String,
+    /// The biller's receipt (confirmed payments).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub biller_reference: Option<String>,
+    /// Why the payment was rejected or returned.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 

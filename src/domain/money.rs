@@ -223,6 +223,23 @@ impl fmt::Display for Money {
     }
 }
 
+/// An amount of the currency `code` as answers show it: at exactly the
+/// currency's scale, so that a zero total in CNY reads "0.00" like any other
+/// amount ("0" would be a JPY amount). An amount with more significant
+/// decimals than the scale (refused before it is stored) keeps them: money
+/// is never rounded here. A code billclear does not carry gets scale 2.
+pub fn at_currency_scale(amount: Decimal, code: &str) -> String {
+    let scale = Currency::from_code(code.trim()).map_or(2, |c| c.scale());
+    let mut v = amount.normalize();
+    if v.scale() < scale {
+        v.rescale(scale);
+    }
+    if v.is_zero() {
+        v.set_sign_positive(true);
+    }
+    v.to_string()
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(MAX_AMOUNT_CHARS).collect()
 }
@@ -233,6 +250,21 @@ mod tests {
 
     fn cny(s: &str) -> Result<Money, MoneyError> {
         Money::parse(s, Currency::CNY)
+    }
+
+    #[test]
+    fn amounts_are_shown_at_the_currency_scale() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(at_currency_scale(Decimal::ZERO, "CNY"), "0.00");
+        assert_eq!(at_currency_scale(d("-0"), "CNY"), "0.00");
+        assert_eq!(at_currency_scale(Decimal::ZERO, "JPY"), "0");
+        assert_eq!(at_currency_scale(Decimal::ZERO, "KWD"), "0.000");
+        assert_eq!(at_currency_scale(d("12.5"), "CNY"), "12.50");
+        assert_eq!(at_currency_scale(d("12.5000"), "CNY"), "12.50");
+        assert_eq!(at_currency_scale(d("-3.1"), "CNY"), "-3.10");
+        assert_eq!(at_currency_scale(d("1200"), "JPY"), "1200");
+        assert_eq!(at_currency_scale(d("1.005"), "CNY"), "1.005");
+        assert_eq!(at_currency_scale(d("7"), "XXX"), "7.00");
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub const MAX_REFERENCE_CHARS: usize = 64;
 pub const MAX_ACCOUNT_CHARS: usize = 64;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a payment is: RECEIVED, SUBMITTED and UNKNOWN move on by
+/// themselves; CONFIRMED and REJECTED are final for the channel (a
+/// CONFIRMED payment is later SETTLED, and a SETTLED one may be RETURNED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     Received,
@@ -127,17 +130,59 @@ pub fn transition(
     })
 }
 
-/// The body of `POST /v1/payments` as it arrives. Every field is a string:
-/// amounts are decimal strings, never JSON numbers.
-#[derive(Debug, Clone, Deserialize)]
+// Its schema (the API document's PaymentRequest) states what the API's
+// body reader and `PaymentRequest::parse` enforce.
+/// A bill payment request. Every field is a string: amounts are decimal
+/// strings, never JSON numbers. No other field is accepted, and no control
+/// character anywhere.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentRequest)]
 pub struct PaymentRequestBody {
+    /// A biller of `GET /v1/billers`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", example = "sh-water")]
     pub biller_id: String,
+    /// The customer's account number at the biller: it must match the
+    /// biller's `account_number.pattern` and pass its check digit (see
+    /// `GET /v1/billers`). No control characters, no leading or trailing
+    /// space.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$"
+    )]
     pub account_number: String,
+    /// A decimal string, never a JSON number: digits with at most one
+    /// '.', no sign, exponent, space or separator. Greater than zero, no
+    /// more significant decimals than the currency has (CNY 2, JPY 0, KWD
+    /// 3: "10.5" and "10.50" are the same amount, "10.505" is refused in
+    /// CNY), within the biller's `amount.min` and `amount.max`.
+    #[schema(
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[0-9]+(\\.[0-9]+)?$",
+        example = "100.00"
+    )]
     pub amount: String,
+    /// The biller's currency (ISO 4217).
+    #[schema(pattern = "^[A-Z]{3}$", example = "CNY")]
     pub currency: String,
+    /// The bill paid (from a bill inquiry), when there is one. Same rules
+    /// as `channel_reference`.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$"
+    )]
     pub bill_reference: Option<String>,
+    /// The channel's own reference, unique per channel: 1-64 characters,
+    /// no control characters, no leading or trailing space.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$"
+    )]
     pub channel_reference: String,
 }
 

@@ -205,7 +205,7 @@ impl CommissionRule {
 }
 
 /// The layout of a biller's settlement file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileFormat {
     /// CSV with a header line and a trailer line carrying count and total.

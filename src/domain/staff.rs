@@ -5,8 +5,11 @@
 
 use std::fmt;
 
-/// What a staff user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a staff user may do. viewer: read; operator: read, work breaks,
+/// propose resolutions; approver: an operator who may also approve
+/// money-moving resolutions proposed by someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum StaffRole {
     /// Read.
     Viewer,

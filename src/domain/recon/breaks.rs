@@ -17,11 +17,15 @@
 //! again after that is reopened.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::matching::Category;
 use crate::domain::staff::StaffRole;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Where a break is in its workflow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BreakStatus {
     Open,
@@ -65,7 +69,9 @@ impl BreakStatus {
 }
 
 /// How a break is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResolutionKind {
     /// Their record is right; our books follow it.

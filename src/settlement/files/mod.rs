@@ -97,8 +97,11 @@ pub struct ItemLine {
     pub confirmed_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which file of a batch: the settlement file, the pain.001 credit
+/// transfer, or the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = SettlementFileKind)]
 pub enum FileKind {
     Settlement,
     Pain001,
