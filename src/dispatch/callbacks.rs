@@ -58,10 +58,11 @@ enum DeliveryError {
     #[error("{why}")]
     Refused { endpoint: String, why: String },
     /// The endpoint is backed off: not tried, not counted as a delivery.
-    #[error("endpoint {endpoint} is backed off after failures")]
+    #[error("endpoint {endpoint} is backed off after failures; last: {last}")]
     Deferred {
         endpoint: String,
         until: std::time::Instant,
+        last: String,
     },
 }
 
@@ -121,11 +122,15 @@ impl CallbackSender {
             )));
         }
         let endpoint = endpoint_of(&uri);
-        if let Err(until) = self
+        if let Err((until, last)) = self
             .endpoints
             .may_call(&endpoint, std::time::Instant::now())
         {
-            return Err(Deferred { endpoint, until });
+            return Err(Deferred {
+                endpoint,
+                until,
+                last,
+            });
         }
         let unreachable = |why: String| Unreachable {
             endpoint: endpoint.clone(),
@@ -204,7 +209,7 @@ impl CallbackSender {
     /// Counts a failure against its endpoint and logs it only when the
     /// failing starts and then once per interval.
     fn note_failure(&self, endpoints: &Endpoints, endpoint: &str, why: &str, tries: u32) {
-        match endpoints.failed(endpoint, std::time::Instant::now()) {
+        match endpoints.failed(endpoint, why, std::time::Instant::now()) {
             FailureNote::Started => tracing::warn!(
                 %endpoint,
                 %why,
@@ -244,13 +249,17 @@ impl CallbackSender {
                 tracing::error!(%why, "callback cannot be delivered");
                 OutboxNext::Abandon { error: why }
             }
-            Err(DeliveryError::Deferred { endpoint, until }) => {
+            Err(e @ DeliveryError::Deferred { .. }) => {
                 // Not tried: this claim does not count as a delivery.
+                let error = e.to_string();
+                let DeliveryError::Deferred { until, .. } = e else {
+                    unreachable!("matched as Deferred")
+                };
                 let wait = until.saturating_duration_since(std::time::Instant::now());
                 let jitter = Duration::from_millis(rand::random::<u64>() % 250);
                 OutboxNext::Defer {
                     at: retry_at(wait + jitter),
-                    error: format!("endpoint {endpoint} backed off after failures"),
+                    error,
                 }
             }
             Err(e) if backoff.exhausted(tries) => {

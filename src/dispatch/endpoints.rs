@@ -35,6 +35,8 @@ struct Streak {
     unlogged: u64,
     logged_at: Instant,
     closed_until: Instant,
+    /// What the last failure was.
+    last: String,
 }
 
 /// What to say about a failure.
@@ -74,12 +76,13 @@ impl Endpoints {
     }
 
     /// `Ok` when a call to `endpoint` may go now (for a failing endpoint:
-    /// this call is its probe); else the time to wait until.
-    pub fn may_call(&self, endpoint: &str, now: Instant) -> Result<(), Instant> {
+    /// this call is its probe); else the time to wait until and what the
+    /// last failure was.
+    pub fn may_call(&self, endpoint: &str, now: Instant) -> Result<(), (Instant, String)> {
         let mut map = self.streaks.lock().expect("endpoints lock");
         match map.get_mut(endpoint) {
             None => Ok(()),
-            Some(s) if now < s.closed_until => Err(s.closed_until),
+            Some(s) if now < s.closed_until => Err((s.closed_until, s.last.clone())),
             Some(s) => {
                 // One probe at a time: the next waits while this one runs.
                 s.closed_until = now + self.policy.probe;
@@ -88,8 +91,8 @@ impl Endpoints {
         }
     }
 
-    /// Records a failed call and says what to log.
-    pub fn failed(&self, endpoint: &str, now: Instant) -> FailureNote {
+    /// Records a failed call (`why`) and says what to log.
+    pub fn failed(&self, endpoint: &str, why: &str, now: Instant) -> FailureNote {
         let p = self.policy;
         let mut map = self.streaks.lock().expect("endpoints lock");
         let Some(s) = map.get_mut(endpoint) else {
@@ -101,12 +104,14 @@ impl Endpoints {
                     unlogged: 0,
                     logged_at: now,
                     closed_until: now + p.base,
+                    last: why.to_string(),
                 },
             );
             return FailureNote::Started;
         };
         s.failures += 1;
         s.unlogged += 1;
+        s.last = why.to_string();
         let doublings = u32::try_from(s.failures.saturating_sub(1).min(20)).unwrap_or(20);
         let closed = p
             .base
@@ -165,15 +170,19 @@ mod tests {
     fn a_failing_endpoint_is_told_once_then_counted_then_once_when_it_recovers() {
         let e = Endpoints::new(policy());
         let t0 = Instant::now();
-        assert_eq!(e.failed("http://a:80", t0), FailureNote::Started);
+        assert_eq!(e.failed("http://a:80", "refused", t0), FailureNote::Started);
         for i in 1..=99 {
             assert_eq!(
-                e.failed("http://a:80", t0 + Duration::from_millis(i * 100)),
+                e.failed(
+                    "http://a:80",
+                    "refused",
+                    t0 + Duration::from_millis(i * 100)
+                ),
                 FailureNote::Quiet
             );
         }
         assert_eq!(
-            e.failed("http://a:80", t0 + Duration::from_secs(61)),
+            e.failed("http://a:80", "refused", t0 + Duration::from_secs(61)),
             FailureNote::StillFailing {
                 failures_since_last: 100,
                 failures: 101,
@@ -181,7 +190,7 @@ mod tests {
             }
         );
         // Another endpoint is its own story.
-        assert_eq!(e.failed("http://b:80", t0), FailureNote::Started);
+        assert_eq!(e.failed("http://b:80", "refused", t0), FailureNote::Started);
         assert_eq!(
             e.succeeded("http://a:80", t0 + Duration::from_secs(90)),
             Some(Recovered {
@@ -194,7 +203,7 @@ mod tests {
             None
         );
         assert_eq!(
-            e.failed("http://a:80", t0 + Duration::from_secs(92)),
+            e.failed("http://a:80", "refused", t0 + Duration::from_secs(92)),
             FailureNote::Started
         );
     }
@@ -204,25 +213,31 @@ mod tests {
         let e = Endpoints::new(policy());
         let t0 = Instant::now();
         assert_eq!(e.may_call("x", t0), Ok(()));
-        e.failed("x", t0);
-        assert_eq!(e.may_call("x", t0), Err(t0 + Duration::from_secs(1)));
+        e.failed("x", "refused", t0);
+        assert_eq!(
+            e.may_call("x", t0),
+            Err((t0 + Duration::from_secs(1), "refused".into()))
+        );
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(e.may_call("x", t1), Ok(()), "the probe");
         assert_eq!(
             e.may_call("x", t1),
-            Err(t1 + Duration::from_secs(5)),
+            Err((t1 + Duration::from_secs(5), "refused".into())),
             "a second waits for the probe"
         );
-        e.failed("x", t1);
-        assert_eq!(e.may_call("x", t1), Err(t1 + Duration::from_secs(2)));
+        e.failed("x", "refused", t1);
+        assert_eq!(
+            e.may_call("x", t1),
+            Err((t1 + Duration::from_secs(2), "refused".into()))
+        );
         let mut t = t1;
         for _ in 0..10 {
             t += Duration::from_secs(61);
-            e.failed("x", t);
+            e.failed("x", "refused", t);
         }
         assert_eq!(
             e.may_call("x", t),
-            Err(t + Duration::from_secs(60)),
+            Err((t + Duration::from_secs(60), "refused".into())),
             "capped"
         );
         e.succeeded("x", t);

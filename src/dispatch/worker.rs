@@ -101,7 +101,7 @@ impl Dispatcher {
     /// first seen, then as a count per interval; each payment's own line
     /// is at debug.
     fn tell(&self, key: &str, why: &str) {
-        match self.told.failed(key, std::time::Instant::now()) {
+        match self.told.failed(key, why, std::time::Instant::now()) {
             FailureNote::Started => tracing::warn!(%why, "{key}"),
             FailureNote::StillFailing {
                 failures_since_last,
