@@ -5,7 +5,8 @@
 # binaries, creates and migrates the database, imports the example billers,
 # adds two demo channels on the first run, starts the biller simulators
 # (biller-sim: water :9301, electricity :9302, gas :9303, hub :9305) as the
-# counterparts of the connectors, then serves the API with its dispatch and
+# counterparts of the connectors and a stand-in for the channels' callback
+# endpoints (:9401, :9402), then serves the API with its dispatch and
 # callback workers. The co-op gets batch files in .billclear/coop/drop at
 # its cut-off (17:00 Asia/Shanghai) and answers in .billclear/coop/ack.
 # (For the whole story in one command, with payments, run ops/demo.sh.)
@@ -92,6 +93,15 @@ BILLER_SIM_SECRET="$hub_secret" target/release/biller-sim hub --listen 127.0.0.1
 coop_dir="$PWD/.billclear/coop"
 mkdir -p "$coop_dir/drop" "$coop_dir/ack"
 target/release/biller-sim coop --drop-dir "$coop_dir/drop" --ack-dir "$coop_dir/ack" & pids+=($!)
+
+echo "== callbacks =="
+# The demo channels' callback URLs (http://127.0.0.1:9401/callbacks and
+# :9402) reach a stand-in this script runs: it acknowledges and counts
+# every callback (a line a minute), so callbacks neither fail nor fill the
+# log. It holds no channel secret and does not verify signatures; a real
+# payment app does (src/receiver.rs shows how).
+"$bin" receive-callbacks --listen 127.0.0.1:9401 --listen 127.0.0.1:9402 & pids+=($!)
+echo "callbacks: alipay -> http://127.0.0.1:9401/callbacks, wechatpay -> http://127.0.0.1:9402/callbacks (acknowledged by the stand-in; a channel added with another URL calls that URL)"
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 echo "== serve =="

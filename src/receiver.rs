@@ -212,3 +212,125 @@ async fn receive(
     });
     status
 }
+
+/// What the stand-in has received.
+#[derive(Default)]
+struct StandInCounts {
+    received: std::sync::atomic::AtomicU64,
+    unsigned: std::sync::atomic::AtomicU64,
+}
+
+/// A stand-in for the payment apps' callback endpoints on a local run
+/// (`billclear receive-callbacks`, started by `ops/run.sh`): every
+/// callback is acknowledged (204) and counted. It does not hold the
+/// channels' secrets, so it checks only that a callback carries a
+/// well-formed signature header (a real payment app verifies it: see
+/// [`verify_callback`]). The count is logged once per `every` while
+/// callbacks arrive, not a line per callback.
+pub async fn stand_in(
+    listeners: Vec<tokio::net::TcpListener>,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counts = Arc::new(StandInCounts::default());
+    let app = Router::new()
+        .fallback(stand_in_receive)
+        .with_state(counts.clone());
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let app = app.clone();
+        servers.spawn(async move { axum::serve(listener, app).await });
+    }
+    let reporter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        let (mut seen, mut seen_unsigned) = (0, 0);
+        loop {
+            tick.tick().await;
+            let (total, unsigned) = (counts.received.load(Relaxed), counts.unsigned.load(Relaxed));
+            if total > seen {
+                tracing::info!(
+                    received = total - seen,
+                    without_signature = unsigned - seen_unsigned,
+                    total,
+                    every_s = every.as_secs(),
+                    "callbacks acknowledged"
+                );
+            }
+            (seen, seen_unsigned) = (total, unsigned);
+        }
+    });
+    let mut result = Ok(());
+    if let Some(ended) = servers.join_next().await {
+        result = ended
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from));
+    }
+    reporter.abort();
+    result
+}
+
+async fn stand_in_receive(
+    State(counts): State<Arc<StandInCounts>>,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> StatusCode {
+    use std::sync::atomic::Ordering::Relaxed;
+    counts.received.fetch_add(1, Relaxed);
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if signing::parse_header(auth).is_err() {
+        counts.unsigned.fetch_add(1, Relaxed);
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod stand_in_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// POSTs a small body over plain HTTP/1.1; returns the status line.
+    async fn post(addr: std::net::SocketAddr, path: &str, authorization: Option<&str>) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = r#"{"event_id":"e1"}"#;
+        let auth = authorization
+            .map(|a| format!("authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test]
+    async fn the_stand_in_acknowledges_every_callback_on_every_listener() {
+        let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let server = tokio::spawn(super::stand_in(
+            vec![a, b],
+            std::time::Duration::from_secs(60),
+        ));
+        let signed = crate::auth::signing::authorization(
+            "k1",
+            b"secret",
+            "POST",
+            "/callbacks",
+            1,
+            "n1",
+            b"{}",
+        );
+        assert_eq!(
+            post(addr_a, "/callbacks", Some(&signed)).await,
+            "HTTP/1.1 204 No Content"
+        );
+        assert_eq!(
+            post(addr_b, "/any/path", None).await,
+            "HTTP/1.1 204 No Content"
+        );
+        server.abort();
+    }
+}

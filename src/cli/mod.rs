@@ -88,9 +88,25 @@ pub enum Command {
     /// Benchmarks that measure and print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A stand-in for payment apps' callback endpoints on a local run
+    /// (ops/run.sh starts it): acknowledges every callback (204) on each
+    /// address, counts them and logs the count once a minute. It holds no
+    /// channel secret, so it does not verify signatures: a real payment
+    /// app does (see src/receiver.rs).
+    ReceiveCallbacks(ReceiveCallbacksArgs),
     /// Print the API's OpenAPI 3.1 document (what /openapi.json serves):
     /// `billclear openapi > docs/openapi.json` refreshes the checked-in copy.
     Openapi,
+}
+
+#[derive(Args)]
+pub struct ReceiveCallbacksArgs {
+    /// Address to listen on (repeat for several channels' endpoints).
+    #[arg(long, required = true)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// How often the count of callbacks received is logged, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub report_every_s: u64,
 }
 
 #[derive(Subcommand)]
@@ -262,8 +278,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
         Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
         Command::Bench(BenchCommand::ReconStep(args)) => crate::bench::recon::step(args).await,
+        Command::ReceiveCallbacks(args) => receive_callbacks(args).await,
         Command::Openapi => unreachable!("answered before the configuration is loaded"),
     }
+}
+
+async fn receive_callbacks(args: ReceiveCallbacksArgs) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &args.listen {
+        listeners.push(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        );
+    }
+    let shown: Vec<String> = args.listen.iter().map(|a| format!("http://{a}")).collect();
+    println!(
+        "receiving callbacks on {} (acknowledged and counted; signatures not verified)",
+        shown.join(", ")
+    );
+    crate::receiver::stand_in(
+        listeners,
+        std::time::Duration::from_secs(args.report_every_s.max(1)),
+    )
+    .await
 }
 
 async fn connect(config: &Config) -> anyhow::Result<PgStore> {
