@@ -240,9 +240,15 @@ async fn an_outage_is_retried_then_delivered_and_a_long_one_rejects() {
         ..Faults::default()
     });
     let delivered = app.pay(ACCOUNT, "15.00").await;
-    // Wait until it was refused at least once, then end the outage.
+    // Wait until it was refused at least once (an attempt is recorded
+    // before its call: wait for its outcome), then end the outage.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while app.attempts(delivered).await.is_empty() {
+    while !app
+        .attempts(delivered)
+        .await
+        .iter()
+        .any(|(_, outcome)| outcome.is_some())
+    {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
