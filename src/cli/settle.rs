@@ -12,7 +12,7 @@ use crate::auth::secrets::{generate_key_id, Secret};
 use crate::config::Config;
 use crate::domain::ids::{BillerId, PaymentId};
 use crate::settlement::close::{close_date, Closing, When};
-use crate::settlement::service::FilesFailed;
+use crate::settlement::service::{FailedBatch, FilesFailed};
 use crate::store::{BatchRecord, CloseOutcome, Store};
 
 #[derive(Args)]
@@ -151,17 +151,29 @@ pub async fn settle(
             }
         }
     }
+    // Batches whose files failed for good before are told (below), not
+    // waited for: only a replay of their dead letter retries them.
     let pending: Vec<uuid::Uuid> = batches
         .iter()
-        .filter(|b| b.files_written_at.is_none())
+        .filter(|b| b.files_pending())
         .map(|b| b.id)
         .collect();
-    let mut files_failed: Option<FilesFailed> = None;
+    let mut files_failed: Vec<FailedBatch> = batches
+        .iter()
+        .filter(|b| b.files_failed())
+        .map(FailedBatch::of)
+        .collect();
     if args.no_files {
         println!(
             "files: left to `billclear serve` ({} batches waiting)",
             pending.len()
         );
+        // Closing was asked, and done: an earlier files failure is shown,
+        // not an error of this command.
+        for b in batches.iter().filter(|b| b.files_failed()) {
+            print_failure(b);
+        }
+        files_failed.clear();
     } else {
         if !pending.is_empty() {
             println!(
@@ -179,7 +191,7 @@ pub async fn settle(
             // files (below) and ends the command in error; anything else
             // ends it now.
             if let Err(e) = done {
-                files_failed = Some(e.downcast::<FilesFailed>()?);
+                files_failed.extend(e.downcast::<FilesFailed>()?.0);
             }
         }
         print_files(&*store, config, &batches).await?;
@@ -205,8 +217,8 @@ pub async fn settle(
             );
         }
     }
-    if let Some(f) = files_failed {
-        return Err(f.into());
+    if !files_failed.is_empty() {
+        return Err(FilesFailed(files_failed).into());
     }
     anyhow::ensure!(
         failed == 0,

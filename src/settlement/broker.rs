@@ -1579,6 +1579,72 @@ mod tests {
     }
 
     #[test]
+    fn transient_failures_back_off_doubling_up_to_a_minute() {
+        let base = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..6)
+            .map(|n| transient_backoff(base, n).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(
+            transient_backoff(Duration::from_millis(50), 2),
+            Duration::from_millis(200)
+        );
+        // A base longer than the cap is kept.
+        assert_eq!(
+            transient_backoff(Duration::from_secs(90), 3),
+            Duration::from_secs(90)
+        );
+        assert_eq!(transient_backoff(base, u32::MAX).as_secs(), 60);
+        let mut headers = FieldTable::default();
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        assert_eq!(
+            delivery_count(&BasicProperties::default().with_headers(headers)),
+            3
+        );
+        assert_eq!(delivery_count(&BasicProperties::default()), 0);
+    }
+
+    #[test]
+    fn replayed_messages_lose_the_dead_lettering_headers() {
+        let mut headers = FieldTable::default();
+        headers.insert(OUTBOX_ID_HEADER.into(), AMQPValue::LongLongInt(7));
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from("poison message: x")),
+        );
+        headers.insert("x-death".into(), AMQPValue::FieldArray(Default::default()));
+        headers.insert(
+            "x-first-death-reason".into(),
+            AMQPValue::LongString(LongString::from("rejected")),
+        );
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+        headers.insert("x-billclear-replays".into(), AMQPValue::LongLongInt(1));
+        let props = BasicProperties::default()
+            .with_message_id("m".into())
+            .with_headers(headers);
+        let replayed = replay_properties(&props, 1);
+        let h = replayed.headers().as_ref().unwrap().inner();
+        assert_eq!(outbox_id_of(&replayed), Some(7));
+        for gone in [
+            REASON_HEADER,
+            "x-death",
+            "x-first-death-reason",
+            "x-delivery-count",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert!(h.contains_key(REPLAYED_AT_HEADER));
+        assert_eq!(
+            h.get("x-billclear-replays"),
+            Some(&AMQPValue::LongLongInt(2))
+        );
+        assert_eq!(
+            replayed.message_id().as_ref().map(|m| m.as_str()),
+            Some("m")
+        );
+    }
+
+    #[test]
     fn outbox_id_header_round_trips() {
         let claim = Claim {
             outbox_id: 42,
