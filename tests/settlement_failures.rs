@@ -9,7 +9,11 @@
 //!   the scheduler's passes, and `billclear settle` returns the cause at
 //!   once instead of waiting out its timeout;
 //! - dead letters are listed with their reason (and left in place) and,
-//!   once the cause is fixed, replayed and processed.
+//!   once the cause is fixed, replayed and processed;
+//! - a wait that times out says where the message is (not published, or
+//!   published and not consumed);
+//! - a transient fault (the directory cannot be made) is retried by the
+//!   scheduler with a doubling delay and never recorded as a failure.
 
 mod common;
 
@@ -325,6 +329,21 @@ async fn a_file_planted_under_a_batchs_own_name_fails_the_batch_once_and_is_told
     let about_it = log.lines("ERROR", &batch.id.to_string());
     assert_eq!(about_it.len(), 1, "{about_it:#?}");
 
+    // `settlements list` and `settlements show` run with it (stdout).
+    billclear::cli::settle::settlements(
+        app.state.store.clone(),
+        &app.state.config,
+        billclear::cli::settle::SettlementsCommand::List {
+            date: Some(batch.business_date),
+            biller: None,
+        },
+    )
+    .await
+    .unwrap();
+    billclear::cli::settle::show(&*app.state.store, &app.state.config, batch.id)
+        .await
+        .unwrap();
+
     // The database keeps it once: recording again changes nothing, and the
     // failure cannot be rewritten or cleared.
     assert!(!app
@@ -453,5 +472,99 @@ async fn dead_letters_are_listed_with_their_reason_and_replayed_once_the_cause_i
     // Replaying again (nothing left) is harmless; a batch written is acked.
     let none = broker::replay_dead_letters(&cfg, None).await.unwrap();
     assert!(none.replayed.is_empty() && none.left == 0);
+    cleanup(app).await;
+}
+
+#[tokio::test]
+async fn a_wait_that_times_out_says_where_the_message_is() {
+    let app = app().await;
+    let batch = closed_batch(&app, &["40.00"]).await;
+    let store = &*app.state.store;
+    // Closed, nothing published: the wait times out on it, and the broker
+    // is named as the problem only because the message is not published.
+    let started = Instant::now();
+    let err = service::wait_for_files(store, &[batch.id], Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &err {
+        service::WaitError::TimedOut {
+            waiting, failed, ..
+        } => {
+            assert_eq!(waiting, &vec![batch.id]);
+            assert!(failed.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = service::message_whereabouts(store, batch.id, None).await;
+    assert!(text.contains("not published to RabbitMQ yet"), "{text}");
+    // Published (confirmed), nobody consuming: said so, not blamed on the
+    // broker.
+    let published = billclear::settlement::broker::Relay::new(
+        app.state.store.clone(),
+        app.state.config.amqp.clone(),
+        "test",
+    )
+    .relay_ready()
+    .await
+    .unwrap();
+    assert_eq!(published, 1);
+    let text = service::message_whereabouts(store, batch.id, None).await;
+    assert!(
+        text.contains("published") && text.contains("not consumed"),
+        "{text}"
+    );
+    assert!(!text.contains("not published"), "{text}");
+    // A consumer comes: the files are written, the wait returns.
+    let renderer = Arc::new(BatchRenderer::new(
+        app.state.store.clone(),
+        app.state.config.settlement.outbox_dir.clone(),
+    ));
+    let consumer = Consumer::new(app.state.config.amqp.clone(), renderer).spawn();
+    let waited = service::wait_for_files(store, &[batch.id], Duration::from_secs(30)).await;
+    consumer.stop().await;
+    waited.unwrap();
+    cleanup(app).await;
+}
+
+#[tokio::test]
+async fn a_transient_fault_is_retried_with_backoff_and_never_recorded_as_a_failure() {
+    let app = app().await;
+    let batch = closed_batch(&app, &["66.00"]).await;
+    // The biller's directory cannot be made: a file stands in its place.
+    let outbox = app.state.config.settlement.outbox_dir.clone();
+    std::fs::create_dir_all(&outbox).unwrap();
+    std::fs::write(outbox.join("sh-water"), b"in the way").unwrap();
+    let renderer = BatchRenderer::new(app.state.store.clone(), outbox.clone());
+    let mut rerenders = Rerenders::default();
+    let batches = app.store.batches(Some("sh-water"), None).await.unwrap();
+    let t0 = Utc::now() + service::RENDER_AFTER + chrono::Duration::seconds(1);
+    let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+    // Tried, failed transiently: tried again after 1 minute, then after 2
+    // more, not in between.
+    let pass = service::render_left_behind(&renderer, &batches, t0, &mut rerenders).await;
+    assert_eq!(pass.retry_later, vec![batch.id], "{pass:?}");
+    let pass = service::render_left_behind(
+        &renderer,
+        &batches,
+        t0 + chrono::Duration::seconds(30),
+        &mut rerenders,
+    )
+    .await;
+    assert_eq!(pass.skipped, vec![batch.id], "backing off: {pass:?}");
+    let pass = service::render_left_behind(&renderer, &batches, minutes(1), &mut rerenders).await;
+    assert_eq!(pass.retry_later, vec![batch.id], "{pass:?}");
+    let pass = service::render_left_behind(&renderer, &batches, minutes(2), &mut rerenders).await;
+    assert_eq!(pass.skipped, vec![batch.id], "backing off longer: {pass:?}");
+    // Never recorded as a failure of the batch.
+    let b = app.store.batch(batch.id).await.unwrap().unwrap();
+    assert!(b.files_pending(), "{b:?}");
+    // The fault goes away: the next try writes the files.
+    std::fs::remove_file(outbox.join("sh-water")).unwrap();
+    let pass = service::render_left_behind(&renderer, &batches, minutes(3), &mut rerenders).await;
+    assert_eq!(pass.rendered, vec![batch.id], "{pass:?}");
+    assert_eq!(app.store.batch_files(batch.id).await.unwrap().len(), 3);
+    let b = app.store.batch(batch.id).await.unwrap().unwrap();
+    assert!(b.files_written_at.is_some() && b.files_failed_at.is_none());
     cleanup(app).await;
 }
