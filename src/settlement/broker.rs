@@ -49,13 +49,29 @@
 //! Manual acknowledgements, `basic.qos(prefetch)`. Deliveries are handled
 //! **concurrently**, at most `prefetch` at once (the broker never has more
 //! than `prefetch` unacknowledged deliveries out on the channel). The
-//! handler's answer decides: `Ok` → ack; [`HandleError::Poison`] → reject
-//! without requeue (dead-lettered at once); [`HandleError::Transient`] →
-//! after a short delay, nack with requeue (the quorum queue dead-letters a
-//! message once it was returned more than `delivery_limit` times); a handler
-//! that panics counts as transient. A delivery whose channel is lost before
-//! its ack is redelivered (with the `redelivered` flag) to some consumer, so
-//! handlers see a message at least once and must be idempotent.
+//! handler's answer decides: `Ok` → ack; [`HandleError::Poison`] (logged at
+//! error) and [`HandleError::Failed`] (the batch's failure, recorded and
+//! logged by the handler) → dead-lettered at once, once: a copy carrying
+//! the reason in the [`REASON_HEADER`] header is published to the
+//! dead-letter exchange (confirmed) and the original acked; if that copy
+//! cannot be published the original is rejected without requeue, and the
+//! broker dead-letters it (`x-death` reason `rejected`);
+//! [`HandleError::Transient`] → after a delay that doubles with every
+//! earlier delivery (`x-delivery-count`, at most a minute), nack with
+//! requeue (the quorum queue dead-letters a message once it was returned
+//! more than `delivery_limit` times, `x-death` reason `delivery_limit`); a
+//! handler that panics counts as transient. A delivery whose channel is
+//! lost before its ack is redelivered (with the `redelivered` flag) to some
+//! consumer, so handlers see a message at least once and must be
+//! idempotent.
+//!
+//! # Dead letters ([`dead_letters`], [`replay_dead_letters`])
+//!
+//! Listed without being removed (`basic.get` unacknowledged, then put back
+//! in place), with the reason; replayed by republishing each one to the
+//! settlement exchange with its routing key (confirmed, mandatory, without
+//! the dead-lettering headers, with [`REPLAYED_AT_HEADER`]) and only then
+//! acking it off the dead-letter queue.
 //!
 //! Both the relay and the consumer reconnect by themselves after the broker
 //! went away, with `amqp.reconnect` backoff: the first failure of an outage
@@ -90,6 +106,16 @@ use crate::store::{Claim, OutboxNext, StoreError, Topic, WorkStore};
 
 /// Header carrying the outbox row id of a published message.
 pub const OUTBOX_ID_HEADER: &str = "outbox-id";
+/// Header of a dead letter: why the consumer dead-lettered it.
+pub const REASON_HEADER: &str = "x-billclear-reason";
+/// Header of a dead letter: when (a timestamp, seconds).
+pub const DEAD_LETTERED_AT_HEADER: &str = "x-billclear-dead-lettered-at";
+/// Header of a dead letter: the routing key it was delivered with.
+pub const ROUTING_KEY_HEADER: &str = "x-billclear-routing-key";
+/// Header of a dead letter: the queue it was taken from.
+pub const FROM_QUEUE_HEADER: &str = "x-billclear-queue";
+/// Header of a replayed message: when it was replayed (a timestamp).
+pub const REPLAYED_AT_HEADER: &str = "x-billclear-replayed-at";
 /// Binding of the settlement queue to the exchange.
 pub const QUEUE_BINDING: &str = "settlement.#";
 
@@ -837,10 +863,17 @@ impl Relay {
 /// What a handler makes of a message it could not process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandleError {
-    /// Will never succeed (unreadable, invalid): dead-lettered at once.
+    /// Will never succeed (unreadable, invalid): dead-lettered at once,
+    /// logged by the consumer at error.
     Poison(String),
-    /// Might succeed later: requeued after a short delay (and dead-lettered
-    /// once the queue's delivery limit is passed).
+    /// The batch the message names failed for good, and the handler
+    /// recorded (and logged) that itself: dead-lettered at once with the
+    /// reason, for a replay once the cause is fixed; the consumer does not
+    /// log it again as an error.
+    Failed(String),
+    /// Might succeed later: requeued after a delay that doubles with each
+    /// delivery (and dead-lettered once the queue's delivery limit is
+    /// passed).
     Transient(String),
 }
 
@@ -848,6 +881,7 @@ impl std::fmt::Display for HandleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HandleError::Poison(e) => write!(f, "poison message: {e}"),
+            HandleError::Failed(e) => write!(f, "settlement files failed: {e}"),
             HandleError::Transient(e) => write!(f, "transient failure: {e}"),
         }
     }
@@ -892,11 +926,22 @@ impl Consumer {
         self
     }
 
-    async fn subscribe(&self) -> Result<(Connection, Channel, lapin::Consumer), RelayError> {
+    async fn subscribe(
+        &self,
+    ) -> Result<(Connection, Channel, lapin::Consumer, Arc<DeadLetterer>), RelayError> {
         let setup = async {
             let conn = connect(&self.cfg).await?;
             let channel = conn.create_channel().await?;
             declare_topology(&channel, &self.cfg).await?;
+            // Dead letters are published by the consumer itself (with the
+            // reason in a header) on a channel of their own in confirm mode.
+            let dead = conn.create_channel().await?;
+            dead.confirm_select(ConfirmSelectOptions::default()).await?;
+            let dead = Arc::new(DeadLetterer {
+                channel: tokio::sync::Mutex::new(dead),
+                exchange: self.cfg.dead_letter_exchange.clone(),
+                queue: self.cfg.queue.clone(),
+            });
             channel
                 .basic_qos(self.cfg.prefetch.max(1), BasicQosOptions::default())
                 .await?;
@@ -913,7 +958,7 @@ impl Consumer {
                     FieldTable::default(),
                 )
                 .await?;
-            Ok::<_, lapin::Error>((conn, channel, consumer))
+            Ok::<_, lapin::Error>((conn, channel, consumer, dead))
         };
         match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
             Ok(r) => Ok(r?),
@@ -929,6 +974,7 @@ impl Consumer {
         &self,
         channel: &Channel,
         mut consumer: lapin::Consumer,
+        dead: Arc<DeadLetterer>,
         stop: &mut watch::Receiver<bool>,
     ) -> Ended {
         let mut in_hand: JoinSet<()> = JoinSet::new();
@@ -947,7 +993,7 @@ impl Consumer {
                     Some(Ok(delivery)) => {
                         let handler = self.handler.clone();
                         let delay = self.transient_delay;
-                        in_hand.spawn(settle(handler, delivery, delay));
+                        in_hand.spawn(settle(handler, delivery, delay, dead.clone(), stop.clone()));
                     }
                     Some(Err(e)) => break Ended::Broken(e.to_string()),
                     None => break Ended::Broken("the subscription was cancelled".into()),
@@ -964,7 +1010,7 @@ impl Consumer {
         let mut outage = Outage::new("consumer", self.cfg.reconnect.backoff());
         tracing::info!(queue = %self.cfg.queue, prefetch = self.cfg.prefetch, "settlement consumer started");
         while !stop_requested(&stop) {
-            let (conn, channel, consumer) = match self.subscribe().await {
+            let (conn, channel, consumer, dead) = match self.subscribe().await {
                 Ok(s) => s,
                 Err(e) => {
                     let wait = outage.failed(&e);
@@ -975,7 +1021,7 @@ impl Consumer {
                 }
             };
             outage.recovered();
-            let ended = self.consume(&channel, consumer, &mut stop).await;
+            let ended = self.consume(&channel, consumer, dead, &mut stop).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                 let _ = channel.close(200, "consumer stopping".into()).await;
                 let _ = conn.close(200, "consumer stopping".into()).await;
@@ -999,11 +1045,136 @@ impl Consumer {
     }
 }
 
-/// Runs the handler on one delivery and settles it (ack, reject or nack).
+/// Longest a transient failure holds its message before the requeue.
+const MAX_TRANSIENT_DELAY: Duration = Duration::from_secs(60);
+
+/// How many times the quorum queue has had the message back
+/// (`x-delivery-count`, absent on the first delivery).
+fn delivery_count(props: &BasicProperties) -> u32 {
+    let count = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").and_then(int_of));
+    count.map_or(0, |c| c.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+fn int_of(v: &AMQPValue) -> Option<i64> {
+    match v {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::Timestamp(v) => i64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+/// The wait before a transiently failed message is requeued: `base`,
+/// doubled for every earlier delivery, at most a minute (or `base`).
+fn transient_backoff(base: Duration, deliveries_before: u32) -> Duration {
+    let factor = 1u32 << deliveries_before.min(10);
+    base.saturating_mul(factor)
+        .min(MAX_TRANSIENT_DELAY.max(base))
+}
+
+/// Publishes dead letters to the dead-letter exchange, one at a time on a
+/// confirm-mode channel of the consumer's connection (one at a time, so a
+/// return from the broker belongs to the message just published).
+struct DeadLetterer {
+    channel: tokio::sync::Mutex<Channel>,
+    exchange: String,
+    queue: String,
+}
+
+impl DeadLetterer {
+    /// A copy of `delivery` with the reason in [`REASON_HEADER`] (and when,
+    /// and where it came from), confirmed by the broker and routed to the
+    /// dead-letter queue. The caller acks the original only then.
+    async fn publish(
+        &self,
+        delivery: &lapin::message::Delivery,
+        reason: &str,
+    ) -> Result<(), String> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        headers.insert(
+            DEAD_LETTERED_AT_HEADER.into(),
+            AMQPValue::Timestamp(Utc::now().timestamp().max(0) as u64),
+        );
+        headers.insert(
+            ROUTING_KEY_HEADER.into(),
+            AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
+        );
+        headers.insert(
+            FROM_QUEUE_HEADER.into(),
+            AMQPValue::LongString(LongString::from(self.queue.as_str())),
+        );
+        let props = delivery.properties.clone().with_headers(headers);
+        let channel = self.channel.lock().await;
+        let publish = async {
+            channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    delivery.routing_key.clone(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &delivery.data,
+                    props,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(SETUP_TIMEOUT, publish).await {
+            Err(_) => Err(format!(
+                "the dead-letter exchange did not confirm within {SETUP_TIMEOUT:?}"
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(format!(
+                "returned as unroutable by the dead-letter exchange {:?}: is its queue bound?",
+                self.exchange
+            )),
+            Ok(Ok(other)) => Err(format!("not confirmed by the broker: {other:?}")),
+        }
+    }
+}
+
+/// Dead-letters a delivery with its reason: a copy to the dead-letter
+/// exchange carrying the reason, then the original acked. When the copy
+/// cannot be published the original is rejected instead (the broker
+/// dead-letters it, with `x-death` reason `rejected` and no reason header).
+async fn dead_letter(
+    dead: &DeadLetterer,
+    delivery: &lapin::message::Delivery,
+    message_id: &str,
+    reason: &str,
+) -> lapin::Result<bool> {
+    match dead.publish(delivery, reason).await {
+        Ok(()) => delivery.ack(Default::default()).await,
+        Err(e) => {
+            tracing::warn!(%message_id, error = %e,
+                "could not publish the dead letter with its reason; rejecting it to the dead-letter queue instead");
+            delivery.reject(BasicRejectOptions { requeue: false }).await
+        }
+    }
+}
+
+/// Runs the handler on one delivery and settles it (ack, dead-letter or
+/// nack).
 async fn settle(
     handler: Arc<dyn SettlementHandler>,
     delivery: lapin::message::Delivery,
     delay: Duration,
+    dead: Arc<DeadLetterer>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let message_id = delivery
         .properties
@@ -1020,11 +1191,36 @@ async fn settle(
         Ok(()) => delivery.ack(Default::default()).await,
         Err(HandleError::Poison(reason)) => {
             tracing::error!(%message_id, redelivered, %reason, "poison settlement message: dead-lettered");
-            delivery.reject(BasicRejectOptions { requeue: false }).await
+            dead_letter(
+                &dead,
+                &delivery,
+                &message_id,
+                &format!("poison message: {reason}"),
+            )
+            .await
+        }
+        Err(HandleError::Failed(reason)) => {
+            // The handler recorded and logged the failure: told once.
+            tracing::info!(%message_id, "settlement message dead-lettered with its batch's failure; replay it once the cause is fixed");
+            dead_letter(
+                &dead,
+                &delivery,
+                &message_id,
+                &format!("settlement files failed: {reason}"),
+            )
+            .await
         }
         Err(HandleError::Transient(reason)) => {
-            tracing::warn!(%message_id, redelivered, %reason, "settlement message failed; requeued after a delay");
-            tokio::time::sleep(delay).await;
+            let before = delivery_count(&delivery.properties);
+            let wait = transient_backoff(delay, before);
+            tracing::warn!(%message_id, redelivered, deliveries_before = before, %reason,
+                retry_in_ms = wait.as_millis() as u64, "settlement message failed; requeued after a delay");
+            if !stop_requested(&stop) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
             delivery
                 .nack(BasicNackOptions {
                     requeue: true,
@@ -1041,6 +1237,312 @@ async fn settle(
         Err(e) => {
             tracing::warn!(%message_id, error = %e, "settling the message failed; it will be redelivered")
         }
+    }
+}
+
+// -------------------------------------------------------------- dead letters
+
+/// A message in the dead-letter queue, as `billclear settlements
+/// dead-letters` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The message id (the batch id for settlement messages).
+    pub message_id: Option<String>,
+    /// The body's `batch_id`, when it has one.
+    pub batch_id: Option<uuid::Uuid>,
+    pub biller_id: Option<String>,
+    /// The routing key it is replayed with.
+    pub routing_key: String,
+    /// Why it is there: the consumer's [`REASON_HEADER`], else the
+    /// broker's `x-death` reason (`delivery_limit`, `rejected`, ...).
+    pub reason: String,
+    /// When it was dead-lettered, when known.
+    pub dead_lettered_at: Option<chrono::DateTime<Utc>>,
+    /// How often it was replayed before.
+    pub replays: u32,
+    pub bytes: usize,
+}
+
+/// What [`replay_dead_letters`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Replayed {
+    /// Republished to the settlement exchange and removed from the
+    /// dead-letter queue.
+    pub replayed: Vec<DeadLetter>,
+    /// Left in the dead-letter queue (not selected).
+    pub left: usize,
+}
+
+fn text_of(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn time_of(v: &AMQPValue) -> Option<chrono::DateTime<Utc>> {
+    int_of(v).and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+}
+
+/// The first `x-death` entry of a message the broker dead-lettered.
+fn first_death(props: &BasicProperties) -> Option<FieldTable> {
+    let headers = props.headers().as_ref()?;
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    match deaths.as_slice().first()? {
+        AMQPValue::FieldTable(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// Reads a dead letter's id, batch, reason and time from its headers and
+/// body.
+pub fn describe_dead_letter(delivery: &lapin::message::Delivery) -> DeadLetter {
+    let props = &delivery.properties;
+    let header = |name: &str| {
+        props
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(name).cloned())
+    };
+    let body: Option<serde_json::Value> = serde_json::from_slice(&delivery.data).ok();
+    let batch_id = body
+        .as_ref()
+        .and_then(|b| b.get("batch_id"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok());
+    let biller_id = body
+        .as_ref()
+        .and_then(|b| b.get("biller_id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let death = first_death(props);
+    let death_field = |name: &str| death.as_ref().and_then(|d| d.inner().get(name).cloned());
+    let death_routing_key = death_field("routing-keys").and_then(|v| match v {
+        AMQPValue::FieldArray(keys) => keys.as_slice().first().and_then(text_of),
+        _ => None,
+    });
+    let routing_key = header(ROUTING_KEY_HEADER)
+        .as_ref()
+        .and_then(text_of)
+        .or(death_routing_key)
+        .filter(|k| !k.is_empty())
+        .or_else(|| {
+            (!delivery.routing_key.as_str().is_empty()).then(|| delivery.routing_key.to_string())
+        })
+        .or_else(|| body.as_ref().and_then(|b| routing_key(b).ok()))
+        .unwrap_or_default();
+    let reason = match header(REASON_HEADER).as_ref().and_then(text_of) {
+        Some(r) => r,
+        None => match death_field("reason").as_ref().and_then(text_of) {
+            Some(r) if r == "delivery_limit" => {
+                "delivery_limit: returned more often than the queue's delivery limit (transient failures; the consumer's warnings \"settlement message failed\" say why)".into()
+            }
+            Some(r) if r == "rejected" => {
+                "rejected: refused by a consumer (see its error log)".into()
+            }
+            Some(r) => r,
+            None => "unknown (no reason header, no x-death)".into(),
+        },
+    };
+    let dead_lettered_at = header(DEAD_LETTERED_AT_HEADER)
+        .as_ref()
+        .and_then(time_of)
+        .or_else(|| death_field("time").as_ref().and_then(time_of));
+    let replays = header("x-billclear-replays")
+        .as_ref()
+        .and_then(int_of)
+        .map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32);
+    DeadLetter {
+        message_id: props.message_id().as_ref().map(|m| m.to_string()),
+        batch_id,
+        biller_id,
+        routing_key,
+        reason,
+        dead_lettered_at,
+        replays,
+        bytes: delivery.data.len(),
+    }
+}
+
+/// The headers a replayed message keeps: its own (the outbox id, ...)
+/// without what dead-lettering added, with when it was replayed and how
+/// often.
+fn replay_properties(props: &BasicProperties, replays: u32) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if let Some(h) = props.headers().as_ref() {
+        for (k, v) in h.inner() {
+            let name = k.as_str();
+            let dead_lettering = name.starts_with("x-death")
+                || name.starts_with("x-first-death")
+                || name.starts_with("x-last-death")
+                || name == "x-delivery-count"
+                || name == REASON_HEADER
+                || name == DEAD_LETTERED_AT_HEADER
+                || name == ROUTING_KEY_HEADER
+                || name == FROM_QUEUE_HEADER;
+            if !dead_lettering {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    headers.insert(
+        REPLAYED_AT_HEADER.into(),
+        AMQPValue::Timestamp(Utc::now().timestamp().max(0) as u64),
+    );
+    headers.insert(
+        "x-billclear-replays".into(),
+        AMQPValue::LongLongInt(i64::from(replays) + 1),
+    );
+    props.clone().with_headers(headers)
+}
+
+/// Most messages one listing or replay takes off the dead-letter queue.
+pub const DEAD_LETTER_SCAN_LIMIT: usize = 10_000;
+
+/// Lists the dead-letter queue without changing it: every message is
+/// taken unacknowledged (`basic.get`) and put back (`nack` with requeue)
+/// in its place. At most `limit` messages are read.
+pub async fn dead_letters(cfg: &AmqpConfig, limit: usize) -> Result<Vec<DeadLetter>, RelayError> {
+    let conn = tokio::time::timeout(SETUP_TIMEOUT, connect(cfg))
+        .await
+        .map_err(|_| RelayError::Setup(format!("connecting took more than {SETUP_TIMEOUT:?}")))??;
+    let listed = async {
+        let ch = conn.create_channel().await?;
+        declare_topology(&ch, cfg).await?;
+        let mut held = Vec::new();
+        let mut out = Vec::new();
+        while held.len() < limit.min(DEAD_LETTER_SCAN_LIMIT) {
+            let Some(m) = ch
+                .basic_get(
+                    cfg.dead_letter_queue.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await?
+            else {
+                break;
+            };
+            out.push(describe_dead_letter(&m.delivery));
+            held.push(m.delivery);
+        }
+        requeue(&held).await?;
+        let _ = ch.close(200, "listed".into()).await;
+        Ok::<_, lapin::Error>(out)
+    }
+    .await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "done".into())).await;
+    Ok(listed?)
+}
+
+/// Puts messages taken with `basic.get` back in the queue, in their place.
+async fn requeue(held: &[lapin::message::Delivery]) -> lapin::Result<()> {
+    for d in held {
+        d.nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Replays dead letters (all, or those of one batch): each is republished
+/// to the settlement exchange with its routing key (persistent, mandatory,
+/// confirmed, without the dead-lettering headers) and only then acked off
+/// the dead-letter queue; the others are put back in their place. The
+/// consumer is idempotent: a batch whose files are written meanwhile just
+/// acks it, a failed batch is tried again.
+pub async fn replay_dead_letters(
+    cfg: &AmqpConfig,
+    batch: Option<uuid::Uuid>,
+) -> Result<Replayed, RelayError> {
+    let conn = tokio::time::timeout(SETUP_TIMEOUT, connect(cfg))
+        .await
+        .map_err(|_| RelayError::Setup(format!("connecting took more than {SETUP_TIMEOUT:?}")))??;
+    let result = async {
+        let ch = conn.create_channel().await?;
+        declare_topology(&ch, cfg).await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let mut held = Vec::new();
+        let mut done = Replayed::default();
+        let mut failed: Option<RelayError> = None;
+        while held.len() < DEAD_LETTER_SCAN_LIMIT {
+            let Some(m) = ch
+                .basic_get(
+                    cfg.dead_letter_queue.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await?
+            else {
+                break;
+            };
+            let d = m.delivery;
+            let info = describe_dead_letter(&d);
+            let selected = batch.is_none_or(|b| info.batch_id == Some(b));
+            if !selected || info.routing_key.is_empty() {
+                if selected {
+                    tracing::warn!(message_id = ?info.message_id, "a dead letter without a routing key cannot be replayed; left in place");
+                }
+                held.push(d);
+                continue;
+            }
+            let confirm = ch
+                .basic_publish(
+                    cfg.exchange.as_str().into(),
+                    info.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &d.data,
+                    replay_properties(&d.properties, info.replays),
+                )
+                .await?;
+            let confirmed =
+                tokio::time::timeout(Duration::from_millis(cfg.confirm_timeout_ms.max(1)), confirm)
+                    .await;
+            match confirmed {
+                Ok(Ok(Confirmation::Ack(None))) => {
+                    d.ack(Default::default()).await?;
+                    done.replayed.push(info);
+                }
+                other => {
+                    let why = match other {
+                        Ok(Ok(Confirmation::Ack(Some(_)))) => format!(
+                            "returned as unroutable by {:?} (routing key {:?}): is the work queue bound?",
+                            cfg.exchange, info.routing_key
+                        ),
+                        Ok(Ok(c)) => format!("not confirmed by the broker: {c:?}"),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!(
+                            "not confirmed within {} ms",
+                            cfg.confirm_timeout_ms
+                        ),
+                    };
+                    held.push(d);
+                    failed = Some(RelayError::Setup(format!(
+                        "replaying {:?}: {why}; it stays in the dead-letter queue",
+                        info.message_id
+                    )));
+                    break;
+                }
+            }
+        }
+        done.left = held.len();
+        requeue(&held).await?;
+        let _ = ch.close(200, "replayed".into()).await;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+    .await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "done".into())).await;
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(e),
     }
 }
 
@@ -1074,6 +1576,72 @@ mod tests {
         assert_eq!(message_id(&p, 9), "0192f5a4-5b7e-7c3a-9f1e-3a2b1c0d9e8f");
         assert_eq!(message_id(&json!({"batch_id": "nope"}), 9), "outbox-9");
         assert_eq!(message_id(&json!({}), 12), "outbox-12");
+    }
+
+    #[test]
+    fn transient_failures_back_off_doubling_up_to_a_minute() {
+        let base = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..6)
+            .map(|n| transient_backoff(base, n).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(
+            transient_backoff(Duration::from_millis(50), 2),
+            Duration::from_millis(200)
+        );
+        // A base longer than the cap is kept.
+        assert_eq!(
+            transient_backoff(Duration::from_secs(90), 3),
+            Duration::from_secs(90)
+        );
+        assert_eq!(transient_backoff(base, u32::MAX).as_secs(), 60);
+        let mut headers = FieldTable::default();
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        assert_eq!(
+            delivery_count(&BasicProperties::default().with_headers(headers)),
+            3
+        );
+        assert_eq!(delivery_count(&BasicProperties::default()), 0);
+    }
+
+    #[test]
+    fn replayed_messages_lose_the_dead_lettering_headers() {
+        let mut headers = FieldTable::default();
+        headers.insert(OUTBOX_ID_HEADER.into(), AMQPValue::LongLongInt(7));
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from("poison message: x")),
+        );
+        headers.insert("x-death".into(), AMQPValue::FieldArray(Default::default()));
+        headers.insert(
+            "x-first-death-reason".into(),
+            AMQPValue::LongString(LongString::from("rejected")),
+        );
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+        headers.insert("x-billclear-replays".into(), AMQPValue::LongLongInt(1));
+        let props = BasicProperties::default()
+            .with_message_id("m".into())
+            .with_headers(headers);
+        let replayed = replay_properties(&props, 1);
+        let h = replayed.headers().as_ref().unwrap().inner();
+        assert_eq!(outbox_id_of(&replayed), Some(7));
+        for gone in [
+            REASON_HEADER,
+            "x-death",
+            "x-first-death-reason",
+            "x-delivery-count",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert!(h.contains_key(REPLAYED_AT_HEADER));
+        assert_eq!(
+            h.get("x-billclear-replays"),
+            Some(&AMQPValue::LongLongInt(2))
+        );
+        assert_eq!(
+            replayed.message_id().as_ref().map(|m| m.as_str()),
+            Some("m")
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! biller's directory and record them. Idempotent: a batch whose files are
 //! recorded is acknowledged at once; rendering again (a redelivery after a
 //! crash before the record) writes byte-identical files under the same
-//! names, since every byte comes from the stored batch.
+//! names, since every byte comes from the stored batch. A file already
+//! there under one of the batch's names with other bytes is never replaced:
+//! the batch's files fail for good, recorded on the batch once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +56,14 @@ impl BatchRenderer {
 
     /// Writes and records the files of `batch` unless recorded already.
     /// Returns the batch's files.
+    ///
+    /// A failure no retry can fix (a file of the batch's own name already
+    /// there with other bytes, a value the layout refuses, control totals
+    /// off) is recorded on the batch once and logged once, at error, and
+    /// returned as [`HandleError::Failed`]; rendering a failed batch again
+    /// (a replayed message, after the cause was fixed) is allowed and
+    /// writes its files if the cause is gone. Database and disk trouble is
+    /// [`HandleError::Transient`].
     pub async fn render(&self, batch_id: Uuid) -> Result<Vec<BatchFile>, HandleError> {
         let batch = self
             .store
@@ -64,9 +74,55 @@ impl BatchRenderer {
         if batch.files_written_at.is_some() {
             return self.store.batch_files(batch_id).await.map_err(transient);
         }
-        let header = self.header(&batch).await?;
+        match self.write(&batch).await {
+            Ok(rows) => {
+                if batch.files_failed_at.is_some() {
+                    tracing::info!(batch = %batch_id, biller = %batch.biller_id, date = %batch.business_date,
+                        files = rows.len(), "settlement files written after an earlier failure was fixed");
+                } else {
+                    tracing::info!(batch = %batch_id, biller = %batch.biller_id, date = %batch.business_date,
+                        files = rows.len(), "settlement files written");
+                }
+                Ok(rows)
+            }
+            Err(Failure::Transient(e)) => Err(HandleError::Transient(e)),
+            Err(Failure::Permanent(reason)) => Err(self.fail(&batch, reason).await),
+        }
+    }
+
+    /// Records a permanent failure on the batch (once) and logs it (once).
+    async fn fail(&self, batch: &BatchRecord, reason: String) -> HandleError {
+        match self
+            .store
+            .record_files_failure(batch.id, &reason, chrono::Utc::now())
+            .await
+        {
+            Ok(true) => {
+                tracing::error!(batch = %batch.id, biller = %batch.biller_id, date = %batch.business_date,
+                    failure = %reason,
+                    "settlement files failed for good: recorded on the batch, not retried; nothing was replaced (`billclear settlements show {}`)",
+                    batch.id);
+                HandleError::Failed(reason)
+            }
+            Ok(false) => {
+                // Recorded before: this was a retry (a replayed message)
+                // and the cause is still there.
+                tracing::warn!(batch = %batch.id, biller = %batch.biller_id, date = %batch.business_date,
+                    failure = %reason, "settlement files still fail (the failure is recorded already)");
+                HandleError::Failed(reason)
+            }
+            Err(e) => HandleError::Transient(format!(
+                "{reason}; recording this failure on the batch failed: {e}"
+            )),
+        }
+    }
+
+    /// Writes the batch's files and records them.
+    async fn write(&self, batch: &BatchRecord) -> Result<Vec<BatchFile>, Failure> {
+        let batch_id = batch.id;
+        let header = self.header(batch).map_err(Failure::Permanent)?;
         let dir = self.biller_dir(&batch.biller_id);
-        let mut writer = SettlementFileWriter::create(&dir, &header).map_err(file_error)?;
+        let mut writer = SettlementFileWriter::create(&dir, &header).map_err(Failure::of)?;
         let mut failure: Option<FileError> = None;
         self.store
             .for_each_item(batch_id, &mut |item| {
@@ -91,14 +147,14 @@ impl BatchRenderer {
             })
             .await
             .map_err(|e| match failure.take() {
-                Some(f) => file_error(f),
-                None => transient(e),
+                Some(f) => Failure::of(f),
+                None => Failure::Transient(e.to_string()),
             })?;
-        let mut files: Vec<WrittenFile> = vec![writer.finish().map_err(file_error)?];
+        let mut files: Vec<WrittenFile> = vec![writer.finish().map_err(Failure::of)?];
         if crate::domain::settlement::pays_out(header.totals.net()) {
-            files.push(write_pain001(&dir, &header).map_err(file_error)?);
+            files.push(write_pain001(&dir, &header).map_err(Failure::of)?);
         }
-        let manifest = write_manifest(&dir, &header, &files).map_err(file_error)?;
+        let manifest = write_manifest(&dir, &header, &files).map_err(Failure::of)?;
         files.push(manifest);
         let rows: Vec<BatchFile> = files
             .iter()
@@ -115,22 +171,20 @@ impl BatchRenderer {
             .record_files(batch_id, &rows)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(m) => HandleError::Poison(m),
-                other => transient(other),
+                StoreError::Conflict(m) => Failure::Permanent(m),
+                other => Failure::Transient(other.to_string()),
             })?;
-        tracing::info!(batch = %batch_id, biller = %batch.biller_id, date = %batch.business_date,
-            files = rows.len(), "settlement files written");
         Ok(rows)
     }
 
-    async fn header(&self, b: &BatchRecord) -> Result<BatchHeader, HandleError> {
+    fn header(&self, b: &BatchRecord) -> Result<BatchHeader, String> {
         Ok(BatchHeader {
             batch_id: b.id,
             biller_id: b.biller_id.clone(),
             biller_name: b.biller_name.clone(),
             business_date: b.business_date,
             currency: Currency::from_code(&b.currency)
-                .map_err(|e| HandleError::Poison(format!("batch {}: {e}", b.id)))?,
+                .map_err(|e| format!("batch {}: {e}", b.id))?,
             created_at: b.created_at,
             cutoff_at: b.cutoff_at,
             format: b.format,
@@ -142,13 +196,21 @@ impl BatchRenderer {
     }
 }
 
-/// A file that cannot be written because of its content (a field too long
-/// for the layout, control totals off) will never succeed: poison, for an
-/// operator. Disk trouble may pass: transient.
-fn file_error(e: FileError) -> HandleError {
-    match e {
-        FileError::Io { .. } => HandleError::Transient(e.to_string()),
-        other => HandleError::Poison(other.to_string()),
+/// Why a batch's files could not be written.
+enum Failure {
+    /// Disk or database trouble: may pass, retried with backoff.
+    Transient(String),
+    /// Will never succeed as things are: a file of the batch's own name
+    /// with other bytes, a value its layout refuses, control totals off.
+    Permanent(String),
+}
+
+impl Failure {
+    fn of(e: FileError) -> Failure {
+        match e {
+            FileError::Io { .. } | FileError::Abandoned { .. } => Failure::Transient(e.to_string()),
+            other => Failure::Permanent(other.to_string()),
+        }
     }
 }
 

@@ -431,6 +431,37 @@ pub struct BatchRecord {
     pub debtor: BankAccount,
     pub journal_id: Option<uuid::Uuid>,
     pub files_written_at: Option<DateTime<Utc>>,
+    /// When the files failed for good (recorded once; see
+    /// [`SettlementStore::record_files_failure`]).
+    pub files_failed_at: Option<DateTime<Utc>>,
+    /// Why: the file and both digests, or what the layout refused.
+    pub files_failure: Option<String>,
+}
+
+impl BatchRecord {
+    /// The files failed for good and were not written since (a retry after
+    /// the cause was fixed writes them; the failure stays as history).
+    pub fn files_failed(&self) -> bool {
+        self.files_written_at.is_none() && self.files_failed_at.is_some()
+    }
+
+    /// Neither written nor failed: the files are still to come.
+    pub fn files_pending(&self) -> bool {
+        self.files_written_at.is_none() && self.files_failed_at.is_none()
+    }
+}
+
+/// Where a batch's settlement message stands in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SettlementMessage {
+    pub outbox_id: i64,
+    pub created_at: DateTime<Utc>,
+    /// Confirmed by the broker (or abandoned).
+    pub done_at: Option<DateTime<Utc>>,
+    pub abandoned: bool,
+    pub attempts: i32,
+    pub available_at: DateTime<Utc>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,6 +554,17 @@ pub trait SettlementStore: Send + Sync {
     /// Records a batch's files and that they are written (once; recording
     /// the same files again is a no-op).
     async fn record_files(&self, batch: uuid::Uuid, files: &[BatchFile]) -> StoreResult<()>;
+    /// Records that a batch's files failed for good, once: true when
+    /// recorded now, false when a failure was recorded before or the files
+    /// are written (nothing changes then).
+    async fn record_files_failure(
+        &self,
+        batch: uuid::Uuid,
+        failure: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The batch's settlement messages in the outbox, oldest first.
+    async fn settlement_messages(&self, batch: uuid::Uuid) -> StoreResult<Vec<SettlementMessage>>;
     async fn batch_files(&self, batch: uuid::Uuid) -> StoreResult<Vec<BatchFile>>;
     /// A settled payment given back by its biller: SETTLED -> RETURNED, the
     /// reversing journal and the return to recover, in one transaction.

@@ -78,7 +78,7 @@ pub enum ManifestError {
     },
 }
 
-/// Writes `dir/<biller>_<date>_manifest.json` listing `files` (in the order
+/// Writes `dir/<biller>_<date>_<batch>_manifest.json` listing `files` (in the order
 /// given). Every listed file is first re-read and must match its recorded
 /// size and SHA-256, so a manifest never vouches for a file that is not
 /// there. Its own [`WrittenFile`] has `count` = the number of files listed

@@ -157,7 +157,7 @@ pub enum FileError {
         "the batch's net {net} is not greater than zero: there is nothing to pay, no pain.001"
     )]
     NotPayable { net: Decimal },
-    #[error("{} exists with different content (sha256 {existing}, new {new}); not replaced", .path.display())]
+    #[error("{} exists with different content (sha256 {existing} on disk, {new} rendered); not replaced", .path.display())]
     Conflict {
         path: PathBuf,
         existing: String,
@@ -191,9 +191,13 @@ fn describe_totals(t: &BatchTotals) -> String {
     )
 }
 
-/// The names of a batch's files: `<biller_id>_<YYYYMMDD>_settlement.csv`
-/// (`.txt` for fixed-width), `<biller_id>_<YYYYMMDD>_pain001.xml`,
-/// `<biller_id>_<YYYYMMDD>_manifest.json`.
+/// The names of a batch's files:
+/// `<biller_id>_<YYYYMMDD>_<batch id>_settlement.csv` (`.txt` for
+/// fixed-width), `<biller_id>_<YYYYMMDD>_<batch id>_pain001.xml`,
+/// `<biller_id>_<YYYYMMDD>_<batch id>_manifest.json`, the batch id as its
+/// 32 lower-case hex digits. Two batches never share a name, even of the
+/// same biller and date (a date settled again from a restored or another
+/// database into the same directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileNames {
     pub settlement: String,
@@ -202,14 +206,19 @@ pub struct FileNames {
 }
 
 /// The batch's file names. The biller id must be a valid [`BillerId`]
-/// (lower-case letters, digits, `_`, `-`), which keeps every name a plain
-/// file name.
+/// (lower-case letters, digits, `_`, `-`, at most 64), which keeps every
+/// name a plain file name of at most 121 bytes.
 pub fn file_names(header: &BatchHeader) -> Result<FileNames, FileError> {
     let id = BillerId::parse(&header.biller_id).map_err(|e| FileError::Invalid {
         field: "biller_id",
         reason: e.to_string(),
     })?;
-    let stem = format!("{}_{}", id, header.business_date.format("%Y%m%d"));
+    let stem = format!(
+        "{}_{}_{}",
+        id,
+        header.business_date.format("%Y%m%d"),
+        header.batch_id.simple()
+    );
     let ext = match header.format {
         FileFormat::Csv => "csv",
         FileFormat::FixedWidth => "txt",

@@ -129,7 +129,7 @@ pub fn render_pain001(header: &BatchHeader) -> Result<String, FileError> {
     Ok(text)
 }
 
-/// Renders and writes `dir/<biller>_<date>_pain001.xml`. Refuses (and
+/// Renders and writes `dir/<biller>_<date>_<batch>_pain001.xml`. Refuses (and
 /// writes nothing for) a batch whose net is not greater than zero: the
 /// caller skips the pain.001 then.
 pub fn write_pain001(dir: &Path, header: &BatchHeader) -> Result<WrittenFile, FileError> {

@@ -206,11 +206,43 @@ fn assert_schema_valid(path: &Path) {
 fn file_names_are_deterministic_and_checked() {
     let lines = small_batch();
     let names = file_names(&header(FileFormat::Csv, &lines)).unwrap();
-    assert_eq!(names.settlement, "sh-water_20261129_settlement.csv");
-    assert_eq!(names.pain001, "sh-water_20261129_pain001.xml");
-    assert_eq!(names.manifest, "sh-water_20261129_manifest.json");
+    assert_eq!(
+        names.settlement,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_settlement.csv"
+    );
+    assert_eq!(
+        names.pain001,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_pain001.xml"
+    );
+    assert_eq!(
+        names.manifest,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_manifest.json"
+    );
     let fixed = file_names(&header(FileFormat::FixedWidth, &lines)).unwrap();
-    assert_eq!(fixed.settlement, "sh-water_20261129_settlement.txt");
+    assert_eq!(
+        fixed.settlement,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_settlement.txt"
+    );
+    // Another batch of the same biller and date (settled again from a
+    // restored database into the same directory) never shares a name.
+    let mut other = header(FileFormat::Csv, &lines);
+    other.batch_id = uuid::Uuid::parse_str("0193a5b0-7c1e-7d2a-9b3c-4d5e6f708193").unwrap();
+    let other = file_names(&other).unwrap();
+    assert_eq!(
+        other.settlement,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708193_settlement.csv"
+    );
+    assert_ne!(other.settlement, names.settlement);
+    assert_ne!(other.pain001, names.pain001);
+    assert_ne!(other.manifest, names.manifest);
+    // The longest biller id still gives a name well under the limit.
+    let mut long = header(FileFormat::Csv, &lines);
+    long.biller_id = format!("b{}", "0".repeat(63));
+    let long = file_names(&long).unwrap();
+    for name in [&long.settlement, &long.pain001, &long.manifest] {
+        assert!(name.len() <= 121, "{name} is {} bytes", name.len());
+        atomic::check_file_name(name).unwrap();
+    }
     for bad in ["../x", "", ".hidden", "Sh-Water", "a/b"] {
         let mut h = header(FileFormat::Csv, &lines);
         h.biller_id = bad.into();
@@ -246,7 +278,10 @@ fn csv_golden_small_batch() {
     let written = write_settlement(dir.path(), &h, &lines).unwrap();
     let bytes = fs::read(dir.path().join(&written.name)).unwrap();
     assert_eq!(String::from_utf8(bytes.clone()).unwrap(), CSV_GOLDEN);
-    assert_eq!(written.name, "sh-water_20261129_settlement.csv");
+    assert_eq!(
+        written.name,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_settlement.csv"
+    );
     assert_eq!(written.kind, FileKind::Settlement);
     assert_eq!(written.count, 4);
     assert_eq!(written.total, d("1335.56"));
@@ -345,7 +380,10 @@ fn fixed_width_golden_small_batch() {
     let bytes = fs::read(dir.path().join(&written.name)).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert_eq!(text, fixed_golden());
-    assert_eq!(written.name, "sh-water_20261129_settlement.txt");
+    assert_eq!(
+        written.name,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_settlement.txt"
+    );
     assert_eq!((written.count, written.total), (4, d("1335.56")));
     assert_eq!(written.sha256, sha256_hex(&bytes));
 
@@ -567,7 +605,8 @@ fn dropping_a_writer_removes_its_temp_file() {
     let entries = dir.entries();
     assert_eq!(entries.len(), 1);
     assert!(
-        entries[0].starts_with(".sh-water_20261129_settlement.csv.tmp-"),
+        entries[0]
+            .starts_with(".sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_settlement.csv.tmp-"),
         "{entries:?}"
     );
     drop(w);
@@ -584,6 +623,11 @@ fn rewriting_identical_content_is_fine_and_different_content_is_refused() {
     assert_eq!(again, first);
     let err = write_atomic(dir.path(), "a.txt", b"two\n").unwrap_err();
     assert!(matches!(err, FileError::Conflict { .. }), "{err}");
+    // The refusal names the file and both digests.
+    let text = err.to_string();
+    assert!(text.contains("a.txt"), "{text}");
+    assert!(text.contains(&sha256_hex(b"one\n")), "{text}");
+    assert!(text.contains(&sha256_hex(b"two\n")), "{text}");
     assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"one\n");
     assert_eq!(dir.entries(), vec!["a.txt"]);
 
@@ -834,7 +878,9 @@ fn pain001_validates_against_the_xsd() {
     let text = written_pain001(&dir, &h);
     assert_eq!(text, PAIN001_GOLDEN);
     assert_eq!(render_pain001(&h).unwrap(), text);
-    let path = dir.path().join("sh-water_20261129_pain001.xml");
+    let path = dir
+        .path()
+        .join("sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_pain001.xml");
     let amt = xpath(
         &path,
         &[
@@ -873,7 +919,9 @@ fn pain001_escapes_xml_special_characters() {
     let text = written_pain001(&dir, &h);
     assert!(text.contains("<Nm>Tom &amp; Jerry &lt;Water&gt;"), "{text}");
     assert!(!text.contains("Tom & Jerry"));
-    let path = dir.path().join("sh-water_20261129_pain001.xml");
+    let path = dir
+        .path()
+        .join("sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_pain001.xml");
     let back = |role: &str| {
         xpath(
             &path,
@@ -1041,7 +1089,10 @@ fn manifest_lists_correct_sha256_and_verify_detects_tampering() {
     let settlement = write_settlement(dir.path(), &h, &lines).unwrap();
     let pain = write_pain001(dir.path(), &h).unwrap();
     let m = write_manifest(dir.path(), &h, &[settlement.clone(), pain.clone()]).unwrap();
-    assert_eq!(m.name, "sh-water_20261129_manifest.json");
+    assert_eq!(
+        m.name,
+        "sh-water_20261129_0193a5b07c1e7d2a9b3c4d5e6f708192_manifest.json"
+    );
     assert_eq!(
         (m.kind, m.count, m.total),
         (FileKind::Manifest, 2, d("1330.86"))

@@ -24,8 +24,8 @@ use crate::domain::settlement::{
     SettlementTerms,
 };
 use crate::store::{
-    BatchFile, BatchRecord, CloseOutcome, CloseRequest, ReturnRecord, SettledItem, SettlementStore,
-    StatementLine, StoreError, StoreResult, StoredBillerKey,
+    BatchFile, BatchRecord, CloseOutcome, CloseRequest, ReturnRecord, SettledItem,
+    SettlementMessage, SettlementStore, StatementLine, StoreError, StoreResult, StoredBillerKey,
 };
 
 /// Rows sent to the database per COPY message.
@@ -60,6 +60,8 @@ pub(super) fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
         debtor: bank("debtor"),
         journal_id: r.get("journal_id"),
         files_written_at: r.get("files_written_at"),
+        files_failed_at: r.get("files_failed_at"),
+        files_failure: r.get("files_failure"),
     })
 }
 
@@ -448,6 +450,56 @@ impl SettlementStore for PgStore {
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn record_files_failure(
+        &self,
+        batch: Uuid,
+        failure: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        // The text is kept whole up to the column's limit (a path and two
+        // digests take a few hundred bytes).
+        let failure: String = failure.chars().take(4000).collect();
+        let done = sqlx::query(
+            "UPDATE settlement_batches SET files_failed_at = $2, files_failure = $3
+              WHERE id = $1 AND files_failed_at IS NULL AND files_written_at IS NULL",
+        )
+        .bind(batch)
+        .bind(at)
+        .bind(if failure.is_empty() {
+            "unknown"
+        } else {
+            failure.as_str()
+        })
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    async fn settlement_messages(&self, batch: Uuid) -> StoreResult<Vec<SettlementMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, done_at, abandoned, attempts, available_at, last_error
+               FROM outbox WHERE topic = 'settlement' AND aggregate_id = $1 ORDER BY id",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| SettlementMessage {
+                outbox_id: r.get("id"),
+                created_at: r.get("created_at"),
+                done_at: r.get("done_at"),
+                abandoned: r.get("abandoned"),
+                attempts: r.get("attempts"),
+                available_at: r.get("available_at"),
+                last_error: r.get("last_error"),
+            })
+            .collect())
     }
 
     async fn batch_files(&self, batch: Uuid) -> StoreResult<Vec<BatchFile>> {
