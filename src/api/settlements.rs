@@ -588,6 +588,8 @@ mod tests {
             debtor: account(),
             journal_id: None,
             files_written_at: None,
+            files_failed_at: None,
+            files_failure: None,
         }
     }
 
