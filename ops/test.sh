@@ -101,6 +101,24 @@ if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
 elif [ "$#" -ne 0 ]; then
     echo "== parsers fuzz skipped (filtered run: $*) =="
 fi
+
+# The API contract fuzzed against a running server: schemathesis over every
+# operation of /openapi.json with every check (ops/contract.sh); its last
+# line states operations, cases and failures. Skipped when filtered.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+    echo "== contract: ops/contract.sh =="
+    contract_log=$(mktemp)
+    bash ops/contract.sh >"$contract_log" 2>&1
+    status=$?
+    if [ "$status" -eq 0 ]; then
+        grep -E '^(== contract|schemathesis, version|contract:)' "$contract_log"
+    else
+        tail -n 200 "$contract_log"
+    fi
+    rm -f "$contract_log"
+elif [ "$#" -ne 0 ]; then
+    echo "== contract skipped (filtered run: $*) =="
+fi
 set -e
 
 # One closing line over every test binary (cargo prints one per binary).

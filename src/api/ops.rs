@@ -110,9 +110,17 @@ pub async fn billers(
 #[serde(deny_unknown_fields)]
 #[schema(as = RouteSwitch)]
 pub struct SwitchBody {
-    /// A route of the biller, or null for its priority order.
+    /// A route of the biller, or null for its priority order. Required:
+    /// an empty body does not silently mean "back to the order".
     #[schema(required = true, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    #[serde(deserialize_with = "present_or_null")]
     route: Option<String>,
+}
+
+/// A field that must be present, its value a string or null (serde takes
+/// a missing `Option` for null unless told otherwise).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 pub(super) const SWITCH_ROUTE: Operation = Operation {
