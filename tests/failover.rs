@@ -387,6 +387,14 @@ async fn operators_switch_routes_over_their_api_and_only_they_can() {
         (r.status.as_u16(), r.code().as_str()),
         (404, "unknown_biller")
     );
+    // An empty body is not taken for "back to the priority order".
+    let r = ops(&app, Method::PUT, path, Some(common::OPS_TOKEN), "{}").await;
+    assert_eq!(
+        (r.status.as_u16(), r.code().as_str()),
+        (400, "invalid_json"),
+        "{:?}",
+        r.json()
+    );
     let r = ops(
         &app,
         Method::PUT,
