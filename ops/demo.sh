@@ -43,4 +43,4 @@ fi
 echo "== build (release) ==" >&2
 cargo build --release --bin billclear >&2
 
-exec target/release/billclear demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/billclear" demo "$@"

@@ -42,7 +42,8 @@ if [ -n "${BILLCLEAR_CONFIG:-}" ]; then
     config=(--config "$BILLCLEAR_CONFIG")
 fi
 
-bin=target/release/billclear
+release="${CARGO_TARGET_DIR:-target}/release"
+bin="$release/billclear"
 billclear() { "$bin" "${config[@]}" "$@"; }
 
 echo "== build (release) =="
@@ -85,14 +86,14 @@ power_secret=$(secret_of power)
 gas_secret=$(secret_of gas)
 hub_secret=$(secret_of hub)
 pids=()
-BILLER_SIM_SECRET="$water_secret" target/release/biller-sim water --listen 127.0.0.1:9301 --key-id billclear & pids+=($!)
-BILLER_SIM_SECRET="$power_secret" target/release/biller-sim power --listen 127.0.0.1:9302 --key-id billclear & pids+=($!)
-BILLER_SIM_SECRET="$gas_secret" target/release/biller-sim gas --listen 127.0.0.1:9303 --admin-listen 127.0.0.1:9313 --key-id billclear & pids+=($!)
-BILLER_SIM_SECRET="$hub_secret" target/release/biller-sim hub --listen 127.0.0.1:9305 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$water_secret" "$release/biller-sim" water --listen 127.0.0.1:9301 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$power_secret" "$release/biller-sim" power --listen 127.0.0.1:9302 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$gas_secret" "$release/biller-sim" gas --listen 127.0.0.1:9303 --admin-listen 127.0.0.1:9313 --key-id billclear & pids+=($!)
+BILLER_SIM_SECRET="$hub_secret" "$release/biller-sim" hub --listen 127.0.0.1:9305 --key-id billclear & pids+=($!)
 # The co-op has no online interface: batch files in, acknowledgements out.
 coop_dir="$PWD/.billclear/coop"
 mkdir -p "$coop_dir/drop" "$coop_dir/ack"
-target/release/biller-sim coop --drop-dir "$coop_dir/drop" --ack-dir "$coop_dir/ack" & pids+=($!)
+"$release/biller-sim" coop --drop-dir "$coop_dir/drop" --ack-dir "$coop_dir/ack" & pids+=($!)
 
 echo "== callbacks =="
 # The demo channels' callback URLs (http://127.0.0.1:9401/callbacks and

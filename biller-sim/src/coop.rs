@@ -512,7 +512,7 @@ impl Shared {
                     bill_reference: line.bill_reference.clone(),
                     credited_at: now,
                 });
-                tracing::info!(reference = %line.our_reference, %receipt, amount = %line.amount, "line credited");
+                tracing::debug!(reference = %line.our_reference, %receipt, amount = %line.amount, "line credited");
                 AckStatus::Accepted { receipt }
             }
         };
@@ -534,7 +534,7 @@ impl Shared {
         reason: &str,
         now: DateTime<Utc>,
     ) {
-        tracing::info!(reference = %line.our_reference, code, "line rejected: {reason}");
+        tracing::debug!(reference = %line.our_reference, code, "line rejected: {reason}");
         state.book.rejections.push(RejectRecord {
             our_reference: line.our_reference.clone(),
             biller_id: self.coop_id.clone(),

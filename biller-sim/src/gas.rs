@@ -747,7 +747,7 @@ impl Shared {
         let now = Utc::now().trunc_subsecs(0);
         let reference = request.header.reference.clone();
         if let Some((code, message)) = refusal {
-            tracing::info!(%reference, account = %mask_account(&request.account), code, "payment refused");
+            tracing::debug!(%reference, account = %mask_account(&request.account), code, "payment refused");
             ledger.book.rejections.push(RejectRecord {
                 our_reference: reference.clone(),
                 biller_id: request.biller_id.clone(),
@@ -785,7 +785,7 @@ impl Shared {
             bill_reference: request.bill_no.clone(),
             credited_at: now,
         });
-        tracing::info!(%reference, account = %mask_account(&request.account), receipt = %receipt_no, amount = %request.amount, "payment credited");
+        tracing::debug!(%reference, account = %mask_account(&request.account), receipt = %receipt_no, amount = %request.amount, "payment credited");
         let p = self.pay_answer(request, "00", Some((&receipt_no, now)), false);
         ledger.payments.insert(
             reference,

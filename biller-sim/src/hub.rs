@@ -792,7 +792,7 @@ impl Shared {
             completed_at: now,
         };
         if let Some((code, message)) = refusal {
-            tracing::info!(reference = %request.partner_ref, biller = %request.biller_code, account = %mask_account(&request.account_no), code, "payment refused");
+            tracing::debug!(reference = %request.partner_ref, biller = %request.biller_code, account = %mask_account(&request.account_no), code, "payment refused");
             ledger.book.rejections.push(RejectRecord {
                 our_reference: request.partner_ref.clone(),
                 biller_id: request.biller_code.clone(),
@@ -829,7 +829,7 @@ impl Shared {
                 bill_reference: request.bill_no.clone(),
                 credited_at: now,
             });
-            tracing::info!(reference = %request.partner_ref, biller = %request.biller_code, account = %mask_account(&request.account_no), hub_txn = %hub_txn_id, %receipt, %amount, "payment credited");
+            tracing::debug!(reference = %request.partner_ref, biller = %request.biller_code, account = %mask_account(&request.account_no), hub_txn = %hub_txn_id, %receipt, %amount, "payment credited");
             txn.biller_receipt = Some(receipt);
         }
         let p = self.payment_answer(&txn, false);

@@ -618,7 +618,7 @@ impl Shared {
         };
         let now = Utc::now().trunc_subsecs(3);
         if let Some((code, message)) = refusal {
-            tracing::info!(reference = %request.txn_ref, account = %mask_account(&request.account_no), code, "payment refused");
+            tracing::debug!(reference = %request.txn_ref, account = %mask_account(&request.account_no), code, "payment refused");
             ledger.book.rejections.push(RejectRecord {
                 our_reference: request.txn_ref.clone(),
                 biller_id: request.biller_code.clone(),
@@ -658,7 +658,7 @@ impl Shared {
             bill_reference: request.bill_no.clone(),
             credited_at: now,
         });
-        tracing::info!(reference = %request.txn_ref, account = %mask_account(&request.account_no), receipt = %receipt_no, %amount, "payment credited");
+        tracing::debug!(reference = %request.txn_ref, account = %mask_account(&request.account_no), receipt = %receipt_no, %amount, "payment credited");
         let p = self.credited(&request, amount, &receipt_no, now, false);
         ledger.payments.insert(
             request.txn_ref.clone(),

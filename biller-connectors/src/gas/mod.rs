@@ -339,7 +339,7 @@ impl GasConnector {
                 DecodeError("field `receipt_no`: blank on a success".into()),
             ));
         }
-        tracing::info!(receipt = %paid.receipt_no, duplicate = paid.duplicate, "credited");
+        tracing::debug!(receipt = %paid.receipt_no, duplicate = paid.duplicate, "credited");
         Ok(Credit {
             biller_reference: paid.receipt_no,
             credited_at,
@@ -376,7 +376,7 @@ impl GasConnector {
             .map_err(|m| ConnectorError::unknown(format!("status inquiry: echo mismatch: {m}")))?;
         check_biller(op, order, &found.biller_id)?;
         let status = remote_status(found)?;
-        tracing::info!(status = ?status, "status");
+        tracing::debug!(status = ?status, "status");
         Ok(status)
     }
 

@@ -337,7 +337,7 @@ impl HubConnector {
             paid.amount,
             &paid.currency,
         )?;
-        tracing::info!(
+        tracing::debug!(
             hub_txn = %paid.hub_txn_id,
             biller_receipt = paid.biller_receipt.as_deref().unwrap_or("-"),
             repeated = paid.repeated,
@@ -371,7 +371,7 @@ impl HubConnector {
             &found.currency,
         )?;
         let status = remote_status(found)?;
-        tracing::info!(status = ?status, "status");
+        tracing::debug!(status = ?status, "status");
         Ok(status)
     }
 

@@ -304,7 +304,7 @@ impl PowerConnector {
         };
         echo::check(order, &echoed)
             .map_err(|m| ConnectorError::unknown(format!("payment: echo mismatch: {m}")))?;
-        tracing::info!(
+        tracing::debug!(
             receipt = %paid.receipt_no,
             duplicate = paid.duplicate,
             http = answer.status.as_u16(),
@@ -338,7 +338,7 @@ impl PowerConnector {
         echo::check(order, &echoed)
             .map_err(|m| ConnectorError::unknown(format!("status inquiry: echo mismatch: {m}")))?;
         let status = remote_status(found)?;
-        tracing::info!(status = ?status, "status");
+        tracing::debug!(status = ?status, "status");
         Ok(status)
     }
 

@@ -148,7 +148,7 @@ impl<C: Connector> Logged<C> {
         if let Err(e) = &result {
             span.in_scope(|| match e.next_step() {
                 NextStep::Unknown => tracing::warn!(next = ?e.next_step(), "{e}"),
-                _ => tracing::info!(next = ?e.next_step(), "{e}"),
+                _ => tracing::debug!(next = ?e.next_step(), "{e}"),
             });
         }
         result
