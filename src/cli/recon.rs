@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::domain::recon::breaks::{Action, Actor, BreakStatus, Proposal, ResolutionKind};
+use crate::domain::recon::matching::minor_in as money;
 use crate::domain::recon::matching::minor_to_string;
 use crate::domain::recon::FileKind;
 use crate::reconcile::import::{import_file, Imported};
@@ -598,9 +599,4 @@ pub async fn staff_actor(store: &dyn Store) -> anyhow::Result<Option<Actor>> {
         user: user.id,
         role: user.role,
     }))
-}
-
-/// An amount in minor units of `currency`, at its scale.
-fn money(minor: i64, currency: &str) -> String {
-    crate::domain::recon::matching::minor_in(minor, currency)
 }

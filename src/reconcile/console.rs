@@ -1,6 +1,7 @@
 //! A reconciliation as plain-text tables for a terminal: what `billclear
 //! recon run` and the demo print.
 
+use crate::domain::recon::matching::minor_in as money;
 use crate::domain::recon::matching::Category;
 use crate::reconcile::run::{BankSummary, PerCurrency, RunSummary};
 
@@ -152,9 +153,4 @@ pub fn bank(b: &BankSummary) -> String {
         }
     }
     out
-}
-
-/// An amount in minor units of `currency`, at its scale.
-fn money(minor: i64, currency: &str) -> String {
-    crate::domain::recon::matching::minor_in(minor, currency)
 }
