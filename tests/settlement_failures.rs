@@ -265,6 +265,27 @@ async fn a_file_planted_under_a_batchs_own_name_fails_the_batch_once_and_is_told
     assert_eq!(entries(&dir), vec![name.clone()]);
     assert!(app.store.batch_files(batch.id).await.unwrap().is_empty());
 
+    // The biller sees the batch without files, and that writing them
+    // failed (when), not our server's paths or digests.
+    let (key, secret) =
+        billclear::cli::settle::new_biller_key(&*app.state.store, &app.master_key, "sh-water")
+            .await
+            .unwrap();
+    let water = billclear::client::SignedClient::new(&app.base, &key, secret.expose_text());
+    let r = water
+        .get(&format!("/v1/settlements?date={}", batch.business_date))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = r.json()["batches"][0].clone();
+    assert_eq!(seen["batch_id"], batch.id.to_string());
+    assert_eq!(seen["files_ready"], false);
+    assert_eq!(seen["files"], serde_json::json!([]));
+    let at: chrono::DateTime<Utc> =
+        serde_json::from_value(seen["files_failed_at"].clone()).unwrap();
+    assert_eq!(Some(at), failed.files_failed_at);
+    assert!(!String::from_utf8_lossy(&r.body).contains(&sha256_of(&planted)));
+
     // Dead-lettered once, with the reason.
     let dead = broker::dead_letters(&app.state.config.amqp, 100)
         .await

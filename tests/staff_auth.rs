@@ -375,3 +375,68 @@ async fn the_token_is_not_stored_in_clear() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The framework's own refusals (a path or query it cannot read, a body
+/// over the limit) are problems like every other answer, never text/plain.
+#[tokio::test]
+async fn unreadable_paths_queries_and_bodies_are_problems() {
+    let app = TestApp::spawn().await;
+    let (_, token) = add_staff(&*app.store, "wang.fang", "Wang Fang", StaffRole::Operator)
+        .await
+        .unwrap();
+    let auth = bearer(&token);
+    let problem = |r: &Reply| {
+        assert_eq!(
+            r.headers["content-type"], "application/problem+json",
+            "{:?}",
+            r.body
+        );
+        (r.status.as_u16(), r.code(), r.json()["field"].clone())
+    };
+    // A break id that is no number.
+    let r = send_with_auth(
+        &app,
+        Method::GET,
+        "/v1/breaks/abc",
+        Vec::new(),
+        &auth,
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        problem(&r),
+        (400, "invalid_path".into(), serde_json::json!("id"))
+    );
+    // A query parameter given twice, a boolean that is not one.
+    for path in [
+        "/v1/breaks?status=OPEN&status=CLOSED",
+        "/v1/recon/runs?date=2026-12-01&date=2026-12-02",
+    ] {
+        let r = send_with_auth(&app, Method::GET, path, Vec::new(), &auth, vec![]).await;
+        let (status, code, _) = problem(&r);
+        assert_eq!((status, code.as_str()), (400, "invalid_query"), "{path}");
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains("duplicate"),
+            "{path}"
+        );
+    }
+    // A break action over the body limit.
+    let big = vec![b' '; app.state.config.http.max_body_bytes + 1];
+    let r = send_with_auth(
+        &app,
+        Method::POST,
+        "/v1/breaks/1/actions",
+        big,
+        &auth,
+        vec![("content-type".into(), "application/json".into())],
+    )
+    .await;
+    assert_eq!(problem(&r).0, 413);
+    assert_eq!(r.code(), "body_too_large");
+    // A path segment that is not UTF-8, on a signed route.
+    let r = app.alipay.get("/v1/payments/%FF%FE").await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.json()["code"], "invalid_path");
+    app.finish().await;
+}

@@ -98,21 +98,10 @@ async fn read_signed(req: Request, state: &AppState) -> Result<SignedParts, ApiE
         })?;
     // Before any signature check: a staff token is the wrong credential here.
     super::staff_auth::refuse_staff_token(auth_header.as_deref())?;
-    let body = Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                e.status(),
-                ProblemCode::BodyTooLarge,
-                "Request body too large",
-                format!(
-                    "request bodies are limited to {} bytes",
-                    state.config.http.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::bad_request(ProblemCode::UnreadableBody, e.body_text())
-        }
-    })?;
+    let body = super::extract::body(
+        Bytes::from_request(req, state).await,
+        state.config.http.max_body_bytes,
+    )?;
     let header = signing::parse_header(auth_header.as_deref()).map_err(|e| match e {
         HeaderError::Missing => ApiError::unauthorized(
             ProblemCode::MissingSignature,

@@ -2,7 +2,9 @@
 //! and availability. `GET /v1/billers/{id}/bills?account=`: bill inquiry
 //! through the biller's route.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
@@ -186,7 +188,6 @@ pub struct BillerList {
 pub(super) const LIST: Operation = Operation {
     id: "listBillers",
     problems: &[text::PROBLEMS, auth::SIGNED, auth::NONCE],
-    plain: &[],
 };
 
 /// Active billers with their account-number rules, amount rules,
@@ -252,6 +253,8 @@ pub struct BillView {
 pub(super) const BILLS: Operation = Operation {
     id: "inquireBill",
     problems: &[
+        super::extract::PATH,
+        super::extract::QUERY,
         text::PROBLEMS,
         auth::SIGNED,
         auth::NONCE,
@@ -282,7 +285,6 @@ pub(super) const BILLS: Operation = Operation {
             ),
         ],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH_OR_QUERY)],
 };
 
 /// Bill inquiry: outstanding bills of a customer account, asked of the

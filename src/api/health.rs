@@ -41,7 +41,6 @@ pub struct Readiness {
 pub(super) const HEALTHZ: Operation = Operation {
     id: "healthz",
     problems: &[text::PROBLEMS],
-    plain: &[],
 };
 
 /// Liveness: the process answers.
@@ -60,7 +59,6 @@ pub async fn healthz() -> impl IntoResponse {
 pub(super) const READYZ: Operation = Operation {
     id: "readyz",
     problems: &[text::PROBLEMS, &[(503, &[ProblemCode::NotReady])]],
-    plain: &[],
 };
 
 /// Readiness: the database answers.
@@ -89,7 +87,6 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 pub(super) const OPENAPI: Operation = Operation {
     id: "getOpenApi",
     problems: &[text::PROBLEMS],
-    plain: &[],
 };
 
 /// This document (OpenAPI 3.1), generated from the handlers and their

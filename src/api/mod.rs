@@ -6,6 +6,7 @@
 
 mod auth;
 mod billers;
+mod extract;
 mod health;
 mod openapi;
 mod ops;

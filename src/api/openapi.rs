@@ -29,28 +29,12 @@ use crate::domain::dispatch::{CallbackEvent, CallbackPayment};
 pub(crate) type Problems = &'static [(u16, &'static [ProblemCode])];
 
 /// What one operation can answer besides its success: the problem lists
-/// of every part it goes through, and the answers the HTTP framework
-/// gives itself (`text/plain`, not problems) before a handler runs.
+/// of every part it goes through.
 pub(crate) struct Operation {
     /// The operation's `operationId` (also in its `#[utoipa::path]`).
     pub id: &'static str,
     pub problems: &'static [Problems],
-    /// Status and why, for the framework's own `text/plain` refusals.
-    pub plain: &'static [(u16, &'static str)],
 }
-
-/// A path parameter the framework cannot decode.
-pub(crate) const PLAIN_PATH: &str =
-    "a path segment that is not UTF-8 once percent-decoded is refused by the HTTP framework itself, in text/plain";
-/// A query string the framework cannot read.
-pub(crate) const PLAIN_QUERY: &str =
-    "a query string the HTTP framework cannot read (not UTF-8 once decoded, a parameter given twice, a value of the wrong type) is refused by the framework itself, in text/plain";
-pub(crate) const PLAIN_PATH_OR_QUERY: &str =
-    "a path segment or a query string the HTTP framework cannot read (not UTF-8 once decoded, a parameter given twice) is refused by the framework itself, in text/plain";
-pub(crate) const PLAIN_PATH_INTEGER: &str =
-    "an id that is not a 64-bit integer is refused by the HTTP framework itself, in text/plain";
-pub(crate) const PLAIN_BODY_TOO_LARGE: &str =
-    "a body over the configured limit (http.max_body_bytes) is refused by the HTTP framework itself, in text/plain";
 
 /// Every operation, in the order of the document.
 const OPERATIONS: &[&Operation] = &[
@@ -178,7 +162,6 @@ impl Modify for Contract {
             RefOr::T(problem_response(
                 "No such endpoint (any path that is not in this document)",
                 &[ProblemCode::NoSuchRoute],
-                &[],
                 404,
             )),
         );
@@ -187,7 +170,6 @@ impl Modify for Contract {
             RefOr::T(problem_response(
                 "The endpoint does not take this method",
                 &[ProblemCode::MethodNotAllowed],
-                &[],
                 405,
             )),
         );
@@ -226,18 +208,12 @@ fn problem_responses(op: &Operation) -> BTreeMap<u16, Response> {
             codes.entry(*status).or_default().extend(cs.iter().copied());
         }
     }
-    let mut plain: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-    for (status, why) in op.plain {
-        plain.entry(*status).or_default().push(why);
-        codes.entry(*status).or_default();
-    }
     codes
         .into_iter()
         .map(|(status, cs)| {
             let cs: Vec<ProblemCode> = cs.into_iter().collect();
-            let why = plain.remove(&status).unwrap_or_default();
             let title = status_title(status);
-            (status, problem_response(title, &cs, &why, status))
+            (status, problem_response(title, &cs, status))
         })
         .collect()
 }
@@ -261,37 +237,20 @@ fn status_title(status: u16) -> &'static str {
 }
 
 /// One problem answer: `application/problem+json` (the Problem schema)
-/// with the codes it can carry, and `text/plain` where the framework
-/// answers itself.
-fn problem_response(title: &str, codes: &[ProblemCode], plain: &[&str], status: u16) -> Response {
+/// with the codes it can carry.
+fn problem_response(title: &str, codes: &[ProblemCode], status: u16) -> Response {
     let mut description = title.to_string();
     if !codes.is_empty() {
         let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
         description.push_str(&format!(": {}", list.join(", ")));
     }
-    for why in plain {
-        description.push_str(&format!("; {why}"));
-    }
-    let mut builder = ResponseBuilder::new().description(description);
-    if !codes.is_empty() {
-        builder = builder.content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        );
-    }
-    if !plain.is_empty() {
-        builder = builder.content(
-            "text/plain",
-            ContentBuilder::new()
-                .schema(Some(Schema::Object(
-                    ObjectBuilder::new().schema_type(Type::String).build(),
-                )))
-                .build(),
-        );
-    }
-    if matches!(status, 429 | 503) && !codes.is_empty() {
+    let mut builder = ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if matches!(status, 429 | 503) {
         builder = builder.header(
             "Retry-After",
             HeaderBuilder::new()
@@ -459,13 +418,13 @@ mod tests {
                         continue;
                     }
                     let content = &r["content"];
-                    // A problem, or the framework's own text/plain refusal.
-                    assert!(
-                        content["application/problem+json"]["schema"]["$ref"]
-                            == "#/components/schemas/Problem"
-                            || content["text/plain"].is_object(),
+                    // A problem, never the framework's own text/plain.
+                    assert_eq!(
+                        content["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
                         "{method} {path} {status}"
                     );
+                    assert!(content["text/plain"].is_null(), "{method} {path} {status}");
                     if status == "429" || status == "503" {
                         assert!(r["headers"]["Retry-After"].is_object());
                     }

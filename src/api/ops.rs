@@ -7,7 +7,9 @@
 //! `bcstaff_` bearer tokens (`billclear staff add`), checked by the staff
 //! API (`/v1/breaks`, `/v1/recon`), not here.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use axum::http::HeaderMap;
 use axum::Json;
 use chrono::Utc;
@@ -74,7 +76,6 @@ const OPERATOR: super::openapi::Problems = &[
 pub(super) const BILLERS: Operation = Operation {
     id: "listOpsBillers",
     problems: &[text::PROBLEMS, OPERATOR],
-    plain: &[],
 };
 
 /// `GET /ops/v1/billers`: every biller (active or not) with its routes in
@@ -126,6 +127,7 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stri
 pub(super) const SWITCH_ROUTE: Operation = Operation {
     id: "switchRoute",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         OPERATOR,
         &[
@@ -135,7 +137,6 @@ pub(super) const SWITCH_ROUTE: Operation = Operation {
             (500, &[ProblemCode::Internal]),
         ],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH)],
 };
 
 /// `PUT /ops/v1/billers/{id}/route`: planned switch of a biller's new

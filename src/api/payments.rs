@@ -1,7 +1,9 @@
 //! `POST /v1/payments` (idempotent), `GET /v1/payments/{id}`,
 //! `GET /v1/payments?channel_reference=`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -262,7 +264,6 @@ pub(super) const CREATE: Operation = Operation {
             ),
         ],
     ],
-    plain: &[],
 };
 
 /// Submit a bill payment (idempotent).
@@ -505,12 +506,12 @@ async fn answer(
 pub(super) const GET_ONE: Operation = Operation {
     id: "getPayment",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         auth::SIGNED,
         auth::NONCE,
         &[(404, &[ProblemCode::PaymentNotFound])],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH)],
 };
 
 /// One of this channel's payments (another channel's payment is a 404).
@@ -552,12 +553,12 @@ pub struct FindQuery {
 pub(super) const FIND: Operation = Operation {
     id: "listPayments",
     problems: &[
+        super::extract::QUERY,
         text::PROBLEMS,
         auth::SIGNED,
         auth::NONCE,
         &[(400, &[ProblemCode::MissingQuery])],
     ],
-    plain: &[(400, super::openapi::PLAIN_QUERY)],
 };
 
 /// Find this channel's payment by its channel reference.

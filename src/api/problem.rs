@@ -60,6 +60,8 @@ problem_codes! {
     InvalidJson = "invalid_json",
     UnsupportedMediaType = "unsupported_media_type",
     InvalidCharacters = "invalid_characters",
+    InvalidPath = "invalid_path",
+    InvalidQuery = "invalid_query",
     MissingIdempotencyKey = "missing_idempotency_key",
     InvalidIdempotencyKey = "invalid_idempotency_key",
     UnknownField = "unknown_field",

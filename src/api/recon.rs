@@ -2,7 +2,9 @@
 //! their reports, breaks and the actions on them. Staff bearer tokens only.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -237,8 +239,12 @@ pub struct RunsQuery {
 
 pub(super) const RUNS: Operation = Operation {
     id: "listReconRuns",
-    problems: &[text::PROBLEMS, staff_auth::STAFF, DATE_PROBLEM],
-    plain: &[(400, super::openapi::PLAIN_QUERY)],
+    problems: &[
+        super::extract::QUERY,
+        text::PROBLEMS,
+        staff_auth::STAFF,
+        DATE_PROBLEM,
+    ],
 };
 
 /// Reconciliation runs, latest first, at most 200 (viewer).
@@ -267,12 +273,12 @@ pub async fn runs(
 pub(super) const REPORT: Operation = Operation {
     id: "downloadReconReport",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         staff_auth::STAFF,
         DATE_PROBLEM,
         &[(404, &[ProblemCode::ReportNotFound])],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH)],
 };
 
 /// A report a reconciliation run wrote (viewer).
@@ -344,11 +350,11 @@ pub struct BreaksQuery {
 pub(super) const LIST: Operation = Operation {
     id: "listBreaks",
     problems: &[
+        super::extract::QUERY,
         text::PROBLEMS,
         staff_auth::STAFF,
         &[(400, &[ProblemCode::InvalidDate, ProblemCode::InvalidStatus])],
     ],
-    plain: &[(400, super::openapi::PLAIN_QUERY)],
 };
 
 /// Reconciliation breaks (viewer), at most 10000.
@@ -403,11 +409,11 @@ pub async fn list(
 pub(super) const SHOW: Operation = Operation {
     id: "getBreak",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         staff_auth::STAFF,
         &[(404, &[ProblemCode::BreakNotFound])],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH_INTEGER)],
 };
 
 /// A break with its audit trail (viewer).
@@ -504,6 +510,8 @@ pub enum ActionBody {
 pub(super) const ACT: Operation = Operation {
     id: "actOnBreak",
     problems: &[
+        super::extract::PATH,
+        super::extract::BODY,
         text::PROBLEMS,
         staff_auth::STAFF,
         &[
@@ -529,10 +537,6 @@ pub(super) const ACT: Operation = Operation {
             ),
         ],
     ],
-    plain: &[
-        (400, super::openapi::PLAIN_PATH_INTEGER),
-        (413, super::openapi::PLAIN_BODY_TOO_LARGE),
-    ],
 };
 
 /// Work a break: assign, investigate, comment, propose (operator); approve,
@@ -556,9 +560,10 @@ pub async fn act(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     staff: StaffAuth,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<BreakAfterAction>, ApiError> {
     let user = staff.require(StaffRole::Operator)?;
+    let body = super::extract::body(body, state.config.http.max_body_bytes)?;
     let not_understood = |e: serde_json::Error| {
         ApiError::unprocessable(
             ProblemCode::InvalidAction,

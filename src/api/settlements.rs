@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -90,6 +92,12 @@ pub struct SettlementBatchView {
     pub format: FileFormat,
     /// The files are written (until then `files` may be empty).
     pub files_ready: bool,
+    /// When writing the files failed for a reason no retry fixes (our
+    /// operators are told, with the cause); absent when it never did. The
+    /// files follow once the cause is fixed, and `files_ready` says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub files_failed_at: Option<DateTime<Utc>>,
     pub files: Vec<SettlementFileView>,
 }
 
@@ -136,6 +144,7 @@ impl SettlementBatchView {
             net: money(b.totals.net()),
             format: b.format,
             files_ready: b.files_written_at.is_some(),
+            files_failed_at: b.files_failed_at,
             files: files
                 .iter()
                 .map(|f| SettlementFileView {
@@ -167,8 +176,12 @@ const DATE_PROBLEMS: super::openapi::Problems =
 
 pub(super) const LIST: Operation = Operation {
     id: "listSettlements",
-    problems: &[text::PROBLEMS, auth::BILLER_SIGNED, DATE_PROBLEMS],
-    plain: &[(400, super::openapi::PLAIN_QUERY)],
+    problems: &[
+        super::extract::QUERY,
+        text::PROBLEMS,
+        auth::BILLER_SIGNED,
+        DATE_PROBLEMS,
+    ],
 };
 
 /// A biller's settlement batches of a business date, with their files
@@ -209,6 +222,7 @@ pub async fn list(
 pub(super) const DOWNLOAD: Operation = Operation {
     id: "downloadSettlementFile",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         auth::BILLER_SIGNED,
         &[
@@ -217,7 +231,6 @@ pub(super) const DOWNLOAD: Operation = Operation {
             (503, &[ProblemCode::FileUnavailable]),
         ],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH)],
 };
 
 /// One settlement file of a batch (signed with a BILLER key).
@@ -427,8 +440,13 @@ pub struct StatementFileView {
 
 pub(super) const STATEMENT: Operation = Operation {
     id: "getStatement",
-    problems: &[text::PROBLEMS, auth::SIGNED, auth::NONCE, DATE_PROBLEMS],
-    plain: &[(400, super::openapi::PLAIN_QUERY)],
+    problems: &[
+        super::extract::QUERY,
+        text::PROBLEMS,
+        auth::SIGNED,
+        auth::NONCE,
+        DATE_PROBLEMS,
+    ],
 };
 
 /// The channel's statement of a business date: what it owes per biller
@@ -495,6 +513,7 @@ async fn open_billers(state: &AppState, date: NaiveDate) -> Result<Vec<String>, 
 pub(super) const STATEMENT_FILE: Operation = Operation {
     id: "downloadStatementFile",
     problems: &[
+        super::extract::PATH,
         text::PROBLEMS,
         auth::SIGNED,
         auth::NONCE,
@@ -506,7 +525,6 @@ pub(super) const STATEMENT_FILE: Operation = Operation {
             (503, &[ProblemCode::FileUnavailable]),
         ],
     ],
-    plain: &[(400, super::openapi::PLAIN_PATH)],
 };
 
 /// The channel's statement file (CSV), written once every biller has

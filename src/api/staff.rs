@@ -24,7 +24,6 @@ pub struct StaffMeView {
 pub(super) const ME: Operation = Operation {
     id: "getStaffMe",
     problems: &[text::PROBLEMS, staff_auth::STAFF],
-    plain: &[],
 };
 
 /// Finance staff: the user the bearer token belongs to (any role).
