@@ -193,6 +193,11 @@ pub struct DispatchConfig {
     /// How often file routes (the co-op) are checked: batches due at a
     /// biller's cut-off delivered, acknowledgements read.
     pub file_poll_ms: u64,
+    /// The workers' writes (attempts, outcomes, acknowledgements) are
+    /// committed in groups of at most this many...
+    pub commit_max_batch: usize,
+    /// ...with at most this many groups committing at once.
+    pub commit_max_inflight: usize,
 }
 
 /// Route health: a circuit breaker per connector (see `domain::routing`).
@@ -369,6 +374,8 @@ impl Default for Config {
                 not_found_answers: 2,
                 not_found_grace_ms: 60_000,
                 file_poll_ms: 5_000,
+                commit_max_batch: 256,
+                commit_max_inflight: 2,
             },
             callbacks: CallbackConfig {
                 concurrency: 16,
@@ -532,6 +539,11 @@ impl Config {
         anyhow::ensure!(
             self.dispatch.concurrency >= 1 && self.callbacks.concurrency >= 1,
             "dispatch.concurrency and callbacks.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.dispatch.commit_max_batch)
+                && (1..=16).contains(&self.dispatch.commit_max_inflight),
+            "dispatch.commit_max_batch must be 1 to 10000 and dispatch.commit_max_inflight 1 to 16"
         );
         anyhow::ensure!(
             self.inquiry.budget_per_s >= 1 && self.inquiry.budgets.values().all(|b| *b >= 1),

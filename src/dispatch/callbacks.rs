@@ -30,6 +30,8 @@ pub const EVENT_ID_HEADER: &str = "billclear-event-id";
 
 pub struct CallbackSender {
     store: Arc<dyn Store>,
+    /// Acknowledgements, group-committed with the dispatch workers' writes.
+    commit: super::commit::Committer,
     master_key: MasterKey,
     config: CallbackConfig,
     http: HttpClient,
@@ -67,10 +69,14 @@ enum DeliveryError {
 }
 
 impl CallbackSender {
-    pub fn new(state: &super::Deps) -> anyhow::Result<CallbackSender> {
+    pub fn new(
+        state: &super::Deps,
+        commit: super::commit::Committer,
+    ) -> anyhow::Result<CallbackSender> {
         let cfg = &state.config.callbacks;
         Ok(CallbackSender {
             store: state.store.clone(),
+            commit,
             master_key: state.master_key.clone(),
             config: cfg.clone(),
             http: super::http::client(
@@ -287,7 +293,7 @@ impl CallbackSender {
                 }
             }
         };
-        self.store.finish_work(claim, &next).await
+        self.commit.finish(claim, next).await
     }
 }
 

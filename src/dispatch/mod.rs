@@ -12,6 +12,7 @@
 //!   abort-on-stop (a stopped process's work comes back after its lease).
 
 pub mod callbacks;
+pub mod commit;
 pub mod connectors;
 pub mod endpoints;
 pub mod files;
@@ -53,8 +54,10 @@ impl Workers {
     /// `name` identifies this process in claims and attempts.
     pub fn start(state: &Deps, name: &str) -> anyhow::Result<Workers> {
         let cfg = &state.config;
-        let dispatcher = Arc::new(worker::Dispatcher::new(state, name));
-        let sender = Arc::new(callbacks::CallbackSender::new(state)?);
+        // One group committer for both pools' writes.
+        let commit = commit::Committer::start(state.store.clone(), &cfg.dispatch);
+        let dispatcher = Arc::new(worker::Dispatcher::new(state, name, commit.clone()));
+        let sender = Arc::new(callbacks::CallbackSender::new(state, commit)?);
         let handles = vec![
             tokio::spawn(pool::run(
                 state.store.clone(),

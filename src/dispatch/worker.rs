@@ -8,6 +8,7 @@ use biller_connectors::{Connector, ConnectorError, Credit, PayOrder, RemoteStatu
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::commit::Committer;
 use super::endpoints::{EndpointPolicy, Endpoints, FailureNote};
 use super::pool::Job;
 use super::routes::{NoRoute, Routes};
@@ -29,6 +30,8 @@ pub struct Dispatcher {
     routes: Arc<Routes>,
     config: Arc<Config>,
     worker: String,
+    /// Every write of a step, group-committed with other workers' writes.
+    commit: Committer,
     /// The same trouble repeated for many payments (a route not
     /// configured, a circuit open) is logged once, then as a count.
     told: Endpoints,
@@ -81,13 +84,14 @@ fn later(b: &Backoff, attempt: u32, error: impl Into<String>) -> OutboxNext {
 }
 
 impl Dispatcher {
-    pub fn new(state: &super::Deps, worker: &str) -> Dispatcher {
+    pub fn new(state: &super::Deps, worker: &str, commit: Committer) -> Dispatcher {
         Dispatcher {
             store: state.store.clone(),
             billers: state.billers.clone(),
             routes: state.routes.clone(),
             config: state.config.clone(),
             worker: worker.to_string(),
+            commit,
             told: Endpoints::new(EndpointPolicy {
                 base: Duration::ZERO,
                 max: Duration::ZERO,
@@ -125,10 +129,10 @@ impl Dispatcher {
             let next = OutboxNext::Abandon {
                 error: format!("payment {id} does not exist"),
             };
-            return self.store.finish_work(claim, &next).await;
+            return self.commit.finish(claim, next).await;
         };
         match plan(payment.status, &history) {
-            Step::Done => self.store.finish_work(claim, &OutboxNext::Done).await,
+            Step::Done => self.commit.finish(claim, OutboxNext::Done).await,
             Step::MarkUnknown => {
                 let reason =
                     "the send's outcome is unknown: the process sending it stopped before it ended";
@@ -188,7 +192,7 @@ impl Dispatcher {
             callback,
             next,
         };
-        self.store.record_dispatch(claim, &update).await
+        self.commit.record(claim, update).await
     }
 
     async fn conclude(
@@ -233,7 +237,7 @@ impl Dispatcher {
                 at: Utc::now(),
                 error: "lease too short for a call".into(),
             };
-            self.store.finish_work(claim, &next).await?;
+            self.commit.finish(claim, next).await?;
             return Ok(None);
         }
         let start = AttemptStart {
@@ -245,7 +249,7 @@ impl Dispatcher {
             transition,
             min_lease_left_ms: needed.as_millis() as u64,
         };
-        let attempt_id = self.store.start_attempt(claim, &start).await?;
+        let attempt_id = self.commit.start_attempt(claim, start).await?;
         if claim.lease_left() < needed - LEASE_MARGIN / 2 {
             tracing::warn!("lease nearly over after recording the attempt; not calling");
             return Ok(None);
@@ -288,7 +292,7 @@ impl Dispatcher {
                 .await;
         }
         let next = later(backoff, claim.attempts as u32, why);
-        self.store.finish_work(claim, &next).await
+        self.commit.finish(claim, next).await
     }
 
     async fn reject_undelivered(
@@ -351,8 +355,8 @@ impl Dispatcher {
                 let at = Utc::now()
                     + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
                 return self
-                    .store
-                    .finish_work(claim, &OutboxNext::RetryAt { at, error: why })
+                    .commit
+                    .finish(claim, OutboxNext::RetryAt { at, error: why })
                     .await;
             }
             Err(no_route) => {
@@ -488,8 +492,8 @@ impl Dispatcher {
             );
             tracing::error!("{why}");
             return self
-                .store
-                .finish_work(claim, &OutboxNext::Abandon { error: why })
+                .commit
+                .finish(claim, OutboxNext::Abandon { error: why })
                 .await;
         }
         // Never another route: only the one the payment went to can say.
@@ -514,7 +518,7 @@ impl Dispatcher {
                     },
                     None => later(&backoff, claim.attempts as u32, why),
                 };
-                return self.store.finish_work(claim, &next).await;
+                return self.commit.finish(claim, next).await;
             }
         };
         let Some(attempt_id) = self
@@ -637,10 +641,10 @@ impl Job for Dispatcher {
                     // look again from the stored state.
                     tracing::info!(%why, "dispatch step superseded");
                     let _ = self
-                        .store
-                        .finish_work(
+                        .commit
+                        .finish(
                             &claim,
-                            &OutboxNext::RetryAt {
+                            OutboxNext::RetryAt {
                                 at: Utc::now(),
                                 error: why,
                             },

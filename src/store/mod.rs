@@ -3,6 +3,7 @@
 //! an addition, not a rewrite. `postgres` is the system of record.
 
 pub mod bank;
+pub mod group;
 pub mod postgres;
 pub mod recon;
 
@@ -20,7 +21,7 @@ use crate::domain::routing::RouteState;
 use crate::domain::settlement::{BankAccount, BatchTotals, FileFormat};
 use crate::domain::staff::StaffUser;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store refused the data (a constraint, a bad value): retrying the
     /// same data will fail again.
@@ -316,6 +317,42 @@ pub struct DispatchUpdate {
     pub next: OutboxNext,
 }
 
+/// One write of dispatch or callback work, committed with others in one
+/// transaction ([`DispatchStore::commit_dispatch`]): each is what
+/// [`DispatchStore::start_attempt`], [`DispatchStore::record_dispatch`] or
+/// [`WorkStore::finish_work`] does alone, with the same checks.
+#[derive(Debug, Clone)]
+pub enum DispatchOp {
+    /// An attempt recorded before its call.
+    Start { claim: Claim, start: AttemptStart },
+    /// The end of a step: the attempt's outcome, the transition with its
+    /// ledger effect, the callback, and what becomes of the work.
+    Record {
+        claim: Claim,
+        update: Box<DispatchUpdate>,
+    },
+    /// Work finished with nothing else written.
+    Finish { claim: Claim, next: OutboxNext },
+}
+
+impl DispatchOp {
+    pub fn claim(&self) -> &Claim {
+        match self {
+            DispatchOp::Start { claim, .. }
+            | DispatchOp::Record { claim, .. }
+            | DispatchOp::Finish { claim, .. } => claim,
+        }
+    }
+}
+
+/// What one [`DispatchOp`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchDone {
+    /// The attempt recorded, with its id.
+    Started(i64),
+    Written,
+}
+
 /// A batch file of a file route, as stored.
 #[derive(Debug, Clone)]
 pub struct FileBatch {
@@ -369,6 +406,15 @@ pub trait DispatchStore: Send + Sync {
     /// returns the attempt id.
     async fn start_attempt(&self, claim: &Claim, start: &AttemptStart) -> StoreResult<i64>;
     async fn record_dispatch(&self, claim: &Claim, update: &DispatchUpdate) -> StoreResult<()>;
+    /// Commits many ops in one transaction. Each op is checked as it would
+    /// be alone (its claim still held, its attempt still open, its payment
+    /// still in the transition's `from` state) and one that fails a check
+    /// writes nothing and gets its error, without failing the others. An
+    /// error of the whole (nothing committed) is the outer `Err`.
+    async fn commit_dispatch(
+        &self,
+        ops: &[DispatchOp],
+    ) -> StoreResult<Vec<StoreResult<DispatchDone>>>;
     async fn callback_target(&self, channel: &ChannelId) -> StoreResult<Option<CallbackTarget>>;
     /// Queues a payment for its file route's next batch (RECEIVED →
     /// SUBMITTED), finishing its dispatch work, in one transaction.

@@ -190,66 +190,71 @@ impl LedgerStore for PgStore {
     }
 }
 
-/// Reads a journal back (for posting or voiding it).
-pub(super) async fn load_journal(
+/// Loads journals with their entries (two statements whatever their
+/// number), by id; an id with no journal is absent from the map.
+pub(super) async fn load_journals(
     tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-) -> StoreResult<Journal> {
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashMap<Uuid, Journal>> {
     use crate::domain::ids::PaymentId;
     use crate::domain::ledger::{Entry, JournalKind, Layer, Side};
     use crate::domain::money::Money;
-    let head = sqlx::query(
-        "SELECT kind, resolves, payment_id, description FROM ledger_journals WHERE id = $1",
+    let heads = sqlx::query(
+        "SELECT id, kind, resolves, payment_id, description FROM ledger_journals WHERE id = ANY($1)",
     )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_err)?
-    .ok_or_else(|| StoreError::NotFound(format!("journal {id}")))?;
-    let rows = sqlx::query(
-        "SELECT a.code, e.currency::text AS currency, e.layer, e.side, e.amount
-         FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-         WHERE e.journal_id = $1 ORDER BY e.id",
-    )
-    .bind(id)
+    .bind(ids)
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err)?;
-    let bad = |s: String| StoreError::Rejected(format!("journal {id}: {s}"));
-    let entries = rows
-        .iter()
-        .map(|r| {
-            let currency = Currency::from_code(r.get::<String, _>("currency").trim())
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(Entry {
-                account: r.get("code"),
-                layer: if r.get::<String, _>("layer") == "pending" {
-                    Layer::Pending
-                } else {
-                    Layer::Posted
-                },
-                side: if r.get::<String, _>("side") == "debit" {
-                    Side::Debit
-                } else {
-                    Side::Credit
-                },
-                amount: Money::new(r.get("amount"), currency).map_err(|e| bad(e.to_string()))?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    let kind = match head.get::<String, _>("kind").as_str() {
-        "pending" => JournalKind::Pending,
-        "post" => JournalKind::Post,
-        "void" => JournalKind::Void,
-        _ => JournalKind::Posted,
-    };
-    Journal::restore(
-        id,
-        kind,
-        head.get("resolves"),
-        head.get::<Option<Uuid>, _>("payment_id").map(PaymentId),
-        head.get("description"),
-        entries,
+    let rows = sqlx::query(
+        "SELECT e.journal_id, a.code, e.currency::text AS currency, e.layer, e.side, e.amount
+         FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+         WHERE e.journal_id = ANY($1) ORDER BY e.journal_id, e.id",
     )
-    .map_err(|e| bad(e.to_string()))
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let mut entries: std::collections::HashMap<Uuid, Vec<Entry>> = Default::default();
+    for r in &rows {
+        let id: Uuid = r.get("journal_id");
+        let bad = |s: String| StoreError::Rejected(format!("journal {id}: {s}"));
+        let currency = Currency::from_code(r.get::<String, _>("currency").trim())
+            .map_err(|e| bad(e.to_string()))?;
+        entries.entry(id).or_default().push(Entry {
+            account: r.get("code"),
+            layer: if r.get::<String, _>("layer") == "pending" {
+                Layer::Pending
+            } else {
+                Layer::Posted
+            },
+            side: if r.get::<String, _>("side") == "debit" {
+                Side::Debit
+            } else {
+                Side::Credit
+            },
+            amount: Money::new(r.get("amount"), currency).map_err(|e| bad(e.to_string()))?,
+        });
+    }
+    let mut out = std::collections::HashMap::with_capacity(heads.len());
+    for head in heads {
+        let id: Uuid = head.get("id");
+        let kind = match head.get::<String, _>("kind").as_str() {
+            "pending" => JournalKind::Pending,
+            "post" => JournalKind::Post,
+            "void" => JournalKind::Void,
+            _ => JournalKind::Posted,
+        };
+        let journal = Journal::restore(
+            id,
+            kind,
+            head.get("resolves"),
+            head.get::<Option<Uuid>, _>("payment_id").map(PaymentId),
+            head.get("description"),
+            entries.remove(&id).unwrap_or_default(),
+        )
+        .map_err(|e| StoreError::Rejected(format!("journal {id}: {e}")))?;
+        out.insert(id, journal);
+    }
+    Ok(out)
 }

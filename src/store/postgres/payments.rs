@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::ledger::{insert_journals, load_journal};
+use super::ledger::{insert_journals, load_journals};
 use super::{db_err, PgStore};
 use crate::domain::ids::{BillerId, ChannelId, PaymentId};
 use crate::domain::money::{Currency, Money};
@@ -308,54 +308,121 @@ pub(super) async fn apply_transition_tx(
     t: &Transition,
     credit: Option<(&str, DateTime<Utc>)>,
 ) -> StoreResult<()> {
-    let row =
-        sqlx::query("SELECT status, pending_journal_id FROM payments WHERE id = $1 FOR UPDATE")
-            .bind(t.payment_id.0)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::NotFound(format!("payment {}", t.payment_id)))?;
-    let current: String = row.get("status");
-    if current != t.from.as_str() {
-        return Err(StoreError::Conflict(format!(
-            "payment {} is {current}, not {}",
-            t.payment_id,
-            t.from.as_str()
-        )));
-    }
-    sqlx::query(
-        "UPDATE payments SET status = $2, updated_at = $3,
-                biller_reference = coalesce($4, biller_reference),
-                confirmed_at = coalesce($5, confirmed_at)
-          WHERE id = $1",
+    let pending = lock_for_transitions(tx, &[t]).await?.remove(0)?;
+    write_transitions(tx, &[Checked { t, credit, pending }]).await
+}
+
+/// A transition whose payment is locked and still in its `from` state.
+pub(super) struct Checked<'a> {
+    pub t: &'a Transition,
+    /// The biller's reference and credit time (with a confirmation).
+    pub credit: Option<(&'a str, DateTime<Utc>)>,
+    /// The payment's pending journal.
+    pub pending: uuid::Uuid,
+}
+
+/// Locks the payments of `ts` (in id order, one statement) and checks that
+/// each is still in its transition's `from` state: per transition, the
+/// payment's pending journal, or Conflict (moved since) or NotFound.
+pub(super) async fn lock_for_transitions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ts: &[&Transition],
+) -> StoreResult<Vec<StoreResult<uuid::Uuid>>> {
+    let ids: Vec<uuid::Uuid> = ts.iter().map(|t| t.payment_id.0).collect();
+    let rows = sqlx::query(
+        "SELECT id, status, pending_journal_id FROM payments WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
-    .bind(t.payment_id.0)
-    .bind(t.to.as_str())
-    .bind(t.at)
-    .bind(credit.map(|c| c.0))
-    .bind(credit.map(|c| c.1))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let found: std::collections::HashMap<uuid::Uuid, (String, uuid::Uuid)> = rows
+        .iter()
+        .map(|r| (r.get("id"), (r.get("status"), r.get("pending_journal_id"))))
+        .collect();
+    Ok(ts
+        .iter()
+        .map(|t| match found.get(&t.payment_id.0) {
+            None => Err(StoreError::NotFound(format!("payment {}", t.payment_id))),
+            Some((current, _)) if current != t.from.as_str() => Err(StoreError::Conflict(format!(
+                "payment {} is {current}, not {}",
+                t.payment_id,
+                t.from.as_str()
+            ))),
+            Some((_, pending)) => Ok(*pending),
+        })
+        .collect())
+}
+
+/// Writes checked transitions, set-based: statuses (with a confirmation's
+/// reference and credit time), events, and the ledger effects (each
+/// pending journal posted or voided) in one statement each.
+pub(super) async fn write_transitions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    items: &[Checked<'_>],
+) -> StoreResult<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = items.iter().map(|c| c.t.payment_id.0).collect();
+    let from: Vec<&str> = items.iter().map(|c| c.t.from.as_str()).collect();
+    let to: Vec<&str> = items.iter().map(|c| c.t.to.as_str()).collect();
+    let at: Vec<DateTime<Utc>> = items.iter().map(|c| c.t.at).collect();
+    let reason: Vec<&str> = items.iter().map(|c| c.t.reason.as_str()).collect();
+    let reference: Vec<Option<&str>> = items.iter().map(|c| c.credit.map(|c| c.0)).collect();
+    let credited: Vec<Option<DateTime<Utc>>> =
+        items.iter().map(|c| c.credit.map(|c| c.1)).collect();
+    sqlx::query(
+        "UPDATE payments p SET status = u.to_status, updated_at = u.at,
+                biller_reference = coalesce(u.reference, p.biller_reference),
+                confirmed_at = coalesce(u.credited_at, p.confirmed_at)
+           FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[])
+                AS u(id, to_status, at, reference, credited_at)
+          WHERE p.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&to)
+    .bind(&at)
+    .bind(&reference)
+    .bind(&credited)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
-    sqlx::query("INSERT INTO payment_events (payment_id, from_status, to_status, reason, at) VALUES ($1,$2,$3,$4,$5)")
-        .bind(t.payment_id.0)
-        .bind(t.from.as_str())
-        .bind(t.to.as_str())
-        .bind(&t.reason)
-        .bind(t.at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    if t.ledger != LedgerEffect::None {
-        let pending = load_journal(tx, row.get("pending_journal_id")).await?;
+    sqlx::query(
+        "INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&from)
+    .bind(&to)
+    .bind(&reason)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let effects: Vec<&Checked> = items
+        .iter()
+        .filter(|c| c.t.ledger != LedgerEffect::None)
+        .collect();
+    if effects.is_empty() {
+        return Ok(());
+    }
+    let journal_ids: Vec<uuid::Uuid> = effects.iter().map(|c| c.pending).collect();
+    let mut pending = load_journals(tx, &journal_ids).await?;
+    let mut resolutions = Vec::with_capacity(effects.len());
+    for c in effects {
+        let t = c.t;
+        let journal = pending
+            .remove(&c.pending)
+            .ok_or_else(|| StoreError::NotFound(format!("journal {}", c.pending)))?;
+        let description = format!("payment {} {}", t.payment_id, t.reason);
         let resolution = match t.ledger {
-            LedgerEffect::PostPending => {
-                pending.post(format!("payment {} {}", t.payment_id, t.reason))
-            }
-            _ => pending.void(format!("payment {} {}", t.payment_id, t.reason)),
+            LedgerEffect::PostPending => journal.post(description),
+            _ => journal.void(description),
         }
         .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        insert_journals(tx, &[&resolution]).await?;
+        resolutions.push(resolution);
     }
-    Ok(())
+    let refs: Vec<&crate::domain::ledger::Journal> = resolutions.iter().collect();
+    insert_journals(tx, &refs).await
 }
