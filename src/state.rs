@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::dispatch::routes::Routes;
 use crate::dispatch::Connectors;
 use crate::inquiry::InquiryGuard;
-use crate::intake::{BatchPolicy, BillerDirectory, Intake};
+use crate::intake::{BacklogWatch, BatchPolicy, BillerDirectory, Intake};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -34,6 +34,8 @@ pub struct AppState {
     pub routes: Arc<Routes>,
     /// Bill inquiries: budget, cache and coalescing per biller.
     pub inquiry: Arc<InquiryGuard>,
+    /// Each biller's oldest payment waiting for dispatch: push-back.
+    pub backlog: Arc<BacklogWatch>,
     /// Background tasks of this state (the biller refresh).
     background: Arc<Vec<tokio::task::AbortHandle>>,
 }
@@ -50,11 +52,13 @@ impl AppState {
         }
     }
 
-    /// Builds the state and starts the intake writer and the biller refresh.
+    /// Builds the state and starts the intake writer, the biller refresh
+    /// and the backlog watch (which stores its counts as `process`).
     pub async fn start(
         store: Arc<dyn Store>,
         master_key: MasterKey,
         config: Config,
+        process: &str,
     ) -> anyhow::Result<AppState> {
         let billers = BillerDirectory::load(&*store).await?;
         let refresh = billers.spawn_refresh(
@@ -66,6 +70,11 @@ impl AppState {
             config.routing.policy(),
         ));
         let config_inquiry = config.inquiry.clone();
+        let backlog = Arc::new(BacklogWatch::new(config.intake.backlog_policy(), process));
+        let watch = backlog.spawn(
+            store.clone(),
+            Duration::from_millis(config.intake.backlog_refresh_ms.max(100)),
+        );
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
@@ -79,7 +88,12 @@ impl AppState {
             config: Arc::new(config),
             routes,
             inquiry: Arc::new(InquiryGuard::new(config_inquiry)),
-            background: Arc::new(vec![refresh.abort_handle()]),
+            backlog,
+            background: Arc::new(
+                std::iter::once(refresh.abort_handle())
+                    .chain(watch.map(|w| w.abort_handle()))
+                    .collect(),
+            ),
         })
     }
 

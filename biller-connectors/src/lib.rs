@@ -330,12 +330,32 @@ pub struct ConnectorSettings {
     /// How messages are signed (default: HMAC-SHA256 with `secret`).
     #[serde(default)]
     pub signature: SignatureSettings,
+    /// Requests this process has in flight through the connector at once,
+    /// at most; also the size of its keep-alive pool (0 or absent:
+    /// [`DEFAULT_MAX_IN_FLIGHT`]).
+    #[serde(default)]
+    pub max_in_flight: u32,
+    /// Requests per second this process sends through the connector, at
+    /// most, in bursts of at most as many (0 or absent: no limit).
+    #[serde(default)]
+    pub max_per_second: u32,
 }
+
+/// Requests in flight through one connector when `max_in_flight` is not set.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 
 impl ConnectorSettings {
     /// The signer these settings describe.
     pub fn signer(&self, keys: &dyn PrivateKeys) -> Result<Signer, String> {
         Signer::from_settings(&self.signature, &self.secret, keys)
+    }
+
+    /// Requests in flight at once, at most (`max_in_flight`, or its default).
+    pub fn in_flight_limit(&self) -> usize {
+        match self.max_in_flight {
+            0 => DEFAULT_MAX_IN_FLIGHT as usize,
+            n => n as usize,
+        }
     }
 
     /// Whether calls travel unencrypted.

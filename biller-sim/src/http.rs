@@ -3,6 +3,7 @@
 //! ([`SimSecurity`]: a TLS server certificate, optionally requiring client
 //! certificates, and a signature scheme other than the shared HMAC).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,14 +120,82 @@ pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// Accepts connections until the simulator stops, serving each with `app`
 /// (over TLS when `tls` is set).
+/// What a simulator's HTTP interface has seen: how a client's connection
+/// reuse and pacing look from the biller's side.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    connections: AtomicU64,
+    calls: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrafficStats {
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// Calls (POST requests: payments, inquiries; not health checks or
+    /// the `/_sim` endpoints) received.
+    pub calls: u64,
+    /// The most calls in flight at once.
+    pub peak_in_flight: u64,
+}
+
+impl Traffic {
+    pub fn stats(&self) -> TrafficStats {
+        TrafficStats {
+            connections: self.connections.load(Ordering::SeqCst),
+            calls: self.calls.load(Ordering::SeqCst),
+            peak_in_flight: self.peak_in_flight.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Starts counting the peak again from the calls in flight now.
+    pub fn reset_peak(&self) {
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    fn enter(self: &Arc<Self>) -> InFlight {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+struct InFlight(Arc<Traffic>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `app` with its calls counted in `traffic`.
+fn counted(app: Router, traffic: Arc<Traffic>) -> Router {
+    app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let traffic = traffic.clone();
+            async move {
+                let _call = (req.method() == axum::http::Method::POST).then(|| traffic.enter());
+                next.run(req).await
+            }
+        },
+    ))
+}
+
 pub(crate) async fn accept_loop(
     name: &'static str,
     listener: TcpListener,
     app: Router,
     stop: watch::Receiver<bool>,
     tls: Option<Arc<ServerConfig>>,
+    traffic: Arc<Traffic>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
+    let app = counted(app, traffic.clone());
     loop {
         let accepted = tokio::select! {
             _ = stopped(stop.clone()) => break,
@@ -134,6 +203,7 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, _)) => {
+                traffic.connections.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(serve_connection(
                     stream,
                     app.clone(),

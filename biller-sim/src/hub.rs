@@ -162,6 +162,7 @@ impl HubSwitches {
 
 /// A running hub simulator. Dropping it shuts it down.
 pub struct HubSim {
+    traffic: Arc<crate::http::Traffic>,
     shared: Arc<Shared>,
     addr: SocketAddr,
     scheme: &'static str,
@@ -240,16 +241,19 @@ impl HubSim {
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
+        let traffic = Arc::new(crate::http::Traffic::default());
         tokio::spawn(accept_loop(
             "hub",
             listener,
             router(shared.clone()),
             stop_rx,
             config.security.tls.clone(),
+            traffic.clone(),
         ));
         tracing::info!(%addr, "hub simulator listening");
         Ok(HubSim {
             shared,
+            traffic,
             addr,
             scheme,
             stop,
@@ -261,6 +265,12 @@ impl HubSim {
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// What its HTTP interface has seen (connections, calls, the most
+    /// calls in flight at once).
+    pub fn traffic(&self) -> &crate::http::Traffic {
+        &self.traffic
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use coop::{CoopSim, CoopSimConfig};
 pub use gas::{GasSim, GasSimConfig};
-pub use http::{server_tls, SimSecurity};
+pub use http::{server_tls, SimSecurity, Traffic, TrafficStats};
 pub use hub::{HubSim, HubSimConfig, HubSwitches, HubTxn};
 pub use power::{PowerSim, PowerSimConfig};
 pub use water::{WaterSim, WaterSimConfig};

@@ -83,6 +83,7 @@ impl PowerSimConfig {
 
 /// A running electricity company simulator. Dropping it shuts it down.
 pub struct PowerSim {
+    traffic: Arc<crate::http::Traffic>,
     shared: Arc<Shared>,
     addr: SocketAddr,
     scheme: &'static str,
@@ -167,16 +168,19 @@ impl PowerSim {
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
+        let traffic = Arc::new(crate::http::Traffic::default());
         tokio::spawn(accept_loop(
             "power",
             listener,
             router(shared.clone()),
             stop_rx,
             config.security.tls.clone(),
+            traffic.clone(),
         ));
         tracing::info!(%addr, "power simulator listening");
         Ok(PowerSim {
             shared,
+            traffic,
             addr,
             scheme,
             stop,
@@ -188,6 +192,12 @@ impl PowerSim {
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// What its HTTP interface has seen (connections, calls, the most
+    /// calls in flight at once).
+    pub fn traffic(&self) -> &crate::http::Traffic {
+        &self.traffic
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).

@@ -73,6 +73,7 @@ impl WaterSimConfig {
 
 /// A running water company simulator. Dropping it shuts it down.
 pub struct WaterSim {
+    traffic: Arc<crate::http::Traffic>,
     shared: Arc<Shared>,
     addr: SocketAddr,
     scheme: &'static str,
@@ -158,16 +159,19 @@ impl WaterSim {
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
+        let traffic = Arc::new(crate::http::Traffic::default());
         tokio::spawn(accept_loop(
             "water",
             listener,
             router(shared.clone()),
             stop_rx,
             config.security.tls.clone(),
+            traffic.clone(),
         ));
         tracing::info!(%addr, "water simulator listening");
         Ok(WaterSim {
             shared,
+            traffic,
             addr,
             scheme,
             stop,
@@ -179,6 +183,12 @@ impl WaterSim {
     /// Where it listens: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// What its HTTP interface has seen (connections, calls, the most
+    /// calls in flight at once).
+    pub fn traffic(&self) -> &crate::http::Traffic {
+        &self.traffic
     }
 
     /// Replaces the faults (validate them first with [`Faults::validate`]).

@@ -77,6 +77,7 @@ fn settings(family: Family, base_url: String, tls: TlsSettings) -> ConnectorSett
         allow_plaintext: false,
         tls,
         signature: SignatureSettings::default(),
+        ..Default::default()
     }
 }
 

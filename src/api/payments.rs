@@ -257,6 +257,7 @@ pub(super) const CREATE: Operation = Operation {
                 503,
                 &[
                     ProblemCode::BillerInMaintenance,
+                    ProblemCode::BillerBacklogged,
                     ProblemCode::Overloaded,
                     ProblemCode::ShuttingDown,
                     ProblemCode::Contention,
@@ -313,6 +314,7 @@ pub async fn create(
             return Err(e);
         }
     };
+    backlogged(&state, &request)?;
     let accepted = Accepted::new(request, now);
     // The first attempt records the request's nonce; a retry (after the key's
     // holder released it) must not record it again.
@@ -334,6 +336,27 @@ pub async fn create(
         ProblemCode::Contention,
         "the Idempotency-Key is contended; retry with the same key",
     ))
+}
+
+/// Push-back: a payment for a biller whose deliveries are behind is
+/// refused before anything is written (another biller's are taken).
+fn backlogged(state: &AppState, request: &PaymentRequest) -> Result<(), ApiError> {
+    match state.backlog.check(request.biller_id.as_str()) {
+        None => Ok(()),
+        Some(b) => Err(ApiError::unavailable(
+            ProblemCode::BillerBacklogged,
+            format!(
+                "biller {} is behind: its oldest payment waiting for delivery has waited {} s \
+                 (more than {} s); nothing was recorded, retry after {} s with the same \
+                 Idempotency-Key",
+                request.biller_id,
+                b.oldest_age.as_secs(),
+                b.bound.as_secs(),
+                b.retry_after_s
+            ),
+        )
+        .retry_after(b.retry_after_s)),
+    }
 }
 
 /// The `Idempotency-Key` header: required, 1-128 visible ASCII characters.

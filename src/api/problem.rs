@@ -78,6 +78,7 @@ problem_codes! {
     UnknownBiller = "unknown_biller",
     BillerSuspended = "biller_suspended",
     BillerInMaintenance = "biller_in_maintenance",
+    BillerBacklogged = "biller_backlogged",
     CurrencyMismatch = "currency_mismatch",
     InvalidAccountNumber = "invalid_account_number",
     InvalidAmount = "invalid_amount",

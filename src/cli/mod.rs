@@ -355,6 +355,50 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Each biller's deliveries waiting, and the new payments refused for it
+/// (503 biller_backlogged) by each running process.
+async fn print_backlog(config: &Config, store: &dyn crate::store::Store) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let policy = config.intake.backlog_policy();
+    let oldest: std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> =
+        store.oldest_waiting().await?.into_iter().collect();
+    let since =
+        now - chrono::Duration::milliseconds((3 * config.intake.backlog_refresh_ms) as i64 + 5_000);
+    let refusals = store.backlog(since).await?;
+    let bound = match policy.max_age {
+        Some(b) => format!("refused past {} s", b.as_secs_f64()),
+        None => "never refused (intake.backlog_max_age_ms = 0)".into(),
+    };
+    println!("\nBILLER           OLDEST WAITING   NEW PAYMENTS ({bound})");
+    for b in store.load_billers().await? {
+        let id = b.id.to_string();
+        let waiting = oldest.get(&id).copied();
+        let age = match waiting {
+            Some(at) => format!(
+                "{:.1} s",
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0
+            ),
+            None => "none".into(),
+        };
+        let rows: Vec<_> = refusals.iter().filter(|r| r.biller_id == id).collect();
+        let refused: u64 = rows.iter().map(|r| r.refused).sum();
+        let state = match (
+            policy.judge(waiting, now),
+            rows.iter().find_map(|r| r.refusing_since),
+        ) {
+            (Some(v), _) => format!(
+                "refused (503 biller_backlogged, Retry-After {} s); {refused} refused",
+                v.retry_after_s
+            ),
+            (None, Some(_)) => format!("refused until the next refresh; {refused} refused"),
+            (None, None) if refused > 0 => format!("taken; {refused} refused earlier"),
+            (None, None) => "taken".into(),
+        };
+        println!("{id:<16} {age:<16} {state}");
+    }
+    Ok(())
+}
+
 async fn routes(config: Config, cmd: RoutesCommand) -> anyhow::Result<()> {
     use crate::domain::ids::{BillerId, ConnectorId};
     let store = connect(&config).await?;
@@ -421,6 +465,7 @@ async fn routes(config: Config, cmd: RoutesCommand) -> anyhow::Result<()> {
                     println!("{:<16} {:<4} {:<16} {:<10} {state}", b.id, i + 1, r, mark);
                 }
             }
+            print_backlog(&config, &store).await?;
             let security = keys::connector_security(&config);
             if !security.is_empty() {
                 println!("\nCONNECTOR        KIND       SECURITY (this config)");

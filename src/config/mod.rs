@@ -302,6 +302,21 @@ pub struct IntakeConfig {
     pub batch_fill_wait_us: u64,
     /// How often the biller directory is reloaded from the database.
     pub biller_refresh_ms: u64,
+    /// Push-back: while a biller's oldest payment waiting for dispatch is
+    /// older than this, new payments for it get 503 biller_backlogged
+    /// with Retry-After (0 = never refuse).
+    pub backlog_max_age_ms: u64,
+    /// How often each biller's oldest waiting payment is read.
+    pub backlog_refresh_ms: u64,
+}
+
+impl IntakeConfig {
+    pub fn backlog_policy(&self) -> crate::domain::backlog::BacklogPolicy {
+        crate::domain::backlog::BacklogPolicy {
+            max_age: (self.backlog_max_age_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.backlog_max_age_ms)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +365,8 @@ impl Default for Config {
                 batch_fill_target: 64,
                 batch_fill_wait_us: 2_000,
                 biller_refresh_ms: 5_000,
+                backlog_max_age_ms: 30_000,
+                backlog_refresh_ms: 1_000,
             },
             security: SecurityConfig {
                 master_key_file: ".billclear/master.key".into(),
@@ -539,6 +556,10 @@ impl Config {
         anyhow::ensure!(
             self.dispatch.concurrency >= 1 && self.callbacks.concurrency >= 1,
             "dispatch.concurrency and callbacks.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            (100..=60_000).contains(&self.intake.backlog_refresh_ms),
+            "intake.backlog_refresh_ms must be 100 to 60000"
         );
         anyhow::ensure!(
             (1..=10_000).contains(&self.dispatch.commit_max_batch)

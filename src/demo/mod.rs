@@ -290,6 +290,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
                 allow_plaintext: false,
                 tls: side.tls.clone(),
                 signature: side.signature.clone(),
+                ..Default::default()
             },
         );
     }

@@ -8,6 +8,7 @@ use biller_connectors::coop::CoopSettings;
 use biller_connectors::{Connector, ConnectorKind, ConnectorSettings};
 use chrono::{DateTime, Utc};
 
+use super::pace::{Pace, Turn};
 use crate::auth::sealed_keys::SealedKeyFiles;
 use crate::auth::secrets::MasterKey;
 use crate::domain::recon::FileRoutes;
@@ -15,8 +16,8 @@ use crate::domain::recon::FileRoutes;
 /// A certificate this close to its end is warned about.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 30;
 
-/// A configured connector and how long one of its calls may take.
-type Entry = (Arc<dyn Connector>, Duration);
+/// A configured connector, how long one of its calls may take, and its pace.
+type Entry = (Arc<dyn Connector>, Duration, Arc<Pace>);
 
 #[derive(Clone, Default)]
 pub struct Connectors {
@@ -63,9 +64,14 @@ impl Connectors {
             }
             let timeout = Duration::from_millis(s.timeout_ms);
             let keys = SealedKeyFiles::new(master, s.allow_plaintext);
+            let pace = Pace::new(s.in_flight_limit(), s.max_per_second);
             by_id.insert(
                 id.clone(),
-                (biller_connectors::build(id, s, &keys)?, timeout),
+                (
+                    biller_connectors::build(id, s, &keys)?,
+                    timeout,
+                    Arc::new(pace),
+                ),
             );
         }
         Ok(Connectors {
@@ -76,14 +82,27 @@ impl Connectors {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<dyn Connector>> {
-        self.by_id.get(id).map(|(c, _)| c.clone())
+        self.by_id.get(id).map(|(c, _, _)| c.clone())
+    }
+
+    /// Waits for a call's turn on route `id` (None: not configured here).
+    pub async fn turn(&self, id: &str) -> Option<Turn> {
+        let pace = self.by_id.get(id)?.2.clone();
+        Some(pace.turn().await)
+    }
+
+    /// Route `id`'s calls in flight and its limit.
+    pub fn in_flight(&self, id: &str) -> Option<(usize, usize)> {
+        self.by_id
+            .get(id)
+            .map(|(_, _, p)| (p.in_flight(), p.limit()))
     }
 
     /// How long a call through `id` may take (its `timeout_ms`).
     pub fn timeout(&self, id: &str) -> Duration {
         self.by_id
             .get(id)
-            .map(|(_, t)| *t)
+            .map(|(_, t, _)| *t)
             .unwrap_or(Duration::from_secs(60))
     }
 

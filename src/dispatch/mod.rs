@@ -17,6 +17,7 @@ pub mod connectors;
 pub mod endpoints;
 pub mod files;
 pub mod http;
+pub mod pace;
 pub mod pool;
 pub mod routes;
 pub mod worker;

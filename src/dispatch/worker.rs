@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use super::commit::Committer;
 use super::endpoints::{EndpointPolicy, Endpoints, FailureNote};
+use super::pace::Turn;
 use super::pool::Job;
 use super::routes::{NoRoute, Routes};
 use crate::config::Config;
@@ -65,6 +66,10 @@ fn cleaned(credit: Credit) -> Credit {
         credited_at: credit.credited_at,
     }
 }
+
+/// A payment that did not get its turn on a busy route within its lease
+/// is looked at again after this.
+const TURN_RETRY_MS: i64 = 200;
 
 /// Safety margin kept between the end of a call and the end of the lease.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(1_000);
@@ -217,12 +222,14 @@ impl Dispatcher {
             .await
     }
 
-    /// Records an attempt before a call through `connector_id` (with the
-    /// transition it implies) and returns its id, or None when the call must
-    /// not be made: too little of the lease is left for the call to end
-    /// before another worker could take the work (then the work is given
-    /// back, or, if this process stalled while recording, left for the next
-    /// claim, whose open attempt makes the payment UNKNOWN: never a re-send).
+    /// Waits for the call's turn on its route (`dispatch::pace`), then
+    /// records an attempt before a call through `connector_id` (with the
+    /// transition it implies) and returns its id with the turn, to be held
+    /// until the call ends; or None when the call must not be made: too
+    /// little of the lease is left for the call to end before another
+    /// worker could take the work (then the work is given back, or, if this
+    /// process stalled while recording, left for the next claim, whose open
+    /// attempt makes the payment UNKNOWN: never a re-send).
     async fn begin_call(
         &self,
         claim: &Claim,
@@ -230,8 +237,27 @@ impl Dispatcher {
         kind: AttemptKind,
         connector_id: &str,
         transition: Option<Transition>,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<(i64, Option<Turn>)>> {
         let needed = self.routes.connectors().timeout(connector_id) + LEASE_MARGIN;
+        // Nothing is recorded while waiting: a payment waiting for its turn
+        // has not been sent. It waits only as long as its lease leaves time
+        // for the call; then the work is given back, to wait its turn again
+        // shortly (not counted as a send).
+        let wait = claim.lease_left().saturating_sub(needed);
+        let turn =
+            match tokio::time::timeout(wait, self.routes.connectors().turn(connector_id)).await {
+                Ok(turn) => turn,
+                Err(_) => {
+                    let next = OutboxNext::RetryAt {
+                        at: Utc::now() + chrono::Duration::milliseconds(TURN_RETRY_MS),
+                        error: format!(
+                            "route {connector_id} busy (its max_in_flight or max_per_second)"
+                        ),
+                    };
+                    self.commit.finish(claim, next).await?;
+                    return Ok(None);
+                }
+            };
         if claim.lease_left() < needed {
             let next = OutboxNext::RetryAt {
                 at: Utc::now(),
@@ -254,7 +280,7 @@ impl Dispatcher {
             tracing::warn!("lease nearly over after recording the attempt; not calling");
             return Ok(None);
         }
-        Ok(Some(attempt_id))
+        Ok(Some((attempt_id, turn)))
     }
 
     /// Every send so far was answered "not applied" (or none can be made):
@@ -397,7 +423,7 @@ impl Dispatcher {
             )
         });
         let first = first.transpose()?;
-        let Some(attempt_id) = self
+        let Some((attempt_id, turn)) = self
             .begin_call(claim, payment, AttemptKind::Pay, &connector_id, first)
             .await?
         else {
@@ -406,6 +432,7 @@ impl Dispatcher {
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
         let result = connector.pay(&pay_order(&payment)).await;
+        drop(turn);
         self.routes.record(&connector_id, &result);
         let sends = history.pay_attempts + 1;
         let c = self.pay_conclusion(result, &connector_id, sends, &backoff);
@@ -521,13 +548,14 @@ impl Dispatcher {
                 return self.commit.finish(claim, next).await;
             }
         };
-        let Some(attempt_id) = self
+        let Some((attempt_id, turn)) = self
             .begin_call(claim, payment, AttemptKind::Status, connector_id, None)
             .await?
         else {
             return Ok(());
         };
         let result = connector.status(&pay_order(payment)).await;
+        drop(turn);
         self.routes.record(connector_id, &result);
         let c = self.status_conclusion(result, &*connector, history, &backoff);
         self.conclude(claim, payment, attempt_id, c).await

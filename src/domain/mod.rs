@@ -1,6 +1,7 @@
 //! The pure domain: money, identifiers, billers, payments and ledger rules.
 //! Nothing here knows about SQL, HTTP or AMQP.
 
+pub mod backlog;
 pub mod biller;
 pub mod channel;
 pub mod check_digit;

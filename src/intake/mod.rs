@@ -10,8 +10,10 @@
 //! updated per payment (balances are derived), so a hot biller is not a
 //! point of contention.
 
+mod backlog;
 mod directory;
 
+pub use backlog::BacklogWatch;
 pub use directory::BillerDirectory;
 
 use std::sync::Arc;

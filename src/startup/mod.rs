@@ -85,7 +85,7 @@ impl Service {
         let pruner = parts
             .prune_nonces
             .then(|| spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s));
-        let state = AppState::start(store, master_key, config).await?;
+        let state = AppState::start(store, master_key, config, &parts.worker).await?;
         let workers = if parts.dispatch {
             log_connectors(&state);
             Some(Workers::start(&state.dispatch_deps(), &parts.worker)?)

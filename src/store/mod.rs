@@ -141,6 +141,26 @@ pub trait BillerStore: Send + Sync {
     async fn record_route_health(&self, worker: &str, rows: &[RouteHealthRow]) -> StoreResult<()>;
     /// Every process's view written since `seen_since`.
     async fn route_health(&self, seen_since: DateTime<Utc>) -> StoreResult<Vec<RouteHealthRow>>;
+    /// When each biller's oldest payment waiting for dispatch (RECEIVED)
+    /// was accepted; billers with nothing waiting are left out.
+    async fn oldest_waiting(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+    /// This process's refusals of backlogged billers (written by its
+    /// backlog watch).
+    async fn record_backlog(&self, process: &str, rows: &[BacklogRow]) -> StoreResult<()>;
+    /// Every process's refusals written since `seen_since`.
+    async fn backlog(&self, seen_since: DateTime<Utc>) -> StoreResult<Vec<BacklogRow>>;
+}
+
+/// One process's refusals of one backlogged biller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacklogRow {
+    pub biller_id: String,
+    pub process: String,
+    /// New payments refused `biller_backlogged` since the process started.
+    pub refused: u64,
+    /// Since when it refuses (None: it does not now).
+    pub refusing_since: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One process's view of one route.

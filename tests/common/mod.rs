@@ -75,6 +75,12 @@ pub struct Options {
     /// Also start the co-op simulator on a temporary directory, as the file
     /// route `coop-file`.
     pub coop: bool,
+    /// The water route's `max_in_flight` and `max_per_second` (0: defaults).
+    pub water_max_in_flight: u32,
+    pub water_max_per_second: u32,
+    /// Push-back: `intake.backlog_max_age_ms` and `backlog_refresh_ms`.
+    pub backlog_max_age_ms: u64,
+    pub backlog_refresh_ms: u64,
 }
 
 impl Default for Options {
@@ -91,6 +97,10 @@ impl Default for Options {
             hub: false,
             direct_all: false,
             coop: false,
+            water_max_in_flight: 0,
+            water_max_per_second: 0,
+            backlog_max_age_ms: 30_000,
+            backlog_refresh_ms: 1_000,
         }
     }
 }
@@ -111,6 +121,8 @@ pub fn dispatch_config(config: &mut Config, sim: &WaterSim, opts: &Options) {
             key_id: SIM_KEY_ID.into(),
             secret: SIM_SECRET.into(),
             timeout_ms: opts.connector_timeout_ms,
+            max_in_flight: opts.water_max_in_flight,
+            max_per_second: opts.water_max_per_second,
             ..Default::default()
         },
     );
@@ -254,6 +266,8 @@ impl TestApp {
         config.database.url = url;
         config.auth.key_cache_ttl_ms = opts.key_cache_ttl_ms;
         config.http.max_body_bytes = opts.max_body_bytes;
+        config.intake.backlog_max_age_ms = opts.backlog_max_age_ms;
+        config.intake.backlog_refresh_ms = opts.backlog_refresh_ms;
         config.security.ops_token = Some(OPS_TOKEN.into());
         // Settlement files in a directory, and RabbitMQ names, of this test's own.
         config.settlement.outbox_dir = std::env::temp_dir().join(format!("{db_name}-settlement"));

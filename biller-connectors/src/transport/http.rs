@@ -106,7 +106,9 @@ impl HttpTransport {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16);
+            // As many idle connections as requests may be in flight: under
+            // load every request finds a connection to reuse.
+            .pool_max_idle_per_host(settings.in_flight_limit());
         let pool = if base.scheme == "https" {
             http.enforce_http(false);
             let config = tls::client_config(&settings.tls, keys)?;

@@ -15,7 +15,7 @@ use crate::domain::routing::RouteState;
 use crate::domain::settlement::{
     BankAccount, CommissionRule, FileFormat, Rounding, SettlementTerms,
 };
-use crate::store::{BillerStore, LedgerStore, RouteHealthRow, StoreError, StoreResult};
+use crate::store::{BacklogRow, BillerStore, LedgerStore, RouteHealthRow, StoreError, StoreResult};
 
 #[async_trait]
 impl BillerStore for PgStore {
@@ -179,6 +179,66 @@ impl BillerStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn oldest_waiting(&self) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        // One index probe per biller (payments_waiting is partial on
+        // RECEIVED): cheap however many payments wait.
+        let rows = sqlx::query(
+            "SELECT b.id, w.created_at FROM billers b
+               CROSS JOIN LATERAL (SELECT p.created_at FROM payments p
+                    WHERE p.biller_id = b.id AND p.status = 'RECEIVED'
+                    ORDER BY p.created_at LIMIT 1) w",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("id"), r.get("created_at")))
+            .collect())
+    }
+
+    async fn record_backlog(&self, process: &str, rows: &[BacklogRow]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO biller_backlog (biller_id, process, refused, refusing_since, updated_at)
+             SELECT b, $1, n, s, now() FROM unnest($2::text[], $3::int8[], $4::timestamptz[]) AS u(b, n, s)
+             ON CONFLICT (biller_id, process) DO UPDATE
+                SET refused = excluded.refused, refusing_since = excluded.refusing_since,
+                    updated_at = excluded.updated_at",
+        )
+        .bind(process)
+        .bind(rows.iter().map(|r| r.biller_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refused as i64).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refusing_since).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn backlog(&self, seen_since: DateTime<Utc>) -> StoreResult<Vec<BacklogRow>> {
+        let rows = sqlx::query(
+            "SELECT biller_id, process, refused, refusing_since, updated_at
+               FROM biller_backlog WHERE updated_at >= $1 ORDER BY biller_id, process",
+        )
+        .bind(seen_since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| BacklogRow {
+                biller_id: r.get("biller_id"),
+                process: r.get("process"),
+                refused: r.get::<i64, _>("refused").max(0) as u64,
+                refusing_since: r.get("refusing_since"),
+                updated_at: r.get("updated_at"),
+            })
+            .collect())
     }
 
     async fn load_billers(&self) -> StoreResult<Vec<Biller>> {
