@@ -6,6 +6,7 @@
 //! `Billclear-Event-Id` header, and is retried with backoff until the
 //! channel answers 2xx: at least once, so channels deduplicate on event_id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::auth::secrets::MasterKey;
 use crate::auth::signing;
 use crate::config::CallbackConfig;
 use crate::domain::ids::ChannelId;
-use crate::store::{Claim, OutboxNext, Store, StoreResult};
+use crate::store::{CallbackTarget, Claim, OutboxNext, Store, StoreResult};
 
 pub const EVENT_ID_HEADER: &str = "billclear-event-id";
 
@@ -40,7 +41,13 @@ pub struct CallbackSender {
     endpoints: Endpoints,
     /// Endpoints that answer but refuse: told about once per interval.
     refusing: Endpoints,
+    /// Each channel's callback target, as last read, and when.
+    targets: std::sync::Mutex<HashMap<ChannelId, (std::time::Instant, Arc<CallbackTarget>)>>,
 }
+
+/// How long a channel's callback URL and key are reused before they are
+/// read again (a changed URL or a new key takes effect within this).
+const TARGET_TTL: Duration = Duration::from_secs(1);
 
 /// Why a delivery did not count.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +102,30 @@ impl CallbackSender {
                 log_every: Duration::from_secs(cfg.log_every_s.max(1)),
                 probe: Duration::ZERO,
             }),
+            targets: Default::default(),
         })
+    }
+
+    /// The channel's callback URL and newest key, read at most once per
+    /// [`TARGET_TTL`] per channel (a burst of callbacks to one channel
+    /// costs one read, not one each).
+    async fn target(&self, channel: &ChannelId) -> StoreResult<Option<Arc<CallbackTarget>>> {
+        let now = std::time::Instant::now();
+        if let Some((at, target)) = self.targets.lock().expect("targets").get(channel) {
+            if now.duration_since(*at) < TARGET_TTL {
+                return Ok(Some(target.clone()));
+            }
+        }
+        let Some(target) = self.store.callback_target(channel).await? else {
+            self.targets.lock().expect("targets").remove(channel);
+            return Ok(None);
+        };
+        let target = Arc::new(target);
+        self.targets
+            .lock()
+            .expect("targets")
+            .insert(channel.clone(), (now, target.clone()));
+        Ok(Some(target))
     }
 
     async fn deliver(&self, claim: &Claim) -> Result<u16, DeliveryError> {
@@ -107,8 +137,7 @@ impl CallbackSender {
         let event = &claim.payload["event"];
         let event_id = event["event_id"].as_str().unwrap_or_default().to_string();
         let target = self
-            .store
-            .callback_target(&channel)
+            .target(&channel)
             .await
             .map_err(|e| Transient(e.to_string()))?
             // A channel between keys gets its callbacks once it has one.

@@ -6,7 +6,7 @@
 //! payments per second with synchronous commit on, concurrent requests are
 //! grouped: a collector takes whatever is queued (up to `max_batch`) and
 //! commits it as one transaction, while up to `max_inflight_batches` other
-//! batches commit. One fsync then acknowledges many payments, and no row is
+//! batches commit (`store::group`, the group committer dispatch shares). One fsync then acknowledges many payments, and no row is
 //! updated per payment (balances are derived), so a hot biller is not a
 //! point of contention.
 
@@ -19,15 +19,10 @@ pub use directory::BillerDirectory;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::Instrument;
+use async_trait::async_trait;
 
-use crate::store::{AcceptItem, AcceptOutcome, Store, StoreError};
-
-struct Job {
-    item: AcceptItem,
-    reply: oneshot::Sender<Result<AcceptOutcome, StoreError>>,
-}
+use crate::store::group::{Batch, GroupCommit, GroupPolicy, QueueError};
+use crate::store::{AcceptItem, AcceptOutcome, Store, StoreError, StoreResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -39,10 +34,27 @@ pub enum IntakeError {
     Store(#[from] StoreError),
 }
 
+/// The store's `accept_payments` as a group-committed batch: a batch the
+/// database could not take for a moment is tried again (up to
+/// [`BATCH_ATTEMPTS`] times); one it refuses is committed payment by
+/// payment by the group committer, so one bad item never fails its
+/// neighbours.
+struct AcceptBatch(Arc<dyn Store>);
+
+#[async_trait]
+impl Batch for AcceptBatch {
+    type Op = AcceptItem;
+    type Out = AcceptOutcome;
+    async fn commit(&self, items: &[AcceptItem]) -> StoreResult<Vec<StoreResult<AcceptOutcome>>> {
+        let outcomes = commit_with_retry(&*self.0, items).await?;
+        Ok(outcomes.into_iter().map(Ok).collect())
+    }
+}
+
 /// Handle to the batching writer; cheap to clone.
 #[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::Sender<Job>,
+    group: GroupCommit<AcceptBatch>,
 }
 
 /// Transient store failures of a whole batch are retried this many times.
@@ -74,105 +86,26 @@ impl BatchPolicy {
 
 impl Intake {
     pub fn start(store: Arc<dyn Store>, policy: BatchPolicy) -> Intake {
-        let (tx, rx) = mpsc::channel(policy.queue_capacity.max(1));
-        tokio::spawn(collect(rx, store, policy));
-        Intake { tx }
-    }
-
-    /// Queues one payment and waits for its commit.
-    pub async fn accept(&self, item: AcceptItem) -> Result<AcceptOutcome, IntakeError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Job { item, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => IntakeError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => IntakeError::Closed,
-        })?;
-        rx.await
-            .map_err(|_| IntakeError::Closed)?
-            .map_err(IntakeError::Store)
-    }
-}
-
-async fn collect(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, policy: BatchPolicy) {
-    let (max_batch, max_inflight) = (policy.max_batch.max(1), policy.max_inflight.max(1));
-    let slots = Arc::new(Semaphore::new(max_inflight));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else { return };
-        let mut jobs = Vec::with_capacity(max_batch.min(64));
-        jobs.push(first);
-        drain(&mut rx, &mut jobs, max_batch);
-        // While other batches are committing, a small batch waits a moment
-        // to fill: fewer, larger commits cost the database less per payment.
-        // With the database idle, it goes at once.
-        let busy = slots.available_permits() + 1 < max_inflight;
-        let fill = policy.fill_target.min(max_batch);
-        if busy && jobs.len() < fill {
-            let deadline = tokio::time::Instant::now() + policy.fill_wait;
-            while jobs.len() < fill {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(job)) => {
-                        jobs.push(job);
-                        drain(&mut rx, &mut jobs, max_batch);
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let store = store.clone();
-        let span = tracing::debug_span!("intake_batch", size = jobs.len());
-        tokio::spawn(
-            async move {
-                commit(&*store, jobs).await;
-                drop(permit);
-            }
-            .instrument(span),
+        let group = GroupCommit::start(
+            Arc::new(AcceptBatch(store)),
+            GroupPolicy {
+                queue_capacity: policy.queue_capacity,
+                max_batch: policy.max_batch,
+                max_inflight: policy.max_inflight,
+                fill_target: policy.fill_target,
+                fill_wait: policy.fill_wait,
+            },
         );
+        Intake { group }
     }
-}
 
-fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
-    while jobs.len() < max_batch {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
-async fn commit(store: &dyn Store, jobs: Vec<Job>) {
-    let (items, replies): (Vec<AcceptItem>, Vec<_>) =
-        jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
-    match commit_with_retry(store, &items).await {
-        Ok(outcomes) => {
-            debug_assert_eq!(outcomes.len(), replies.len());
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        Err(StoreError::Rejected(reason)) if items.len() > 1 => {
-            // One bad item must not fail its neighbours: commit one by one.
-            tracing::warn!(%reason, size = items.len(), "batch refused by the store; committing its payments one by one");
-            for (item, reply) in items.iter().zip(replies) {
-                let r = commit_with_retry(store, std::slice::from_ref(item))
-                    .await
-                    .map(|o| o[0]);
-                let _ = reply.send(r);
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, size = items.len(), "intake batch failed; nothing of it was committed");
-            let msg = e.to_string();
-            let unavailable = matches!(e, StoreError::Unavailable(_));
-            for reply in replies {
-                let err = if unavailable {
-                    StoreError::Unavailable(msg.clone())
-                } else {
-                    StoreError::Rejected(msg.clone())
-                };
-                let _ = reply.send(Err(err));
-            }
+    /// Queues one payment and waits for its commit; a full queue refuses
+    /// it at once.
+    pub async fn accept(&self, item: AcceptItem) -> Result<AcceptOutcome, IntakeError> {
+        match self.group.try_submit(item).await {
+            Ok(outcome) => outcome.map_err(IntakeError::Store),
+            Err(QueueError::Full) => Err(IntakeError::Overloaded),
+            Err(QueueError::Closed) => Err(IntakeError::Closed),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! With the database idle a write goes at once; under load, the writes
 //! that arrive during one commit share the next.
 //!
-//! Used by dispatch and callbacks ([`crate::store::DispatchStore::commit_dispatch`]):
+//! Used by intake ([`crate::intake`]: the payments accepted), and by
+//! dispatch and callbacks ([`crate::store::DispatchStore::commit_dispatch`]):
 //! the commit rate of the machine (about 1,600 transactions a second here)
-//! no longer caps the payments delivered a second.
+//! no longer caps the payments accepted or delivered a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,15 @@ impl<B: Batch> Clone for GroupCommit<B> {
     }
 }
 
+/// Why a write was not queued by [`GroupCommit::try_submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// `queue_capacity` writes wait already.
+    Full,
+    /// The committer stopped (its runtime is shutting down).
+    Closed,
+}
+
 fn closed() -> StoreError {
     StoreError::Unavailable("the group committer has stopped".into())
 }
@@ -70,6 +80,17 @@ impl<B: Batch> GroupCommit<B> {
         let (tx, rx) = mpsc::channel(policy.queue_capacity.max(1));
         tokio::spawn(collect(rx, batch, policy));
         GroupCommit { tx }
+    }
+
+    /// Queues one write without waiting for room and waits for its commit;
+    /// refused at once when the queue is full (the caller sheds load).
+    pub async fn try_submit(&self, op: B::Op) -> Result<StoreResult<B::Out>, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Job { op, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })?;
+        rx.await.map_err(|_| QueueError::Closed)
     }
 
     /// Queues one write (waiting for room) and waits for its commit.
@@ -152,6 +173,7 @@ async fn commit<B: Batch>(batch: &B, jobs: Vec<Job<B>>) {
             }
         }
         Err(e) => {
+            tracing::warn!(error = %e, size = ops.len(), "a batch could not be committed; nothing of it was");
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
