@@ -374,8 +374,8 @@ impl Default for Config {
                 ops_token: None,
             },
             dispatch: DispatchConfig {
-                concurrency: 64,
-                claim_batch: 32,
+                concurrency: 256,
+                claim_batch: 64,
                 poll_ms: 100,
                 lease_ms: 30_000,
                 send_retry: RetryConfig {
@@ -395,7 +395,7 @@ impl Default for Config {
                 commit_max_inflight: 2,
             },
             callbacks: CallbackConfig {
-                concurrency: 16,
+                concurrency: 128,
                 timeout_ms: 5_000,
                 retry: RetryConfig {
                     base_ms: 1_000,

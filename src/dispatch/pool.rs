@@ -9,6 +9,10 @@ use tokio::task::JoinSet;
 
 use crate::store::{Claim, Store, Topic};
 
+/// How long a busy pool waits for enough jobs to end to claim a whole
+/// batch at once.
+const CLAIM_GATHER: Duration = Duration::from_millis(10);
+
 /// Handles one claimed piece of work. Errors are the handler's to record.
 #[async_trait]
 pub trait Job: Send + Sync + 'static {
@@ -31,6 +35,7 @@ pub struct PoolSettings {
 /// comes back to some worker when the lease ends.
 pub async fn run(store: Arc<dyn Store>, s: PoolSettings, job: Arc<dyn Job>) {
     let permits = Arc::new(Semaphore::new(s.concurrency.max(1)));
+    let batch = (s.claim_batch.max(1) as usize).min(s.concurrency.max(1));
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
@@ -40,6 +45,20 @@ pub async fn run(store: Arc<dyn Store>, s: PoolSettings, job: Arc<dyn Job>) {
             let _ = running.join_next().await;
             continue;
         }
+        if free < batch && !running.is_empty() {
+            // Under load, claim in batches, not one row per job that ends:
+            // each claim is a transaction of its own. Wait a moment for
+            // more jobs to end (they end every few milliseconds then).
+            let until = tokio::time::Instant::now() + CLAIM_GATHER;
+            while permits.available_permits() < batch {
+                match tokio::time::timeout_at(until, running.join_next()).await {
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+            while running.try_join_next().is_some() {}
+        }
+        let free = permits.available_permits();
         let want = (free as u32).min(s.claim_batch.max(1));
         let claims = match store.claim_work(s.topic, &s.worker, s.lease, want).await {
             Ok(c) => c,
