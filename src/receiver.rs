@@ -109,7 +109,15 @@ struct Inner {
 pub struct CallbackReceiver {
     base: String,
     inner: Arc<Mutex<Inner>>,
-    task: Arc<tokio::task::JoinHandle<()>>,
+    server: Arc<Server>,
+}
+
+/// Where the receiver's server runs.
+enum Server {
+    /// A task of the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread with a runtime of its own, stopped through this sender.
+    Thread(tokio::sync::watch::Sender<bool>),
 }
 
 impl CallbackReceiver {
@@ -127,7 +135,44 @@ impl CallbackReceiver {
         Ok(CallbackReceiver {
             base,
             inner,
-            task: Arc::new(task),
+            server: Arc::new(Server::Task(task)),
+        })
+    }
+
+    /// Like [`CallbackReceiver::start`], but served by a thread with a
+    /// runtime of its own: callbacks are answered (and their arrival
+    /// timed) however busy the caller's runtime is, as a payment app in a
+    /// process of its own would. A load test's receiver.
+    pub async fn start_on_own_thread() -> anyhow::Result<CallbackReceiver> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/callbacks/{channel}", post(receive))
+            .with_state(inner.clone());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("callback-receiver".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
+                });
+                // Dropping the runtime ends every connection's task.
+            })?;
+        Ok(CallbackReceiver {
+            base,
+            inner,
+            server: Arc::new(Server::Thread(stop)),
         })
     }
 
@@ -172,7 +217,7 @@ impl CallbackReceiver {
         Ok(CallbackReceiver {
             base,
             inner,
-            task: Arc::new(task),
+            server: Arc::new(Server::Task(task)),
         })
     }
 
@@ -224,7 +269,12 @@ impl CallbackReceiver {
     }
 
     pub fn stop(&self) {
-        self.task.abort();
+        match &*self.server {
+            Server::Task(task) => task.abort(),
+            Server::Thread(stop) => {
+                let _ = stop.send(true);
+            }
+        }
     }
 }
 

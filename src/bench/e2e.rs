@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use super::load::{offer, payment_body, Answer};
 use super::percentile;
+use crate::client::SignedClient;
 use crate::config::Config;
 use crate::demo::{self, Stack, StackOptions};
 use crate::domain::money::{Currency, Money};
@@ -286,7 +287,7 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
         files_root: std::env::temp_dir().join("billclear-bench-e2e"),
         pool: config.database.max_connections,
         fail_first_callbacks: 0,
-        callback_summaries_only: true,
+        callback_receiver_for_load: true,
         biller_latency_ms: args.biller_latency_ms,
         channel_rate_limit_rps: args.rate.saturating_mul(2).max(10_000),
         miniature: false,
@@ -335,8 +336,6 @@ async fn load_and_audit(stack: &Stack, args: &E2eBenchArgs) -> anyhow::Result<E2
     let accounts: Vec<(String, biller_sim::Account)> =
         book.into_iter().filter(|(_, a)| a.open).collect();
     anyhow::ensure!(!accounts.is_empty(), "no open account to pay");
-    let cny = Currency::from_code("CNY")?;
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     // Which account and how much (10.00 to 500.00), decided before the run.
     let plan: Vec<(u32, i64)> = (0..args.payments)
@@ -347,85 +346,37 @@ async fn load_and_audit(stack: &Stack, args: &E2eBenchArgs) -> anyhow::Result<E2
             )
         })
         .collect();
-    // Warm each app's connection up (not measured).
-    for (_, c) in &stack.clients {
-        let _ = c.get("/healthz").await;
-    }
-
     let counters = Arc::new(Counters::default());
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
-    let started = Instant::now();
     let progress = (args.progress_s > 0).then(|| {
         tokio::spawn(progress_lines(
             counters.clone(),
             stack.receiver.clone(),
             args.clone(),
-            started,
+            Instant::now(),
         ))
     });
-
-    // Offering: payment i is due at i / rate seconds; sent then, by a task
-    // of its own, unless max_in_flight requests are unanswered.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Answered>();
-    let collector = tokio::spawn(async move {
-        let mut c = Collected::default();
-        while let Some(a) = rx.recv().await {
-            c.add(a);
-        }
-        c
-    });
-    let late = Duration::from_millis(LATE_MS);
-    let mut max_lag = Duration::ZERO;
-    let interval_ns = 1e9 / f64::from(args.rate);
-    for (i, (account, cents)) in plan.iter().enumerate() {
-        let due = started + Duration::from_nanos((i as f64 * interval_ns) as u64);
-        if due > Instant::now() {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-        }
-        let permit = match in_flight.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => in_flight.clone().acquire_owned().await?,
-        };
-        let lag = Instant::now().saturating_duration_since(due);
-        max_lag = max_lag.max(lag);
-        if lag > late {
-            counters.late.fetch_add(1, Relaxed);
-        }
-        let (biller, acct) = &accounts[*account as usize];
-        let reference = format!("e2e-{run_id}-{i}");
-        let amount = Money::new(rust_decimal::Decimal::new(*cents, 2), cny)?;
-        let body = payment_body(biller, &acct.account_number, &amount, &reference);
-        let client = stack.clients[i % stack.clients.len()].1.clone();
-        let (tx, counters) = (tx.clone(), counters.clone());
-        counters.offered.fetch_add(1, Relaxed);
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            let answer = offer(&client, &reference, &body, REQUEST_TIMEOUT).await;
-            let at_instant = Instant::now();
-            let at = Utc::now();
-            drop(permit);
-            let counter = match &answer {
-                Answer::Accepted(_) => &counters.accepted,
-                a if a.is_unavailable(BACKLOGGED) => &counters.backlogged,
-                Answer::Refused { .. } => &counters.refused,
-                Answer::Failed(_) | Answer::TimedOut(_) => &counters.unanswered,
-            };
-            counter.fetch_add(1, Relaxed);
-            let _ = tx.send(Answered {
-                answer,
-                latency_us: at_instant.duration_since(sent).as_micros() as u64,
-                at,
-                at_instant,
-            });
-        });
-    }
-    let last_offer = Instant::now();
-    let last_offer_at = Utc::now();
+    // The offering runs on a thread and a runtime of its own: the
+    // service's tasks (this runtime's) never delay an offer or the reading
+    // of an answer, and what the bench costs shows as its own thread.
+    let offered = {
+        let clients: Vec<SignedClient> = stack.clients.iter().map(|(_, c)| c.clone()).collect();
+        let (counters, args) = (counters.clone(), args.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Offered> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(offer_all(clients, accounts, plan, counters, args))
+        })
+        .await??
+    };
+    let Offered {
+        collected,
+        started,
+        last_offer,
+        last_offer_at,
+        max_lag,
+    } = offered;
     let offering = last_offer.duration_since(started);
-    // Every answer in (each request ends within REQUEST_TIMEOUT).
-    drop(in_flight.acquire_many(args.max_in_flight as u32).await?);
-    drop(tx);
-    let collected = collector.await?;
     let accepted = collected.accepted.len() as u64;
 
     // The drain: until every accepted payment's final state has been
@@ -512,6 +463,101 @@ async fn load_and_audit(stack: &Stack, args: &E2eBenchArgs) -> anyhow::Result<E2
         },
     )
     .await
+}
+
+/// What the offering hands back.
+struct Offered {
+    collected: Collected,
+    /// When payment 0 was due, and when the last one was sent.
+    started: Instant,
+    last_offer: Instant,
+    last_offer_at: DateTime<Utc>,
+    max_lag: Duration,
+}
+
+/// Offers every payment of `plan` on its schedule (payment i due at
+/// i / rate seconds), each by a task of its own, at most `max_in_flight`
+/// unanswered; returns once every answer is in.
+async fn offer_all(
+    clients: Vec<SignedClient>,
+    accounts: Vec<(String, biller_sim::Account)>,
+    plan: Vec<(u32, i64)>,
+    counters: Arc<Counters>,
+    args: E2eBenchArgs,
+) -> anyhow::Result<Offered> {
+    let cny = Currency::from_code("CNY")?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    // Warm each app's connection up (not measured).
+    for c in &clients {
+        let _ = c.get("/healthz").await;
+    }
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Answered>();
+    let collector = tokio::spawn(async move {
+        let mut c = Collected::default();
+        while let Some(a) = rx.recv().await {
+            c.add(a);
+        }
+        c
+    });
+    let late = Duration::from_millis(LATE_MS);
+    let mut max_lag = Duration::ZERO;
+    let interval_ns = 1e9 / f64::from(args.rate);
+    let started = Instant::now();
+    for (i, (account, cents)) in plan.iter().enumerate() {
+        let due = started + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        if due > Instant::now() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        }
+        let permit = match in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => in_flight.clone().acquire_owned().await?,
+        };
+        let lag = Instant::now().saturating_duration_since(due);
+        max_lag = max_lag.max(lag);
+        if lag > late {
+            counters.late.fetch_add(1, Relaxed);
+        }
+        let (biller, acct) = &accounts[*account as usize];
+        let reference = format!("e2e-{run_id}-{i}");
+        let amount = Money::new(rust_decimal::Decimal::new(*cents, 2), cny)?;
+        let body = payment_body(biller, &acct.account_number, &amount, &reference);
+        let client = clients[i % clients.len()].clone();
+        let (tx, counters) = (tx.clone(), counters.clone());
+        counters.offered.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let answer = offer(&client, &reference, &body, REQUEST_TIMEOUT).await;
+            let at_instant = Instant::now();
+            let at = Utc::now();
+            drop(permit);
+            let counter = match &answer {
+                Answer::Accepted(_) => &counters.accepted,
+                a if a.is_unavailable(BACKLOGGED) => &counters.backlogged,
+                Answer::Refused { .. } => &counters.refused,
+                Answer::Failed(_) | Answer::TimedOut(_) => &counters.unanswered,
+            };
+            counter.fetch_add(1, Relaxed);
+            let _ = tx.send(Answered {
+                answer,
+                latency_us: at_instant.duration_since(sent).as_micros() as u64,
+                at,
+                at_instant,
+            });
+        });
+    }
+    let last_offer = Instant::now();
+    let last_offer_at = Utc::now();
+    // Every answer in (each request ends within REQUEST_TIMEOUT).
+    drop(in_flight.acquire_many(args.max_in_flight as u32).await?);
+    drop(tx);
+    Ok(Offered {
+        collected: collector.await?,
+        started,
+        last_offer,
+        last_offer_at,
+        max_lag,
+    })
 }
 
 struct Offering {

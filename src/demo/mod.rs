@@ -184,8 +184,10 @@ pub(crate) struct StackOptions {
     pub pool: u32,
     /// The apps' endpoint fails this many deliveries of every event first.
     pub fail_first_callbacks: u32,
-    /// The receiver keeps brief arrivals only (hundreds of thousands).
-    pub callback_summaries_only: bool,
+    /// The receiver keeps brief arrivals only (hundreds of thousands),
+    /// and runs on a thread of its own (answering however busy the
+    /// service's runtime is).
+    pub callback_receiver_for_load: bool,
     /// Every simulator (the hub and each biller direct) answers after this
     /// many milliseconds.
     pub biller_latency_ms: u64,
@@ -206,7 +208,7 @@ impl StackOptions {
             files_root: std::path::PathBuf::from(".billclear/demo"),
             pool: 12,
             fail_first_callbacks: 1,
-            callback_summaries_only: false,
+            callback_receiver_for_load: false,
             biller_latency_ms: 0,
             channel_rate_limit_rps: 10_000,
             miniature: true,
@@ -305,11 +307,15 @@ pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Resul
         ),
     );
 
-    let receiver = CallbackReceiver::start().await?;
+    let receiver = if opts.callback_receiver_for_load {
+        CallbackReceiver::start_on_own_thread().await?
+    } else {
+        CallbackReceiver::start().await?
+    };
     // The demo's apps' endpoints fail the first delivery of every event:
     // callbacks are retried until acknowledged.
     receiver.fail_first_deliveries(opts.fail_first_callbacks);
-    if opts.callback_summaries_only {
+    if opts.callback_receiver_for_load {
         receiver.summaries_only();
     }
     let mut clients = Vec::new();
