@@ -5,6 +5,9 @@
 //! every callback) takes `--rate` signed payments per second until
 //! `--payments`; then the bench waits until every accepted payment is
 //! final and its callback acknowledged (the drain), measures, and audits.
+//! The offering and the receiver run on threads (and runtimes) of their
+//! own, so the service's load never delays an offer or an acknowledgement
+//! in the bench's own queue.
 //!
 //! Which clock each figure uses (all in this one process):
 //! * offering, answers, accepted/s: the bench's monotonic clock;
