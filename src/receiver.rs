@@ -20,7 +20,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
 
+use chrono::{DateTime, Utc};
+
 use crate::auth::signing;
+use crate::domain::payment::PaymentStatus;
 
 /// Checks a callback's signature against the channel's keys. Returns the
 /// key id that signed it.
@@ -52,22 +55,69 @@ pub struct Received {
     pub event: serde_json::Value,
     /// What the receiver answered.
     pub status: u16,
+    /// When it arrived (this process's wall clock).
+    pub at: DateTime<Utc>,
+}
+
+/// One delivery in brief: what a load test keeps of each callback (see
+/// [`CallbackReceiver::summaries_only`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// The payment the callback is about (nil if the body named none).
+    pub payment_id: uuid::Uuid,
+    /// The payment's status the callback carries.
+    pub status: Option<PaymentStatus>,
+    /// When it arrived (this process's wall clock, read before the
+    /// signature is checked).
+    pub at: DateTime<Utc>,
+    /// Answered 2xx, its signature verified.
+    pub acknowledged: bool,
+    /// The first acknowledged delivery of its event (a later one is a
+    /// duplicate of an at-least-once delivery).
+    pub first_acknowledgement: bool,
+}
+
+/// Running counts of what the receiver got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Every delivery, answered whatever.
+    pub deliveries: u64,
+    /// Distinct events acknowledged (2xx, signature verified).
+    pub acknowledged: u64,
+    /// ...of which about a CONFIRMED payment, or a REJECTED one.
+    pub confirmed: u64,
+    pub rejected: u64,
+    /// Deliveries whose signature did not verify (answered 401).
+    pub unverified: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     secrets: HashMap<String, Vec<u8>>,
     received: Vec<Received>,
+    arrivals: Vec<Arrival>,
+    /// Keep [`Arrival`]s only, not every [`Received`] with its body.
+    summaries_only: bool,
     /// Deliveries of each event answered 500 before one is acknowledged.
     fail_first: u32,
     tries: HashMap<String, u32>,
+    acknowledged_events: HashSet<String>,
+    tally: Tally,
 }
 
 #[derive(Clone)]
 pub struct CallbackReceiver {
     base: String,
     inner: Arc<Mutex<Inner>>,
-    task: Arc<tokio::task::JoinHandle<()>>,
+    server: Arc<Server>,
+}
+
+/// Where the receiver's server runs.
+enum Server {
+    /// A task of the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread with a runtime of its own, stopped through this sender.
+    Thread(tokio::sync::watch::Sender<bool>),
 }
 
 impl CallbackReceiver {
@@ -85,7 +135,44 @@ impl CallbackReceiver {
         Ok(CallbackReceiver {
             base,
             inner,
-            task: Arc::new(task),
+            server: Arc::new(Server::Task(task)),
+        })
+    }
+
+    /// Like [`CallbackReceiver::start`], but served by a thread with a
+    /// runtime of its own: callbacks are answered (and their arrival
+    /// timed) however busy the caller's runtime is, as a payment app in a
+    /// process of its own would. A load test's receiver.
+    pub async fn start_on_own_thread() -> anyhow::Result<CallbackReceiver> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/callbacks/{channel}", post(receive))
+            .with_state(inner.clone());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("callback-receiver".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
+                });
+                // Dropping the runtime ends every connection's task.
+            })?;
+        Ok(CallbackReceiver {
+            base,
+            inner,
+            server: Arc::new(Server::Thread(stop)),
         })
     }
 
@@ -130,7 +217,7 @@ impl CallbackReceiver {
         Ok(CallbackReceiver {
             base,
             inner,
-            task: Arc::new(task),
+            server: Arc::new(Server::Task(task)),
         })
     }
 
@@ -151,18 +238,30 @@ impl CallbackReceiver {
         self.lock().fail_first = n;
     }
 
+    /// Keeps a brief [`Arrival`] of each delivery instead of every
+    /// [`Received`] with its body (a load test's hundreds of thousands of
+    /// callbacks): `received()` stays empty.
+    pub fn summaries_only(&self) {
+        self.lock().summaries_only = true;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
     }
 
+    /// Every delivery in brief, in arrival order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.lock().arrivals.clone()
+    }
+
+    /// What has arrived so far (cheap: running counts).
+    pub fn tally(&self) -> Tally {
+        self.lock().tally
+    }
+
     /// Events acknowledged (answered 2xx) with a verified signature.
     pub fn acknowledged(&self) -> HashSet<String> {
-        self.lock()
-            .received
-            .iter()
-            .filter(|r| r.status < 300 && r.verified.is_ok())
-            .map(|r| r.event_id.clone())
-            .collect()
+        self.lock().acknowledged_events.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -170,7 +269,12 @@ impl CallbackReceiver {
     }
 
     pub fn stop(&self) {
-        self.task.abort();
+        match &*self.server {
+            Server::Task(task) => task.abort(),
+            Server::Thread(stop) => {
+                let _ = stop.send(true);
+            }
+        }
     }
 }
 
@@ -180,6 +284,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let at = Utc::now();
     let mut g = inner.lock().expect("receiver lock");
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let verified = verify_callback(
@@ -192,10 +297,13 @@ async fn receive(
     );
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let event_id = event["event_id"].as_str().unwrap_or_default().to_string();
-    let tries = {
+    // Deliveries are counted per event only when some are to fail.
+    let tries = if g.fail_first > 0 {
         let t = g.tries.entry(event_id.clone()).or_default();
         *t += 1;
         *t
+    } else {
+        1
     };
     let status = if verified.is_err() {
         StatusCode::UNAUTHORIZED
@@ -204,12 +312,39 @@ async fn receive(
     } else {
         StatusCode::NO_CONTENT
     };
-    g.received.push(Received {
-        event_id,
-        verified,
-        event,
-        status: status.as_u16(),
+    let acknowledged = status.is_success();
+    let first_acknowledgement = acknowledged && g.acknowledged_events.insert(event_id.clone());
+    let payment = &event["payment"];
+    let payment_status = payment["status"].as_str().and_then(PaymentStatus::parse);
+    g.tally.deliveries += 1;
+    g.tally.unverified += u64::from(verified.is_err());
+    if first_acknowledgement {
+        g.tally.acknowledged += 1;
+        match payment_status {
+            Some(PaymentStatus::Confirmed) => g.tally.confirmed += 1,
+            Some(PaymentStatus::Rejected) => g.tally.rejected += 1,
+            _ => {}
+        }
+    }
+    g.arrivals.push(Arrival {
+        payment_id: payment["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default(),
+        status: payment_status,
+        at,
+        acknowledged,
+        first_acknowledgement,
     });
+    if !g.summaries_only {
+        g.received.push(Received {
+            event_id,
+            verified,
+            event,
+            status: status.as_u16(),
+            at,
+        });
+    }
     status
 }
 

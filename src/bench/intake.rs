@@ -6,12 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use clap::Args;
-use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
-use serde_json::json;
-
+use super::load::{offer, Answer};
 use crate::client::SignedClient;
 use crate::config::Config;
 use crate::domain::biller::{Biller, BillerStatus};
@@ -20,6 +15,10 @@ use crate::domain::ids::{ChannelId, PaymentId};
 use crate::domain::money::Money;
 use crate::store::postgres::{self, PgStore};
 use crate::store::{BillerStore, LedgerStore, Store};
+use anyhow::{bail, Context};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
 
 #[derive(Args, Debug, Clone)]
 pub struct IntakeBenchArgs {
@@ -199,14 +198,14 @@ async fn load(setup: &Setup, args: &IntakeBenchArgs) -> anyhow::Result<Run> {
                 let minor = rng.gen_range(lo..=hi);
                 let amount = Money::new(Decimal::new(minor, b.currency.scale()), b.currency)
                     .expect("in range");
-                let body = json!({
-                    "biller_id": b.id,
-                    "account_number": b.account_rule.example,
-                    "amount": amount.amount().to_string(),
-                    "currency": b.currency.code(),
-                    "channel_reference": format!("bench-{run_id}-{i}"),
-                });
-                (format!("bench-{run_id}-{i}"), body, amount)
+                let reference = format!("bench-{run_id}-{i}");
+                let body = super::load::payment_body(
+                    b.id.as_str(),
+                    b.account_rule.example.as_deref().unwrap_or_default(),
+                    &amount,
+                    &reference,
+                );
+                (reference, body, amount)
             })
             .collect(),
     );
@@ -235,30 +234,15 @@ async fn load(setup: &Setup, args: &IntakeBenchArgs) -> anyhow::Result<Run> {
                 }
                 let (key, body, amount) = &bodies[i];
                 let t = Instant::now();
-                let r =
-                    tokio::time::timeout(Duration::from_secs(30), client.post_payment(key, body))
-                        .await;
+                let answer = offer(&client, key, body, Duration::from_secs(30)).await;
                 lat_us.push(t.elapsed().as_micros() as u64);
-                match r {
-                    Ok(Ok(reply)) if reply.status.as_u16() == 201 => {
-                        let id: uuid::Uuid = reply.json()["id"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .parse()
-                            .unwrap_or_default();
-                        ok.push((
-                            PaymentId(id),
-                            body["biller_id"].as_str().unwrap_or_default().to_string(),
-                            *amount,
-                        ));
-                    }
-                    Ok(Ok(reply)) => {
-                        *errors
-                            .entry(format!("{} {}", reply.status.as_u16(), reply.code()))
-                            .or_default() += 1
-                    }
-                    Ok(Err(e)) => *errors.entry(format!("transport: {e}")).or_default() += 1,
-                    Err(_) => *errors.entry("timeout 30s".into()).or_default() += 1,
+                match answer {
+                    Answer::Accepted(id) => ok.push((
+                        id,
+                        body["biller_id"].as_str().unwrap_or_default().to_string(),
+                        *amount,
+                    )),
+                    other => *errors.entry(other.label()).or_default() += 1,
                 }
             }
             (lat_us, ok, errors)

@@ -1,6 +1,8 @@
 //! Benchmarks: commands that measure and print figures (never timed tests).
 
+pub mod e2e;
 pub mod intake;
+pub mod load;
 pub mod recon;
 pub mod settle;
 

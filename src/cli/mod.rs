@@ -206,6 +206,13 @@ pub enum BenchCommand {
     /// confirmation file: time of the import, of the run, and the run's
     /// own peak memory (each in a process of its own).
     Recon(crate::bench::recon::ReconBenchArgs),
+    /// The whole path under load: a fresh stack (simulators answering after
+    /// --biller-latency-ms, the service with its workers, a callback
+    /// receiver), R signed payments a second until N; prints accepted/s,
+    /// confirmed/s, the drain, accept-to-CONFIRMED p50/p99, callbacks and
+    /// their delay, 503s; then audits (final exactly once, the ledger, the
+    /// simulators' books).
+    E2e(crate::bench::e2e::E2eBenchArgs),
     /// Internal to `bench recon`: one timed step (import or run) alone in
     /// this process; prints its figures for the parent.
     #[command(hide = true)]
@@ -276,6 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
+        Command::Bench(BenchCommand::E2e(args)) => crate::bench::e2e::run(config, args).await,
         Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
         Command::Bench(BenchCommand::ReconStep(args)) => crate::bench::recon::step(args).await,
         Command::ReceiveCallbacks(args) => receive_callbacks(args).await,

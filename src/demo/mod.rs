@@ -130,24 +130,103 @@ fn say(json: bool, line: impl AsRef<str>) {
     }
 }
 
-struct Stack {
-    store: Arc<PgStore>,
-    sim: WaterSim,
-    hub: HubSim,
-    power: PowerSim,
-    gas: GasSim,
-    service: Service,
-    receiver: CallbackReceiver,
-    clients: Vec<(String, SignedClient)>,
-    connectors: BTreeMap<String, ConnectorSettings>,
-    server_url: String,
-    db_name: String,
+/// A whole stack on this machine, in this process (see [`start`]).
+pub(crate) struct Stack {
+    pub store: Arc<PgStore>,
+    pub sim: WaterSim,
+    pub hub: HubSim,
+    pub power: PowerSim,
+    pub gas: GasSim,
+    pub service: Service,
+    pub receiver: CallbackReceiver,
+    /// The payment apps ("alipay", "wechatpay") and their signed clients.
+    pub clients: Vec<(String, SignedClient)>,
+    pub connectors: BTreeMap<String, ConnectorSettings>,
+    pub server_url: String,
+    pub db_name: String,
+    /// The stack's files: keys, settlement and reconciliation files.
+    pub dir: std::path::PathBuf,
 }
 
-async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
+impl Stack {
+    /// Every simulator's credits: the hub's and each biller's direct ones.
+    pub fn credits(&self) -> Vec<CreditRecord> {
+        [
+            self.sim.credits(),
+            self.power.credits(),
+            self.gas.credits(),
+            self.hub.credits(),
+        ]
+        .concat()
+    }
+
+    /// Stops the service, the simulators and the receiver, and closes the
+    /// pool (the database stays).
+    pub async fn stop(&self) {
+        self.service.abort();
+        self.sim.shutdown();
+        self.hub.shutdown();
+        self.power.shutdown();
+        self.gas.shutdown();
+        self.receiver.stop();
+        self.store.pool().close().await;
+    }
+}
+
+/// How [`start`] sets a stack up: the demo's day in miniature, or a
+/// benchmark's load on the configuration as given.
+pub(crate) struct StackOptions {
+    /// The fresh database is `<db_prefix>_<date>_<time>_<6 hex>`.
+    pub db_prefix: &'static str,
+    /// The stack's files go to `<files_root>/<database name>/`.
+    pub files_root: std::path::PathBuf,
+    /// Connections of the service's pool.
+    pub pool: u32,
+    /// The apps' endpoint fails this many deliveries of every event first.
+    pub fail_first_callbacks: u32,
+    /// The receiver keeps brief arrivals only (hundreds of thousands),
+    /// and runs on a thread of its own (answering however busy the
+    /// service's runtime is).
+    pub callback_receiver_for_load: bool,
+    /// Every simulator (the hub and each biller direct) answers after this
+    /// many milliseconds.
+    pub biller_latency_ms: u64,
+    /// Requests per second each payment app may send.
+    pub channel_rate_limit_rps: u32,
+    /// Retries, leases, heartbeats and breakers in fractions of a second
+    /// (the demo's day in miniature); otherwise the configuration's own.
+    pub miniature: bool,
+    /// Setup lines to stderr (the summary is JSON on stdout).
+    pub json: bool,
+}
+
+impl StackOptions {
+    /// The demo's stack.
+    pub fn demo(json: bool) -> StackOptions {
+        StackOptions {
+            db_prefix: "billclear_demo",
+            files_root: std::path::PathBuf::from(".billclear/demo"),
+            pool: 12,
+            fail_first_callbacks: 1,
+            callback_receiver_for_load: false,
+            biller_latency_ms: 0,
+            channel_rate_limit_rps: 10_000,
+            miniature: true,
+            json,
+        }
+    }
+}
+
+/// Brings a stack up: a fresh database (migrated, the example billers),
+/// the four simulators (water, electricity, gas, the hub) over TLS with
+/// their own keys, a callback receiver for two payment apps, the API and
+/// the dispatch and callback workers, all in this process on real sockets.
+pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Result<Stack> {
+    let json = opts.json;
     let (server_url, _) = crate::store::postgres::split_url(&config.database.url)?;
     let db_name = format!(
-        "billclear_demo_{}_{}",
+        "{}_{}_{}",
+        opts.db_prefix,
         chrono::Utc::now().format("%Y%m%d_%H%M%S"),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
@@ -163,7 +242,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         json,
         format!("• database     {db_name} (fresh), migrations applied"),
     );
-    let store = Arc::new(PgStore::connect(&url, 12).await?);
+    let store = Arc::new(PgStore::connect(&url, opts.pool).await?);
     store.migrate().await?;
     let billers =
         crate::config::billers_file::parse(include_str!("../../ops/billers.example.toml"))?;
@@ -182,7 +261,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
     let secrets: Vec<Secret> = (0..4).map(|_| Secret::generate()).collect();
     let master_key = MasterKey::from_base64(&MasterKey::generate_base64())?;
-    let demo_dir = std::path::PathBuf::from(".billclear/demo").join(&db_name);
+    let demo_dir = opts.files_root.join(&db_name);
     let secured = security::secure(&demo_dir.join("keys"), &master_key).await?;
     let mut water_cfg = WaterSimConfig::new("billclear", secrets[0].expose_text());
     water_cfg.book = book_for(&["sh-water", "pudong-water"], today);
@@ -200,6 +279,16 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     hub_cfg.book = biller_sim::hub::default_hub_book(today);
     hub_cfg.security = secured.hub.sim.clone();
     let hub = HubSim::start(bind().await?, hub_cfg).await?;
+    if opts.biller_latency_ms > 0 {
+        let slow = Faults {
+            latency_ms: opts.biller_latency_ms,
+            ..Faults::default()
+        };
+        sim.set_faults(slow.clone());
+        power.set_faults(slow.clone());
+        gas.set_faults(slow.clone());
+        hub.set_faults(slow);
+    }
     say(
         json,
         format!(
@@ -218,10 +307,17 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         ),
     );
 
-    let receiver = CallbackReceiver::start().await?;
-    // The apps' endpoints fail the first delivery of every event: callbacks
-    // are retried until acknowledged.
-    receiver.fail_first_deliveries(1);
+    let receiver = if opts.callback_receiver_for_load {
+        CallbackReceiver::start_on_own_thread().await?
+    } else {
+        CallbackReceiver::start().await?
+    };
+    // The demo's apps' endpoints fail the first delivery of every event:
+    // callbacks are retried until acknowledged.
+    receiver.fail_first_deliveries(opts.fail_first_callbacks);
+    if opts.callback_receiver_for_load {
+        receiver.summaries_only();
+    }
     let mut clients = Vec::new();
     for (id, name) in [("alipay", "Alipay"), ("wechatpay", "WeChat Pay")] {
         let channel = Channel {
@@ -229,7 +325,7 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
             name: name.into(),
             callback_url: receiver.url(id),
             status: ChannelStatus::Active,
-            rate_limit_rps: 10_000,
+            rate_limit_rps: opts.channel_rate_limit_rps,
         };
         let (key_id, secret) =
             crate::auth::channel_keys::create_channel(&*store, &master_key, &channel).await?;
@@ -241,15 +337,11 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
     cfg.database.url = url;
     // Settlement files under .billclear/demo/<database>/, through a
     // RabbitMQ topology of the demo's own.
-    cfg.settlement.outbox_dir = std::path::PathBuf::from(".billclear/demo")
-        .join(&db_name)
-        .join("settlement");
+    cfg.settlement.outbox_dir = demo_dir.join("settlement");
     cfg.settlement.schedule = false;
     cfg.amqp = config.amqp.scoped(&db_name);
     // The day's reconciliation files and reports beside them.
-    cfg.recon.dir = std::path::PathBuf::from(".billclear/demo")
-        .join(&db_name)
-        .join("recon");
+    cfg.recon.dir = demo_dir.join("recon");
     // Every biller's first route is the hub, its second the biller direct.
     for (i, (id, kind, base_url, side)) in [
         (
@@ -294,20 +386,22 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
             },
         );
     }
-    // A day in miniature: retries in fractions of a second, not minutes.
-    cfg.dispatch.poll_ms = 50;
-    cfg.dispatch.lease_ms = 5_000;
-    cfg.dispatch.send_retry.base_ms = 200;
-    cfg.dispatch.send_retry.max_ms = 2_000;
-    cfg.dispatch.inquiry_retry.base_ms = 300;
-    cfg.dispatch.inquiry_retry.max_ms = 3_000;
-    cfg.dispatch.inquiry_retry.max_attempts = 20;
-    cfg.dispatch.not_found_grace_ms = 5_000;
-    cfg.routing.failures_to_open = 3;
-    cfg.routing.open_ms = 2_000;
-    cfg.routing.heartbeat_ms = 300;
-    cfg.callbacks.retry.base_ms = 200;
-    cfg.callbacks.retry.max_ms = 2_000;
+    if opts.miniature {
+        // A day in miniature: retries in fractions of a second, not minutes.
+        cfg.dispatch.poll_ms = 50;
+        cfg.dispatch.lease_ms = 5_000;
+        cfg.dispatch.send_retry.base_ms = 200;
+        cfg.dispatch.send_retry.max_ms = 2_000;
+        cfg.dispatch.inquiry_retry.base_ms = 300;
+        cfg.dispatch.inquiry_retry.max_ms = 3_000;
+        cfg.dispatch.inquiry_retry.max_attempts = 20;
+        cfg.dispatch.not_found_grace_ms = 5_000;
+        cfg.routing.failures_to_open = 3;
+        cfg.routing.open_ms = 2_000;
+        cfg.routing.heartbeat_ms = 300;
+        cfg.callbacks.retry.base_ms = 200;
+        cfg.callbacks.retry.max_ms = 2_000;
+    }
     cfg.check()?;
     let connectors = cfg.connectors.clone();
     let dyn_store: Arc<dyn Store> = store.clone();
@@ -321,10 +415,27 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         json,
         format!("• billclear    API at {base}, dispatch and callback workers running"),
     );
-    say(json, format!(
-        "• channels     alipay, wechatpay; their callback endpoint ({}) verifies signatures and fails each event's first delivery",
-        receiver.url("…")
-    ));
+    say(
+        json,
+        format!(
+            "• channels     alipay, wechatpay; their callback endpoint ({}) verifies signatures{}",
+            receiver.url("…"),
+            match opts.fail_first_callbacks {
+                0 => " and acknowledges".to_string(),
+                1 => " and fails each event's first delivery".to_string(),
+                n => format!(" and fails each event's first {n} deliveries"),
+            }
+        ),
+    );
+    if opts.biller_latency_ms > 0 {
+        say(
+            json,
+            format!(
+                "• latency      every simulator answers after {} ms",
+                opts.biller_latency_ms
+            ),
+        );
+    }
     Ok(Stack {
         store,
         sim,
@@ -340,20 +451,31 @@ async fn start(config: &Config, json: bool) -> anyhow::Result<Stack> {
         connectors,
         server_url,
         db_name,
+        dir: demo_dir,
     })
 }
 
 /// One payment request body for a random open account.
 fn random_payment(accounts: &[(String, Account)], rng: &mut impl Rng) -> serde_json::Value {
+    let reference = format!("ref-{}", uuid::Uuid::new_v4().simple());
+    random_payment_as(accounts, rng, &reference)
+}
+
+/// One payment request body for a random account of `accounts`, with
+/// channel reference `reference`: 10.00 to 500.00 CNY.
+pub(crate) fn random_payment_as(
+    accounts: &[(String, Account)],
+    rng: &mut impl Rng,
+    reference: &str,
+) -> serde_json::Value {
     let (biller, account) = accounts.choose(rng).expect("accounts");
     let cents: i64 = rng.gen_range(1_000..=50_000);
-    json!({
-        "biller_id": biller,
-        "account_number": account.account_number,
-        "amount": rust_decimal::Decimal::new(cents, 2).to_string(),
-        "currency": "CNY",
-        "channel_reference": format!("ref-{}", uuid::Uuid::new_v4().simple()),
-    })
+    let amount = crate::domain::money::Money::new(
+        rust_decimal::Decimal::new(cents, 2),
+        crate::domain::money::Currency::from_code("CNY").expect("CNY"),
+    )
+    .expect("10.00 to 500.00 CNY");
+    crate::bench::load::payment_body(biller, &account.account_number, &amount, reference)
 }
 
 #[derive(Default)]
@@ -455,7 +577,7 @@ fn invalid_requests() -> Vec<(&'static str, serde_json::Value)> {
 }
 
 /// The billers the demo pays (all reachable through the hub and direct).
-const BILLERS: [&str; 5] = [
+pub(crate) const BILLERS: [&str; 5] = [
     "sh-water",
     "pudong-water",
     "sh-power",
@@ -547,15 +669,9 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
         json_out,
         "billclear demo: intake → ledger → dispatch → callbacks, end to end",
     );
-    let stack = start(config, json_out).await?;
+    let stack = start(config, &StackOptions::demo(json_out)).await?;
     let result = play(&stack, args, began).await;
-    stack.service.abort();
-    stack.sim.shutdown();
-    stack.hub.shutdown();
-    stack.power.shutdown();
-    stack.gas.shutdown();
-    stack.receiver.stop();
-    stack.store.pool().close().await;
+    stack.stop().await;
     let mut report = result?;
     if args.keep_db {
         report.database = Some(postgres::with_database(
@@ -740,13 +856,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     }
 
     let n = |s: &str| counts.get(s).copied().unwrap_or(0);
-    let credits: Vec<CreditRecord> = [
-        stack.sim.credits(),
-        stack.power.credits(),
-        stack.gas.credits(),
-        stack.hub.credits(),
-    ]
-    .concat();
+    let credits: Vec<CreditRecord> = stack.credits();
     let by_biller = by_biller(&stack.store).await?;
     let by_route = by_route(&stack.store).await?;
     let sent_direct: i64 = sqlx::query_scalar(
