@@ -346,7 +346,7 @@ impl Default for Config {
         Config {
             database: DatabaseConfig {
                 url: "postgres://postgres@127.0.0.1:5432/billclear".into(),
-                max_connections: 16,
+                max_connections: 32,
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("literal address"),
@@ -392,7 +392,7 @@ impl Default for Config {
                 not_found_grace_ms: 60_000,
                 file_poll_ms: 5_000,
                 commit_max_batch: 256,
-                commit_max_inflight: 2,
+                commit_max_inflight: 4,
             },
             callbacks: CallbackConfig {
                 concurrency: 128,
