@@ -72,54 +72,72 @@ SELECT i.payment_id, 'CONFIRMED', 'SETTLED',
 
 -- ------------------------------------------------------------------ items
 
--- Checked per statement, set-based: the batch's totals and numbering from
--- the transition table (one pass), then each item against its payment or
--- return by index (the payments of a batch are the day's: their index and
--- rows are read in order).
+-- Checked per statement, set-based, in one pass over the transition table:
+-- per batch, its numbering and totals, and each payment item against its
+-- payment by index (a batch's payments are the day's: their index entries
+-- and rows are read in order); then the return items (few) against the
+-- recorded returns. A refusal looks again for the item to name.
 CREATE FUNCTION settlement_items_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    bad record;
+    t record;
+    bad uuid;
 BEGIN
-    SELECT t.batch_id, b.id AS found INTO bad
-      FROM (SELECT n.batch_id,
-                   count(*) AS items, min(n.seq) AS first_seq, max(n.seq) AS last_seq,
-                   count(*) FILTER (WHERE n.kind = 'payment') AS payments,
-                   coalesce(sum(n.amount) FILTER (WHERE n.kind = 'payment'), 0) AS gross,
-                   coalesce(sum(n.commission), 0) AS commission,
-                   count(*) FILTER (WHERE n.kind = 'return') AS returns_count,
-                   coalesce(sum(n.amount) FILTER (WHERE n.kind = 'return'), 0) AS returns
-              FROM new_items n GROUP BY n.batch_id) t
-      LEFT JOIN settlement_batches b ON b.id = t.batch_id
-     WHERE b.id IS NULL OR t.first_seq <> 1 OR t.last_seq <> t.items
-        OR (b.payments_count, b.gross, b.commission, b.returns_count, b.returns)
-           IS DISTINCT FROM (t.payments, t.gross, t.commission, t.returns_count, t.returns)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'settlement batch %: %', bad.batch_id,
-            CASE WHEN bad.found IS NULL THEN 'no such batch (write the batch first)'
-                 ELSE 'its items are written in one statement, numbered from 1, and add up to its totals' END
-            USING ERRCODE = 'check_violation';
-    END IF;
-
-    SELECT n.batch_id, n.payment_id, n.kind INTO bad
-      FROM new_items n
-      JOIN settlement_batches b ON b.id = n.batch_id
-      LEFT JOIN payments p ON n.kind = 'payment' AND p.id = n.payment_id
-      LEFT JOIN payment_returns r ON n.kind = 'return' AND r.payment_id = n.payment_id
-     WHERE CASE n.kind
-           WHEN 'payment' THEN p.id IS NULL OR p.status <> 'CONFIRMED' OR p.biller_id <> b.biller_id
-                OR p.currency <> b.currency OR p.amount <> n.amount OR p.channel_id <> n.channel_id
-           ELSE r.payment_id IS NULL OR r.biller_id <> b.biller_id OR r.currency <> b.currency
-                OR r.amount <> n.amount OR r.channel_id <> n.channel_id
-           END
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'settlement batch %: % item for payment %, which is not a %', bad.batch_id, bad.kind,
-            bad.payment_id,
-            CASE bad.kind WHEN 'payment' THEN 'CONFIRMED payment of the batch''s biller with that amount and channel'
-                          ELSE 'recorded return of the batch''s biller with that amount and channel' END
-            USING ERRCODE = 'check_violation';
-    END IF;
+    FOR t IN
+        SELECT a.*, b.id AS found, b.biller_id, b.currency,
+               (b.payments_count, b.gross, b.commission, b.returns_count, b.returns)
+                   IS NOT DISTINCT FROM (a.payments, a.gross, a.commission, a.returns_count, a.returns)
+                   AS adds_up
+          FROM (SELECT n.batch_id,
+                       count(*) AS items, min(n.seq) AS first_seq, max(n.seq) AS last_seq,
+                       count(*) FILTER (WHERE n.kind = 'payment') AS payments,
+                       coalesce(sum(n.amount) FILTER (WHERE n.kind = 'payment'), 0) AS gross,
+                       coalesce(sum(n.commission), 0) AS commission,
+                       count(*) FILTER (WHERE n.kind = 'return') AS returns_count,
+                       coalesce(sum(n.amount) FILTER (WHERE n.kind = 'return'), 0) AS returns,
+                       -- Payment items whose payment is not CONFIRMED, not
+                       -- theirs in amount or channel, or missing; and the
+                       -- billers and currencies of the others.
+                       count(*) FILTER (WHERE n.kind = 'payment'
+                                          AND (p.id IS NULL OR p.status <> 'CONFIRMED'
+                                               OR p.amount <> n.amount OR p.channel_id <> n.channel_id))
+                           AS unfit,
+                       min(p.biller_id) AS biller_lo, max(p.biller_id) AS biller_hi,
+                       min(p.currency) AS currency_lo, max(p.currency) AS currency_hi
+                  FROM new_items n
+                  LEFT JOIN payments p ON n.kind = 'payment' AND p.id = n.payment_id
+                 GROUP BY n.batch_id) a
+          LEFT JOIN settlement_batches b ON b.id = a.batch_id
+    LOOP
+        IF t.found IS NULL OR t.first_seq <> 1 OR t.last_seq <> t.items OR NOT t.adds_up THEN
+            RAISE EXCEPTION 'settlement batch %: %', t.batch_id,
+                CASE WHEN t.found IS NULL THEN 'no such batch (write the batch first)'
+                     ELSE 'its items are written in one statement, numbered from 1, and add up to its totals' END
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF t.unfit > 0 OR (t.payments > 0 AND (t.biller_lo <> t.biller_id OR t.biller_hi <> t.biller_id
+                                               OR t.currency_lo <> t.currency OR t.currency_hi <> t.currency)) THEN
+            SELECT n.payment_id INTO bad
+              FROM new_items n LEFT JOIN payments p ON p.id = n.payment_id
+             WHERE n.batch_id = t.batch_id AND n.kind = 'payment'
+               AND (p.id IS NULL OR p.status <> 'CONFIRMED' OR p.biller_id <> t.biller_id
+                    OR p.currency <> t.currency OR p.amount <> n.amount OR p.channel_id <> n.channel_id)
+             LIMIT 1;
+            RAISE EXCEPTION 'settlement batch %: payment item for payment %, which is not a CONFIRMED payment of the batch''s biller with that amount and channel',
+                t.batch_id, bad USING ERRCODE = 'check_violation';
+        END IF;
+        IF t.returns_count > 0 THEN
+            SELECT n.payment_id INTO bad
+              FROM new_items n LEFT JOIN payment_returns r ON r.payment_id = n.payment_id
+             WHERE n.batch_id = t.batch_id AND n.kind = 'return'
+               AND (r.payment_id IS NULL OR r.biller_id <> t.biller_id OR r.currency <> t.currency
+                    OR r.amount <> n.amount OR r.channel_id <> n.channel_id)
+             LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'settlement batch %: return item for payment %, which is not a recorded return of the batch''s biller with that amount and channel',
+                    t.batch_id, bad USING ERRCODE = 'check_violation';
+            END IF;
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$;
 

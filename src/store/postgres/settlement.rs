@@ -33,6 +33,10 @@ use crate::store::{
 /// Rows sent to the database per COPY message.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
+/// The server's memory for a close's sorts and for the check of its items
+/// (a million items take some 100 MB): beyond it they spill to disk.
+const CLOSE_WORK_MEM: &str = "256MB";
+
 pub(super) fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
     let bank = |p: &str| BankAccount {
         name: r.get(format!("{p}_name").as_str()),
@@ -344,6 +348,13 @@ impl SettlementStore for PgStore {
         if let Some(b) = find_batch(&mut tx, biller.id.as_str(), req.business_date).await? {
             return Ok(CloseOutcome::AlreadyClosed(b));
         }
+        // A day's payments sorted, and its items' check (the COPY's
+        // transition table), in memory rather than in temporary files:
+        // for this transaction only.
+        sqlx::query(&format!("SET LOCAL work_mem = '{CLOSE_WORK_MEM}'"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let mut plan = BatchPlan::new();
         plan_payments(&mut tx, req, &terms.commission, &mut plan).await?;
         plan_returns(&mut tx, req, &mut plan).await?;
