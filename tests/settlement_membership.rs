@@ -520,3 +520,52 @@ async fn a_returned_payment_is_recovered_exactly_once_and_every_reader_shows_set
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_close_waits_for_a_confirmation_in_flight_and_takes_it() {
+    let app = app().await;
+    let ids = confirmed(&app, &["120.00"]).await;
+    let day = date(20);
+    // As committed, stamped on a later date: not of this one.
+    app.set_confirmed_at(ids[0], cutoff_of(day) + Duration::days(30))
+        .await;
+    // A confirmation in flight: stamped before the cut-off, not committed
+    // when the close starts.
+    let mut tx = app.store.pool().begin().await.unwrap();
+    sqlx::query("UPDATE payments SET updated_at = $2, confirmed_at = $2 WHERE id = $1")
+        .bind(ids[0].0)
+        .bind(cutoff_of(day) - Duration::hours(1))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let store = app.state.store.clone();
+    let billers = app.store_billers().await;
+    let debtor = app.state.config.settlement.debtor.clone();
+    let closing = tokio::spawn(async move {
+        close_date(
+            &*store,
+            &billers,
+            day,
+            Some("sh-water"),
+            When::AtCutoff,
+            &debtor,
+            cutoff_of(day) + Duration::minutes(1),
+        )
+        .await
+        .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        !closing.is_finished(),
+        "the close reads only once the confirmation in flight is committed"
+    );
+    tx.commit().await.unwrap();
+    let mut out = closing.await.unwrap();
+    let b = match out.remove(0).1 {
+        Closing::Closed(o) => closed(o),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(items(&app, b.id).await, vec![(ids[0], false)]);
+    assert_eq!(app.status(ids[0]).await, PaymentStatus::Settled);
+    app.finish().await;
+}
