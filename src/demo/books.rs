@@ -52,7 +52,7 @@ pub async fn compare(
         }
     }
     let rows: Vec<(uuid::Uuid, String, Decimal, String, String)> = sqlx::query_as(
-        "SELECT id, status, amount, biller_id, currency FROM payments WHERE biller_id = ANY($1)",
+        "SELECT id, status, amount, biller_id, currency FROM payment_states WHERE biller_id = ANY($1)",
     )
     .bind(billers)
     .fetch_all(store.pool())

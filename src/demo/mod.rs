@@ -587,7 +587,7 @@ pub(crate) const BILLERS: [&str; 5] = [
 
 async fn by_biller(store: &PgStore) -> anyhow::Result<BTreeMap<String, BTreeMap<String, u64>>> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT biller_id, status, count(*) FROM payments GROUP BY biller_id, status ORDER BY 1, 2",
+        "SELECT biller_id, status, count(*) FROM payment_states GROUP BY biller_id, status ORDER BY 1, 2",
     )
     .fetch_all(store.pool())
     .await?;
@@ -611,7 +611,7 @@ async fn by_route(store: &PgStore) -> anyhow::Result<BTreeMap<String, u64>> {
 
 async fn status_counts(store: &PgStore) -> anyhow::Result<BTreeMap<String, u64>> {
     let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM payments GROUP BY status")
+        sqlx::query_as("SELECT status, count(*) FROM payment_states GROUP BY status")
             .fetch_all(store.pool())
             .await?;
     Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())

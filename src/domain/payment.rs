@@ -17,6 +17,10 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 /// Where a payment is: RECEIVED, SUBMITTED and UNKNOWN move on by
 /// themselves; CONFIRMED and REJECTED are final for the channel (a
 /// CONFIRMED payment is later SETTLED, and a SETTLED one may be RETURNED).
+// (Not in the API's document:) SETTLED is a payment's membership of a
+// settlement batch: the store derives it from the batch's item (the row
+// stays CONFIRMED), and the database admits an item only for a CONFIRMED
+// payment, the one step TRANSITIONS allows into SETTLED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {

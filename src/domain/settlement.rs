@@ -461,8 +461,8 @@ impl BatchPlan {
         &self.channels[item.channel as usize]
     }
 
-    /// Whether closing moves payments CONFIRMED -> SETTLED (a batch of
-    /// returns only, or of nothing, moves none).
+    /// Whether closing settles payments (a batch of returns only, or of
+    /// nothing, settles none).
     pub fn settles_payments(&self) -> bool {
         self.totals.count > 0
     }
@@ -499,7 +499,9 @@ impl BatchPlan {
     }
 }
 
-/// The reason on each payment's CONFIRMED -> SETTLED event.
+/// The reason on each payment's CONFIRMED -> SETTLED event. The event is
+/// derived from the payment's batch item where histories are read (the
+/// view `payment_history` writes the same text; a test keeps them equal).
 pub fn settled_reason(batch_id: Uuid, biller: &BillerId, business_date: NaiveDate) -> String {
     format!("settled in batch {batch_id} ({biller} {business_date})")
 }

@@ -599,9 +599,10 @@ pub struct ReturnRecord {
 #[async_trait]
 pub trait SettlementStore: Send + Sync {
     /// Closes (biller, date) in ONE transaction: the batch with its items
-    /// (commission per payment by the biller's terms), the payments moved
-    /// to SETTLED with their events, the ledger journal and the outbox
-    /// message. A date closed before gives AlreadyClosed and changes nothing.
+    /// (commission per payment by the biller's terms; a payment's item is
+    /// its settlement: it reads SETTLED from then on, its row untouched),
+    /// the ledger journal and the outbox message. A date closed before
+    /// gives AlreadyClosed and changes nothing.
     async fn close_batch(&self, req: &CloseRequest) -> StoreResult<CloseOutcome>;
     async fn batch(&self, id: uuid::Uuid) -> StoreResult<Option<BatchRecord>>;
     /// Batches, optionally of one biller and/or one business date.

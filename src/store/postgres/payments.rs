@@ -206,7 +206,7 @@ impl PaymentStore for PgStore {
     }
 
     async fn payment(&self, channel: &ChannelId, id: PaymentId) -> StoreResult<Option<Payment>> {
-        let row = sqlx::query("SELECT * FROM payments WHERE id = $1 AND channel_id = $2")
+        let row = sqlx::query("SELECT * FROM payment_states WHERE id = $1 AND channel_id = $2")
             .bind(id.0)
             .bind(channel.as_str())
             .fetch_optional(&self.pool)
@@ -220,13 +220,14 @@ impl PaymentStore for PgStore {
         channel: &ChannelId,
         reference: &str,
     ) -> StoreResult<Option<Payment>> {
-        let row =
-            sqlx::query("SELECT * FROM payments WHERE channel_id = $1 AND channel_reference = $2")
-                .bind(channel.as_str())
-                .bind(reference)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT * FROM payment_states WHERE channel_id = $1 AND channel_reference = $2",
+        )
+        .bind(channel.as_str())
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         row.as_ref().map(row_to_payment).transpose()
     }
 
@@ -237,7 +238,7 @@ impl PaymentStore for PgStore {
     }
 
     async fn payment_events(&self, id: PaymentId) -> StoreResult<Vec<PaymentEvent>> {
-        let rows = sqlx::query("SELECT from_status, to_status, reason, at FROM payment_events WHERE payment_id = $1 ORDER BY id")
+        let rows = sqlx::query("SELECT from_status, to_status, reason, at FROM payment_history WHERE payment_id = $1 ORDER BY phase, seq")
             .bind(id.0)
             .fetch_all(&self.pool)
             .await
@@ -267,7 +268,7 @@ pub(super) async fn load_payment_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     id: PaymentId,
 ) -> StoreResult<Option<Payment>> {
-    let row = sqlx::query("SELECT * FROM payments WHERE id = $1 FOR UPDATE")
+    let row = sqlx::query("SELECT * FROM payment_states WHERE id = $1 FOR UPDATE")
         .bind(id.0)
         .fetch_optional(&mut **tx)
         .await
@@ -330,7 +331,7 @@ pub(super) async fn lock_for_transitions(
 ) -> StoreResult<Vec<StoreResult<uuid::Uuid>>> {
     let ids: Vec<uuid::Uuid> = ts.iter().map(|t| t.payment_id.0).collect();
     let rows = sqlx::query(
-        "SELECT id, status, pending_journal_id FROM payments WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        "SELECT id, status, pending_journal_id FROM payment_states WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&ids)
     .fetch_all(&mut **tx)

@@ -354,7 +354,7 @@ impl ReconStore for PgStore {
             "SELECT p.id, p.biller_reference, p.channel_id, p.account_number, p.amount, p.currency,
                     p.status, p.connector_id, p.created_at >= $3 AS core, d.decision,
                     r.started_at IS NOT NULL AS resent_later, r.from_connector AS resent_from
-               FROM payments p
+               FROM payment_states p
                LEFT JOIN recon_decisions d ON d.payment_id = p.id
                LEFT JOIN recon_resends r ON r.payment_id = p.id
                      AND (r.outcome IS NULL OR r.outcome IN ('credited', 'unknown'))
@@ -365,7 +365,7 @@ impl ReconStore for PgStore {
                     p.status, r.connector_id, r.started_at >= $3 AS core, d.decision,
                     false AS resent_later, r.from_connector AS resent_from
                FROM recon_resends r
-               JOIN payments p ON p.id = r.payment_id
+               JOIN payment_states p ON p.id = r.payment_id
                LEFT JOIN recon_decisions d ON d.payment_id = p.id
               WHERE (r.outcome IS NULL OR r.outcome IN ('credited', 'unknown'))
                 AND p.biller_id = $1 AND r.started_at >= $2 AND r.started_at < $4

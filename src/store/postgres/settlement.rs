@@ -1,8 +1,11 @@
 //! Settlement in PostgreSQL. Closing a date is one transaction however big
 //! the batch: its payments and returns are read once and offered to the
 //! domain's plan (which takes them, computes their commission and the
-//! totals), the items written with one COPY, and the payments, their
-//! events, the journal and the outbox message written set-based.
+//! totals), the items written with one COPY, the journal and the outbox
+//! message set-based. A payment's settlement is its item: its row is not
+//! touched (SETTLED is derived from the item where payments are read, see
+//! migrations/20261207000015_settled_by_membership.sql), and the database
+//! checks the items against their payments and the batch's totals.
 
 use std::fmt::Write as _;
 
@@ -20,8 +23,7 @@ use crate::domain::ledger::Journal;
 use crate::domain::money::Currency;
 use crate::domain::payment::PaymentStatus;
 use crate::domain::settlement::{
-    settled_reason, BankAccount, BatchPlan, BatchTotals, CommissionRule, FileFormat, PlanError,
-    SettlementTerms,
+    BankAccount, BatchPlan, BatchTotals, CommissionRule, FileFormat, PlanError, SettlementTerms,
 };
 use crate::store::{
     BatchFile, BatchRecord, CloseOutcome, CloseRequest, ReturnRecord, SettledItem,
@@ -30,6 +32,10 @@ use crate::store::{
 
 /// Rows sent to the database per COPY message.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// The server's memory for a close's sorts and for the check of its items
+/// (a million items take some 100 MB): beyond it they spill to disk.
+const CLOSE_WORK_MEM: &str = "256MB";
 
 pub(super) fn row_to_batch(r: &PgRow) -> StoreResult<BatchRecord> {
     let bank = |p: &str| BankAccount {
@@ -105,10 +111,13 @@ fn plan_err(e: PlanError) -> StoreError {
 }
 
 /// Offers the plan every CONFIRMED payment not settled yet, confirmed (by
-/// our clock: when the CONFIRMED transition committed, updated_at) at or
+/// our clock: when the CONFIRMED transition was stamped, updated_at) at or
 /// before the cut-off, streamed. A biller's clock never decides the date.
-/// Nothing moves a payment out of CONFIRMED but settlement, which the
-/// closing's lock serializes per biller.
+///
+/// Without reading the past: the payments stamped after the biller's
+/// latest cut-off (every one stamped before it was closed then, or is a
+/// straggler, see [`raise_fence`]), and the stragglers not settled yet. The
+/// closing's lock serializes the closes of a biller.
 async fn plan_payments(
     tx: &mut sqlx::PgConnection,
     req: &CloseRequest,
@@ -118,20 +127,66 @@ async fn plan_payments(
     use futures_util::TryStreamExt;
     use sqlx::Executor;
     let currency = req.biller.currency;
+    let closed_through: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT max(cutoff_at) FROM settlement_batches WHERE biller_id = $1")
+            .bind(req.biller.id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
     let mut rows = tx.fetch(
         sqlx::query(
-            "SELECT id, channel_id, amount FROM payments
+            "SELECT id, channel_id, amount, updated_at FROM payments
               WHERE biller_id = $1 AND status = 'CONFIRMED' AND updated_at <= $2
+                AND updated_at > coalesce($3::timestamptz, '-infinity')
+             UNION ALL
+             SELECT p.id, p.channel_id, p.amount, p.updated_at
+               FROM settlement_stragglers s JOIN payments p ON p.id = s.payment_id
+              WHERE s.biller_id = $1 AND p.biller_id = $1 AND p.status = 'CONFIRMED'
+                AND p.updated_at <= $2 AND p.updated_at <= $3
+                AND NOT EXISTS (SELECT 1 FROM settlement_items i
+                                 WHERE i.payment_id = p.id AND i.kind = 'payment')
               ORDER BY updated_at, id",
         )
         .bind(req.biller.id.as_str())
-        .bind(req.cutoff_at),
+        .bind(req.cutoff_at)
+        .bind(closed_through),
     );
     while let Some(r) = rows.try_next().await.map_err(db_err)? {
         plan.add_payment(rule, currency, r.get(0), r.get(1), r.get(2))
             .map_err(plan_err)?;
     }
     Ok(())
+}
+
+/// Raises the biller's fence to the cut-off, in a transaction of its own
+/// committed before the close reads: it waits for the confirming
+/// transactions of the biller in flight (they hold the fence's lock
+/// shared), and a payment confirmed after it, stamped at or before the
+/// fence, is recorded as a straggler (by the payments' triggers) for the
+/// next close to take.
+async fn raise_fence(
+    pool: &sqlx::PgPool,
+    biller: &BillerId,
+    through: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('settlement-fence:' || $1))")
+        .bind(biller.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO settlement_fences AS f (biller_id, closed_through) VALUES ($1, $2)
+         ON CONFLICT (biller_id) DO UPDATE
+            SET closed_through = greatest(f.closed_through, EXCLUDED.closed_through)
+          WHERE f.closed_through < EXCLUDED.closed_through",
+    )
+    .bind(biller.as_str())
+    .bind(through)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
 }
 
 /// Offers the plan the returns not recovered yet, oldest first; it takes
@@ -247,43 +302,6 @@ async fn copy_items(
     Ok(())
 }
 
-/// One statement: every payment item of the batch CONFIRMED -> SETTLED, and
-/// its event from the rows actually moved; a conflict (nothing closed)
-/// unless all `count` of them moved.
-async fn settle_payments(
-    tx: &mut sqlx::PgConnection,
-    req: &CloseRequest,
-    batch_id: Uuid,
-    count: u64,
-) -> StoreResult<()> {
-    let biller = &req.biller;
-    let reason = settled_reason(batch_id, &biller.id, req.business_date);
-    let moved = sqlx::query(
-        "WITH moved AS (
-             UPDATE payments p SET status = 'SETTLED', updated_at = $2
-               FROM settlement_items i
-              WHERE i.batch_id = $1 AND i.kind = 'payment' AND p.id = i.payment_id
-                AND p.status = 'CONFIRMED'
-             RETURNING p.id)
-         INSERT INTO payment_events (payment_id, from_status, to_status, reason, at)
-         SELECT id, 'CONFIRMED', 'SETTLED', $3, $2 FROM moved",
-    )
-    .bind(batch_id)
-    .bind(req.now)
-    .bind(&reason)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?
-    .rows_affected();
-    if moved != count {
-        return Err(StoreError::Conflict(format!(
-            "closing {} {}: {moved} of {count} payments were still CONFIRMED; nothing was closed, try again",
-            biller.id, req.business_date
-        )));
-    }
-    Ok(())
-}
-
 /// The outbox message that announces the closed batch.
 async fn enqueue_batch(
     tx: &mut sqlx::PgConnection,
@@ -319,6 +337,7 @@ impl SettlementStore for PgStore {
             ))
         })?;
         let currency: Currency = biller.currency;
+        raise_fence(&self.pool, &biller.id, req.cutoff_at).await?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // One closing per biller at a time, in every process.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('settlement:' || $1))")
@@ -329,6 +348,13 @@ impl SettlementStore for PgStore {
         if let Some(b) = find_batch(&mut tx, biller.id.as_str(), req.business_date).await? {
             return Ok(CloseOutcome::AlreadyClosed(b));
         }
+        // A day's payments sorted, and its items' check (the COPY's
+        // transition table), in memory rather than in temporary files:
+        // for this transaction only.
+        sqlx::query(&format!("SET LOCAL work_mem = '{CLOSE_WORK_MEM}'"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let mut plan = BatchPlan::new();
         plan_payments(&mut tx, req, &terms.commission, &mut plan).await?;
         plan_returns(&mut tx, req, &mut plan).await?;
@@ -339,10 +365,10 @@ impl SettlementStore for PgStore {
             .map_err(plan_err)?;
         let totals = plan.totals;
         insert_batch(&mut tx, req, terms, batch_id, &totals, journal.as_ref()).await?;
+        // The items settle their payments; the database refuses a payment
+        // not CONFIRMED (or of another biller), one already in a batch, and
+        // items that do not add up to the batch's totals.
         copy_items(&mut tx, batch_id, plan).await?;
-        if totals.count > 0 {
-            settle_payments(&mut tx, req, batch_id, totals.count).await?;
-        }
         if let Some(j) = &journal {
             insert_journals(&mut tx, &[j]).await?;
         }
