@@ -320,14 +320,7 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
             return Err(e);
         }
     };
-    if args.keep_db {
-        report.database = Some(postgres::with_database(
-            &config.database.url,
-            &stack.db_name,
-        ));
-    } else {
-        postgres::drop_database(&stack.server_url, &stack.db_name).await?;
-    }
+    report.database = stack.keep_or_drop(config, args.keep_db).await?;
     report.elapsed_s = began.elapsed().as_secs_f64();
     Ok(report)
 }

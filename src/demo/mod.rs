@@ -149,6 +149,24 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
+    /// Keeps the stack's database (and says where it is: the URL of
+    /// `config`'s server with the stack's database) or drops it.
+    pub async fn keep_or_drop(
+        &self,
+        config: &Config,
+        keep: bool,
+    ) -> anyhow::Result<Option<String>> {
+        if keep {
+            Ok(Some(postgres::with_database(
+                &config.database.url,
+                &self.db_name,
+            )))
+        } else {
+            postgres::drop_database(&self.server_url, &self.db_name).await?;
+            Ok(None)
+        }
+    }
+
     /// Every simulator's credits: the hub's and each biller's direct ones.
     pub fn credits(&self) -> Vec<CreditRecord> {
         [
@@ -673,14 +691,7 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
     let result = play(&stack, args, began).await;
     stack.stop().await;
     let mut report = result?;
-    if args.keep_db {
-        report.database = Some(postgres::with_database(
-            &config.database.url,
-            &stack.db_name,
-        ));
-    } else {
-        postgres::drop_database(&stack.server_url, &stack.db_name).await?;
-    }
+    report.database = stack.keep_or_drop(config, args.keep_db).await?;
     Ok(report)
 }
 
