@@ -65,7 +65,13 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
+                // A failed answer is the caller's to handle: a 503 under
+                // load (push-back, overload) would be a line per request.
+                // Its cause is logged where it starts (once, then as a
+                // count); a 500 is logged with its problem (ApiError).
+                .layer(TraceLayer::new_for_http().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ))
                 .layer(axum::middleware::from_fn(text::refuse_control_characters))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
                 .layer(DefaultBodyLimit::max(body_limit)),

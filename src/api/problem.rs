@@ -237,6 +237,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            // A defect, not load nor a counterpart's trouble: worth a line.
+            tracing::error!(status = self.status.as_u16(), code = %self.code, detail = %self.detail, "answered with a server error");
+        }
         let body = Problem {
             problem_type: format!("urn:billclear:problem:{}", self.code),
             title: self.title,
