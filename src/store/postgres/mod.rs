@@ -71,6 +71,12 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
             // 40xxx: serialization failure / deadlock; 53xxx resources; 57xxx operator intervention.
             if code.starts_with("40") || code.starts_with("53") || code.starts_with("57") {
                 StoreError::Unavailable(d.message().to_string())
+            } else if code == "42P01" {
+                // undefined_table: a database created but never migrated.
+                StoreError::Rejected(format!(
+                    "{}: the database lacks billclear's tables; run `billclear migrate`",
+                    d.message()
+                ))
             } else {
                 StoreError::Rejected(d.message().to_string())
             }
