@@ -25,18 +25,6 @@ async fn app() -> TestApp {
     .await
 }
 
-/// Pays sh-water `amounts` and waits until each is CONFIRMED.
-async fn confirmed(app: &TestApp, amounts: &[&str]) -> Vec<billclear::domain::ids::PaymentId> {
-    let mut ids = Vec::new();
-    for a in amounts {
-        ids.push(app.pay("3100000011", a).await);
-    }
-    for id in &ids {
-        app.wait_for(*id, &[PaymentStatus::Confirmed], 20).await;
-    }
-    ids
-}
-
 async fn close(app: &TestApp, biller: &str, date: NaiveDate, now: DateTime<Utc>) -> Closing {
     let billers = app.store_billers().await;
     let mut out = close_date(
@@ -62,7 +50,9 @@ fn shanghai_date(y: i32, m: u32, day: u32) -> NaiveDate {
 async fn a_closed_date_settles_its_confirmed_payments_once() {
     let app = app().await;
     // sh-water: 0.30 % min 0.50 max 8.00, half-up.
-    let ids = confirmed(&app, &["100.00", "1000.00", "5000.00", "250.05"]).await;
+    let ids = app
+        .pay_confirmed(&["100.00", "1000.00", "5000.00", "250.05"])
+        .await;
     let date = shanghai_date(2026, 11, 20);
     // 23:00 Shanghai = 15:00 UTC. Three payments that day, one a microsecond
     // after the cut-off (the next date).
@@ -201,7 +191,7 @@ async fn an_empty_date_is_closed_with_an_empty_batch_and_no_journal() {
 #[tokio::test]
 async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
     let app = app().await;
-    let ids = confirmed(&app, &["200.00", "50.00"]).await;
+    let ids = app.pay_confirmed(&["200.00", "50.00"]).await;
     let date = shanghai_date(2026, 11, 22);
     let cutoff = DateTime::parse_from_rfc3339("2026-11-22T15:00:00Z")
         .unwrap()
@@ -259,7 +249,7 @@ async fn a_return_is_reversed_then_recovered_from_the_next_batch() {
     assert_eq!(b2.totals.net(), d("49.50"));
 
     // A big payment later: the return is recovered from it.
-    let big = confirmed(&app, &["1000.00"]).await;
+    let big = app.pay_confirmed(&["1000.00"]).await;
     app.set_confirmed_at(big[0], cutoff + Duration::days(2) - Duration::hours(1))
         .await;
     let d3 = d2.succ_opt().unwrap();

@@ -32,18 +32,6 @@ async fn app() -> TestApp {
     .await
 }
 
-/// Pays sh-water `amounts` and waits until each is CONFIRMED.
-async fn confirmed(app: &TestApp, amounts: &[&str]) -> Vec<PaymentId> {
-    let mut ids = Vec::new();
-    for a in amounts {
-        ids.push(app.pay("3100000011", a).await);
-    }
-    for id in &ids {
-        app.wait_for(*id, &[PaymentStatus::Confirmed], 20).await;
-    }
-    ids
-}
-
 /// 23:00 Shanghai, the cut-off of sh-water's `date`.
 fn cutoff_of(date: NaiveDate) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{date}T15:00:00Z"))
@@ -139,7 +127,7 @@ fn item_row(batch: Uuid, seq: i32, payment: Uuid, kind: &str, amount: &str) -> S
 #[tokio::test]
 async fn the_database_keeps_a_payment_in_one_batch_and_a_settled_payment_settled() {
     let app = app().await;
-    let ids = confirmed(&app, &["100.00", "50.00", "70.00"]).await;
+    let ids = app.pay_confirmed(&["100.00", "50.00", "70.00"]).await;
     let day = date(20);
     app.set_confirmed_at(ids[0], cutoff_of(day) - Duration::hours(2))
         .await;
@@ -294,7 +282,9 @@ async fn the_database_keeps_a_payment_in_one_batch_and_a_settled_payment_settled
 #[tokio::test]
 async fn closing_again_and_late_confirmations_book_every_payment_once() {
     let app = app().await;
-    let ids = confirmed(&app, &["100.00", "200.00", "300.00", "400.00"]).await;
+    let ids = app
+        .pay_confirmed(&["100.00", "200.00", "300.00", "400.00"])
+        .await;
     let (d1, d2, d3) = (date(20), date(21), date(22));
     app.set_confirmed_at(ids[0], cutoff_of(d1) - Duration::hours(3))
         .await;
@@ -377,7 +367,7 @@ async fn closing_again_and_late_confirmations_book_every_payment_once() {
 #[tokio::test]
 async fn a_returned_payment_is_recovered_exactly_once_and_every_reader_shows_settled() {
     let app = app().await;
-    let ids = confirmed(&app, &["200.00", "30.00"]).await;
+    let ids = app.pay_confirmed(&["200.00", "30.00"]).await;
     let (d1, d2, d3, d4) = (date(20), date(21), date(22), date(23));
     app.set_confirmed_at(ids[0], cutoff_of(d1) - Duration::hours(1))
         .await;
@@ -476,7 +466,7 @@ async fn a_returned_payment_is_recovered_exactly_once_and_every_reader_shows_set
     let b2 = closed(close(&app, d2, None).await);
     assert_eq!((b2.totals.count, b2.totals.returns_count), (1, 0));
     // A big payment on d3: the return is recovered from it, once.
-    let big = confirmed(&app, &["1000.00"]).await;
+    let big = app.pay_confirmed(&["1000.00"]).await;
     app.set_confirmed_at(big[0], cutoff_of(d3) - Duration::hours(1))
         .await;
     let b3 = closed(close(&app, d3, None).await);
@@ -484,7 +474,7 @@ async fn a_returned_payment_is_recovered_exactly_once_and_every_reader_shows_set
     assert_eq!(b3.totals.returns, d("200.00"));
     assert!(items(&app, b3.id).await.contains(&(ids[0], true)));
     // More payments on d4: nothing is recovered again.
-    let more = confirmed(&app, &["500.00"]).await;
+    let more = app.pay_confirmed(&["500.00"]).await;
     app.set_confirmed_at(more[0], cutoff_of(d4) - Duration::hours(1))
         .await;
     let b4 = closed(close(&app, d4, None).await);
@@ -524,7 +514,7 @@ async fn a_returned_payment_is_recovered_exactly_once_and_every_reader_shows_set
 #[tokio::test]
 async fn a_close_waits_for_a_confirmation_in_flight_and_takes_it() {
     let app = app().await;
-    let ids = confirmed(&app, &["120.00"]).await;
+    let ids = app.pay_confirmed(&["120.00"]).await;
     let day = date(20);
     // As committed, stamped on a later date: not of this one.
     app.set_confirmed_at(ids[0], cutoff_of(day) + Duration::days(30))

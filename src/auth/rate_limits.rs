@@ -45,7 +45,12 @@ impl RateLimits {
 }
 
 fn limiter(rps: u32) -> DefaultDirectRateLimiter {
-    let n = NonZeroU32::new(rps).expect("rps >= 1");
+    per_second(NonZeroU32::new(rps).expect("rps >= 1"))
+}
+
+/// A token bucket of `n` a second, in bursts of at most `n`: the shape of
+/// every rate limit here (channels, bill inquiries, routes).
+pub fn per_second(n: NonZeroU32) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(n).allow_burst(n))
 }
 

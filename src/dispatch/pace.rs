@@ -11,7 +11,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One route's limits.
@@ -35,8 +35,7 @@ impl Pace {
         Pace {
             in_flight: Arc::new(Semaphore::new(limit)),
             limit,
-            per_second: NonZeroU32::new(per_second)
-                .map(|n| RateLimiter::direct(Quota::per_second(n).allow_burst(n))),
+            per_second: NonZeroU32::new(per_second).map(crate::auth::rate_limits::per_second),
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use biller_connectors::{BillStatement, ConnectorError, NextStep};
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tokio::sync::OnceCell;
 
 use crate::config::InquiryConfig;
@@ -172,7 +172,7 @@ impl InquiryGuard {
             .entry(biller.to_string())
             .or_insert_with(|| {
                 let n = NonZeroU32::new(per_s).expect("budget >= 1");
-                Arc::new(RateLimiter::direct(Quota::per_second(n).allow_burst(n)))
+                Arc::new(crate::auth::rate_limits::per_second(n))
             })
             .clone();
         limiter.check().map_err(|not_until| {

@@ -406,6 +406,18 @@ impl TestApp {
         PaymentId(r.json()["id"].as_str().unwrap().parse().unwrap())
     }
 
+    /// Pays sh-water `amounts` and waits until each is CONFIRMED.
+    pub async fn pay_confirmed(&self, amounts: &[&str]) -> Vec<PaymentId> {
+        let mut ids = Vec::new();
+        for a in amounts {
+            ids.push(self.pay("3100000011", a).await);
+        }
+        for id in &ids {
+            self.wait_for(*id, &[PaymentStatus::Confirmed], 20).await;
+        }
+        ids
+    }
+
     pub async fn status(&self, id: PaymentId) -> PaymentStatus {
         let channel = ChannelId::parse("alipay").unwrap();
         self.store
