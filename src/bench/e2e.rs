@@ -274,13 +274,7 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
         bail!("--payments, --rate and --max-in-flight must be positive");
     }
     let began = Instant::now();
-    let say = |line: String| {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+    let say = |line: String| demo::say(args.json, line);
     say(format!(
         "billclear bench e2e: {} payments at {}/s, billers answering after {} ms",
         args.payments, args.rate, args.biller_latency_ms

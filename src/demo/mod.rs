@@ -122,7 +122,8 @@ pub struct DemoReport {
     pub database: Option<String>,
 }
 
-fn say(json: bool, line: impl AsRef<str>) {
+/// A progress line: on stdout, or on stderr when stdout carries JSON.
+pub(crate) fn say(json: bool, line: impl AsRef<str>) {
     if json {
         eprintln!("{}", line.as_ref());
     } else {

@@ -9,7 +9,6 @@
 //! `billclear routes list`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -17,11 +16,6 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::backlog::{BacklogPolicy, Backlogged};
 use crate::store::{BacklogRow, Store};
-
-#[derive(Default)]
-struct Counts {
-    refused: AtomicU64,
-}
 
 #[derive(Default)]
 struct Seen {
@@ -36,7 +30,8 @@ pub struct BacklogWatch {
     policy: BacklogPolicy,
     process: String,
     seen: RwLock<Seen>,
-    counts: Mutex<HashMap<String, Arc<Counts>>>,
+    /// New payments refused, per biller.
+    counts: Mutex<HashMap<String, u64>>,
     /// Billers being refused, and since when (for the log and the rows).
     refusing: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -68,13 +63,12 @@ impl BacklogWatch {
             seen.oldest.get(biller).copied()
         };
         let verdict = self.policy.judge(oldest, Utc::now())?;
-        self.counts
+        *self
+            .counts
             .lock()
             .expect("backlog counts")
             .entry(biller.to_string())
-            .or_default()
-            .refused
-            .fetch_add(1, Ordering::Relaxed);
+            .or_default() += 1;
         Some(verdict)
     }
 
@@ -84,7 +78,8 @@ impl BacklogWatch {
             .lock()
             .expect("backlog counts")
             .get(biller)
-            .map_or(0, |c| c.refused.load(Ordering::Relaxed))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Reads the oldest waiting payments, logs billers that start or stop
@@ -152,9 +147,7 @@ impl BacklogWatch {
             .map(|b| BacklogRow {
                 biller_id: b.clone(),
                 process: self.process.clone(),
-                refused: counts
-                    .get(b)
-                    .map_or(0, |c| c.refused.load(Ordering::Relaxed)),
+                refused: counts.get(b).copied().unwrap_or(0),
                 refusing_since: refusing.get(b).copied(),
                 updated_at: now,
             })
