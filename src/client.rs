@@ -31,6 +31,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The `Location` header of a redirect.
+    pub fn location(&self) -> Option<String> {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -156,4 +167,160 @@ impl SignedClient {
             body,
         })
     }
+}
+
+/// A browser-like client of the finance console: keeps its cookies, signs
+/// in with a staff token, reads each form's CSRF token from the page.
+/// Used by the console's tests and `billclear bench console`.
+#[derive(Clone)]
+pub struct ConsoleClient {
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// Cookies by name (the console sets them with `Path=/console`).
+    pub cookies: std::collections::BTreeMap<String, String>,
+    /// Sent with every request (e.g. `Accept-Language`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ConsoleClient {
+    pub fn new(base: &str) -> ConsoleClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        ConsoleClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+            cookies: Default::default(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Signs in with a staff token; the reply is the sign-in's answer (303
+    /// to the console when the token is good).
+    pub async fn sign_in(&mut self, token: &str) -> anyhow::Result<Reply> {
+        let page = self.get("/console/sign-in").await?;
+        let csrf = csrf_of(&page.text())
+            .ok_or_else(|| anyhow::anyhow!("the sign-in page has no CSRF token"))?;
+        self.post_form("/console/sign-in", &[("csrf", &csrf), ("token", token)])
+            .await
+    }
+
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<Reply> {
+        self.send(Method::GET, path, None, Vec::new()).await
+    }
+
+    /// Posts a form as a browser does (`application/x-www-form-urlencoded`).
+    pub async fn post_form(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            s.append_pair(k, v);
+        }
+        self.send(
+            Method::POST,
+            path,
+            Some("application/x-www-form-urlencoded".into()),
+            s.finish().into_bytes(),
+        )
+        .await
+    }
+
+    /// Posts `multipart/form-data` with text fields and one file.
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> anyhow::Result<Reply> {
+        let boundary = format!("bcboundary{}", Uuid::new_v4().simple());
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let (name, file_name, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.send(
+            Method::POST,
+            path,
+            Some(format!("multipart/form-data; boundary={boundary}")),
+            body,
+        )
+        .await
+    }
+
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.header("cookie", c.join("; "));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = self
+            .http
+            .request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for v in headers.get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let pair = v.split(';').next().unwrap_or("");
+            if let Some((k, val)) = pair.split_once('=') {
+                let cleared = v.to_ascii_lowercase().contains("max-age=0");
+                if cleared || val.is_empty() {
+                    self.cookies.remove(k.trim());
+                } else {
+                    self.cookies
+                        .insert(k.trim().to_string(), val.trim().to_string());
+                }
+            }
+        }
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// The first CSRF token of a page's forms (`name="csrf" value="…"`).
+pub fn csrf_of(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\"")?;
+    let rest = &html[at..];
+    let v = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[v..].find('"')?;
+    Some(rest[v..v + end].to_string())
 }

@@ -14,7 +14,7 @@
 //!   `settlement` closes days into batches and files over RabbitMQ;
 //!   `reconcile` matches the counterparties' and the bank's files.
 //! - `state` is what one process shares; `api` is the signed HTTP edge
-//!   over it; `startup` puts a process together (state, API, workers,
+//!   over it, `console` the finance staff's web pages beside it; `startup` puts a process together (state, API, workers,
 //!   settlement, pruning) once for every caller.
 //! - `cli` runs it; `demo` shows it end to end; `bench` measures it
 //!   (both start through `startup`; only `cli` uses them).
@@ -25,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod dispatch;
 pub mod domain;

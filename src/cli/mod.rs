@@ -254,7 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(&config, cmd),
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
-        Command::Staff(cmd) => staff::run(&connect(&config).await?, cmd).await,
+        Command::Staff(cmd) => staff::run(&connect(&config).await?, &config, cmd).await,
         Command::Demo(args) => crate::demo::run(config, args).await,
         Command::Settle(args) => {
             let store: Arc<dyn Store> = Arc::new(connect(&config).await?);

@@ -34,6 +34,15 @@ pub enum StaffCommand {
     /// Issue a new token for a user (lost or leaked token); the old one
     /// stops working at once. Prints the new token ONCE.
     Rotate { id: String },
+    /// Print a one-time sign-in link to the finance console for a user
+    /// (used once, within `console.sign_in_link_ttl_s`, and only while the
+    /// user's token is unchanged).
+    SignInLink {
+        id: String,
+        /// Where people reach the console (default: http://<http.listen>).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<StaffRole, String> {
@@ -79,7 +88,34 @@ fn print_token(user: &str, token: &StaffToken) {
     println!("Send it as `Authorization: Bearer <token>` to the staff endpoints (/v1/staff/...).");
 }
 
-pub async fn run(store: &dyn StaffStore, cmd: StaffCommand) -> anyhow::Result<()> {
+/// A one-time sign-in link for `id` under `base_url`.
+pub async fn sign_in_link(
+    store: &dyn crate::store::Store,
+    config: &crate::config::Config,
+    id: &str,
+    base_url: &str,
+) -> anyhow::Result<String> {
+    let code = crate::console::session::make_link(
+        store,
+        id,
+        std::time::Duration::from_secs(config.console.sign_in_link_ttl_s),
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::NotFound(_) => anyhow::anyhow!("no enabled staff user {id}"),
+        other => anyhow::Error::new(other).context(format!("making a sign-in link for {id}")),
+    })?;
+    Ok(format!(
+        "{}/console/sign-in/link?code={code}",
+        base_url.trim_end_matches('/')
+    ))
+}
+
+pub async fn run(
+    store: &dyn crate::store::Store,
+    config: &crate::config::Config,
+    cmd: StaffCommand,
+) -> anyhow::Result<()> {
     match cmd {
         StaffCommand::Add { id, name, role } => {
             let (user, token) = add_staff(store, &id, &name, role).await?;
@@ -118,7 +154,16 @@ pub async fn run(store: &dyn StaffStore, cmd: StaffCommand) -> anyhow::Result<()
         StaffCommand::Rotate { id } => {
             let token = rotate_staff(store, &id).await?;
             print_token(&id, &token);
-            println!("The old token of {id} no longer works.");
+            println!("The old token of {id} no longer works; their console sessions have ended.");
+        }
+        StaffCommand::SignInLink { id, base_url } => {
+            let base = base_url.unwrap_or_else(|| format!("http://{}", config.http.listen));
+            let link = sign_in_link(store, config, &id, &base).await?;
+            println!("{link}");
+            println!(
+                "Open it once within {} minutes; it signs {id} in to the console.",
+                config.console.sign_in_link_ttl_s / 60
+            );
         }
     }
     Ok(())

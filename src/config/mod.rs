@@ -36,7 +36,52 @@ pub struct Config {
     pub settlement: SettlementConfig,
     pub recon: ReconConfig,
     pub amqp: AmqpConfig,
+    /// The finance console under `/console/`.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     pub log: LogConfig,
+}
+
+/// The finance console served by `billclear serve` under `/console/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A session not used for this long ends (sign in again).
+    pub idle_timeout_s: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub max_session_s: u64,
+    /// The time zone dates and times are shown in (the business's).
+    pub time_zone: String,
+    /// Mark the session cookie `Secure` even when the request did not
+    /// come over TLS (behind a TLS-terminating proxy that does not send
+    /// `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// Rows per page of the breaks queue and other lists.
+    pub page_size: u32,
+    /// How long a one-time sign-in link (`billclear staff sign-in-link`)
+    /// may be used.
+    pub sign_in_link_ttl_s: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_s: 30 * 60,
+            max_session_s: 12 * 3600,
+            time_zone: "Asia/Shanghai".into(),
+            secure_cookies: false,
+            page_size: 50,
+            sign_in_link_ttl_s: 15 * 60,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// The business time zone (Asia/Shanghai when the name is unknown:
+    /// `Config::validate` refuses unknown names first).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    }
 }
 
 /// Settlement: closing business dates, the files billers receive, and our
@@ -454,6 +499,7 @@ impl Default for Config {
                     max_attempts: 1000,
                 },
             },
+            console: ConsoleConfig::default(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -518,6 +564,20 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.console.time_zone.parse::<chrono_tz::Tz>().is_ok(),
+            "console.time_zone {:?} is not an IANA time zone name (e.g. Asia/Shanghai)",
+            self.console.time_zone
+        );
+        anyhow::ensure!(
+            self.console.idle_timeout_s >= 60
+                && self.console.max_session_s >= self.console.idle_timeout_s,
+            "console.idle_timeout_s must be at least 60 and at most console.max_session_s"
+        );
+        anyhow::ensure!(
+            (10..=500).contains(&self.console.page_size),
+            "console.page_size must be 10..=500"
+        );
         anyhow::ensure!(
             self.database.max_connections >= 2,
             "database.max_connections must be at least 2"

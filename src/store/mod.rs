@@ -3,6 +3,7 @@
 //! an addition, not a rewrite. `postgres` is the system of record.
 
 pub mod bank;
+pub mod console;
 pub mod group;
 pub mod postgres;
 pub mod recon;
@@ -723,6 +724,7 @@ pub trait Store:
     + recon::ReconStore
     + recon::ResendStore
     + bank::BankStore
+    + console::ConsoleStore
 {
 }
 impl<
@@ -737,7 +739,8 @@ impl<
             + StaffStore
             + recon::ReconStore
             + recon::ResendStore
-            + bank::BankStore,
+            + bank::BankStore
+            + console::ConsoleStore,
     > Store for T
 {
 }

@@ -725,3 +725,64 @@ pub fn our_accounts() -> Vec<billclear::domain::recon::statement::OurAccount> {
         .our_accounts()
         .expect("the default accounts")
 }
+
+impl TestApp {
+    /// A break as a reconciliation run records it (a run row and the break,
+    /// open), for console tests that need breaks without a whole run.
+    pub async fn seed_break(
+        &self,
+        scope: &str,
+        category: &str,
+        subject: &str,
+        ours: Option<i64>,
+        theirs: Option<i64>,
+        detail: &str,
+    ) -> i64 {
+        let pool = self.store.pool();
+        let date = chrono::Utc::now().date_naive();
+        let run: i64 = sqlx::query_scalar(
+            "INSERT INTO recon_runs (business_date, scope, started_at, finished_at, run_by, file_ids)
+             VALUES ($1, $2, now(), now(), 'test', '{}') RETURNING id",
+        )
+        .bind(date)
+        .bind(scope)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sqlx::query_scalar(
+            "INSERT INTO recon_breaks (business_date, scope, category, subject, our_reference, their_reference,
+                                       our_amount_minor, their_amount_minor, currency, detail, evidence, status,
+                                       first_run, last_run, found_by_run, opened_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4, '', $5, $6, 'CNY', $7, '[]', 'open', $8, $8, $8, now(), now())
+             RETURNING id",
+        )
+        .bind(date)
+        .bind(scope)
+        .bind(category)
+        .bind(subject)
+        .bind(ours)
+        .bind(theirs)
+        .bind(detail)
+        .bind(run)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    }
+
+    /// A console client signed in as a new staff user of `role`; returns
+    /// the client and the user's token.
+    pub async fn console_as(
+        &self,
+        id: &str,
+        role: billclear::domain::staff::StaffRole,
+    ) -> (billclear::client::ConsoleClient, String) {
+        let (_, token) = billclear::cli::staff::add_staff(&*self.store, id, id, role)
+            .await
+            .unwrap();
+        let token = token.expose_text().to_string();
+        let mut c = billclear::client::ConsoleClient::new(&self.base);
+        let r = c.sign_in(&token).await.unwrap();
+        assert_eq!(r.status, 303, "sign-in as {id}: {}", r.text());
+        (c, token)
+    }
+}

@@ -3,6 +3,7 @@
 mod bank;
 mod billers;
 mod channels;
+mod console;
 mod dispatch;
 mod ledger;
 mod payments;

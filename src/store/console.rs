@@ -1,0 +1,215 @@
+//! What the finance console keeps and reads: sign-in sessions, one-time
+//! sign-in links, the staff audit of console actions, and the read models
+//! of its pages (the breaks queue, the day overview).
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::recon::BreakRow;
+use super::StoreResult;
+use crate::domain::recon::breaks::BreakStatus;
+use crate::domain::recon::matching::Category;
+use crate::domain::staff::StaffUser;
+
+/// A session as a request sees it.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    pub user: StaffUser,
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// One entry of the staff audit (console actions outside a break's trail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    /// `staff`, `biller`, `file`, `upload` or `payment`.
+    pub subject_kind: String,
+    pub subject: String,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// How the queue is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueSort {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+    LargestFirst,
+}
+
+impl QueueSort {
+    pub const ALL: [QueueSort; 3] = [
+        QueueSort::OldestFirst,
+        QueueSort::NewestFirst,
+        QueueSort::LargestFirst,
+    ];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QueueSort::OldestFirst => "oldest",
+            QueueSort::NewestFirst => "newest",
+            QueueSort::LargestFirst => "largest",
+        }
+    }
+    pub fn parse(s: &str) -> Option<QueueSort> {
+        QueueSort::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+/// The breaks queue's filter (every field optional), sort and page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub scope: Option<String>,
+    pub category: Option<Category>,
+    /// A status; `open_only` (not resolved nor written off) when none.
+    pub status: Option<BreakStatus>,
+    pub open_only: bool,
+    /// An owner's id; `Some("")` for breaks nobody holds.
+    pub owner: Option<String>,
+    /// The larger of the two sides' amounts, in minor units, at least this.
+    pub min_amount_minor: Option<i64>,
+    pub sort: QueueSort,
+}
+
+/// One page of the queue and how many match in all.
+#[derive(Debug, Clone)]
+pub struct QueuePage {
+    pub rows: Vec<BreakRow>,
+    pub total: i64,
+}
+
+/// Per biller and business date: what the day overview shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BillerDay {
+    pub biller_id: String,
+    pub biller_name: String,
+    pub currency: String,
+    /// (status, count, amount) of the payments of the date.
+    pub states: Vec<(String, i64, Decimal)>,
+    /// The settlement batches of the date: (id, net minor, state, paid by
+    /// the bank at).
+    pub batches: Vec<DayBatch>,
+    /// The latest reconciliation run of the date.
+    pub recon: Option<DayRun>,
+    /// Open breaks by category: (category, count, oldest opened at).
+    pub open_breaks: Vec<(String, i64, DateTime<Utc>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayBatch {
+    pub id: uuid::Uuid,
+    pub net: Decimal,
+    pub items: i64,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub files_failed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRun {
+    pub id: i64,
+    pub finished: bool,
+    pub failed: Option<String>,
+    pub breaks: i64,
+}
+
+/// Per payment app and business date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelDay {
+    pub channel_id: String,
+    pub currency: String,
+    /// What the app owes for the date's settled payments, less returns.
+    pub statement: Decimal,
+    pub statement_items: i64,
+    /// Funding the bank shows received from the app for the date.
+    pub funded: Decimal,
+}
+
+/// A biller's business date as an interval of acceptance times.
+#[derive(Debug, Clone)]
+pub struct BillerWindow {
+    pub biller_id: String,
+    pub biller_name: String,
+    pub currency: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The day overview's data.
+#[derive(Debug, Clone, Default)]
+pub struct DayOverview {
+    pub billers: Vec<BillerDay>,
+    pub channels: Vec<ChannelDay>,
+}
+
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Opens a session for `user`, remembering the token hash it was
+    /// opened with.
+    async fn open_session(
+        &self,
+        id_hash: &[u8],
+        staff_id: &str,
+        token_hash: &[u8],
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The open session with this hash, when it was seen after
+    /// `idle_since`, its user enabled and still holding the token the
+    /// session was opened with; marks it seen at `now`. A session found
+    /// idle, or whose token changed, is ended with that reason.
+    async fn session(
+        &self,
+        id_hash: &[u8],
+        idle_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>>;
+    /// Ends a session (sign-out). False when it was not open.
+    async fn end_session(
+        &self,
+        id_hash: &[u8],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Records a one-time sign-in link for a user (by its current token).
+    async fn add_sign_in_link(
+        &self,
+        code_hash: &[u8],
+        staff_id: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Uses a link once: the user and the token hash to open the session
+    /// with, when the link is unused, not expired and the user's token is
+    /// the one it was made for.
+    async fn use_sign_in_link(
+        &self,
+        code_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(StaffUser, Vec<u8>)>>;
+    async fn audit_staff(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The audit entries of one subject, oldest first.
+    async fn audit_of(&self, subject_kind: &str, subject: &str) -> StoreResult<Vec<AuditEntry>>;
+    /// One page of the breaks queue.
+    async fn break_queue(
+        &self,
+        filter: &QueueFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<QueuePage>;
+    /// The staff users holding breaks (for the assignee filter).
+    async fn break_owners(&self) -> StoreResult<Vec<String>>;
+    /// What the day overview shows for a business date; each biller's
+    /// payments of the date are those created in its window `[from, to)`
+    /// (cut-off to cut-off).
+    async fn day_overview(
+        &self,
+        date: NaiveDate,
+        windows: &[BillerWindow],
+    ) -> StoreResult<DayOverview>;
+}

@@ -1,0 +1,430 @@
+//! The finance console's sessions, sign-in links, staff audit and page
+//! read models.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+use super::recon::row_to_break;
+use super::{db_err, PgStore};
+use crate::domain::staff::{StaffRole, StaffUser};
+use crate::store::console::{
+    AuditEntry, BillerDay, BillerWindow, ChannelDay, ConsoleSession, ConsoleStore, DayBatch,
+    DayOverview, DayRun, QueueFilter, QueuePage, QueueSort,
+};
+use crate::store::{StoreError, StoreResult};
+
+fn user_of(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
+    let id: String = r.get("staff_id");
+    let role: String = r.get("role");
+    Ok(StaffUser {
+        role: StaffRole::parse(&role).ok_or_else(|| {
+            StoreError::Rejected(format!("staff user {id} has an unknown role {role:?}"))
+        })?,
+        name: r.get("name"),
+        disabled: r.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some(),
+        id,
+    })
+}
+
+/// The breaks queue's filter ($1..$8 of [`QueueFilter`]).
+const QUEUE_WHERE: &str = "
+              WHERE ($1::date IS NULL OR business_date >= $1)
+                AND ($2::date IS NULL OR business_date <= $2)
+                AND ($3::text IS NULL OR scope = $3)
+                AND ($4::text IS NULL OR category = $4)
+                AND ($5::text IS NULL OR status = $5)
+                AND (NOT $6 OR status NOT IN ('resolved', 'written-off'))
+                AND ($7::text IS NULL OR ($7 = '' AND owner IS NULL) OR owner = $7)
+                AND ($8::bigint IS NULL OR greatest(abs(coalesce(our_amount_minor, 0)),
+                                                    abs(coalesce(their_amount_minor, 0))) >= $8)";
+
+#[async_trait]
+impl ConsoleStore for PgStore {
+    async fn open_session(
+        &self,
+        id_hash: &[u8],
+        staff_id: &str,
+        token_hash: &[u8],
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, staff_id, token_hash, csrf, created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id_hash)
+        .bind(staff_id)
+        .bind(token_hash)
+        .bind(csrf)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id_hash: &[u8],
+        idle_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        let Some(r) = sqlx::query(
+            "SELECT s.staff_id, s.csrf, s.created_at, s.last_seen_at, s.ended_at,
+                    (u.token_hash = s.token_hash) AS token_current,
+                    u.name, u.role, u.disabled_at
+               FROM console_sessions s JOIN staff_users u ON u.id = s.staff_id
+              WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        if r.get::<Option<DateTime<Utc>>, _>("ended_at").is_some() {
+            return Ok(None);
+        }
+        let last_seen: DateTime<Utc> = r.get("last_seen_at");
+        let user = user_of(&r)?;
+        let end_reason = if user.disabled {
+            Some("user disabled")
+        } else if !r.get::<bool, _>("token_current") {
+            Some("token rotated")
+        } else if last_seen < idle_since {
+            Some("idle")
+        } else {
+            None
+        };
+        if let Some(reason) = end_reason {
+            self.end_session(id_hash, reason, now).await?;
+            return Ok(None);
+        }
+        // Seen: written at most every few seconds (a page's requests
+        // would otherwise each write the row).
+        if now - last_seen > chrono::Duration::seconds(5) {
+            sqlx::query(
+                "UPDATE console_sessions SET last_seen_at = $2
+                  WHERE id_hash = $1 AND ended_at IS NULL AND last_seen_at < $2",
+            )
+            .bind(id_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(Some(ConsoleSession {
+            csrf: r.get("csrf"),
+            created_at: r.get("created_at"),
+            last_seen_at: last_seen,
+            user,
+        }))
+    }
+
+    async fn end_session(
+        &self,
+        id_hash: &[u8],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE console_sessions SET ended_at = $2, end_reason = $3
+              WHERE id_hash = $1 AND ended_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn add_sign_in_link(
+        &self,
+        code_hash: &[u8],
+        staff_id: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let r = sqlx::query(
+            "INSERT INTO console_sign_in_links (code_hash, staff_id, token_hash, created_at, expires_at)
+             SELECT $1, id, token_hash, $4, $3 FROM staff_users
+              WHERE id = $2 AND disabled_at IS NULL",
+        )
+        .bind(code_hash)
+        .bind(staff_id)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "enabled staff user {staff_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn use_sign_in_link(
+        &self,
+        code_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(StaffUser, Vec<u8>)>> {
+        let Some(r) = sqlx::query(
+            "WITH used AS (
+                 UPDATE console_sign_in_links SET used_at = $2
+                  WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
+                  RETURNING staff_id, token_hash)
+             SELECT used.staff_id, used.token_hash, u.name, u.role, u.disabled_at
+               FROM used JOIN staff_users u ON u.id = used.staff_id AND u.token_hash = used.token_hash",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let user = user_of(&r)?;
+        if user.disabled {
+            return Ok(None);
+        }
+        Ok(Some((user, r.get("token_hash"))))
+    }
+
+    async fn audit_staff(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO staff_audit (at, actor, action, subject_kind, subject, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.subject_kind)
+        .bind(&e.subject)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn audit_of(&self, subject_kind: &str, subject: &str) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject_kind, subject, detail FROM staff_audit
+              WHERE subject_kind = $1 AND subject = $2 ORDER BY id",
+        )
+        .bind(subject_kind)
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                subject_kind: r.get("subject_kind"),
+                subject: r.get("subject"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+
+    async fn break_queue(
+        &self,
+        f: &QueueFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<QueuePage> {
+        // One statement: the page and the count of all that match (a
+        // window count over the filtered rows, before the limit).
+        let order = match f.sort {
+            QueueSort::OldestFirst => "opened_at, id",
+            QueueSort::NewestFirst => "opened_at DESC, id DESC",
+            QueueSort::LargestFirst => {
+                "greatest(abs(coalesce(our_amount_minor, 0)), abs(coalesce(their_amount_minor, 0))) DESC, id"
+            }
+        };
+        let sql = format!(
+            "SELECT *, count(*) OVER () AS total FROM recon_breaks {QUEUE_WHERE}
+              ORDER BY {order} OFFSET $9 LIMIT $10"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(f.from)
+            .bind(f.to)
+            .bind(&f.scope)
+            .bind(f.category.map(|c| c.as_str()))
+            .bind(f.status.map(|s| s.as_str()))
+            .bind(f.open_only)
+            .bind(&f.owner)
+            .bind(f.min_amount_minor)
+            .bind(offset.max(0))
+            .bind(limit.clamp(1, 500))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let total = match rows.first() {
+            Some(r) => r.get::<i64, _>("total"),
+            // Past the last page: count without a page.
+            None if offset > 0 => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM recon_breaks {QUEUE_WHERE}"))
+                    .bind(f.from)
+                    .bind(f.to)
+                    .bind(&f.scope)
+                    .bind(f.category.map(|c| c.as_str()))
+                    .bind(f.status.map(|s| s.as_str()))
+                    .bind(f.open_only)
+                    .bind(&f.owner)
+                    .bind(f.min_amount_minor)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?
+            }
+            None => 0,
+        };
+        Ok(QueuePage {
+            rows: rows.iter().map(row_to_break).collect::<StoreResult<_>>()?,
+            total,
+        })
+    }
+
+    async fn break_owners(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT owner FROM recon_breaks
+              WHERE owner IS NOT NULL AND status NOT IN ('resolved', 'written-off')
+              ORDER BY 1 LIMIT 500",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn day_overview(
+        &self,
+        date: NaiveDate,
+        windows: &[BillerWindow],
+    ) -> StoreResult<DayOverview> {
+        let mut billers = Vec::with_capacity(windows.len());
+        for w in windows {
+            let states = sqlx::query(
+                "SELECT status, count(*) AS n, coalesce(sum(amount), 0) AS total FROM payments
+                  WHERE biller_id = $1 AND created_at >= $2 AND created_at < $3
+                  GROUP BY status ORDER BY status",
+            )
+            .bind(&w.biller_id)
+            .bind(w.from)
+            .bind(w.to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| (r.get("status"), r.get("n"), r.get::<Decimal, _>("total")))
+            .collect();
+            let batches = sqlx::query(
+                "SELECT b.id, b.net, b.payments_count, p.recorded_at AS paid_at,
+                        (b.files_failed_at IS NOT NULL) AS files_failed
+                   FROM settlement_batches b
+                   LEFT JOIN settlement_payouts p ON p.batch_id = b.id
+                  WHERE b.biller_id = $1 AND b.business_date = $2
+                  ORDER BY b.created_at",
+            )
+            .bind(&w.biller_id)
+            .bind(date)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| DayBatch {
+                id: r.get("id"),
+                net: r.get("net"),
+                items: r.get("payments_count"),
+                paid_at: r.get("paid_at"),
+                files_failed: r.get("files_failed"),
+            })
+            .collect();
+            let recon = sqlx::query(
+                "SELECT r.id, r.finished_at IS NOT NULL AS finished, r.failed,
+                        (SELECT count(*) FROM recon_breaks k WHERE k.found_by_run = r.id) AS breaks
+                   FROM recon_runs r
+                  WHERE r.business_date = $2 AND r.scope = $1
+                  ORDER BY r.id DESC LIMIT 1",
+            )
+            .bind(&w.biller_id)
+            .bind(date)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| DayRun {
+                id: r.get("id"),
+                finished: r.get("finished"),
+                failed: r.get("failed"),
+                breaks: r.get("breaks"),
+            });
+            let open_breaks = sqlx::query(
+                "SELECT category, count(*) AS n, min(opened_at) AS oldest FROM recon_breaks
+                  WHERE scope = $1 AND business_date = $2
+                    AND status NOT IN ('resolved', 'written-off')
+                  GROUP BY category ORDER BY category",
+            )
+            .bind(&w.biller_id)
+            .bind(date)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| (r.get("category"), r.get("n"), r.get("oldest")))
+            .collect();
+            billers.push(BillerDay {
+                biller_id: w.biller_id.clone(),
+                biller_name: w.biller_name.clone(),
+                currency: w.currency.clone(),
+                states,
+                batches,
+                recon,
+                open_breaks,
+            });
+        }
+        let channels = sqlx::query(
+            "WITH owed AS (
+                 SELECT i.channel_id, b.currency,
+                        coalesce(sum(i.amount) FILTER (WHERE i.kind = 'payment'), 0)
+                          - coalesce(sum(i.amount) FILTER (WHERE i.kind = 'return'), 0) AS owed,
+                        count(*) AS items
+                   FROM settlement_batches b JOIN settlement_items i ON i.batch_id = b.id
+                  WHERE b.business_date = $1
+                  GROUP BY i.channel_id, b.currency),
+             funded AS (
+                 SELECT channel_id, currency, sum(amount) AS funded FROM channel_fundings
+                  WHERE business_date = $1 GROUP BY channel_id, currency)
+             SELECT coalesce(o.channel_id, f.channel_id) AS channel_id,
+                    trim(coalesce(o.currency, f.currency)) AS currency,
+                    coalesce(o.owed, 0) AS owed, coalesce(o.items, 0) AS items,
+                    coalesce(f.funded, 0) AS funded
+               FROM owed o FULL JOIN funded f
+                 ON f.channel_id = o.channel_id AND f.currency = o.currency
+              ORDER BY 1, 2",
+        )
+        .bind(date)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ChannelDay {
+            channel_id: r.get("channel_id"),
+            currency: r.get("currency"),
+            statement: r.get("owed"),
+            statement_items: r.get("items"),
+            funded: r.get("funded"),
+        })
+        .collect();
+        Ok(DayOverview { billers, channels })
+    }
+}
