@@ -49,5 +49,7 @@ CREATE TRIGGER staff_audit_kept BEFORE UPDATE OR DELETE ON staff_audit
 
 -- The breaks queue: filtered by status and sorted by age or amount, paged.
 CREATE INDEX recon_breaks_queue ON recon_breaks (opened_at, id);
+CREATE INDEX recon_breaks_amount ON recon_breaks
+    ((greatest(abs(coalesce(our_amount_minor, 0)), abs(coalesce(their_amount_minor, 0)))) DESC, id);
 CREATE INDEX recon_breaks_scope ON recon_breaks (scope, business_date);
 CREATE INDEX recon_breaks_subject ON recon_breaks (subject);

@@ -22,6 +22,9 @@ bash ops/ensure-postgres.sh
 # with xmllint: both are started or installed when missing.
 bash ops/ensure-rabbitmq.sh
 bash ops/ensure-xmllint.sh
+# The console's browser test drives Debian's headless Chromium.
+bash ops/ensure-chromium.sh
+export BILLCLEAR_BROWSER_TESTS=required
 
 # Rust: rustup installs into ~/.cargo/bin, which a fresh shell may not have on PATH.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then

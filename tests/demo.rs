@@ -19,9 +19,18 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         outage_payments: 10,
         keep_db: false,
         wait_s: 60,
+        serve: false,
     };
     let r = run_report(&config, &args).await.expect("demo runs");
     assert!(r.all_good(), "{r:#?}");
+    // The console's page of the day and a one-time sign-in were printed.
+    assert!(
+        r.console_url
+            .ends_with(&format!("/console/days/{}", r.recon.business_date)),
+        "{}",
+        r.console_url
+    );
+    assert!(r.console_sign_in.contains("/console/sign-in/link?code="));
     assert_eq!(r.payments_submitted, 56);
     assert_eq!(
         r.payments_confirmed + r.payments_rejected + r.payments_unknown,

@@ -1,5 +1,6 @@
 //! Benchmarks: commands that measure and print figures (never timed tests).
 
+pub mod console;
 pub mod e2e;
 pub mod intake;
 pub mod load;

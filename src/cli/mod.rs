@@ -213,6 +213,9 @@ pub enum BenchCommand {
     /// their delay, 503s; then audits (final exactly once, the ledger, the
     /// simulators' books).
     E2e(crate::bench::e2e::E2eBenchArgs),
+    /// The finance console over real HTTP with a large queue (--breaks N):
+    /// p50/p95 of the breaks queue, break pages and day overviews.
+    Console(crate::bench::console::ConsoleBenchArgs),
     /// Internal to `bench recon`: one timed step (import or run) alone in
     /// this process; prints its figures for the parent.
     #[command(hide = true)]
@@ -284,6 +287,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Intake(args)) => crate::bench::intake::run(config, args).await,
         Command::Bench(BenchCommand::Settle(args)) => crate::bench::settle::run(config, args).await,
         Command::Bench(BenchCommand::E2e(args)) => crate::bench::e2e::run(config, args).await,
+        Command::Bench(BenchCommand::Console(args)) => {
+            crate::bench::console::run(config, args).await
+        }
         Command::Bench(BenchCommand::Recon(args)) => crate::bench::recon::run(config, args).await,
         Command::Bench(BenchCommand::ReconStep(args)) => crate::bench::recon::step(args).await,
         Command::ReceiveCallbacks(args) => receive_callbacks(args).await,

@@ -182,6 +182,7 @@ pub async fn queue(
     billers.sort();
     let now = Utc::now();
     let pages = ((result.total + size - 1) / size).max(1);
+    let has_next = page < pages || (result.more && result.rows.len() as i64 == size);
     let body = html! {
         form method="get" action="/console/breaks" class="filters" id="queue-filter" {
             label { (lang.t(L::From)) input type="date" name="from" value=(q.from); }
@@ -223,7 +224,11 @@ pub async fn queue(
             button type="submit" id="apply-filter" { (lang.t(L::Filter)) }
             a href="/console/breaks" { (lang.t(L::Clear)) }
         }
-        p class="count" { span id="result-count" { (result.total) } " " (lang.t(L::Results)) }
+        p class="count" {
+            @if result.more { "> " }
+            span id="result-count" { (result.total) } " " (lang.t(L::Results))
+            " · " a id="export" href=(format!("/console/breaks-export.xlsx?{}", q.with_page(1))) { (lang.t(L::Export)) }
+        }
         table class="queue" id="breaks" {
             thead { tr {
                 th { "#" }
@@ -252,8 +257,8 @@ pub async fn queue(
         }
         nav class="pager" {
             @if page > 1 { a rel="prev" href=(format!("/console/breaks?{}", q.with_page(page - 1))) { (lang.t(L::Previous)) } }
-            span { (lang.t(L::Page)) " " (page) " / " (pages) }
-            @if page < pages { a rel="next" href=(format!("/console/breaks?{}", q.with_page(page + 1))) { (lang.t(L::Next)) } }
+            span { (lang.t(L::Page)) " " (page) @if !result.more { " / " (pages) } }
+            @if has_next { a rel="next" href=(format!("/console/breaks?{}", q.with_page(page + 1))) { (lang.t(L::Next)) } }
         }
     };
     Ok(layout::page(
@@ -334,8 +339,8 @@ pub async fn detail(
                     @if let Some((p, h)) = &payment {
                         dt { (lang.t(L::Status)) } dd { (p.status.as_str()) }
                         dt { (lang.t(L::Channel)) } dd { (p.channel_id.as_str()) " · " (p.channel_reference) }
-                        dt { "account" } dd { (crate::domain::payment::mask_account(&p.account_number)) }
-                        dt { "route" } dd { (h.connector_id.as_deref().unwrap_or("—")) }
+                        dt { (lang.t(L::Account)) } dd { (crate::domain::payment::mask_account(&p.account_number)) }
+                        dt { (lang.t(L::Route)) } dd { (h.connector_id.as_deref().unwrap_or("—")) }
                         dt { (lang.t(L::TheirReference)) } dd { (p.biller_reference.as_deref().unwrap_or("—")) }
                     }
                 }

@@ -211,6 +211,9 @@ labels! {
     ServerError => "Something failed on our side; nothing was changed. Try again, or tell an operator.", "服务端出错，未做任何更改。请重试或联系运维人员。";
     Audit => "Audit trail", "审计记录";
     Role => "Role", "角色";
+    Account => "Account", "户号";
+    Route => "Route", "路由";
+    Export => "Export to Excel", "导出 Excel";
 }
 
 #[cfg(test)]

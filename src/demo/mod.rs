@@ -58,6 +58,11 @@ pub struct DemoArgs {
     /// Stop waiting for final states after this many seconds.
     #[arg(long, default_value_t = 180)]
     pub wait_s: u64,
+    /// Keep the demo running at the end (until Ctrl-C) so that a person can
+    /// look at its day in the finance console (the URL and a one-time
+    /// sign-in link are printed).
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// What the demo prints with `--json`.
@@ -118,6 +123,11 @@ pub struct DemoReport {
     pub mutual_tls_routes: Vec<String>,
     /// How each route signs: hmac-sha256, rsa-sha256 or sm2-sm3.
     pub signature_schemes: BTreeMap<String, String>,
+    /// The finance console's page of the demo's business date, and a
+    /// one-time sign-in link for the demo approver (`demo.approver`): they
+    /// work while the demo runs (`--serve` keeps it running).
+    pub console_url: String,
+    pub console_sign_in: String,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -143,6 +153,8 @@ pub(crate) struct Stack {
     /// The payment apps ("alipay", "wechatpay") and their signed clients.
     pub clients: Vec<(String, SignedClient)>,
     pub connectors: BTreeMap<String, ConnectorSettings>,
+    /// The API's (and the console's) base URL.
+    pub base: String,
     pub server_url: String,
     pub db_name: String,
     /// The stack's files: keys, settlement and reconciliation files.
@@ -468,6 +480,7 @@ pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Resul
             .map(|(id, k, s)| (id, SignedClient::new(&base, &k, &s)))
             .collect(),
         connectors,
+        base,
         server_url,
         db_name,
         dir: demo_dir,
@@ -690,6 +703,18 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
     );
     let stack = start(config, &StackOptions::demo(json_out)).await?;
     let result = play(&stack, args, began).await;
+    if args.serve {
+        if let Ok(r) = &result {
+            eprintln!();
+            eprintln!("The demo keeps running for you to look (Ctrl-C ends it):");
+            eprintln!("  console:  {}", r.console_url);
+            eprintln!(
+                "  sign in:  {}  (once, as demo.approver)",
+                r.console_sign_in
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     stack.stop().await;
     let mut report = result?;
     report.database = stack.keep_or_drop(config, args.keep_db).await?;
@@ -901,6 +926,22 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     let (settlement, statements, settlement_totals_match) = settle_day(stack, json_out).await?;
     // Reconcile the day against the counterparts' own files.
     let recon = reconcile_day(stack, json_out).await?;
+    // The finance console: the day's page and a sign-in for a demo approver.
+    let (_, _token) = crate::cli::staff::add_staff(
+        &*stack.store,
+        "demo.approver",
+        "Demo approver",
+        crate::domain::staff::StaffRole::Approver,
+    )
+    .await?;
+    let console_sign_in = crate::cli::staff::sign_in_link(
+        &*stack.store,
+        &stack.service.state.config,
+        "demo.approver",
+        &stack.base,
+    )
+    .await?;
+    let console_url = format!("{}/console/days/{}", stack.base, recon.business_date);
     let audit = stack.store.audit().await?;
     let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
     Ok(DemoReport {
@@ -955,6 +996,8 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
             .iter()
             .map(|(id, c)| (id.clone(), c.signature.scheme.to_string()))
             .collect(),
+        console_url,
+        console_sign_in,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -1094,6 +1137,11 @@ fn print_summary(r: &DemoReport) {
         }
     }
     println!();
+    println!("  finance console               {}", r.console_url);
+    println!(
+        "  one-time sign-in              {} (as demo.approver; works while the demo runs: add --serve to keep it running)",
+        r.console_sign_in
+    );
     println!("  elapsed                       {:.1} s", r.elapsed_s);
     if let Some(db) = &r.database {
         println!("  database kept                 {db}");

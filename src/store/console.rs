@@ -77,11 +77,13 @@ pub struct QueueFilter {
     pub sort: QueueSort,
 }
 
-/// One page of the queue and how many match in all.
+/// One page of the queue and how many match in all (counted up to a cap:
+/// `more` when there are more than `total`).
 #[derive(Debug, Clone)]
 pub struct QueuePage {
     pub rows: Vec<BreakRow>,
     pub total: i64,
+    pub more: bool,
 }
 
 /// Per biller and business date: what the day overview shows.
@@ -115,7 +117,6 @@ pub struct DayRun {
     pub id: i64,
     pub finished: bool,
     pub failed: Option<String>,
-    pub breaks: i64,
 }
 
 /// Per payment app and business date.

@@ -28,6 +28,9 @@ fn user_of(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
     })
 }
 
+/// The queue counts matching breaks up to this many.
+const QUEUE_COUNT_CAP: i64 = 10_000;
+
 /// The breaks queue's filter ($1..$8 of [`QueueFilter`]).
 const QUEUE_WHERE: &str = "
               WHERE ($1::date IS NULL OR business_date >= $1)
@@ -254,8 +257,7 @@ impl ConsoleStore for PgStore {
             }
         };
         let sql = format!(
-            "SELECT *, count(*) OVER () AS total FROM recon_breaks {QUEUE_WHERE}
-              ORDER BY {order} OFFSET $9 LIMIT $10"
+            "SELECT * FROM recon_breaks {QUEUE_WHERE} ORDER BY {order} OFFSET $9 LIMIT $10"
         );
         let rows = sqlx::query(&sql)
             .bind(f.from)
@@ -271,28 +273,27 @@ impl ConsoleStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let total = match rows.first() {
-            Some(r) => r.get::<i64, _>("total"),
-            // Past the last page: count without a page.
-            None if offset > 0 => {
-                sqlx::query_scalar(&format!("SELECT count(*) FROM recon_breaks {QUEUE_WHERE}"))
-                    .bind(f.from)
-                    .bind(f.to)
-                    .bind(&f.scope)
-                    .bind(f.category.map(|c| c.as_str()))
-                    .bind(f.status.map(|s| s.as_str()))
-                    .bind(f.open_only)
-                    .bind(&f.owner)
-                    .bind(f.min_amount_minor)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err)?
-            }
-            None => 0,
-        };
+        // Counted up to a cap: a queue of 100,000 says "more than 10,000"
+        // rather than count them all on every page.
+        let total: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM recon_breaks {QUEUE_WHERE} LIMIT $9) s"
+        ))
+        .bind(f.from)
+        .bind(f.to)
+        .bind(&f.scope)
+        .bind(f.category.map(|c| c.as_str()))
+        .bind(f.status.map(|s| s.as_str()))
+        .bind(f.open_only)
+        .bind(&f.owner)
+        .bind(f.min_amount_minor)
+        .bind(QUEUE_COUNT_CAP + 1)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(QueuePage {
             rows: rows.iter().map(row_to_break).collect::<StoreResult<_>>()?,
-            total,
+            total: total.min(QUEUE_COUNT_CAP),
+            more: total > QUEUE_COUNT_CAP,
         })
     }
 
@@ -351,8 +352,7 @@ impl ConsoleStore for PgStore {
             })
             .collect();
             let recon = sqlx::query(
-                "SELECT r.id, r.finished_at IS NOT NULL AS finished, r.failed,
-                        (SELECT count(*) FROM recon_breaks k WHERE k.found_by_run = r.id) AS breaks
+                "SELECT r.id, r.finished_at IS NOT NULL AS finished, r.failed
                    FROM recon_runs r
                   WHERE r.business_date = $2 AND r.scope = $1
                   ORDER BY r.id DESC LIMIT 1",
@@ -366,7 +366,6 @@ impl ConsoleStore for PgStore {
                 id: r.get("id"),
                 finished: r.get("finished"),
                 failed: r.get("failed"),
-                breaks: r.get("breaks"),
             });
             let open_breaks = sqlx::query(
                 "SELECT category, count(*) AS n, min(opened_at) AS oldest FROM recon_breaks
