@@ -191,6 +191,10 @@ pub async fn queue(
                 select name="biller" {
                     option value="" { (lang.t(L::Any)) }
                     @for b in &billers { option value=(b) selected[q.biller == *b] { (b) } }
+                    // A bank account's breaks (linked from the day overview).
+                    @if !q.biller.trim().is_empty() && !billers.iter().any(|b| *b == q.biller.trim()) {
+                        option value=(q.biller.trim()) selected { (q.biller.trim()) }
+                    }
                 }
             }
             label { (lang.t(L::Category))

@@ -175,6 +175,25 @@ fn overview(state: &AppState, staff: &Staff, date: NaiveDate, o: &DayOverview) -
                 }
             }
         }
+        @if !o.other_breaks.is_empty() {
+            h3 { (lang.t(L::BankAccounts)) }
+            table class="overview bank" {
+                thead { tr { th { (lang.t(L::Subject)) } th { (lang.t(L::OpenBreaks)) } } }
+                tbody {
+                    @for (scope, c, n, oldest) in &o.other_breaks {
+                        tr class="attention" data-scope=(scope) {
+                            td { (scope) }
+                            td class="red" {
+                                a href=(format!("/console/breaks?from={date}&to={date}&biller={}&category={c}", layout::urlencode(scope))) {
+                                    (n) " × " (Category::parse(c).map(|c| words::category(c, lang)).unwrap_or(c))
+                                }
+                                " · " (lang.t(L::Oldest)) " " (layout::age(*oldest, now, lang))
+                            }
+                        }
+                    }
+                }
+            }
+        }
         h3 { (lang.t(L::Channel)) }
         @if o.channels.is_empty() { p class="muted" { (lang.t(L::None)) } }
         @else {

@@ -214,6 +214,20 @@ labels! {
     Account => "Account", "户号";
     Route => "Route", "路由";
     Export => "Export to Excel", "导出 Excel";
+    RoleViewer => "viewer", "查看员";
+    RoleOperator => "operator", "操作员";
+    RoleApprover => "approver", "审批人";
+    BankAccounts => "Bank accounts", "银行账户";
+}
+
+/// A staff role's name.
+pub fn role(lang: Lang, r: crate::domain::staff::StaffRole) -> &'static str {
+    use crate::domain::staff::StaffRole;
+    lang.t(match r {
+        StaffRole::Viewer => L::RoleViewer,
+        StaffRole::Operator => L::RoleOperator,
+        StaffRole::Approver => L::RoleApprover,
+    })
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn page(staff: &Staff, here: &str, title: &str, body: Markup) -> Html<String
                         }
                         div class="who" {
                             a id="lang-switch" href=(format!("/console/lang/{}?next={}", lang.other().code(), urlencode(here))) { (lang.t(L::Language)) }
-                            span { (lang.t(L::SignedInAs)) " " strong id="whoami" { (staff.user.id) } " (" (staff.user.role.as_str()) ")" }
+                            span { (lang.t(L::SignedInAs)) " " strong id="whoami" { (staff.user.id) } " (" (super::i18n::role(lang, staff.user.role)) ")" }
                             form method="post" action="/console/sign-out" class="inline" {
                                 input type="hidden" name="csrf" value=(staff.csrf);
                                 button type="submit" id="sign-out" { (lang.t(L::SignOut)) }

@@ -146,6 +146,9 @@ pub struct BillerWindow {
 pub struct DayOverview {
     pub billers: Vec<BillerDay>,
     pub channels: Vec<ChannelDay>,
+    /// Open breaks of other scopes (our bank accounts): (scope, category,
+    /// count, oldest opened at).
+    pub other_breaks: Vec<(String, String, i64, DateTime<Utc>)>,
 }
 
 #[async_trait]

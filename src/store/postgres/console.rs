@@ -424,6 +424,32 @@ impl ConsoleStore for PgStore {
             funded: r.get("funded"),
         })
         .collect();
-        Ok(DayOverview { billers, channels })
+        let known: Vec<&str> = windows.iter().map(|w| w.biller_id.as_str()).collect();
+        let other_breaks = sqlx::query(
+            "SELECT scope, category, count(*) AS n, min(opened_at) AS oldest FROM recon_breaks
+              WHERE business_date = $1 AND NOT (scope = ANY($2))
+                AND status NOT IN ('resolved', 'written-off')
+              GROUP BY scope, category ORDER BY scope, category",
+        )
+        .bind(date)
+        .bind(&known)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| {
+            (
+                r.get("scope"),
+                r.get("category"),
+                r.get("n"),
+                r.get("oldest"),
+            )
+        })
+        .collect();
+        Ok(DayOverview {
+            billers,
+            channels,
+            other_breaks,
+        })
     }
 }
