@@ -52,7 +52,9 @@ pub async fn search(
     let body = html! {
         form method="get" action="/console/payments" class="filters" id="payment-search" {
             label { (lang.t(L::FindPayment))
-                input type="search" name="q" value=(q) size="40" required;
+                // Not filled in again: the query may be an account number,
+                // which a page never shows in full.
+                input type="search" name="q" size="40" required;
             }
             button type="submit" id="search" { (lang.t(L::Search)) }
         }

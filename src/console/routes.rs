@@ -116,7 +116,7 @@ pub async fn list(
                     }
                 }
                 @if operator {
-                    form method="post" action=(format!("/console/routes/{}/switch", layout::urlencode(b.id.as_str()))) class="switch" {
+                    form method="post" action=(format!("/console/routes/{}/switch", layout::segment(b.id.as_str()))) class="switch" {
                         input type="hidden" name="csrf" value=(staff.csrf);
                         label { (lang.t(L::SwitchRoute)) " "
                             select name="route" {
@@ -228,7 +228,7 @@ pub async fn switch(
             @if in_flight.count > in_flight.ids.len() as i64 { p class="muted" { "…" } }
         }
         p class="notice" { (lang.t(L::SwitchNote)) }
-        form method="post" action=(format!("/console/routes/{}/switch/confirm", layout::urlencode(b.id.as_str()))) id="confirm-switch" {
+        form method="post" action=(format!("/console/routes/{}/switch/confirm", layout::segment(b.id.as_str()))) id="confirm-switch" {
             input type="hidden" name="csrf" value=(staff.csrf);
             input type="hidden" name="route" value=(to.as_deref().unwrap_or(""));
             button type="submit" class="primary" id="confirm" { (lang.t(L::ConfirmSwitch)) }
@@ -287,6 +287,6 @@ pub async fn confirm(
         .map_err(|e| ConsoleError::store(lang, e))?;
     Ok(layout::see_other(&format!(
         "/console/routes?done=1#{}",
-        layout::urlencode(done.biller.as_str())
+        layout::segment(done.biller.as_str())
     )))
 }

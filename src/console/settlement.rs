@@ -122,7 +122,7 @@ pub async fn day(
                     ul class="files plain" {
                         @for f in fs {
                             li {
-                                a href=(format!("/console/settlement/{}/files/{}", b.id, layout::urlencode(&f.name))) download { (f.name) }
+                                a href=(format!("/console/settlement/{}/files/{}", b.id, layout::segment(&f.name))) download { (f.name) }
                                 " · " (f.kind) " · " (f.bytes) " B · " span class="muted sha" { (f.sha256) }
                             }
                         }
