@@ -10,7 +10,7 @@ use billclear::domain::payment::PaymentStatus;
 use billclear::domain::staff::StaffRole;
 use billclear::settlement::close::{close_date, Closing, When};
 use billclear::settlement::render::BatchRenderer;
-use billclear::store::{CloseOutcome, SettlementStore};
+use billclear::store::CloseOutcome;
 use chrono::Utc;
 use common::{Options, TestApp};
 use sha2::{Digest, Sha256};
