@@ -13,7 +13,7 @@ mod ops;
 mod payments;
 pub mod problem;
 mod recon;
-mod settlements;
+pub(crate) mod settlements;
 mod staff;
 mod staff_auth;
 mod text;

@@ -23,9 +23,7 @@ use super::billers::{BillerList, BillerView};
 use super::openapi::Operation;
 use super::problem::{ApiError, ProblemCode};
 use super::text;
-use crate::domain::ids::ConnectorId;
 use crate::state::AppState;
-use crate::store::StoreError;
 
 /// Checks `Authorization: Bearer <token>` against the configured token, in
 /// constant time.
@@ -167,47 +165,21 @@ pub async fn switch_route(
         super::text::check_json(&Value::String(route.clone()), &[])
             .map_err(|e| e.field("route"))?;
     }
-    let snapshot = state.billers.snapshot();
-    let biller = snapshot.get(&biller_id).ok_or_else(|| {
-        ApiError::not_found(
-            ProblemCode::UnknownBiller,
-            format!(
-                "biller {:?} is not known",
-                biller_id.chars().take(64).collect::<String>()
-            ),
-        )
-    })?;
-    let route = body
-        .route
-        .as_deref()
-        .map(ConnectorId::parse)
-        .transpose()
-        .map_err(|e| {
-            ApiError::unprocessable(ProblemCode::UnknownRoute, e.to_string()).field("route")
-        })?;
-    if let Some(r) = &route {
-        if !biller.routes.contains(r) {
-            return Err(ApiError::unprocessable(
-                ProblemCode::UnknownRoute,
-                format!("{r} is not one of biller {}'s routes", biller.id),
-            )
-            .field("route"));
+    use crate::dispatch::routes::{switch_preferred, SwitchError};
+    switch_preferred(
+        &*state.store,
+        &state.billers,
+        &biller_id,
+        body.route.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        SwitchError::UnknownBiller(w) => ApiError::not_found(ProblemCode::UnknownBiller, w),
+        SwitchError::UnknownRoute(w) => {
+            ApiError::unprocessable(ProblemCode::UnknownRoute, w).field("route")
         }
-    }
-    state
-        .store
-        .set_preferred_route(&biller.id, route.as_ref())
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound(w) => ApiError::not_found(ProblemCode::UnknownBiller, w),
-            other => ApiError::internal(other.to_string()),
-        })?;
-    state
-        .billers
-        .reload(&*state.store)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    tracing::warn!(biller = %biller.id, route = ?route.as_ref().map(|r| r.as_str()), "planned route switch");
+        SwitchError::Store(e) => ApiError::internal(e.to_string()),
+    })?;
     let now = Utc::now();
     let reloaded = state.billers.snapshot();
     let b = reloaded

@@ -300,7 +300,11 @@ pub async fn download(
 /// file changed on disk is never handed out. The file is opened once:
 /// hashed, rewound, then sent from the same handle (a rename over it in
 /// between cannot swap what is sent).
-async fn send_checked(path: PathBuf, name: &str, sha256: &str) -> Result<Response, ApiError> {
+pub(crate) async fn send_checked(
+    path: PathBuf,
+    name: &str,
+    sha256: &str,
+) -> Result<Response, ApiError> {
     let p = path.clone();
     let opened =
         tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, String)> {

@@ -91,6 +91,16 @@ pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// A value as one path segment: only what a segment cannot hold as it is
+/// is escaped (ids like `sh-water` and file names stay readable).
+pub fn segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// 303 See Other to `to` (after a form, and to sign in).
 pub fn see_other(to: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();

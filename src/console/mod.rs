@@ -13,12 +13,18 @@
 //! - `layout`: the page chrome, amounts, times and ages
 //! - `days`: the day overview (and the home page: today and yesterday)
 //! - `breaks`: the breaks queue, a break's page and its actions
+//! - `payments`: finding a payment, and a payment's whole story
+//! - `settlement`: a date's batches, their files and payouts
+//! - `routes`: billers' routes, their circuits, and planned switches
 
 mod breaks;
 mod days;
 pub mod i18n;
 mod layout;
+mod payments;
+mod routes;
 pub mod session;
+mod settlement;
 pub mod words;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -50,6 +56,21 @@ pub fn router() -> Router<AppState> {
         .route("/console/breaks", get(breaks::queue))
         .route("/console/breaks/{id}", get(breaks::detail))
         .route("/console/breaks/{id}/act", post(breaks::act))
+        // pages: payments, settlement, routes
+        .route("/console/payments", get(payments::search))
+        .route("/console/payments/{id}", get(payments::detail))
+        .route("/console/settlement", get(settlement::today))
+        .route("/console/settlement/{date}", get(settlement::day))
+        .route(
+            "/console/settlement/{batch}/files/{name}",
+            get(settlement::file),
+        )
+        .route("/console/routes", get(routes::list))
+        .route("/console/routes/{biller}/switch", post(routes::switch))
+        .route(
+            "/console/routes/{biller}/switch/confirm",
+            post(routes::confirm),
+        )
         .route("/console/static/console.css", get(css))
         .route("/console/static/console.js", get(js))
         .layer(axum::middleware::map_response(security_headers))

@@ -211,3 +211,87 @@ pub fn spawn_heartbeat(
         }
     })
 }
+
+/// Why a planned route switch is refused.
+#[derive(Debug)]
+pub enum SwitchError {
+    UnknownBiller(String),
+    /// Not a route id, or not one of the biller's routes.
+    UnknownRoute(String),
+    Store(crate::store::StoreError),
+}
+
+impl std::fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SwitchError::UnknownBiller(w) | SwitchError::UnknownRoute(w) => f.write_str(w),
+            SwitchError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A switch made: the biller's preferred route before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    pub biller: crate::domain::ids::BillerId,
+    pub from: Option<crate::domain::ids::ConnectorId>,
+    pub to: Option<crate::domain::ids::ConnectorId>,
+}
+
+/// Whether a switch may be made (the biller known, the route one of its
+/// own), without making it: the biller and the route.
+pub fn check_switch(
+    billers: &crate::intake::BillerDirectory,
+    biller_id: &str,
+    route: Option<&str>,
+) -> Result<(Biller, Option<crate::domain::ids::ConnectorId>), SwitchError> {
+    use crate::domain::ids::ConnectorId;
+    let snapshot = billers.snapshot();
+    let biller = snapshot.get(biller_id).ok_or_else(|| {
+        SwitchError::UnknownBiller(format!(
+            "biller {:?} is not known",
+            biller_id.chars().take(64).collect::<String>()
+        ))
+    })?;
+    let to = route
+        .map(ConnectorId::parse)
+        .transpose()
+        .map_err(|e| SwitchError::UnknownRoute(e.to_string()))?;
+    if let Some(r) = &to {
+        if !biller.routes.contains(r) {
+            return Err(SwitchError::UnknownRoute(format!(
+                "{r} is not one of biller {}'s routes",
+                biller.id
+            )));
+        }
+    }
+    Ok((biller.clone(), to))
+}
+
+/// A planned switch of a biller's new payments to one of its routes
+/// (`None`: back to its priority order), as the operators' API and the
+/// console make it: the biller must be known and the route one of its
+/// own. Stored, then applied in this process at once (others within
+/// `intake.biller_refresh_ms`).
+pub async fn switch_preferred(
+    store: &dyn Store,
+    billers: &crate::intake::BillerDirectory,
+    biller_id: &str,
+    route: Option<&str>,
+) -> Result<Switched, SwitchError> {
+    let (biller, to) = check_switch(billers, biller_id, route)?;
+    store
+        .set_preferred_route(&biller.id, to.as_ref())
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound(w) => SwitchError::UnknownBiller(w),
+            other => SwitchError::Store(other),
+        })?;
+    billers.reload(store).await.map_err(SwitchError::Store)?;
+    tracing::warn!(biller = %biller.id, route = ?to.as_ref().map(|r| r.as_str()), "planned route switch");
+    Ok(Switched {
+        biller: biller.id.clone(),
+        from: biller.preferred_route.clone(),
+        to,
+    })
+}

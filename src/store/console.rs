@@ -216,4 +216,145 @@ pub trait ConsoleStore: Send + Sync {
         date: NaiveDate,
         windows: &[BillerWindow],
     ) -> StoreResult<DayOverview>;
+
+    // pages: payments, settlement, routes
+    /// Payments whose id, app reference, biller reference or account number
+    /// is `q` exactly, newest first, at most `limit`.
+    async fn find_payments(&self, q: &str, limit: i64) -> StoreResult<Vec<PaymentFacts>>;
+    /// A payment with its attempts, callbacks, journals, settlement items,
+    /// returns and breaks.
+    async fn payment_page(&self, id: uuid::Uuid) -> StoreResult<Option<PaymentPage>>;
+    /// The payouts recorded for these batches (bank entries that paid them).
+    async fn payouts(&self, batches: &[uuid::Uuid]) -> StoreResult<Vec<PayoutRow>>;
+    /// A biller's payments SUBMITTED or UNKNOWN on `route`: how many, and
+    /// the oldest `limit` ids.
+    async fn in_flight_on(&self, biller: &str, route: &str, limit: i64) -> StoreResult<InFlight>;
+}
+
+// pages: payments, settlement, routes
+
+/// A payment as the console's pages show it (the account in full: the
+/// page masks it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentFacts {
+    pub id: uuid::Uuid,
+    pub channel_id: String,
+    pub channel_reference: String,
+    pub biller_id: String,
+    pub account_number: String,
+    pub bill_reference: Option<String>,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub connector_id: Option<String>,
+    pub biller_reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// One dispatch attempt (`pay`, or `status`: an inquiry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub kind: String,
+    pub connector_id: String,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub result_code: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// One callback to the payment app (an outbox row of topic `callback`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRow {
+    pub id: i64,
+    /// The event's type (`payment.confirmed`, ...).
+    pub event: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub done_at: Option<DateTime<Utc>>,
+    pub abandoned: bool,
+    pub last_error: Option<String>,
+}
+
+/// A ledger journal of the payment with its entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalRow {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub resolves: Option<uuid::Uuid>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub entries: Vec<EntryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub account: String,
+    pub currency: String,
+    pub layer: String,
+    pub side: String,
+    pub amount: Decimal,
+}
+
+/// The payment's item in a settlement batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRow {
+    pub batch_id: uuid::Uuid,
+    pub business_date: NaiveDate,
+    pub kind: String,
+    pub amount: Decimal,
+    pub commission: Decimal,
+    pub currency: String,
+}
+
+/// A return of the payment by its biller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnRow {
+    pub amount: Decimal,
+    pub currency: String,
+    pub reason: String,
+    pub returned_at: DateTime<Utc>,
+}
+
+/// A break about the payment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentBreak {
+    pub id: i64,
+    pub business_date: NaiveDate,
+    pub category: String,
+    pub status: String,
+}
+
+/// Everything the payment page shows besides its states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentPage {
+    pub facts: PaymentFacts,
+    pub attempts: Vec<AttemptRow>,
+    pub callbacks: Vec<CallbackRow>,
+    pub journals: Vec<JournalRow>,
+    pub items: Vec<ItemRow>,
+    pub returns: Vec<ReturnRow>,
+    pub breaks: Vec<PaymentBreak>,
+}
+
+/// A batch's payout: the bank entry that paid it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutRow {
+    pub batch_id: uuid::Uuid,
+    pub booking_date: NaiveDate,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub bank_reference: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Payments still in flight on a route: how many, and the first ids.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InFlight {
+    pub count: i64,
+    pub ids: Vec<uuid::Uuid>,
 }

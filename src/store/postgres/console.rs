@@ -10,8 +10,10 @@ use super::recon::row_to_break;
 use super::{db_err, PgStore};
 use crate::domain::staff::{StaffRole, StaffUser};
 use crate::store::console::{
-    AuditEntry, BillerDay, BillerWindow, ChannelDay, ConsoleSession, ConsoleStore, DayBatch,
-    DayOverview, DayRun, QueueFilter, QueuePage, QueueSort,
+    AttemptRow, AuditEntry, BillerDay, BillerWindow, CallbackRow, ChannelDay, ConsoleSession,
+    ConsoleStore, DayBatch, DayOverview, DayRun, EntryRow, InFlight, ItemRow, JournalRow,
+    PaymentBreak, PaymentFacts, PaymentPage, PayoutRow, QueueFilter, QueuePage, QueueSort,
+    ReturnRow,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -451,5 +453,252 @@ impl ConsoleStore for PgStore {
             channels,
             other_breaks,
         })
+    }
+
+    // pages: payments, settlement, routes
+    async fn find_payments(&self, q: &str, limit: i64) -> StoreResult<Vec<PaymentFacts>> {
+        let id = uuid::Uuid::parse_str(q.trim()).ok();
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+              WHERE ($1::uuid IS NOT NULL AND id = $1)
+                 OR channel_reference = $2 OR biller_reference = $2 OR account_number = $2
+              ORDER BY created_at DESC, id LIMIT $3"
+        ))
+        .bind(id)
+        .bind(q.trim())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(facts_of).collect())
+    }
+
+    async fn payment_page(&self, id: uuid::Uuid) -> StoreResult<Option<PaymentPage>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS}, pending_journal_id FROM payments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let facts = facts_of(&row);
+        let pending: uuid::Uuid = row.get("pending_journal_id");
+        let attempts = sqlx::query(
+            "SELECT id, kind, connector_id, worker, started_at, finished_at, outcome, result_code, detail
+               FROM dispatch_attempts WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| AttemptRow {
+            id: r.get("id"),
+            kind: r.get("kind"),
+            connector_id: r.get("connector_id"),
+            worker: r.get("worker"),
+            started_at: r.get("started_at"),
+            finished_at: r.get("finished_at"),
+            outcome: r.get("outcome"),
+            result_code: r.get("result_code"),
+            detail: r.get("detail"),
+        })
+        .collect();
+        let callbacks = sqlx::query(
+            "SELECT id, coalesce(payload->'event'->>'type', '') AS event, created_at, attempts,
+                    done_at, abandoned, last_error
+               FROM outbox WHERE topic = 'callback' AND aggregate_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| CallbackRow {
+            id: r.get("id"),
+            event: r.get("event"),
+            created_at: r.get("created_at"),
+            attempts: r.get("attempts"),
+            done_at: r.get("done_at"),
+            abandoned: r.get("abandoned"),
+            last_error: r.get("last_error"),
+        })
+        .collect();
+        // The payment's journals: its pending one, those naming it, and
+        // those resolving either.
+        let heads = sqlx::query(
+            "SELECT id, kind, resolves, description, created_at FROM ledger_journals
+              WHERE id = $2 OR payment_id = $1
+                 OR resolves IN (SELECT id FROM ledger_journals WHERE id = $2 OR payment_id = $1)
+              ORDER BY created_at, id",
+        )
+        .bind(id)
+        .bind(pending)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let ids: Vec<uuid::Uuid> = heads.iter().map(|r| r.get("id")).collect();
+        let entries = sqlx::query(
+            "SELECT e.journal_id, a.code, e.currency, e.layer, e.side, e.amount
+               FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+              WHERE e.journal_id = ANY($1) ORDER BY e.id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let journals = heads
+            .iter()
+            .map(|h| {
+                let jid: uuid::Uuid = h.get("id");
+                JournalRow {
+                    id: jid,
+                    kind: h.get("kind"),
+                    resolves: h.get("resolves"),
+                    description: h.get("description"),
+                    created_at: h.get("created_at"),
+                    entries: entries
+                        .iter()
+                        .filter(|e| e.get::<uuid::Uuid, _>("journal_id") == jid)
+                        .map(|e| EntryRow {
+                            account: e.get("code"),
+                            currency: e.get::<String, _>("currency").trim().to_string(),
+                            layer: e.get("layer"),
+                            side: e.get("side"),
+                            amount: e.get("amount"),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let items = sqlx::query(
+            "SELECT i.batch_id, b.business_date, i.kind, i.amount, i.commission, b.currency
+               FROM settlement_items i JOIN settlement_batches b ON b.id = i.batch_id
+              WHERE i.payment_id = $1 ORDER BY b.business_date, i.seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ItemRow {
+            batch_id: r.get("batch_id"),
+            business_date: r.get("business_date"),
+            kind: r.get("kind"),
+            amount: r.get("amount"),
+            commission: r.get("commission"),
+            currency: r.get::<String, _>("currency").trim().to_string(),
+        })
+        .collect();
+        let returns = sqlx::query(
+            "SELECT amount, currency, reason, returned_at FROM payment_returns WHERE payment_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ReturnRow {
+            amount: r.get("amount"),
+            currency: r.get::<String, _>("currency").trim().to_string(),
+            reason: r.get("reason"),
+            returned_at: r.get("returned_at"),
+        })
+        .collect();
+        let breaks = sqlx::query(
+            "SELECT id, business_date, category, status FROM recon_breaks
+              WHERE our_reference = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| PaymentBreak {
+            id: r.get("id"),
+            business_date: r.get("business_date"),
+            category: r.get("category"),
+            status: r.get("status"),
+        })
+        .collect();
+        Ok(Some(PaymentPage {
+            facts,
+            attempts,
+            callbacks,
+            journals,
+            items,
+            returns,
+            breaks,
+        }))
+    }
+
+    async fn payouts(&self, batches: &[uuid::Uuid]) -> StoreResult<Vec<PayoutRow>> {
+        let rows = sqlx::query(
+            "SELECT p.batch_id, p.recorded_at, e.booking_date, e.amount_minor, e.currency, e.bank_reference
+               FROM settlement_payouts p JOIN bank_entries e ON e.id = p.entry_id
+              WHERE p.batch_id = ANY($1) ORDER BY p.batch_id",
+        )
+        .bind(batches)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| PayoutRow {
+                batch_id: r.get("batch_id"),
+                booking_date: r.get("booking_date"),
+                amount_minor: r.get("amount_minor"),
+                currency: r.get::<String, _>("currency").trim().to_string(),
+                bank_reference: r.get("bank_reference"),
+                recorded_at: r.get("recorded_at"),
+            })
+            .collect())
+    }
+
+    async fn in_flight_on(&self, biller: &str, route: &str, limit: i64) -> StoreResult<InFlight> {
+        let rows = sqlx::query(
+            "SELECT id, count(*) OVER () AS n FROM payments
+              WHERE biller_id = $1 AND connector_id = $2 AND status IN ('SUBMITTED', 'UNKNOWN')
+              ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(biller)
+        .bind(route)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(InFlight {
+            count: rows.first().map(|r| r.get::<i64, _>("n")).unwrap_or(0),
+            ids: rows
+                .iter()
+                .take(limit.max(0) as usize)
+                .map(|r| r.get("id"))
+                .collect(),
+        })
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, channel_id, channel_reference, biller_id, account_number, bill_reference,
+     amount, currency, status, connector_id, biller_reference, created_at, updated_at, confirmed_at";
+
+fn facts_of(r: &sqlx::postgres::PgRow) -> PaymentFacts {
+    PaymentFacts {
+        id: r.get("id"),
+        channel_id: r.get("channel_id"),
+        channel_reference: r.get("channel_reference"),
+        biller_id: r.get("biller_id"),
+        account_number: r.get("account_number"),
+        bill_reference: r.get("bill_reference"),
+        amount: r.get("amount"),
+        currency: r.get::<String, _>("currency").trim().to_string(),
+        status: r.get("status"),
+        connector_id: r.get("connector_id"),
+        biller_reference: r.get("biller_reference"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        confirmed_at: r.get("confirmed_at"),
     }
 }
