@@ -223,7 +223,10 @@ pub async fn queue(
             button type="submit" id="apply-filter" { (lang.t(L::Filter)) }
             a href="/console/breaks" { (lang.t(L::Clear)) }
         }
-        p class="count" { span id="result-count" { (result.total) } " " (lang.t(L::Results)) }
+        p class="count" { span id="result-count" { (result.total) } " " (lang.t(L::Results))
+            " · " a id="export" href=(format!("/console/breaks-export.xlsx?{}", q.with_page(1))) { (lang.t(L::ExportExcel)) }
+            @if staff.can(StaffRole::Operator) { " · " a href="/console/uploads" { (lang.t(L::UploadSheet)) } }
+        }
         table class="queue" id="breaks" {
             thead { tr {
                 th { "#" }

@@ -13,14 +13,19 @@
 //! - `layout`: the page chrome, amounts, times and ages
 //! - `days`: the day overview (and the home page: today and yesterday)
 //! - `breaks`: the breaks queue, a break's page and its actions
+//! - `bulk`: the queue as a sheet, uploaded sheets of proposals, their decisions
+//! - `files`: imported counterparty files and bank statements, and importing one
 
 mod breaks;
+mod bulk;
 mod days;
+mod files;
 pub mod i18n;
 mod layout;
 pub mod session;
 pub mod words;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,6 +35,9 @@ use maud::html;
 use crate::state::AppState;
 use crate::store::StoreError;
 use i18n::{Lang, L};
+
+/// The largest sheet or file the console takes in one form.
+const UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The console's routes (merged into the API's router).
 pub fn router() -> Router<AppState> {
@@ -50,6 +58,24 @@ pub fn router() -> Router<AppState> {
         .route("/console/breaks", get(breaks::queue))
         .route("/console/breaks/{id}", get(breaks::detail))
         .route("/console/breaks/{id}/act", post(breaks::act))
+        // bulk work and files: the queue as a sheet and back, uploads and
+        // their decisions, imported files (the export's path is not under
+        // /console/breaks/ so it is never taken for a break's id)
+        .route("/console/breaks-export.xlsx", get(bulk::export))
+        .route(
+            "/console/breaks-upload",
+            post(bulk::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/console/uploads", get(bulk::uploads))
+        .route("/console/uploads/{id}", get(bulk::upload_page))
+        .route("/console/uploads/{id}/decide", post(bulk::decide_upload))
+        .route(
+            "/console/files",
+            get(files::list)
+                .post(files::import)
+                .layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/console/files/{id}", get(files::detail))
         .route("/console/static/console.css", get(css))
         .route("/console/static/console.js", get(js))
         .layer(axum::middleware::map_response(security_headers))
@@ -138,6 +164,15 @@ impl ConsoleError {
             title: L::SessionEnded,
             detail: String::new(),
             sign_in_then: redirect.then(|| next.to_string()),
+        }
+    }
+
+    /// What is wrong, in words (shown on the page).
+    pub fn detail(&self) -> String {
+        if self.detail.is_empty() {
+            self.lang.t(self.title).to_string()
+        } else {
+            self.detail.clone()
         }
     }
 
