@@ -232,6 +232,7 @@ pub async fn queue(
             @if result.more { "> " }
             span id="result-count" { (result.total) } " " (lang.t(L::Results))
             " · " a id="export" href=(format!("/console/breaks-export.xlsx?{}", q.with_page(1))) { (lang.t(L::Export)) }
+            @if staff.can(StaffRole::Operator) { " · " a href="/console/uploads" { (lang.t(L::UploadSheet)) } }
         }
         table class="queue" id="breaks" {
             thead { tr {

@@ -273,6 +273,39 @@ labels! {
     Cancel => "Cancel", "取消";
     CurrentRoute => "Current route", "当前路由";
     NewRoute => "New route", "新路由";
+    // bulk work and files
+    UploadSheet => "Upload a sheet of resolutions", "上传处理表";
+    Upload => "Upload", "上传";
+    Uploads => "Uploads", "上传记录";
+    UploadNumber => "Upload", "上传批次";
+    SheetFile => "Sheet (.xlsx)", "表格文件（.xlsx）";
+    SheetRow => "Sheet row", "表格行号";
+    SheetRefused => "The sheet was refused; nothing was changed", "表格被拒绝，未做任何更改";
+    UploadedBy => "Uploaded by", "上传人";
+    UploadedAt => "Uploaded at", "上传时间";
+    Rows => "Rows", "行数";
+    Decide => "Decide", "审批";
+    ApproveAll => "Approve (all or the selected rows)", "批准（全部或所选行）";
+    DeclineAll => "Decline (all or the selected rows)", "驳回（全部或所选行）";
+    SelectAll => "Select all", "全选";
+    MakerCannotDecide => "You made these proposals: another approver decides them.", "这些提议由您提出，须由其他审批人审批。";
+    NoUploads => "No uploads yet.", "暂无上传记录。";
+    Source => "Source", "来源";
+    Identity => "Identity", "标识";
+    FileName => "File name", "文件名";
+    Records => "Records", "记录数";
+    Credited => "Credited", "已入账";
+    Total => "Total", "合计";
+    ImportedAt => "Imported at", "导入时间";
+    ImportedBy => "Imported by", "导入人";
+    Superseded => "Superseded by", "已被替代";
+    ImportFile => "Import a counterparty file or bank statement", "导入对账文件或银行对账单";
+    Import => "Import", "导入";
+    FileRefused => "The file was refused; nothing was imported", "文件被拒绝，未导入任何内容";
+    NoFiles => "No files for this date.", "该日期没有文件。";
+    Dates => "Dates", "日期";
+    Size => "Size", "大小";
+    OptionalDate => "Business date (only for a file that does not say)", "业务日期（仅用于未注明日期的文件）";
 }
 
 /// A staff role's name.

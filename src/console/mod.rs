@@ -16,9 +16,13 @@
 //! - `payments`: finding a payment, and a payment's whole story
 //! - `settlement`: a date's batches, their files and payouts
 //! - `routes`: billers' routes, their circuits, and planned switches
+//! - `bulk`: the queue as a sheet, uploaded sheets of proposals, their decisions
+//! - `files`: imported counterparty files and bank statements, and importing one
 
 mod breaks;
+mod bulk;
 mod days;
+mod files;
 pub mod i18n;
 mod layout;
 mod payments;
@@ -27,6 +31,7 @@ pub mod session;
 mod settlement;
 pub mod words;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +41,9 @@ use maud::html;
 use crate::state::AppState;
 use crate::store::StoreError;
 use i18n::{Lang, L};
+
+/// The largest sheet or file the console takes in one form.
+const UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The console's routes (merged into the API's router).
 pub fn router() -> Router<AppState> {
@@ -71,6 +79,24 @@ pub fn router() -> Router<AppState> {
             "/console/routes/{biller}/switch/confirm",
             post(routes::confirm),
         )
+        // bulk work and files: the queue as a sheet and back, uploads and
+        // their decisions, imported files (the export's path is not under
+        // /console/breaks/ so it is never taken for a break's id)
+        .route("/console/breaks-export.xlsx", get(bulk::export))
+        .route(
+            "/console/breaks-upload",
+            post(bulk::upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/console/uploads", get(bulk::uploads))
+        .route("/console/uploads/{id}", get(bulk::upload_page))
+        .route("/console/uploads/{id}/decide", post(bulk::decide_upload))
+        .route(
+            "/console/files",
+            get(files::list)
+                .post(files::import)
+                .layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
+        .route("/console/files/{id}", get(files::detail))
         .route("/console/static/console.css", get(css))
         .route("/console/static/console.js", get(js))
         .layer(axum::middleware::map_response(security_headers))
@@ -159,6 +185,15 @@ impl ConsoleError {
             title: L::SessionEnded,
             detail: String::new(),
             sign_in_then: redirect.then(|| next.to_string()),
+        }
+    }
+
+    /// What is wrong, in words (shown on the page).
+    pub fn detail(&self) -> String {
+        if self.detail.is_empty() {
+            self.lang.t(self.title).to_string()
+        } else {
+            self.detail.clone()
         }
     }
 

@@ -75,6 +75,27 @@ pub async fn import_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
+    import_file_named(
+        store, dir, accounts, source, path, name, kind, date, by, now,
+    )
+    .await
+}
+
+/// [`import_file`] with the file's name given (a file uploaded in the
+/// console: its bytes in a temporary file, its name as it was sent).
+#[allow(clippy::too_many_arguments)]
+pub async fn import_file_named(
+    store: &dyn crate::store::Store,
+    dir: &Path,
+    accounts: &[OurAccount],
+    source: &str,
+    path: &Path,
+    name: String,
+    kind: Option<FileKind>,
+    date: Option<NaiveDate>,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Imported, ImportError> {
     let kind = match kind {
         Some(k) => k,
         None => sniff_kind(path, &name)?,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::recon::BreakRow;
+use super::recon::{BreakRow, ReconFile};
 use super::StoreResult;
 use crate::domain::recon::breaks::BreakStatus;
 use crate::domain::recon::matching::Category;
@@ -151,6 +151,49 @@ pub struct DayOverview {
     pub other_breaks: Vec<(String, String, i64, DateTime<Utc>)>,
 }
 
+// bulk work and files
+
+/// One row of an uploaded sheet that became a proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    /// The row's number in the sheet (1 is the header).
+    pub sheet_row: i32,
+    pub break_id: i64,
+    pub resolution: String,
+    pub note: String,
+    pub connector: Option<String>,
+}
+
+/// An uploaded sheet of resolutions, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub file_name: String,
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub rows: Vec<UploadRow>,
+}
+
+/// A recorded upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: i64,
+    pub file_name: String,
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub rows: i32,
+}
+
+/// An imported file with what the console shows beyond [`ReconFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleFile {
+    pub file: ReconFile,
+    pub currency: Option<String>,
+    pub imported_by: String,
+    pub byte_size: i64,
+}
+
 #[async_trait]
 pub trait ConsoleStore: Send + Sync {
     /// Opens a session for `user`, remembering the token hash it was
@@ -229,6 +272,21 @@ pub trait ConsoleStore: Send + Sync {
     /// A biller's payments SUBMITTED or UNKNOWN on `route`: how many, and
     /// the oldest `limit` ids.
     async fn in_flight_on(&self, biller: &str, route: &str, limit: i64) -> StoreResult<InFlight>;
+    // bulk work and files
+    /// Records an uploaded sheet and its rows (one transaction); its id.
+    async fn record_upload(&self, upload: &NewUpload) -> StoreResult<i64>;
+    /// An upload and its rows (by sheet row).
+    async fn upload(&self, id: i64) -> StoreResult<Option<(Upload, Vec<UploadRow>)>>;
+    /// The most recent uploads, newest first.
+    async fn uploads(&self, limit: i64) -> StoreResult<Vec<Upload>>;
+    /// The breaks with these ids (those that exist).
+    async fn breaks_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<BreakRow>>;
+    /// The files imported for a business date (superseded ones too).
+    async fn files_of_date(&self, date: NaiveDate) -> StoreResult<Vec<ConsoleFile>>;
+    /// One imported file.
+    async fn console_file(&self, id: i64) -> StoreResult<Option<ConsoleFile>>;
+    /// The latest business dates with imported files and how many.
+    async fn file_dates(&self, limit: i64) -> StoreResult<Vec<(NaiveDate, i64)>>;
 }
 
 // pages: payments, settlement, routes

@@ -6,15 +6,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::Row;
 
-use super::recon::row_to_break;
+use super::recon::{row_to_break, row_to_file};
 use super::{db_err, PgStore};
 use crate::domain::staff::{StaffRole, StaffUser};
 use crate::store::console::{
-    AttemptRow, AuditEntry, BillerDay, BillerWindow, CallbackRow, ChannelDay, ConsoleSession,
-    ConsoleStore, DayBatch, DayOverview, DayRun, EntryRow, InFlight, ItemRow, JournalRow,
-    PaymentBreak, PaymentFacts, PaymentPage, PayoutRow, QueueFilter, QueuePage, QueueSort,
-    ReturnRow,
+    AttemptRow, AuditEntry, BillerDay, BillerWindow, CallbackRow, ChannelDay, ConsoleFile,
+    ConsoleSession, ConsoleStore, DayBatch, DayOverview, DayRun, EntryRow, InFlight, ItemRow,
+    JournalRow, NewUpload, PaymentBreak, PaymentFacts, PaymentPage, PayoutRow, QueueFilter,
+    QueuePage, QueueSort, ReturnRow, Upload, UploadRow,
 };
+use crate::store::recon::BreakRow;
 use crate::store::{StoreError, StoreResult};
 
 fn user_of(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
@@ -679,6 +680,129 @@ impl ConsoleStore for PgStore {
                 .collect(),
         })
     }
+
+    // bulk work and files
+    async fn record_upload(&self, u: &NewUpload) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO console_uploads (file_name, sha256, uploaded_by, uploaded_at, rows)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(&u.file_name)
+        .bind(&u.sha256)
+        .bind(&u.uploaded_by)
+        .bind(u.uploaded_at)
+        .bind(u.rows.len() as i32)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for r in &u.rows {
+            sqlx::query(
+                "INSERT INTO console_upload_rows (upload_id, sheet_row, break_id, resolution, note, connector)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(r.sheet_row)
+            .bind(r.break_id)
+            .bind(&r.resolution)
+            .bind(&r.note)
+            .bind(&r.connector)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn upload(&self, id: i64) -> StoreResult<Option<(Upload, Vec<UploadRow>)>> {
+        let Some(r) = sqlx::query("SELECT * FROM console_uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM console_upload_rows WHERE upload_id = $1 ORDER BY sheet_row",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Some((
+            upload_of(&r),
+            rows.iter()
+                .map(|r| UploadRow {
+                    sheet_row: r.get("sheet_row"),
+                    break_id: r.get("break_id"),
+                    resolution: r.get("resolution"),
+                    note: r.get("note"),
+                    connector: r.get("connector"),
+                })
+                .collect(),
+        )))
+    }
+
+    async fn uploads(&self, limit: i64) -> StoreResult<Vec<Upload>> {
+        let rows = sqlx::query(
+            "SELECT * FROM console_uploads ORDER BY uploaded_at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(upload_of).collect())
+    }
+
+    async fn breaks_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<BreakRow>> {
+        sqlx::query("SELECT * FROM recon_breaks WHERE id = ANY($1) ORDER BY id")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(row_to_break)
+            .collect()
+    }
+
+    async fn files_of_date(&self, date: NaiveDate) -> StoreResult<Vec<ConsoleFile>> {
+        sqlx::query("SELECT * FROM recon_files WHERE business_date = $1 ORDER BY id")
+            .bind(date)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(console_file_of)
+            .collect()
+    }
+
+    async fn console_file(&self, id: i64) -> StoreResult<Option<ConsoleFile>> {
+        sqlx::query("SELECT * FROM recon_files WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(console_file_of)
+            .transpose()
+    }
+
+    async fn file_dates(&self, limit: i64) -> StoreResult<Vec<(NaiveDate, i64)>> {
+        let rows = sqlx::query(
+            "SELECT business_date, count(*) AS n FROM recon_files
+              GROUP BY business_date ORDER BY business_date DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("business_date"), r.get("n")))
+            .collect())
+    }
 }
 
 const PAYMENT_COLUMNS: &str = "id, channel_id, channel_reference, biller_id, account_number, bill_reference,
@@ -701,4 +825,24 @@ fn facts_of(r: &sqlx::postgres::PgRow) -> PaymentFacts {
         updated_at: r.get("updated_at"),
         confirmed_at: r.get("confirmed_at"),
     }
+}
+
+fn upload_of(r: &sqlx::postgres::PgRow) -> Upload {
+    Upload {
+        id: r.get("id"),
+        file_name: r.get("file_name"),
+        sha256: r.get("sha256"),
+        uploaded_by: r.get("uploaded_by"),
+        uploaded_at: r.get("uploaded_at"),
+        rows: r.get("rows"),
+    }
+}
+
+fn console_file_of(r: &sqlx::postgres::PgRow) -> StoreResult<ConsoleFile> {
+    Ok(ConsoleFile {
+        file: row_to_file(r)?,
+        currency: r.get("currency"),
+        imported_by: r.get("imported_by"),
+        byte_size: r.get("byte_size"),
+    })
 }

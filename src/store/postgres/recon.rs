@@ -33,7 +33,7 @@ use crate::store::{StoreError, StoreResult};
 /// Who the automatic side of reconciliation is in the audit trail.
 pub const RECON_ACTOR: &str = "reconciliation";
 
-fn row_to_file(r: &PgRow) -> StoreResult<ReconFile> {
+pub(super) fn row_to_file(r: &PgRow) -> StoreResult<ReconFile> {
     let kind: String = r.get("kind");
     Ok(ReconFile {
         id: r.get("id"),
