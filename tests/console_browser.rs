@@ -88,7 +88,7 @@ async fn start_driver() -> Option<Driver> {
     panic!("chromedriver did not listen on {port}");
 }
 
-async fn browser(driver: &Driver, lang: &str) -> Client {
+async fn browser(driver: &Driver, lang: &str, downloads: &std::path::Path) -> Client {
     let mut caps = serde_json::Map::new();
     let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
@@ -100,7 +100,11 @@ async fn browser(driver: &Driver, lang: &str) -> Client {
             "binary": binary,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1400,1000", format!("--lang={lang}")],
-            "prefs": { "intl.accept_languages": lang }
+            "prefs": {
+                "intl.accept_languages": lang,
+                "download.default_directory": downloads.to_str().unwrap(),
+                "download.prompt_for_download": false
+            }
         }),
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -300,8 +304,11 @@ async fn finance_staff_work_a_day_in_a_real_browser() {
     let olga = token(add("olga", StaffRole::Operator).await);
     let amy = token(add("amy", StaffRole::Approver).await);
     let bob = token(add("bob", StaffRole::Approver).await);
+    let vic = token(add("vic", StaffRole::Viewer).await);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
 
-    let c = browser(&driver, "en-US").await;
+    let c = browser(&driver, "en-US", &downloads).await;
     // Sign in; the home page shows today and yesterday.
     c.goto(&format!("{base}/console/sign-in")).await.unwrap();
     shot(&c, "sign-in").await;
@@ -370,6 +377,154 @@ async fn finance_staff_work_a_day_in_a_real_browser() {
         c.find(Locator::Id("approve")).await.is_err(),
         "an operator cannot approve"
     );
+
+    // A malformed file is refused, naming its line; nothing is imported.
+    let good = std::fs::read_to_string(dir.path().join("sh-water-confirmation.csv")).unwrap();
+    let bad = dir.path().join("sh-water-confirmation-broken.csv");
+    std::fs::write(&bad, &good[..good.rfind("TRAILER").unwrap()]).unwrap();
+    let files_before = app.count("recon_files").await;
+    c.goto(&format!("{base}/console/files")).await.unwrap();
+    c.find(Locator::Css(
+        "#import-form select[name='source'] option[value='sh-water']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.find(Locator::Css("#import-form input[type='file']"))
+        .await
+        .unwrap()
+        .send_keys(bad.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Id("import-file"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refusal = text_of(&c, "#error-detail").await;
+    assert!(
+        refusal.contains("line"),
+        "the refusal names its line: {refusal}"
+    );
+    assert_eq!(app.count("recon_files").await, files_before);
+    shot(&c, "file-refused").await;
+
+    // Export the open missing-at-biller breaks, fill in a resolution, and
+    // upload the sheet back: each row becomes a proposal of olga's.
+    c.goto(&format!("{base}/console/breaks?category=missing-at-biller"))
+        .await
+        .unwrap();
+    wait_text(&c, "#result-count", "1").await;
+    c.find(Locator::Id("export"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let sheet = wait_for_file(&downloads.join("breaks.xlsx")).await;
+    let filled = dir.path().join("breaks-filled.xlsx");
+    fill_resolutions(
+        &sheet,
+        &filled,
+        "write-off",
+        "not at the biller; written off after a call",
+    );
+    c.goto(&format!("{base}/console/uploads")).await.unwrap();
+    c.find(Locator::Css("#upload-form input[type='file']"))
+        .await
+        .unwrap()
+        .send_keys(filled.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Id("upload-sheet"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "#upload-rows").await;
+    assert_eq!(text_of(&c, "#upload-maker").await, "olga");
+    let upload_url = c.current_url().await.unwrap();
+    assert!(
+        upload_url.path().starts_with("/console/uploads/"),
+        "{upload_url}"
+    );
+    shot(&c, "upload").await;
+
+    // Switch sh-water to its direct route: first the payments in flight on
+    // the old route are named, then the switch is confirmed and audited.
+    c.goto(&format!("{base}/console/routes")).await.unwrap();
+    c.find(Locator::Css(
+        "form[action='/console/routes/sh-water/switch'] select[name='route'] option[value='water-direct']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    shot(&c, "routes").await;
+    c.find(Locator::Css(
+        "form[action='/console/routes/sh-water/switch'] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(&c, "#in-flight-count").await;
+    assert_eq!(text_of(&c, "#new-route").await, "water-direct");
+    shot(&c, "route-switch-confirm").await;
+    c.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "table.audit").await;
+    assert_eq!(preferred_route(&app).await.as_deref(), Some("water-direct"));
+    let audit = text_of(&c, "table.audit").await;
+    assert!(
+        audit.contains("olga") && audit.contains("route-switch"),
+        "{audit}"
+    );
+    sign_out(&c).await;
+
+    // A viewer sees no switch, and a switch posted anyway is refused.
+    sign_in(&c, &base, &vic).await;
+    c.goto(&format!("{base}/console/routes")).await.unwrap();
+    wait_for(&c, "#whoami").await;
+    assert!(
+        c.find(Locator::Css("form.switch")).await.is_err(),
+        "a viewer has no switch form"
+    );
+    let csrf = wait_for(&c, "form[action='/console/sign-out'] input[name='csrf']")
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    c.execute(
+        "const f = document.createElement('form'); f.method = 'post';
+         f.action = '/console/routes/sh-water/switch/confirm';
+         for (const [k, v] of [['csrf', arguments[0]], ['route', '']]) {
+             const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
+         }
+         document.body.appendChild(f); f.submit();",
+        vec![serde_json::json!(csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(text_of(&c, "main.error-page h1").await, "Not allowed");
+    shot(&c, "viewer-refused").await;
+    assert_eq!(
+        preferred_route(&app).await.as_deref(),
+        Some("water-direct"),
+        "the viewer changed nothing"
+    );
+    c.goto(&format!("{base}/console/")).await.unwrap();
     sign_out(&c).await;
 
     // An approver proposes on another break and may not approve it: the
@@ -395,7 +550,17 @@ async fn finance_staff_work_a_day_in_a_real_browser() {
     wait_for(&c, "#own-proposal").await;
     shot(&c, "break-own-proposal").await;
 
-    // ...but approves olga's proposal.
+    // ...approves olga's sheet (every row of it)...
+    c.goto(upload_url.as_str()).await.unwrap();
+    wait_for(&c, "#approve-upload").await.click().await.unwrap();
+    let outcomes = text_of(&c, "#outcomes").await;
+    assert!(
+        outcomes.contains("written-off") || outcomes.contains("written off"),
+        "{outcomes}"
+    );
+    shot(&c, "upload-approved").await;
+
+    // ...and olga's proposal.
     c.goto(break_url.as_str()).await.unwrap();
     wait_for(&c, "#approve").await.click().await.unwrap();
     wait_text(&c, "#break-status", "written off").await;
@@ -460,6 +625,58 @@ async fn finance_staff_work_a_day_in_a_real_browser() {
 
     c.close().await.unwrap();
     app.finish().await;
+}
+
+async fn preferred_route(app: &TestApp) -> Option<String> {
+    sqlx::query_scalar("SELECT preferred_route FROM billers WHERE id = 'sh-water'")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Waits for a download to finish.
+async fn wait_for_file(path: &std::path::Path) -> PathBuf {
+    for _ in 0..100 {
+        if path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
+            return path.to_path_buf();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} was not downloaded", path.display());
+}
+
+/// Copies the exported sheet with `resolution` and `note` filled in on
+/// every row, as a person does in Excel.
+fn fill_resolutions(from: &std::path::Path, to: &std::path::Path, resolution: &str, note: &str) {
+    use calamine::{open_workbook, Reader, Xlsx};
+    let mut book: Xlsx<_> = open_workbook(from).unwrap();
+    let first = book.sheet_names()[0].clone();
+    let range = book.worksheet_range(&first).unwrap();
+    let rows: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    let header = &rows[0];
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (res, not) = (col("resolution"), col("note"));
+    let mut out = rust_xlsxwriter::Workbook::new();
+    let sheet = out.add_worksheet();
+    for (i, row) in rows.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let v = match (i, j) {
+                (0, _) => v.as_str(),
+                (_, j) if j == res => resolution,
+                (_, j) if j == not => note,
+                _ => v.as_str(),
+            };
+            sheet.write_string(i as u32, j as u16, v).unwrap();
+        }
+    }
+    out.save(to).unwrap();
 }
 
 async fn propose_write_off(c: &Client, note: &str) {
