@@ -105,6 +105,12 @@ echo "== callbacks =="
 echo "callbacks: alipay -> http://127.0.0.1:9401/callbacks, wechatpay -> http://127.0.0.1:9402/callbacks (acknowledged by the stand-in; a channel added with another URL calls that URL)"
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
+echo "== console =="
+# The finance console is served by billclear serve under /console/. Staff
+# sign in with their token (billclear staff add) or a one-time link.
+echo "console: http://127.0.0.1:8080/console/  (sign in with a staff token: $bin staff add --id ID --name NAME --role approver;"
+echo "         or a one-time link: $bin staff sign-in-link ID)"
+
 echo "== serve =="
 # The connectors, pointed at the simulators (environment overrides of
 # [connectors.<id>]; see ops/billclear.example.toml). Every biller tries the

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, Response};
 use axum::Form;
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -53,18 +53,6 @@ pub struct QueueQuery {
     pub sort: String,
     #[serde(default)]
     pub page: String,
-}
-
-fn date(lang: Lang, field: &str, s: &str) -> Result<Option<NaiveDate>, ConsoleError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| {
-            ConsoleError::bad_request(lang, format!("{field}: {s:?} is not a date (YYYY-MM-DD)"))
-        })
 }
 
 impl QueueQuery {
@@ -118,8 +106,8 @@ impl QueueQuery {
         };
         Ok((
             QueueFilter {
-                from: date(lang, "from", &self.from)?,
-                to: date(lang, "to", &self.to)?,
+                from: super::optional_date(lang, "from", &self.from)?,
+                to: super::optional_date(lang, "to", &self.to)?,
                 scope,
                 category,
                 status,
@@ -274,24 +262,16 @@ pub async fn queue(
     ))
 }
 
-#[derive(Deserialize, Default)]
-pub struct DoneQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
-
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<DoneQuery>,
+    Query(q): Query<super::DoneQuery>,
 ) -> Result<Html<String>, ConsoleError> {
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;
     let store = |e| ConsoleError::store(lang, e);
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ConsoleError::not_found(lang, format!("break {id:?}")))?;
+    let id = super::path_id(lang, "break", &id)?;
     let (b, trail) = state
         .store
         .break_detail(id)
@@ -685,9 +665,7 @@ pub async fn act(
     staff.check_csrf(&f.csrf)?;
     staff.require(StaffRole::Operator)?;
     let lang = staff.lang;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ConsoleError::not_found(lang, format!("break {id:?}")))?;
+    let id = super::path_id(lang, "break", &id)?;
     let action = action_of(lang, &f)?;
     apply(&state, &staff, id, &action).await?;
     Ok(layout::see_other(&format!("/console/breaks/{id}?done=1")))

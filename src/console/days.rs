@@ -80,9 +80,7 @@ pub async fn day(
 ) -> Result<Html<String>, ConsoleError> {
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;
-    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
-        ConsoleError::bad_request(lang, format!("{date:?} is not a date (YYYY-MM-DD)"))
-    })?;
+    let date = super::path_date(lang, &date)?;
     let o = state
         .store
         .day_overview(date, &windows(&state, date))

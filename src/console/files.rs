@@ -7,7 +7,7 @@
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, Response};
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
 
@@ -29,18 +29,6 @@ pub struct FilesQuery {
 
 fn store_err(lang: Lang) -> impl Fn(crate::store::StoreError) -> ConsoleError {
     move |e| ConsoleError::store(lang, e)
-}
-
-fn parse_date(lang: Lang, s: &str) -> Result<Option<NaiveDate>, ConsoleError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| {
-            ConsoleError::bad_request(lang, format!("date: {s:?} is not a date (YYYY-MM-DD)"))
-        })
 }
 
 /// The sources a file may come from: each biller, the hub and the bank.
@@ -69,8 +57,8 @@ pub async fn list(
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;
     let zone = state.config.console.zone();
-    let date =
-        parse_date(lang, &q.date)?.unwrap_or_else(|| Utc::now().with_timezone(&zone).date_naive());
+    let date = super::optional_date(lang, "date", &q.date)?
+        .unwrap_or_else(|| Utc::now().with_timezone(&zone).date_naive());
     let files = state
         .store
         .files_of_date(date)
@@ -165,7 +153,7 @@ pub async fn import(
             format!("source: unknown {source:?}; a biller id, hub or bank"),
         ));
     }
-    let date = parse_date(lang, &field("date"))?;
+    let date = super::optional_date(lang, "date", &field("date"))?;
     let Some((name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
         return Err(ConsoleError::bad_request(
             lang,
@@ -250,24 +238,16 @@ pub async fn import(
     )))
 }
 
-#[derive(Deserialize, Default)]
-pub struct DoneQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
-
 /// `GET /console/files/{id}`: one file's facts and its audit entries.
 pub async fn detail(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
-    Query(q): Query<DoneQuery>,
+    Query(q): Query<super::DoneQuery>,
 ) -> Result<Html<String>, ConsoleError> {
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ConsoleError::not_found(lang, format!("file {id:?}")))?;
+    let id = super::path_id(lang, "file", &id)?;
     let f = state
         .store
         .console_file(id)

@@ -225,6 +225,43 @@ impl ConsoleError {
     }
 }
 
+/// An optional date field (`YYYY-MM-DD`; empty: none), named in the
+/// refusal.
+pub fn optional_date(
+    lang: Lang,
+    field: &str,
+    s: &str,
+) -> Result<Option<chrono::NaiveDate>, ConsoleError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| {
+            ConsoleError::bad_request(lang, format!("{field}: {s:?} is not a date (YYYY-MM-DD)"))
+        })
+}
+
+/// A date in a path.
+pub fn path_date(lang: Lang, s: &str) -> Result<chrono::NaiveDate, ConsoleError> {
+    optional_date(lang, "date", s)?
+        .ok_or_else(|| ConsoleError::bad_request(lang, "date: missing (YYYY-MM-DD)"))
+}
+
+/// A numeric id in a path: anything else is not found.
+pub fn path_id(lang: Lang, what: &str, s: &str) -> Result<i64, ConsoleError> {
+    s.parse()
+        .map_err(|_| ConsoleError::not_found(lang, format!("{what} {s:?}")))
+}
+
+/// `?done=1` after a form: the page says it was done.
+#[derive(serde::Deserialize, Default)]
+pub struct DoneQuery {
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         if let Some(next) = &self.sign_in_then {

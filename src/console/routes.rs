@@ -28,12 +28,6 @@ use crate::store::console::AuditEntry;
 /// At most this many in-flight payments are named.
 const NAMED: i64 = 20;
 
-#[derive(Deserialize, Default)]
-pub struct DoneQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
-
 /// The route new payments of `b` go to first (its preferred one, else
 /// the first of its order).
 fn current_route(b: &Biller) -> Option<String> {
@@ -47,7 +41,7 @@ fn current_route(b: &Biller) -> Option<String> {
 pub async fn list(
     State(state): State<AppState>,
     staff: Staff,
-    Query(q): Query<DoneQuery>,
+    Query(q): Query<super::DoneQuery>,
 ) -> Result<Html<String>, ConsoleError> {
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;

@@ -6,7 +6,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{Days, NaiveDate};
+use chrono::Days;
 use maud::html;
 use rust_decimal::Decimal;
 
@@ -54,9 +54,7 @@ pub async fn day(
     staff.require(StaffRole::Viewer)?;
     let lang = staff.lang;
     let store = |e| ConsoleError::store(lang, e);
-    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
-        ConsoleError::bad_request(lang, format!("{date:?} is not a date (YYYY-MM-DD)"))
-    })?;
+    let date = super::path_date(lang, &date)?;
     let mut batches = state.store.batches(None, Some(date)).await.map_err(store)?;
     batches.sort_by(|a, b| a.biller_id.cmp(&b.biller_id));
     let mut files = Vec::new();

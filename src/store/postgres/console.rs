@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::recon::{row_to_break, row_to_file};
 use super::{db_err, PgStore};
-use crate::domain::staff::{StaffRole, StaffUser};
+use crate::domain::staff::StaffUser;
 use crate::store::console::{
     AttemptRow, AuditEntry, BillerDay, BillerWindow, CallbackRow, ChannelDay, ConsoleFile,
     ConsoleSession, ConsoleStore, DayBatch, DayOverview, DayRun, EntryRow, InFlight, ItemRow,
@@ -17,19 +17,6 @@ use crate::store::console::{
 };
 use crate::store::recon::BreakRow;
 use crate::store::{StoreError, StoreResult};
-
-fn user_of(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
-    let id: String = r.get("staff_id");
-    let role: String = r.get("role");
-    Ok(StaffUser {
-        role: StaffRole::parse(&role).ok_or_else(|| {
-            StoreError::Rejected(format!("staff user {id} has an unknown role {role:?}"))
-        })?,
-        name: r.get("name"),
-        disabled: r.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some(),
-        id,
-    })
-}
 
 /// The queue counts matching breaks up to this many.
 const QUEUE_COUNT_CAP: i64 = 10_000;
@@ -78,7 +65,7 @@ impl ConsoleStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ConsoleSession>> {
         let Some(r) = sqlx::query(
-            "SELECT s.staff_id, s.csrf, s.created_at, s.last_seen_at, s.ended_at,
+            "SELECT s.staff_id AS id, s.csrf, s.created_at, s.last_seen_at, s.ended_at,
                     (u.token_hash = s.token_hash) AS token_current,
                     u.name, u.role, u.disabled_at
                FROM console_sessions s JOIN staff_users u ON u.id = s.staff_id
@@ -95,7 +82,7 @@ impl ConsoleStore for PgStore {
             return Ok(None);
         }
         let last_seen: DateTime<Utc> = r.get("last_seen_at");
-        let user = user_of(&r)?;
+        let user = super::staff::row_to_user(&r)?;
         let end_reason = if user.disabled {
             Some("user disabled")
         } else if !r.get::<bool, _>("token_current") {
@@ -186,7 +173,7 @@ impl ConsoleStore for PgStore {
                  UPDATE console_sign_in_links SET used_at = $2
                   WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
                   RETURNING staff_id, token_hash)
-             SELECT used.staff_id, used.token_hash, u.name, u.role, u.disabled_at
+             SELECT used.staff_id AS id, used.token_hash, u.name, u.role, u.disabled_at
                FROM used JOIN staff_users u ON u.id = used.staff_id AND u.token_hash = used.token_hash",
         )
         .bind(code_hash)
@@ -197,7 +184,7 @@ impl ConsoleStore for PgStore {
         else {
             return Ok(None);
         };
-        let user = user_of(&r)?;
+        let user = super::staff::row_to_user(&r)?;
         if user.disabled {
             return Ok(None);
         }

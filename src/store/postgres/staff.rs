@@ -7,7 +7,7 @@ use super::{db_err, PgStore};
 use crate::domain::staff::{StaffRole, StaffUser};
 use crate::store::{StaffRecord, StaffStore, StoreError, StoreResult};
 
-fn row_to_user(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
+pub(super) fn row_to_user(r: &sqlx::postgres::PgRow) -> StoreResult<StaffUser> {
     let id: String = r.get("id");
     let role: String = r.get("role");
     Ok(StaffUser {
