@@ -497,9 +497,10 @@ pub async fn upload(
     mp: Multipart,
 ) -> Result<Response, ConsoleError> {
     let lang = staff.lang;
+    // The role first: a viewer's upload is refused before it is read.
+    staff.require(StaffRole::Operator)?;
     let (fields, file) = read_multipart(lang, mp, "sheet").await?;
     staff.check_csrf(fields.get("csrf").map(String::as_str).unwrap_or(""))?;
-    staff.require(StaffRole::Operator)?;
     let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
         return Err(ConsoleError::bad_request(
             lang,

@@ -137,9 +137,10 @@ pub async fn import(
     mp: Multipart,
 ) -> Result<Response, ConsoleError> {
     let lang = staff.lang;
+    // The role first: a viewer's upload is refused before it is read.
+    staff.require(StaffRole::Operator)?;
     let (fields, file) = read_multipart(lang, mp, "file").await?;
     staff.check_csrf(fields.get("csrf").map(String::as_str).unwrap_or(""))?;
-    staff.require(StaffRole::Operator)?;
     let field = |k: &str| {
         fields
             .get(k)
