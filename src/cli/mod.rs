@@ -54,6 +54,10 @@ pub enum Command {
     /// Routes to billers: their health and planned switches.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// The duties one process of a fleet runs at a time (closing dates,
+    /// the settlement relay, file routes, pruning): who holds each lease,
+    /// until when, and the last hand-overs.
+    Duties,
     /// Connectors' private keys: seal a PEM key with the master key, or
     /// generate an RSA or SM2 signing key pair.
     #[command(subcommand)]
@@ -254,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(config, args).await,
         Command::Billers(cmd) => billers(config, cmd).await,
         Command::Routes(cmd) => routes(config, cmd).await,
+        Command::Duties => duties(&connect(&config).await?, &config).await,
         Command::Keys(cmd) => keys::run(&config, cmd),
         Command::Channels(cmd) => channels(config, cmd).await,
         Command::Ledger(cmd) => ledger(config, cmd).await,
@@ -699,6 +704,57 @@ async fn ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
                 "ledger audit FAILED"
             );
             println!("ledger audit OK");
+        }
+    }
+    Ok(())
+}
+
+/// `billclear duties`: each duty's lease and its last hand-overs.
+async fn duties(store: &PgStore, config: &Config) -> anyhow::Result<()> {
+    use crate::store::lease::LeaseStore;
+    let timing = crate::startup::duty::LeaseTiming::from_config(&config.duties);
+    println!(
+        "leases of {} s, asked for every {} s: a dead holder's duty is taken over within {} s",
+        timing.lease.as_secs_f64(),
+        timing.check.as_secs_f64(),
+        timing.takeover_bound().as_secs_f64()
+    );
+    let leases = store.leases().await?;
+    if leases.is_empty() {
+        println!("no duty has been held yet (no billclear serve has run on this database)");
+    }
+    println!(
+        "{:<18} {:<40} {:<26} {}",
+        "DUTY", "HOLDER", "EXPIRES", "SINCE"
+    );
+    for l in &leases {
+        let holder = if l.holder.is_empty() {
+            "(released)"
+        } else {
+            &l.holder
+        };
+        println!(
+            "{:<18} {:<40} {:<26} {}{}",
+            l.duty,
+            holder,
+            l.expires_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+            l.acquired_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            if l.expired {
+                "  EXPIRED: the next process to check takes it"
+            } else {
+                ""
+            }
+        );
+        for h in store.handovers(&l.duty).await?.iter().rev().take(3) {
+            println!(
+                "    {} taken by {}{}",
+                h.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                h.holder,
+                h.previous_holder
+                    .as_deref()
+                    .map(|p| format!(" from {p}"))
+                    .unwrap_or_default()
+            );
         }
     }
     Ok(())

@@ -39,7 +39,32 @@ pub struct Config {
     /// The finance console under `/console/`.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Duties held by one process of a fleet at a time, under a lease.
+    #[serde(default)]
+    pub duties: DutiesConfig,
     pub log: LogConfig,
+}
+
+/// Duties that one process of a fleet runs at a time (closing dates,
+/// relaying the settlement outbox, file routes, pruning), each under a
+/// lease in the database; a dead holder's duty is taken over within
+/// `lease_ms + check_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DutiesConfig {
+    /// How long a lease lasts without renewal.
+    pub lease_ms: u64,
+    /// How often each process asks for (or renews) each lease.
+    pub check_ms: u64,
+}
+
+impl Default for DutiesConfig {
+    fn default() -> Self {
+        DutiesConfig {
+            lease_ms: 15_000,
+            check_ms: 5_000,
+        }
+    }
 }
 
 /// The finance console served by `billclear serve` under `/console/`.
@@ -500,6 +525,7 @@ impl Default for Config {
                 },
             },
             console: ConsoleConfig::default(),
+            duties: DutiesConfig::default(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -564,6 +590,10 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.duties.check_ms >= 50 && self.duties.lease_ms >= 2 * self.duties.check_ms,
+            "duties.lease_ms must be at least twice duties.check_ms (a holder renews several times per lease)"
+        );
         anyhow::ensure!(
             self.console.time_zone.parse::<chrono_tz::Tz>().is_ok(),
             "console.time_zone {:?} is not an IANA time zone name (e.g. Asia/Shanghai)",

@@ -203,16 +203,15 @@ impl FileRouter {
     }
 }
 
-/// Runs the file routes every `every` until the task is aborted.
-pub fn spawn(router: FileRouter, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = router.tick(Utc::now()).await {
-                tracing::warn!(error = %e, "file routes: will try again");
-            }
+/// Runs the file routes every `every` until aborted (the duty
+/// `file-routes`, held by one process at a time).
+pub async fn run(router: std::sync::Arc<FileRouter>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = router.tick(Utc::now()).await {
+            tracing::warn!(error = %e, "file routes: will try again");
         }
-    })
+    }
 }

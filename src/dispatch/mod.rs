@@ -48,6 +48,7 @@ pub struct Deps {
 /// The dispatch and callback workers of one process.
 pub struct Workers {
     handles: Vec<tokio::task::JoinHandle<()>>,
+    file_routes: crate::startup::duty::Duty,
 }
 
 impl Workers {
@@ -86,10 +87,6 @@ impl Workers {
                 },
                 sender,
             )),
-            files::spawn(
-                files::FileRouter::new(state),
-                Duration::from_millis(cfg.dispatch.file_poll_ms),
-            ),
             routes::spawn_heartbeat(
                 state.routes.clone(),
                 state.store.clone(),
@@ -97,13 +94,27 @@ impl Workers {
                 Duration::from_millis(cfg.routing.heartbeat_ms),
             ),
         ];
-        Ok(Workers { handles })
+        // The file routes: one process of a fleet at a time.
+        let router = Arc::new(files::FileRouter::new(state));
+        let every = Duration::from_millis(cfg.dispatch.file_poll_ms);
+        let file_routes = crate::startup::duty::Duty::spawn(
+            state.store.clone(),
+            crate::startup::duty::FILE_ROUTES,
+            name,
+            crate::startup::duty::LeaseTiming::from_config(&cfg.duties),
+            crate::startup::duty::body(move || files::run(router.clone(), every)),
+        );
+        Ok(Workers {
+            handles,
+            file_routes,
+        })
     }
 
     /// Stops at once, abandoning calls in flight (as a crash would: their
     /// work comes back after the lease). Used by tests and at shutdown.
     pub fn abort(&self) {
         self.handles.iter().for_each(|h| h.abort());
+        self.file_routes.abort();
     }
 }
 

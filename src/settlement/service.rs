@@ -13,20 +13,41 @@ use super::broker::{Consumer, HandleError, Relay, Running};
 use super::close::{close_date, due_dates, Closing, When};
 use super::render::BatchRenderer;
 use crate::config::Config;
+use crate::startup::duty::{self, Duty, LeaseTiming};
 use crate::store::{BatchRecord, CloseOutcome, Store};
 
-/// The running settlement tasks of one process.
+/// The running settlement tasks of one process: the consumer (every
+/// process consumes; handling is idempotent), and the duties of relaying
+/// the outbox and closing dates at their cut-off (one process of a fleet
+/// at a time, under a lease: `startup::duty`).
 pub struct SettlementService {
-    relay: Running,
+    relay: Duty,
     consumer: Running,
-    scheduler: Option<tokio::task::JoinHandle<()>>,
+    scheduler: Option<Duty>,
 }
 
 impl SettlementService {
-    /// Starts the relay and the consumer, and the scheduler when
-    /// `settlement.schedule` is on.
+    /// Starts the consumer, and stands for the relay and (when
+    /// `settlement.schedule` is on) the scheduler's duties.
     pub fn start(store: Arc<dyn Store>, config: &Config, worker: &str) -> SettlementService {
-        let relay = Relay::new(store.clone(), config.amqp.clone(), worker).spawn();
+        let timing = LeaseTiming::from_config(&config.duties);
+        let relay = {
+            let (store, amqp, worker) = (store.clone(), config.amqp.clone(), worker.to_string());
+            Duty::spawn(
+                store.clone(),
+                duty::SETTLEMENT_RELAY,
+                &worker.clone(),
+                timing,
+                duty::body(move || {
+                    let relay = Relay::new(store.clone(), amqp.clone(), worker.clone());
+                    async move {
+                        // Dropped (aborted) when the lease is lost.
+                        let _running = relay.spawn();
+                        std::future::pending::<()>().await
+                    }
+                }),
+            )
+        };
         let renderer = Arc::new(BatchRenderer::new(
             store.clone(),
             config.settlement.outbox_dir.clone(),
@@ -39,7 +60,13 @@ impl SettlementService {
             .spawn();
         let scheduler = config.settlement.schedule.then(|| {
             let cfg = config.clone();
-            tokio::spawn(async move { schedule(store, cfg).await })
+            Duty::spawn(
+                store.clone(),
+                duty::CLOSE_DATES,
+                worker,
+                timing,
+                duty::body(move || schedule(store.clone(), cfg.clone())),
+            )
         });
         SettlementService {
             relay,
@@ -48,11 +75,12 @@ impl SettlementService {
         }
     }
 
+    /// Stops, giving the duties' leases up for an immediate hand-over.
     pub async fn stop(self) {
         if let Some(s) = &self.scheduler {
-            s.abort();
+            s.release().await;
         }
-        self.relay.stop().await;
+        self.relay.release().await;
         self.consumer.stop().await;
     }
 

@@ -17,6 +17,8 @@
 //! those depend on where it runs (a configured database, a fresh one per
 //! demo or test).
 
+pub mod duty;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +72,7 @@ pub struct Service {
     pub workers: Option<Workers>,
     /// The settlement relay, consumer and schedule, when started.
     pub settlement: Option<SettlementService>,
-    pruner: Option<tokio::task::JoinHandle<()>>,
+    pruner: Option<duty::Duty>,
 }
 
 impl Service {
@@ -82,9 +84,16 @@ impl Service {
         config: Config,
         parts: Parts,
     ) -> anyhow::Result<Service> {
-        let pruner = parts
-            .prune_nonces
-            .then(|| spawn_nonce_pruner(store.clone(), config.auth.nonce_retention_s));
+        let pruner = parts.prune_nonces.then(|| {
+            let (store2, retention_s) = (store.clone(), config.auth.nonce_retention_s);
+            duty::Duty::spawn(
+                store.clone(),
+                duty::PRUNE_NONCES,
+                &parts.worker,
+                duty::LeaseTiming::from_config(&config.duties),
+                duty::body(move || prune_nonces(store2.clone(), retention_s)),
+            )
+        });
         let state = AppState::start(store, master_key, config, &parts.worker).await?;
         let workers = if parts.dispatch {
             log_connectors(&state);
@@ -152,18 +161,17 @@ fn log_connectors(state: &AppState) {
     }
 }
 
-/// Deletes nonces older than the retention once a minute.
-fn spawn_nonce_pruner(store: Arc<dyn Store>, retention_s: i64) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let before = chrono::Utc::now() - chrono::Duration::seconds(retention_s);
-            match store.prune_nonces(before).await {
-                Ok(n) if n > 0 => tracing::debug!(pruned = n, "old nonces pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "nonce pruning failed"),
-            }
+/// Deletes nonces older than the retention once a minute (the duty
+/// `prune-nonces`, held by one process at a time).
+async fn prune_nonces(store: Arc<dyn Store>, retention_s: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now() - chrono::Duration::seconds(retention_s);
+        match store.prune_nonces(before).await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "old nonces pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "nonce pruning failed"),
         }
-    })
+    }
 }

@@ -5,6 +5,7 @@
 pub mod bank;
 pub mod console;
 pub mod group;
+pub mod lease;
 pub mod postgres;
 pub mod recon;
 
@@ -725,6 +726,7 @@ pub trait Store:
     + recon::ResendStore
     + bank::BankStore
     + console::ConsoleStore
+    + lease::LeaseStore
 {
 }
 impl<
@@ -740,7 +742,8 @@ impl<
             + recon::ReconStore
             + recon::ResendStore
             + bank::BankStore
-            + console::ConsoleStore,
+            + console::ConsoleStore
+            + lease::LeaseStore,
     > Store for T
 {
 }

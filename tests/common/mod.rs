@@ -272,6 +272,10 @@ impl TestApp {
         // Settlement files in a directory, and RabbitMQ names, of this test's own.
         config.settlement.outbox_dir = std::env::temp_dir().join(format!("{db_name}-settlement"));
         config.settlement.schedule = false;
+        // Duties (relay, file routes, closing) change hands quickly in
+        // tests that stop one process and start another.
+        config.duties.lease_ms = 1_500;
+        config.duties.check_ms = 250;
         config.recon.dir = std::env::temp_dir().join(format!("{db_name}-recon"));
         config.amqp = config.amqp.scoped(&db_name);
         if let Some(sim) = &sim {

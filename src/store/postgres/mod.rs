@@ -5,6 +5,7 @@ mod billers;
 mod channels;
 mod console;
 mod dispatch;
+mod lease;
 mod ledger;
 mod payments;
 mod recon;
