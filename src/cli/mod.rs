@@ -723,10 +723,7 @@ async fn duties(store: &PgStore, config: &Config) -> anyhow::Result<()> {
     if leases.is_empty() {
         println!("no duty has been held yet (no billclear serve has run on this database)");
     }
-    println!(
-        "{:<18} {:<40} {:<26} {}",
-        "DUTY", "HOLDER", "EXPIRES", "SINCE"
-    );
+    println!("{:<18} {:<40} {:<26} SINCE", "DUTY", "HOLDER", "EXPIRES");
     for l in &leases {
         let holder = if l.holder.is_empty() {
             "(released)"
