@@ -48,6 +48,9 @@ pub struct Deps {
 /// The dispatch and callback workers of one process.
 pub struct Workers {
     handles: Vec<tokio::task::JoinHandle<()>>,
+    /// The claim loops' heartbeats, with the age past which a loop is
+    /// not alive.
+    beats: Vec<(&'static str, crate::liveness::Heartbeat, Duration)>,
 }
 
 impl Workers {
@@ -59,16 +62,30 @@ impl Workers {
         let commit = commit::Committer::start(state.store.clone(), &cfg.dispatch);
         let dispatcher = Arc::new(worker::Dispatcher::new(state, name, commit.clone()));
         let sender = Arc::new(callbacks::CallbackSender::new(state, commit)?);
+        let dispatch_beat = crate::liveness::Heartbeat::default();
+        let callback_beat = crate::liveness::Heartbeat::default();
+        let dispatch_lease = Duration::from_millis(cfg.dispatch.lease_ms);
+        let callback_lease = Duration::from_millis(
+            (2 * cfg.callbacks.timeout_ms + 5_000).max(cfg.dispatch.lease_ms),
+        );
+        // A loop waits at most for a job to end (within its lease) before
+        // it goes round again.
+        let stale = |lease: Duration| 2 * lease + Duration::from_secs(30);
+        let beats = vec![
+            ("dispatch", dispatch_beat.clone(), stale(dispatch_lease)),
+            ("callback", callback_beat.clone(), stale(callback_lease)),
+        ];
         let handles = vec![
             tokio::spawn(pool::run(
                 state.store.clone(),
                 pool::PoolSettings {
                     topic: Topic::Dispatch,
                     worker: name.to_string(),
-                    lease: Duration::from_millis(cfg.dispatch.lease_ms),
+                    lease: dispatch_lease,
                     claim_batch: cfg.dispatch.claim_batch,
                     poll: Duration::from_millis(cfg.dispatch.poll_ms),
                     concurrency: cfg.dispatch.concurrency,
+                    heartbeat: dispatch_beat,
                 },
                 dispatcher,
             )),
@@ -77,12 +94,11 @@ impl Workers {
                 pool::PoolSettings {
                     topic: Topic::Callback,
                     worker: name.to_string(),
-                    lease: Duration::from_millis(
-                        (2 * cfg.callbacks.timeout_ms + 5_000).max(cfg.dispatch.lease_ms),
-                    ),
+                    lease: callback_lease,
                     claim_batch: cfg.dispatch.claim_batch,
                     poll: Duration::from_millis(cfg.dispatch.poll_ms),
                     concurrency: cfg.callbacks.concurrency,
+                    heartbeat: callback_beat,
                 },
                 sender,
             )),
@@ -97,7 +113,14 @@ impl Workers {
                 Duration::from_millis(cfg.routing.heartbeat_ms),
             ),
         ];
-        Ok(Workers { handles })
+        Ok(Workers { handles, beats })
+    }
+
+    /// Registers the claim loops' heartbeats with `/readyz`.
+    pub fn watch(&self, liveness: &crate::liveness::Liveness) {
+        for (name, beat, stale) in &self.beats {
+            liveness.watch_worker(*name, beat.clone(), *stale);
+        }
     }
 
     /// Stops at once, abandoning calls in flight (as a crash would: their

@@ -20,13 +20,21 @@ pub struct SettlementService {
     relay: Running,
     consumer: Running,
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// The relay's and the consumer's RabbitMQ connections (`/readyz`).
+    links: [(&'static str, crate::liveness::BrokerLink); 2],
 }
 
 impl SettlementService {
     /// Starts the relay and the consumer, and the scheduler when
     /// `settlement.schedule` is on.
     pub fn start(store: Arc<dyn Store>, config: &Config, worker: &str) -> SettlementService {
-        let relay = Relay::new(store.clone(), config.amqp.clone(), worker).spawn();
+        let links = [
+            ("relay", crate::liveness::BrokerLink::default()),
+            ("consumer", crate::liveness::BrokerLink::default()),
+        ];
+        let relay = Relay::new(store.clone(), config.amqp.clone(), worker)
+            .with_link(links[0].1.clone())
+            .spawn();
         let renderer = Arc::new(BatchRenderer::new(
             store.clone(),
             config.settlement.outbox_dir.clone(),
@@ -36,6 +44,7 @@ impl SettlementService {
         // renders what is left without files after a few minutes anyway).
         let consumer = Consumer::new(config.amqp.clone(), renderer)
             .with_transient_delay(Duration::from_secs(5))
+            .with_link(links[1].1.clone())
             .spawn();
         let scheduler = config.settlement.schedule.then(|| {
             let cfg = config.clone();
@@ -45,6 +54,14 @@ impl SettlementService {
             relay,
             consumer,
             scheduler,
+            links,
+        }
+    }
+
+    /// Registers the RabbitMQ connections with `/readyz`.
+    pub fn watch(&self, liveness: &crate::liveness::Liveness) {
+        for (name, link) in &self.links {
+            liveness.watch_broker(*name, link.clone());
         }
     }
 
