@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use billclear::client::Extra;
@@ -10,47 +11,194 @@ use billclear::domain::payment::PaymentStatus::*;
 use billclear::liveness::{BrokerLink, Heartbeat};
 use common::{Options, TestApp};
 use hyper::Method;
-use prometheus_parse::{Scrape, Value};
 
 const ACCOUNT: &str = "3100000011";
 const CLOSED: &str = "3100000110";
 
-async fn scrape(app: &TestApp) -> Scrape {
+/// One sample of the exposition.
+#[derive(Debug)]
+struct Sample {
+    metric: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A strict parser of the Prometheus text format (0.0.4): `# HELP` and
+/// `# TYPE` comments, and `name{label="value",...} value [timestamp]`
+/// lines with escaped label values. (The `prometheus-parse` crate reads a
+/// label value holding `}`, as in `/v1/payments/{id}`, wrongly.)
+fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for (i, line) in text.lines().enumerate() {
+        let bad = |why: &str| format!("line {}: {why}: {line:?}", i + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').ok_or_else(|| bad("TYPE"))?;
+            if !is_name(name)
+                || !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind)
+            {
+                return Err(bad("TYPE"));
+            }
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).ok_or_else(|| bad("no value"))?;
+        let name = &line[..name_end];
+        if !is_name(name) {
+            return Err(bad("metric name"));
+        }
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            loop {
+                match chars.peek() {
+                    Some((_, '}')) => {
+                        let (at, _) = chars.next().unwrap();
+                        rest = &r[at + 1..];
+                        break;
+                    }
+                    None => return Err(bad("unclosed labels")),
+                    _ => {}
+                }
+                let mut key = String::new();
+                for (_, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    key.push(c);
+                }
+                if !is_name(&key) || chars.next().map(|x| x.1) != Some('"') {
+                    return Err(bad("label name"));
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next().map(|x| x.1) {
+                        Some('\\') => match chars.next().map(|x| x.1) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            _ => return Err(bad("label escape")),
+                        },
+                        Some('"') => break,
+                        Some(c) => value.push(c),
+                        None => return Err(bad("unclosed label value")),
+                    }
+                }
+                if labels.insert(key, value).is_some() {
+                    return Err(bad("duplicate label"));
+                }
+                match chars.peek().map(|x| x.1) {
+                    Some(',') => {
+                        chars.next();
+                    }
+                    Some('}') => {}
+                    _ => return Err(bad("after a label")),
+                }
+            }
+        }
+        let mut fields = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| bad("no space before the value"))?
+            .split(' ');
+        let value: f64 = match fields.next() {
+            Some("+Inf") => f64::INFINITY,
+            Some("-Inf") => f64::NEG_INFINITY,
+            Some(v) => v.parse().map_err(|_| bad("value"))?,
+            None => return Err(bad("no value")),
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>().map_err(|_| bad("timestamp"))?;
+        }
+        if fields.next().is_some() {
+            return Err(bad("trailing fields"));
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| types.get(*b).map(String::as_str) == Some("histogram"))
+            })
+            .unwrap_or(name);
+        if !types.contains_key(base) {
+            return Err(bad("a sample without a # TYPE"));
+        }
+        out.push(Sample {
+            metric: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+async fn scrape(app: &TestApp) -> Vec<Sample> {
     let r = app.alipay.get("/metrics").await.unwrap();
     assert_eq!(r.status, 200);
     let ct = r.headers["content-type"].to_str().unwrap().to_string();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-    let text = r.text();
-    // Every line is a comment, a blank or `name{labels} value`.
-    for line in text.lines() {
-        assert!(
-            line.is_empty()
-                || line.starts_with("# ")
-                || (line.starts_with("billclear_") && line.rsplit_once(' ').is_some()),
-            "not a Prometheus text line: {line:?}"
-        );
-    }
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+    let samples = parse_exposition(&r.text()).expect("the Prometheus text format");
+    assert!(samples.iter().all(|s| s.metric.starts_with("billclear_")));
+    samples
 }
 
-/// The value of the sample `name` whose labels include `labels`.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name)
-        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => f64::NAN,
+/// The value of the sample `name` (a histogram: its `_count`) whose
+/// labels include `labels`.
+fn value(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let count = format!("{name}_count");
+    s.iter()
+        .filter(|x| x.metric == name || x.metric == count)
+        .find(|x| {
+            labels
+                .iter()
+                .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
         })
+        .map(|x| x.value)
 }
 
-fn has(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+fn has(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     value(s, name, labels).unwrap_or_else(|| {
-        let names: std::collections::BTreeSet<_> = s.samples.iter().map(|x| &x.metric).collect();
-        panic!("no {name} {labels:?} in /metrics; names: {names:?}")
+        let names: std::collections::BTreeSet<_> = s.iter().map(|x| &x.metric).collect();
+        let same: Vec<_> = s
+            .iter()
+            .filter(|x| x.metric == name)
+            .map(|x| &x.labels)
+            .collect();
+        panic!("no {name} {labels:?} in /metrics: {same:?}; names: {names:?}")
     })
+}
+
+#[test]
+fn the_parser_is_strict() {
+    let ok = "# TYPE a counter\na{route=\"/v1/p/{id}\",s=\"q\\\"x\"} 3\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n";
+    let s = parse_exposition(ok).unwrap();
+    assert_eq!(s[0].labels["route"], "/v1/p/{id}");
+    assert_eq!(s[0].labels["s"], "q\"x");
+    assert_eq!(s[2].value, 2.0);
+    for bad in [
+        "a 1\n",
+        "# TYPE a counter\na{x=\"1} 1\n",
+        "# TYPE a counter\na{x=1} 1\n",
+        "# TYPE a counter\na 1 2 3\n",
+        "# TYPE a counter\na{x=\"1\"}1\n",
+        "# TYPE a counter\na one\n",
+    ] {
+        assert!(parse_exposition(bad).is_err(), "{bad:?}");
+    }
 }
 
 #[tokio::test]
@@ -81,7 +229,11 @@ async fn metrics_count_payments_dispatch_inquiries_and_requests() {
         let done = value(
             &s,
             "billclear_payments_final_total",
-            &[("biller", "sh-water"), ("channel", "alipay"), ("state", "REJECTED")],
+            &[
+                ("biller", "sh-water"),
+                ("channel", "alipay"),
+                ("state", "REJECTED"),
+            ],
         )
         .is_some()
             && value(&s, "billclear_gauges_refreshed_timestamp_seconds", &[]).is_some();
@@ -126,7 +278,13 @@ async fn metrics_count_payments_dispatch_inquiries_and_requests() {
     );
     let circuit = has(&s, "billclear_route_circuit_state", &[("route", &route)]);
     assert!((0.0..=2.0).contains(&circuit));
-    assert!(has(&s, "billclear_inquiry_budget_used_total", &[("biller", "sh-water")]) >= 1.0);
+    assert!(
+        has(
+            &s,
+            "billclear_inquiry_budget_used_total",
+            &[("biller", "sh-water")]
+        ) >= 1.0
+    );
     // HTTP requests by the matched route's template, never the raw path.
     assert!(
         has(
@@ -149,11 +307,17 @@ async fn metrics_count_payments_dispatch_inquiries_and_requests() {
             &[("route", "unmatched"), ("status", "404")]
         ) >= 1.0
     );
-    assert!(has(&s, "billclear_http_request_seconds", &[("route", "/v1/payments")]) >= 2.0);
-    assert!(!s
-        .samples
-        .iter()
-        .any(|x| x.labels.values().any(|v| v.contains("12345") || v.contains(&ok.to_string()))));
+    assert!(
+        has(
+            &s,
+            "billclear_http_request_seconds",
+            &[("route", "/v1/payments")]
+        ) >= 2.0
+    );
+    assert!(!s.iter().any(|x| x
+        .labels
+        .values()
+        .any(|v| v.contains("12345") || v.contains(&ok.to_string()))));
     // The gauges read from the database.
     assert!(has(&s, "billclear_payments_unknown", &[]) >= 0.0);
     assert!(has(&s, "billclear_payments_unknown_oldest_seconds", &[]) >= 0.0);
@@ -162,11 +326,21 @@ async fn metrics_count_payments_dispatch_inquiries_and_requests() {
         assert!(has(&s, "billclear_outbox_lag_seconds", &[("topic", topic)]) >= 0.0);
     }
     assert!(has(&s, "billclear_callbacks_pending", &[]) >= 0.0);
-    assert!(has(&s, "billclear_breaks_open", &[("category", "missing-at-biller")]) >= 0.0);
+    assert!(
+        has(
+            &s,
+            "billclear_breaks_open",
+            &[("category", "missing-at-biller")]
+        ) >= 0.0
+    );
     for files in ["pending", "written", "failed"] {
         assert!(has(&s, "billclear_settlement_batches", &[("files", files)]) >= 0.0);
     }
-    let overdue = has(&s, "billclear_settlement_dates_overdue", &[("biller", "sh-water")]);
+    let overdue = has(
+        &s,
+        "billclear_settlement_dates_overdue",
+        &[("biller", "sh-water")],
+    );
     assert!((0.0..=10.0).contains(&overdue), "{overdue}");
     let now = chrono::Utc::now().timestamp() as f64;
     let refreshed = has(&s, "billclear_gauges_refreshed_timestamp_seconds", &[]);
@@ -186,15 +360,30 @@ async fn the_database_gauges_read_unknown_payments_and_breaks() {
     .execute(app.store.pool())
     .await
     .unwrap();
-    app.seed_break("sh-water", "missing-at-us", "subject-1", None, Some(100), "seeded")
-        .await;
-    billclear::metrics::refresh(&*app.state.store, 7).await.unwrap();
+    app.seed_break(
+        "sh-water",
+        "missing-at-us",
+        "subject-1",
+        None,
+        Some(100),
+        "seeded",
+    )
+    .await;
+    billclear::metrics::refresh(&*app.state.store, 7)
+        .await
+        .unwrap();
     let s = scrape(&app).await;
     // Other tests in this binary share the recorder: they may refresh the
     // same gauges from their own databases meanwhile; refresh and read at
     // once, and accept their values only as a lower bound.
     assert!(has(&s, "billclear_payments_unknown", &[]) >= 0.0);
-    assert!(has(&s, "billclear_breaks_open", &[("category", "missing-at-us")]) >= 0.0);
+    assert!(
+        has(
+            &s,
+            "billclear_breaks_open",
+            &[("category", "missing-at-us")]
+        ) >= 0.0
+    );
     let g = app.state.store.fleet_gauges(7).await.unwrap();
     assert_eq!(g.unknown, 1);
     assert!(g.unknown_oldest_s >= 690.0, "{}", g.unknown_oldest_s);
@@ -203,7 +392,11 @@ async fn the_database_gauges_read_unknown_payments_and_breaks() {
         vec![("missing-at-us".to_string(), 1)],
         "{g:?}"
     );
-    let dispatch = g.outbox.iter().find(|o| o.0 == "dispatch").expect("dispatch work");
+    let dispatch = g
+        .outbox
+        .iter()
+        .find(|o| o.0 == "dispatch")
+        .expect("dispatch work");
     assert_eq!(dispatch.1, 1);
     app.close().await;
 }
@@ -312,7 +505,12 @@ async fn request_ids_are_echoed_when_sane_and_replaced_when_not() {
     let r = with_id(&app, "/no/such/path", "err-2").await;
     assert_eq!((r.status.as_u16(), id_of(&r)), (404, "err-2".into()));
     // Replaced: too long, bad characters, empty, absent.
-    for bad in ["a".repeat(65), "has space".into(), "semi;colon".into(), "".into()] {
+    for bad in [
+        "a".repeat(65),
+        "has space".into(),
+        "semi;colon".into(),
+        "".into(),
+    ] {
         let r = with_id(&app, "/healthz", &bad).await;
         let got = id_of(&r);
         assert!(is_uuid(&got) && got != bad, "{bad:?} -> {got:?}");

@@ -191,8 +191,7 @@ impl Routes {
         for r in &snapshot {
             crate::metrics::circuit(&r.connector_id, r.state);
         }
-        if let Err(e) = store.record_route_health(worker, &snapshot).await
-        {
+        if let Err(e) = store.record_route_health(worker, &snapshot).await {
             tracing::warn!(error = %e, "storing route health failed");
         }
     }

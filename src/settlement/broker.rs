@@ -829,11 +829,7 @@ impl Relay {
     /// reconnecting by itself.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.cfg.relay_poll_ms.max(1));
-        let mut outage = Outage::new(
-            "relay",
-            self.cfg.reconnect.backoff(),
-            self.status.clone(),
-        );
+        let mut outage = Outage::new("relay", self.cfg.reconnect.backoff(), self.status.clone());
         tracing::info!(exchange = %self.cfg.exchange, "settlement relay started");
         while !stop_requested(&stop) {
             if let Err(e) = self.ensure_link().await {
