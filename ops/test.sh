@@ -9,7 +9,7 @@
 # per parser of outside bytes, one summary line each (docs/testing.md).
 #
 # Starts (or installs) PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
-# 127.0.0.1:5672 (and xmllint), drops test databases
+# 127.0.0.1:5672 (and xmllint, promtool), drops test databases
 # left behind by earlier runs, then runs every test target and the doc tests.
 # Tests create their own databases (billclear_test_*) through
 # BILLCLEAR_TEST_DATABASE_URL.
@@ -22,6 +22,8 @@ bash ops/ensure-postgres.sh
 # with xmllint: both are started or installed when missing.
 bash ops/ensure-rabbitmq.sh
 bash ops/ensure-xmllint.sh
+# The alert rules are checked with promtool (Debian's prometheus package).
+bash ops/ensure-promtool.sh
 # The console's browser test drives Debian's headless Chromium.
 bash ops/ensure-chromium.sh
 export BILLCLEAR_BROWSER_TESTS=required

@@ -16,6 +16,8 @@
 //! - `state` is what one process shares; `api` is the signed HTTP edge
 //!   over it, `console` the finance staff's web pages beside it; `startup` puts a process together (state, API, workers,
 //!   settlement, pruning) once for every caller.
+//! - `metrics` (Prometheus) and `liveness` (for `/readyz`) are read by
+//!   the API and fed by the parts above.
 //! - `cli` runs it; `demo` shows it end to end; `bench` measures it
 //!   (both start through `startup`; only `cli` uses them).
 
@@ -31,6 +33,8 @@ pub mod dispatch;
 pub mod domain;
 pub mod inquiry;
 pub mod intake;
+pub mod liveness;
+pub mod metrics;
 pub mod receiver;
 pub mod reconcile;
 pub mod settlement;

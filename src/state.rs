@@ -36,6 +36,9 @@ pub struct AppState {
     pub inquiry: Arc<InquiryGuard>,
     /// Each biller's oldest payment waiting for dispatch: push-back.
     pub backlog: Arc<BacklogWatch>,
+    /// The liveness of this process's workers and broker connections
+    /// (`/readyz`), registered by `crate::startup`.
+    pub liveness: Arc<crate::liveness::Liveness>,
     /// Background tasks of this state (the biller refresh).
     background: Arc<Vec<tokio::task::AbortHandle>>,
 }
@@ -75,6 +78,14 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.intake.backlog_refresh_ms.max(100)),
         );
+        // The process's metrics recorder (installed once), and the gauges
+        // read from the database.
+        crate::metrics::handle();
+        let gauges = crate::metrics::spawn_refresh(
+            store.clone(),
+            crate::metrics::REFRESH_EVERY,
+            config.settlement.catch_up_days,
+        );
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
@@ -89,8 +100,10 @@ impl AppState {
             routes,
             inquiry: Arc::new(InquiryGuard::new(config_inquiry)),
             backlog,
+            liveness: Arc::default(),
             background: Arc::new(
-                std::iter::once(refresh.abort_handle())
+                [refresh.abort_handle(), gauges.abort_handle()]
+                    .into_iter()
                     .chain(watch.map(|w| w.abort_handle()))
                     .collect(),
             ),

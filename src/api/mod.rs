@@ -8,6 +8,7 @@ mod auth;
 mod billers;
 mod extract;
 mod health;
+mod observe;
 mod openapi;
 mod ops;
 mod payments;
@@ -60,12 +61,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/breaks/{id}/actions", post(recon::act))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
         .merge(crate::console::router())
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                // Outermost: the request id, its span (which every line
+                // below carries), the access line and the HTTP metrics.
+                .layer(axum::middleware::from_fn(observe::observe))
                 // A failed answer is the caller's to handle: a 503 under
                 // load (push-back, overload) would be a line per request.
                 // Its cause is logged where it starts (once, then as a

@@ -57,6 +57,7 @@ const OPERATIONS: &[&Operation] = &[
     &recon::ACT,
     &health::HEALTHZ,
     &health::READYZ,
+    &health::METRICS,
     &health::OPENAPI,
 ];
 
@@ -64,7 +65,7 @@ const DESCRIPTION: &str = "Utility bill payments for payment apps (channels), bi
 
 Every /v1 request is signed (bc1), except /v1/staff, /v1/recon and /v1/breaks, which take a finance staff bearer token instead (staffBearer); the operators' /ops/v1 takes the operator token (opsBearer). A signed request carries Authorization: BC1-HMAC-SHA256 key=<key_id>,ts=<unix seconds>,nonce=<unique string>,sig=<base64 signature>, where sig = base64(HMAC-SHA256(secret, METHOD \\n PATH_AND_QUERY \\n ts \\n nonce \\n hex(SHA-256(body)) \\n)). Channels sign with a channel key; billers (settlement files) with a biller key.
 
-Errors are application/problem+json (the Problem schema) with a stable code; each operation lists, per status, the codes it can answer with. Control characters in the path or the query are refused on every route (400 invalid_characters). A path that is no endpoint is a 404 no_such_route, a method an endpoint does not take a 405 method_not_allowed (components.responses NoSuchRoute and MethodNotAllowed). 429 and 503 answers carry Retry-After.
+Errors are application/problem+json (the Problem schema) with a stable code; each operation lists, per status, the codes it can answer with. Control characters in the path or the query are refused on every route (400 invalid_characters). A path that is no endpoint is a 404 no_such_route, a method an endpoint does not take a 405 method_not_allowed (components.responses NoSuchRoute and MethodNotAllowed). 429 and 503 answers carry Retry-After. Every answer carries X-Request-Id: the request's own when it sends a sane one (1-64 characters of A-Z a-z 0-9 . _ -), else a new UUID; quote it when reporting a problem.
 
 Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's callback URL as a CallbackEvent, signed the same way with the channel's newest active key (method POST, the callback URL's path and query), retried with backoff until the channel answers 2xx; deduplicate on event_id, which is also sent as the Billclear-Event-Id header.";
 
@@ -95,6 +96,7 @@ Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's
         recon::act,
         health::healthz,
         health::readyz,
+        health::metrics,
         health::openapi,
     ),
     components(schemas(Problem, CallbackEvent, CallbackPayment)),
@@ -107,7 +109,7 @@ Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's
         (name = "staff", description = "Finance staff"),
         (name = "reconciliation", description = "Reconciliation runs, reports and breaks (finance staff)"),
         (name = "operators", description = "The operators' API: routes"),
-        (name = "service", description = "Health and this document"),
+        (name = "service", description = "Health, metrics and this document"),
     ),
 )]
 struct ApiDoc;
@@ -386,6 +388,7 @@ mod tests {
             ("switchRoute", "put", "/ops/v1/billers/{biller_id}/route"),
             ("healthz", "get", "/healthz"),
             ("readyz", "get", "/readyz"),
+            ("getMetrics", "get", "/metrics"),
             ("getOpenApi", "get", "/openapi.json"),
         ]
         .iter()

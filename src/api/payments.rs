@@ -296,6 +296,7 @@ pub async fn create(
     headers: HeaderMap,
     signed: Signed,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let key = idempotency_key(&headers)?;
     require_json(&headers)?;
     let now = Utc::now()
@@ -325,8 +326,18 @@ pub async fn create(
             .accept(accepted.item(&key, &signed.key_id, nonce.take()))
             .await
             .map_err(intake_error)?;
+        let fresh = matches!(outcome, AcceptOutcome::Accepted);
         match answer(&state, &signed, &key, &accepted, outcome).await? {
-            Some(response) => return Ok(response),
+            Some(response) => {
+                if fresh {
+                    crate::metrics::payment_accepted(
+                        accepted.request.biller_id.as_str(),
+                        signed.channel.id.as_str(),
+                        started.elapsed(),
+                    );
+                }
+                return Ok(response);
+            }
             // Released by a request that lost on its channel reference:
             // try again (the nonce was recorded by the first attempt).
             None => continue,

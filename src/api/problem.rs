@@ -154,6 +154,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub field: Option<String>,
+    /// `/readyz` only: each check's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub checks: Option<super::health::ReadinessChecks>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +168,7 @@ pub struct ApiError {
     pub detail: String,
     pub field: Option<String>,
     pub retry_after_s: Option<u64>,
+    pub checks: Option<super::health::ReadinessChecks>,
 }
 
 impl ApiError {
@@ -180,6 +185,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             retry_after_s: None,
+            checks: None,
         }
     }
     pub fn field(mut self, field: impl Into<String>) -> ApiError {
@@ -248,6 +254,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             field: self.field,
+            checks: self.checks,
         };
         let body = serde_json::to_string(&body).expect("a problem serialises");
         let mut resp = (self.status, body).into_response();

@@ -49,6 +49,9 @@ pub struct Deps {
 pub struct Workers {
     handles: Vec<tokio::task::JoinHandle<()>>,
     file_routes: crate::startup::duty::Duty,
+    /// The claim loops' heartbeats, with the age past which a loop is
+    /// not alive.
+    beats: Vec<(&'static str, crate::liveness::Heartbeat, Duration)>,
 }
 
 impl Workers {
@@ -60,16 +63,30 @@ impl Workers {
         let commit = commit::Committer::start(state.store.clone(), &cfg.dispatch);
         let dispatcher = Arc::new(worker::Dispatcher::new(state, name, commit.clone()));
         let sender = Arc::new(callbacks::CallbackSender::new(state, commit)?);
+        let dispatch_beat = crate::liveness::Heartbeat::default();
+        let callback_beat = crate::liveness::Heartbeat::default();
+        let dispatch_lease = Duration::from_millis(cfg.dispatch.lease_ms);
+        let callback_lease = Duration::from_millis(
+            (2 * cfg.callbacks.timeout_ms + 5_000).max(cfg.dispatch.lease_ms),
+        );
+        // A loop waits at most for a job to end (within its lease) before
+        // it goes round again.
+        let stale = |lease: Duration| 2 * lease + Duration::from_secs(30);
+        let beats = vec![
+            ("dispatch", dispatch_beat.clone(), stale(dispatch_lease)),
+            ("callback", callback_beat.clone(), stale(callback_lease)),
+        ];
         let handles = vec![
             tokio::spawn(pool::run(
                 state.store.clone(),
                 pool::PoolSettings {
                     topic: Topic::Dispatch,
                     worker: name.to_string(),
-                    lease: Duration::from_millis(cfg.dispatch.lease_ms),
+                    lease: dispatch_lease,
                     claim_batch: cfg.dispatch.claim_batch,
                     poll: Duration::from_millis(cfg.dispatch.poll_ms),
                     concurrency: cfg.dispatch.concurrency,
+                    heartbeat: dispatch_beat,
                 },
                 dispatcher,
             )),
@@ -78,12 +95,11 @@ impl Workers {
                 pool::PoolSettings {
                     topic: Topic::Callback,
                     worker: name.to_string(),
-                    lease: Duration::from_millis(
-                        (2 * cfg.callbacks.timeout_ms + 5_000).max(cfg.dispatch.lease_ms),
-                    ),
+                    lease: callback_lease,
                     claim_batch: cfg.dispatch.claim_batch,
                     poll: Duration::from_millis(cfg.dispatch.poll_ms),
                     concurrency: cfg.callbacks.concurrency,
+                    heartbeat: callback_beat,
                 },
                 sender,
             )),
@@ -106,8 +122,16 @@ impl Workers {
         );
         Ok(Workers {
             handles,
+            beats,
             file_routes,
         })
+    }
+
+    /// Registers the claim loops' heartbeats with `/readyz`.
+    pub fn watch(&self, liveness: &crate::liveness::Liveness) {
+        for (name, beat, stale) in &self.beats {
+            liveness.watch_worker(*name, beat.clone(), *stale);
+        }
     }
 
     /// Stops at once, abandoning calls in flight (as a crash would: their

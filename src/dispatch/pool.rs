@@ -28,6 +28,8 @@ pub struct PoolSettings {
     pub poll: Duration,
     /// Jobs handled at once.
     pub concurrency: usize,
+    /// Bumped each time round the loop and as each job ends (`/readyz`).
+    pub heartbeat: crate::liveness::Heartbeat,
 }
 
 /// Claims and handles work until the task is aborted. Aborting drops the
@@ -38,6 +40,7 @@ pub async fn run(store: Arc<dyn Store>, s: PoolSettings, job: Arc<dyn Job>) {
     let batch = (s.claim_batch.max(1) as usize).min(s.concurrency.max(1));
     let mut running = JoinSet::new();
     loop {
+        s.heartbeat.beat();
         while running.try_join_next().is_some() {}
         let free = permits.available_permits();
         if free == 0 {
@@ -76,8 +79,10 @@ pub async fn run(store: Arc<dyn Store>, s: PoolSettings, job: Arc<dyn Job>) {
                 .await
                 .expect("semaphore never closed");
             let job = job.clone();
+            let heartbeat = s.heartbeat.clone();
             running.spawn(async move {
                 job.handle(claim).await;
+                heartbeat.beat();
                 drop(permit);
             });
         }

@@ -142,6 +142,7 @@ impl Routes {
                 h.last_error = Some(e.chars().take(300).collect());
             }
             let after = h.breaker.state(Instant::now());
+            crate::metrics::circuit(id, after);
             if before != after {
                 tracing::warn!(route = id, from = before.as_str(), to = after.as_str(), last_error = ?h.last_error, "route circuit changed");
             }
@@ -186,10 +187,11 @@ impl Routes {
                 self.record(&id, &result);
             }
         }
-        if let Err(e) = store
-            .record_route_health(worker, &self.snapshot(worker))
-            .await
-        {
+        let snapshot = self.snapshot(worker);
+        for r in &snapshot {
+            crate::metrics::circuit(&r.connector_id, r.state);
+        }
+        if let Err(e) = store.record_route_health(worker, &snapshot).await {
             tracing::warn!(error = %e, "storing route health failed");
         }
     }

@@ -187,6 +187,7 @@ impl Dispatcher {
         if let Some(t) = &t {
             tracing::debug!(from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "payment moved");
         }
+        let final_state = t.as_ref().map(|t| t.to).filter(|to| to.is_final());
         let update = DispatchUpdate {
             attempt,
             transition: t,
@@ -197,7 +198,15 @@ impl Dispatcher {
             callback,
             next,
         };
-        self.commit.record(claim, update).await
+        self.commit.record(claim, update).await?;
+        if let Some(to) = final_state {
+            crate::metrics::payment_final(
+                payment.biller_id.as_str(),
+                payment.channel_id.as_str(),
+                to.as_str(),
+            );
+        }
+        Ok(())
     }
 
     async fn conclude(
@@ -431,11 +440,14 @@ impl Dispatcher {
         };
         let mut payment = payment.clone();
         payment.status = PaymentStatus::Submitted;
+        let started = std::time::Instant::now();
         let result = connector.pay(&pay_order(&payment)).await;
+        let took = started.elapsed();
         drop(turn);
         self.routes.record(&connector_id, &result);
         let sends = history.pay_attempts + 1;
         let c = self.pay_conclusion(result, &connector_id, sends, &backoff);
+        crate::metrics::dispatched(&connector_id, c.outcome.as_str(), took);
         self.conclude(claim, &payment, attempt_id, c).await
     }
 
@@ -554,10 +566,13 @@ impl Dispatcher {
         else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let result = connector.status(&pay_order(payment)).await;
+        let took = started.elapsed();
         drop(turn);
         self.routes.record(connector_id, &result);
         let c = self.status_conclusion(result, &*connector, history, &backoff);
+        crate::metrics::dispatched(connector_id, c.outcome.as_str(), took);
         self.conclude(claim, payment, attempt_id, c).await
     }
 

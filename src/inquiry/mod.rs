@@ -175,7 +175,9 @@ impl InquiryGuard {
                 Arc::new(crate::auth::rate_limits::per_second(n))
             })
             .clone();
-        limiter.check().map_err(|not_until| {
+        let checked = limiter.check();
+        crate::metrics::inquiry_budget(biller, checked.is_ok());
+        checked.map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             InquiryError::OverBudget {
                 biller: biller.to_string(),

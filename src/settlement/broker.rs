@@ -78,6 +78,7 @@
 //! is logged at warn, later attempts at debug, the recovery at info. They
 //! never give up (an error is logged once when `max_attempts` is passed).
 
+use crate::liveness::BrokerLink;
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -348,20 +349,24 @@ struct Outage {
     backoff: Backoff,
     since: Option<Instant>,
     attempts: u32,
+    /// The connection's state as `/readyz` sees it.
+    link: BrokerLink,
 }
 
 impl Outage {
-    fn new(what: &'static str, backoff: Backoff) -> Outage {
+    fn new(what: &'static str, backoff: Backoff, link: BrokerLink) -> Outage {
         Outage {
             what,
             backoff,
             since: None,
             attempts: 0,
+            link,
         }
     }
 
     /// Records a failure; returns how long to wait before the next attempt.
     fn failed(&mut self, error: &dyn std::fmt::Display) -> Duration {
+        self.link.down();
         self.attempts += 1;
         if self.since.is_none() {
             self.since = Some(Instant::now());
@@ -378,6 +383,7 @@ impl Outage {
     }
 
     fn recovered(&mut self) {
+        self.link.up();
         if let Some(since) = self.since.take() {
             tracing::info!(
                 side = self.what,
@@ -490,6 +496,7 @@ pub struct Relay {
     worker: String,
     link: Option<Link>,
     published_hook: Option<PublishedHook>,
+    status: BrokerLink,
 }
 
 impl Relay {
@@ -501,7 +508,14 @@ impl Relay {
             worker: worker.into(),
             link: None,
             published_hook: None,
+            status: BrokerLink::default(),
         }
+    }
+
+    /// Keeps the connection's state in `link` (for `/readyz`).
+    pub fn with_link(mut self, link: BrokerLink) -> Relay {
+        self.status = link;
+        self
     }
 
     #[doc(hidden)]
@@ -815,7 +829,7 @@ impl Relay {
     /// reconnecting by itself.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.cfg.relay_poll_ms.max(1));
-        let mut outage = Outage::new("relay", self.cfg.reconnect.backoff());
+        let mut outage = Outage::new("relay", self.cfg.reconnect.backoff(), self.status.clone());
         tracing::info!(exchange = %self.cfg.exchange, "settlement relay started");
         while !stop_requested(&stop) {
             if let Err(e) = self.ensure_link().await {
@@ -902,6 +916,7 @@ pub struct Consumer {
     cfg: AmqpConfig,
     handler: Arc<dyn SettlementHandler>,
     transient_delay: Duration,
+    status: BrokerLink,
 }
 
 /// Why a subscription ended.
@@ -916,7 +931,14 @@ impl Consumer {
             cfg,
             handler,
             transient_delay: Duration::from_secs(1),
+            status: BrokerLink::default(),
         }
+    }
+
+    /// Keeps the connection's state in `link` (for `/readyz`).
+    pub fn with_link(mut self, link: BrokerLink) -> Consumer {
+        self.status = link;
+        self
     }
 
     /// How long a transient failure waits before its message is requeued
@@ -1007,7 +1029,11 @@ impl Consumer {
     /// Consumes until `stop` turns true (or its sender is dropped),
     /// reconnecting by itself.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut outage = Outage::new("consumer", self.cfg.reconnect.backoff());
+        let mut outage = Outage::new(
+            "consumer",
+            self.cfg.reconnect.backoff(),
+            self.status.clone(),
+        );
         tracing::info!(queue = %self.cfg.queue, prefetch = self.cfg.prefetch, "settlement consumer started");
         while !stop_requested(&stop) {
             let (conn, channel, consumer, dead) = match self.subscribe().await {

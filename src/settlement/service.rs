@@ -24,25 +24,37 @@ pub struct SettlementService {
     relay: Duty,
     consumer: Running,
     scheduler: Option<Duty>,
+    /// The relay's and the consumer's RabbitMQ connections (`/readyz`).
+    links: [(&'static str, crate::liveness::BrokerLink); 2],
 }
 
 impl SettlementService {
     /// Starts the consumer, and stands for the relay and (when
     /// `settlement.schedule` is on) the scheduler's duties.
     pub fn start(store: Arc<dyn Store>, config: &Config, worker: &str) -> SettlementService {
+        let links = [
+            ("relay", crate::liveness::BrokerLink::default()),
+            ("consumer", crate::liveness::BrokerLink::default()),
+        ];
         let timing = LeaseTiming::from_config(&config.duties);
         let relay = {
             let (store, amqp, worker) = (store.clone(), config.amqp.clone(), worker.to_string());
+            let link = links[0].1.clone();
+            // Until (and whenever) another process holds the relay.
+            link.standby();
             Duty::spawn(
                 store.clone(),
                 duty::SETTLEMENT_RELAY,
                 &worker.clone(),
                 timing,
                 duty::body(move || {
-                    let relay = Relay::new(store.clone(), amqp.clone(), worker.clone());
+                    let relay = Relay::new(store.clone(), amqp.clone(), worker.clone())
+                        .with_link(link.clone());
+                    let standby = StandbyWhenDropped(link.clone());
                     async move {
                         // Dropped (aborted) when the lease is lost.
                         let _running = relay.spawn();
+                        let _standby = standby;
                         std::future::pending::<()>().await
                     }
                 }),
@@ -57,6 +69,7 @@ impl SettlementService {
         // renders what is left without files after a few minutes anyway).
         let consumer = Consumer::new(config.amqp.clone(), renderer)
             .with_transient_delay(Duration::from_secs(5))
+            .with_link(links[1].1.clone())
             .spawn();
         let scheduler = config.settlement.schedule.then(|| {
             let cfg = config.clone();
@@ -72,6 +85,14 @@ impl SettlementService {
             relay,
             consumer,
             scheduler,
+            links,
+        }
+    }
+
+    /// Registers the RabbitMQ connections with `/readyz`.
+    pub fn watch(&self, liveness: &crate::liveness::Liveness) {
+        for (name, link) in &self.links {
+            liveness.watch_broker(*name, link.clone());
         }
     }
 
@@ -90,6 +111,15 @@ impl SettlementService {
         }
         self.relay.abort();
         self.consumer.abort();
+    }
+}
+
+/// Marks the relay's link as on standby when its duty's body ends here.
+struct StandbyWhenDropped(crate::liveness::BrokerLink);
+
+impl Drop for StandbyWhenDropped {
+    fn drop(&mut self) {
+        self.0.standby();
     }
 }
 

@@ -101,9 +101,15 @@ impl Service {
         } else {
             None
         };
+        if let Some(w) = &workers {
+            w.watch(&state.liveness);
+        }
         let settlement = parts
             .settlement
             .then(|| SettlementService::start(state.store.clone(), &state.config, &parts.worker));
+        if let Some(s) = &settlement {
+            s.watch(&state.liveness);
+        }
         Ok(Service {
             state,
             workers,

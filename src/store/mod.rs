@@ -238,6 +238,28 @@ pub trait LedgerStore: Send + Sync {
 pub trait HealthStore: Send + Sync {
     /// Succeeds when the store answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// What the metrics' gauges read from the database (`crate::metrics`):
+    /// one cheap pass, every few seconds. `catch_up_days` bounds the
+    /// closed business dates returned.
+    async fn fleet_gauges(&self, catch_up_days: u32) -> StoreResult<FleetGauges>;
+}
+
+/// The database's side of the metrics (see [`HealthStore::fleet_gauges`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetGauges {
+    /// Payments in UNKNOWN, and the age of the oldest (by its last change).
+    pub unknown: i64,
+    pub unknown_oldest_s: f64,
+    /// Per topic: work not done, and the age of the oldest such row.
+    pub outbox: Vec<(String, i64, f64)>,
+    /// Breaks not resolved nor written off, per category.
+    pub open_breaks: Vec<(String, i64)>,
+    pub batches_files_pending: i64,
+    pub batches_files_written: i64,
+    pub batches_files_failed: i64,
+    /// Each biller's closed business dates: its first, and those within
+    /// the catch-up window.
+    pub closed_dates: Vec<(String, chrono::NaiveDate)>,
 }
 
 /// Kinds of outbox work.

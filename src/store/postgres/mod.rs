@@ -63,6 +63,67 @@ impl super::HealthStore for PgStore {
             .map(|_| ())
             .map_err(db_err)
     }
+
+    async fn fleet_gauges(&self, catch_up_days: u32) -> Result<super::FleetGauges, StoreError> {
+        use sqlx::Row;
+        let mut g = super::FleetGauges::default();
+        let row = sqlx::query(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(updated_at)), 0)::float8 \
+             FROM payments WHERE status = 'UNKNOWN'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        g.unknown = row.get(0);
+        g.unknown_oldest_s = row.get::<f64, _>(1).max(0.0);
+        g.outbox = sqlx::query(
+            "SELECT topic, count(*), \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 \
+             FROM outbox WHERE done_at IS NULL GROUP BY topic",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<f64, _>(2).max(0.0)))
+        .collect();
+        g.open_breaks = sqlx::query(
+            "SELECT category, count(*) FROM recon_breaks \
+             WHERE status NOT IN ('resolved', 'written-off') GROUP BY category",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE files_written_at IS NULL AND files_failed_at IS NULL), \
+                    count(*) FILTER (WHERE files_written_at IS NOT NULL), \
+                    count(*) FILTER (WHERE files_written_at IS NULL AND files_failed_at IS NOT NULL) \
+             FROM settlement_batches",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        g.batches_files_pending = row.get(0);
+        g.batches_files_written = row.get(1);
+        g.batches_files_failed = row.get(2);
+        g.closed_dates = sqlx::query(
+            "SELECT biller_id, business_date FROM settlement_batches \
+             WHERE business_date >= current_date - ($1::int + 2) \
+             UNION \
+             SELECT biller_id, min(business_date) FROM settlement_batches GROUP BY biller_id",
+        )
+        .bind(catch_up_days.min(3650) as i32)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        Ok(g)
+    }
 }
 
 /// Maps a database error to what the caller can do about it.
