@@ -24,6 +24,11 @@ bash ops/ensure-rabbitmq.sh
 bash ops/ensure-xmllint.sh
 # The alert rules are checked with promtool (Debian's prometheus package).
 bash ops/ensure-promtool.sh
+# A 3-node RabbitMQ cluster beside the broker on :5672 (ports 5681-5683):
+# tests/broker_cluster.rs stops a node in the middle of a settlement.
+bash ops/rabbitmq-cluster.sh start
+BILLCLEAR_RABBIT_CLUSTER=$(bash ops/rabbitmq-cluster.sh urls)
+export BILLCLEAR_RABBIT_CLUSTER BILLCLEAR_CLUSTER_TESTS=required
 # The console's browser test drives Debian's headless Chromium.
 bash ops/ensure-chromium.sh
 export BILLCLEAR_BROWSER_TESTS=required

@@ -179,8 +179,13 @@ pub struct OurBankAccount {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// AMQP 0-9-1 URL of the broker.
+    /// AMQP 0-9-1 URL of the broker (of the first node of a cluster).
     pub url: String,
+    /// The other nodes of a RabbitMQ cluster, tried in turn when a
+    /// connection cannot be opened (or is lost): the relay and the
+    /// consumer reconnect to another node when theirs goes away.
+    #[serde(default)]
+    pub other_urls: Vec<String>,
     /// Durable topic exchange settlement messages are published to.
     pub exchange: String,
     /// Durable quorum queue of settlement work (bound to `exchange`).
@@ -213,6 +218,13 @@ pub struct RetryConfig {
 }
 
 impl AmqpConfig {
+    /// Every node's URL: `url` first, then `other_urls`.
+    pub fn nodes(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.other_urls.iter().map(String::as_str))
+            .collect()
+    }
+
     /// The same broker with a topology of its own (names suffixed with
     /// `tag`): the demo and the benchmark use one so that a running
     /// `billclear serve` never takes their messages, nor they its.
@@ -509,6 +521,7 @@ impl Default for Config {
             },
             amqp: AmqpConfig {
                 url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                other_urls: Vec::new(),
                 exchange: "billclear.settlement".into(),
                 queue: "billclear.settlement.work".into(),
                 dead_letter_exchange: "billclear.settlement.dlx".into(),

@@ -155,6 +155,23 @@ pub fn queue_arguments(cfg: &AmqpConfig) -> FieldTable {
     args
 }
 
+/// The dead-letter queue's arguments: a quorum queue too on a cluster
+/// (`amqp.other_urls` set), so that it does not live on one node only (a
+/// classic queue is unusable while its home node is down, and declaring
+/// the topology then fails on every node). On a single broker it stays
+/// the classic queue earlier versions declared (changing a queue's type
+/// needs it deleted first: replay its dead letters, delete it, restart).
+pub fn dead_letter_queue_arguments(cfg: &AmqpConfig) -> FieldTable {
+    let mut args = FieldTable::default();
+    if !cfg.other_urls.is_empty() {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+    }
+    args
+}
+
 /// Declares the exchanges, queues and bindings settlement uses (see the
 /// module documentation). Idempotent.
 pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> lapin::Result<()> {
@@ -178,7 +195,7 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> lapin::Res
         .queue_declare(
             cfg.dead_letter_queue.as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            dead_letter_queue_arguments(cfg),
         )
         .await?;
     channel
@@ -209,11 +226,36 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> lapin::Res
     Ok(())
 }
 
-/// Opens a connection to `cfg.url` (on the current tokio runtime).
+/// The node this process last connected to (an index into
+/// `AmqpConfig::nodes`): tried first next time.
+static LAST_NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens a connection to a node of the broker (on the current tokio
+/// runtime): the one this process last reached first, then each of the
+/// others in turn; the last error when none answers.
 pub async fn connect(cfg: &AmqpConfig) -> lapin::Result<Connection> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(format!("billclear-{}", std::process::id()).as_str().into());
-    Connection::connect(&cfg.url, props).await
+    let nodes = cfg.nodes();
+    let first = LAST_NODE.load(std::sync::atomic::Ordering::Relaxed) % nodes.len();
+    let mut last_err = None;
+    for i in 0..nodes.len() {
+        let at = (first + i) % nodes.len();
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("billclear-{}", std::process::id()).as_str().into());
+        match Connection::connect(nodes[at], props).await {
+            Ok(c) => {
+                if at != first {
+                    tracing::warn!(
+                        node = %crate::config::redact_url(nodes[at]),
+                        "RabbitMQ: connected to another node of the cluster"
+                    );
+                }
+                LAST_NODE.store(at, std::sync::atomic::Ordering::Relaxed);
+                return Ok(c);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("at least one node"))
 }
 
 // ------------------------------------------------------------------ messages
@@ -646,7 +688,14 @@ impl Relay {
         }
         let confirmed = self.await_confirms(&mut sending).await;
         let outcomes = std::mem::take(&mut sending.outcomes);
+        let nacked = outcomes.iter().any(|(_, o)| matches!(o, Outcome::Nacked));
         let done = self.record_outcomes(outcomes, &confirmed).await;
+        if nacked {
+            // A quorum queue whose leader moved to another node can keep
+            // refusing this channel's publishes: publish the retries on a
+            // fresh channel (and connection).
+            self.drop_link().await;
+        }
 
         if let Some(e) = sending.broken {
             return Err(RelayError::Broker(e));

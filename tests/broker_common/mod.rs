@@ -43,6 +43,7 @@ pub fn test_config() -> AmqpConfig {
     let s = Uuid::new_v4().simple().to_string();
     AmqpConfig {
         url: amqp_url(),
+        other_urls: Vec::new(),
         exchange: format!("test.settlement.{s}"),
         queue: format!("test.settlement.{s}.work"),
         dead_letter_exchange: format!("test.settlement.{s}.dlx"),
