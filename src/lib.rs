@@ -31,6 +31,7 @@ pub mod console;
 pub mod demo;
 pub mod dispatch;
 pub mod domain;
+pub mod fleet;
 pub mod inquiry;
 pub mod intake;
 pub mod liveness;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub inquiry: Arc<InquiryGuard>,
     /// Each biller's oldest payment waiting for dispatch: push-back.
     pub backlog: Arc<BacklogWatch>,
+    /// The live processes on this database: shares of fleet-wide limits.
+    pub fleet: Arc<crate::fleet::Fleet>,
     /// The liveness of this process's workers and broker connections
     /// (`/readyz`), registered by `crate::startup`.
     pub liveness: Arc<crate::liveness::Liveness>,
@@ -87,6 +89,15 @@ impl AppState {
             config.settlement.catch_up_days,
         );
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
+        // This process among the others on the database: fleet-wide limits
+        // are shared between the live ones.
+        let fleet = Arc::new(crate::fleet::Fleet::new(process));
+        let registry = crate::fleet::spawn_registry(
+            fleet.clone(),
+            store.clone(),
+            Duration::from_millis(config.fleet.heartbeat_ms.max(50)),
+            Duration::from_millis(config.fleet.stale_ms.max(100)),
+        );
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
                 config.auth.key_cache_ttl_ms,
@@ -98,14 +109,19 @@ impl AppState {
             master_key,
             config: Arc::new(config),
             routes,
-            inquiry: Arc::new(InquiryGuard::new(config_inquiry)),
+            inquiry: Arc::new(InquiryGuard::new(config_inquiry, fleet.clone())),
+            fleet,
             backlog,
             liveness: Arc::default(),
             background: Arc::new(
-                [refresh.abort_handle(), gauges.abort_handle()]
-                    .into_iter()
-                    .chain(watch.map(|w| w.abort_handle()))
-                    .collect(),
+                [
+                    refresh.abort_handle(),
+                    gauges.abort_handle(),
+                    registry.abort_handle(),
+                ]
+                .into_iter()
+                .chain(watch.map(|w| w.abort_handle()))
+                .collect(),
             ),
         })
     }

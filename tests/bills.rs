@@ -194,6 +194,13 @@ async fn a_query_storm_never_exceeds_the_billers_budget() {
     );
     assert!(by.get("refused").copied().unwrap_or(0) > 0, "{by:?}");
     assert!(by.get("cache").copied().unwrap_or(0) > 0, "{by:?}");
+    // In no second of the wall clock more than the budget.
+    let max = app.sim().max_bill_requests_per_second();
+    assert!(
+        max as f64 <= budget,
+        "{max} in one second: {:?}",
+        app.sim().bill_requests_per_second()
+    );
     app.finish().await;
 }
 

@@ -94,6 +94,9 @@ struct Shared {
     ledger: Mutex<Ledger>,
     pay_requests: AtomicU64,
     bill_requests: AtomicU64,
+    /// Bill inquiries per second of the wall clock (unix seconds): what a
+    /// biller protecting itself measures.
+    bills_per_second: Mutex<std::collections::BTreeMap<i64, u64>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -156,6 +159,7 @@ impl WaterSim {
             ledger: Mutex::new(ledger),
             pay_requests: AtomicU64::new(0),
             bill_requests: AtomicU64::new(0),
+            bills_per_second: Mutex::default(),
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
@@ -219,6 +223,23 @@ impl WaterSim {
     /// Bill inquiries received, faulted ones included.
     pub fn bill_requests(&self) -> u64 {
         self.shared.bill_requests.load(Ordering::SeqCst)
+    }
+
+    /// The most bill inquiries received in one second of the wall clock.
+    pub fn max_bill_requests_per_second(&self) -> u64 {
+        lock(&self.shared.bills_per_second)
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bill inquiries per second of the wall clock (unix second, count).
+    pub fn bill_requests_per_second(&self) -> Vec<(i64, u64)> {
+        lock(&self.shared.bills_per_second)
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect()
     }
 
     /// Adds (or replaces) an account in the book of `biller_id`.
@@ -339,6 +360,9 @@ async fn bills(
     body: Bytes,
 ) -> Response {
     sim.bill_requests.fetch_add(1, Ordering::SeqCst);
+    *lock(&sim.bills_per_second)
+        .entry(chrono::Utc::now().timestamp())
+        .or_default() += 1;
     signed(sim, Endpoint::Bills, Method::POST, uri, headers, body).await
 }
 

@@ -208,9 +208,11 @@ impl FromRequest<AppState> for Signed {
             ));
         }
         parts.fresh(state)?;
+        // The channel's limit is the fleet's: this process takes its share.
+        let share = state.fleet.share_at_once(key.channel.rate_limit_rps.max(1));
         state
             .rate_limits
-            .check(&key.channel)
+            .check(&key.channel, share)
             .map_err(rate_limited)?;
         Ok(Signed {
             channel: key.channel,

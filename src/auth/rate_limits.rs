@@ -1,5 +1,7 @@
-//! Per-channel request rate limits (token buckets, per process), sized
-//! from each channel's `rate_limit_rps`.
+//! Per-channel request rate limits: token buckets sized from this
+//! process's share (`crate::fleet`) of each channel's `rate_limit_rps`, so
+//! that a channel spreading its requests over the fleet gets no more than
+//! its limit.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -24,23 +26,28 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Takes a token from `channel`'s bucket, or says it is over its limit.
-    pub fn check(&self, channel: &Channel) -> Result<(), RateLimited> {
+    /// Takes a token from `channel`'s bucket of `share` a second (this
+    /// process's share of its limit), or says it is over its limit.
+    pub fn check(&self, channel: &Channel, share: u32) -> Result<(), RateLimited> {
         let rps = channel.rate_limit_rps.max(1);
+        let over = || RateLimited {
+            channel: channel.id.to_string(),
+            rps,
+        };
+        if share == 0 {
+            return Err(over());
+        }
         let limiter = {
             let mut map = self.map.lock().expect("rate limits");
             let entry = map
                 .entry(channel.id.to_string())
-                .or_insert_with(|| (0, Arc::new(limiter(rps))));
-            if entry.0 != rps {
-                *entry = (rps, Arc::new(limiter(rps)));
+                .or_insert_with(|| (share, Arc::new(limiter(share))));
+            if entry.0 != share {
+                *entry = (share, Arc::new(limiter(share)));
             }
             entry.1.clone()
         };
-        limiter.check().map_err(|_| RateLimited {
-            channel: channel.id.to_string(),
-            rps,
-        })
+        limiter.check().map_err(|_| over())
     }
 }
 
@@ -75,9 +82,9 @@ mod tests {
         let limits = RateLimits::default();
         let c = channel(3);
         for _ in 0..3 {
-            limits.check(&c).unwrap();
+            limits.check(&c, c.rate_limit_rps).unwrap();
         }
-        let refused = limits.check(&c).unwrap_err();
+        let refused = limits.check(&c, c.rate_limit_rps).unwrap_err();
         assert_eq!(refused.rps, 3);
         assert_eq!(refused.channel, "app-one");
     }
@@ -85,11 +92,20 @@ mod tests {
     #[test]
     fn a_raised_limit_takes_effect_at_once() {
         let limits = RateLimits::default();
-        limits.check(&channel(1)).unwrap();
-        assert!(limits.check(&channel(1)).is_err());
-        // A new limit is a new bucket.
+        limits.check(&channel(1), 1).unwrap();
+        assert!(limits.check(&channel(1), 1).is_err());
+        // A new limit (or share) is a new bucket.
         for _ in 0..5 {
-            limits.check(&channel(5)).unwrap();
+            limits.check(&channel(5), 5).unwrap();
         }
+    }
+
+    #[test]
+    fn a_process_with_no_share_refuses() {
+        let limits = RateLimits::default();
+        assert!(limits.check(&channel(2), 0).is_err());
+        // Two of three processes share a limit of 2: one each.
+        limits.check(&channel(2), 1).unwrap();
+        assert!(limits.check(&channel(2), 1).is_err());
     }
 }

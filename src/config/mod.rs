@@ -42,6 +42,9 @@ pub struct Config {
     /// Duties held by one process of a fleet at a time, under a lease.
     #[serde(default)]
     pub duties: DutiesConfig,
+    /// The fleet's live processes (shares of fleet-wide limits).
+    #[serde(default)]
+    pub fleet: FleetConfig,
     pub log: LogConfig,
 }
 
@@ -63,6 +66,28 @@ impl Default for DutiesConfig {
         DutiesConfig {
             lease_ms: 15_000,
             check_ms: 5_000,
+        }
+    }
+}
+
+/// The processes of a fleet on one database, seen on their heartbeats:
+/// fleet-wide limits (a biller's inquiry budget) are split between the
+/// live ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// How often each process says it is alive and reads who else is.
+    pub heartbeat_ms: u64,
+    /// A process not seen for this long is taken for dead (its share goes
+    /// to the others).
+    pub stale_ms: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            heartbeat_ms: 1_000,
+            stale_ms: 3_000,
         }
     }
 }
@@ -539,6 +564,7 @@ impl Default for Config {
             },
             console: ConsoleConfig::default(),
             duties: DutiesConfig::default(),
+            fleet: FleetConfig::default(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -603,6 +629,10 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.fleet.heartbeat_ms >= 50 && self.fleet.stale_ms >= 2 * self.fleet.heartbeat_ms,
+            "fleet.stale_ms must be at least twice fleet.heartbeat_ms"
+        );
         anyhow::ensure!(
             self.duties.check_ms >= 50 && self.duties.lease_ms >= 2 * self.duties.check_ms,
             "duties.lease_ms must be at least twice duties.check_ms (a holder renews several times per lease)"

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod check_digit;
 pub mod cutoff;
 pub mod dispatch;
+pub mod fleet;
 pub mod ids;
 pub mod ledger;
 pub mod money;

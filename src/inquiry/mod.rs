@@ -10,8 +10,10 @@
 //! 3. otherwise it spends one token of the biller's budget
 //!    (`inquiry.budget_per_s`, per biller, `inquiry.budgets` overrides); with
 //!    none left the channel gets 429 with Retry-After and the biller is not
-//!    called. A biller never sees more than its budget from this process,
-//!    whatever the channels send.
+//!    called. The budget is the fleet's: each process spends its share
+//!    (`crate::fleet`), at most that share in any second of the wall
+//!    clock, so a biller never sees more than its budget a second whatever
+//!    the channels send and however many processes serve them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -64,16 +66,27 @@ pub struct InquiryGuard {
     config: InquiryConfig,
     cache: Mutex<HashMap<Key, (Instant, Answer)>>,
     inflight: Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
-    budgets: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    budgets: Mutex<HashMap<String, Budget>>,
+    fleet: Arc<crate::fleet::Fleet>,
+}
+
+/// One biller's budget in this process: its share of the fleet-wide
+/// budget, held per second of the wall clock, and a token bucket of the
+/// share (spreading the share over the second).
+struct Budget {
+    share: u32,
+    bucket: Option<Arc<DefaultDirectRateLimiter>>,
+    window: crate::domain::fleet::SecondWindow,
 }
 
 impl InquiryGuard {
-    pub fn new(config: InquiryConfig) -> InquiryGuard {
+    pub fn new(config: InquiryConfig, fleet: Arc<crate::fleet::Fleet>) -> InquiryGuard {
         InquiryGuard {
             config,
             cache: Mutex::default(),
             inflight: Mutex::default(),
             budgets: Mutex::default(),
+            fleet,
         }
     }
 
@@ -163,27 +176,39 @@ impl InquiryGuard {
         cache.insert(key, (Instant::now(), answer));
     }
 
+    /// Spends one unit of `biller`'s budget: this process's share of it
+    /// (the fleet's budget split between its live processes), at most the
+    /// share in any second of the wall clock.
     fn spend(&self, biller: &str) -> Result<(), InquiryError> {
         let per_s = self.budget_per_s(biller);
-        let limiter = self
-            .budgets
-            .lock()
-            .expect("budget lock")
-            .entry(biller.to_string())
-            .or_insert_with(|| {
-                let n = NonZeroU32::new(per_s).expect("budget >= 1");
-                Arc::new(crate::auth::rate_limits::per_second(n))
-            })
-            .clone();
-        let checked = limiter.check();
-        crate::metrics::inquiry_budget(biller, checked.is_ok());
-        checked.map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            InquiryError::OverBudget {
-                biller: biller.to_string(),
-                per_s,
-                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+        let share = self.fleet.share(per_s);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let checked = {
+            let mut budgets = self.budgets.lock().expect("budget lock");
+            let b = budgets.entry(biller.to_string()).or_insert_with(|| Budget {
+                share: u32::MAX,
+                bucket: None,
+                window: Default::default(),
+            });
+            if b.share != share {
+                b.share = share;
+                b.bucket = NonZeroU32::new(share)
+                    .map(|n| Arc::new(crate::auth::rate_limits::per_second(n)));
             }
+            let in_second = b.window.take(now_ms, share);
+            match (&b.bucket, in_second) {
+                (_, Err(ms)) => Err(Duration::from_millis(ms)),
+                (None, Ok(())) => Err(Duration::from_secs(1)),
+                (Some(bucket), Ok(())) => bucket
+                    .check()
+                    .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+            }
+        };
+        crate::metrics::inquiry_budget(biller, checked.is_ok());
+        checked.map_err(|wait| InquiryError::OverBudget {
+            biller: biller.to_string(),
+            per_s,
+            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
         })
     }
 }
@@ -203,12 +228,15 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn guard(per_s: u32, ttl_ms: u64) -> InquiryGuard {
-        InquiryGuard::new(InquiryConfig {
-            budget_per_s: per_s,
-            budgets: Default::default(),
-            cache_ttl_ms: ttl_ms,
-            cache_max_entries: 100,
-        })
+        InquiryGuard::new(
+            InquiryConfig {
+                budget_per_s: per_s,
+                budgets: Default::default(),
+                cache_ttl_ms: ttl_ms,
+                cache_max_entries: 100,
+            },
+            Arc::new(crate::fleet::Fleet::new("test")),
+        )
     }
 
     fn statement(account: &str) -> Answer {

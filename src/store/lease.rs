@@ -1,5 +1,6 @@
 //! Duty leases: which process of a fleet holds each duty that must run
-//! once at a time (see `startup::duty`).
+//! once at a time (see `startup::duty`); and the fleet's live processes
+//! (see `fleet`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -63,4 +64,15 @@ pub trait LeaseStore: Send + Sync {
     async fn leases(&self) -> StoreResult<Vec<LeaseRow>>;
     /// The acquisitions of a duty, oldest first.
     async fn handovers(&self, duty: &str) -> StoreResult<Vec<Handover>>;
+    /// Records that process `name` is alive (database clock) and returns
+    /// the names of the live processes (seen within `stale`), sorted.
+    /// Processes not seen for an hour are forgotten.
+    async fn fleet_heartbeat(
+        &self,
+        name: &str,
+        stale: std::time::Duration,
+    ) -> StoreResult<Vec<String>>;
+    /// A process leaving cleanly: the others' shares grow at their next
+    /// heartbeat.
+    async fn fleet_leave(&self, name: &str) -> StoreResult<()>;
 }

@@ -139,4 +139,40 @@ impl LeaseStore for PgStore {
             })
             .collect())
     }
+
+    async fn fleet_heartbeat(
+        &self,
+        name: &str,
+        stale: std::time::Duration,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query(
+            "INSERT INTO fleet_instances (name, started_at, seen_at) VALUES ($1, now(), now())
+             ON CONFLICT (name) DO UPDATE SET seen_at = now()",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM fleet_instances WHERE seen_at < now() - interval '1 hour'")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        sqlx::query_scalar(
+            "SELECT name FROM fleet_instances
+              WHERE seen_at > now() - $1 * interval '1 millisecond' ORDER BY name",
+        )
+        .bind(stale.as_millis().min(i64::MAX as u128) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn fleet_leave(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM fleet_instances WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
 }

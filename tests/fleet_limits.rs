@@ -1,0 +1,121 @@
+//! Limits that hold for the fleet as a whole: three processes on one
+//! database serve a storm of bill inquiries, and the biller never sees
+//! more than its budget in any second of the wall clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use billclear::startup::{Parts, Service};
+use billclear::store::postgres::{self, PgStore};
+use billclear::store::Store;
+use common::{Options, TestApp};
+
+async fn another_process(app: &TestApp, name: &str) -> (Service, String) {
+    let store: Arc<dyn Store> = Arc::new(
+        PgStore::connect(
+            &postgres::with_database(&common::server_url(), &app.db_name),
+            8,
+        )
+        .await
+        .unwrap(),
+    );
+    let parts = Parts {
+        worker: name.to_string(),
+        ..Parts::api_only()
+    };
+    let service = Service::start(
+        store,
+        app.master_key.clone(),
+        (*app.state.config).clone(),
+        parts,
+    )
+    .await
+    .unwrap();
+    let base = service
+        .spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    (service, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_never_give_a_biller_more_than_its_budget() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        ..Options::default()
+    })
+    .await;
+    let budget = app.state.inquiry.budget_per_s("sh-water") as u64;
+    let (second, base2) = another_process(&app, "second").await;
+    let (third, base3) = another_process(&app, "third").await;
+    // Until every process sees the three (and the newcomers' warm-up).
+    let started = Instant::now();
+    while [&app.state, &second.state, &third.state]
+        .iter()
+        .any(|s| s.fleet.instances() != 3)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the fleet never saw 3 processes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shares: Vec<u32> = [&app.state, &second.state, &third.state]
+        .iter()
+        .map(|s| s.fleet.share(budget as u32))
+        .collect();
+    assert_eq!(shares.iter().sum::<u32>() as u64, budget, "{shares:?}");
+
+    // A storm spread over the three: distinct well-formed accounts (no
+    // cache, no coalescing), 48 at a time, for about four seconds.
+    let bases = [app.base.clone(), base2, base3];
+    let storm_started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(48));
+    let mut i = 0u32;
+    while storm_started.elapsed() < Duration::from_secs(4) {
+        let mut client = app.alipay.clone();
+        client.set_base(&bases[i as usize % 3]);
+        let payload = format!("43{i:07}");
+        let account = format!(
+            "{payload}{}",
+            biller_sim::luhn_check_digit(&payload).unwrap()
+        );
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        set.spawn(async move {
+            let r = client
+                .get(&format!("/v1/billers/sh-water/bills?account={account}"))
+                .await
+                .unwrap();
+            drop(permit);
+            r.status.as_u16()
+        });
+        i += 1;
+    }
+    let mut answered = std::collections::BTreeMap::<u16, u32>::new();
+    while let Some(s) = set.join_next().await {
+        *answered.entry(s.unwrap()).or_default() += 1;
+    }
+    let per_second = app.sim().bill_requests_per_second();
+    let max = app.sim().max_bill_requests_per_second();
+    eprintln!(
+        "{i} inquiries over 3 processes (shares {shares:?} of {budget}/s): answers {answered:?}; \
+         the biller saw per second {per_second:?}, at most {max}"
+    );
+    assert!(
+        max <= budget,
+        "the biller saw {max} in one second, budget {budget}"
+    );
+    assert!(
+        answered.get(&429).copied().unwrap_or(0) > 0,
+        "the storm was refused in part"
+    );
+    // The budget is used, not wasted: at least half of it in a full second.
+    let busiest = per_second.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    assert!(busiest * 2 >= budget, "{per_second:?}");
+    second.abort();
+    third.abort();
+    app.finish().await;
+}
