@@ -9,14 +9,17 @@
 #   ops/rabbitmq-cluster.sh stop-node N    # stop node N (1-3), as a failure would
 #   ops/rabbitmq-cluster.sh start-node N   # start node N again (it rejoins)
 #   ops/rabbitmq-cluster.sh stop           # stop all three
+#   ops/rabbitmq-cluster.sh wipe           # stop them and delete their data
 #
 # Nodes bc-rabbit-N@<short host name>, AMQP on 127.0.0.1:568N, Erlang
-# distribution on 2568N, data under .billclear/rabbit-cluster/N (or
-# $BILLCLEAR_RABBIT_CLUSTER_DIR/N). Management plugins are off.
+# distribution on 2568N, data under /var/tmp/billclear-rabbit-cluster/N (or
+# $BILLCLEAR_RABBIT_CLUSTER_DIR/N): one place for every checkout, since the
+# node names are the machine's. Management plugins are off. A node whose
+# data remembers another cluster cannot join: `wipe` deletes their data.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BASE=${BILLCLEAR_RABBIT_CLUSTER_DIR:-$PWD/.billclear/rabbit-cluster}
+BASE=${BILLCLEAR_RABBIT_CLUSTER_DIR:-/var/tmp/billclear-rabbit-cluster}
 HOST=$(hostname -s)
 WAIT_S=90
 
@@ -87,7 +90,10 @@ join() {
     clustered "$n" && return 0
     log "joining $(node "$n") to $(node 1)"
     ctl "$n" stop_app
-    ctl "$n" join_cluster "$(node 1)"
+    if ! ctl "$n" join_cluster "$(node 1)" >/dev/null 2>&1; then
+        ctl "$n" start_app >/dev/null 2>&1 || true
+        die "$(node "$n") cannot join $(node 1): its data remembers another cluster (a node's data was deleted?). Run: $0 wipe; $0 start"
+    fi
     ctl "$n" start_app
 }
 
@@ -116,8 +122,12 @@ start-node)
 stop)
     for n in 3 2 1; do ctl "$n" stop >/dev/null 2>&1 || true; done
     ;;
+wipe)
+    for n in 3 2 1; do ctl "$n" stop >/dev/null 2>&1 || true; done
+    rm -rf "$BASE"
+    ;;
 *)
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
