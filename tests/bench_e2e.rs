@@ -145,6 +145,7 @@ async fn a_drain_that_times_out_fails_the_audit() {
         json: true,
         keep_db: false,
         seed: 3,
+        instances: 1,
     };
     let r = measure(&config, &args).await.expect("the bench runs");
     assert!(!r.drained, "{r:#?}");

@@ -97,11 +97,17 @@ pub struct E2eBenchArgs {
     /// Seed of the payments (accounts and amounts).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// billclear processes on the one database (each with its API and
+    /// workers); the offered load is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
 }
 
 /// What the bench prints with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct E2eReport {
+    /// billclear processes on the database.
+    pub instances: usize,
     pub payments: u64,
     pub rate: u32,
     pub biller_latency_ms: u64,
@@ -276,8 +282,8 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
     let began = Instant::now();
     let say = |line: String| demo::say(args.json, line);
     say(format!(
-        "billclear bench e2e: {} payments at {}/s, billers answering after {} ms",
-        args.payments, args.rate, args.biller_latency_ms
+        "billclear bench e2e: {} payments at {}/s, billers answering after {} ms, {} billclear process(es)",
+        args.payments, args.rate, args.biller_latency_ms, args.instances.max(1)
     ));
     let opts = StackOptions {
         db_prefix: "billclear_bench_e2e",
@@ -289,6 +295,7 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
         channel_rate_limit_rps: args.rate.saturating_mul(2).max(10_000),
         miniature: false,
         json: args.json,
+        instances: args.instances.max(1),
     };
     let stack = demo::start(config, &opts).await?;
     let d = &config.dispatch;
@@ -725,6 +732,7 @@ async fn audit(
     };
     let audit_ok = problems.is_empty();
     Ok(E2eReport {
+        instances: args.instances.max(1),
         payments: args.payments,
         rate: args.rate,
         biller_latency_ms: args.biller_latency_ms,
@@ -816,8 +824,8 @@ pub fn render(r: &E2eReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "bench e2e: {} payments offered at {}/s, billers answering after {} ms, at most {} requests in flight",
-        r.payments, r.rate, r.biller_latency_ms, r.max_in_flight
+        "bench e2e: {} payments offered at {}/s to {} billclear process(es), billers answering after {} ms, at most {} requests in flight",
+        r.payments, r.rate, r.instances, r.biller_latency_ms, r.max_in_flight
     );
     let _ = writeln!(
         s,

@@ -149,6 +149,8 @@ pub(crate) struct Stack {
     pub power: PowerSim,
     pub gas: GasSim,
     pub service: Service,
+    /// The other processes of a stack of several instances.
+    pub others: Vec<Service>,
     pub receiver: CallbackReceiver,
     /// The payment apps ("alipay", "wechatpay") and their signed clients.
     pub clients: Vec<(String, SignedClient)>,
@@ -195,6 +197,7 @@ impl Stack {
     /// pool (the database stays).
     pub async fn stop(&self) {
         self.service.abort();
+        self.others.iter().for_each(|o| o.abort());
         self.sim.shutdown();
         self.hub.shutdown();
         self.power.shutdown();
@@ -229,6 +232,9 @@ pub(crate) struct StackOptions {
     pub miniature: bool,
     /// Setup lines to stderr (the summary is JSON on stdout).
     pub json: bool,
+    /// Processes of billclear on the stack's database (each with its API
+    /// and workers); the apps' clients are spread over them.
+    pub instances: usize,
 }
 
 impl StackOptions {
@@ -244,6 +250,7 @@ impl StackOptions {
             channel_rate_limit_rps: 10_000,
             miniature: true,
             json,
+            instances: 1,
         }
     }
 }
@@ -440,8 +447,33 @@ pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Resul
         dispatch: true,
         ..Parts::api_only()
     };
+    let mut others = Vec::new();
+    let mut bases = Vec::new();
+    for k in 2..=opts.instances.max(1) {
+        let store_k: Arc<dyn Store> =
+            Arc::new(PgStore::connect(&cfg.database.url, opts.pool).await?);
+        let parts_k = Parts {
+            worker: format!("instance-{k}"),
+            dispatch: true,
+            ..Parts::api_only()
+        };
+        let other = Service::start(store_k, master_key.clone(), cfg.clone(), parts_k).await?;
+        bases.push(other.spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?);
+        others.push(other);
+    }
     let service = Service::start(dyn_store, master_key, cfg, parts).await?;
     let base = service.spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+    bases.insert(0, base.clone());
+    if opts.instances > 1 {
+        say(
+            json,
+            format!(
+                "• fleet        {} billclear processes on one database: {}",
+                opts.instances,
+                bases.join(", ")
+            ),
+        );
+    }
     say(
         json,
         format!("• billclear    API at {base}, dispatch and callback workers running"),
@@ -475,10 +507,17 @@ pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Resul
         gas,
         service,
         receiver,
+        // Each app's client of each process (one process: one client each).
         clients: clients
             .into_iter()
-            .map(|(id, k, s)| (id, SignedClient::new(&base, &k, &s)))
+            .flat_map(|(id, k, s)| {
+                bases
+                    .iter()
+                    .map(|b| (id.clone(), SignedClient::new(b, &k, &s)))
+                    .collect::<Vec<_>>()
+            })
             .collect(),
+        others,
         connectors,
         base,
         server_url,
