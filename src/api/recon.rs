@@ -583,18 +583,16 @@ pub async fn act(
             note,
             connector,
         } => {
-            let kind = ResolutionKind::parse(&resolution)
-                .filter(|k| *k != ResolutionKind::Cleared)
-                .ok_or_else(|| {
-                    ApiError::unprocessable(
-                        ProblemCode::InvalidResolution,
-                        format!(
-                            "unknown resolution {resolution:?}; one of {}",
-                            ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
-                        ),
-                    )
-                    .field("resolution")
-                })?;
+            let kind = ResolutionKind::parse_chosen(&resolution).ok_or_else(|| {
+                ApiError::unprocessable(
+                    ProblemCode::InvalidResolution,
+                    format!(
+                        "unknown resolution {resolution:?}; one of {}",
+                        ResolutionKind::chosen_names()
+                    ),
+                )
+                .field("resolution")
+            })?;
             Action::Propose(Proposal {
                 kind,
                 maker: String::new(),

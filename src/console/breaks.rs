@@ -532,25 +532,26 @@ pub struct ActForm {
     pub reason: String,
 }
 
-/// Free text may break lines; no other control character, and at most
-/// 4000 characters.
-pub fn check_text(lang: Lang, field: &str, s: &str, multiline: bool) -> Result<(), ConsoleError> {
-    let bad = s
-        .chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')));
-    if bad {
-        return Err(ConsoleError::bad_request(
-            lang,
-            format!("{field}: control characters are not accepted"),
-        ));
+/// Why text is not accepted: control characters (free text may break
+/// lines), or more than 4000 characters. Forms and uploaded sheets alike.
+pub fn text_problem(field: &str, s: &str, multiline: bool) -> Option<String> {
+    if s.chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Some(format!("{field}: control characters are not accepted"));
     }
     if s.chars().count() > 4000 {
-        return Err(ConsoleError::bad_request(
-            lang,
-            format!("{field}: at most 4000 characters"),
-        ));
+        return Some(format!("{field}: at most 4000 characters"));
     }
-    Ok(())
+    None
+}
+
+/// A form's text field, refused with [`text_problem`]'s reason.
+pub fn check_text(lang: Lang, field: &str, s: &str, multiline: bool) -> Result<(), ConsoleError> {
+    match text_problem(field, s, multiline) {
+        Some(why) => Err(ConsoleError::bad_request(lang, why)),
+        None => Ok(()),
+    }
 }
 
 /// Builds the workflow action of a form (what the JSON API's body says).
@@ -577,17 +578,15 @@ pub fn action_of(lang: Lang, f: &ActForm) -> Result<Action, ConsoleError> {
             text: text.to_string(),
         },
         "propose" => {
-            let kind = ResolutionKind::parse(resolution.trim())
-                .filter(|k| *k != ResolutionKind::Cleared)
-                .ok_or_else(|| {
-                    ConsoleError::bad_request(
-                        lang,
-                        format!(
-                            "unknown resolution {resolution:?}; one of {}",
-                            ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
-                        ),
-                    )
-                })?;
+            let kind = ResolutionKind::parse_chosen(resolution.trim()).ok_or_else(|| {
+                ConsoleError::bad_request(
+                    lang,
+                    format!(
+                        "unknown resolution {resolution:?}; one of {}",
+                        ResolutionKind::chosen_names()
+                    ),
+                )
+            })?;
             Action::Propose(Proposal {
                 kind,
                 maker: String::new(),

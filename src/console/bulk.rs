@@ -17,7 +17,7 @@ use maud::html;
 use rust_xlsxwriter::{Format, Workbook};
 use sha2::{Digest, Sha256};
 
-use super::breaks::{self, QueueQuery};
+use super::breaks::{self, text_problem, QueueQuery};
 use super::i18n::{Lang, L};
 use super::layout;
 use super::session::Staff;
@@ -227,20 +227,6 @@ struct SheetRow {
     connector: String,
 }
 
-/// Why text is not accepted: control characters (a note may break
-/// lines), or too long.
-fn text_problem(field: &str, s: &str, multiline: bool) -> Option<String> {
-    if s.chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
-    {
-        return Some(format!("{field}: control characters are not accepted"));
-    }
-    if s.chars().count() > 4000 {
-        return Some(format!("{field}: at most 4000 characters"));
-    }
-    None
-}
-
 /// Reads the first sheet: the rows with a resolution. A file that is not
 /// a workbook, or a sheet without the columns, is refused as a whole
 /// (`Err` with one reason).
@@ -345,11 +331,10 @@ fn check_rows(
             continue;
         }
         let res = r.resolution.trim();
-        let Some(kind) = ResolutionKind::parse(res).filter(|k| *k != ResolutionKind::Cleared)
-        else {
+        let Some(kind) = ResolutionKind::parse_chosen(res) else {
             why(format!(
                 "resolution: unknown {res:?}; one of {}",
-                ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
+                ResolutionKind::chosen_names()
             ));
             continue;
         };

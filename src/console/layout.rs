@@ -122,12 +122,11 @@ pub fn minor(amount: i64, currency: &str) -> String {
 /// An amount at its currency's scale, with its code (never rounded: a
 /// value with more places than the currency has is shown as it is).
 pub fn money(amount: Decimal, currency: &str) -> String {
-    let scale = crate::domain::recon::matching::scale_of(currency);
-    let mut a = amount.normalize();
-    if a.scale() < scale {
-        a.rescale(scale);
-    }
-    format!("{a} {}", currency.trim())
+    format!(
+        "{} {}",
+        crate::domain::money::at_currency_scale(amount, currency),
+        currency.trim()
+    )
 }
 
 /// A time in the business zone, to the second.

@@ -117,6 +117,17 @@ impl ResolutionKind {
             .find(|k| k.as_str() == s)
     }
 
+    /// A resolution a person may choose (not `cleared`, which only a
+    /// re-run gives).
+    pub fn parse_chosen(s: &str) -> Option<ResolutionKind> {
+        ResolutionKind::CHOSEN.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The chosen resolutions' names, for a refusal: "accept-biller, resend, …".
+    pub fn chosen_names() -> String {
+        ResolutionKind::CHOSEN.map(|k| k.as_str()).join(", ")
+    }
+
     /// Whether this resolution applies to a break of `category`, and why not.
     pub fn check_applies(&self, category: Category) -> Result<(), String> {
         use Category::*;
