@@ -47,11 +47,8 @@ ctl() { # node-number args...
 
 running() { ctl "$1" --timeout 5 status >/dev/null 2>&1; }
 
-start_node() {
+launch_node() { # start node n detached, without waiting for it
     local n=$1 dir="$BASE/$1"
-    if running "$n"; then
-        return 0
-    fi
     mkdir -p "$dir/log" "$dir/mnesia" "$dir/plugins-expand"
     # rabbitmq-server started as root runs as the rabbitmq user.
     if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then
@@ -73,16 +70,66 @@ start_node() {
         RABBITMQ_PID_FILE="$dir/pid" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
-        bash -c 'cd "$0" && rabbitmq-server -detached' "$dir" >/dev/null 2>&1 || die "rabbitmq-server -detached failed for node $n (see $dir/log)"
-    local deadline=$((SECONDS + WAIT_S))
-    until ctl "$n" --timeout 10 await_startup >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || die "node $n did not start within ${WAIT_S} s (see $dir/log)"
-        sleep 1
+        bash -c 'cd "$0" && rabbitmq-server -detached' "$dir" >/dev/null 2>&1 || {
+        show_log "$n"
+        die "rabbitmq-server -detached failed for node $n (see $dir/log)"
+    }
+}
+
+await_nodes() { # node numbers...: 0 when every one has booted within WAIT_S
+    local deadline=$((SECONDS + WAIT_S)) n
+    for n in "$@"; do
+        until ctl "$n" --timeout 10 await_startup >/dev/null 2>&1; do
+            [ "$SECONDS" -lt "$deadline" ] || {
+                log "node $n did not start within ${WAIT_S} s"
+                return 1
+            }
+            sleep 1
+        done
     done
 }
 
-clustered() { # node n is in node 1's cluster
-    ctl 1 cluster_status --formatter json 2>/dev/null | grep -q "\"$(node "$1")\""
+show_log() { # the end of node n's log, so that a failure in CI says why
+    local f
+    for f in "$BASE/$1"/log/*.log; do
+        [ -f "$f" ] || continue
+        log "--- last lines of $f"
+        tail -n 25 "$f" | sed 's/^/rabbit-cluster:   /' >&2
+    done
+}
+
+kill_node() { # stop node n, by its pid file when it does not answer
+    local n=$1 pid
+    ctl "$n" --timeout 15 stop >/dev/null 2>&1 && return 0
+    pid=$(cat "$BASE/$n/pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+}
+
+# Node n alone (the others running, as after stop-node n).
+start_node() {
+    local n=$1
+    running "$n" && return 0
+    launch_node "$n"
+    await_nodes "$n" || {
+        show_log "$n"
+        die "node $n did not start within ${WAIT_S} s (see $BASE/$n/log)"
+    }
+}
+
+# All three at once: a clustered node that was killed with its peers waits
+# for them before it finishes booting (it was not the last one to stop), so
+# starting one and waiting for it would wait forever.
+start_all() {
+    local n
+    for n in 1 2 3; do running "$n" || launch_node "$n"; done
+    await_nodes 1 2 3
+}
+
+clustered() { # node n runs in one cluster with node 1, as node n sees it
+    ctl "$1" cluster_status --formatter json 2>/dev/null |
+        grep -o '"running_nodes":\[[^]]*\]' | grep -q "\"$(node 1)\""
 }
 
 join() {
@@ -92,16 +139,28 @@ join() {
     ctl "$n" stop_app
     if ! ctl "$n" join_cluster "$(node 1)" >/dev/null 2>&1; then
         ctl "$n" start_app >/dev/null 2>&1 || true
-        die "$(node "$n") cannot join $(node 1): its data remembers another cluster (a node's data was deleted?). Run: $0 wipe; $0 start"
+        log "$(node "$n") cannot join $(node 1): its data remembers another cluster"
+        return 1
     fi
     ctl "$n" start_app
 }
 
+bring_up() { start_all && join 2 && join 3; }
+
 case "${1:-}" in
 start)
-    for n in 1 2 3; do start_node "$n"; done
-    join 2
-    join 3
+    if ! bring_up; then
+        # Its data is only ever test data: when the nodes cannot recover it
+        # (killed apart, another cluster's), start afresh rather than fail.
+        show_log 1
+        log "the nodes could not boot on their old data: wiping it and starting afresh"
+        for n in 3 2 1; do kill_node "$n"; done
+        rm -rf "$BASE"
+        bring_up || {
+            for n in 1 2 3; do show_log "$n"; done
+            die "the cluster did not start within ${WAIT_S} s even on fresh data (see $BASE/N/log)"
+        }
+    fi
     for n in 1 2 3; do
         port_open "$(port "$n")" || die "node $n does not accept AMQP on $(port "$n")"
     done
@@ -123,7 +182,7 @@ stop)
     for n in 3 2 1; do ctl "$n" stop >/dev/null 2>&1 || true; done
     ;;
 wipe)
-    for n in 3 2 1; do ctl "$n" stop >/dev/null 2>&1 || true; done
+    for n in 3 2 1; do kill_node "$n"; done
     rm -rf "$BASE"
     ;;
 *)

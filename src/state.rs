@@ -70,8 +70,23 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.intake.biller_refresh_ms.max(100)),
         );
+        // This process among the others on the database: fleet-wide limits
+        // (inquiry budgets, routes' pace, channels' rates) are shared
+        // between the live ones.
+        let (fleet, registry) = crate::fleet::Fleet::join(
+            process,
+            store.clone(),
+            Duration::from_millis(config.fleet.heartbeat_ms.max(50)),
+            Duration::from_millis(config.fleet.stale_ms.max(100)),
+        )
+        .await?;
         let routes = Arc::new(Routes::new(
-            Connectors::from_settings(&config.connectors, &config.recon.file_routes, &master_key)?,
+            Connectors::from_settings(
+                &config.connectors,
+                &config.recon.file_routes,
+                &master_key,
+                fleet.clone(),
+            )?,
             config.routing.policy(),
         ));
         let config_inquiry = config.inquiry.clone();
@@ -89,15 +104,6 @@ impl AppState {
             config.settlement.catch_up_days,
         );
         let intake = Intake::start(store.clone(), BatchPolicy::from_config(&config.intake));
-        // This process among the others on the database: fleet-wide limits
-        // are shared between the live ones.
-        let fleet = Arc::new(crate::fleet::Fleet::new(process));
-        let registry = crate::fleet::spawn_registry(
-            fleet.clone(),
-            store.clone(),
-            Duration::from_millis(config.fleet.heartbeat_ms.max(50)),
-            Duration::from_millis(config.fleet.stale_ms.max(100)),
-        );
         Ok(AppState {
             keys: Arc::new(KeyCache::new(Duration::from_millis(
                 config.auth.key_cache_ttl_ms,

@@ -7,11 +7,7 @@ use billclear::demo::{run_report, DemoArgs};
 
 #[tokio::test]
 async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
-    let mut config = Config::default();
-    config.database.url = billclear::store::postgres::with_database(
-        &common::server_url(),
-        "billclear_test_demo_unused",
-    );
+    let config = demo_config();
     let args = DemoArgs {
         json: true,
         payments: 40,
@@ -20,6 +16,7 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         keep_db: false,
         wait_s: 60,
         serve: false,
+        instances: 1,
     };
     let r = run_report(&config, &args).await.expect("demo runs");
     assert!(r.all_good(), "{r:#?}");
@@ -78,6 +75,10 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
     assert_eq!(r.invalid_requests_refused, 9);
     assert_eq!(r.replays_answered, 4);
     assert_eq!(r.callbacks_acknowledged, 56);
+    // The storm of bill inquiries: the budget used, never exceeded.
+    assert_eq!(r.instances, 1);
+    assert!(r.inquiries_refused_over_budget > 0, "{r:#?}");
+    assert!(r.max_inquiries_per_s_seen_by_biller <= u64::from(r.budget_per_s));
     assert_eq!(
         r.callback_deliveries, 112,
         "each first delivery failed, each retried once"
@@ -141,7 +142,55 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         "{:#?}",
         r.recon.files
     );
-    // The demo's files live under .billclear/demo/<its database>/.
+    remove_demo_files(&r);
+}
+
+#[tokio::test]
+async fn the_demo_on_three_instances_keeps_the_billers_budget() {
+    let config = demo_config();
+    let args = DemoArgs {
+        json: true,
+        payments: 30,
+        fault_burst: 3,
+        outage_payments: 6,
+        keep_db: false,
+        wait_s: 90,
+        serve: false,
+        instances: 3,
+    };
+    let r = run_report(&config, &args).await.expect("demo runs");
+    assert!(r.all_good(), "{r:#?}");
+    assert_eq!(r.instances, 3);
+    assert_eq!(r.payments_submitted, 39);
+    assert_eq!(
+        r.payments_confirmed + r.payments_rejected,
+        39,
+        "every payment final: {r:#?}"
+    );
+    assert!(r.every_payment_one_transfer && r.ledger_balanced);
+    assert!(
+        r.max_inquiries_per_s_seen_by_biller > 0
+            && r.max_inquiries_per_s_seen_by_biller <= u64::from(r.budget_per_s),
+        "the biller saw {} a second, budget {}",
+        r.max_inquiries_per_s_seen_by_biller,
+        r.budget_per_s
+    );
+    assert!(r.inquiries_refused_over_budget > 0, "{r:#?}");
+    remove_demo_files(&r);
+}
+
+/// The demo makes its own database on the test server.
+fn demo_config() -> Config {
+    let mut config = Config::default();
+    config.database.url = billclear::store::postgres::with_database(
+        &common::server_url(),
+        "billclear_test_demo_unused",
+    );
+    config
+}
+
+/// The demo's files live under .billclear/demo/<its database>/.
+fn remove_demo_files(r: &billclear::demo::DemoReport) {
     let first = r
         .settlement
         .iter()

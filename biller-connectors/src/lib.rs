@@ -330,13 +330,14 @@ pub struct ConnectorSettings {
     /// How messages are signed (default: HMAC-SHA256 with `secret`).
     #[serde(default)]
     pub signature: SignatureSettings,
-    /// Requests this process has in flight through the connector at once,
-    /// at most; also the size of its keep-alive pool (0 or absent:
-    /// [`DEFAULT_MAX_IN_FLIGHT`]).
+    /// Requests in flight through the connector at once, at most, for the
+    /// whole fleet (each process takes its share); also the size of each
+    /// process's keep-alive pool (0 or absent: [`DEFAULT_MAX_IN_FLIGHT`]).
     #[serde(default)]
     pub max_in_flight: u32,
-    /// Requests per second this process sends through the connector, at
-    /// most, in bursts of at most as many (0 or absent: no limit).
+    /// Requests per second sent through the connector, at most, for the
+    /// whole fleet, per second of the wall clock (each process takes its
+    /// share; 0 or absent: no limit).
     #[serde(default)]
     pub max_per_second: u32,
 }

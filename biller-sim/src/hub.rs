@@ -184,6 +184,8 @@ struct Shared {
     switches: Mutex<HubSwitches>,
     ledger: Mutex<Ledger>,
     pay_requests: AtomicU64,
+    /// Bill inquiries per second of the wall clock.
+    bills_per_second: crate::PerSecond,
     stop: watch::Receiver<bool>,
 }
 
@@ -238,6 +240,7 @@ impl HubSim {
             switches: Mutex::new(HubSwitches::default()),
             ledger: Mutex::new(ledger),
             pay_requests: AtomicU64::new(0),
+            bills_per_second: crate::PerSecond::default(),
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
@@ -349,6 +352,16 @@ impl HubSim {
     /// Pay requests received, duplicates and faulted ones included.
     pub fn pay_requests(&self) -> u64 {
         self.shared.pay_requests.load(Ordering::SeqCst)
+    }
+
+    /// The most bill inquiries received in one second of the wall clock.
+    pub fn max_bill_requests_per_second(&self) -> u64 {
+        self.shared.bills_per_second.max()
+    }
+
+    /// Bill inquiries per second of the wall clock (unix second, count).
+    pub fn bill_requests_per_second(&self) -> Vec<(i64, u64)> {
+        self.shared.bills_per_second.seconds()
     }
 
     /// Adds (or replaces) an account in the book of `biller_id` (the hub
@@ -467,6 +480,7 @@ async fn bills(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    sim.bills_per_second.hit();
     signed(sim, Endpoint::Bills, Method::POST, uri, headers, body).await
 }
 

@@ -36,6 +36,30 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Requests counted per second of the wall clock (unix seconds), as a
+/// counterparty that limits callers per second counts them.
+#[derive(Debug, Default)]
+pub struct PerSecond(std::sync::Mutex<std::collections::BTreeMap<i64, u64>>);
+
+impl PerSecond {
+    /// Counts one request now.
+    pub fn hit(&self) {
+        *lock(&self.0)
+            .entry(chrono::Utc::now().timestamp())
+            .or_default() += 1;
+    }
+
+    /// The most requests in one second.
+    pub fn max(&self) -> u64 {
+        lock(&self.0).values().copied().max().unwrap_or(0)
+    }
+
+    /// Requests per second (unix second, count), oldest first.
+    pub fn seconds(&self) -> Vec<(i64, u64)> {
+        lock(&self.0).iter().map(|(s, n)| (*s, *n)).collect()
+    }
+}
+
 /// Faults a simulator injects, switchable at run time (`PUT /_sim/faults`).
 /// They apply in this order: outage, blackhole, error rate, latency, then
 /// processing; the response faults (drop, misecho) only to payments.

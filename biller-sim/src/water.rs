@@ -96,7 +96,7 @@ struct Shared {
     bill_requests: AtomicU64,
     /// Bill inquiries per second of the wall clock (unix seconds): what a
     /// biller protecting itself measures.
-    bills_per_second: Mutex<std::collections::BTreeMap<i64, u64>>,
+    bills_per_second: crate::PerSecond,
     stop: watch::Receiver<bool>,
 }
 
@@ -159,7 +159,7 @@ impl WaterSim {
             ledger: Mutex::new(ledger),
             pay_requests: AtomicU64::new(0),
             bill_requests: AtomicU64::new(0),
-            bills_per_second: Mutex::default(),
+            bills_per_second: crate::PerSecond::default(),
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
@@ -227,19 +227,12 @@ impl WaterSim {
 
     /// The most bill inquiries received in one second of the wall clock.
     pub fn max_bill_requests_per_second(&self) -> u64 {
-        lock(&self.shared.bills_per_second)
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0)
+        self.shared.bills_per_second.max()
     }
 
     /// Bill inquiries per second of the wall clock (unix second, count).
     pub fn bill_requests_per_second(&self) -> Vec<(i64, u64)> {
-        lock(&self.shared.bills_per_second)
-            .iter()
-            .map(|(s, n)| (*s, *n))
-            .collect()
+        self.shared.bills_per_second.seconds()
     }
 
     /// Adds (or replaces) an account in the book of `biller_id`.
@@ -360,9 +353,7 @@ async fn bills(
     body: Bytes,
 ) -> Response {
     sim.bill_requests.fetch_add(1, Ordering::SeqCst);
-    *lock(&sim.bills_per_second)
-        .entry(chrono::Utc::now().timestamp())
-        .or_default() += 1;
+    sim.bills_per_second.hit();
     signed(sim, Endpoint::Bills, Method::POST, uri, headers, body).await
 }
 

@@ -150,7 +150,8 @@ pub enum ChannelsCommand {
         /// Where final payment states are pushed (http or https).
         #[arg(long)]
         callback_url: String,
-        /// Requests per second allowed to this channel (per process).
+        /// Requests per second allowed to this channel, for the whole fleet
+        /// (each live process takes its share).
         #[arg(long, default_value_t = 1000)]
         rate_limit_rps: u32,
     },

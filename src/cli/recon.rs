@@ -467,6 +467,8 @@ async fn act_on_break(
         &config.connectors,
         &config.recon.file_routes,
         &crate::cli::master_key(config)?,
+        // One call by hand, outside the fleet's shares.
+        std::sync::Arc::new(crate::fleet::Fleet::new("cli")),
     )?;
     let b = crate::reconcile::resend::act(&store, &connectors, id, &a, &action, Utc::now()).await?;
     println!(

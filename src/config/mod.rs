@@ -79,7 +79,9 @@ pub struct FleetConfig {
     /// How often each process says it is alive and reads who else is.
     pub heartbeat_ms: u64,
     /// A process not seen for this long is taken for dead (its share goes
-    /// to the others).
+    /// to the others); a process whose heartbeats are this late, less a
+    /// second, stops using its share; a process joining waits this long
+    /// before it takes one.
     pub stale_ms: u64,
 }
 
@@ -333,8 +335,9 @@ impl RoutingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InquiryConfig {
-    /// Bill inquiries each biller receives per second from this process, at
-    /// most (a burst of as many); more get 429 with Retry-After.
+    /// Bill inquiries each biller receives per second of the wall clock
+    /// from the whole fleet, at most (each live process takes its share);
+    /// more get 429 with Retry-After.
     pub budget_per_s: u32,
     /// Budgets of particular billers (biller id = inquiries per second).
     #[serde(default)]
@@ -630,8 +633,10 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            self.fleet.heartbeat_ms >= 50 && self.fleet.stale_ms >= 2 * self.fleet.heartbeat_ms,
-            "fleet.stale_ms must be at least twice fleet.heartbeat_ms"
+            self.fleet.heartbeat_ms >= 50
+                && self.fleet.stale_ms >= 2 * self.fleet.heartbeat_ms
+                && self.fleet.stale_ms >= self.fleet.heartbeat_ms + 1_000,
+            "fleet.stale_ms must be at least twice fleet.heartbeat_ms and at least fleet.heartbeat_ms + 1000 (a share is handed on only a second after its holder stopped)"
         );
         anyhow::ensure!(
             self.duties.check_ms >= 50 && self.duties.lease_ms >= 2 * self.duties.check_ms,

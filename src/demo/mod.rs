@@ -63,6 +63,11 @@ pub struct DemoArgs {
     /// sign-in link are printed).
     #[arg(long)]
     pub serve: bool,
+    /// billclear processes on the demo's database (each with its API and
+    /// workers); the apps' requests are spread over them, and the fleet
+    /// shares every biller's inquiry budget.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub instances: u16,
 }
 
 /// What the demo prints with `--json`.
@@ -128,6 +133,16 @@ pub struct DemoReport {
     /// work while the demo runs (`--serve` keeps it running).
     pub console_url: String,
     pub console_sign_in: String,
+    /// billclear processes the demo ran on one database.
+    pub instances: u16,
+    /// A storm of bill inquiries for sh-water spread over every process:
+    /// the most the biller (the hub and the water company together) saw
+    /// in one second of the wall clock, the fleet's budget, and how the
+    /// storm was answered.
+    pub max_inquiries_per_s_seen_by_biller: u64,
+    pub budget_per_s: u32,
+    pub inquiries_sent: u64,
+    pub inquiries_refused_over_budget: u64,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -728,6 +743,8 @@ impl DemoReport {
             && self.recon.bank_entries_booked > 0
             && self.recon.bank_entries_booked_again == 0
             && self.recon.bank_entries_already_known == self.recon.bank_entries_booked
+            && self.max_inquiries_per_s_seen_by_biller > 0
+            && self.max_inquiries_per_s_seen_by_biller <= u64::from(self.budget_per_s)
     }
 }
 
@@ -740,7 +757,14 @@ pub async fn run_report(config: &Config, args: &DemoArgs) -> anyhow::Result<Demo
         json_out,
         "billclear demo: intake → ledger → dispatch → callbacks, end to end",
     );
-    let stack = start(config, &StackOptions::demo(json_out)).await?;
+    let stack = start(
+        config,
+        &StackOptions {
+            instances: usize::from(args.instances),
+            ..StackOptions::demo(json_out)
+        },
+    )
+    .await?;
     let result = play(&stack, args, began).await;
     if args.serve {
         if let Ok(r) = &result {
@@ -931,6 +955,9 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         );
     }
 
+    // 7. A storm of bill inquiries spread over every process.
+    let storm = inquiry_storm(stack, json_out).await?;
+
     let n = |s: &str| counts.get(s).copied().unwrap_or(0);
     let credits: Vec<CreditRecord> = stack.credits();
     let by_biller = by_biller(&stack.store).await?;
@@ -1037,9 +1064,103 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
             .collect(),
         console_url,
         console_sign_in,
+        instances: args.instances,
+        max_inquiries_per_s_seen_by_biller: storm.max_per_s,
+        budget_per_s: storm.budget_per_s,
+        inquiries_sent: storm.sent,
+        inquiries_refused_over_budget: storm.refused,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
+}
+
+/// What the biller saw of a storm of bill inquiries.
+struct Storm {
+    sent: u64,
+    refused: u64,
+    max_per_s: u64,
+    budget_per_s: u32,
+}
+
+/// Bill inquiries for sh-water, distinct accounts (no cache, no
+/// coalescing), 32 at a time for three seconds, spread over every process
+/// and both apps; the biller counts what reaches it per second (through the
+/// hub and direct, together).
+async fn inquiry_storm(stack: &Stack, json: bool) -> anyhow::Result<Storm> {
+    const BILLER: &str = "sh-water";
+    let states: Vec<&crate::state::AppState> = std::iter::once(&stack.service.state)
+        .chain(stack.others.iter().map(|o| &o.state))
+        .collect();
+    let budget_per_s = stack.service.state.inquiry.budget_per_s(BILLER);
+    // Until every process sees the fleet and holds its share (a
+    // newcomer waits before it takes one).
+    let waited = Instant::now();
+    while states
+        .iter()
+        .any(|s| s.fleet.instances() != states.len() || s.fleet.share(budget_per_s) == 0)
+        && waited.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before: BTreeMap<i64, u64> = per_second_at_biller(stack);
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut calls = tokio::task::JoinSet::new();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        let client = stack.clients[sent as usize % stack.clients.len()].1.clone();
+        let payload = format!("43{:07}", 1_000_000 + sent);
+        let check = biller_sim::luhn_check_digit(&payload).unwrap_or(0);
+        let path = format!("/v1/billers/{BILLER}/bills?account={payload}{check}");
+        let permit = gate.clone().acquire_owned().await?;
+        calls.spawn(async move {
+            let status = client.get(&path).await.map(|r| r.status.as_u16());
+            drop(permit);
+            status
+        });
+        sent += 1;
+    }
+    let mut refused = 0u64;
+    while let Some(r) = calls.join_next().await {
+        if matches!(r, Ok(Ok(429))) {
+            refused += 1;
+        }
+    }
+    let after = per_second_at_biller(stack);
+    let max_per_s = after
+        .iter()
+        .map(|(s, n)| n - before.get(s).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    say(
+        json,
+        format!(
+            "• inquiries    {sent} bill inquiries for {BILLER} over {} process(es) in 3 s: {refused} refused over budget; \
+             the biller saw at most {max_per_s} in a second (budget {budget_per_s}/s for the fleet)",
+            states.len()
+        ),
+    );
+    Ok(Storm {
+        sent,
+        refused,
+        max_per_s,
+        budget_per_s,
+    })
+}
+
+/// Bill inquiries reaching the biller per second: through the hub and
+/// direct, added up.
+fn per_second_at_biller(stack: &Stack) -> BTreeMap<i64, u64> {
+    let mut seen = BTreeMap::new();
+    for (second, n) in stack
+        .hub
+        .bill_requests_per_second()
+        .into_iter()
+        .chain(stack.sim.bill_requests_per_second())
+    {
+        *seen.entry(second).or_default() += n;
+    }
+    seen
 }
 
 fn print_summary(r: &DemoReport) {
@@ -1095,6 +1216,14 @@ fn print_summary(r: &DemoReport) {
     println!(
         "  hub outage                    {} payments accepted while the hub was down, {} of them sent direct",
         r.hub_outage_payments, r.hub_outage_sent_direct
+    );
+    println!(
+        "  bill inquiries                {} sent over {} process(es), {} refused; the biller saw at most {}/s (budget {}/s)",
+        r.inquiries_sent,
+        r.instances,
+        r.inquiries_refused_over_budget,
+        r.max_inquiries_per_s_seen_by_biller,
+        r.budget_per_s
     );
     println!();
     println!(

@@ -54,6 +54,7 @@ impl Connectors {
         settings: &BTreeMap<String, ConnectorSettings>,
         file_routes: &FileRoutes,
         master: &MasterKey,
+        fleet: Arc<crate::fleet::Fleet>,
     ) -> anyhow::Result<Connectors> {
         let mut by_id = BTreeMap::new();
         let mut files = BTreeMap::new();
@@ -64,7 +65,7 @@ impl Connectors {
             }
             let timeout = Duration::from_millis(s.timeout_ms);
             let keys = SealedKeyFiles::new(master, s.allow_plaintext);
-            let pace = Pace::new(s.in_flight_limit(), s.max_per_second);
+            let pace = Pace::shared(fleet.clone(), s.in_flight_limit(), s.max_per_second);
             by_id.insert(
                 id.clone(),
                 (
@@ -180,6 +181,10 @@ mod tests {
         MasterKey::from_base64(&MasterKey::generate_base64()).unwrap()
     }
 
+    fn alone() -> Arc<crate::fleet::Fleet> {
+        Arc::new(crate::fleet::Fleet::new("test"))
+    }
+
     fn water(base_url: &str) -> ConnectorSettings {
         ConnectorSettings {
             kind: ConnectorKind::WaterJson,
@@ -215,6 +220,7 @@ mod tests {
                 &BTreeMap::from([("w".to_string(), s)]),
                 &FileRoutes::default(),
                 &master(),
+                alone(),
             )
         };
         // http:// without allow_plaintext.
@@ -237,9 +243,12 @@ mod tests {
             "w".to_string(),
             signed("https://127.0.0.1:1", false, &sealed),
         )]);
-        assert!(Connectors::from_settings(&settings, &FileRoutes::default(), &mk).is_ok());
+        assert!(Connectors::from_settings(&settings, &FileRoutes::default(), &mk, alone()).is_ok());
         // ... and not with another master key.
-        assert!(Connectors::from_settings(&settings, &FileRoutes::default(), &master()).is_err());
+        assert!(
+            Connectors::from_settings(&settings, &FileRoutes::default(), &master(), alone())
+                .is_err()
+        );
         // With allow_plaintext the plain key is read (simulators, tests).
         assert!(build(signed("http://127.0.0.1:1", true, &key)).is_ok());
     }

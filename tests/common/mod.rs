@@ -38,6 +38,9 @@ pub struct TestApp {
     /// Channel "wechat" and its client.
     pub wechat: SignedClient,
     pub master_key: MasterKey,
+    /// The master key as `BILLCLEAR_SECURITY__MASTER_KEY` takes it (for
+    /// `billclear` processes the test starts).
+    pub master_key_base64: String,
     /// With `Options::dispatch`: the water simulator behind `water-direct`,
     /// the channels' callback receiver and this process's workers.
     pub sim: Option<WaterSim>,
@@ -178,7 +181,8 @@ impl TestApp {
             .upsert_billers(&billers)
             .await
             .expect("import billers");
-        let master_key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let master_key_base64 = MasterKey::generate_base64();
+        let master_key = MasterKey::from_base64(&master_key_base64).unwrap();
         let (sim, receiver) = if opts.dispatch {
             let mut cfg = WaterSimConfig::new(SIM_KEY_ID, SIM_SECRET);
             cfg.book = default_book();
@@ -359,6 +363,7 @@ impl TestApp {
             store,
             state,
             master_key,
+            master_key_base64,
             sim,
             hub,
             power,
