@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use billclear::startup::{Parts, Service};
 use billclear::store::postgres::{self, PgStore};
-use billclear::store::Store;
+use billclear::store::{ChannelStore, Store};
 use common::{Options, TestApp};
 
 async fn another_process(app: &TestApp, name: &str) -> (Service, String) {
@@ -117,5 +117,93 @@ async fn three_processes_never_give_a_biller_more_than_its_budget() {
     assert!(busiest * 2 >= budget, "{per_second:?}");
     second.abort();
     third.abort();
+    app.finish().await;
+}
+
+/// Another process on the app's database with its own caches, as `serve`
+/// configures them: keys for `auth.key_cache_ttl_ms`, billers (and their
+/// route preference) refreshed every `intake.biller_refresh_ms`.
+async fn process_with_caches(app: &TestApp, ttl_ms: u64, refresh_ms: u64) -> (Service, String) {
+    let store: Arc<dyn Store> = Arc::new(
+        PgStore::connect(
+            &postgres::with_database(&common::server_url(), &app.db_name),
+            4,
+        )
+        .await
+        .unwrap(),
+    );
+    let mut config = (*app.state.config).clone();
+    config.auth.key_cache_ttl_ms = ttl_ms;
+    config.intake.biller_refresh_ms = refresh_ms;
+    let parts = Parts {
+        worker: "cached".to_string(),
+        ..Parts::api_only()
+    };
+    let service = Service::start(store, app.master_key.clone(), config, parts)
+        .await
+        .unwrap();
+    let base = service
+        .spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    (service, base)
+}
+
+#[tokio::test]
+async fn caches_converge_in_another_process_within_their_bounds() {
+    let app = TestApp::spawn_with(Options {
+        dispatch: true,
+        hub: true,
+        ..Options::default()
+    })
+    .await;
+    let (ttl_ms, refresh_ms) = (1_000, 700);
+    let (other, base) = process_with_caches(&app, ttl_ms, refresh_ms).await;
+
+    // A route preference switched through this process: the other one
+    // routes by it within the biller refresh.
+    let preferred = |s: &billclear::state::AppState| {
+        s.billers.snapshot()["sh-water"]
+            .preferred_route
+            .as_ref()
+            .map(|r| r.as_str().to_string())
+    };
+    assert_eq!(preferred(&other.state), None);
+    let switched = Instant::now();
+    app.switch_route("sh-water", "water-direct").await;
+    while preferred(&other.state).as_deref() != Some("water-direct") {
+        assert!(
+            switched.elapsed() < Duration::from_millis(refresh_ms + 1_000),
+            "the other process still routes by the old preference"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let route_seen = switched.elapsed();
+
+    // A key disabled (through the database, as `billclear channels
+    // disable-key` does from any machine): the other process, which has
+    // the key cached, refuses it within the key cache's TTL.
+    let mut client = app.alipay.clone();
+    client.set_base(&base);
+    let r = client.get("/v1/billers").await.unwrap();
+    assert_eq!(r.status, 200, "the key is cached there: {:?}", r.json());
+    let disabled = Instant::now();
+    app.store.disable_key(&client.key_id).await.unwrap();
+    let refused = loop {
+        let r = client.get("/v1/billers").await.unwrap();
+        if r.status == 401 {
+            break disabled.elapsed();
+        }
+        assert_eq!(r.status, 200);
+        assert!(
+            disabled.elapsed() < Duration::from_millis(ttl_ms + 1_000),
+            "a disabled key still accepted by the other process"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "route preference seen after {route_seen:?} (bound {refresh_ms} ms), \
+         disabled key refused after {refused:?} (bound {ttl_ms} ms)"
+    );
+    other.abort();
     app.finish().await;
 }

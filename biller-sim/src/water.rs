@@ -97,6 +97,7 @@ struct Shared {
     /// Bill inquiries per second of the wall clock (unix seconds): what a
     /// biller protecting itself measures.
     bills_per_second: crate::PerSecond,
+    pays_per_second: crate::PerSecond,
     stop: watch::Receiver<bool>,
 }
 
@@ -160,6 +161,7 @@ impl WaterSim {
             pay_requests: AtomicU64::new(0),
             bill_requests: AtomicU64::new(0),
             bills_per_second: crate::PerSecond::default(),
+            pays_per_second: crate::PerSecond::default(),
             stop: stop_rx.clone(),
         });
         let scheme = config.security.http_scheme();
@@ -218,6 +220,12 @@ impl WaterSim {
     /// Pay requests received, duplicates and faulted ones included.
     pub fn pay_requests(&self) -> u64 {
         self.shared.pay_requests.load(Ordering::SeqCst)
+    }
+
+    /// Pay requests per second of the wall clock, as they arrive (unix
+    /// second, count).
+    pub fn pay_requests_per_second(&self) -> Vec<(i64, u64)> {
+        self.shared.pays_per_second.seconds()
     }
 
     /// Bill inquiries received, faulted ones included.
@@ -364,6 +372,7 @@ async fn pay(
     body: Bytes,
 ) -> Response {
     sim.pay_requests.fetch_add(1, Ordering::SeqCst);
+    sim.pays_per_second.hit();
     signed(sim, Endpoint::Pay, Method::POST, uri, headers, body).await
 }
 

@@ -17,8 +17,15 @@ pub fn share(total: u32, n: usize, rank: usize) -> u32 {
     total / n + u32::from(rank < total % n)
 }
 
-/// At most `limit` a second of the wall clock (unix seconds): the count
-/// starts again at each second.
+/// Nothing is let through in the last this many milliseconds of a second:
+/// a call let through in a second reaches its counterparty in the same
+/// second when its way there (recording the attempt, the network) takes
+/// less than this, so the counterparty counts it in the second we did.
+pub const SECOND_TAIL_MS: i64 = 100;
+
+/// At most `limit` a second of the wall clock (unix seconds), and nothing
+/// in a second's last [`SECOND_TAIL_MS`]: the count starts again at each
+/// second.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecondWindow {
     second: i64,
@@ -30,6 +37,10 @@ impl SecondWindow {
     /// that second; otherwise the milliseconds until the next second.
     pub fn take(&mut self, now_ms: i64, limit: u32) -> Result<(), u64> {
         let second = now_ms.div_euclid(1000);
+        let into = now_ms.rem_euclid(1000);
+        if into >= 1000 - SECOND_TAIL_MS {
+            return Err((1000 - into) as u64);
+        }
         if second != self.second {
             self.second = second;
             self.used = 0;
@@ -74,8 +85,12 @@ mod tests {
         assert_eq!(w.take(10_750, 2), Err(250));
         // The next second starts again.
         assert!(w.take(11_000, 2).is_ok());
-        assert!(w.take(11_999, 2).is_ok());
-        assert_eq!(w.take(11_999, 2), Err(1));
+        assert!(w.take(11_899, 2).is_ok());
+        assert_eq!(w.take(11_899, 2), Err(101));
         assert_eq!(w.take(12_000, 0), Err(1000), "a share of none");
+        // Nothing in a second's last 100 ms, whatever is left.
+        assert_eq!(w.take(12_900, 5), Err(100));
+        assert_eq!(w.take(12_999, 5), Err(1));
+        assert!(w.take(13_000, 5).is_ok());
     }
 }
