@@ -126,7 +126,7 @@ impl InquiryGuard {
         let mut asked = false;
         let answer = cell
             .get_or_try_init(|| async {
-                self.spend(biller)?;
+                self.spend(biller).await?;
                 asked = true;
                 Ok::<_, InquiryError>(ask.await)
             })
@@ -176,10 +176,22 @@ impl InquiryGuard {
         cache.insert(key, (Instant::now(), answer));
     }
 
+    /// Spends one unit of `biller`'s budget. Nothing goes out in a second's
+    /// last [`SECOND_TAIL_MS`](crate::domain::fleet::SECOND_TAIL_MS): an
+    /// inquiry arriving then waits for the next second (at most that long)
+    /// rather than being refused.
+    async fn spend(&self, biller: &str) -> Result<(), InquiryError> {
+        let into = chrono::Utc::now().timestamp_millis().rem_euclid(1000);
+        if into >= 1000 - crate::domain::fleet::SECOND_TAIL_MS {
+            tokio::time::sleep(Duration::from_millis((1000 - into) as u64 + 1)).await;
+        }
+        self.spend_now(biller)
+    }
+
     /// Spends one unit of `biller`'s budget: this process's share of it
     /// (the fleet's budget split between its live processes), at most the
     /// share in any second of the wall clock.
-    fn spend(&self, biller: &str) -> Result<(), InquiryError> {
+    fn spend_now(&self, biller: &str) -> Result<(), InquiryError> {
         let per_s = self.budget_per_s(biller);
         let share = self.fleet.share(per_s);
         let now_ms = chrono::Utc::now().timestamp_millis();
