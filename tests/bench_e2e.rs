@@ -146,6 +146,7 @@ async fn a_drain_that_times_out_fails_the_audit() {
         keep_db: false,
         seed: 3,
         instances: 1,
+        route_max_in_flight: 192,
     };
     let r = measure(&config, &args).await.expect("the bench runs");
     assert!(!r.drained, "{r:#?}");

@@ -101,6 +101,11 @@ pub struct E2eBenchArgs {
     /// workers); the offered load is spread over them.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// Each route's `max_in_flight`: calls through it at once, for the
+    /// whole fleet (the biller's agreed concurrency; each process takes
+    /// its share).
+    #[arg(long, default_value_t = 192)]
+    pub route_max_in_flight: u32,
 }
 
 /// What the bench prints with `--json`.
@@ -112,6 +117,8 @@ pub struct E2eReport {
     pub rate: u32,
     pub biller_latency_ms: u64,
     pub max_in_flight: usize,
+    /// Each route's calls at once, for the whole fleet.
+    pub route_max_in_flight: u32,
     /// Payments offered (all of them, unless the bench failed).
     pub offered: u64,
     pub offered_per_s: f64,
@@ -296,6 +303,7 @@ pub async fn measure(config: &Config, args: &E2eBenchArgs) -> anyhow::Result<E2e
         miniature: false,
         json: args.json,
         instances: args.instances.max(1),
+        route_max_in_flight: args.route_max_in_flight,
     };
     let stack = demo::start(config, &opts).await?;
     let d = &config.dispatch;
@@ -737,6 +745,7 @@ async fn audit(
         rate: args.rate,
         biller_latency_ms: args.biller_latency_ms,
         max_in_flight: args.max_in_flight,
+        route_max_in_flight: args.route_max_in_flight,
         offered: o.offered,
         offered_per_s: per_s(o.offered, o.offering),
         offered_late: o.late,
@@ -824,8 +833,8 @@ pub fn render(r: &E2eReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "bench e2e: {} payments offered at {}/s to {} billclear process(es), billers answering after {} ms, at most {} requests in flight",
-        r.payments, r.rate, r.instances, r.biller_latency_ms, r.max_in_flight
+        "bench e2e: {} payments offered at {}/s to {} billclear process(es), billers answering after {} ms, at most {} requests in flight, {} calls at once per route (the fleet's)",
+        r.payments, r.rate, r.instances, r.biller_latency_ms, r.max_in_flight, r.route_max_in_flight
     );
     let _ = writeln!(
         s,

@@ -250,6 +250,9 @@ pub(crate) struct StackOptions {
     /// Processes of billclear on the stack's database (each with its API
     /// and workers); the apps' clients are spread over them.
     pub instances: usize,
+    /// Every route's `max_in_flight`, for the whole fleet (0: the
+    /// connectors' default).
+    pub route_max_in_flight: u32,
 }
 
 impl StackOptions {
@@ -266,6 +269,7 @@ impl StackOptions {
             miniature: true,
             json,
             instances: 1,
+            route_max_in_flight: 0,
         }
     }
 }
@@ -435,6 +439,7 @@ pub(crate) async fn start(config: &Config, opts: &StackOptions) -> anyhow::Resul
                 allow_plaintext: false,
                 tls: side.tls.clone(),
                 signature: side.signature.clone(),
+                max_in_flight: opts.route_max_in_flight,
                 ..Default::default()
             },
         );

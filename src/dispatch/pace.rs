@@ -81,7 +81,10 @@ impl Pace {
     /// (holding it) a place in the current second's share.
     pub async fn turn(&self) -> Turn {
         let turn = loop {
+            // Registered before looking: a slot freed meanwhile wakes it.
             let freed = self.gate.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             {
                 let mut n = self.gate.in_flight.lock().expect("pace gate");
                 if *n < self.limit() {

@@ -5,6 +5,7 @@ pub mod backlog;
 pub mod biller;
 pub mod channel;
 pub mod check_digit;
+pub mod complaint;
 pub mod cutoff;
 pub mod dispatch;
 pub mod fleet;
