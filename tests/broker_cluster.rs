@@ -113,23 +113,9 @@ async fn a_node_stopped_mid_settlement_loses_and_repeats_nothing() {
         .unwrap();
     eprintln!("node 1 stopped after {:?}", started.elapsed());
 
-    let pool = env.pool().clone();
-    let everything = eventually(Duration::from_secs(90), || {
-        let (pool, handler, want) = (pool.clone(), handler.clone(), want.clone());
-        async move {
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM outbox WHERE topic = 'settlement' AND done_at IS NULL",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            let seen: BTreeSet<String> = handler.seen().into_iter().collect();
-            pending == 0 && seen == want
-        }
-    })
-    .await;
-    let seen = handler.seen();
-    let missing: Vec<_> = want.iter().filter(|b| !seen.contains(*b)).collect();
+    let (everything, missing) = env
+        .wait_all_handled(&handler, &want, Duration::from_secs(90))
+        .await;
     assert!(
         everything,
         "every row relayed and every batch handled; missing {missing:?}"
@@ -145,7 +131,7 @@ async fn a_node_stopped_mid_settlement_loses_and_repeats_nothing() {
     eprintln!(
         "{} batches handled {} times across the failover, in {:?}",
         want.len(),
-        seen.len(),
+        handler.seen().len(),
         started.elapsed()
     );
     relay.stop().await;

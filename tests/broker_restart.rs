@@ -111,25 +111,10 @@ async fn relay_and_consumer_survive_a_broker_restart() {
     let all: Vec<_> = first.iter().chain(second.iter()).cloned().collect();
     let want: BTreeSet<String> = all.iter().map(|(_, b, _)| b.to_string()).collect();
 
-    let pool = env.pool().clone();
-    let everything_done = eventually(Duration::from_secs(40), || {
-        let pool = pool.clone();
-        let handler = handler.clone();
-        let want = want.clone();
-        async move {
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM outbox WHERE topic = 'settlement' AND done_at IS NULL",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            let seen: BTreeSet<String> = handler.seen().into_iter().collect();
-            pending == 0 && seen == want
-        }
-    })
-    .await;
+    let (everything_done, missing) = env
+        .wait_all_handled(&handler, &want, Duration::from_secs(40))
+        .await;
     let seen = handler.seen();
-    let missing: Vec<_> = want.iter().filter(|b| !seen.contains(b)).cloned().collect();
     assert!(
         everything_done,
         "not every row done and handled; missing {missing:?}"

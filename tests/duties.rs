@@ -4,14 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use billclear::startup::duty::{self, LeaseTiming};
 use billclear::startup::{Parts, Service};
 use billclear::store::lease::{LeaseOutcome, LeaseStore};
-use billclear::store::postgres::{self, PgStore};
-use billclear::store::Store;
 use common::TestApp;
 
 const DUTIES: [&str; 3] = [
@@ -106,28 +103,14 @@ async fn many_processes_asking_at_once_get_one_holder() {
 }
 
 async fn process(app: &TestApp, name: &str) -> Service {
-    let store: Arc<dyn Store> = Arc::new(
-        PgStore::connect(
-            &postgres::with_database(&common::server_url(), &app.db_name),
-            4,
-        )
-        .await
-        .unwrap(),
-    );
     let parts = Parts {
         worker: name.to_string(),
         dispatch: true,
         settlement: true,
         prune_nonces: true,
     };
-    Service::start(
-        store,
-        app.master_key.clone(),
-        (*app.state.config).clone(),
-        parts,
-    )
-    .await
-    .unwrap()
+    app.another_process((*app.state.config).clone(), parts)
+        .await
 }
 
 /// Waits until every duty is held by `holder`; how long that took.

@@ -7,32 +7,18 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use billclear::config::Config;
 use billclear::startup::{Parts, Service};
-use billclear::store::postgres::{self, PgStore};
-use billclear::store::{ChannelStore, Store};
+use billclear::store::ChannelStore;
 use common::{Options, TestApp};
 
-async fn another_process(app: &TestApp, name: &str) -> (Service, String) {
-    let store: Arc<dyn Store> = Arc::new(
-        PgStore::connect(
-            &postgres::with_database(&common::server_url(), &app.db_name),
-            8,
-        )
-        .await
-        .unwrap(),
-    );
+/// Another process serving the API on a port of its own.
+async fn serving(app: &TestApp, config: Config, name: &str) -> (Service, String) {
     let parts = Parts {
         worker: name.to_string(),
         ..Parts::api_only()
     };
-    let service = Service::start(
-        store,
-        app.master_key.clone(),
-        (*app.state.config).clone(),
-        parts,
-    )
-    .await
-    .unwrap();
+    let service = app.another_process(config, parts).await;
     let base = service
         .spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .unwrap();
@@ -47,8 +33,9 @@ async fn three_processes_never_give_a_biller_more_than_its_budget() {
     })
     .await;
     let budget = app.state.inquiry.budget_per_s("sh-water") as u64;
-    let (second, base2) = another_process(&app, "second").await;
-    let (third, base3) = another_process(&app, "third").await;
+    let config = || (*app.state.config).clone();
+    let (second, base2) = serving(&app, config(), "second").await;
+    let (third, base3) = serving(&app, config(), "third").await;
     // Until every process sees the three (and the newcomers' warm-up).
     let started = Instant::now();
     while [&app.state, &second.state, &third.state]
@@ -120,34 +107,6 @@ async fn three_processes_never_give_a_biller_more_than_its_budget() {
     app.finish().await;
 }
 
-/// Another process on the app's database with its own caches, as `serve`
-/// configures them: keys for `auth.key_cache_ttl_ms`, billers (and their
-/// route preference) refreshed every `intake.biller_refresh_ms`.
-async fn process_with_caches(app: &TestApp, ttl_ms: u64, refresh_ms: u64) -> (Service, String) {
-    let store: Arc<dyn Store> = Arc::new(
-        PgStore::connect(
-            &postgres::with_database(&common::server_url(), &app.db_name),
-            4,
-        )
-        .await
-        .unwrap(),
-    );
-    let mut config = (*app.state.config).clone();
-    config.auth.key_cache_ttl_ms = ttl_ms;
-    config.intake.biller_refresh_ms = refresh_ms;
-    let parts = Parts {
-        worker: "cached".to_string(),
-        ..Parts::api_only()
-    };
-    let service = Service::start(store, app.master_key.clone(), config, parts)
-        .await
-        .unwrap();
-    let base = service
-        .spawn_api(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    (service, base)
-}
-
 #[tokio::test]
 async fn caches_converge_in_another_process_within_their_bounds() {
     let app = TestApp::spawn_with(Options {
@@ -157,7 +116,13 @@ async fn caches_converge_in_another_process_within_their_bounds() {
     })
     .await;
     let (ttl_ms, refresh_ms) = (1_000, 700);
-    let (other, base) = process_with_caches(&app, ttl_ms, refresh_ms).await;
+    // Another process with its caches as `serve` configures them: keys
+    // for `auth.key_cache_ttl_ms`, billers (and their route preference)
+    // refreshed every `intake.biller_refresh_ms`.
+    let mut config = (*app.state.config).clone();
+    config.auth.key_cache_ttl_ms = ttl_ms;
+    config.intake.biller_refresh_ms = refresh_ms;
+    let (other, base) = serving(&app, config, "cached").await;
 
     // A route preference switched through this process: the other one
     // routes by it within the biller refresh.

@@ -101,6 +101,35 @@ impl Env {
         self.store.pool()
     }
 
+    /// Waits until no settlement row is left to relay and `handler` has
+    /// seen every batch of `want`; the batches it has not seen (none when
+    /// everything arrived within `within`).
+    pub async fn wait_all_handled(
+        &self,
+        handler: &Arc<Recorder>,
+        want: &std::collections::BTreeSet<String>,
+        within: Duration,
+    ) -> (bool, Vec<String>) {
+        let pool = self.pool().clone();
+        let done = eventually(within, || {
+            let (pool, handler) = (pool.clone(), handler.clone());
+            async move {
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM outbox WHERE topic = 'settlement' AND done_at IS NULL",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                let seen: std::collections::BTreeSet<String> = handler.seen().into_iter().collect();
+                pending == 0 && seen == *want
+            }
+        })
+        .await;
+        let seen = handler.seen();
+        let missing = want.iter().filter(|b| !seen.contains(b)).cloned().collect();
+        (done, missing)
+    }
+
     pub fn relay(&self) -> broker::Relay {
         broker::Relay::new(self.store.clone(), self.cfg.clone(), "test-relay")
     }

@@ -704,6 +704,20 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// Another process on this app's database, as a second `billclear
+    /// serve` would be: its own pool, caches and fleet membership, `config`
+    /// (the app's, changed as a test needs) and `parts`.
+    pub async fn another_process(&self, config: Config, parts: Parts) -> Service {
+        let store: Arc<dyn Store> = Arc::new(
+            PgStore::connect(&postgres::with_database(&server_url(), &self.db_name), 8)
+                .await
+                .unwrap(),
+        );
+        Service::start(store, self.master_key.clone(), config, parts)
+            .await
+            .unwrap()
+    }
+
     /// A planned route switch, as an operator makes it: over the operators'
     /// API. The route becomes the biller's preferred one.
     pub async fn switch_route(&self, biller: &str, route: &str) {
