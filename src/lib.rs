@@ -26,6 +26,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod complaints;
 pub mod config;
 pub mod console;
 pub mod demo;

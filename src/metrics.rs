@@ -40,6 +40,9 @@ pub const INQUIRY_USED: &str = "billclear_inquiry_budget_used_total";
 pub const INQUIRY_REFUSED: &str = "billclear_inquiry_budget_refused_total";
 pub const HTTP_REQUESTS: &str = "billclear_http_requests_total";
 pub const HTTP_SECONDS: &str = "billclear_http_request_seconds";
+pub const COMPLAINTS_RAISED: &str = "billclear_complaints_raised_total";
+pub const COMPLAINTS_ESCALATED: &str = "billclear_complaints_escalated_total";
+pub const COMPLAINTS_RESOLVED: &str = "billclear_complaints_resolved_total";
 pub const GAUGES_REFRESHED: &str = "billclear_gauges_refreshed_timestamp_seconds";
 
 /// How often the database gauges are refreshed.
@@ -108,6 +111,23 @@ pub fn circuit(route: &str, state: RouteState) {
 pub fn inquiry_budget(biller: &str, spent: bool) {
     let name = if spent { INQUIRY_USED } else { INQUIRY_REFUSED };
     counter!(name, "biller" => biller.to_string()).increment(1);
+}
+
+pub fn complaint_raised(biller: &str, kind: &str) {
+    counter!(COMPLAINTS_RAISED, "biller" => biller.to_string(), "kind" => kind.to_string())
+        .increment(1);
+}
+
+/// A complaint whose turn-around time ran out.
+pub fn complaint_escalated(biller: &str, kind: &str) {
+    counter!(COMPLAINTS_ESCALATED, "biller" => biller.to_string(), "kind" => kind.to_string())
+        .increment(1);
+}
+
+/// A complaint answered for good; `by` is "machine" or "staff".
+pub fn complaint_resolved(biller: &str, kind: &str, by: &str) {
+    counter!(COMPLAINTS_RESOLVED, "biller" => biller.to_string(), "kind" => kind.to_string(), "by" => by.to_string())
+        .increment(1);
 }
 
 pub fn http_request(route: &str, status: u16, took: Duration) {

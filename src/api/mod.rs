@@ -6,6 +6,7 @@
 
 mod auth;
 mod billers;
+mod complaints;
 mod extract;
 mod health;
 mod observe;
@@ -43,6 +44,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/payments", post(payments::create).get(payments::find))
         .route("/v1/payments/{id}", get(payments::get_one))
+        .route(
+            "/v1/complaints",
+            post(complaints::create).get(complaints::list),
+        )
+        .route("/v1/complaints/{id}", get(complaints::get_one))
+        .route("/v1/staff/complaints", get(complaints::staff_list))
+        .route(
+            "/v1/staff/complaints/{id}/actions",
+            post(complaints::staff_act),
+        )
         .route("/v1/settlements", get(settlements::list))
         .route(
             "/v1/settlements/{batch_id}/files/{name}",

@@ -21,7 +21,8 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, 
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{Problem, ProblemCode};
-use super::{billers, health, ops, payments, recon, settlements, staff};
+use super::{billers, complaints, health, ops, payments, recon, settlements, staff};
+use crate::complaints::view::ComplaintCallbackEvent;
 use crate::domain::dispatch::{CallbackEvent, CallbackPayment};
 
 /// Problem codes by HTTP status: what one part of the service (the
@@ -45,11 +46,16 @@ const OPERATIONS: &[&Operation] = &[
     &payments::CREATE,
     &payments::FIND,
     &payments::GET_ONE,
+    &complaints::CREATE,
+    &complaints::LIST,
+    &complaints::GET_ONE,
     &settlements::LIST,
     &settlements::DOWNLOAD,
     &settlements::STATEMENT,
     &settlements::STATEMENT_FILE,
     &staff::ME,
+    &complaints::STAFF_LIST,
+    &complaints::STAFF_ACT,
     &recon::RUNS,
     &recon::REPORT,
     &recon::LIST,
@@ -63,11 +69,11 @@ const OPERATIONS: &[&Operation] = &[
 
 const DESCRIPTION: &str = "Utility bill payments for payment apps (channels), billers and finance staff.
 
-Every /v1 request is signed (bc1), except /v1/staff, /v1/recon and /v1/breaks, which take a finance staff bearer token instead (staffBearer); the operators' /ops/v1 takes the operator token (opsBearer). A signed request carries Authorization: BC1-HMAC-SHA256 key=<key_id>,ts=<unix seconds>,nonce=<unique string>,sig=<base64 signature>, where sig = base64(HMAC-SHA256(secret, METHOD \\n PATH_AND_QUERY \\n ts \\n nonce \\n hex(SHA-256(body)) \\n)). Channels sign with a channel key; billers (settlement files) with a biller key.
+Every /v1 request is signed (bc1), except /v1/staff (and /v1/staff/complaints), /v1/recon and /v1/breaks, which take a finance staff bearer token instead (staffBearer); the operators' /ops/v1 takes the operator token (opsBearer). A signed request carries Authorization: BC1-HMAC-SHA256 key=<key_id>,ts=<unix seconds>,nonce=<unique string>,sig=<base64 signature>, where sig = base64(HMAC-SHA256(secret, METHOD \\n PATH_AND_QUERY \\n ts \\n nonce \\n hex(SHA-256(body)) \\n)). Channels sign with a channel key; billers (settlement files) with a biller key.
 
 Errors are application/problem+json (the Problem schema) with a stable code; each operation lists, per status, the codes it can answer with. Control characters in the path or the query are refused on every route (400 invalid_characters). A path that is no endpoint is a 404 no_such_route, a method an endpoint does not take a 405 method_not_allowed (components.responses NoSuchRoute and MethodNotAllowed). 429 and 503 answers carry Retry-After. Every answer carries X-Request-Id: the request's own when it sends a sane one (1-64 characters of A-Z a-z 0-9 . _ -), else a new UUID; quote it when reporting a problem.
 
-Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's callback URL as a CallbackEvent, signed the same way with the channel's newest active key (method POST, the callback URL's path and query), retried with backoff until the channel answers 2xx; deduplicate on event_id, which is also sent as the Billclear-Event-Id header.";
+Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's callback URL as a CallbackEvent, signed the same way with the channel's newest active key (method POST, the callback URL's path and query), retried with backoff until the channel answers 2xx; deduplicate on event_id, which is also sent as the Billclear-Event-Id header. Every change of a complaint's status is POSTed the same way as a ComplaintCallbackEvent.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -84,11 +90,16 @@ Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's
         payments::create,
         payments::find,
         payments::get_one,
+        complaints::create,
+        complaints::list,
+        complaints::get_one,
         settlements::list,
         settlements::download,
         settlements::statement,
         settlements::statement_file,
         staff::me,
+        complaints::staff_list,
+        complaints::staff_act,
         recon::runs,
         recon::report,
         recon::list,
@@ -99,12 +110,13 @@ Final payment states (CONFIRMED, REJECTED, RETURNED) are POSTed to the channel's
         health::metrics,
         health::openapi,
     ),
-    components(schemas(Problem, CallbackEvent, CallbackPayment)),
+    components(schemas(Problem, CallbackEvent, CallbackPayment, ComplaintCallbackEvent)),
     security(("bc1" = [])),
     modifiers(&Contract),
     tags(
         (name = "payments", description = "Channels pay bills"),
         (name = "billers", description = "Billers, their rules and bill inquiry"),
+        (name = "complaints", description = "Payment apps' complaints about their payments, and refunds"),
         (name = "settlement", description = "Settlement files for billers, statements for channels"),
         (name = "staff", description = "Finance staff"),
         (name = "reconciliation", description = "Reconciliation runs, reports and breaks (finance staff)"),
@@ -152,10 +164,13 @@ impl Modify for Contract {
         );
         // Serde's deny_unknown_fields on the break action enum, which the
         // derive leaves out for enum variants.
-        if let Some(RefOr::T(Schema::OneOf(actions))) = components.schemas.get_mut("BreakAction") {
-            for variant in &mut actions.items {
-                if let RefOr::T(Schema::Object(o)) = variant {
-                    o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        for name in ["BreakAction", "ComplaintAction"] {
+            if let Some(RefOr::T(Schema::OneOf(actions))) = components.schemas.get_mut(name) {
+                for variant in &mut actions.items {
+                    if let RefOr::T(Schema::Object(o)) = variant {
+                        o.additional_properties =
+                            Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
                 }
             }
         }

@@ -371,7 +371,7 @@ fn backlogged(state: &AppState, request: &PaymentRequest) -> Result<(), ApiError
 }
 
 /// The `Idempotency-Key` header: required, 1-128 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(headers
         .get("idempotency-key")
         .ok_or_else(|| {
@@ -393,7 +393,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Refuses a body that is not declared `application/json`.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let json_ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

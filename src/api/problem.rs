@@ -99,6 +99,11 @@ problem_codes! {
     BreakNotFound = "break_not_found",
     BreakState = "break_state",
     ResendRefused = "resend_refused",
+    // Complaints (404, 409, 422).
+    ComplaintNotFound = "complaint_not_found",
+    ComplaintOpen = "complaint_open",
+    ComplaintNotAdmissible = "complaint_not_admissible",
+    ComplaintState = "complaint_state",
     // Limits and availability (429, 502, 503).
     RateLimited = "rate_limited",
     InquiryBudgetExceeded = "inquiry_budget_exceeded",

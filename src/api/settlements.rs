@@ -381,6 +381,10 @@ pub struct StatementView {
     /// The statement file, once written.
     #[schema(required = true)]
     pub file: Option<StatementFileView>,
+    /// Payments given back to the channel on this date (complaints): a
+    /// reversal was never settled (never owed); a return is recovered
+    /// from the biller and listed in the batch that recovers it.
+    pub refunds: Vec<crate::complaints::view::RefundView>,
 }
 
 /// One biller's part of a channel's statement.
@@ -480,6 +484,7 @@ pub async fn statement(
     for l in &lines {
         *owed.entry(l.currency.as_str()).or_default() += l.amount - l.returned;
     }
+    let refunds = state.store.refunds_on(&signed.channel.id, date).await?;
     let file = crate::settlement::statement::file_name(&signed.channel.id, date);
     let file_path =
         crate::settlement::statement::dir(&state.config.settlement.outbox_dir, &signed.channel.id)
@@ -501,6 +506,10 @@ pub async fn statement(
             name: file,
             href: format!("/v1/statements/{date}/file"),
         }),
+        refunds: refunds
+            .iter()
+            .map(crate::complaints::view::RefundView::from)
+            .collect(),
     }))
 }
 

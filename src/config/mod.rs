@@ -45,6 +45,9 @@ pub struct Config {
     /// The fleet's live processes (shares of fleet-wide limits).
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// Complaints from payment apps: investigation and turn-around times.
+    #[serde(default)]
+    pub complaints: ComplaintsConfig,
     pub log: LogConfig,
 }
 
@@ -91,6 +94,64 @@ impl Default for FleetConfig {
             heartbeat_ms: 1_000,
             stale_ms: 3_000,
         }
+    }
+}
+
+/// Complaints payment apps raise (`/v1/complaints`): how the machine
+/// investigates them and how long each type may take.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplaintsConfig {
+    /// How often the investigator looks for complaints to investigate and
+    /// for complaints past their time (a duty: one process of the fleet).
+    pub poll_ms: u64,
+    /// How long after an unanswered status inquiry the biller is asked
+    /// again (PENDING_BILLER).
+    pub recheck_ms: u64,
+    /// Business days to resolve each type in (not_credited,
+    /// credited_to_wrong_account, paid_twice, amount_differs,
+    /// refund_not_received); a type not named keeps its default (3, 7, 5,
+    /// 5, 5).
+    pub turnaround_days: BTreeMap<String, u32>,
+    /// Holidays of every biller's calendar (besides Saturdays and Sundays),
+    /// e.g. ["2027-01-01"].
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// A biller's own holidays, added to `holidays`.
+    pub biller_holidays: BTreeMap<String, Vec<chrono::NaiveDate>>,
+}
+
+impl Default for ComplaintsConfig {
+    fn default() -> Self {
+        ComplaintsConfig {
+            poll_ms: 1_000,
+            recheck_ms: 60_000,
+            turnaround_days: BTreeMap::new(),
+            holidays: Vec::new(),
+            biller_holidays: BTreeMap::new(),
+        }
+    }
+}
+
+impl ComplaintsConfig {
+    pub fn turnaround_days(&self, kind: crate::domain::complaint::ComplaintKind) -> u32 {
+        self.turnaround_days
+            .get(kind.as_str())
+            .copied()
+            .unwrap_or(kind.default_turnaround_days())
+    }
+
+    /// `biller`'s calendar in its time zone.
+    pub fn calendar(
+        &self,
+        biller: &str,
+        zone: chrono_tz::Tz,
+    ) -> crate::domain::complaint::Calendar {
+        let mut holidays: std::collections::BTreeSet<chrono::NaiveDate> =
+            self.holidays.iter().copied().collect();
+        if let Some(own) = self.biller_holidays.get(biller) {
+            holidays.extend(own.iter().copied());
+        }
+        crate::domain::complaint::Calendar { zone, holidays }
     }
 }
 
@@ -568,6 +629,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             duties: DutiesConfig::default(),
             fleet: FleetConfig::default(),
+            complaints: ComplaintsConfig::default(),
             log: LogConfig {
                 filter: "info,sqlx=warn".into(),
                 format: "pretty".into(),
@@ -642,6 +704,20 @@ impl Config {
             self.duties.check_ms >= 50 && self.duties.lease_ms >= 2 * self.duties.check_ms,
             "duties.lease_ms must be at least twice duties.check_ms (a holder renews several times per lease)"
         );
+        anyhow::ensure!(
+            self.complaints.poll_ms >= 10 && self.complaints.recheck_ms >= 10,
+            "complaints.poll_ms and complaints.recheck_ms must be at least 10"
+        );
+        for (kind, days) in &self.complaints.turnaround_days {
+            anyhow::ensure!(
+                crate::domain::complaint::ComplaintKind::parse(kind).is_some(),
+                "complaints.turnaround_days: unknown complaint type {kind:?} (types: not_credited, credited_to_wrong_account, paid_twice, amount_differs, refund_not_received)"
+            );
+            anyhow::ensure!(
+                (1..=60).contains(days),
+                "complaints.turnaround_days.{kind} must be 1..=60 business days"
+            );
+        }
         anyhow::ensure!(
             self.console.time_zone.parse::<chrono_tz::Tz>().is_ok(),
             "console.time_zone {:?} is not an IANA time zone name (e.g. Asia/Shanghai)",

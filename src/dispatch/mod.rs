@@ -49,6 +49,9 @@ pub struct Deps {
 pub struct Workers {
     handles: Vec<tokio::task::JoinHandle<()>>,
     file_routes: crate::startup::duty::Duty,
+    /// The complaints investigator (it asks billers through the same
+    /// routes), set by `crate::startup`.
+    complaints: Option<crate::startup::duty::Duty>,
     /// The claim loops' heartbeats, with the age past which a loop is
     /// not alive.
     beats: Vec<(&'static str, crate::liveness::Heartbeat, Duration)>,
@@ -124,6 +127,7 @@ impl Workers {
             handles,
             beats,
             file_routes,
+            complaints: None,
         })
     }
 
@@ -139,6 +143,15 @@ impl Workers {
     pub fn abort(&self) {
         self.handles.iter().for_each(|h| h.abort());
         self.file_routes.abort();
+        if let Some(c) = &self.complaints {
+            c.abort();
+        }
+    }
+
+    /// Runs the complaints investigator's duty with these workers.
+    pub fn with_complaints(mut self, duty: crate::startup::duty::Duty) -> Workers {
+        self.complaints = Some(duty);
+        self
     }
 }
 

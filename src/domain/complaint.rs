@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
 
 use super::payment::PaymentStatus;
 
@@ -166,6 +167,10 @@ pub enum BillerAnswer {
     },
     /// The biller does not know the payment.
     NotFound,
+    /// The biller has the payment and refused it (its words).
+    Refused { reason: String },
+    /// The biller has it but has not decided yet.
+    Pending,
     /// Unreachable, or its inquiry budget spent: ask again later.
     Unavailable,
 }
@@ -192,6 +197,23 @@ pub enum Outcome {
     NothingTaken,
     /// The payment's amount was given back to the app.
     Refunded,
+    /// Put right by the biller at staff's request (credit moved to the
+    /// right account, amount corrected), in staff's words.
+    Corrected { note: String },
+    /// Staff found the biller's credit (its records, its word).
+    ConfirmedByStaff { note: String },
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::CreditConfirmed { .. } => "credit_confirmed",
+            Outcome::NothingTaken => "nothing_taken",
+            Outcome::Refunded => "refunded",
+            Outcome::Corrected { .. } => "corrected",
+            Outcome::ConfirmedByStaff { .. } => "credit_confirmed",
+        }
+    }
 }
 
 /// What the evidence decides on its own.
@@ -227,7 +249,10 @@ pub fn decide(kind: ComplaintKind, e: &Evidence) -> Decision {
                 biller_reference: biller_reference.clone(),
                 credited_at: *credited_at,
             }),
-            (BillerAnswer::Unavailable, _) => Decision::WaitForBiller,
+            (BillerAnswer::Unavailable | BillerAnswer::Pending, _) => Decision::WaitForBiller,
+            (BillerAnswer::Refused { .. }, _) => Decision::ToStaff {
+                reason: "the biller says it refused this payment: check what we recorded",
+            },
             (BillerAnswer::NotFound, S::Confirmed | S::Settled) => Decision::ToStaff {
                 reason:
                     "we hold the biller's confirmation but the biller does not know the payment",
@@ -261,7 +286,7 @@ pub fn decide(kind: ComplaintKind, e: &Evidence) -> Decision {
 /// holidays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
-    pub offset: FixedOffset,
+    pub zone: Tz,
     pub holidays: BTreeSet<NaiveDate>,
 }
 
@@ -274,7 +299,7 @@ impl Calendar {
     /// time) of the `days`-th business day after the day it was registered
     /// on. With 0 days: the end of the first business day from that day on.
     pub fn due(&self, at: DateTime<Utc>, days: u32) -> DateTime<Utc> {
-        let mut d = at.with_timezone(&self.offset).date_naive();
+        let mut d = at.with_timezone(&self.zone).date_naive();
         let mut left = days;
         if left == 0 {
             while !self.is_business_day(d) {
@@ -288,18 +313,22 @@ impl Calendar {
             }
         }
         let end = (d + Days::new(1)).and_time(NaiveTime::MIN);
-        self.offset
-            .from_local_datetime(&end)
-            .single()
-            .expect("a fixed offset has no gaps")
-            .with_timezone(&Utc)
+        // A midnight in a daylight-saving gap: the first instant after it.
+        let mut end = end;
+        loop {
+            match self.zone.from_local_datetime(&end) {
+                chrono::LocalResult::Single(t) => return t.with_timezone(&Utc),
+                chrono::LocalResult::Ambiguous(t, _) => return t.with_timezone(&Utc),
+                chrono::LocalResult::None => end += chrono::Duration::minutes(1),
+            }
+        }
     }
 
     /// Business days from the day of `from` to the day of `to` (local):
     /// 0 on the same day; a report's resolution time.
     pub fn business_days_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
-        let mut d = from.with_timezone(&self.offset).date_naive();
-        let end = to.with_timezone(&self.offset).date_naive();
+        let mut d = from.with_timezone(&self.zone).date_naive();
+        let end = to.with_timezone(&self.zone).date_naive();
         let mut n = 0;
         while d < end {
             d = d + Days::new(1);
@@ -308,6 +337,255 @@ impl Calendar {
             }
         }
         n
+    }
+}
+
+/// How a payment's amount goes back to its app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundWay {
+    /// Not settled yet: the payment's posted transfer is reversed and it
+    /// never enters a settlement batch (RETURNED).
+    Reversal,
+    /// Settled already: a return, recovered from the biller's next batch
+    /// and listed in its settlement file (RETURNED).
+    Return,
+}
+
+impl RefundWay {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefundWay::Reversal => "reversal",
+            RefundWay::Return => "return",
+        }
+    }
+}
+
+/// How a payment in `status` can be refunded, or why it cannot.
+pub fn refund_way(status: PaymentStatus) -> Result<RefundWay, &'static str> {
+    use PaymentStatus as S;
+    match status {
+        S::Confirmed => Ok(RefundWay::Reversal),
+        S::Settled => Ok(RefundWay::Return),
+        S::Returned => Err("this payment was given back already"),
+        S::Rejected => Err("this payment was rejected and nothing was taken for it"),
+        S::Received | S::Submitted | S::Unknown => {
+            Err("this payment's delivery is not finished: refund it once the biller has answered")
+        }
+    }
+}
+
+/// What finance staff do with a complaint (operators; approving a refund
+/// needs an approver who did not propose it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaffAction {
+    /// Take it: INVESTIGATING (an escalated one stays ESCALATED).
+    Investigate,
+    /// Ask the biller again by machine: PENDING_BILLER.
+    AskBiller,
+    Comment {
+        text: String,
+    },
+    /// Resolved without money moving (the biller confirmed or put it right).
+    Resolve {
+        outcome: Outcome,
+    },
+    Reject {
+        reason: String,
+    },
+    /// Propose giving the amount back (maker).
+    ProposeRefund {
+        note: String,
+    },
+    /// Approve the proposal (checker): the refund is made.
+    ApproveRefund,
+    DeclineRefund {
+        reason: String,
+    },
+}
+
+impl StaffAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StaffAction::Investigate => "investigate",
+            StaffAction::AskBiller => "ask-biller",
+            StaffAction::Comment { .. } => "comment",
+            StaffAction::Resolve { .. } => "resolve",
+            StaffAction::Reject { .. } => "reject",
+            StaffAction::ProposeRefund { .. } => "propose-refund",
+            StaffAction::ApproveRefund => "approve-refund",
+            StaffAction::DeclineRefund { .. } => "decline-refund",
+        }
+    }
+}
+
+/// A complaint as staff act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffView {
+    pub status: ComplaintStatus,
+    /// The refund proposed and not yet approved: its maker.
+    pub proposed_by: Option<String>,
+}
+
+/// What a staff action does, once allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaffEffect {
+    /// Status unchanged (a comment; a proposal made or declined).
+    Stay,
+    MoveTo(ComplaintStatus),
+    /// Make the refund, then RESOLVED (refunded).
+    Refund,
+}
+
+/// Checks `action` by `actor` against the complaint as it stands.
+pub fn staff_effect(
+    view: &StaffView,
+    actor: &str,
+    is_approver: bool,
+    action: &StaffAction,
+) -> Result<StaffEffect, String> {
+    if !view.status.is_open() {
+        return Err(format!(
+            "the complaint is {} already: nothing more can be done with it",
+            view.status.as_str()
+        ));
+    }
+    let note_ok = |t: &str, what: &str| {
+        let n = t.trim().chars().count();
+        if n == 0 || n > 1000 {
+            Err(format!("{what} must be 1-1000 characters"))
+        } else {
+            Ok(())
+        }
+    };
+    let move_to = |to: ComplaintStatus| {
+        if view.status == to || view.status.can_move_to(to) {
+            Ok(StaffEffect::MoveTo(to))
+        } else {
+            Err(format!(
+                "a complaint {} cannot become {}",
+                view.status.as_str(),
+                to.as_str()
+            ))
+        }
+    };
+    match action {
+        StaffAction::Investigate if view.status == Escalated => Ok(StaffEffect::Stay),
+        StaffAction::Investigate => move_to(Investigating),
+        StaffAction::AskBiller if view.status == Escalated => {
+            Err("an escalated complaint is staff's: resolve or reject it".into())
+        }
+        StaffAction::AskBiller => move_to(PendingBiller),
+        StaffAction::Comment { text } => note_ok(text, "a comment").map(|_| StaffEffect::Stay),
+        StaffAction::Resolve { outcome } => match outcome {
+            Outcome::Refunded => {
+                Err("a refund is proposed and approved, not resolved by hand".into())
+            }
+            Outcome::Corrected { note } | Outcome::ConfirmedByStaff { note } => {
+                note_ok(note, "the note").and_then(|_| move_to(Resolved))
+            }
+            _ => move_to(Resolved),
+        },
+        StaffAction::Reject { reason } => {
+            note_ok(reason, "the reason").and_then(|_| move_to(Rejected))
+        }
+        StaffAction::ProposeRefund { note } => {
+            note_ok(note, "the note")?;
+            match &view.proposed_by {
+                Some(m) => Err(format!("a refund proposed by {m} is waiting for approval")),
+                None => Ok(StaffEffect::Stay),
+            }
+        }
+        StaffAction::ApproveRefund | StaffAction::DeclineRefund { .. } => {
+            let Some(maker) = &view.proposed_by else {
+                return Err("no refund is proposed for this complaint".into());
+            };
+            if !is_approver {
+                return Err("approving or declining a refund needs the approver role".into());
+            }
+            if maker == actor {
+                return Err(format!(
+                    "{actor} proposed this refund: another approver must approve or decline it"
+                ));
+            }
+            match action {
+                StaffAction::DeclineRefund { reason } => {
+                    note_ok(reason, "the reason").map(|_| StaffEffect::Stay)
+                }
+                _ => Ok(StaffEffect::Refund),
+            }
+        }
+    }
+}
+
+/// One complaint as the monthly report counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportItem {
+    pub kind: ComplaintKind,
+    pub registered_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    /// When it was answered for good (RESOLVED or REJECTED).
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// One line of the report: a biller's complaints of one type in a month.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportLine {
+    pub kind: &'static str,
+    pub raised: u64,
+    pub closed: u64,
+    pub closed_within_time: u64,
+    pub still_open: u64,
+    /// Median time to close, in hours (one decimal), of those closed.
+    pub median_hours: Option<String>,
+    pub worst_hours: Option<String>,
+    /// Median and worst in the biller's business days.
+    pub median_business_days: Option<u32>,
+    pub worst_business_days: Option<u32>,
+}
+
+/// The report's lines, one per type (every type, in a fixed order).
+pub fn report_lines(items: &[ReportItem], cal: &Calendar) -> Vec<ReportLine> {
+    ComplaintKind::ALL
+        .iter()
+        .map(|k| {
+            let of: Vec<&ReportItem> = items.iter().filter(|i| i.kind == *k).collect();
+            let mut secs: Vec<i64> = Vec::new();
+            let mut days: Vec<u32> = Vec::new();
+            let mut within = 0;
+            for i in &of {
+                if let Some(c) = i.closed_at {
+                    secs.push((c - i.registered_at).num_seconds().max(0));
+                    days.push(cal.business_days_between(i.registered_at, c));
+                    if c <= i.due_at {
+                        within += 1;
+                    }
+                }
+            }
+            secs.sort_unstable();
+            days.sort_unstable();
+            // Hours with one decimal, from whole seconds (rounded half up).
+            let hours = |s: i64| format!("{}.{}", s / 3600, (s % 3600 * 10 + 1800) / 3600);
+            ReportLine {
+                kind: k.as_str(),
+                raised: of.len() as u64,
+                closed: secs.len() as u64,
+                closed_within_time: within,
+                still_open: (of.len() - secs.len()) as u64,
+                median_hours: median(&secs).map(hours),
+                worst_hours: secs.last().copied().map(hours),
+                median_business_days: median(&days),
+                worst_business_days: days.last().copied(),
+            }
+        })
+        .collect()
+}
+
+/// The lower median of sorted values (an observed value, never a mean).
+fn median<T: Copy>(sorted: &[T]) -> Option<T> {
+    if sorted.is_empty() {
+        None
+    } else {
+        Some(sorted[(sorted.len() - 1) / 2])
     }
 }
 
@@ -427,7 +705,7 @@ mod tests {
 
     fn shanghai(holidays: &[(i32, u32, u32)]) -> Calendar {
         Calendar {
-            offset: FixedOffset::east_opt(8 * 3600).unwrap(),
+            zone: chrono_tz::Asia::Shanghai,
             holidays: holidays
                 .iter()
                 .map(|(y, m, d)| NaiveDate::from_ymd_opt(*y, *m, *d).unwrap())
@@ -457,5 +735,117 @@ mod tests {
         assert_eq!(cal.business_days_between(fri, fri), 0);
         let thu = Utc.with_ymd_and_hms(2026, 12, 10, 2, 0, 0).unwrap();
         assert_eq!(cal.business_days_between(fri, thu), 3);
+    }
+    #[test]
+    fn refunds_need_a_finished_delivery_and_happen_once() {
+        assert_eq!(refund_way(S::Confirmed), Ok(RefundWay::Reversal));
+        assert_eq!(refund_way(S::Settled), Ok(RefundWay::Return));
+        for s in [
+            S::Received,
+            S::Submitted,
+            S::Unknown,
+            S::Rejected,
+            S::Returned,
+        ] {
+            assert!(refund_way(s).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_staff_refund_needs_a_second_person() {
+        let open = StaffView {
+            status: Investigating,
+            proposed_by: None,
+        };
+        let propose = StaffAction::ProposeRefund {
+            note: "paid twice".into(),
+        };
+        assert_eq!(
+            staff_effect(&open, "ann", false, &propose),
+            Ok(StaffEffect::Stay)
+        );
+        assert!(staff_effect(&open, "bob", true, &StaffAction::ApproveRefund).is_err());
+        let proposed = StaffView {
+            status: Investigating,
+            proposed_by: Some("ann".into()),
+        };
+        assert!(
+            staff_effect(&proposed, "ann", true, &StaffAction::ApproveRefund)
+                .unwrap_err()
+                .contains("another approver")
+        );
+        assert!(staff_effect(&proposed, "carl", false, &StaffAction::ApproveRefund).is_err());
+        assert!(staff_effect(&proposed, "bob", false, &propose).is_err());
+        assert_eq!(
+            staff_effect(&proposed, "bob", true, &StaffAction::ApproveRefund),
+            Ok(StaffEffect::Refund)
+        );
+        // A refund is never "resolved" by hand, and a closed complaint is closed.
+        let resolve_refunded = StaffAction::Resolve {
+            outcome: Outcome::Refunded,
+        };
+        assert!(staff_effect(&open, "ann", true, &resolve_refunded).is_err());
+        let done = StaffView {
+            status: Resolved,
+            proposed_by: None,
+        };
+        assert!(staff_effect(&done, "ann", true, &StaffAction::Investigate).is_err());
+        let reject = StaffAction::Reject { reason: " ".into() };
+        assert!(staff_effect(&open, "ann", true, &reject).is_err());
+        let escalated = StaffView {
+            status: Escalated,
+            proposed_by: None,
+        };
+        assert_eq!(
+            staff_effect(&escalated, "ann", false, &StaffAction::Investigate),
+            Ok(StaffEffect::Stay)
+        );
+        assert_eq!(
+            staff_effect(
+                &escalated,
+                "ann",
+                false,
+                &StaffAction::Reject {
+                    reason: "no".into()
+                }
+            ),
+            Ok(StaffEffect::MoveTo(Rejected))
+        );
+    }
+
+    #[test]
+    fn the_report_counts_time_kept_and_median_and_worst() {
+        let cal = shanghai(&[]);
+        let mon = Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap();
+        let h = chrono::Duration::hours;
+        let item = |kind, closed: Option<i64>| ReportItem {
+            kind,
+            registered_at: mon,
+            due_at: cal.due(mon, kind.default_turnaround_days()),
+            closed_at: closed.map(|x| mon + h(x)),
+        };
+        let items = vec![
+            item(ComplaintKind::NotCredited, Some(1)),
+            item(ComplaintKind::NotCredited, Some(30)),
+            item(ComplaintKind::NotCredited, Some(24 * 10)),
+            item(ComplaintKind::NotCredited, None),
+            item(ComplaintKind::PaidTwice, None),
+        ];
+        let lines = report_lines(&items, &cal);
+        assert_eq!(lines.len(), ComplaintKind::ALL.len());
+        let nc = &lines[0];
+        assert_eq!(nc.kind, "not_credited");
+        assert_eq!((nc.raised, nc.closed, nc.still_open), (4, 3, 1));
+        // 10 days later is past 3 business days.
+        assert_eq!(nc.closed_within_time, 2);
+        assert_eq!(nc.median_hours.as_deref(), Some("30.0"));
+        assert_eq!(nc.worst_hours.as_deref(), Some("240.0"));
+        assert_eq!(nc.median_business_days, Some(1));
+        assert_eq!(nc.worst_business_days, Some(8));
+        let pt = lines.iter().find(|l| l.kind == "paid_twice").unwrap();
+        assert_eq!(
+            (pt.raised, pt.closed, pt.median_hours.clone()),
+            (1, 0, None)
+        );
     }
 }

@@ -46,6 +46,8 @@ pub const TRANSITIONS: &[(PaymentStatus, PaymentStatus)] = &[
     (Unknown, Confirmed),
     (Unknown, Rejected),
     (Confirmed, Settled),
+    // A refund before settlement (a complaint): never settled.
+    (Confirmed, Returned),
     (Settled, Returned),
 ];
 

@@ -192,36 +192,62 @@ impl InquiryGuard {
     /// (the fleet's budget split between its live processes), at most the
     /// share in any second of the wall clock.
     fn spend_now(&self, biller: &str) -> Result<(), InquiryError> {
-        let per_s = self.budget_per_s(biller);
-        let share = self.fleet.share(per_s);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let checked = {
-            let mut budgets = self.budgets.lock().expect("budget lock");
-            let b = budgets.entry(biller.to_string()).or_insert_with(|| Budget {
-                share: u32::MAX,
-                bucket: None,
-                window: Default::default(),
-            });
-            if b.share != share {
-                b.share = share;
-                b.bucket = NonZeroU32::new(share)
-                    .map(|n| Arc::new(crate::auth::rate_limits::per_second(n)));
-            }
-            let in_second = b.window.take(now_ms, share);
-            match (&b.bucket, in_second) {
-                (_, Err(ms)) => Err(Duration::from_millis(ms)),
-                (None, Ok(())) => Err(Duration::from_secs(1)),
-                (Some(bucket), Ok(())) => bucket
-                    .check()
-                    .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
-            }
-        };
+        let checked = self.try_spend(biller);
         crate::metrics::inquiry_budget(biller, checked.is_ok());
         checked.map_err(|wait| InquiryError::OverBudget {
             biller: biller.to_string(),
-            per_s,
+            per_s: self.budget_per_s(biller),
             retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
         })
+    }
+
+    /// Spends one unit of `biller`'s budget, waiting as long as it takes
+    /// (never overdrawing it): for inquiries of our own (a complaint's
+    /// status inquiry), which wait rather than fail.
+    pub async fn spend_waiting(&self, biller: &str) {
+        loop {
+            let into = chrono::Utc::now().timestamp_millis().rem_euclid(1000);
+            let wait = if into >= 1000 - crate::domain::fleet::SECOND_TAIL_MS {
+                Duration::from_millis((1000 - into) as u64 + 1)
+            } else {
+                match self.try_spend(biller) {
+                    Ok(()) => {
+                        crate::metrics::inquiry_budget(biller, true);
+                        return;
+                    }
+                    Err(wait) => wait,
+                }
+            };
+            tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))).await;
+        }
+    }
+
+    /// One unit of this process's share of `biller`'s budget (the
+    /// fleet's budget split between its live processes), at most the share
+    /// in any second of the wall clock; or how long to wait for one.
+    fn try_spend(&self, biller: &str) -> Result<(), Duration> {
+        let per_s = self.budget_per_s(biller);
+        let share = self.fleet.share(per_s);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut budgets = self.budgets.lock().expect("budget lock");
+        let b = budgets.entry(biller.to_string()).or_insert_with(|| Budget {
+            share: u32::MAX,
+            bucket: None,
+            window: Default::default(),
+        });
+        if b.share != share {
+            b.share = share;
+            b.bucket =
+                NonZeroU32::new(share).map(|n| Arc::new(crate::auth::rate_limits::per_second(n)));
+        }
+        let in_second = b.window.take(now_ms, share);
+        match (&b.bucket, in_second) {
+            (_, Err(ms)) => Err(Duration::from_millis(ms)),
+            (None, Ok(())) => Err(Duration::from_secs(1)),
+            (Some(bucket), Ok(())) => bucket
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
     }
 }
 

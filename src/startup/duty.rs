@@ -33,6 +33,7 @@ pub const CLOSE_DATES: &str = "close-dates";
 pub const SETTLEMENT_RELAY: &str = "settlement-relay";
 pub const FILE_ROUTES: &str = "file-routes";
 pub const PRUNE_NONCES: &str = "prune-nonces";
+pub const COMPLAINTS: &str = "complaints";
 
 /// How long a lease lasts and how often it is asked for.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,8 @@
 //! 3. the settlement service ([`SettlementService`]: outbox relay,
 //!    consumer, and the cut-off schedule when `settlement.schedule` is
 //!    on), when asked for;
-//! 4. the nonce pruner, when asked for;
+//! 4. the nonce pruner, when asked for, and the complaints investigator
+//!    with the dispatch workers (each a duty);
 //! 5. the HTTP API ([`Service::serve`] until a shutdown signal, or
 //!    [`Service::spawn_api`] in a task).
 //!
@@ -97,7 +98,17 @@ impl Service {
         let state = AppState::start(store, master_key, config, &parts.worker).await?;
         let workers = if parts.dispatch {
             log_connectors(&state);
-            Some(Workers::start(&state.dispatch_deps(), &parts.worker)?)
+            // The complaints investigator runs with the dispatch workers:
+            // it asks billers through the same routes.
+            let state2 = state.clone();
+            let complaints = duty::Duty::spawn(
+                state.store.clone(),
+                duty::COMPLAINTS,
+                &parts.worker,
+                duty::LeaseTiming::from_config(&state.config.duties),
+                duty::body(move || crate::complaints::run(state2.clone())),
+            );
+            Some(Workers::start(&state.dispatch_deps(), &parts.worker)?.with_complaints(complaints))
         } else {
             None
         };

@@ -3,6 +3,7 @@
 //! an addition, not a rewrite. `postgres` is the system of record.
 
 pub mod bank;
+pub mod complaint;
 pub mod console;
 pub mod group;
 pub mod lease;
@@ -749,6 +750,7 @@ pub trait Store:
     + bank::BankStore
     + console::ConsoleStore
     + lease::LeaseStore
+    + complaint::ComplaintStore
 {
 }
 impl<
@@ -765,7 +767,8 @@ impl<
             + recon::ResendStore
             + bank::BankStore
             + console::ConsoleStore
-            + lease::LeaseStore,
+            + lease::LeaseStore
+            + complaint::ComplaintStore,
     > Store for T
 {
 }

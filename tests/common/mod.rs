@@ -280,6 +280,9 @@ impl TestApp {
         // tests that stop one process and start another.
         config.duties.lease_ms = 1_500;
         config.duties.check_ms = 250;
+        // Complaints looked at quickly, a silent biller asked again soon.
+        config.complaints.poll_ms = 50;
+        config.complaints.recheck_ms = 200;
         config.recon.dir = std::env::temp_dir().join(format!("{db_name}-recon"));
         config.amqp = config.amqp.scoped(&db_name);
         if let Some(sim) = &sim {

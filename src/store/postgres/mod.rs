@@ -3,6 +3,7 @@
 mod bank;
 mod billers;
 mod channels;
+mod complaint;
 mod console;
 mod dispatch;
 mod lease;

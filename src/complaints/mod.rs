@@ -1,0 +1,299 @@
+//! Complaints payment apps raise about their payments: the investigation
+//! by machine (evidence gathered at once, the biller asked by our
+//! reference within its inquiry budget), refunds by rule, escalation when
+//! a complaint's turn-around time runs out, and staff's actions.
+//!
+//! The investigator runs as a duty (one process of the fleet at a time):
+//! every `complaints.poll_ms` it escalates what is past its time, then
+//! looks at each complaint due for a look (new ones at once; those waiting
+//! for the biller every `complaints.recheck_ms`). What it decides comes
+//! from `domain::complaint::decide`; every change is written with the
+//! app's callback in the same transaction.
+
+pub mod report;
+pub mod view;
+
+use std::time::Duration;
+
+use biller_connectors::RemoteStatus;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+use crate::domain::complaint::{
+    decide, BillerAnswer, Calendar, ComplaintKind, ComplaintStatus, Decision, Evidence, Outcome,
+    PaymentFacts,
+};
+use crate::domain::ids::BillerId;
+use crate::domain::payment::{Payment, PaymentStatus};
+use crate::state::AppState;
+use crate::store::complaint::{ComplaintRecord, MachineChange, RefundOrder};
+use crate::store::StoreError;
+
+/// The biller's calendar (its zone, configured holidays).
+pub fn calendar(state: &AppState, biller: &str) -> Calendar {
+    let zone = BillerId::parse(biller)
+        .ok()
+        .and_then(|id| {
+            state
+                .billers
+                .snapshot()
+                .get(id.as_str())
+                .map(|b| b.cutoff.zone)
+        })
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    state.config.complaints.calendar(biller, zone)
+}
+
+/// When a complaint of `kind` against `biller` registered `at` is due.
+pub fn due_at(
+    state: &AppState,
+    biller: &str,
+    kind: ComplaintKind,
+    at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    calendar(state, biller).due(at, state.config.complaints.turnaround_days(kind))
+}
+
+/// The biller's business date at `at` (the statement a refund is listed on).
+pub fn business_date(state: &AppState, biller: &str, at: DateTime<Utc>) -> NaiveDate {
+    state
+        .billers
+        .snapshot()
+        .get(biller)
+        .map(|b| b.cutoff.business_date_of(at))
+        .unwrap_or_else(|| at.with_timezone(&chrono_tz::Asia::Shanghai).date_naive())
+}
+
+/// The investigator's loop (the duty's body).
+pub async fn run(state: AppState) {
+    let every = Duration::from_millis(state.config.complaints.poll_ms.max(10));
+    loop {
+        if let Err(e) = tick(&state).await {
+            tracing::warn!(error = %e, "complaints: a round failed; trying again");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One round: escalations, then the complaints due for a look.
+pub async fn tick(state: &AppState) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for c in state.store.escalate_due(now).await? {
+        tracing::warn!(complaint = %c.id, biller = %c.biller_id, kind = c.kind.as_str(), "complaint escalated: its turn-around time ran out");
+    }
+    let todo = state.store.complaints_to_check(now, 32).await?;
+    let mut jobs = tokio::task::JoinSet::new();
+    for c in todo {
+        let state = state.clone();
+        jobs.spawn(async move {
+            let id = c.id;
+            if let Err(e) = investigate(&state, c).await {
+                tracing::warn!(complaint = %id, error = %e, "complaint investigation failed; it is looked at again");
+            }
+        });
+    }
+    while jobs.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Gathers the evidence on one complaint and acts on what it decides.
+pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result<()> {
+    let Some(ev) = state.store.payment_evidence(c.payment_id).await? else {
+        anyhow::bail!("payment {} not found", c.payment_id);
+    };
+    let p = &ev.payment;
+    let biller = if c.kind == ComplaintKind::NotCredited && p.status != PaymentStatus::Rejected {
+        ask_biller(state, p).await
+    } else {
+        BillerAnswer::NotFound
+    };
+    let evidence = Evidence {
+        payment: PaymentFacts {
+            status: p.status,
+            refunded: ev.refund.is_some(),
+        },
+        biller: biller.clone(),
+        credited_twice: !ev.credited_duplicates.is_empty(),
+    };
+    let detail = json!({
+        "payment_status": p.status.as_str(),
+        "connector": p.connector_id,
+        "biller_answer": describe(&biller),
+        "refund": ev.refund.as_ref().map(|r| r.id),
+        "credited_duplicates": ev.credited_duplicates.iter().map(|d| d.0.to_string()).collect::<Vec<_>>(),
+        "recon_breaks": ev.breaks.iter().map(|(id, cat)| json!({"id": id, "category": cat})).collect::<Vec<_>>(),
+        "recon_decision": ev.recon_decision,
+        "settled_in_batch": ev.settled_in,
+    });
+    let now = Utc::now();
+    let change =
+        |to, outcome: Option<Outcome>, reason: Option<String>, next, note: String| MachineChange {
+            to,
+            outcome,
+            reason,
+            next_check_at: next,
+            note,
+            detail: detail.clone(),
+        };
+    let applied = match decide(c.kind, &evidence) {
+        Decision::Resolve(outcome) => {
+            let note = match &outcome {
+                Outcome::CreditConfirmed {
+                    biller_reference,
+                    credited_at,
+                } => format!(
+                    "the biller confirms the credit: receipt {biller_reference}, credited at {}",
+                    credited_at.to_rfc3339()
+                ),
+                Outcome::NothingTaken => {
+                    "the payment was rejected and its money never taken".to_string()
+                }
+                o => o.as_str().to_string(),
+            };
+            let r = state
+                .store
+                .complaint_machine_change(
+                    c.id,
+                    c.status,
+                    &change(
+                        ComplaintStatus::Resolved,
+                        Some(outcome),
+                        Some(note.clone()),
+                        None,
+                        note,
+                    ),
+                    now,
+                )
+                .await;
+            if r.is_ok() {
+                crate::metrics::complaint_resolved(&c.biller_id, c.kind.as_str(), "machine");
+            }
+            r.map(|_| ())
+        }
+        Decision::Refund { reason } => {
+            // The later of the two payments of the same bill goes back
+            // (whichever of them the complaint names).
+            let target = ev
+                .credited_duplicates
+                .iter()
+                .map(|d| (d.1, d.0))
+                .chain([(p.created_at, p.id)])
+                .max()
+                .map(|(_, id)| id)
+                .unwrap_or(p.id);
+            let order = RefundOrder {
+                payment_id: target,
+                complaint_id: c.id,
+                staff: None,
+                reason: reason.to_string(),
+                business_date: business_date(state, p.biller_id.as_str(), now),
+            };
+            let r = state.store.complaint_refund(&order, "system", now).await;
+            if r.is_ok() {
+                crate::metrics::complaint_resolved(&c.biller_id, c.kind.as_str(), "machine");
+            }
+            r.map(|_| ())
+        }
+        Decision::WaitForBiller => {
+            let next =
+                now + chrono::Duration::milliseconds(state.config.complaints.recheck_ms as i64);
+            state
+                .store
+                .complaint_machine_change(
+                    c.id,
+                    c.status,
+                    &change(
+                        ComplaintStatus::PendingBiller,
+                        None,
+                        None,
+                        Some(next),
+                        format!("waiting for the biller: {}", describe(&biller)),
+                    ),
+                    now,
+                )
+                .await
+                .map(|_| ())
+        }
+        Decision::ToStaff { reason } => state
+            .store
+            .complaint_machine_change(
+                c.id,
+                c.status,
+                &change(
+                    ComplaintStatus::Investigating,
+                    None,
+                    Some(reason.to_string()),
+                    None,
+                    format!("for finance staff: {reason}"),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ()),
+    };
+    match applied {
+        Ok(()) => Ok(()),
+        // Changed meanwhile (staff took it): nothing to do.
+        Err(StoreError::Conflict(why)) => {
+            tracing::debug!(complaint = %c.id, why, "complaint changed meanwhile");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn describe(a: &BillerAnswer) -> String {
+    match a {
+        BillerAnswer::Credited {
+            biller_reference, ..
+        } => format!("credited, receipt {biller_reference}"),
+        BillerAnswer::NotFound => "no record of the payment".into(),
+        BillerAnswer::Refused { reason } => format!("refused: {reason}"),
+        BillerAnswer::Pending => "has the payment, not decided yet".into(),
+        BillerAnswer::Unavailable => "could not be asked (unreachable or busy)".into(),
+    }
+}
+
+/// Asks the biller what became of `p`, by our reference, through the route
+/// that delivered it: within the biller's inquiry budget (waiting for it,
+/// never overdrawing it) and the route's pace.
+async fn ask_biller(state: &AppState, p: &Payment) -> BillerAnswer {
+    let Some(route) = p.connector_id.as_deref() else {
+        // Never sent: the biller cannot know it.
+        return BillerAnswer::NotFound;
+    };
+    let Ok(connector) = state.routes.callable(route) else {
+        return BillerAnswer::Unavailable;
+    };
+    let timeout = state.routes.connectors().timeout(route);
+    state.inquiry.spend_waiting(p.biller_id.as_str()).await;
+    let Ok(Some(turn)) = tokio::time::timeout(timeout, state.routes.connectors().turn(route)).await
+    else {
+        return BillerAnswer::Unavailable;
+    };
+    let order = crate::dispatch::worker::pay_order(p);
+    let result = tokio::time::timeout(timeout, connector.status(&order))
+        .await
+        .unwrap_or_else(|_| {
+            Err(biller_connectors::ConnectorError::unknown(
+                "no answer in time",
+            ))
+        });
+    drop(turn);
+    state.routes.record(route, &result);
+    match result {
+        Ok(RemoteStatus::Credited(c)) => BillerAnswer::Credited {
+            biller_reference: c.biller_reference,
+            credited_at: c.credited_at,
+        },
+        Ok(RemoteStatus::NotFound) => BillerAnswer::NotFound,
+        Ok(RemoteStatus::Pending) => BillerAnswer::Pending,
+        Ok(RemoteStatus::Rejected(r)) => BillerAnswer::Refused {
+            reason: format!("{} ({})", r.message, r.code),
+        },
+        Err(e) => {
+            tracing::debug!(payment = %p.id, route, error = %e, "complaint: status inquiry failed");
+            BillerAnswer::Unavailable
+        }
+    }
+}
