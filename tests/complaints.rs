@@ -675,3 +675,129 @@ async fn bad_complaints_are_refused_and_change_nothing() {
     assert_eq!(footprint(&app).await.2, after_one.2);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn staff_work_complaints_in_the_console_with_the_time_left_and_a_checked_refund() {
+    use billclear::client::csrf_of;
+    use billclear::domain::staff::StaffRole;
+    let app = app().await;
+    let ids = app.pay_confirmed(&["55.00"]).await;
+    let r = raise(
+        &app.alipay,
+        "c-console",
+        &complaint(ids[0], "credited_to_wrong_account"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "INVESTIGATING", 10).await;
+
+    let (mut ann, _) = app.console_as("ann", StaffRole::Operator).await;
+    let (mut bob, _) = app.console_as("bob", StaffRole::Approver).await;
+    let queue = ann.get("/console/complaints").await.unwrap();
+    assert_eq!(queue.status, 200);
+    let html = queue.text();
+    assert!(html.contains(&format!("data-complaint=\"{id}\"")), "{html}");
+    assert!(html.contains("credited_to_wrong_account"));
+    // Due in business days: days or hours left, never overdue yet.
+    assert!(!html.contains("Overdue by"), "{html}");
+    let page = ann.get(&format!("/console/complaints/{id}")).await.unwrap();
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("id=\"time-left\""), "{text}");
+    assert!(text.contains("ask the biller to move the credit"), "{text}");
+    let csrf = csrf_of(&text).unwrap();
+    let act = format!("/console/complaints/{id}/act");
+    // A form without the session's token changes nothing.
+    let r = ann
+        .post_form(
+            &act,
+            &[("csrf", "x"), ("action", "propose-refund"), ("note", "n")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = ann
+        .post_form(
+            &act,
+            &[
+                ("csrf", &csrf),
+                ("action", "propose-refund"),
+                ("note", "the biller cannot move it"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text());
+    // An operator cannot approve; the approver can, and the refund is made.
+    let r = ann
+        .post_form(&act, &[("csrf", &csrf), ("action", "approve-refund")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(app.count("refunds").await, 0);
+    let bob_page = bob.get(&format!("/console/complaints/{id}")).await.unwrap();
+    assert!(bob_page.text().contains("id=\"refund-waiting\""));
+    let bob_csrf = csrf_of(&bob_page.text()).unwrap();
+    let r = bob
+        .post_form(&act, &[("csrf", &bob_csrf), ("action", "approve-refund")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text());
+    let after = bob
+        .get(&format!("/console/complaints/{id}"))
+        .await
+        .unwrap()
+        .text();
+    assert!(after.contains("id=\"refund\""), "{after}");
+    assert!(after.contains("ann → bob"), "{after}");
+    assert_eq!(app.status(ids[0]).await, PaymentStatus::Returned);
+    wait_callback(&app, &id, "complaint.resolved").await;
+    // The month's report, on the page and as files.
+    let month = Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m")
+        .to_string();
+    let report = bob
+        .get(&format!(
+            "/console/complaints/report?biller=sh-water&month={month}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.status, 200, "{}", report.text());
+    assert!(report
+        .text()
+        .contains("data-kind=\"credited_to_wrong_account\""));
+    let csv = bob
+        .get(&format!(
+            "/console/complaints/report?biller=sh-water&month={month}&format=csv"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(csv.status, 200);
+    let line = csv
+        .text()
+        .lines()
+        .find(|l| l.starts_with("credited_to_wrong_account,"))
+        .unwrap()
+        .to_string();
+    // raised 1, closed 1, within time 1, still open 0.
+    assert!(
+        line.starts_with("credited_to_wrong_account,1,1,1,0,"),
+        "{line}"
+    );
+    let xlsx = bob
+        .get(&format!(
+            "/console/complaints/report?biller=sh-water&month={month}&format=xlsx"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status, 200);
+    assert!(xlsx.body.starts_with(b"PK"));
+    let bad = bob
+        .get("/console/complaints/report?month=13-2026")
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    app.close().await;
+}

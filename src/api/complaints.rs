@@ -27,7 +27,6 @@ use crate::domain::ids::PaymentId;
 use crate::domain::staff::StaffRole;
 use crate::state::AppState;
 use crate::store::complaint::{ComplaintFilter, NewComplaint, RegisterOutcome};
-use crate::store::StoreError;
 
 /// The most characters a complaint's description may have.
 pub const MAX_DESCRIPTION: usize = 1000;
@@ -689,48 +688,25 @@ pub async fn staff_act(
         ComplaintActionBody::ApproveRefund => StaffAction::ApproveRefund,
         ComplaintActionBody::DeclineRefund { reason } => StaffAction::DeclineRefund { reason },
     };
-    let before = state.store.complaint(uuid).await?.ok_or_else(not_found)?;
-    let is_approver = user.role.allows(StaffRole::Approver);
-    if matches!(
-        action,
-        StaffAction::ApproveRefund | StaffAction::DeclineRefund { .. }
-    ) {
-        if !is_approver {
-            return Err(ApiError::new(
+    use crate::complaints::ActError;
+    let after = crate::complaints::act(&state, &user, uuid, &action)
+        .await
+        .map_err(|e| match e {
+            ActError::Role(why) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ProblemCode::StaffRoleInsufficient,
                 "Not allowed",
-                format!(
-                    "approving or declining a refund needs the approver role; {} is {}",
-                    user.id, user.role
-                ),
-            ));
-        }
-        if before.proposed_by.as_deref() == Some(user.id.as_str()) {
-            return Err(ApiError::new(
+                why,
+            ),
+            ActError::MakerChecker(why) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ProblemCode::MakerChecker,
                 "Not allowed",
-                format!(
-                    "{} proposed this refund: another approver must approve or decline it",
-                    user.id
-                ),
-            ));
-        }
-    }
-    let now = Utc::now();
-    let refund_date = crate::complaints::business_date(&state, &before.biller_id, now);
-    let after = state
-        .store
-        .complaint_staff_action(uuid, &user.id, is_approver, &action, refund_date, now)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(why) => ApiError::conflict(ProblemCode::ComplaintState, why),
-            StoreError::NotFound(_) => not_found(),
-            e => e.into(),
+                why,
+            ),
+            ActError::NotFound(_) => not_found(),
+            ActError::State(why) => ApiError::conflict(ProblemCode::ComplaintState, why),
+            ActError::Store(e) => e.into(),
         })?;
-    if !after.status.is_open() && before.status.is_open() {
-        crate::metrics::complaint_resolved(&after.biller_id, after.kind.as_str(), "staff");
-    }
     Ok(Json(staff_view(&after)))
 }

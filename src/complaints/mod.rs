@@ -64,6 +64,78 @@ pub fn business_date(state: &AppState, biller: &str, at: DateTime<Utc>) -> Naive
         .unwrap_or_else(|| at.with_timezone(&chrono_tz::Asia::Shanghai).date_naive())
 }
 
+/// Why staff's action on a complaint was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("{0}")]
+    Role(String),
+    /// The maker of a refund cannot approve or decline it.
+    #[error("{0}")]
+    MakerChecker(String),
+    #[error("no complaint {0}")]
+    NotFound(uuid::Uuid),
+    /// Not possible in the complaint's state (closed, nothing proposed...).
+    #[error("{0}")]
+    State(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// A staff action on a complaint, for the JSON staff API and the console
+/// alike: roles, maker-checker, then the store (which checks the workflow
+/// again under the row lock and writes trail, callback and any refund).
+pub async fn act(
+    state: &AppState,
+    user: &crate::domain::staff::StaffUser,
+    id: uuid::Uuid,
+    action: &crate::domain::complaint::StaffAction,
+) -> Result<ComplaintRecord, ActError> {
+    use crate::domain::complaint::StaffAction as A;
+    use crate::domain::staff::StaffRole;
+    if !user.role.allows(StaffRole::Operator) {
+        return Err(ActError::Role(format!(
+            "working a complaint needs the operator role; {} is {}",
+            user.id, user.role
+        )));
+    }
+    let before = state
+        .store
+        .complaint(id)
+        .await
+        .map_err(ActError::Store)?
+        .ok_or(ActError::NotFound(id))?;
+    let is_approver = user.role.allows(StaffRole::Approver);
+    if matches!(action, A::ApproveRefund | A::DeclineRefund { .. }) {
+        if !is_approver {
+            return Err(ActError::Role(format!(
+                "approving or declining a refund needs the approver role; {} is {}",
+                user.id, user.role
+            )));
+        }
+        if before.proposed_by.as_deref() == Some(user.id.as_str()) {
+            return Err(ActError::MakerChecker(format!(
+                "{} proposed this refund: another approver must approve or decline it",
+                user.id
+            )));
+        }
+    }
+    let now = Utc::now();
+    let refund_date = business_date(state, &before.biller_id, now);
+    let after = state
+        .store
+        .complaint_staff_action(id, &user.id, is_approver, action, refund_date, now)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(why) => ActError::State(why),
+            StoreError::NotFound(_) => ActError::NotFound(id),
+            e => ActError::Store(e),
+        })?;
+    if !after.status.is_open() && before.status.is_open() {
+        crate::metrics::complaint_resolved(&after.biller_id, after.kind.as_str(), "staff");
+    }
+    Ok(after)
+}
+
 /// The investigator's loop (the duty's body).
 pub async fn run(state: AppState) {
     let every = Duration::from_millis(state.config.complaints.poll_ms.max(10));

@@ -17,6 +17,7 @@ use crate::domain::staff::StaffRole;
 const NAV: &[(&str, L, StaffRole)] = &[
     ("/console/", L::Home, StaffRole::Viewer),
     ("/console/breaks", L::Breaks, StaffRole::Viewer),
+    ("/console/complaints", L::Complaints, StaffRole::Viewer),
     ("/console/payments", L::Payments, StaffRole::Viewer),
     ("/console/files", L::Files, StaffRole::Viewer),
     ("/console/settlement", L::Settlement, StaffRole::Viewer),

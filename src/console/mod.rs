@@ -13,6 +13,8 @@
 //! - `layout`: the page chrome, amounts, times and ages
 //! - `days`: the day overview (and the home page: today and yesterday)
 //! - `breaks`: the breaks queue, a break's page and its actions
+//! - `complaints`: the apps' complaints beside the breaks (time left,
+//!   evidence, actions, maker-checker refunds) and their monthly report
 //! - `payments`: finding a payment, and a payment's whole story
 //! - `settlement`: a date's batches, their files and payouts
 //! - `routes`: billers' routes, their circuits, and planned switches
@@ -21,6 +23,7 @@
 
 mod breaks;
 mod bulk;
+mod complaints;
 mod days;
 mod files;
 pub mod i18n;
@@ -64,6 +67,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/breaks", get(breaks::queue))
         .route("/console/breaks/{id}", get(breaks::detail))
         .route("/console/breaks/{id}/act", post(breaks::act))
+        .route("/console/complaints", get(complaints::queue))
+        .route("/console/complaints/report", get(complaints::report))
+        .route("/console/complaints/{id}", get(complaints::detail))
+        .route("/console/complaints/{id}/act", post(complaints::act))
         // pages: payments, settlement, routes
         .route("/console/payments", get(payments::search))
         .route("/console/payments/{id}", get(payments::detail))
