@@ -84,6 +84,18 @@ async fn the_demo_ends_with_every_payment_final_and_the_books_agreeing() {
         "each first delivery failed, each retried once"
     );
     assert_eq!(r.books.matched, r.payments_confirmed);
+    // Complaints: one of each type and a paid-twice pair raised at once;
+    // the bill paid twice refunded once (by rule), one more refunded by
+    // staff (maker and checker); every one answered within its time.
+    assert_eq!(r.complaints_raised, 6, "{:#?}", r.complaints);
+    assert_eq!(r.refunds, 2, "{:#?}", r.complaints);
+    assert!(
+        r.complaints_resolved_automatically >= 3,
+        "{:#?}",
+        r.complaints
+    );
+    assert_eq!(r.complaints_within_time, r.complaints_raised);
+    assert!(r.ledger_balanced && r.every_payment_one_transfer);
     // The day closed: every confirmed payment settled in one of the
     // billers' batches, whose files match their totals and journals.
     assert!(r.settlement_totals_match, "{r:#?}");

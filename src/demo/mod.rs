@@ -10,6 +10,7 @@
 
 pub mod bank;
 pub mod books;
+mod complaints;
 mod security;
 
 use std::collections::BTreeMap;
@@ -92,8 +93,10 @@ pub struct DemoReport {
     pub every_payment_one_transfer: bool,
     pub books_agree_with_biller: bool,
     pub books: books::BookComparison,
+    /// The day's payments' callbacks (before the complaints scene).
     pub callbacks_acknowledged: u64,
     pub callback_deliveries: u64,
+    /// Every callback, the complaints' too, signed and verified.
     pub callbacks_all_verified: bool,
     pub posted_to_billers: BTreeMap<String, String>,
     /// Final states per biller: {"CONFIRMED": n, "REJECTED": n, ...}.
@@ -143,6 +146,14 @@ pub struct DemoReport {
     pub budget_per_s: u32,
     pub inquiries_sent: u64,
     pub inquiries_refused_over_budget: u64,
+    /// Complaints the apps raised (one of each type, a paid-twice pair
+    /// raised at once), those the investigator answered alone, those
+    /// answered before they were due, and refunds made.
+    pub complaints_raised: u64,
+    pub complaints_resolved_automatically: u64,
+    pub complaints_within_time: u64,
+    pub refunds: u64,
+    pub complaints: complaints::DemoComplaints,
     pub elapsed_s: f64,
     pub database: Option<String>,
 }
@@ -750,6 +761,11 @@ impl DemoReport {
             && self.recon.bank_entries_already_known == self.recon.bank_entries_booked
             && self.max_inquiries_per_s_seen_by_biller > 0
             && self.max_inquiries_per_s_seen_by_biller <= u64::from(self.budget_per_s)
+            && self.complaints_raised >= 5
+            && self.complaints.still_open == 0
+            && self.complaints_resolved_automatically > 0
+            && self.complaints_within_time == self.complaints_raised
+            && self.refunds > 0
     }
 }
 
@@ -978,7 +994,6 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     )
     .fetch_one(stack.store.pool())
     .await?;
-    let received = stack.receiver.received();
     let mut posted = BTreeMap::new();
     for biller in BILLERS {
         if let Some(b) = stack
@@ -998,7 +1013,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     // Reconcile the day against the counterparts' own files.
     let recon = reconcile_day(stack, json_out).await?;
     // The finance console: the day's page and a sign-in for a demo approver.
-    let (_, _token) = crate::cli::staff::add_staff(
+    let (_, approver) = crate::cli::staff::add_staff(
         &*stack.store,
         "demo.approver",
         "Demo approver",
@@ -1013,8 +1028,16 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     )
     .await?;
     let console_url = format!("{}/console/days/{}", stack.base, recon.business_date);
-    let audit = stack.store.audit().await?;
+    // Our books against the billers' before any refund (a refund gives
+    // back a payment the biller credited: the books then differ by it).
     let comparison = books::compare(&stack.store, &BILLERS, &credits).await?;
+    // The day's payments' callbacks, before the complaints add their own.
+    let callbacks_acknowledged = stack.receiver.acknowledged().len() as u64;
+    let callback_deliveries = stack.receiver.received().len() as u64;
+    // Complaints, and refunds; the ledger is audited after them.
+    let complaints = complaints::play(stack, &open, &approver, json_out).await?;
+    let received = stack.receiver.received();
+    let audit = stack.store.audit().await?;
     Ok(DemoReport {
         requests_sent: tally.requests,
         payments_submitted: tally.accepted,
@@ -1034,8 +1057,8 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         every_payment_one_transfer: audit.payments_exactly_once(),
         books_agree_with_biller: comparison.agrees(),
         books: comparison,
-        callbacks_acknowledged: stack.receiver.acknowledged().len() as u64,
-        callback_deliveries: received.len() as u64,
+        callbacks_acknowledged,
+        callback_deliveries,
         callbacks_all_verified: received.iter().all(|r| r.verified.is_ok()),
         posted_to_billers: posted,
         by_biller,
@@ -1074,6 +1097,11 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
         budget_per_s: storm.budget_per_s,
         inquiries_sent: storm.sent,
         inquiries_refused_over_budget: storm.refused,
+        complaints_raised: complaints.raised,
+        complaints_resolved_automatically: complaints.resolved_automatically,
+        complaints_within_time: complaints.within_time,
+        refunds: complaints.refunds,
+        complaints,
         elapsed_s: (began.elapsed().as_millis() as f64) / 1000.0,
         database: None,
     })
@@ -1206,6 +1234,10 @@ fn print_summary(r: &DemoReport) {
             .map(|(id, s)| format!("{id} {s}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "  complaints                    {} raised, {} answered by the machine alone, {} within their time, {} refund(s)",
+        r.complaints_raised, r.complaints_resolved_automatically, r.complaints_within_time, r.refunds
     );
     println!("  ledger balanced               {}", yes(r.ledger_balanced));
     println!(
