@@ -271,6 +271,16 @@ async fn paid_twice_raised_twice_at_once_is_refunded_once() {
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0]["payment_id"], b.to_string());
     assert_eq!(refunds[0]["amount"], "120.00");
+    // Raised again later, one after the other, on either payment: the
+    // refund on record is the answer, never a second one.
+    for (key, p) in [("k-a3", a), ("k-b2", b)] {
+        let r = raise(&app.alipay, key, &complaint(p, "paid_twice")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let c = wait_status(&app, &id, "RESOLVED", 10).await;
+        assert_eq!(c["outcome"], "refunded", "{c}");
+    }
+    assert_eq!(app.count("refunds").await, 1);
     // The biller credited b and we gave it back: the books differ by
     // exactly that payment (closed without the books comparison).
     app.close().await;
@@ -744,6 +754,8 @@ async fn staff_work_complaints_in_the_console_with_the_time_left_and_a_checked_r
         .await
         .unwrap();
     assert_eq!(r.status, 303, "{}", r.text());
+    let listed = bob.get("/console/complaints?all=1").await.unwrap().text();
+    assert!(listed.contains("data-decided-by=\"staff\""), "{listed}");
     let after = bob
         .get(&format!("/console/complaints/{id}"))
         .await

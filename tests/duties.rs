@@ -11,10 +11,11 @@ use billclear::startup::{Parts, Service};
 use billclear::store::lease::{LeaseOutcome, LeaseStore};
 use common::TestApp;
 
-const DUTIES: [&str; 3] = [
+const DUTIES: [&str; 4] = [
     duty::SETTLEMENT_RELAY,
     duty::FILE_ROUTES,
     duty::PRUNE_NONCES,
+    duty::COMPLAINTS,
 ];
 
 #[tokio::test]

@@ -41,15 +41,24 @@ pub struct ComplaintRequestBody {
     #[schema(format = Uuid)]
     pub payment_id: Option<String>,
     /// The app's own reference of the payment.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,64}$"
+    )]
     pub channel_reference: Option<String>,
     #[serde(rename = "type")]
     #[schema(
         pattern = "^(not_credited|credited_to_wrong_account|paid_twice|amount_differs|refund_not_received)$"
     )]
     pub kind: String,
-    /// What the customer says, 1-1000 characters (line breaks allowed).
-    #[schema(min_length = 1, max_length = 1000)]
+    /// What the customer says, 1-1000 characters, not blank (line breaks
+    /// allowed).
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub description: String,
 }
 
@@ -574,7 +583,11 @@ pub enum ComplaintActionBody {
     AskBiller,
     /// Add a comment (operator).
     Comment {
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(
+            min_length = 1,
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+        )]
         text: String,
     },
     /// Resolved without money moving (operator): `credit_confirmed` or
@@ -582,17 +595,29 @@ pub enum ComplaintActionBody {
     Resolve {
         #[schema(pattern = "^(credit_confirmed|corrected)$")]
         outcome: String,
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(
+            min_length = 1,
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+        )]
         note: String,
     },
     /// Turn it down (operator), saying why.
     Reject {
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(
+            min_length = 1,
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+        )]
         reason: String,
     },
     /// Propose giving the payment's amount back (operator, the maker).
     ProposeRefund {
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(
+            min_length = 1,
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+        )]
         note: String,
     },
     /// Approve the proposed refund (an approver other than the maker): the
@@ -600,7 +625,11 @@ pub enum ComplaintActionBody {
     ApproveRefund,
     /// Decline the proposed refund (an approver other than the maker).
     DeclineRefund {
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(
+            min_length = 1,
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+        )]
         reason: String,
     },
 }

@@ -220,6 +220,9 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
                 Outcome::NothingTaken => {
                     "the payment was rejected and its money never taken".to_string()
                 }
+                Outcome::Refunded => {
+                    "this payment was given back already (a refund on record)".to_string()
+                }
                 o => o.as_str().to_string(),
             };
             let r = state
@@ -243,15 +246,22 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
             r.map(|_| ())
         }
         Decision::Refund { reason } => {
-            // The later of the two payments of the same bill goes back
-            // (whichever of them the complaint names).
+            // One payment of the pair goes back, once: the one refunded
+            // already if there is one (the refund is then only named),
+            // else the later of them, whichever the complaint names.
             let target = ev
                 .credited_duplicates
                 .iter()
-                .map(|d| (d.1, d.0))
-                .chain([(p.created_at, p.id)])
-                .max()
-                .map(|(_, id)| id)
+                .find(|d| d.2)
+                .map(|d| d.0)
+                .or_else(|| {
+                    ev.credited_duplicates
+                        .iter()
+                        .map(|d| (d.1, d.0))
+                        .chain([(p.created_at, p.id)])
+                        .max()
+                        .map(|(_, id)| id)
+                })
                 .unwrap_or(p.id);
             let order = RefundOrder {
                 payment_id: target,

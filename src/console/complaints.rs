@@ -79,6 +79,11 @@ pub async fn queue(
     if open_only {
         found.sort_by_key(|c| c.due_at);
     }
+    let refunds = state
+        .store
+        .refunds(200)
+        .await
+        .map_err(|e| ConsoleError::store(lang, e))?;
     let zone = state.config.console.zone();
     let body = html! {
         form method="get" class="filters" {
@@ -120,6 +125,29 @@ pub async fn queue(
                     }
                 }
             }
+        }
+        // Every refund, those made by rule (no second person) included.
+        h2 { (lang.t(L::Refund)) }
+        table class="trail refunds" id="refunds" {
+            thead { tr {
+                th { (lang.t(L::At)) } th { (lang.t(L::Payment)) } th { (lang.t(L::Channel)) }
+                th { (lang.t(L::Biller)) } th { (lang.t(L::Amount)) } th { (lang.t(L::Kind)) }
+                th { (lang.t(L::Actor)) } th { (lang.t(L::Reason)) } th { (lang.t(L::Complaint)) }
+            } }
+            tbody { @for r in &refunds { tr data-refund=(r.id) data-decided-by=(r.decided_by) {
+                td { (layout::time(r.refunded_at, zone)) }
+                td { a href=(format!("/console/payments/{}", r.payment_id)) { (r.payment_id) } }
+                td { (r.channel_id) }
+                td { (r.biller_id) }
+                td { (layout::money(r.amount, &r.currency)) }
+                td { (r.how) }
+                td { @match (&r.maker, &r.approver) {
+                    (Some(m), Some(a)) => { (m) " → " (a) },
+                    _ => { (r.decided_by) },
+                } }
+                td { (r.reason) }
+                td { @if let Some(c) = r.complaint_id { a href=(format!("/console/complaints/{c}")) { (short(c)) } } }
+            } } }
         }
     };
     Ok(layout::page(

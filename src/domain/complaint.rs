@@ -264,7 +264,15 @@ pub fn decide(kind: ComplaintKind, e: &Evidence) -> Decision {
                 reason: "the payment is still being delivered and the biller does not know it yet",
             },
         },
-        ComplaintKind::PaidTwice if e.credited_twice && !e.payment.refunded => Decision::Refund {
+        // Still in delivery: wait for the biller's answer first.
+        ComplaintKind::PaidTwice
+            if matches!(e.payment.status, S::Received | S::Submitted | S::Unknown) =>
+        {
+            Decision::WaitForBiller
+        }
+        // This payment was given back already: that is the answer.
+        ComplaintKind::PaidTwice if e.payment.refunded => Decision::Resolve(Outcome::Refunded),
+        ComplaintKind::PaidTwice if e.credited_twice => Decision::Refund {
             reason: "the biller credited this payment twice",
         },
         ComplaintKind::PaidTwice => Decision::ToStaff {
@@ -687,20 +695,26 @@ mod tests {
             decide(ComplaintKind::PaidTwice, &ev(S::Settled, &credited, true)),
             Decision::Refund { .. }
         ));
-        // Refunded already: never a second refund by rule.
+        // Refunded already: never a second refund by rule, the refund is
+        // the answer.
         let refunded = Evidence {
-            payment: facts(S::Settled, true),
+            payment: facts(S::Returned, true),
             biller: credited.clone(),
             credited_twice: true,
         };
-        assert!(matches!(
+        assert_eq!(
             decide(ComplaintKind::PaidTwice, &refunded),
-            Decision::ToStaff { .. }
-        ));
+            Decision::Resolve(Outcome::Refunded)
+        );
         assert!(matches!(
             decide(ComplaintKind::PaidTwice, &ev(S::Settled, &credited, false)),
             Decision::ToStaff { .. }
         ));
+        // A payment still in delivery is not refunded: it is waited for.
+        assert_eq!(
+            decide(ComplaintKind::PaidTwice, &ev(S::Unknown, &credited, true)),
+            Decision::WaitForBiller
+        );
     }
 
     fn shanghai(holidays: &[(i32, u32, u32)]) -> Calendar {

@@ -91,8 +91,9 @@ pub struct PaymentEvidence {
     pub payment: Payment,
     pub refund: Option<RefundRecord>,
     /// Other payments of the same bill by the same app (same biller,
-    /// account, amount and bill reference) credited within a day of it.
-    pub credited_duplicates: Vec<(PaymentId, DateTime<Utc>)>,
+    /// account, amount and bill reference) within a day of it, credited
+    /// (or credited and refunded since): id, when accepted, refunded.
+    pub credited_duplicates: Vec<(PaymentId, DateTime<Utc>, bool)>,
     /// Reconciliation breaks open about this payment: id and category.
     pub breaks: Vec<(i64, String)>,
     /// The reconciliation's automatic decision on it, if any.

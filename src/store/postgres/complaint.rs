@@ -251,7 +251,11 @@ async fn refund_tx(
     let way = refund_way(p.status).map_err(|why| {
         StoreError::Conflict(format!("payment {} cannot be refunded: {why}", p.id))
     })?;
-    let reason = format!("refund: {}", order.reason);
+    // A return's reason is at most 500 characters (payment_returns).
+    let reason: String = format!("refund: {}", order.reason)
+        .chars()
+        .take(500)
+        .collect();
     let (decided_by, maker, approver) = match &order.staff {
         Some((m, a)) => ("staff", Some(m.as_str()), Some(a.as_str())),
         None => ("rule", None, None),
@@ -585,12 +589,13 @@ impl ComplaintStore for PgStore {
         .map_err(db_err)?
         .and_then(|r| row_to_refund(&r, "r_"));
         let dups = sqlx::query(
-            "SELECT id, created_at FROM payments
-              WHERE channel_id = $1 AND biller_id = $2 AND account_number = $3 AND amount = $4
-                AND bill_reference IS NOT DISTINCT FROM $5 AND id <> $6
-                AND status IN ('CONFIRMED', 'SETTLED')
-                AND created_at BETWEEN $7 - interval '1 day' AND $7 + interval '1 day'
-              ORDER BY created_at",
+            "SELECT p.id, p.created_at, r.payment_id IS NOT NULL AS refunded FROM payments p
+               LEFT JOIN refunds r ON r.payment_id = p.id
+              WHERE p.channel_id = $1 AND p.biller_id = $2 AND p.account_number = $3 AND p.amount = $4
+                AND p.bill_reference IS NOT DISTINCT FROM $5 AND p.id <> $6
+                AND (p.status IN ('CONFIRMED', 'SETTLED') OR r.payment_id IS NOT NULL)
+                AND p.created_at BETWEEN $7 - interval '1 day' AND $7 + interval '1 day'
+              ORDER BY p.created_at",
         )
         .bind(p.channel_id.as_str())
         .bind(p.biller_id.as_str())
@@ -628,7 +633,13 @@ impl ComplaintStore for PgStore {
             refund,
             credited_duplicates: dups
                 .iter()
-                .map(|r| (PaymentId(r.get("id")), r.get("created_at")))
+                .map(|r| {
+                    (
+                        PaymentId(r.get("id")),
+                        r.get("created_at"),
+                        r.get("refunded"),
+                    )
+                })
                 .collect(),
             breaks: breaks
                 .iter()
