@@ -97,6 +97,16 @@ async fn wait_callback(app: &TestApp, id: &str, kind: &str) {
     );
 }
 
+/// A new staff user's token.
+async fn staff_token(app: &TestApp, id: &str, role: billclear::domain::staff::StaffRole) -> String {
+    billclear::cli::staff::add_staff(&*app.store, id, id, role)
+        .await
+        .unwrap()
+        .1
+        .expose_text()
+        .to_string()
+}
+
 async fn refunds_of(app: &TestApp, payment: PaymentId) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM refunds WHERE payment_id = $1")
         .bind(payment.0)
@@ -434,17 +444,7 @@ async fn a_staff_refund_needs_a_maker_and_another_approver() {
     let to_staff = wait_status(&app, &id, "INVESTIGATING", 10).await;
     assert!(to_staff["reason"].as_str().unwrap().contains("amount"));
     wait_callback(&app, &id, "complaint.investigating").await;
-    let add = |id: &'static str, role| {
-        let store = app.store.clone();
-        async move {
-            billclear::cli::staff::add_staff(&*store, id, id, role)
-                .await
-                .unwrap()
-                .1
-                .expose_text()
-                .to_string()
-        }
-    };
+    let add = |id: &'static str, role| staff_token(&app, id, role);
     use billclear::domain::staff::StaffRole::*;
     let (ann, bob, vic) = (
         add("ann", Approver).await,
@@ -811,5 +811,79 @@ async fn staff_work_complaints_in_the_console_with_the_time_left_and_a_checked_r
         .await
         .unwrap();
     assert_eq!(bad.status, 400);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn a_refund_racing_the_close_of_its_date_is_either_a_reversal_or_a_return_never_both() {
+    use billclear::domain::staff::StaffRole::*;
+    let app = app().await;
+    let add = |id: &'static str, role| staff_token(&app, id, role);
+    let (ann, bob) = (add("ann", Operator).await, add("bob", Approver).await);
+    let first = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+    let (mut reversals, mut returns) = (0, 0);
+    for round in 0..6u64 {
+        let date = first + Days::days(round as i64);
+        let cutoff: DateTime<Utc> = format!("{date}T15:00:00Z").parse().unwrap();
+        let ids = app.pay_confirmed(&["90.00"]).await;
+        app.set_confirmed_at(ids[0], cutoff - Days::hours(1)).await;
+        let r = raise(
+            &app.alipay,
+            &format!("race-{round}"),
+            &complaint(ids[0], "amount_differs"),
+        )
+        .await;
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        wait_status(&app, &id, "INVESTIGATING", 10).await;
+        let path = format!("/v1/staff/complaints/{id}/actions");
+        let r = app
+            .staff_call(
+                Method::POST,
+                &path,
+                json!({"action": "propose-refund", "note": "race"}),
+                &ann,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        // The approval and the close of the payment's date at once.
+        let (approved, closed) = tokio::join!(
+            app.staff_call(
+                Method::POST,
+                &path,
+                json!({"action": "approve-refund"}),
+                &bob
+            ),
+            close(&app, date, cutoff + Days::minutes(1)),
+        );
+        assert_eq!(approved.status, 200, "{}", approved.text());
+        assert!(matches!(closed, CloseOutcome::Closed(_)), "{closed:?}");
+        let in_batch: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM settlement_items WHERE payment_id = $1 AND kind = 'payment'",
+        )
+        .bind(ids[0].0)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        let how: String = sqlx::query_scalar("SELECT how FROM refunds WHERE payment_id = $1")
+            .bind(ids[0].0)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+        let to_recover: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payment_returns WHERE payment_id = $1")
+                .bind(ids[0].0)
+                .fetch_one(app.store.pool())
+                .await
+                .unwrap();
+        // Settled in the batch: the refund is a return the biller owes
+        // back; not in it: a reversal, nothing to recover.
+        match (in_batch, how.as_str(), to_recover) {
+            (1, "return", 1) => returns += 1,
+            (0, "reversal", 0) => reversals += 1,
+            other => panic!("round {round}: settled and refunded inconsistently: {other:?}"),
+        }
+        assert_eq!(app.status(ids[0]).await, PaymentStatus::Returned);
+    }
+    eprintln!("{reversals} reversals, {returns} returns");
     app.close().await;
 }

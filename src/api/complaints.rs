@@ -35,6 +35,7 @@ pub const MAX_DESCRIPTION: usize = 1000;
 /// the app's `channel_reference`, exactly one), its type and the
 /// customer's words. Every field is a string; no other field is accepted.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = ComplaintRequest)]
 pub struct ComplaintRequestBody {
     /// Our id of the payment (give this or `channel_reference`).
@@ -652,7 +653,10 @@ pub(super) const STAFF_ACT: Operation = Operation {
             ),
             (404, &[ProblemCode::ComplaintNotFound]),
             (409, &[ProblemCode::ComplaintState]),
-            (422, &[ProblemCode::InvalidAction]),
+            (
+                422,
+                &[ProblemCode::InvalidAction, ProblemCode::InvalidField],
+            ),
             (503, &[ProblemCode::StoreUnavailable]),
         ],
     ],

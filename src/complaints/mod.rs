@@ -160,7 +160,12 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
         jobs.spawn(async move {
             let id = c.id;
             if let Err(e) = investigate(&state, c).await {
-                tracing::warn!(complaint = %id, error = %e, "complaint investigation failed; it is looked at again");
+                // Looked at again later, not at every round: a complaint
+                // that fails must not hold the head of the queue.
+                let later = Utc::now()
+                    + chrono::Duration::milliseconds(state.config.complaints.recheck_ms as i64);
+                let _ = state.store.complaint_defer(id, later).await;
+                tracing::warn!(complaint = %id, error = %e, "complaint investigation failed; it is looked at again after complaints.recheck_ms");
             }
         });
     }
@@ -207,6 +212,24 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
             note,
             detail: detail.clone(),
         };
+    // For finance staff (INVESTIGATING), with what they should look at.
+    let to_staff = |reason: String| {
+        let reason: String = reason.chars().take(1000).collect();
+        let ch = change(
+            ComplaintStatus::Investigating,
+            None,
+            Some(reason.clone()),
+            None,
+            format!("for finance staff: {reason}"),
+        );
+        async move {
+            state
+                .store
+                .complaint_machine_change(c.id, c.status, &ch, Utc::now())
+                .await
+                .map(|_| ())
+        }
+    };
     let applied = match decide(c.kind, &evidence) {
         Decision::Resolve(outcome) => {
             let note = match &outcome {
@@ -270,7 +293,10 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
                 reason: reason.to_string(),
                 business_date: business_date(state, p.biller_id.as_str(), now),
             };
-            let r = state.store.complaint_refund(&order, "system", now).await;
+            let r = state
+                .store
+                .complaint_refund(&order, c.status, "system", now)
+                .await;
             if r.is_ok() {
                 crate::metrics::complaint_resolved(&c.biller_id, c.kind.as_str(), "machine");
             }
@@ -296,28 +322,23 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
                 .await
                 .map(|_| ())
         }
-        Decision::ToStaff { reason } => state
-            .store
-            .complaint_machine_change(
-                c.id,
-                c.status,
-                &change(
-                    ComplaintStatus::Investigating,
-                    None,
-                    Some(reason.to_string()),
-                    None,
-                    format!("for finance staff: {reason}"),
-                ),
-                now,
-            )
-            .await
-            .map(|_| ()),
+        Decision::ToStaff { reason } => to_staff(reason.to_string()).await,
     };
     match applied {
         Ok(()) => Ok(()),
-        // Changed meanwhile (staff took it): nothing to do.
         Err(StoreError::Conflict(why)) => {
-            tracing::debug!(complaint = %c.id, why, "complaint changed meanwhile");
+            // Changed meanwhile (staff took it): nothing to do. Still as it
+            // was: what was decided could not be done (a payment that
+            // cannot be refunded): for staff, with why.
+            let now_c = state.store.complaint(c.id).await?;
+            if now_c.as_ref().map(|x| x.status) == Some(c.status) {
+                let moved = to_staff(format!("the machine could not act: {why}")).await;
+                if let Err(e) = moved {
+                    tracing::debug!(complaint = %c.id, error = %e, "complaint changed meanwhile");
+                }
+            } else {
+                tracing::debug!(complaint = %c.id, why, "complaint changed meanwhile");
+            }
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -348,7 +369,16 @@ async fn ask_biller(state: &AppState, p: &Payment) -> BillerAnswer {
         return BillerAnswer::Unavailable;
     };
     let timeout = state.routes.connectors().timeout(route);
-    state.inquiry.spend_waiting(p.biller_id.as_str()).await;
+    // Wait for a unit of the biller's budget, at most a few seconds (the
+    // duty waits for its jobs): none in time is "ask again later".
+    let budget_wait = timeout.max(Duration::from_secs(3));
+    if !state
+        .inquiry
+        .spend_waiting(p.biller_id.as_str(), budget_wait)
+        .await
+    {
+        return BillerAnswer::Unavailable;
+    }
     let Ok(Some(turn)) = tokio::time::timeout(timeout, state.routes.connectors().turn(route)).await
     else {
         return BillerAnswer::Unavailable;

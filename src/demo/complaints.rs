@@ -79,6 +79,20 @@ async fn settled(client: &SignedClient, id: &str, closed: bool) -> anyhow::Resul
     }
 }
 
+/// Waits until payment `id` is final (at most 30 s).
+async fn final_state(client: &SignedClient, id: &str) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = client.get(&format!("/v1/payments/{id}")).await?.json();
+        let s = p["status"].as_str().unwrap_or_default();
+        if matches!(s, "CONFIRMED" | "REJECTED" | "SETTLED" | "RETURNED") || Instant::now() > until
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A payment of `channel` in one of `statuses`.
 async fn a_payment(
     stack: &Stack,
@@ -101,6 +115,7 @@ async fn a_payment(
 pub(crate) async fn play(
     stack: &Stack,
     open: &[(String, Account)],
+    closed: &[(String, Account)],
     approver: &crate::auth::staff_token::StaffToken,
     json_out: bool,
 ) -> anyhow::Result<DemoComplaints> {
@@ -132,13 +147,27 @@ pub(crate) async fn play(
             .await?,
         );
     }
-    // 2. The same about a rejected payment: nothing was taken.
+    // 2. The same about a rejected payment (to a closed account, paid
+    //    now): nothing was taken.
+    let mut rng = rand::thread_rng();
+    let refused = super::random_payment_as(
+        closed,
+        &mut rng,
+        &format!("closed-{}", uuid::Uuid::new_v4().simple()),
+    );
+    let key = refused["channel_reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = client.post_payment(&key, &refused).await?;
+    anyhow::ensure!(r.status == 201, "payment refused: {}", r.text());
+    let refused_id = r.json()["id"].as_str().unwrap_or_default().to_string();
+    final_state(client, &refused_id).await?;
     if let Some(p) = a_payment(stack, channel, &["REJECTED"]).await? {
         ids.push(raise_one(complaint(&p, "not_credited", "my money is gone")).await?);
     }
     // 3. The same bill paid twice (same account and amount): both payments
     //    are complained about at once; one is refunded, once.
-    let mut rng = rand::thread_rng();
     let first = super::random_payment_as(
         open,
         &mut rng,
@@ -154,14 +183,7 @@ pub(crate) async fn play(
         twice.push(r.json()["id"].as_str().unwrap_or_default().to_string());
     }
     for id in &twice {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let p = client.get(&format!("/v1/payments/{id}")).await?.json();
-            if p["status"] == "CONFIRMED" || Instant::now() > until {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        final_state(client, id).await?;
     }
     let (a, b) = futures_util::future::join(
         raise(

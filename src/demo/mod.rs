@@ -1035,7 +1035,7 @@ async fn play(stack: &Stack, args: &DemoArgs, began: Instant) -> anyhow::Result<
     let callbacks_acknowledged = stack.receiver.acknowledged().len() as u64;
     let callback_deliveries = stack.receiver.received().len() as u64;
     // Complaints, and refunds; the ledger is audited after them.
-    let complaints = complaints::play(stack, &open, &approver, json_out).await?;
+    let complaints = complaints::play(stack, &open, &closed, &approver, json_out).await?;
     let received = stack.receiver.received();
     let audit = stack.store.audit().await?;
     Ok(DemoReport {

@@ -272,6 +272,14 @@ pub fn decide(kind: ComplaintKind, e: &Evidence) -> Decision {
         }
         // This payment was given back already: that is the answer.
         ComplaintKind::PaidTwice if e.payment.refunded => Decision::Resolve(Outcome::Refunded),
+        // Rejected since it was raised: nothing was taken for it.
+        ComplaintKind::PaidTwice if e.payment.status == S::Rejected => {
+            Decision::Resolve(Outcome::NothingTaken)
+        }
+        // Returned by the biller: its money comes back already.
+        ComplaintKind::PaidTwice if e.payment.status == S::Returned => Decision::ToStaff {
+            reason: "the biller returned this payment: its money comes back in a settlement",
+        },
         ComplaintKind::PaidTwice if e.credited_twice => Decision::Refund {
             reason: "the biller credited this payment twice",
         },
@@ -572,7 +580,10 @@ pub fn report_lines(items: &[ReportItem], cal: &Calendar) -> Vec<ReportLine> {
             secs.sort_unstable();
             days.sort_unstable();
             // Hours with one decimal, from whole seconds (rounded half up).
-            let hours = |s: i64| format!("{}.{}", s / 3600, (s % 3600 * 10 + 1800) / 3600);
+            let hours = |s: i64| {
+                let tenths = (s * 10 + 1800) / 3600;
+                format!("{}.{}", tenths / 10, tenths % 10)
+            };
             ReportLine {
                 kind: k.as_str(),
                 raised: of.len() as u64,
@@ -708,6 +719,15 @@ mod tests {
         );
         assert!(matches!(
             decide(ComplaintKind::PaidTwice, &ev(S::Settled, &credited, false)),
+            Decision::ToStaff { .. }
+        ));
+        // Rejected or returned by the biller since: never a refund by rule.
+        assert_eq!(
+            decide(ComplaintKind::PaidTwice, &ev(S::Rejected, &credited, true)),
+            Decision::Resolve(Outcome::NothingTaken)
+        );
+        assert!(matches!(
+            decide(ComplaintKind::PaidTwice, &ev(S::Returned, &credited, true)),
             Decision::ToStaff { .. }
         ));
         // A payment still in delivery is not refunded: it is waited for.
@@ -853,6 +873,15 @@ mod tests {
         // 10 days later is past 3 business days.
         assert_eq!(nc.closed_within_time, 2);
         assert_eq!(nc.median_hours.as_deref(), Some("30.0"));
+        // Rounded to tenths of an hour, never a tenth of 10.
+        let just_under = ReportItem {
+            kind: ComplaintKind::AmountDiffers,
+            registered_at: mon,
+            due_at: mon + h(100),
+            closed_at: Some(mon + chrono::Duration::seconds(3599)),
+        };
+        let ad = report_lines(&[just_under], &cal);
+        assert_eq!(ad[3].worst_hours.as_deref(), Some("1.0"));
         assert_eq!(nc.worst_hours.as_deref(), Some("240.0"));
         assert_eq!(nc.median_business_days, Some(1));
         assert_eq!(nc.worst_business_days, Some(8));

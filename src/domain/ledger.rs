@@ -362,6 +362,21 @@ impl Journal {
         .expect("two equal opposite entries balance")
     }
 
+    /// A CONFIRMED payment refunded to its channel before settlement (a
+    /// complaint): the same reversing transfer as a return, Dr biller
+    /// payable / Cr channel receivable (posted); the payment is never
+    /// settled, so nothing is owed either way afterwards.
+    pub fn payment_refunded(
+        payment: PaymentId,
+        channel: &ChannelId,
+        biller: &BillerId,
+        amount: Money,
+    ) -> Journal {
+        let mut j = Journal::payment_returned(payment, channel, biller, amount);
+        j.description = format!("payment {payment} refunded to its channel before settlement");
+        j
+    }
+
     /// A reconciliation adjustment: Dr `debit` / Cr `credit` (posted), for
     /// a break resolved by accepting the counterparty's amount or written
     /// off to `suspense`.

@@ -201,10 +201,12 @@ impl InquiryGuard {
         })
     }
 
-    /// Spends one unit of `biller`'s budget, waiting as long as it takes
-    /// (never overdrawing it): for inquiries of our own (a complaint's
-    /// status inquiry), which wait rather than fail.
-    pub async fn spend_waiting(&self, biller: &str) {
+    /// Spends one unit of `biller`'s budget, waiting for one up to
+    /// `max_wait` (never overdrawing it): for inquiries of our own (a
+    /// complaint's status inquiry), which wait rather than fail. False when
+    /// none came in time (this process may hold no share of the budget).
+    pub async fn spend_waiting(&self, biller: &str, max_wait: Duration) -> bool {
+        let until = Instant::now() + max_wait;
         loop {
             let into = chrono::Utc::now().timestamp_millis().rem_euclid(1000);
             let wait = if into >= 1000 - crate::domain::fleet::SECOND_TAIL_MS {
@@ -213,12 +215,19 @@ impl InquiryGuard {
                 match self.try_spend(biller) {
                     Ok(()) => {
                         crate::metrics::inquiry_budget(biller, true);
-                        return;
+                        return true;
                     }
                     Err(wait) => wait,
                 }
             };
-            tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))).await;
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            let wait = wait
+                .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                .min(until - now);
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -367,5 +376,35 @@ mod tests {
             .bills("other", "1", async { statement("1") })
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn our_own_inquiries_wait_for_the_budget_and_never_overdraw_it() {
+        let g = guard(2, 60_000);
+        // The budget of 2 this second is spent by channels' inquiries.
+        for i in 0..2 {
+            assert!(g
+                .bills("b", &i.to_string(), async { statement("x") })
+                .await
+                .is_ok());
+        }
+        // Ours waits for the next second's budget rather than overdrawing.
+        let started = std::time::Instant::now();
+        let second = chrono::Utc::now().timestamp();
+        assert!(g.spend_waiting("b", Duration::from_secs(3)).await);
+        assert!(
+            chrono::Utc::now().timestamp() > second,
+            "spent in the same second"
+        );
+        assert!(started.elapsed() < Duration::from_millis(2_100));
+        // Given no time to wait: at most what is left of this second's
+        // budget (one of 2 is spent already), the rest refused at once.
+        let mut ok = 0;
+        for _ in 0..5 {
+            if g.spend_waiting("b", Duration::ZERO).await {
+                ok += 1;
+            }
+        }
+        assert!(ok <= 2, "more than the budget of 2 in a second: {ok}");
     }
 }

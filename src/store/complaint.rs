@@ -192,12 +192,17 @@ pub trait ComplaintStore: Send + Sync {
     ) -> StoreResult<ComplaintRecord>;
     /// Gives a payment's amount back and resolves the complaint (refunded),
     /// in one transaction; a payment is refunded at most once.
+    /// `from`: the status the machine saw (Conflict if it changed).
     async fn complaint_refund(
         &self,
         order: &RefundOrder,
+        from: ComplaintStatus,
         actor: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<(ComplaintRecord, RefundMade)>;
+    /// The machine looks at the complaint again no sooner than `until`
+    /// (after a failed look), its status unchanged.
+    async fn complaint_defer(&self, id: Uuid, until: DateTime<Utc>) -> StoreResult<()>;
     /// ESCALATED: every open complaint past its time (callbacks queued).
     async fn escalate_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<ComplaintRecord>>;
     /// A staff action (checked by the caller with `staff_effect`, and again

@@ -177,6 +177,9 @@ async fn change_tx(
         _ => (None, None),
     };
     let closed = !to.is_open();
+    // A reason is at most 1000 characters (a biller's receipt in it is
+    // not ours to bound).
+    let reason: Option<String> = reason.map(|r| r.chars().take(1000).collect());
     sqlx::query(
         "UPDATE complaints SET status = $2, outcome = coalesce($3, outcome), reason = coalesce($4, reason),
                 biller_reference = coalesce($5, biller_reference), credited_at = coalesce($6, credited_at),
@@ -189,7 +192,7 @@ async fn change_tx(
     .bind(before.id)
     .bind(to.as_str())
     .bind(outcome.map(|o| o.as_str()))
-    .bind(reason)
+    .bind(reason.as_deref())
     .bind(reference)
     .bind(credited_at)
     .bind(next_check_at)
@@ -228,16 +231,17 @@ async fn refund_tx(
     order: &RefundOrder,
     now: DateTime<Utc>,
 ) -> StoreResult<RefundMade> {
-    // Behind any close of the biller's date in progress (it holds this
-    // lock): a payment is either in its batch (a return) or not (a
-    // reversal), never both.
+    // Behind any close of the biller's date in progress (a close holds
+    // 'settlement:'||biller for its whole transaction), and before any
+    // close that starts now: a payment is either in a batch (a return) or
+    // not (a reversal), never both.
     let biller: String = sqlx::query_scalar("SELECT biller_id FROM payments WHERE id = $1")
         .bind(order.payment_id.0)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_err)?
         .ok_or_else(|| StoreError::NotFound(format!("payment {}", order.payment_id)))?;
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('settlement-fence:' || $1))")
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('settlement:' || $1))")
         .bind(&biller)
         .execute(&mut **tx)
         .await
@@ -263,7 +267,7 @@ async fn refund_tx(
     // A reversal's journal is made first: the refund names it, and is
     // recorded before the payment becomes RETURNED (the guard checks it).
     let reversal = (way == RefundWay::Reversal)
-        .then(|| Journal::payment_returned(p.id, &p.channel_id, &p.biller_id, p.amount));
+        .then(|| Journal::payment_refunded(p.id, &p.channel_id, &p.biller_id, p.amount));
     if way == RefundWay::Return {
         super::settlement::record_return_tx(tx, p.id, &reason, now).await?;
     }
@@ -460,8 +464,12 @@ impl ComplaintStore for PgStore {
         .await;
         if let Err(sqlx::Error::Database(d)) = &inserted {
             let constraint = d.constraint().unwrap_or_default().to_string();
-            tx.rollback().await.map_err(db_err)?;
-            return self.register_conflict(c, &constraint).await;
+            if constraint == "complaints_channel_id_idempotency_key_key"
+                || constraint == "complaints_one_open"
+            {
+                tx.rollback().await.map_err(db_err)?;
+                return self.register_conflict(c, &constraint).await;
+            }
         }
         inserted.map_err(db_err)?;
         event_tx(
@@ -687,22 +695,37 @@ impl ComplaintStore for PgStore {
     async fn complaint_refund(
         &self,
         order: &RefundOrder,
+        from: ComplaintStatus,
         actor: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<(ComplaintRecord, RefundMade)> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let c = load_tx(&mut tx, order.complaint_id).await?;
-        if !c.status.is_open() {
+        if c.status != from {
             return Err(StoreError::Conflict(format!(
-                "complaint {} is {} already",
+                "complaint {} is {}, not {}",
                 c.id,
-                c.status.as_str()
+                c.status.as_str(),
+                from.as_str()
             )));
         }
         let made = refund_tx(&mut tx, order, now).await?;
         let after = resolve_refunded_tx(&mut tx, &c, &made, actor, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok((after, made))
+    }
+
+    async fn complaint_defer(&self, id: Uuid, until: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE complaints SET next_check_at = $2
+              WHERE id = $1 AND status IN ('OPEN', 'PENDING_BILLER') AND next_check_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn escalate_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<ComplaintRecord>> {
