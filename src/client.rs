@@ -115,9 +115,20 @@ impl SignedClient {
         idempotency_key: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<Reply> {
+        self.post_idempotent("/v1/payments", idempotency_key, body)
+            .await
+    }
+
+    /// A signed JSON POST with an `Idempotency-Key` (payments, complaints).
+    pub async fn post_idempotent(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Reply> {
         self.send(
             Method::POST,
-            "/v1/payments",
+            path,
             body.to_string().into_bytes(),
             Extra {
                 headers: vec![

@@ -28,18 +28,7 @@ async fn app() -> TestApp {
 
 async fn raise(client: &SignedClient, key: &str, body: &Value) -> Reply {
     client
-        .send(
-            Method::POST,
-            "/v1/complaints",
-            body.to_string().into_bytes(),
-            Extra {
-                headers: vec![
-                    ("idempotency-key".into(), key.into()),
-                    ("content-type".into(), "application/json".into()),
-                ],
-                ..Extra::default()
-            },
-        )
+        .post_idempotent("/v1/complaints", key, body)
         .await
         .unwrap()
 }

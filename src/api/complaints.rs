@@ -66,28 +66,7 @@ pub struct ComplaintRequestBody {
 const FIELDS: &[&str] = &["payment_id", "channel_reference", "type", "description"];
 
 fn parse_body(body: &[u8]) -> Result<ComplaintRequestBody, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            ProblemCode::MalformedJson,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
-    text::check_json(&value, &["description"])?;
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::bad_request(
-            ProblemCode::MalformedJson,
-            "body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::unprocessable(
-            ProblemCode::UnknownField,
-            format!(
-                "unknown field {:?}",
-                unknown.chars().take(64).collect::<String>()
-            ),
-        ));
-    }
+    let mut obj = super::payments::json_object(body, FIELDS, &["description"])?;
     let mut take = |f: &'static str, required: bool| -> Result<Option<String>, ApiError> {
         match obj.remove(f) {
             None | Some(Value::Null) if required => Err(ApiError::unprocessable(
@@ -292,14 +271,9 @@ pub async fn create(
             ))
         }
     };
-    let evidence = state
-        .store
-        .payment_evidence(payment.id)
-        .await?
-        .ok_or_else(|| not_found(payment.id.to_string()))?;
     let facts = PaymentFacts {
         status: payment.status,
-        refunded: evidence.refund.is_some(),
+        refunded: state.store.refund_of(payment.id).await?.is_some(),
     };
     let now = Utc::now()
         .duration_trunc(TimeDelta::microseconds(1))

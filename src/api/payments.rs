@@ -90,24 +90,29 @@ const FIELDS: &[(&str, bool)] = &[
     ("channel_reference", true),
 ];
 
-/// Reads the body: a JSON object whose every field is a string (amounts are
-/// decimal strings, never JSON numbers), with no unknown fields.
-fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
+/// A request body that must be a JSON object of the `known` fields only,
+/// with no control character in any string (fields in `free_text` may
+/// break lines): 400 `malformed_json`, 400 `invalid_characters`, 422
+/// `unknown_field`.
+pub(super) fn json_object(
+    body: &[u8],
+    known: &[&str],
+    free_text: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             ProblemCode::MalformedJson,
             format!("body is not valid JSON: {e}"),
         )
     })?;
-    super::text::check_json(&value, &[])?;
+    super::text::check_json(&value, free_text)?;
     let Value::Object(obj) = value else {
         return Err(ApiError::bad_request(
             ProblemCode::MalformedJson,
             "body must be a JSON object",
         ));
     };
-    let mut obj: Map<String, Value> = obj;
-    if let Some(unknown) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
+    if let Some(unknown) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::unprocessable(
             ProblemCode::UnknownField,
             format!(
@@ -116,6 +121,14 @@ fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
             ),
         ));
     }
+    Ok(obj)
+}
+
+/// Reads the body: a JSON object whose every field is a string (amounts are
+/// decimal strings, never JSON numbers), with no unknown fields.
+fn parse_body(body: &[u8]) -> Result<PaymentRequestBody, ApiError> {
+    let names: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
+    let mut obj = json_object(body, &names, &[])?;
     for (field, required) in FIELDS {
         match obj.get(*field) {
             None | Some(Value::Null) if *required => {

@@ -179,7 +179,9 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
         anyhow::bail!("payment {} not found", c.payment_id);
     };
     let p = &ev.payment;
-    let biller = if c.kind == ComplaintKind::NotCredited && p.status != PaymentStatus::Rejected {
+    // The biller is asked only where its answer decides (not credited).
+    let asked = c.kind == ComplaintKind::NotCredited && p.status != PaymentStatus::Rejected;
+    let biller = if asked {
         ask_biller(state, p).await
     } else {
         BillerAnswer::NotFound
@@ -195,7 +197,7 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
     let detail = json!({
         "payment_status": p.status.as_str(),
         "connector": p.connector_id,
-        "biller_answer": describe(&biller),
+        "biller_answer": asked.then(|| describe(&biller)),
         "refund": ev.refund.as_ref().map(|r| r.id),
         "credited_duplicates": ev.credited_duplicates.iter().map(|d| d.0.to_string()).collect::<Vec<_>>(),
         "recon_breaks": ev.breaks.iter().map(|(id, cat)| json!({"id": id, "category": cat})).collect::<Vec<_>>(),
@@ -315,7 +317,11 @@ pub async fn investigate(state: &AppState, c: ComplaintRecord) -> anyhow::Result
                         None,
                         None,
                         Some(next),
-                        format!("waiting for the biller: {}", describe(&biller)),
+                        if asked {
+                            format!("waiting for the biller: {}", describe(&biller))
+                        } else {
+                            "waiting for the payment's delivery to end".to_string()
+                        },
                     ),
                     now,
                 )

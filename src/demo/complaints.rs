@@ -29,20 +29,7 @@ pub struct DemoComplaints {
 }
 
 async fn raise(client: &SignedClient, key: &str, body: &Value) -> anyhow::Result<Reply> {
-    client
-        .send(
-            hyper::Method::POST,
-            "/v1/complaints",
-            body.to_string().into_bytes(),
-            Extra {
-                headers: vec![
-                    ("idempotency-key".into(), key.into()),
-                    ("content-type".into(), "application/json".into()),
-                ],
-                ..Extra::default()
-            },
-        )
-        .await
+    client.post_idempotent("/v1/complaints", key, body).await
 }
 
 async fn staff(base: &str, token: &str, id: &str, body: Value) -> anyhow::Result<Reply> {

@@ -216,6 +216,8 @@ pub trait ComplaintStore: Send + Sync {
         refund_date: NaiveDate,
         now: DateTime<Utc>,
     ) -> StoreResult<ComplaintRecord>;
+    /// The refund of `payment`, if it was refunded.
+    async fn refund_of(&self, payment: PaymentId) -> StoreResult<Option<RefundRecord>>;
     /// Refunds listed on an app's statement of `date`.
     async fn refunds_on(
         &self,

@@ -281,15 +281,10 @@ async fn refund_tx(
         .await
         .map_err(db_err)?,
     };
-    let row = sqlx::query(
+    sqlx::query(
         "INSERT INTO refunds (id, payment_id, complaint_id, channel_id, biller_id, amount, currency, how,
                               decided_by, maker, approver, reason, journal_id, business_date, refunded_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-         RETURNING id AS r_id, payment_id AS r_payment_id, complaint_id AS r_complaint_id,
-                   channel_id AS r_channel_id, biller_id AS r_biller_id, amount AS r_amount,
-                   currency AS r_currency, how AS r_how, decided_by AS r_decided_by, maker AS r_maker,
-                   approver AS r_approver, reason AS r_reason, business_date AS r_business_date,
-                   refunded_at AS r_refunded_at",
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
     )
     .bind(Uuid::now_v7())
     .bind(p.id.0)
@@ -306,7 +301,7 @@ async fn refund_tx(
     .bind(journal_id)
     .bind(order.business_date)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err)?;
     if let Some(journal) = &reversal {
@@ -329,7 +324,9 @@ async fn refund_tx(
         );
         super::dispatch::enqueue_callback(tx, p.id, &event, now).await?;
     }
-    let refund = row_to_refund(&row, "r_").expect("a refund just inserted");
+    let refund = refund_of_tx(tx, p.id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("the refund of payment {} just made", p.id)))?;
     Ok(RefundMade::Made { way, refund })
 }
 
@@ -588,14 +585,7 @@ impl ComplaintStore for PgStore {
             return Ok(None);
         };
         let p = super::payments::row_to_payment(&row)?;
-        let refund = sqlx::query(&format!(
-            "SELECT {REFUND_COLUMNS} FROM refunds r WHERE r.payment_id = $1"
-        ))
-        .bind(payment.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
-        .and_then(|r| row_to_refund(&r, "r_"));
+        let refund = self.refund_of(payment).await?;
         let dups = sqlx::query(
             "SELECT p.id, p.created_at, r.payment_id IS NOT NULL AS refunded FROM payments p
                LEFT JOIN refunds r ON r.payment_id = p.id
@@ -911,6 +901,17 @@ impl ComplaintStore for PgStore {
         };
         tx.commit().await.map_err(db_err)?;
         Ok(after)
+    }
+
+    async fn refund_of(&self, payment: PaymentId) -> StoreResult<Option<RefundRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds r WHERE r.payment_id = $1"
+        ))
+        .bind(payment.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.and_then(|r| row_to_refund(&r, "r_")))
     }
 
     async fn refunds_on(
