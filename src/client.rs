@@ -21,7 +21,14 @@ pub struct SignedClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// Seconds added to the clock when signing (tests of stale timestamps).
     pub clock_offset_s: i64,
+    /// A request with no whole answer within this is given up (an error,
+    /// as a refused connection is): a caller never waits for ever on a
+    /// server that accepted the connection and went quiet.
+    timeout: Duration,
 }
+
+/// How long a [`SignedClient`] waits for a whole answer unless told.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -77,7 +84,13 @@ impl SignedClient {
             secret: secret.as_bytes().to_vec(),
             http,
             clock_offset_s: 0,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Gives up a request with no whole answer within `timeout`.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Points the client at another address (same key).
@@ -166,17 +179,26 @@ impl SignedClient {
         for (k, v) in &extra.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = self
-            .http
-            .request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        let request = req.body(Full::new(Bytes::from(body)))?;
+        let exchange = async {
+            let resp = self.http.request(request).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, anyhow::Error>(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} {path}: no answer within {} ms",
+                    self.base,
+                    self.timeout.as_millis()
+                )
+            })?
     }
 }
 
