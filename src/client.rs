@@ -192,12 +192,14 @@ impl SignedClient {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| {
-                anyhow::anyhow!(
+            .map_err(|elapsed| {
+                // The `Elapsed` stays the cause: a caller tells a timeout
+                // from a refused connection by type, not by the words.
+                anyhow::Error::new(elapsed).context(format!(
                     "{} {path}: no answer within {} ms",
                     self.base,
                     self.timeout.as_millis()
-                )
+                ))
             })?
     }
 }
@@ -356,4 +358,40 @@ pub fn csrf_of(html: &str) -> Option<String> {
     let v = rest.find("value=\"")? + "value=\"".len();
     let end = rest[v..].find('"')?;
     Some(rest[v..v + end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts the connection and never answers: the call
+    /// fails after the client's timeout, as a timeout by type.
+    #[tokio::test]
+    async fn a_server_that_goes_quiet_is_given_up_after_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let quiet = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                held.push(socket);
+            }
+        });
+        let mut client = SignedClient::new(&format!("http://{addr}"), "k", "secret");
+        client.set_timeout(Duration::from_millis(300));
+        let began = std::time::Instant::now();
+        let err = client.get("/v1/payments").await.unwrap_err();
+        let waited = began.elapsed();
+        assert!(err.is::<tokio::time::error::Elapsed>(), "{err:#}");
+        assert!(
+            err.to_string()
+                .contains("/v1/payments: no answer within 300 ms"),
+            "{err}"
+        );
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "gave up after {waited:?}"
+        );
+        quiet.abort();
+    }
 }

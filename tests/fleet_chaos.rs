@@ -186,7 +186,7 @@ async fn pay_until_acknowledged(
                     );
                     refused(format!("HTTP {} {}", r.status.as_u16(), r.code()));
                 }
-                Err(e) if e.to_string().contains("no answer within") => {
+                Err(e) if e.is::<tokio::time::error::Elapsed>() => {
                     refused("no answer in time".into())
                 }
                 Err(_) => refused("connection failed".into()),

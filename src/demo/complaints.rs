@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::{say, Stack};
 use crate::client::{Extra, Reply, SignedClient};
+use crate::domain::payment::PaymentStatus;
 
 /// What the scene did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,15 +67,18 @@ async fn settled(client: &SignedClient, id: &str, closed: bool) -> anyhow::Resul
     }
 }
 
-/// Waits until payment `id` is final (at most 30 s); returns its status.
-async fn final_state(client: &SignedClient, id: &str) -> anyhow::Result<String> {
+/// Waits until payment `id` is final (at most 30 s); returns its status,
+/// `None` when it is still not final then.
+async fn final_state(client: &SignedClient, id: &str) -> anyhow::Result<Option<PaymentStatus>> {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let p = client.get(&format!("/v1/payments/{id}")).await?.json();
-        let s = p["status"].as_str().unwrap_or_default();
-        if matches!(s, "CONFIRMED" | "REJECTED" | "SETTLED" | "RETURNED") || Instant::now() > until
-        {
-            return Ok(s.to_string());
+        let status = PaymentStatus::parse(p["status"].as_str().unwrap_or_default());
+        if let Some(s) = status.filter(PaymentStatus::is_final) {
+            return Ok(Some(s));
+        }
+        if Instant::now() > until {
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -109,7 +113,10 @@ async fn pay_twice(
         for id in &twice {
             last.push(final_state(client, id).await?);
         }
-        if last.iter().all(|s| s == "CONFIRMED" || s == "SETTLED") {
+        if last
+            .iter()
+            .all(|s| matches!(s, Some(PaymentStatus::Confirmed | PaymentStatus::Settled)))
+        {
             return Ok([twice[0].clone(), twice[1].clone()]);
         }
     }
